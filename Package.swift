@@ -1,0 +1,71 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// One settings array for every target.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "baton",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Baton", targets: ["Baton"]),
+        .library(name: "BatonSQLite", targets: ["BatonSQLite"]),
+        .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
+        .executable(name: "baton", targets: ["baton"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+    ],
+    targets: [
+        .target(
+            name: "Baton",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BatonSQLite",
+            dependencies: [
+                "Baton",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BatonTestKit",
+            dependencies: ["Baton"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "baton",
+            dependencies: [
+                "Baton",
+                "BatonSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonTests",
+            dependencies: ["Baton", "BatonTestKit"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonSQLiteTests",
+            dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
