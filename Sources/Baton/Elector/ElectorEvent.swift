@@ -1,0 +1,60 @@
+/// Why a leader stopped leading.
+public struct DemotionReason: Sendable, Hashable, CustomStringConvertible {
+    enum Base: String, Sendable, Hashable {
+        case lost
+        case deadlineReached
+        case resigned
+    }
+
+    let base: Base
+
+    private init(_ base: Base) { self.base = base }
+
+    /// The store said the term is over (a renew was refused): the key expired or passed to another holder.
+    public static let lost = DemotionReason(.lost)
+    /// No renew succeeded before the local deadline (`t0 + ttl − margin`): the store was slow or unreachable.
+    /// The elector demoted itself without the store's word, before the term could pass to anyone else.
+    public static let deadlineReached = DemotionReason(.deadlineReached)
+    /// The elector resigned (``LeaderElector/resign()``, graceful shutdown, or cancellation).
+    public static let resigned = DemotionReason(.resigned)
+
+    public var description: String {
+        switch base {
+        case .lost: "lost"
+        case .deadlineReached: "deadline_reached"
+        case .resigned: "resigned"
+        }
+    }
+}
+
+/// Something that happened to a ``LeaderElector``.
+public enum ElectorEvent: Sendable {
+    /// This elector became the leader.
+    case elected(Lease)
+    /// This elector stopped leading.
+    case demoted(Lease, DemotionReason)
+    /// The leader of the key, as this elector last saw it, changed (nil: no leader). Also sent when this elector
+    /// itself becomes the leader.
+    case leaderChanged(LeaderInfo?)
+    /// A store call failed; the elector retries on its own.
+    case storeError(BatonError)
+}
+
+/// What a ``LeaderElector`` believes about itself now.
+public enum ElectorRole: Sendable, Hashable {
+    /// It leads under this lease, and its local deadline has not passed.
+    case leader(Lease)
+    /// Another holder leads (or nobody, while this elector campaigns).
+    case follower(of: LeaderInfo?)
+    /// The store cannot be reached, or the elector is not running.
+    case detached
+
+    /// The lease, if leading.
+    public var lease: Lease? {
+        if case .leader(let lease) = self { return lease }
+        return nil
+    }
+
+    /// Whether this elector leads.
+    public var isLeader: Bool { lease != nil }
+}

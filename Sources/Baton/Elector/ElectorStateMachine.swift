@@ -1,0 +1,458 @@
+/// The campaign / lead / demote logic of ``LeaderElector``, with no I/O and no clock of its own.
+///
+/// The runtime feeds it inputs (store answers, leader observations, timer ticks, resign) together with the
+/// current monotonic time, and performs the actions it returns. Every decision is therefore a pure function of
+/// the inputs and the times given, which is what lets tests drive it on a simulated clock and a simulated store.
+///
+/// The safety rule lives here: a term is believed only until `t0 + ttl − margin`, where `t0` is the time at
+/// which the successful acquire or renew was *sent*; when that deadline arrives the machine demotes, whatever
+/// is in flight.
+struct ElectorStateMachine {
+    typealias RequestID = UInt64
+
+    struct Settings {
+        var ttl: Duration
+        var renewInterval: Duration
+        var margin: Duration
+        var requestTimeout: Duration
+        var pollInterval: Duration
+        var backoff: ElectorConfiguration.Backoff
+        /// How long a resign waits for an in-flight acquire to answer, so it can release what it may grant.
+        var resignWait: Duration
+
+        init(
+            ttl: Duration,
+            renewInterval: Duration,
+            margin: Duration,
+            requestTimeout: Duration,
+            pollInterval: Duration,
+            backoff: ElectorConfiguration.Backoff,
+            resignWait: Duration
+        ) {
+            self.ttl = ttl
+            self.renewInterval = renewInterval
+            self.margin = margin
+            self.requestTimeout = requestTimeout
+            self.pollInterval = pollInterval
+            self.backoff = backoff
+            self.resignWait = resignWait
+        }
+
+        init(_ configuration: ElectorConfiguration) {
+            ttl = configuration.ttl
+            renewInterval = configuration.effectiveRenewInterval
+            margin = configuration.effectiveSafetyMargin
+            requestTimeout = configuration.effectiveRequestTimeout
+            pollInterval = configuration.effectivePollInterval
+            backoff = configuration.backoff
+            resignWait = configuration.releaseTimeout
+        }
+    }
+
+    enum Input {
+        case acquired(RequestID, Lease)
+        case held(RequestID, LeaderInfo)
+        case acquireFailed(RequestID, BatonError)
+        case renewed(RequestID, Lease)
+        case renewLost(RequestID)
+        case renewFailed(RequestID, BatonError)
+        /// A leader observation from the store's change feed.
+        case observed(LeaderInfo?)
+        /// A timer fired (possibly a stale one: ticks are idempotent).
+        case tick
+        /// Step down and leave the election, waiting briefly for an acquire in flight.
+        case resign
+        /// Stop now (the task was cancelled): release what is known to be held, wait for nothing.
+        case stop
+    }
+
+    enum Action {
+        case acquire(RequestID)
+        case renew(RequestID, Lease)
+        case release(Lease)
+        case elected(Lease)
+        case demoted(Lease, DemotionReason)
+        case leaderChanged(LeaderInfo?)
+        case storeError(BatonError)
+        /// Deliver a `.tick` at this time.
+        case schedule(at: Duration)
+        /// End the run, releasing this lease first if there is one.
+        case finish(release: Lease?)
+    }
+
+    struct Request {
+        var id: RequestID
+        var sentAt: Duration
+    }
+
+    struct Following {
+        var leader: LeaderInfo?
+        var detached: Bool
+        var inFlight: Request?
+        var retryAt: Duration?
+        var failures: Int
+    }
+
+    struct Leading {
+        var lease: Lease
+        var deadline: Duration
+        var renewAt: Duration
+        var inFlight: Request?
+        var failures: Int
+    }
+
+    enum State {
+        case idle
+        case following(Following)
+        case leading(Leading)
+        case resigning(Request, until: Duration)
+        case finished
+    }
+
+    private(set) var state: State = .idle
+    let settings: Settings
+    private var nextRequestID: RequestID = 1
+    /// The earliest tick requested and not yet delivered.
+    private(set) var scheduledWake: Duration?
+    private var random: SplitMix64
+
+    init(settings: Settings, seed: UInt64) {
+        self.settings = settings
+        self.random = SplitMix64(seed: seed)
+    }
+
+    var isFinished: Bool {
+        if case .finished = state { return true }
+        return false
+    }
+
+    /// The lease this machine believes it leads under.
+    var lease: Lease? {
+        if case .leading(let leading) = state { return leading.lease }
+        return nil
+    }
+
+    // MARK: Inputs
+
+    mutating func start(now: Duration) -> [Action] {
+        guard case .idle = state else { return [] }
+        var following = Following(leader: nil, detached: true, inFlight: nil, retryAt: nil, failures: 0)
+        var actions: [Action] = []
+        sendAcquire(&following, now: now, into: &actions)
+        state = .following(following)
+        return actions
+    }
+
+    mutating func handle(_ input: Input, now: Duration) -> [Action] {
+        if let wake = scheduledWake, wake <= now { scheduledWake = nil }
+        switch state {
+        case .idle, .finished:
+            return []
+        case .following(var following):
+            var actions: [Action] = []
+            handleFollowing(&following, input, now: now, into: &actions)
+            return actions
+        case .leading(var leading):
+            var actions: [Action] = []
+            handleLeading(&leading, input, now: now, into: &actions)
+            return actions
+        case .resigning(let request, let until):
+            return handleResigning(request, until: until, input, now: now)
+        }
+    }
+
+    // MARK: Following
+
+    private mutating func handleFollowing(
+        _ following: inout Following,
+        _ input: Input,
+        now: Duration,
+        into actions: inout [Action]
+    ) {
+        switch input {
+        case .acquired(let id, let lease):
+            guard let request = following.inFlight, request.id == id else { return }
+            following.inFlight = nil
+            let deadline = request.sentAt + settings.ttl - settings.margin
+            if now >= deadline {
+                // The answer came too late to act on safely: give the term back and try again.
+                actions.append(.release(lease))
+                following.failures += 1
+                following.retryAt = now + delay(failures: following.failures)
+                state = .following(following)
+                wake(at: following.retryAt!, into: &actions)
+                return
+            }
+            if !lease.leaderInfo.isSameTerm(as: following.leader) {
+                actions.append(.leaderChanged(lease.leaderInfo))
+            }
+            let leading = Leading(
+                lease: lease,
+                deadline: deadline,
+                renewAt: request.sentAt + settings.renewInterval,
+                inFlight: nil,
+                failures: 0
+            )
+            state = .leading(leading)
+            actions.append(.elected(lease))
+            wake(at: min(leading.renewAt, leading.deadline), into: &actions)
+
+        case .held(let id, let info):
+            guard let request = following.inFlight, request.id == id else { return }
+            following.inFlight = nil
+            following.detached = false
+            following.failures = 0
+            if !info.isSameTerm(as: following.leader) {
+                following.leader = info
+                actions.append(.leaderChanged(info))
+            }
+            following.retryAt = now + settings.pollInterval
+            state = .following(following)
+            wake(at: following.retryAt!, into: &actions)
+
+        case .acquireFailed(let id, let error):
+            guard let request = following.inFlight, request.id == id else { return }
+            following.inFlight = nil
+            failAcquire(&following, error, now: now, into: &actions)
+
+        case .renewed, .renewLost, .renewFailed:
+            // Answers to renews of a term already given up: nothing to act on.
+            state = .following(following)
+
+        case .observed(let info):
+            following.detached = false
+            if (info == nil) != (following.leader == nil) || (info.map { !$0.isSameTerm(as: following.leader) } ?? false) {
+                following.leader = info
+                actions.append(.leaderChanged(info))
+            }
+            if info == nil, following.inFlight == nil {
+                following.failures = 0
+                sendAcquire(&following, now: now, into: &actions)
+            }
+            state = .following(following)
+
+        case .tick:
+            if let request = following.inFlight, now >= request.sentAt + settings.requestTimeout {
+                following.inFlight = nil
+                failAcquire(&following, .timeout("acquire got no answer within \(settings.requestTimeout)"), now: now, into: &actions)
+                return
+            }
+            if following.inFlight == nil, let retryAt = following.retryAt, now >= retryAt {
+                sendAcquire(&following, now: now, into: &actions)
+            }
+            state = .following(following)
+            scheduleFollowing(following, into: &actions)
+
+        case .resign:
+            if let request = following.inFlight {
+                let until = now + settings.resignWait
+                state = .resigning(request, until: until)
+                wake(at: until, into: &actions)
+            } else {
+                state = .finished
+                actions.append(.finish(release: nil))
+            }
+
+        case .stop:
+            state = .finished
+            actions.append(.finish(release: nil))
+        }
+    }
+
+    private mutating func sendAcquire(_ following: inout Following, now: Duration, into actions: inout [Action]) {
+        let id = takeRequestID()
+        following.inFlight = Request(id: id, sentAt: now)
+        following.retryAt = nil
+        actions.append(.acquire(id))
+        wake(at: now + settings.requestTimeout, into: &actions)
+    }
+
+    private mutating func failAcquire(
+        _ following: inout Following,
+        _ error: BatonError,
+        now: Duration,
+        into actions: inout [Action]
+    ) {
+        following.failures += 1
+        following.detached = true
+        following.retryAt = now + delay(failures: following.failures)
+        state = .following(following)
+        actions.append(.storeError(error))
+        wake(at: following.retryAt!, into: &actions)
+    }
+
+    private mutating func scheduleFollowing(_ following: Following, into actions: inout [Action]) {
+        if let request = following.inFlight {
+            wake(at: request.sentAt + settings.requestTimeout, into: &actions)
+        } else if let retryAt = following.retryAt {
+            wake(at: retryAt, into: &actions)
+        }
+    }
+
+    // MARK: Leading
+
+    private mutating func handleLeading(
+        _ leading: inout Leading,
+        _ input: Input,
+        now: Duration,
+        into actions: inout [Action]
+    ) {
+        // The safety rule comes first: past the deadline nothing else matters.
+        if now >= leading.deadline, !isStopInput(input) {
+            demote(leading, .deadlineReached, now: now, into: &actions)
+            return
+        }
+        switch input {
+        case .renewed(let id, let lease):
+            guard let request = leading.inFlight, request.id == id else { break }
+            leading.inFlight = nil
+            leading.failures = 0
+            leading.lease = lease
+            leading.deadline = request.sentAt + settings.ttl - settings.margin
+            leading.renewAt = request.sentAt + settings.renewInterval
+            if now >= leading.deadline {
+                demote(leading, .deadlineReached, now: now, into: &actions)
+                return
+            }
+
+        case .renewLost(let id):
+            guard let request = leading.inFlight, request.id == id else { break }
+            demote(leading, .lost, now: now, into: &actions)
+            return
+
+        case .renewFailed(let id, let error):
+            guard let request = leading.inFlight, request.id == id else { break }
+            leading.inFlight = nil
+            leading.failures += 1
+            leading.renewAt = now + min(delay(failures: leading.failures), settings.renewInterval)
+            actions.append(.storeError(error))
+
+        case .observed(let info):
+            let sameTerm = info.map { $0.holder == leading.lease.holder && $0.token == leading.lease.token } ?? false
+            if !sameTerm, leading.inFlight == nil {
+                // The store may say the term is over; a renew settles it either way.
+                leading.renewAt = now
+            }
+
+        case .tick:
+            if let request = leading.inFlight, now >= request.sentAt + settings.requestTimeout {
+                leading.inFlight = nil
+                leading.failures += 1
+                leading.renewAt = now
+                actions.append(.storeError(.timeout("renew got no answer within \(settings.requestTimeout)")))
+            }
+
+        case .acquired, .held, .acquireFailed:
+            break
+
+        case .resign, .stop:
+            state = .finished
+            actions.append(.demoted(leading.lease, .resigned))
+            actions.append(.finish(release: leading.lease))
+            return
+        }
+        if leading.inFlight == nil, now >= leading.renewAt {
+            let id = takeRequestID()
+            leading.inFlight = Request(id: id, sentAt: now)
+            actions.append(.renew(id, leading.lease))
+        }
+        state = .leading(leading)
+        var next = leading.deadline
+        if let request = leading.inFlight {
+            next = min(next, request.sentAt + settings.requestTimeout)
+        } else {
+            next = min(next, leading.renewAt)
+        }
+        wake(at: next, into: &actions)
+    }
+
+    private func isStopInput(_ input: Input) -> Bool {
+        switch input {
+        case .resign, .stop: true
+        default: false
+        }
+    }
+
+    private mutating func demote(_ leading: Leading, _ reason: DemotionReason, now: Duration, into actions: inout [Action]) {
+        actions.append(.demoted(leading.lease, reason))
+        var following = Following(
+            leader: reason == .lost ? nil : leading.lease.leaderInfo,
+            detached: reason == .deadlineReached,
+            inFlight: nil,
+            retryAt: nil,
+            failures: 0
+        )
+        sendAcquire(&following, now: now, into: &actions)
+        state = .following(following)
+    }
+
+    // MARK: Resigning
+
+    private mutating func handleResigning(
+        _ request: Request,
+        until: Duration,
+        _ input: Input,
+        now: Duration
+    ) -> [Action] {
+        switch input {
+        case .acquired(let id, let lease) where id == request.id:
+            state = .finished
+            return [.finish(release: lease)]
+        case .held(let id, _) where id == request.id, .acquireFailed(let id, _) where id == request.id:
+            state = .finished
+            return [.finish(release: nil)]
+        case .stop:
+            state = .finished
+            return [.finish(release: nil)]
+        case .tick where now >= until:
+            state = .finished
+            return [.finish(release: nil)]
+        case .tick:
+            var actions: [Action] = []
+            wake(at: until, into: &actions)
+            return actions
+        default:
+            return []
+        }
+    }
+
+    // MARK: Helpers
+
+    private mutating func takeRequestID() -> RequestID {
+        defer { nextRequestID += 1 }
+        return nextRequestID
+    }
+
+    /// Asks for a tick at `time` unless an earlier or equal one is already pending.
+    private mutating func wake(at time: Duration, into actions: inout [Action]) {
+        if let pending = scheduledWake, pending <= time { return }
+        scheduledWake = time
+        actions.append(.schedule(at: time))
+    }
+
+    private mutating func delay(failures: Int) -> Duration {
+        let nominal = min(settings.backoff.nominalDelay(attempt: failures), settings.ttl)
+        let jitter = settings.backoff.jitter * random.nextUnit()
+        return nominal * (1 - jitter)
+    }
+}
+
+/// A small, fast, seedable random number generator (SplitMix64), so tests can replay a run.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A uniform value in 0..<1.
+    mutating func nextUnit() -> Double {
+        Double(next() >> 11) / Double(1 << 53)
+    }
+}

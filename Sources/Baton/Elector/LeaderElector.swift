@@ -1,0 +1,529 @@
+import CoreMetrics
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Campaigns for one key of a ``LeaseStore`` and tells its owner when it leads.
+///
+/// ```swift
+/// let elector = try LeaderElector(store: store, key: "nightly-cleaner", holder: "host-a")
+/// try await elector.withLeadership { lease in
+///     try await cleanUp(fencingToken: lease.token)   // cancelled at once if leadership ends
+/// }
+/// ```
+///
+/// ## The safety rule
+/// Let `t0` be the local monotonic time at which the acquire or renew request was *sent*. After a successful
+/// answer the elector believes it leads only until `deadline = t0 + ttl − margin`. If no renew succeeds before the
+/// deadline it demotes itself *at* the deadline — even if the store cannot be reached, even if a renew is still
+/// in flight — and cancels the leader's work. The store cannot expire the term before `t0 + ttl`, so with clock
+/// rates that differ by less than `margin/ttl` the old leader stops before any new leader can start. Wall clocks
+/// are never compared. A process paused for longer than the margin (a stop signal, a long GC pause) can still act
+/// late: hand ``Lease/token`` to the resource so it can refuse a stale leader.
+///
+/// ## Running
+/// ``run()`` campaigns until the task is cancelled, ``resign()`` is called or a ServiceLifecycle graceful
+/// shutdown begins; the last two release the key first, so the next candidate starts at once. Cancellation
+/// releases a lease it holds but waits for nothing else. While waiting, the elector follows the store's change
+/// feed, so a release wakes it at once rather than at its next poll.
+///
+/// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
+/// duration of the call and resigns when the work returns.
+///
+/// ``events`` may be read by any number of consumers, or by none: delivery never blocks the elector (each
+/// consumer keeps the newest 256 events).
+public final class LeaderElector: Service, Sendable {
+    typealias Input = ElectorStateMachine.Input
+
+    private struct TermWaiter {
+        var token: FencingToken
+        var continuation: CheckedContinuation<DemotionReason, Never>
+    }
+
+    private struct Shared {
+        var role: ElectorRole = .detached
+        var running = false
+        var input: AsyncStream<Input>.Continuation?
+        var nextID = 0
+        var subscribers: [Int: AsyncStream<ElectorEvent>.Continuation] = [:]
+        var leaderWaiters: [Int: CheckedContinuation<Lease, any Error>] = [:]
+        var termWaiters: [Int: TermWaiter] = [:]
+
+        mutating func takeID() -> Int {
+            nextID += 1
+            return nextID
+        }
+    }
+
+    /// The store campaigned on.
+    public let store: any LeaseStore
+    /// The key campaigned for.
+    public let key: String
+    /// This elector's identity in the store.
+    public let holder: String
+    /// The validated configuration.
+    public let configuration: ElectorConfiguration
+
+    private let clock: BatonClock
+    private let logger: Logger
+    private let metrics: ElectorMetrics
+    private let seed: UInt64
+    private let shared = Mutex(Shared())
+
+    /// Creates an elector on the host's continuous clock.
+    /// - Parameters:
+    ///   - holder: this candidate's identity, unique among the candidates (default: `hostname:pid`).
+    /// - Throws: ``BatonError`` `invalidArgument` for a malformed key or holder, or a configuration whose values do
+    ///   not fit together (see ``ElectorConfiguration/validate()``).
+    public convenience init(
+        store: any LeaseStore,
+        key: String,
+        holder: String = LeaderElector.defaultHolder,
+        configuration: ElectorConfiguration = ElectorConfiguration(),
+        logger: Logger = Logger(label: "baton.elector")
+    ) throws {
+        try self.init(
+            store: store,
+            key: key,
+            holder: holder,
+            configuration: configuration,
+            clock: ContinuousClock(),
+            logger: logger
+        )
+    }
+
+    /// Creates an elector on the given monotonic clock (a `ManualClock` in tests).
+    /// - Parameter seed: seeds the retry jitter, so a test can replay a run; nil picks a random seed.
+    public init<C: Clock>(
+        store: any LeaseStore,
+        key: String,
+        holder: String = LeaderElector.defaultHolder,
+        configuration: ElectorConfiguration = ElectorConfiguration(),
+        clock: C,
+        logger: Logger = Logger(label: "baton.elector"),
+        seed: UInt64? = nil
+    ) throws where C.Duration == Duration {
+        try BatonValidation.name(key, "key")
+        try BatonValidation.name(holder, "holder")
+        try configuration.validate()
+        self.store = store
+        self.key = key
+        self.holder = holder
+        self.configuration = configuration
+        self.clock = BatonClock(clock)
+        var logger = logger
+        logger[metadataKey: "baton.key"] = "\(key)"
+        logger[metadataKey: "baton.holder"] = "\(holder)"
+        self.logger = logger
+        self.metrics = ElectorMetrics(key: key)
+        self.seed = seed ?? UInt64.random(in: .min ... .max)
+    }
+
+    /// `hostname:pid`, the default holder identity.
+    public static var defaultHolder: String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    // MARK: Observing
+
+    /// What this elector believes now.
+    public var role: ElectorRole { shared.withLock { $0.role } }
+
+    /// The current leader according to the store (a store call).
+    public func currentLeader() async throws -> LeaderInfo? {
+        try await store.current(key: key)
+    }
+
+    /// A new stream of this elector's events from now on. Each call makes an independent subscriber; a
+    /// subscriber that does not read keeps only the newest 256 events and never slows the elector down.
+    public var events: AsyncStream<ElectorEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: ElectorEvent.self,
+            bufferingPolicy: .bufferingNewest(256)
+        )
+        let id = shared.withLock { shared in
+            let id = shared.takeID()
+            shared.subscribers[id] = continuation
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.shared.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    // MARK: Running
+
+    /// Campaigns for the key until cancelled, resigned, or shut down gracefully.
+    ///
+    /// Returns after ``resign()`` or a graceful shutdown once the key is released (or ``ElectorConfiguration/releaseTimeout``
+    /// passed), and after cancellation once a held lease is released. Store errors never end it: it retries with
+    /// backoff and reports them as ``ElectorEvent/storeError(_:)``.
+    /// - Throws: ``BatonError`` `invalidArgument` if `run()` is already running on this elector.
+    public func run() async throws {
+        let (inputs, input) = AsyncStream.makeStream(of: Input.self)
+        try shared.withLock { shared throws(BatonError) in
+            if shared.running {
+                throw .invalidArgument("run() is already running on the elector for \(key)")
+            }
+            shared.running = true
+            shared.input = input
+        }
+        logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
+        var machine = ElectorStateMachine(settings: .init(configuration), seed: seed)
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.followChanges(into: input) }
+                var iterator = inputs.makeAsyncIterator()
+                var actions = machine.start(now: clock.now())
+                while true {
+                    if await perform(actions, in: &group, input: input) { break }
+                    if machine.isFinished { break }
+                    if let next = await iterator.next() {
+                        actions = machine.handle(next, now: clock.now())
+                    } else {
+                        actions = machine.handle(.stop, now: clock.now())
+                    }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            input.yield(.resign)
+        }
+        input.finish()
+        let waiters = shared.withLock { shared in
+            shared.running = false
+            shared.input = nil
+            shared.role = .detached
+            defer {
+                shared.leaderWaiters = [:]
+                shared.termWaiters = [:]
+            }
+            return (Array(shared.leaderWaiters.values), Array(shared.termWaiters.values))
+        }
+        for waiter in waiters.0 { waiter.resume(throwing: CancellationError()) }
+        for waiter in waiters.1 { waiter.continuation.resume(returning: .resigned) }
+        metrics.isLeader.record(0)
+        logger.info("stopped campaigning")
+    }
+
+    /// Steps down (releasing the key, so the next candidate starts at once) and leaves the election: ``run()``
+    /// returns once the release is confirmed or ``ElectorConfiguration/releaseTimeout`` passed. Work running
+    /// under ``withLeadership(_:)`` is cancelled. A no-op if the elector is not running.
+    public func resign() {
+        shared.withLock { $0.input }?.yield(.resign)
+    }
+
+    /// Runs `body` while this elector leads, and cancels it when leadership ends.
+    ///
+    /// Waits until elected, then calls `body` with the lease (pass `lease.token` to the resources the work writes
+    /// to). If leadership ends first (the term was lost, the deadline passed without a renew, or the elector
+    /// resigned), `body`'s task is cancelled, and after it returns this throws ``BatonError`` `lost`.
+    ///
+    /// If ``run()`` is not running, this call campaigns by itself and resigns when `body` returns or throws,
+    /// handing the key to the next candidate at once. If ``run()`` is running, leadership stays with it after
+    /// `body` returns.
+    /// - Throws: what `body` throws; ``BatonError`` `lost` if leadership ended while `body` ran;
+    ///   `CancellationError` if the caller is cancelled or the elector stops before it is elected.
+    public func withLeadership<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
+        let standalone = shared.withLock { !$0.running }
+        guard standalone else { return try await lead(body) }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            do {
+                let value = try await lead(body)
+                resign()
+                try await group.waitForAll()
+                return value
+            } catch {
+                group.cancelAll()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    // MARK: Leading
+
+    private enum LeadOutcome<T: Sendable>: Sendable {
+        case finished(T)
+        case demoted(DemotionReason)
+    }
+
+    private func lead<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
+        let lease = try await waitForLeadership()
+        return try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
+            group.addTask { .finished(try await body(lease)) }
+            group.addTask { .demoted(await self.waitForDemotion(of: lease)) }
+            guard let first = try await group.next() else { throw CancellationError() }
+            group.cancelAll()
+            switch first {
+            case .finished(let value):
+                return value
+            case .demoted(let reason):
+                while true {
+                    do {
+                        guard try await group.next() != nil else { break }
+                    } catch {
+                        continue
+                    }
+                }
+                throw BatonError.lost(key: key, "leadership ended (\(reason)) while the work ran")
+            }
+        }
+    }
+
+    /// Waits until this elector leads and returns the lease.
+    func waitForLeadership() async throws -> Lease {
+        let id = shared.withLock { $0.takeID() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Lease, any Error>) in
+                let immediate: Result<Lease, any Error>? = shared.withLock { shared in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if let lease = shared.role.lease { return .success(lease) }
+                    shared.leaderWaiters[id] = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        } onCancel: {
+            shared.withLock { $0.leaderWaiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Waits until the term of `lease` ends here, or the caller is cancelled (then returns `.resigned`).
+    private func waitForDemotion(of lease: Lease) async -> DemotionReason {
+        let id = shared.withLock { $0.takeID() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<DemotionReason, Never>) in
+                let ended = shared.withLock { shared -> Bool in
+                    if Task.isCancelled { return true }
+                    guard shared.role.lease?.token == lease.token else { return true }
+                    shared.termWaiters[id] = TermWaiter(token: lease.token, continuation: continuation)
+                    return false
+                }
+                if ended { continuation.resume(returning: .lost) }
+            }
+        } onCancel: {
+            shared.withLock { $0.termWaiters.removeValue(forKey: id) }?.continuation.resume(returning: .resigned)
+        }
+    }
+
+    // MARK: Performing actions
+
+    /// Performs `actions`; returns true when the run is over.
+    private func perform(
+        _ actions: [ElectorStateMachine.Action],
+        in group: inout DiscardingTaskGroup,
+        input: AsyncStream<Input>.Continuation
+    ) async -> Bool {
+        for action in actions {
+            switch action {
+            case .acquire(let id):
+                group.addTask { await self.sendAcquire(id, into: input) }
+            case .renew(let id, let lease):
+                group.addTask { await self.sendRenew(id, lease, into: input) }
+            case .release(let lease):
+                group.addTask { try? await self.store.release(lease) }
+            case .schedule(let time):
+                group.addTask {
+                    try? await self.clock.sleep(until: time)
+                    input.yield(.tick)
+                }
+            case .elected(let lease):
+                becameLeader(lease)
+            case .demoted(let lease, let reason):
+                lostLeadership(lease, reason)
+            case .leaderChanged(let info):
+                observedLeader(info)
+            case .storeError(let error):
+                storeFailed(error)
+            case .finish(let lease):
+                if let lease { await releaseUncancelled(lease) }
+                return true
+            }
+        }
+        return false
+    }
+
+    private func sendAcquire(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+        let started = clock.now()
+        let answer: Input
+        do {
+            switch try await store.acquire(
+                key: key,
+                holder: holder,
+                ttl: configuration.ttl,
+                metadata: configuration.metadata
+            ) {
+            case .acquired(let lease): answer = .acquired(id, lease)
+            case .held(let info): answer = .held(id, info)
+            }
+            metrics.acquireDuration.recordNanoseconds((clock.now() - started).batonNanoseconds)
+        } catch {
+            if Task.isCancelled { return }
+            answer = .acquireFailed(id, Self.batonError(error))
+        }
+        input.yield(answer)
+    }
+
+    private func sendRenew(
+        _ id: ElectorStateMachine.RequestID,
+        _ lease: Lease,
+        into input: AsyncStream<Input>.Continuation
+    ) async {
+        let answer: Input
+        do {
+            answer = .renewed(id, try await store.renew(lease, ttl: configuration.ttl))
+        } catch {
+            if Task.isCancelled { return }
+            let error = Self.batonError(error)
+            if error.code == .lost {
+                answer = .renewLost(id)
+            } else {
+                metrics.renewFailures.increment()
+                answer = .renewFailed(id, error)
+            }
+        }
+        input.yield(answer)
+    }
+
+    /// Follows the store's change feed for the key, resubscribing with backoff when it fails.
+    private func followChanges(into input: AsyncStream<Input>.Continuation) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                for try await info in try store.changes(key: key) {
+                    failures = 0
+                    input.yield(.observed(info))
+                }
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
+            }
+            let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
+            do { try await clock.sleep(for: delay) } catch { return }
+        }
+    }
+
+    /// Releases `lease` even if the calling task is cancelled, waiting at most the release timeout.
+    private func releaseUncancelled(_ lease: Lease) async {
+        let store = self.store
+        let logger = self.logger
+        let clock = self.clock
+        let timeout = configuration.releaseTimeout
+        let gate = OnceGate()
+        // Unstructured tasks on purpose: they must not inherit the caller's cancellation. Both end on their own
+        // (the release when the store answers, the timer at the timeout or when cancelled below).
+        let timer = Task {
+            try? await clock.sleep(for: timeout)
+            if gate.open() { logger.warning("release timed out; the term will expire") }
+        }
+        Task {
+            do {
+                try await store.release(lease)
+                logger.info("released", metadata: ["baton.token": "\(lease.token)"])
+            } catch {
+                logger.warning("release failed; the term will expire", metadata: ["baton.error": "\(error)"])
+            }
+            gate.open()
+        }
+        await gate.wait()
+        timer.cancel()
+    }
+
+    // MARK: Publishing state
+
+    private func becameLeader(_ lease: Lease) {
+        let waiters = shared.withLock { shared in
+            shared.role = .leader(lease)
+            defer { shared.leaderWaiters = [:] }
+            return Array(shared.leaderWaiters.values)
+        }
+        metrics.isLeader.record(1)
+        metrics.elections.increment()
+        logger.info("elected", metadata: ["baton.token": "\(lease.token)"])
+        emit(.elected(lease))
+        for waiter in waiters { waiter.resume(returning: lease) }
+    }
+
+    private func lostLeadership(_ lease: Lease, _ reason: DemotionReason) {
+        let waiters = shared.withLock { shared in
+            shared.role = reason == .deadlineReached ? .detached : .follower(of: nil)
+            let ended = shared.termWaiters.filter { $0.value.token == lease.token }
+            for id in ended.keys { shared.termWaiters[id] = nil }
+            return Array(ended.values)
+        }
+        metrics.isLeader.record(0)
+        metrics.demoted(reason)
+        if reason == .resigned {
+            logger.info("resigned", metadata: ["baton.token": "\(lease.token)"])
+        } else {
+            logger.warning("demoted", metadata: ["baton.token": "\(lease.token)", "baton.reason": "\(reason)"])
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: reason) }
+        emit(.demoted(lease, reason))
+    }
+
+    private func observedLeader(_ info: LeaderInfo?) {
+        shared.withLock { shared in
+            if shared.role.lease == nil, info?.holder != holder { shared.role = .follower(of: info) }
+        }
+        logger.debug("leader changed", metadata: ["baton.leader": "\(info?.description ?? "none")"])
+        emit(.leaderChanged(info))
+    }
+
+    private func storeFailed(_ error: BatonError) {
+        shared.withLock { shared in
+            if shared.role.lease == nil { shared.role = .detached }
+        }
+        metrics.storeErrors.increment()
+        logger.warning("store call failed", metadata: ["baton.error": "\(error)"])
+        emit(.storeError(error))
+    }
+
+    private func emit(_ event: ElectorEvent) {
+        let subscribers = shared.withLock { Array($0.subscribers.values) }
+        for subscriber in subscribers { subscriber.yield(event) }
+    }
+
+    static func batonError(_ error: any Error) -> BatonError {
+        if let error = error as? BatonError { return error }
+        return .storeUnavailable("store call failed: \(error)", underlying: error)
+    }
+}
+
+/// A one-shot gate: ``wait()`` returns once ``open()`` has been called, whichever comes first.
+private final class OnceGate: Sendable {
+    private struct State {
+        var isOpen = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Opens the gate; returns true for the call that opened it.
+    @discardableResult
+    func open() -> Bool {
+        let (opened, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            if state.isOpen { return (false, nil) }
+            state.isOpen = true
+            defer { state.waiter = nil }
+            return (true, state.waiter)
+        }
+        waiter?.resume()
+        return opened
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isOpen = state.withLock { state in
+                if !state.isOpen { state.waiter = continuation }
+                return state.isOpen
+            }
+            if isOpen { continuation.resume() }
+        }
+    }
+}

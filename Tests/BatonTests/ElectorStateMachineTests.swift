@@ -1,0 +1,269 @@
+import Testing
+
+@testable import Baton
+
+/// The campaign / lead / demote logic, driven input by input with explicit times: no clock, no store, no tasks.
+@Suite struct ElectorStateMachineTests {
+    typealias Machine = ElectorStateMachine
+    typealias Action = ElectorStateMachine.Action
+
+    static let ttl: Duration = .seconds(10)
+    static let margin: Duration = .seconds(1)
+    static let renewInterval: Duration = ttl / 3
+
+    func makeMachine() -> Machine {
+        let configuration = ElectorConfiguration(ttl: Self.ttl)
+        return Machine(settings: .init(configuration), seed: 1)
+    }
+
+    func lease(token: FencingToken = 7, holder: String = "me") -> Lease {
+        Lease(key: "k", holder: holder, token: token, ttl: Self.ttl)
+    }
+
+    func acquireID(_ actions: [Action]) -> Machine.RequestID? {
+        for case .acquire(let id) in actions { return id }
+        return nil
+    }
+
+    func renewID(_ actions: [Action]) -> Machine.RequestID? {
+        for case .renew(let id, _) in actions { return id }
+        return nil
+    }
+
+    func demotion(_ actions: [Action]) -> DemotionReason? {
+        for case .demoted(_, let reason) in actions { return reason }
+        return nil
+    }
+
+    func isElected(_ actions: [Action]) -> Bool {
+        actions.contains { if case .elected = $0 { true } else { false } }
+    }
+
+
+    /// Elects the machine: acquire sent at `sentAt`, answered at `answeredAt`.
+    func elect(_ machine: inout Machine, sentAt: Duration = .zero, answeredAt: Duration = .milliseconds(5)) -> [Action] {
+        let id = acquireID(machine.start(now: sentAt))!
+        return machine.handle(.acquired(id, lease()), now: answeredAt)
+    }
+
+    @Test func startSendsAnAcquire() {
+        var machine = makeMachine()
+        let actions = machine.start(now: .zero)
+        #expect(acquireID(actions) != nil)
+        #expect(machine.lease == nil)
+    }
+
+    @Test func electedOnAcquireWithDeadlineFromSendTime() {
+        var machine = makeMachine()
+        let actions = elect(&machine, sentAt: .seconds(1), answeredAt: .seconds(2))
+        #expect(isElected(actions))
+        guard case .leading(let leading) = machine.state else {
+            Issue.record("not leading")
+            return
+        }
+        // deadline = t0 + ttl − margin with t0 the send time, not the answer time.
+        #expect(leading.deadline == .seconds(1) + Self.ttl - Self.margin)
+        #expect(leading.renewAt == .seconds(1) + Self.renewInterval)
+        #expect(machine.scheduledWake! <= .seconds(1) + Self.renewInterval)
+    }
+
+    @Test func renewsAtTheRenewInterval() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        #expect(renewID(machine.handle(.tick, now: Self.renewInterval - .milliseconds(1))) == nil)
+        #expect(renewID(machine.handle(.tick, now: Self.renewInterval)) != nil)
+    }
+
+    @Test func renewAnswerMovesTheDeadlineFromItsSendTime() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let id = renewID(machine.handle(.tick, now: Self.renewInterval))!
+        _ = machine.handle(.renewed(id, lease()), now: .seconds(5))
+        guard case .leading(let leading) = machine.state else {
+            Issue.record("not leading")
+            return
+        }
+        #expect(leading.deadline == Self.renewInterval + Self.ttl - Self.margin)
+    }
+
+    @Test func demotesAtTheDeadlineWhileARenewHangs() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let deadline = Self.ttl - Self.margin
+        _ = machine.handle(.tick, now: Self.renewInterval)  // renew sent, never answered
+        _ = machine.handle(.tick, now: Self.renewInterval * 2)  // request timeout: a second renew, never answered
+        let before = machine.handle(.tick, now: deadline - .nanoseconds(1))
+        #expect(demotion(before) == nil)
+        #expect(machine.lease != nil)
+        let at = machine.handle(.tick, now: deadline)
+        #expect(demotion(at) == .deadlineReached)
+        #expect(machine.lease == nil)
+        #expect(acquireID(at) != nil, "a demoted elector campaigns again")
+    }
+
+    @Test func schedulesATickAtTheDeadlineWhileARenewIsInFlight() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let renewTimeoutAt = Self.renewInterval * 2
+        _ = machine.handle(.tick, now: Self.renewInterval)
+        #expect(machine.scheduledWake! <= min(renewTimeoutAt, Self.ttl - Self.margin))
+        // After the second renew is sent at the request timeout, the next tick is no later than the deadline.
+        let again = machine.handle(.tick, now: renewTimeoutAt)
+        #expect(renewID(again) != nil)
+        #expect(machine.scheduledWake! <= Self.ttl - Self.margin)
+    }
+
+    @Test func aLateRenewAnswerAfterTheDeadlineDoesNotRestoreLeadership() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let id = renewID(machine.handle(.tick, now: Self.renewInterval))!
+        _ = machine.handle(.tick, now: Self.ttl - Self.margin)
+        #expect(machine.lease == nil)
+        let late = machine.handle(.renewed(id, lease()), now: Self.ttl)
+        #expect(!isElected(late))
+        #expect(machine.lease == nil)
+    }
+
+    @Test func renewLostDemotesAtOnce() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let id = renewID(machine.handle(.tick, now: Self.renewInterval))!
+        let actions = machine.handle(.renewLost(id), now: Self.renewInterval + .milliseconds(2))
+        #expect(demotion(actions) == .lost)
+        #expect(acquireID(actions) != nil)
+    }
+
+    @Test func renewFailureRetriesBeforeTheDeadline() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let id = renewID(machine.handle(.tick, now: Self.renewInterval))!
+        let actions = machine.handle(.renewFailed(id, .storeUnavailable("down")), now: Self.renewInterval)
+        #expect(demotion(actions) == nil)
+        guard case .leading(let leading) = machine.state else {
+            Issue.record("not leading")
+            return
+        }
+        let retryAt = leading.renewAt
+        #expect(machine.scheduledWake! <= retryAt)
+        #expect(retryAt > Self.renewInterval && retryAt < Self.ttl - Self.margin)
+        #expect(renewID(machine.handle(.tick, now: retryAt)) != nil)
+    }
+
+    @Test func anAnswerTooLateToUseIsReleased() {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .zero))!
+        let actions = machine.handle(.acquired(id, lease()), now: Self.ttl - Self.margin)
+        #expect(!isElected(actions))
+        #expect(actions.contains { if case .release = $0 { true } else { false } })
+    }
+
+    @Test func followerWaitsAndAcquiresWhenTheKeyIsReleased() {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .zero))!
+        let other = LeaderInfo(holder: "other", token: 3)
+        let held = machine.handle(.held(id, other), now: .milliseconds(1))
+        #expect(acquireID(held) == nil)
+        #expect(held.contains { if case .leaderChanged(let info) = $0 { info == other } else { false } })
+        // The poll safety net is set…
+        guard case .following(let following) = machine.state else {
+            Issue.record("not following")
+            return
+        }
+        #expect(following.retryAt == .milliseconds(1) + Self.ttl / 2)
+        #expect(machine.scheduledWake! <= following.retryAt!)
+        // …but a release observed on the change feed triggers an acquire at once.
+        let released = machine.handle(.observed(nil), now: .milliseconds(50))
+        #expect(acquireID(released) != nil)
+    }
+
+    @Test func acquireFailuresBackOffWithJitterAndCap() {
+        var machine = makeMachine()
+        var id = acquireID(machine.start(now: .zero))!
+        var now: Duration = .zero
+        var delays: [Duration] = []
+        for _ in 0..<12 {
+            let actions = machine.handle(.acquireFailed(id, .storeUnavailable("down")), now: now)
+            #expect(actions.contains { if case .storeError = $0 { true } else { false } })
+            guard case .following(let following) = machine.state, let retryAt = following.retryAt else {
+                Issue.record("no retry planned")
+                return
+            }
+            #expect(machine.scheduledWake! <= retryAt)
+            delays.append(retryAt - now)
+            now = retryAt
+            id = acquireID(machine.handle(.tick, now: now))!
+        }
+        #expect(delays[0] <= .milliseconds(100) && delays[0] >= .milliseconds(80))
+        #expect(delays[3] > delays[0])
+        #expect(delays.allSatisfy { $0 <= .seconds(5) })
+    }
+
+    @Test func observingAnotherLeaderWhileLeadingTriggersARenew() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let actions = machine.handle(.observed(LeaderInfo(holder: "other", token: 8)), now: .seconds(1))
+        #expect(renewID(actions) != nil)
+        #expect(demotion(actions) == nil, "an observation alone never demotes; the renew decides")
+    }
+
+    @Test func resignWhileLeadingReleases() {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let actions = machine.handle(.resign, now: .seconds(1))
+        #expect(demotion(actions) == .resigned)
+        guard case .finish(let released)? = actions.last else {
+            Issue.record("no finish")
+            return
+        }
+        #expect(released?.token == 7)
+        #expect(machine.isFinished)
+    }
+
+    @Test func resignWithAnAcquireInFlightReleasesWhatItGrants() {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .zero))!
+        #expect(machine.handle(.resign, now: .milliseconds(1)).contains { if case .schedule = $0 { true } else { false } })
+        #expect(!machine.isFinished)
+        let actions = machine.handle(.acquired(id, lease()), now: .milliseconds(2))
+        guard case .finish(let released)? = actions.last else {
+            Issue.record("no finish")
+            return
+        }
+        #expect(released?.token == 7)
+        #expect(!isElected(actions))
+    }
+
+    @Test func resignWaitsForAnAcquireOnlyUntilTheReleaseTimeout() {
+        var machine = makeMachine()
+        _ = machine.start(now: .zero)
+        _ = machine.handle(.resign, now: .zero)
+        #expect(machine.handle(.tick, now: .seconds(1)).allSatisfy { if case .finish = $0 { false } else { true } })
+        let actions = machine.handle(.tick, now: .seconds(2))
+        #expect(actions.count == 1)
+        #expect(machine.isFinished)
+    }
+
+    @Test func stopWhileFollowingFinishesAtOnce() {
+        var machine = makeMachine()
+        _ = machine.start(now: .zero)
+        let actions = machine.handle(.stop, now: .zero)
+        guard case .finish(nil)? = actions.last else {
+            Issue.record("expected finish without release")
+            return
+        }
+        #expect(machine.isFinished)
+    }
+
+    @Test func hungAcquireTimesOutAndRetries() {
+        var machine = makeMachine()
+        _ = machine.start(now: .zero)
+        let actions = machine.handle(.tick, now: Self.renewInterval)
+        #expect(actions.contains { if case .storeError(let error) = $0 { error.code == .timeout } else { false } })
+        guard case .following(let following) = machine.state, let retryAt = following.retryAt else {
+            Issue.record("no retry planned")
+            return
+        }
+        #expect(machine.scheduledWake! <= retryAt)
+        #expect(acquireID(machine.handle(.tick, now: retryAt)) != nil)
+    }
+}
