@@ -63,6 +63,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "BatonCLITests",
+            dependencies: ["baton", "Baton"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "BatonSQLiteTests",
             dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
             swiftSettings: swiftSettings

@@ -1,0 +1,22 @@
+import ArgumentParser
+
+/// The `baton` command: leader election from the shell.
+@main
+struct BatonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "baton",
+        abstract: "Leader election for Swift on Linux: elect one of many processes or hosts over a shared store.",
+        discussion: """
+            The store is chosen by URL with --store or BATON_STORE (default sqlite:baton.db): memory:, \
+            sqlite:PATH; later redis://host:port, etcd://host:port, postgres://user:pass@host:port/db and \
+            s3://bucket/prefix/?endpoint=URL&region=R.
+
+            Exit status: 0 success (won, completed, a leader exists); 1 the store said no (lost, not the winner, \
+            already completed, no leader); 2 invalid argument (a malformed name, duration or store URL); \
+            3 the store failed, timed out or refused the credentials (safe to retry); 64 a usage error.
+            """,
+        subcommands: [Elect.self, Complete.self, Leader.self]
+    )
+
+    @OptionGroup var options: StoreOptions
+}

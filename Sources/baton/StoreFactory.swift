@@ -1,0 +1,19 @@
+import Baton
+import BatonSQLite
+
+/// Opens the store a ``StoreURL`` names, with the stores this build contains.
+enum StoreFactory {
+    /// Opens the store at `url`. The caller closes it.
+    /// - Throws: ``BatonError`` `invalidArgument` for a store this build does not contain; whatever the store
+    ///   throws when it cannot be opened (`storeUnavailable`, `unauthorized`, ...).
+    static func open(_ url: StoreURL) async throws -> any LeaseStore {
+        switch url.kind {
+        case .memory:
+            return MemoryLeaseStore()
+        case .sqlite:
+            return try await SQLiteLeaseStore(path: url.path)
+        default:
+            throw BatonError.invalidArgument("the \(url.kind) store is not available in this build yet")
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Baton
+import Foundation
+
+/// The options every subcommand shares: which store to use.
+struct StoreOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The store: memory:, sqlite:PATH, ... (default: $BATON_STORE, else \(StoreURL.defaultString)).",
+            valueName: "url"
+        )
+    )
+    var store: String?
+
+    /// The store URL: `--store`, else a non-empty `BATON_STORE`, else `sqlite:baton.db`.
+    func storeURL() throws(BatonError) -> StoreURL {
+        try Self.storeURL(option: store, environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// The store URL from the value of `--store`, if given, else a non-empty `BATON_STORE` in `environment`,
+    /// else `sqlite:baton.db`.
+    /// - Throws: ``BatonError`` `invalidArgument` starting with `--store: ` for a malformed URL.
+    static func storeURL(option: String?, environment: [String: String]) throws(BatonError) -> StoreURL {
+        let text = option ?? environment["BATON_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? StoreURL.defaultString
+        do {
+            return try StoreURL(text)
+        } catch {
+            throw .invalidArgument("--store: \(error.message)")
+        }
+    }
+
+    /// Opens the store, runs `body` with it and closes it, also when `body` throws.
+    ///
+    /// A failure to close after `body` succeeded is reported on standard error but does not change the outcome:
+    /// what `body` did is already stored.
+    func withStore<Value>(_ body: (any LeaseStore) async throws -> Value) async throws -> Value {
+        let url = try storeURL()
+        let store = try await StoreFactory.open(url)
+        let result: Value
+        do {
+            result = try await body(store)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        do {
+            try await store.close()
+        } catch {
+            CommandOutcome.printError("closing the store \(url) failed: \(CommandOutcome.message(for: error))")
+        }
+        return result
+    }
+}
