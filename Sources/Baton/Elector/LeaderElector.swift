@@ -49,6 +49,7 @@ public final class LeaderElector: Service, Sendable {
         var subscribers: [Int: AsyncStream<ElectorEvent>.Continuation] = [:]
         var leaderWaiters: [Int: CheckedContinuation<Lease, any Error>] = [:]
         var termWaiters: [Int: TermWaiter] = [:]
+        var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
 
         mutating func takeID() -> Int {
             nextID += 1
@@ -157,19 +158,58 @@ public final class LeaderElector: Service, Sendable {
 
     /// Campaigns for the key until cancelled, resigned, or shut down gracefully.
     ///
-    /// Returns after ``resign()`` or a graceful shutdown once the key is released (or ``ElectorConfiguration/releaseTimeout``
-    /// passed), and after cancellation once a held lease is released. Store errors never end it: it retries with
-    /// backoff and reports them as ``ElectorEvent/storeError(_:)``.
-    /// - Throws: ``BatonError`` `invalidArgument` if `run()` is already running on this elector.
+    /// Returns after ``resign()`` or a graceful shutdown once the key is released (or
+    /// ``ElectorConfiguration/releaseTimeout`` passed), and after cancellation once a held lease is released. Store
+    /// errors never end it: it retries with backoff and reports them as ``ElectorEvent/storeError(_:)``.
+    ///
+    /// One campaign runs at a time per elector: if another `run()`, or a ``withLeadership(_:)`` campaigning on its
+    /// own, is active, this call waits for it to end and then campaigns.
     public func run() async throws {
-        let (inputs, input) = AsyncStream.makeStream(of: Input.self)
-        try shared.withLock { shared throws(BatonError) in
-            if shared.running {
-                throw .invalidArgument("run() is already running on the elector for \(key)")
+        while !Task.isCancelled {
+            if let inputs = claimCampaign() {
+                await campaign(inputs)
+                return
             }
+            await withGracefulShutdownHandler {
+                await waitUntilIdle()
+            } onGracefulShutdown: {
+                self.resign()
+            }
+        }
+    }
+
+    /// Marks the campaign as running and returns its input stream, or nil if a campaign already runs.
+    private func claimCampaign() -> AsyncStream<Input>? {
+        let (inputs, input) = AsyncStream.makeStream(of: Input.self)
+        let claimed = shared.withLock { shared in
+            if shared.running { return false }
             shared.running = true
             shared.input = input
+            return true
         }
+        return claimed ? inputs : nil
+    }
+
+    /// Waits until no campaign runs (or the caller is cancelled).
+    private func waitUntilIdle() async {
+        let id = shared.withLock { $0.takeID() }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let idle = shared.withLock { shared in
+                    if !shared.running || Task.isCancelled { return true }
+                    shared.idleWaiters[id] = continuation
+                    return false
+                }
+                if idle { continuation.resume() }
+            }
+        } onCancel: {
+            shared.withLock { $0.idleWaiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    /// Runs one campaign, fed by `inputs`, until it finishes.
+    private func campaign(_ inputs: AsyncStream<Input>) async {
+        guard let input = shared.withLock({ $0.input }) else { return }
         logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
         var machine = ElectorStateMachine(settings: .init(configuration), seed: seed)
         await withGracefulShutdownHandler {
@@ -199,11 +239,15 @@ public final class LeaderElector: Service, Sendable {
             defer {
                 shared.leaderWaiters = [:]
                 shared.termWaiters = [:]
+                shared.idleWaiters = [:]
             }
-            return (Array(shared.leaderWaiters.values), Array(shared.termWaiters.values))
+            return (
+                Array(shared.leaderWaiters.values), Array(shared.termWaiters.values), Array(shared.idleWaiters.values)
+            )
         }
         for waiter in waiters.0 { waiter.resume(throwing: CancellationError()) }
         for waiter in waiters.1 { waiter.continuation.resume(returning: .resigned) }
+        for waiter in waiters.2 { waiter.resume() }
         metrics.isLeader.record(0)
         logger.info("stopped campaigning")
     }
@@ -222,15 +266,15 @@ public final class LeaderElector: Service, Sendable {
     /// resigned), `body`'s task is cancelled, and after it returns this throws ``BatonError`` `lost`.
     ///
     /// If ``run()`` is not running, this call campaigns by itself and resigns when `body` returns or throws,
-    /// handing the key to the next candidate at once. If ``run()`` is running, leadership stays with it after
-    /// `body` returns.
+    /// handing the key to the next candidate at once; a ``run()`` started meanwhile waits for that and then
+    /// campaigns. If ``run()`` is already running, leadership stays with it after `body` returns (so in a
+    /// `ServiceGroup`, let the elector start before calling this, or loop: the next call joins `run()`).
     /// - Throws: what `body` throws; ``BatonError`` `lost` if leadership ended while `body` ran;
     ///   `CancellationError` if the caller is cancelled or the elector stops before it is elected.
     public func withLeadership<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
-        let standalone = shared.withLock { !$0.running }
-        guard standalone else { return try await lead(body) }
+        guard let inputs = claimCampaign() else { return try await lead(body) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.run() }
+            group.addTask { await self.campaign(inputs) }
             do {
                 let value = try await lead(body)
                 resign()
