@@ -23,6 +23,9 @@ public enum LeaderChangeFeed {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     for await _ in signals { wake.yield() }
+                    // The signals ended (the store closed): read once more, so the feed ends with the store's
+                    // error instead of waiting for a wake-up that will never come.
+                    if !Task.isCancelled { wake.yield() }
                 }
                 var last: LeaderInfo?
                 var yieldedOnce = false
