@@ -48,6 +48,31 @@ public final class ManualClock: Clock, Sendable {
             lhs.offset < rhs.offset
         }
 
+        /// The instant `duration` after `instant`.
+        public static func + (instant: Instant, duration: Duration) -> Instant {
+            instant.advanced(by: duration)
+        }
+
+        /// The instant `duration` before `instant`.
+        public static func - (instant: Instant, duration: Duration) -> Instant {
+            instant.advanced(by: .zero - duration)
+        }
+
+        /// The time from `rhs` to `lhs` (negative if `lhs` is earlier).
+        public static func - (lhs: Instant, rhs: Instant) -> Duration {
+            rhs.duration(to: lhs)
+        }
+
+        /// Moves `instant` forward by `duration`.
+        public static func += (instant: inout Instant, duration: Duration) {
+            instant = instant + duration
+        }
+
+        /// Moves `instant` back by `duration`.
+        public static func -= (instant: inout Instant, duration: Duration) {
+            instant = instant - duration
+        }
+
         /// The offset from zero, for messages.
         public var description: String { "ManualClock.Instant(\(offset))" }
     }

@@ -23,6 +23,9 @@ public enum LeaderChangeFeed {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     for await _ in signals { wake.yield() }
+                    // The signals ended (the store closed): read once more, so the feed ends with the store's
+                    // error instead of waiting for a wake-up that will never come.
+                    if !Task.isCancelled { wake.yield() }
                 }
                 var last: LeaderInfo?
                 var yieldedOnce = false
@@ -30,6 +33,10 @@ public enum LeaderChangeFeed {
                 wake.yield()
                 for await _ in wakes {
                     if Task.isCancelled { break }
+                    // The term's remaining time is counted from before the read: timing the wake-up from a
+                    // later `now` would push it past the expiry by however much time passed meanwhile (on a
+                    // manual clock, by a whole advance made after the consumer saw this observation).
+                    let readAt = clock.now()
                     let info: LeaderInfo?
                     do {
                         info = try await read()
@@ -51,7 +58,7 @@ public enum LeaderChangeFeed {
                     }
                     if let next {
                         let now = clock.now()
-                        let at = now + next
+                        let at = readAt + next
                         if timerAt.map({ at < $0 || $0 <= now }) ?? true {
                             timerAt = at
                             group.addTask {

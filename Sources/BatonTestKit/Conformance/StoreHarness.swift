@@ -90,9 +90,12 @@ public func expect(
 ///
 /// Checks are values, so a test framework can run each one as a separate (parameterized) test case, and its
 /// name says what failed. Its ``description`` is its name.
-public struct ConformanceCheck: Sendable, CustomStringConvertible {
+public struct ConformanceCheck: Sendable, CustomStringConvertible, Identifiable {
     /// What the check verifies, in a few words; unique within ``LeaseStoreConformance/checks``.
     public let name: String
+
+    /// The check's name, which identifies it (so a test framework can re-run one check by itself).
+    public var id: String { name }
     private let body: @Sendable (any StoreHarness) async throws -> Void
     private let file: String
     private let line: Int

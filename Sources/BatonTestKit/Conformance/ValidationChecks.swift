@@ -173,7 +173,7 @@ extension LeaseStoreConformance {
         let prefix = Conformance.unique("limit") + "-"
         let key = prefix + String(repeating: "k", count: BatonValidation.maxNameBytes - prefix.utf8.count)
         let holder = String(repeating: "é", count: BatonValidation.maxNameBytes / 2)
-        let metadata = String(repeating: "m", count: BatonValidation.maxMetadataBytes - 4) + "€é"
+        let metadata = String(repeating: "m", count: BatonValidation.maxMetadataBytes - 5) + "€é"
         try expect(
             key.utf8.count == 256 && holder.utf8.count == 256 && metadata.utf8.count == 4096,
             "the suite built names of the wrong size"
