@@ -1,0 +1,131 @@
+import ArgumentParser
+import Baton
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension BatonCommand {
+    /// `baton campaign KEY`: campaigns for a key and holds it, printing what happens as JSON lines.
+    struct Campaign: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Campaign for a key and hold it until interrupted, printing each event as a JSON line.",
+            discussion: """
+                Waits until elected, holds the key (renewing it) and resigns on SIGTERM or SIGINT, or after \
+                --for; the next candidate is woken at once. Each line is one JSON object with "event" \
+                (campaigning, following, vacant, elected, demoted, store_error, stopped), details such as \
+                "token", "leader" or "reason", and "monotonic_ns", this host's CLOCK_MONOTONIC, so lines \
+                printed by different processes on one host can be compared. To run a command while leader, \
+                use `baton run` instead.
+                """
+        )
+
+        @OptionGroup var options: StoreOptions
+
+        @Argument(help: "The key to lead.")
+        var key: String
+
+        @Option(help: ArgumentHelp("This candidate's identity (default: hostname:pid).", valueName: "id"))
+        var id: String?
+
+        @Option(help: ArgumentHelp("The lease time to live: 250ms, 10s, 5m.", valueName: "time"))
+        var ttl: String = "10s"
+
+        @Option(help: ArgumentHelp("What the leader publishes (at most 4 KiB), e.g. its address.", valueName: "text"))
+        var metadata: String?
+
+        @Option(
+            name: .customLong("for"),
+            help: ArgumentHelp("Resign this long after being elected (default: hold until interrupted).", valueName: "time")
+        )
+        var holdFor: String?
+
+        func run() async throws {
+            try await CommandOutcome.run {
+                let ttl = try parseDurationOption(ttl, option: "--ttl")
+                let holdFor = try holdFor.map { try parseDurationOption($0, option: "--for") }
+                try BatonValidation.name(key, "key")
+                let holder = id ?? LeaderElector.defaultHolder
+                try BatonValidation.name(holder, "--id")
+                var logger = Logger(label: "baton.campaign")
+                logger.logLevel = .warning
+                let configuration = ElectorConfiguration(ttl: ttl, metadata: metadata)
+                return try await options.withStore { store in
+                    let elector = try LeaderElector(
+                        store: store,
+                        key: key,
+                        holder: holder,
+                        configuration: configuration,
+                        logger: logger
+                    )
+                    let events = elector.events
+                    let elections = elector.events
+                    let group = ServiceGroup(
+                        configuration: .init(
+                            services: [.init(service: elector, successTerminationBehavior: .gracefullyShutdownGroup)],
+                            gracefulShutdownSignals: [.sigterm, .sigint],
+                            logger: logger
+                        )
+                    )
+                    Self.emit(["event": "campaigning", "key": key, "holder": holder])
+                    try await withThrowingDiscardingTaskGroup { tasks in
+                        tasks.addTask {
+                            for await event in events { Self.report(event, holder: holder) }
+                        }
+                        if let holdFor {
+                            tasks.addTask {
+                                for await event in elections {
+                                    guard case .elected = event else { continue }
+                                    try await Task.sleep(for: holdFor)
+                                    elector.resign()
+                                    return
+                                }
+                            }
+                        }
+                        try await group.run()
+                        tasks.cancelAll()
+                    }
+                    Self.emit(["event": "stopped"])
+                    return CommandOutcome.success
+                }
+            }
+        }
+
+        private static func report(_ event: ElectorEvent, holder: String) {
+            switch event {
+            case .elected(let lease):
+                emit(["event": "elected", "token": lease.token])
+            case .demoted(let lease, let reason):
+                emit(["event": "demoted", "token": lease.token, "reason": reason.description])
+            case .leaderChanged(let info):
+                if let info {
+                    if info.holder != holder {
+                        emit(["event": "following", "leader": info.holder, "token": info.token])
+                    }
+                } else {
+                    emit(["event": "vacant"])
+                }
+            case .storeError(let error):
+                emit(["event": "store_error", "error": error.message])
+            }
+        }
+
+        /// Writes one JSON line with the monotonic time, unbuffered (standard output may be a pipe).
+        static func emit(_ fields: [String: any Sendable]) {
+            var fields = fields
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            fields["monotonic_ns"] = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+            guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        }
+    }
+}
