@@ -88,7 +88,9 @@ public struct BatonError: Error, Sendable, CustomStringConvertible, CustomDebugS
     }
 
     /// The caller's term of `key` is over.
-    public static func lost(key: String, _ detail: String = "the lease expired or passed to another holder") -> BatonError {
+    public static func lost(key: String, _ detail: String = "the lease expired or passed to another holder")
+        -> BatonError
+    {
         BatonError(code: .lost, message: "lost \(key): \(detail)")
     }
 

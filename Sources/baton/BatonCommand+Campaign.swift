@@ -44,7 +44,8 @@ extension BatonCommand {
 
         @Option(
             name: .customLong("for"),
-            help: ArgumentHelp("Resign this long after being elected (default: hold until interrupted).", valueName: "time")
+            help: ArgumentHelp(
+                "Resign this long after being elected (default: hold until interrupted).", valueName: "time")
         )
         var holdFor: String?
 

@@ -206,7 +206,8 @@ struct ElectorSimulation {
                 }
                 store.expiresAt = now + ttl
                 scheduleExpiryCheck()
-                input = .acquired(id, Lease(key: "k", holder: store.holder!, token: store.token, ttl: .nanoseconds(ttl)))
+                input = .acquired(
+                    id, Lease(key: "k", holder: store.holder!, token: store.token, ttl: .nanoseconds(ttl)))
                 if changed { broadcast() }
             }
             reply(to: index, epoch: epoch, input)
@@ -293,7 +294,9 @@ struct ElectorSimulation {
         let info = store.info(now: now)
         for index in electors.indices where electors[index].alive {
             if faulty, random.nextUnit() < dropReply { continue }
-            schedule(.deliver(elector: index, epoch: electors[index].epoch, input: .observed(info)), at: now + networkDelay())
+            schedule(
+                .deliver(elector: index, epoch: electors[index].epoch, input: .observed(info)), at: now + networkDelay()
+            )
         }
     }
 
@@ -329,7 +332,8 @@ struct ElectorSimulation {
             if let lease = believes, electors[index].believedToken != lease.token {
                 // A new belief begins: its token must not go back, and equal only for the same holder.
                 if lease.token < lastBelievedToken
-                    || (lease.token == lastBelievedToken && lastBelievedHolder != electors[index].name && lastBelievedToken != 0)
+                    || (lease.token == lastBelievedToken && lastBelievedHolder != electors[index].name
+                        && lastBelievedToken != 0)
                 {
                     report.violations.append(
                         "t=\(now)ns: \(electors[index].name) leads with token \(lease.token) after token \(lastBelievedToken)"
@@ -349,7 +353,9 @@ struct ElectorSimulation {
 }
 
 @Suite struct ElectorSimulationTests {
-    static func settings(ttl: Duration = .seconds(1), margin: Duration = .milliseconds(100)) -> ElectorStateMachine.Settings {
+    static func settings(ttl: Duration = .seconds(1), margin: Duration = .milliseconds(100))
+        -> ElectorStateMachine.Settings
+    {
         ElectorStateMachine.Settings(
             ttl: ttl,
             renewInterval: ttl / 3,

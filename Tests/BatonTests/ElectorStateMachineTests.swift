@@ -39,9 +39,9 @@ import Testing
         actions.contains { if case .elected = $0 { true } else { false } }
     }
 
-
     /// Elects the machine: acquire sent at `sentAt`, answered at `answeredAt`.
-    func elect(_ machine: inout Machine, sentAt: Duration = .zero, answeredAt: Duration = .milliseconds(5)) -> [Action] {
+    func elect(_ machine: inout Machine, sentAt: Duration = .zero, answeredAt: Duration = .milliseconds(5)) -> [Action]
+    {
         let id = acquireID(machine.start(now: sentAt))!
         return machine.handle(.acquired(id, lease()), now: answeredAt)
     }
@@ -222,7 +222,8 @@ import Testing
     @Test func resignWithAnAcquireInFlightReleasesWhatItGrants() {
         var machine = makeMachine()
         let id = acquireID(machine.start(now: .zero))!
-        #expect(machine.handle(.resign, now: .milliseconds(1)).contains { if case .schedule = $0 { true } else { false } })
+        #expect(
+            machine.handle(.resign, now: .milliseconds(1)).contains { if case .schedule = $0 { true } else { false } })
         #expect(!machine.isFinished)
         let actions = machine.handle(.acquired(id, lease()), now: .milliseconds(2))
         guard case .finish(let released)? = actions.last else {

@@ -1,6 +1,6 @@
 import Baton
-import Logging
 import BatonTestKit
+import Logging
 import ServiceLifecycle
 import Synchronization
 import Testing

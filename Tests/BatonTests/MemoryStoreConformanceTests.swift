@@ -41,8 +41,10 @@ struct MemoryStoreConformanceTests {
         let names = LeaseStoreConformance.checks.map(\.name)
         #expect(Set(names).count == names.count)
         #expect(names.count >= 20)
-        for family in ["acquire:", "fencing:", "renew:", "release:", "expiry:", "metadata:", "current:", "changes:",
-                       "claim:", "complete:", "presence:", "validation:"] {
+        for family in [
+            "acquire:", "fencing:", "renew:", "release:", "expiry:", "metadata:", "current:", "changes:",
+            "claim:", "complete:", "presence:", "validation:",
+        ] {
             #expect(names.contains { $0.hasPrefix(family) }, "no check for \(family)")
         }
         for check in LeaseStoreConformance.checks {

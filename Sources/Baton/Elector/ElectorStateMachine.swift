@@ -221,7 +221,9 @@ struct ElectorStateMachine {
 
         case .observed(let info):
             following.detached = false
-            if (info == nil) != (following.leader == nil) || (info.map { !$0.isSameTerm(as: following.leader) } ?? false) {
+            if (info == nil) != (following.leader == nil)
+                || (info.map { !$0.isSameTerm(as: following.leader) } ?? false)
+            {
                 following.leader = info
                 actions.append(.leaderChanged(info))
             }
@@ -234,7 +236,9 @@ struct ElectorStateMachine {
         case .tick:
             if let request = following.inFlight, now >= request.sentAt + settings.requestTimeout {
                 following.inFlight = nil
-                failAcquire(&following, .timeout("acquire got no answer within \(settings.requestTimeout)"), now: now, into: &actions)
+                failAcquire(
+                    &following, .timeout("acquire got no answer within \(settings.requestTimeout)"), now: now,
+                    into: &actions)
                 return
             }
             if following.inFlight == nil, let retryAt = following.retryAt, now >= retryAt {
@@ -373,7 +377,9 @@ struct ElectorStateMachine {
         }
     }
 
-    private mutating func demote(_ leading: Leading, _ reason: DemotionReason, now: Duration, into actions: inout [Action]) {
+    private mutating func demote(
+        _ leading: Leading, _ reason: DemotionReason, now: Duration, into actions: inout [Action]
+    ) {
         actions.append(.demoted(leading.lease, reason))
         var following = Following(
             leader: reason == .lost ? nil : leading.lease.leaderInfo,

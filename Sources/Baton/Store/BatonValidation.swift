@@ -57,7 +57,9 @@ public enum BatonValidation {
 
     /// A value shortened and escaped for an error message.
     static func preview(_ value: String) -> String {
-        let short = value.unicodeScalars.count > 40 ? String(String.UnicodeScalarView(value.unicodeScalars.prefix(40))) + "…" : value
+        let short =
+            value.unicodeScalars.count > 40
+            ? String(String.UnicodeScalarView(value.unicodeScalars.prefix(40))) + "…" : value
         return "\"" + short.unicodeScalars.map { $0.escaped(asASCII: false) }.joined() + "\""
     }
 }

@@ -44,7 +44,8 @@ public enum LeaderChangeFeed {
                         continuation.finish(throwing: error)
                         break
                     }
-                    let changed = !yieldedOnce || (info == nil) != (last == nil)
+                    let changed =
+                        !yieldedOnce || (info == nil) != (last == nil)
                         || (info.map { !$0.isSameTerm(as: last) } ?? false)
                     if changed {
                         yieldedOnce = true

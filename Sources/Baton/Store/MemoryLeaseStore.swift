@@ -133,7 +133,8 @@ public final class MemoryLeaseStore: LeaseStore {
         }
     }
 
-    public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult {
+    public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
+    {
         try BatonValidation.name(system, "system")
         try BatonValidation.name(round, "round")
         try BatonValidation.name(candidate, "candidate")

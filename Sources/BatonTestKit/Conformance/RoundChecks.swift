@@ -43,12 +43,15 @@ extension LeaseStoreConformance {
             for index in 0..<20 {
                 let candidate = "candidate-\(index)"
                 group.addTask {
-                    (candidate, try await store.claim(
-                        system: system,
-                        round: round,
-                        candidate: candidate,
-                        retention: .seconds(600)
-                    ))
+                    (
+                        candidate,
+                        try await store.claim(
+                            system: system,
+                            round: round,
+                            candidate: candidate,
+                            retention: .seconds(600)
+                        )
+                    )
                 }
             }
             var answers: [(String, ClaimResult)] = []
@@ -244,8 +247,9 @@ struct RoundScript {
                 file: file,
                 line: line
             )
-            try expect(actual == expected, "\(what): the store answered \(actual), expected \(expected)",
-                       file: file, line: line)
+            try expect(
+                actual == expected, "\(what): the store answered \(actual), expected \(expected)",
+                file: file, line: line)
         }
         let winner = try await store.winner(system: system, round: round)
         try expect(

@@ -150,7 +150,8 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible, Identifiable 
 /// ``StoreHarness/ttl`` in all; a 1,000-term loop and a few concurrent bursts are their other costs.
 public enum LeaseStoreConformance {
     /// Every check, in a stable order, with unique names.
-    public static let checks: [ConformanceCheck] = leaseChecks + changeChecks + roundChecks + presenceChecks
+    public static let checks: [ConformanceCheck] =
+        leaseChecks + changeChecks + roundChecks + presenceChecks
         + validationChecks
 
     /// The check named `name`, if any.
