@@ -15,7 +15,7 @@ struct BatonCommand: AsyncParsableCommand {
             already completed, no leader); 2 invalid argument (a malformed name, duration or store URL); \
             3 the store failed, timed out or refused the credentials (safe to retry); 64 a usage error.
             """,
-        subcommands: [Elect.self, Complete.self, Leader.self, Campaign.self]
+        subcommands: [Serve.self, Elect.self, Complete.self, Leader.self, Campaign.self]
     )
 
     @OptionGroup var options: StoreOptions

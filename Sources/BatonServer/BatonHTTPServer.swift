@@ -1,0 +1,199 @@
+import Baton
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+
+/// Baton's HTTP service: round elections compatible with gone (v1), leases over JSON with long polls and
+/// Server-Sent Events (v2), health, readiness and Prometheus metrics, over any ``LeaseStore``.
+///
+/// The service keeps no state of its own: every answer comes from the store, so replicas over one shared store
+/// give the same answers. It is a library so that tests drive it in-process; `baton serve` runs it.
+///
+/// ```swift
+/// let server = BatonHTTPServer(store: store, configuration: .init(port: 8080))
+/// try await server.makeApplication().runService()   // until SIGTERM or SIGINT
+/// ```
+///
+/// Graceful shutdown (the ServiceLifecycle one, e.g. on SIGTERM) stops accepting connections, lets requests in
+/// flight finish, answers waiting long polls at once (`409`, the lease was not taken) and ends event streams.
+public struct BatonHTTPServer: Sendable {
+    /// The store every answer comes from. The server does not close it.
+    public let store: any LeaseStore
+    /// How the service listens and what it accepts.
+    public let configuration: Configuration
+    /// The registry `/metrics` prints; the service adds its request metrics to it.
+    public let registry: PrometheusCollectorRegistry
+    /// The logger of the service.
+    public let logger: Logger
+    let metrics: HTTPMetrics
+
+    /// Creates the service.
+    /// - Parameters:
+    ///   - store: where leases and rounds live.
+    ///   - configuration: address, authentication, limits and timeouts.
+    ///   - registry: the Prometheus registry that `/metrics` prints. Bootstrap swift-metrics with a
+    ///     `PrometheusMetricsFactory` over the same registry to include the metrics of Baton's core.
+    ///   - logger: for the service's own messages (start, store failures); requests are not logged above `debug`.
+    public init(
+        store: any LeaseStore,
+        configuration: Configuration = Configuration(),
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        logger: Logger = Logger(label: "baton.serve")
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.registry = registry
+        self.logger = logger
+        self.metrics = HTTPMetrics(registry: registry)
+    }
+
+    /// Every route of the service: method, path template, statuses. `docs/openapi.json` documents exactly these.
+    public var routes: [RouteDescription] { routeTable().map(\.description) }
+
+    /// The router with every route and middleware: metrics and error answers outermost, then authentication.
+    public func makeRouter() -> Router<BatonRequestContext> {
+        let router = Router(context: BatonRequestContext.self)
+        router.add(middleware: RequestMetricsMiddleware(metrics: metrics, logger: logger))
+        let table = routeTable()
+        if let token = configuration.authToken {
+            let open = Set(table.filter(\.description.isOpen).map(\.description.path))
+            router.add(middleware: BearerTokenMiddleware(token: token, openPaths: open))
+        }
+        for route in table {
+            router.on(RouterPath(route.description.path), method: route.description.method, use: route.handler)
+        }
+        return router
+    }
+
+    /// The Hummingbird application: HTTP/1.1 on ``Configuration-swift.struct/host`` and
+    /// ``Configuration-swift.struct/port``, with the request read deadline. Run it as a `Service`.
+    /// - Parameter onServerRunning: called once the server listens, with its channel (whose `localAddress` tells
+    ///   the port when the configuration asked for port 0).
+    public func makeApplication(
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> Application<RouterResponder<BatonRequestContext>> {
+        let readTimeout = TimeAmount.nanoseconds(configuration.requestReadTimeout.batonNanoseconds)
+        return Application(
+            router: makeRouter(),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)],
+                    idleTimeout: nil
+                )
+            ),
+            configuration: ApplicationConfiguration(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "baton"
+            ),
+            onServerRunning: onServerRunning,
+            logger: logger
+        )
+    }
+
+    /// One route: its description and its handler.
+    struct Route: Sendable {
+        var description: RouteDescription
+        var handler: @Sendable (Request, BatonRequestContext) async throws -> Response
+    }
+
+    /// The one table of routes, so that the router and ``routes`` cannot disagree.
+    func routeTable() -> [Route] {
+        let auth: Set<Int> = configuration.authToken == nil ? [] : [401]
+        func route(
+            _ method: HTTPRequest.Method,
+            _ path: String,
+            _ statuses: Set<Int>,
+            open: Bool = false,
+            _ handler: @escaping @Sendable (Request, BatonRequestContext) async throws -> Response
+        ) -> Route {
+            Route(
+                description: RouteDescription(
+                    method: method, path: path, statuses: open ? statuses : statuses.union(auth), isOpen: open),
+                handler: handler
+            )
+        }
+        return [
+            route(.get, "/api/v1/elect/{system}/{round}", [202, 204, 400, 500], elect),
+            route(.get, "/api/v1/elected/{system}/{round}", [200, 204, 400, 500], elected),
+            route(.get, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], complete),
+            route(.post, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], complete),
+            route(.get, "/api/v1/completed/{system}/{round}", [200, 204, 400, 500], completed),
+            route(.get, "/alive", [200], open: true, alive),
+            route(.post, "/v2/leases/{key}", [200, 400, 409, 500], acquire),
+            route(.put, "/v2/leases/{key}", [200, 400, 409, 500], renew),
+            route(.delete, "/v2/leases/{key}", [204, 400, 409, 500], release),
+            route(.get, "/v2/leases/{key}", [200, 400, 404, 500], leader),
+            route(.get, "/v2/leases/{key}/watch", [200, 400, 500], watch),
+            route(.get, "/healthz", [200], open: true, healthz),
+            route(.get, "/readyz", [200, 503], readyz),
+            route(.get, "/metrics", [200], metricsText),
+        ]
+    }
+
+    /// Runs one store call, abandoning it after ``Configuration-swift.struct/storeTimeout``
+    /// (``BatonError/Code/timeout``: the outcome is unknown and a retry is safe).
+    func withStore<Value: Sendable>(
+        _ operation: String,
+        _ body: @escaping @Sendable () async throws -> Value
+    ) async throws -> Value {
+        let timeout = configuration.storeTimeout
+        return try await withThrowingTaskGroup(of: Value?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw BatonError.timeout("\(operation) did not finish within \(timeout)")
+            }
+            return value
+        }
+    }
+
+    /// A path parameter, percent-decoded and checked as a name (1–256 bytes of UTF-8, no control characters).
+    func name(_ parameter: String, _ context: BatonRequestContext) throws(APIError) -> String {
+        guard let raw = context.parameters.get(parameter) else {
+            throw .badRequest("the path has no \(parameter)")
+        }
+        guard let decoded = raw.removingURLPercentEncoding() else {
+            throw .badRequest("the \(parameter) in the path has a malformed percent-escape or is not UTF-8")
+        }
+        do {
+            try BatonValidation.name(decoded, parameter)
+        } catch {
+            throw .badRequest(error.message)
+        }
+        return decoded
+    }
+}
+
+extension String {
+    /// The string with `%XX` escapes decoded; nil for a malformed escape or bytes that are not UTF-8.
+    func removingURLPercentEncoding() -> String? {
+        guard contains("%") else { return self }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(Self.hexValue), let low = iterator.next().flatMap(Self.hexValue)
+            else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import Hummingbird
+import NIOCore
+
+/// The request context of Baton's HTTP service: Hummingbird's core context plus the address of the client,
+/// which is the v1 API's default identity (gone's rule: the remote `ip:port`).
+public struct BatonRequestContext: RequestContext {
+    /// Hummingbird's own per-request storage.
+    public var coreContext: CoreRequestContextStorage
+    /// The client's address, if the connection has one (requests sent straight to the router in tests have none).
+    public let remoteAddress: SocketAddress?
+
+    /// Creates the context of a request arriving on `source.channel`.
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
+    }
+
+    /// Bodies are read by the handlers with their own limit
+    /// (``BatonHTTPServer/Configuration-swift.struct/maxBodyBytes``); this is the limit of Hummingbird's decoders.
+    public var maxUploadSize: Int { 64 * 1024 }
+
+    /// The remote address as `ip:port` (`[ip]:port` for IPv6), or nil if unknown.
+    var remoteIdentity: String? {
+        guard let remoteAddress, let ip = remoteAddress.ipAddress, let port = remoteAddress.port else { return nil }
+        if case .v6 = remoteAddress { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+}

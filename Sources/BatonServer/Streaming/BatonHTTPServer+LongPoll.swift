@@ -1,0 +1,81 @@
+import Baton
+import ServiceLifecycle
+
+extension BatonHTTPServer {
+    /// What a long poll waits for.
+    private enum WaitEvent: Sendable {
+        /// The store observed a leader (nil: nobody leads).
+        case observed(LeaderInfo?)
+        /// The store's change feed ended, with the error if it failed.
+        case feedEnded((any Error)?)
+        /// `wait_ms` is over.
+        case deadline
+        /// The service is shutting down.
+        case shutdown
+    }
+
+    /// Takes `key` for `holder`, waiting up to `wait` for it to become free.
+    ///
+    /// Tries once; if the key is held and `wait` is positive, follows the store's change feed and tries again
+    /// each time the feed says nobody leads (a release or an expiry), so the answer comes as soon as the key is
+    /// free. An attempt under way is never abandoned for the deadline: a lease the store granted is always
+    /// answered. Graceful shutdown ends the wait at once with the last leader seen.
+    func acquireWaiting(
+        key: String,
+        holder: String,
+        ttl: Duration,
+        metadata: String?,
+        wait: Duration
+    ) async throws -> AcquireResult {
+        let store = self.store
+        let attempt = { @Sendable in
+            try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+        }
+        let first = try await withStore("acquire", attempt)
+        guard case .held(var leader) = first, wait > .zero else { return first }
+
+        let deadline = ContinuousClock.now + wait
+        let feed = try store.changes(key: key)
+        let (events, continuation) = AsyncStream.makeStream(of: WaitEvent.self)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            defer {
+                continuation.finish()
+                group.cancelAll()
+            }
+            group.addTask {
+                do {
+                    for try await observation in feed { continuation.yield(.observed(observation)) }
+                    continuation.yield(.feedEnded(nil))
+                } catch {
+                    continuation.yield(.feedEnded(error))
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                continuation.yield(.deadline)
+            }
+            return try await withGracefulShutdownHandler {
+                for await event in events {
+                    switch event {
+                    case .observed(let observed):
+                        if let observed, observed.holder != holder {
+                            leader = observed
+                            continue
+                        }
+                        switch try await withStore("acquire", attempt) {
+                        case .acquired(let lease): return .acquired(lease)
+                        case .held(let current): leader = current
+                        }
+                    case .feedEnded(let error?):
+                        throw error
+                    case .feedEnded(nil), .deadline, .shutdown:
+                        return .held(by: leader)
+                    }
+                }
+                return .held(by: leader)
+            } onGracefulShutdown: {
+                continuation.yield(.shutdown)
+            }
+        }
+    }
+}
