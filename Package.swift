@@ -104,6 +104,7 @@ let package = Package(
         .testTarget(
             name: "BatonServerTests",
             dependencies: [
+                "baton",
                 "Baton",
                 "BatonServer",
                 "BatonTestKit",

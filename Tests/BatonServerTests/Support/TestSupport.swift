@@ -111,11 +111,10 @@ extension BatonHTTPServer {
     }
 }
 
-/// A running service and an AsyncHTTPClient with many connections to it.
-struct LiveServer: Caller {
+/// A service listening on 127.0.0.1:`port`, reached with AsyncHTTPClient over as many connections as needed.
+struct RemoteService: Caller {
     let port: Int
     let client: HTTPClient
-    let group: ServiceGroup
 
     func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
@@ -145,6 +144,30 @@ struct LiveServer: Caller {
     func open(_ path: String, headers: [(String, String)] = []) async throws -> HTTPClientResponse {
         try await client.execute(request("GET", path, headers: headers), timeout: .seconds(30))
     }
+
+    /// An HTTP client for tests: up to 64 connections, bounded connect and read times. Shut it down after use.
+    static func makeClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+    }
+}
+
+/// A service running in this process on a live port, and its service group.
+struct LiveServer: Caller {
+    let remote: RemoteService
+    let group: ServiceGroup
+
+    var port: Int { remote.port }
+
+    func call(_ method: String, _ path: String, body: String?, headers: [(String, String)]) async throws -> Answer {
+        try await remote.call(method, path, body: body, headers: headers)
+    }
+
+    func open(_ path: String, headers: [(String, String)] = []) async throws -> HTTPClientResponse {
+        try await remote.open(path, headers: headers)
+    }
 }
 
 /// Runs the service on a live port in a `ServiceGroup`, calls `body`, then shuts the service down gracefully
@@ -161,16 +184,14 @@ func withLiveServer<Value>(
     var logger = Logger(label: "baton.test.group")
     logger.logLevel = .critical
     let group = ServiceGroup(configuration: .init(services: [application], logger: logger))
-    var configuration = HTTPClient.Configuration()
-    configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-    configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
-    let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+    let client = RemoteService.makeClient()
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         let outcome: Result<Value, any Error>
         if let port = await ports.first(where: { _ in true }), port > 0 {
             do {
-                outcome = .success(try await body(LiveServer(port: port, client: client, group: group)))
+                let server = LiveServer(remote: RemoteService(port: port, client: client), group: group)
+                outcome = .success(try await body(server))
             } catch {
                 outcome = .failure(error)
             }
@@ -256,4 +277,17 @@ func json(_ fields: [String: Any]) -> String {
 func token(_ answer: Answer, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int64 {
     let value = try answer.object(sourceLocation: sourceLocation)["token"]
     return try #require((value as? NSNumber)?.int64Value, "no token in \(answer)", sourceLocation: sourceLocation)
+}
+
+/// Runs `body` with a test HTTP client and shuts the client down afterwards.
+func withHTTPClient<Value>(_ body: (HTTPClient) async throws -> Value) async throws -> Value {
+    let client = RemoteService.makeClient()
+    do {
+        let value = try await body(client)
+        try await client.shutdown()
+        return value
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
 }
