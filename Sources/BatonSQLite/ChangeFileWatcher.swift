@@ -1,11 +1,12 @@
+import Baton
+import Logging
+import SQLiteNIO
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Baton
-import Logging
-import SQLiteNIO
 
 /// The sidecar file through which processes sharing one SQLite store wake each other.
 ///

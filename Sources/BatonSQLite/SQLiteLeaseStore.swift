@@ -213,8 +213,10 @@ public final class SQLiteLeaseStore: LeaseStore {
                     UPDATE baton_leases SET metadata = ?, ttl_ns = ?, expires_ns = ?, updated_ms = ?
                     WHERE key = ?
                     """,
-                    [.optionalText(metadata), .int64(ttl.batonNanoseconds), .int64(now + ttl.batonNanoseconds),
-                     .int64(wall), .text(key)]
+                    [
+                        .optionalText(metadata), .int64(ttl.batonNanoseconds), .int64(now + ttl.batonNanoseconds),
+                        .int64(wall), .text(key),
+                    ]
                 )
                 let lease = Lease(key: key, holder: holder, token: row.token, ttl: ttl, metadata: metadata)
                 return (.acquired(lease), row.metadata != metadata)
@@ -228,8 +230,10 @@ public final class SQLiteLeaseStore: LeaseStore {
                     metadata = excluded.metadata, ttl_ns = excluded.ttl_ns, expires_ns = excluded.expires_ns,
                     boot_id = excluded.boot_id, updated_ms = excluded.updated_ms
                 """,
-                [.text(key), .int64(token), .text(holder), .optionalText(metadata), .int64(ttl.batonNanoseconds),
-                 .int64(now + ttl.batonNanoseconds), .text(bootID), .int64(wall)]
+                [
+                    .text(key), .int64(token), .text(holder), .optionalText(metadata), .int64(ttl.batonNanoseconds),
+                    .int64(now + ttl.batonNanoseconds), .text(bootID), .int64(wall),
+                ]
             )
             return (.acquired(Lease(key: key, holder: holder, token: token, ttl: ttl, metadata: metadata)), true)
         }
@@ -256,8 +260,10 @@ public final class SQLiteLeaseStore: LeaseStore {
             }
             try await db.execute(
                 "UPDATE baton_leases SET metadata = ?, ttl_ns = ?, expires_ns = ?, updated_ms = ? WHERE key = ?",
-                [.optionalText(lease.metadata), .int64(ttl.batonNanoseconds), .int64(now + ttl.batonNanoseconds),
-                 .int64(HostClock.wallMilliseconds()), .text(lease.key)]
+                [
+                    .optionalText(lease.metadata), .int64(ttl.batonNanoseconds), .int64(now + ttl.batonNanoseconds),
+                    .int64(HostClock.wallMilliseconds()), .text(lease.key),
+                ]
             )
             return row.metadata != lease.metadata
         }
@@ -714,8 +720,10 @@ public final class SQLiteLeaseStore: LeaseStore {
             ON CONFLICT (system, round) DO UPDATE SET winner = excluded.winner,
                 completed_by = excluded.completed_by, expires_ms = excluded.expires_ms
             """,
-            [.text(system), .text(round), .optionalText(record.winner), .optionalText(record.completedBy),
-             .int64(expires)]
+            [
+                .text(system), .text(round), .optionalText(record.winner), .optionalText(record.completedBy),
+                .int64(expires),
+            ]
         )
     }
 

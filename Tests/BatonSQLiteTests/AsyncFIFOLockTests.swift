@@ -9,11 +9,12 @@ import Testing
         try await lock.lock()
         var tasks: [Task<Void, any Error>] = []
         for index in 0..<5 {
-            tasks.append(Task {
-                try await lock.lock()
-                order.withLock { $0.append(index) }
-                lock.unlock()
-            })
+            tasks.append(
+                Task {
+                    try await lock.lock()
+                    order.withLock { $0.append(index) }
+                    lock.unlock()
+                })
             // Let each task queue up before the next one starts.
             while lock.waitingCount < index + 1 { try await Task.sleep(for: .milliseconds(1)) }
         }
@@ -55,7 +56,10 @@ import Testing
             for _ in 0..<50 {
                 group.addTask {
                     try await lock.lock()
-                    let now = inside.withLock { $0 += 1; return $0 }
+                    let now = inside.withLock {
+                        $0 += 1
+                        return $0
+                    }
                     maximum.withLock { $0 = max($0, now) }
                     await Task.yield()
                     inside.withLock { $0 -= 1 }

@@ -228,8 +228,9 @@ import Testing
             try await store.close()
             try await store.close()
             #expect(await batonErrorCode { _ = try await store.current(key: "k") } == .storeUnavailable)
-            #expect(await batonErrorCode { _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1)) }
-                == .storeUnavailable)
+            #expect(
+                await batonErrorCode { _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1)) }
+                    == .storeUnavailable)
             #expect(try await recorder.waitForEnd())
             #expect((recorder.error as? BatonError)?.code == .storeUnavailable)
         }

@@ -20,14 +20,16 @@ import Testing
         try await withTwoStores { a, b throws in
             let system = unique("job")
             _ = try await a.claim(system: system, round: "r", candidate: "a")
-            #expect(await batonErrorCode { try await b.complete(system: system, round: "r", by: .candidate("b")) }
-                == .notWinner)
+            #expect(
+                await batonErrorCode { try await b.complete(system: system, round: "r", by: .candidate("b")) }
+                    == .notWinner)
             #expect(try await b.completion(system: system, round: "r") == nil)
             try await a.complete(system: system, round: "r", by: .candidate("a"))
             try await b.complete(system: system, round: "r", by: .candidate("a"))
             #expect(try await b.completion(system: system, round: "r") == "a")
-            #expect(await batonErrorCode { try await b.complete(system: system, round: "r", by: .anonymous("x")) }
-                == .alreadyCompleted)
+            #expect(
+                await batonErrorCode { try await b.complete(system: system, round: "r", by: .anonymous("x")) }
+                    == .alreadyCompleted)
 
             // Anonymous callers: the first completion is recorded, whoever won.
             try await b.complete(system: system, round: "unclaimed", by: .anonymous("10.0.0.9:4000"))

@@ -17,18 +17,25 @@ import Testing
                 ("control holder", { _ = try await store.acquire(key: "k", holder: "a\u{7}", ttl: .seconds(1)) }),
                 ("zero ttl", { _ = try await store.acquire(key: "k", holder: "h", ttl: .zero) }),
                 ("long ttl", { _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(400 * 86400)) }),
-                ("big metadata", {
-                    _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1),
-                                                metadata: String(repeating: "m", count: 4097))
-                }),
+                (
+                    "big metadata",
+                    {
+                        _ = try await store.acquire(
+                            key: "k", holder: "h", ttl: .seconds(1),
+                            metadata: String(repeating: "m", count: 4097))
+                    }
+                ),
                 ("renew ttl", { _ = try await store.renew(lease, ttl: .milliseconds(-5)) }),
                 ("renew lease", { _ = try await store.renew(badLease, ttl: .seconds(1)) }),
                 ("release lease", { try await store.release(badLease) }),
                 ("current key", { _ = try await store.current(key: "") }),
                 ("claim system", { _ = try await store.claim(system: "", round: "r", candidate: "c") }),
-                ("claim retention", {
-                    _ = try await store.claim(system: "s", round: "r", candidate: "c", retention: .zero)
-                }),
+                (
+                    "claim retention",
+                    {
+                        _ = try await store.claim(system: "s", round: "r", candidate: "c", retention: .zero)
+                    }
+                ),
                 ("winner round", { _ = try await store.winner(system: "s", round: long) }),
                 ("complete completer", { try await store.complete(system: "s", round: "r", by: .anonymous("")) }),
                 ("completion system", { _ = try await store.completion(system: "\n", round: "r") }),
@@ -52,11 +59,13 @@ import Testing
                 #expect(await batonErrorCode { _ = try await SQLiteLeaseStore(path: bad) } == .invalidArgument)
             }
             let negative = SQLiteLeaseStore.Configuration(busyTimeout: .seconds(-1))
-            #expect(await batonErrorCode { _ = try await SQLiteLeaseStore(path: path, configuration: negative) }
-                == .invalidArgument)
+            #expect(
+                await batonErrorCode { _ = try await SQLiteLeaseStore(path: path, configuration: negative) }
+                    == .invalidArgument)
             let noPoll = SQLiteLeaseStore.Configuration(changesPollInterval: .zero)
-            #expect(await batonErrorCode { _ = try await SQLiteLeaseStore(path: path, configuration: noPoll) }
-                == .invalidArgument)
+            #expect(
+                await batonErrorCode { _ = try await SQLiteLeaseStore(path: path, configuration: noPoll) }
+                    == .invalidArgument)
             #expect(!FileManager.default.fileExists(atPath: path))
         }
     }
