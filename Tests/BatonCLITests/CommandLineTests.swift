@@ -125,9 +125,7 @@ struct CommandLineTests {
         #expect(help.standardOutput.contains("leader"))
     }
 
-    // These need a store that outlives one process: they are written for the SQLite store and were not run
-    // against it yet.
-    @Test("rounds over a shared SQLite file", .disabled("needs BatonSQLite's SQLiteLeaseStore"))
+    @Test("rounds over a shared SQLite file")
     func roundsAcrossProcesses() throws {
         let database = FileManager.default.temporaryDirectory.appendingPathComponent(
             "baton-cli-\(UUID().uuidString).db")

@@ -289,7 +289,7 @@ func eventually(
             clock.advance(by: .milliseconds(200))
             return store.callCount(.acquire) >= 300
         }
-        #expect(log.all.count >= 300)
+        await eventually("300 events recorded") { log.all.count >= 300 }
         store.heal()
         clock.advance(by: .seconds(6))
         await log.waitForElection()

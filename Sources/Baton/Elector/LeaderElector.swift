@@ -74,7 +74,11 @@ public final class LeaderElector: Service, Sendable {
 
     /// Creates an elector on the host's continuous clock.
     /// - Parameters:
+    ///   - store: the store to campaign on.
+    ///   - key: the key to lead (1–256 bytes of UTF-8, no control characters).
     ///   - holder: this candidate's identity, unique among the candidates (default: `hostname:pid`).
+    ///   - configuration: ttl, renew interval, margin and the rest; validated here.
+    ///   - logger: where the elector logs, with the key and holder as metadata.
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed key or holder, or a configuration whose values do
     ///   not fit together (see ``ElectorConfiguration/validate()``).
     public convenience init(
@@ -95,7 +99,14 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Creates an elector on the given monotonic clock (a `ManualClock` in tests).
-    /// - Parameter seed: seeds the retry jitter, so a test can replay a run; nil picks a random seed.
+    /// - Parameters:
+    ///   - store: the store to campaign on.
+    ///   - key: the key to lead (1–256 bytes of UTF-8, no control characters).
+    ///   - holder: this candidate's identity, unique among the candidates (default: `hostname:pid`).
+    ///   - configuration: ttl, renew interval, margin and the rest; validated here.
+    ///   - clock: the monotonic clock that times renews and the safety deadline.
+    ///   - logger: where the elector logs, with the key and holder as metadata.
+    ///   - seed: seeds the retry jitter, so a test can replay a run; nil picks a random seed.
     public init<C: Clock>(
         store: any LeaseStore,
         key: String,

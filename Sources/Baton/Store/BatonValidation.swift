@@ -9,7 +9,9 @@ public enum BatonValidation {
 
     /// Checks a key, holder, system, round, candidate, group or member: 1–256 bytes of UTF-8, no control
     /// characters.
-    /// - Parameter field: what the value is, for the error message ("key", "holder", ...).
+    /// - Parameters:
+    ///   - value: the name to check.
+    ///   - field: what the value is, for the error message ("key", "holder", ...).
     /// - Throws: ``BatonError`` `invalidArgument` naming the field and what is wrong (the value is shown escaped
     ///   and shortened, never raw).
     public static func name(_ value: String, _ field: String) throws(BatonError) {

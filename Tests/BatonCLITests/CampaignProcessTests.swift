@@ -1,0 +1,135 @@
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `baton` process whose standard output is read line by line as it runs.
+final class RunningBaton: Sendable {
+    private final class Output: Sendable {
+        let lines = Mutex<[String]>([])
+        let partial = Mutex<Data>(Data())
+    }
+
+    let process: Process
+    private let output = Output()
+
+    init(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = try CommandLineTests.executable()
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["BATON_STORE"] = nil
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        let collected = self.output
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            let complete: [String] = collected.partial.withLock { buffer in
+                buffer.append(data)
+                var found: [String] = []
+                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    found.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                    buffer.removeSubrange(buffer.startIndex...newline)
+                }
+                return found
+            }
+            collected.lines.withLock { $0.append(contentsOf: complete) }
+        }
+        try process.run()
+    }
+
+    /// The JSON events printed so far.
+    var events: [[String: Any]] {
+        output.lines.withLock { $0 }.compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Waits (at most `seconds` of real time) for an event named `name`, and returns it.
+    func waitFor(_ name: String, seconds: Double = 20, sourceLocation: SourceLocation = #_sourceLocation) async
+        -> [String: Any]?
+    {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if let event = events.first(where: { $0["event"] as? String == name }) { return event }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        Issue.record("no \(name) event within \(seconds) s; got \(events)", sourceLocation: sourceLocation)
+        return nil
+    }
+
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    func waitForExit(seconds: Double = 20) async -> Int32? {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if !process.isRunning { return process.terminationStatus }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        process.terminate()
+        return nil
+    }
+}
+
+/// Real processes campaigning on one SQLite file: the embedded store shared across processes.
+@Suite("baton campaign: processes on one SQLite file")
+struct CampaignProcessTests {
+    func withDatabase(_ body: (String) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-campaign-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await body("sqlite:" + directory.appendingPathComponent("baton.db").path)
+    }
+
+    @Test func gracefulStopHandsOverToTheWaitingProcessAtOnce() async throws {
+        try await withDatabase { store in
+            let a = try RunningBaton(["campaign", "job", "--store", store, "--id", "a", "--ttl", "30s"])
+            let elected = await a.waitFor("elected")
+            let b = try RunningBaton(["campaign", "job", "--store", store, "--id", "b", "--ttl", "30s"])
+            _ = await b.waitFor("following")
+            a.signal(SIGTERM)
+            #expect(await a.waitForExit() == 0)
+            // With a 30 s ttl, b can only have been elected this soon because a released the key and b was woken.
+            let successor = await b.waitFor("elected", seconds: 10)
+            let tokenA = try #require(elected?["token"] as? Int)
+            let tokenB = try #require(successor?["token"] as? Int)
+            #expect(tokenB > tokenA)
+            b.signal(SIGTERM)
+            #expect(await b.waitForExit() == 0)
+        }
+    }
+
+    @Test func aKilledLeaderIsSucceededAfterItsTtlWithALargerToken() async throws {
+        try await withDatabase { store in
+            let a = try RunningBaton(["campaign", "job", "--store", store, "--id", "a", "--ttl", "1s"])
+            let elected = await a.waitFor("elected")
+            let b = try RunningBaton(["campaign", "job", "--store", store, "--id", "b", "--ttl", "1s"])
+            _ = await b.waitFor("following")
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let killedAt = Int(now.tv_sec) * 1_000_000_000 + Int(now.tv_nsec)
+            a.signal(SIGKILL)
+            _ = await a.waitForExit()
+            let successor = await b.waitFor("elected", seconds: 10)
+            let tokenA = try #require(elected?["token"] as? Int)
+            let tokenB = try #require(successor?["token"] as? Int)
+            #expect(tokenB > tokenA)
+            // Never before the killed leader's term could have expired in the store: its last renew was at most
+            // ttl/3 before the kill, so the term ran until at least ttl − ttl/3 after it.
+            let takenAt = try #require(successor?["monotonic_ns"] as? Int)
+            #expect(takenAt - killedAt >= 600_000_000)
+            b.signal(SIGTERM)
+            _ = await b.waitForExit()
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Baton
+import BatonSQLite
+import BatonTestKit
+import Foundation
+import Testing
+
+/// Every check of the conformance suite on the SQLite store: all checks share one database file, each with a
+/// store instance (a connection and a change watcher) of its own, as separate processes on one host would.
+@Suite struct SQLiteConformanceTests {
+    static let directory: URL = {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("baton-sqlite-conformance-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }()
+
+    struct Harness: StoreHarness {
+        let store: SQLiteLeaseStore
+        func makeStore() async throws -> any LeaseStore { store }
+        func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
+        // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
+        var ttl: Duration { .milliseconds(500) }
+    }
+
+    @Test(arguments: LeaseStoreConformance.checks)
+    func conformance(_ check: ConformanceCheck) async throws {
+        let path = Self.directory.appendingPathComponent("shared.db").path
+        let store = try await SQLiteLeaseStore(path: path)
+        do {
+            try await check.run(Harness(store: store))
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    }
+}

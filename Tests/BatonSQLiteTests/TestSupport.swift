@@ -1,0 +1,122 @@
+import Baton
+import Foundation
+import Synchronization
+import Testing
+
+@testable import BatonSQLite
+
+/// A fresh database file in a directory of its own, removed after `body`.
+func withDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
+    let directory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("baton-sqlite-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    return try await body(directory.appendingPathComponent("baton.db").path)
+}
+
+/// Two store instances on one fresh file, standing for two processes; both closed after `body`.
+func withTwoStores<T>(
+    configuration: SQLiteLeaseStore.Configuration = .init(),
+    _ body: (SQLiteLeaseStore, SQLiteLeaseStore) async throws -> T
+) async throws -> T {
+    try await withDatabase { path throws in
+        let first = try await SQLiteLeaseStore(path: path, configuration: configuration)
+        let second = try await SQLiteLeaseStore(path: path, configuration: configuration)
+        do {
+            let result = try await body(first, second)
+            try await first.close()
+            try await second.close()
+            return result
+        } catch {
+            try? await first.close()
+            try? await second.close()
+            throw error
+        }
+    }
+}
+
+/// A unique name, so checks sharing a store never collide.
+func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }
+
+/// Records what a ``LeaseStore/changes(key:)`` sequence yields, consuming it in a task of its own.
+final class ChangeRecorder: Sendable {
+    private struct State {
+        var observations: [LeaderInfo?] = []
+        var finished = false
+        var error: (any Error)?
+    }
+
+    private let state = Locked(State())
+    private let task = Locked<Task<Void, Never>?>(nil)
+
+    init(_ changes: LeaderChanges) {
+        let task = Task { [state] in
+            do {
+                for try await info in changes {
+                    state.withLock { $0.observations.append(info) }
+                }
+                state.withLock { $0.finished = true }
+            } catch {
+                state.withLock { state in
+                    state.finished = true
+                    state.error = error
+                }
+            }
+        }
+        self.task.withLock { $0 = task }
+    }
+
+    var observations: [LeaderInfo?] { state.withLock { $0.observations } }
+    var finished: Bool { state.withLock { $0.finished } }
+    var error: (any Error)? { state.withLock { $0.error } }
+
+    /// Waits until `condition` holds for the observations, checking every 10 ms, for at most `timeout`.
+    /// - Returns: whether it held.
+    @discardableResult
+    func wait(
+        timeout: Duration = .seconds(3),
+        until condition: ([LeaderInfo?]) -> Bool
+    ) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition(observations) { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return condition(observations)
+    }
+
+    /// Waits until the sequence ends, for at most `timeout`. Returns whether it ended.
+    func waitForEnd(timeout: Duration = .seconds(3)) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if finished { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return finished
+    }
+
+    func cancel() { task.withLock { $0?.cancel() } }
+}
+
+/// The code of the `BatonError` that `body` throws, or nil if it throws something else or nothing.
+func batonErrorCode(_ body: () async throws -> Void) async -> BatonError.Code? {
+    do {
+        try await body()
+        return nil
+    } catch let error as BatonError {
+        return error.code
+    } catch {
+        return nil
+    }
+}
+
+/// A value behind a lock that closures of several tasks can share.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+
+    var value: Value { mutex.withLock { $0 } }
+}
