@@ -117,7 +117,8 @@ def main():
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     for name, row in rows:
-        print(json.dumps({"scenario": name, "store": "sqlite", **row, "seconds": seconds,
+        store_used = "none (same server, on sqlite)" if name == "/alive" else "sqlite"
+        print(json.dumps({"scenario": name, "store": store_used, **row, "seconds": seconds,
                           "connections": connections, "tool": "wrk"}))
 
 
