@@ -22,5 +22,6 @@ public struct RouteDescription: Sendable, Hashable, CustomStringConvertible {
         self.isOpen = isOpen
     }
 
+    /// `METHOD path`, as in `GET /v2/leases/{key}`.
     public var description: String { "\(method) \(path)" }
 }

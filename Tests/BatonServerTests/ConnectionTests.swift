@@ -28,13 +28,14 @@ struct ConnectionTests {
     func slowClient() async throws {
         let server = makeServer { $0.requestReadTimeout = .milliseconds(500) }
         try await withLiveServer(server) { server in
+            // Taken before connecting: the server's timer starts when it accepts the connection, after this.
+            let start = ContinuousClock.now
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: server.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
-            let start = ContinuousClock.now
             try await channel.executeThenClose { _, outbound in
                 try await outbound.write(ByteBuffer(string: "GET /alive HTTP/1.1\r\nHost: localhost\r\nX-Slow: "))
                 // One byte every 50 ms: an idle timeout would never fire.
