@@ -123,11 +123,15 @@ struct CommandLineTests {
         #expect(help.standardOutput.contains("elect"))
         #expect(help.standardOutput.contains("complete"))
         #expect(help.standardOutput.contains("leader"))
+        for command in ["run", "watch", "resign", "elect", "complete", "leader", "campaign"] {
+            #expect(help.standardOutput.contains(command))
+            let commandHelp = try baton([command, "--help"])
+            #expect(commandHelp.status == 0)
+            #expect(commandHelp.standardOutput.contains("Example"), "baton \(command) --help has no example")
+        }
     }
 
-    // These need a store that outlives one process: they are written for the SQLite store and were not run
-    // against it yet.
-    @Test("rounds over a shared SQLite file", .disabled("needs BatonSQLite's SQLiteLeaseStore"))
+    @Test("rounds over a shared SQLite file")
     func roundsAcrossProcesses() throws {
         let database = FileManager.default.temporaryDirectory.appendingPathComponent(
             "baton-cli-\(UUID().uuidString).db")
