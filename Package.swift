@@ -47,11 +47,13 @@ let package = Package(
             dependencies: ["Baton"],
             swiftSettings: swiftSettings
         ),
+        .target(name: "CBatonProcess"),
         .executableTarget(
             name: "baton",
             dependencies: [
                 "Baton",
                 "BatonSQLite",
+                "CBatonProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
