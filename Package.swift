@@ -69,11 +69,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(name: "CBatonProcess"),
         .executableTarget(
             name: "baton",
             dependencies: [
                 "Baton",
                 "BatonSQLite",
+                "CBatonProcess",
                 "BatonServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

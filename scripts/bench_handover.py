@@ -60,6 +60,7 @@ def main():
             samples.append((elected["monotonic_ns"] - sent) / 1e6)
     samples.sort()
     print(json.dumps({
+        "name": "handover-sqlite",
         "scenario": "graceful handover (process to process)",
         "store": store.split(":", 1)[0],
         "rounds": len(samples),

@@ -24,7 +24,11 @@ extension BatonCommand {
                 (campaigning, following, vacant, elected, demoted, store_error, stopped), details such as \
                 "token", "leader" or "reason", and "monotonic_ns", this host's CLOCK_MONOTONIC, so lines \
                 printed by different processes on one host can be compared. To run a command while leader, \
-                use `baton run` instead.
+                use `baton run` instead. Exits 0 when stopped; 2 for an invalid argument.
+
+                Example:
+                  baton campaign jobs/mailer --id host-a --for 30s
+                  {"event":"campaigning","holder":"host-a","key":"jobs/mailer","monotonic_ns":...}
                 """
         )
 

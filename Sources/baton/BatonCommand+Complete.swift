@@ -8,7 +8,11 @@ extension BatonCommand {
             abstract: "Record that the winner of a round completed it.",
             discussion: """
                 Prints "completed" and exits 0; repeating it is fine. Exits 1 if the candidate did not win the \
-                round, or if another identity already completed it.
+                round, or if another identity already completed it; 2 for an invalid argument; 3 when the store \
+                failed.
+
+                Example:
+                  baton complete nightly-cleaner 2026-11-23 --candidate host-a
                 """
         )
 

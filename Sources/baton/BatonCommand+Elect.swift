@@ -8,8 +8,11 @@ extension BatonCommand {
             abstract: "Claim one round of a system: the first candidate wins, the others lose.",
             discussion: """
                 Prints "won" and exits 0, or prints "lost: winner is X" and exits 1. The winner claiming again \
-                wins again, so a cron job may retry after an error. Example: \
-                baton elect nightly-cleaner 2026-11-23 && ./clean.sh && baton complete nightly-cleaner 2026-11-23
+                wins again, so a cron job may retry after an error. Exits 2 for an invalid argument, 3 when the \
+                store failed (the outcome is unknown: retry). `baton run --round` does all of this around a command.
+
+                Example:
+                  baton elect nightly-cleaner 2026-11-23 && ./clean.sh && baton complete nightly-cleaner 2026-11-23
                 """
         )
 

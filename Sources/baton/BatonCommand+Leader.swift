@@ -9,7 +9,14 @@ extension BatonCommand {
             discussion: """
                 Prints the holder, its fencing token, the time left and its metadata, and exits 0; with --json, \
                 one JSON object with the keys holder, token, metadata and remaining_ms (null when unknown). \
-                Prints "no leader" and exits 1 if nobody holds the key.
+                Prints "no leader" and exits 1 if nobody holds the key; exits 2 for an invalid argument, 3 when the \
+                store failed.
+
+                Examples:
+                  baton leader jobs/mailer
+                  host-a:4242 (token 7, 9.998s left)
+                  baton leader jobs/mailer --json
+                  {"holder":"host-a:4242","metadata":null,"remaining_ms":9998,"token":7}
                 """
         )
 

@@ -13,9 +13,18 @@ struct BatonCommand: AsyncParsableCommand {
 
             Exit status: 0 success (won, completed, a leader exists); 1 the store said no (lost, not the winner, \
             already completed, no leader); 2 invalid argument (a malformed name, duration or store URL); \
-            3 the store failed, timed out or refused the credentials (safe to retry); 64 a usage error.
+            3 the store failed, timed out or refused the credentials (safe to retry); 64 a usage error. \
+            `baton run` exits with its command's status, or 75 when leadership was lost, 126/127 when the \
+            command could not be executed or found (see baton run --help).
+
+            Examples:
+              baton run --key jobs/mailer -- ./mailer          # run ./mailer on one host at a time
+              baton run --key nightly --round 2026-11-23 -- ./clean.sh   # run once among all hosts
+              baton leader jobs/mailer --json
             """,
-        subcommands: [Serve.self, Elect.self, Complete.self, Leader.self, Campaign.self]
+        subcommands: [
+            Serve.self, Run.self, Elect.self, Complete.self, Leader.self, Watch.self, Resign.self, Campaign.self,
+        ]
     )
 
     @OptionGroup var options: StoreOptions

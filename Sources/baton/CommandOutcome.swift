@@ -10,13 +10,20 @@ import Foundation
 /// | 1 | the store said no: lost the round, not the winner, already completed by another, no leader |
 /// | 2 | invalid argument: a malformed name, duration or store URL, or a store this build lacks |
 /// | 3 | the store failed, timed out or refused the credentials; the outcome is unknown and a retry is safe |
+/// | 75 | `baton run`: leadership was lost while the command ran, and the command was stopped |
+/// | 126 | `baton run`: the command could not be executed |
+/// | 127 | `baton run`: the command was not found |
 ///
-/// ArgumentParser's own usage errors (a missing argument, an unknown option) exit with its status, 64.
+/// `baton run` otherwise exits with the command's own status (128 + N when signal N ended it), or 128 + N when
+/// signal N stopped `baton` before the command started. ArgumentParser's own usage errors (a missing argument,
+/// an unknown option) exit with its status, 64.
 enum CommandOutcome {
     static let success: Int32 = 0
     static let refused: Int32 = 1
     static let invalidArgument: Int32 = 2
     static let storeFailure: Int32 = 3
+    /// `baton run`: leadership was lost while the command ran (EX_TEMPFAIL: campaigning again later may succeed).
+    static let leadershipLost: Int32 = 75
 
     /// Runs a subcommand's work: returns normally for status 0, else throws `ExitCode` after printing any error
     /// as `baton: <message>` on standard error.

@@ -123,6 +123,12 @@ struct CommandLineTests {
         #expect(help.standardOutput.contains("elect"))
         #expect(help.standardOutput.contains("complete"))
         #expect(help.standardOutput.contains("leader"))
+        for command in ["run", "watch", "resign", "elect", "complete", "leader", "campaign"] {
+            #expect(help.standardOutput.contains(command))
+            let commandHelp = try baton([command, "--help"])
+            #expect(commandHelp.status == 0)
+            #expect(commandHelp.standardOutput.contains("Example"), "baton \(command) --help has no example")
+        }
     }
 
     @Test("rounds over a shared SQLite file")

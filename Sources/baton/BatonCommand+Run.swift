@@ -1,0 +1,347 @@
+import ArgumentParser
+import Baton
+import Foundation
+import Logging
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension BatonCommand {
+    /// `baton run --key KEY -- CMD [ARGS...]`: runs a command only while leader of a key, or once per round.
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a command only while this process leads a key (or, with --round, once per round).",
+            usage: """
+                baton run --key KEY [--store URL] [--id ID] [--ttl 10s] [--grace D] [--retry] [--quiet] -- CMD [ARGS...]
+                  baton run --key SYSTEM --round ROUND [--id ID] [--lost-exit-code N] -- CMD [ARGS...]
+                """,
+            discussion: """
+                Campaigns for KEY and, once elected, starts CMD in a process group of its own with BATON_KEY, \
+                BATON_TOKEN (the fencing token) and BATON_HOLDER in its environment; standard input, output and \
+                error are CMD's. While CMD runs, baton renews the lease.
+
+                - CMD exits: baton releases the key at once (the next candidate starts within milliseconds) and \
+                exits with CMD's status (128 + N if signal N ended it).
+                - Leadership is lost (a renewal is refused, or the store stays unreachable until the local \
+                deadline): CMD's process group gets SIGTERM and, after the grace, SIGKILL, all before the lease \
+                could pass to anyone else; then baton exits 75, or campaigns again with --retry.
+                - baton gets SIGTERM, SIGINT or SIGHUP: the signal is forwarded to CMD's process group, SIGKILL \
+                follows after the grace, then baton releases the key and exits with CMD's status. Before CMD \
+                started, baton leaves the election and exits 128 + the signal.
+                - baton is killed (kill -9): on Linux CMD gets SIGKILL at once (parent-death signal). Processes \
+                CMD starts are not covered by that: in scripts, `exec` the long-running program.
+
+                Timing. The safety margin is max(ttl/10, 100ms); the grace defaults to max(ttl/5, 100ms); the \
+                renew interval to min(ttl/3, (ttl - margin - grace)/2). If the last successful renewal was sent \
+                at t0, baton gives up leadership at t0 + ttl - margin - grace: SIGTERM then, SIGKILL at \
+                t0 + ttl - margin, and the store cannot hand the key to anyone before t0 + ttl. So ttl must exceed \
+                margin + grace, and the renew interval must be shorter than ttl - margin - grace; baton checks \
+                this at start. With --ttl 10s: margin 1s, grace 2s, renewals every 3.333s.
+
+                Cron mode (--round ROUND): a one-shot election of round ROUND of system KEY, with no lease. The \
+                winner runs CMD and, if it exits 0, records the round as completed; the others print \
+                "lost: winner is X" on standard error and exit 0 without running CMD (--lost-exit-code N to \
+                change that). A winner that finds the round already completed does not run CMD again. The \
+                identity defaults to the host name, so the same crontab line on five hosts runs the job once, \
+                and a retry on the winning host after a failure runs it again.
+
+                Status lines ("waiting: KEY is held by X (token N) since 14:03:12") go to standard error; \
+                --quiet silences them, and the losers' line in cron mode.
+
+                Exit status: CMD's status when it ran to its end; 75 leadership was lost while CMD ran (CMD was \
+                stopped); 126 CMD could not be executed; 127 CMD was not found; 128 + N baton was stopped by \
+                signal N before CMD started; 0 (or --lost-exit-code) cron mode lost or the round was already \
+                completed; 2 invalid argument (a malformed name or duration, a grace that does not fit in the \
+                ttl); 3 the store failed (cron mode: also when CMD succeeded but its completion could not be \
+                recorded).
+
+                Examples:
+                  baton run --key jobs/mailer -- ./mailer --queue outgoing
+                  baton run --key jobs/mailer --ttl 1s --retry -- sh -c 'exec ./mailer'
+                  baton run --key nightly --round "$(date +%F)" --quiet -- ./clean.sh
+                (in a crontab, write % as \\%)
+                """
+        )
+
+        @OptionGroup var options: StoreOptions
+
+        @Option(help: ArgumentHelp("The key to lead; with --round, the system whose round it is.", valueName: "key"))
+        var key: String
+
+        @Option(
+            help: ArgumentHelp(
+                "This candidate's identity (default: hostname:pid; with --round, the host name).", valueName: "id")
+        )
+        var id: String?
+
+        @Option(help: ArgumentHelp("The lease time to live: 250ms, 10s, 5m.", valueName: "time"))
+        var ttl: String = "10s"
+
+        @Option(
+            help: ArgumentHelp(
+                "Time between SIGTERM and SIGKILL when CMD is stopped (default: max(ttl/5, 100ms)).",
+                valueName: "time")
+        )
+        var grace: String?
+
+        @Option(
+            name: .customLong("renew-interval"),
+            help: ArgumentHelp(
+                "How often the lease is renewed (default: min(ttl/3, (ttl - margin - grace)/2)).", valueName: "time")
+        )
+        var renewInterval: String?
+
+        @Option(help: ArgumentHelp("What the leader publishes (at most 4 KiB), e.g. its address.", valueName: "text"))
+        var metadata: String?
+
+        @Flag(help: "After losing leadership (and stopping CMD), campaign again instead of exiting.")
+        var retry = false
+
+        @Flag(help: "Print no status lines on standard error; errors are still printed.")
+        var quiet = false
+
+        @Option(help: ArgumentHelp("Cron mode: elect one winner of this round of system KEY.", valueName: "round"))
+        var round: String?
+
+        @Option(
+            name: .customLong("lost-exit-code"),
+            help: ArgumentHelp("Cron mode: the exit status when CMD did not run here (default: 0).", valueName: "n")
+        )
+        var lostExitCode: Int32 = 0
+
+        @Option(help: ArgumentHelp("Cron mode: how long the round's record is kept.", valueName: "time"))
+        var retention: String = "7d"
+
+        @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --."))
+        var command: [String] = []
+
+        func validate() throws {
+            if command.isEmpty {
+                throw ValidationError("Name the command after --: baton run --key KEY -- CMD [ARGS...]")
+            }
+            if round != nil && retry {
+                throw ValidationError("--retry has no meaning with --round: a round is elected once")
+            }
+            if !(0...255).contains(lostExitCode) {
+                throw ValidationError("--lost-exit-code must be within 0...255, got \(lostExitCode)")
+            }
+        }
+
+        func run() async throws {
+            try await CommandOutcome.run {
+                let ttl = try parseDurationOption(ttl, option: "--ttl")
+                let grace = try grace.map { try parseDurationOption($0, option: "--grace") }
+                let renewInterval = try renewInterval.map { try parseDurationOption($0, option: "--renew-interval") }
+                let retention = try parseDurationOption(retention, option: "--retention")
+                let timing = try RunTiming.resolve(ttl: ttl, grace: grace, renewInterval: renewInterval)
+                if let round {
+                    try BatonValidation.name(key, "--key")
+                    try BatonValidation.name(round, "--round")
+                    let candidate = try Candidate.resolve(id)
+                    return try await options.withStore { store in
+                        try await runRound(
+                            store: store, round: round, candidate: candidate, retention: retention,
+                            grace: timing.grace)
+                    }
+                }
+                try BatonValidation.name(key, "--key")
+                let holder = id ?? LeaderElector.defaultHolder
+                try BatonValidation.name(holder, "--id")
+                try BatonValidation.metadata(metadata)
+                return try await options.withStore { store in
+                    try await runLeader(store: store, holder: holder, timing: timing)
+                }
+            }
+        }
+
+        /// The name CMD is given in messages.
+        private var commandName: String { command.first ?? "" }
+
+        // MARK: Continuous leadership
+
+        private enum ChildRun: Sendable {
+            /// A stop signal came first.
+            case notStarted
+            /// The command ran and ended.
+            case exited(ChildProcess.Exit)
+        }
+
+        private func runLeader(store: any LeaseStore, holder: String, timing: RunTiming) async throws -> Int32 {
+            let configuration = ElectorConfiguration(
+                ttl: timing.ttl,
+                renewInterval: timing.renewInterval,
+                safetyMargin: timing.electorMargin,
+                metadata: metadata
+            )
+            var logger = Logger(label: "baton.run")
+            logger.logLevel = .critical
+            let elector = try LeaderElector(
+                store: store, key: key, holder: holder, configuration: configuration, logger: logger)
+            let supervisor = RunSupervisor(grace: timing.grace, resignOnLoss: !retry) { elector.resign() }
+            let reporter = StatusReporter(key: key, holder: holder, quiet: quiet)
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+            let events = elector.events
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await signal in signals { supervisor.received(signal.rawValue) }
+                }
+                group.addTask { await reporter.follow(events, supervisor: supervisor) }
+                defer { group.cancelAll() }
+                // The campaign belongs to run(), not to withLeadership: when the command is gone, resign() lets
+                // the elector release whatever it holds, also a lease an acquire in flight is still granting
+                // (cancelling a campaign would abandon that one until it expires).
+                async let campaign: Void = elector.run()
+                await supervisor.waitForCampaign()
+                let status: Int32
+                do {
+                    status = try await lead(elector, supervisor: supervisor, reporter: reporter, timing: timing)
+                } catch {
+                    elector.resign()
+                    try? await campaign
+                    throw error
+                }
+                elector.resign()
+                try await campaign
+                return status
+            }
+        }
+
+        /// Campaigns and runs the command while leader, once or (with --retry) after every loss.
+        private func lead(
+            _ elector: LeaderElector,
+            supervisor: RunSupervisor,
+            reporter: StatusReporter,
+            timing: RunTiming
+        ) async throws -> Int32 {
+            let command = self.command
+            while true {
+                if let signal = supervisor.stopSignal { return 128 + signal }
+                do {
+                    let run = try await elector.withLeadership { lease -> ChildRun in
+                        supervisor.elected(lease)
+                        guard !Task.isCancelled, supervisor.beginStarting() else { return .notStarted }
+                        reporter.status("elected: \(lease.key) (token \(lease.token)); running \(command[0])")
+                        var environment = ProcessInfo.processInfo.environment
+                        environment["BATON_KEY"] = lease.key
+                        environment["BATON_TOKEN"] = String(lease.token)
+                        environment["BATON_HOLDER"] = lease.holder
+                        let child: ChildProcess
+                        do {
+                            child = try await ChildProcess.spawn(command, environment: environment)
+                        } catch {
+                            supervisor.finished()
+                            throw error
+                        }
+                        supervisor.started(child)
+                        let exit = await withTaskCancellationHandler {
+                            await child.exitWithGroup(grace: timing.grace)
+                        } onCancel: {
+                            child.stop(SIGTERM, grace: timing.grace)
+                        }
+                        supervisor.finished()
+                        return .exited(exit)
+                    }
+                    switch run {
+                    case .notStarted:
+                        return 128 + (supervisor.stopSignal ?? SIGTERM)
+                    case .exited(let exit):
+                        return exit.code
+                    }
+                } catch let error as ChildProcess.SpawnError {
+                    CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
+                    return error.exitCode
+                } catch let error as BatonError where error.code == .lost {
+                    let ended = supervisor.lastTerm
+                    let reason: DemotionReason? =
+                        if let ended {
+                            await supervisor.demotionReason(of: ended.token, within: .milliseconds(500))
+                        } else {
+                            nil
+                        }
+                    var message = "lost leadership of \(key)"
+                    if let ended { message += " (token \(ended.token))" }
+                    message += ": \(StatusReporter.explain(reason))"
+                    if let child = ended?.child {
+                        let exit = await child.exit()
+                        message +=
+                            child.wasKilled
+                            ? "; \(commandName) was killed with SIGKILL after the \(RunTiming.format(timing.grace)) grace"
+                            : "; \(commandName) was stopped with SIGTERM (exit status \(exit.code))"
+                    }
+                    CommandOutcome.printError(message)
+                    if let signal = supervisor.stopSignal { return 128 + signal }
+                    guard retry else { return CommandOutcome.leadershipLost }
+                    reporter.status("campaigning again for \(key) (--retry)")
+                } catch is CancellationError {
+                    // The elector left the election because a stop signal arrived while waiting.
+                    guard let signal = supervisor.stopSignal else { throw CancellationError() }
+                    return 128 + signal
+                }
+            }
+        }
+
+        // MARK: Cron mode
+
+        private func runRound(
+            store: any LeaseStore,
+            round: String,
+            candidate: String,
+            retention: Duration,
+            grace: Duration
+        ) async throws -> Int32 {
+            let supervisor = RunSupervisor(grace: grace)
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await signal in signals { supervisor.received(signal.rawValue) }
+                }
+                defer { group.cancelAll() }
+                let election = try RoundElection(store: store, system: key, retention: retention)
+                if case .lost(let winner) = try await election.claim(round: round, candidate: candidate) {
+                    if !quiet { CommandOutcome.printError("lost: winner is \(winner)") }
+                    return lostExitCode
+                }
+                if let completer = try await election.completion(round: round) {
+                    if !quiet {
+                        CommandOutcome.printError(
+                            "\(key)/\(round) was already completed by \(completer); not running \(commandName)")
+                    }
+                    return lostExitCode
+                }
+                if let signal = supervisor.stopSignal { return 128 + signal }
+                guard supervisor.beginStarting() else { return 128 + (supervisor.stopSignal ?? SIGTERM) }
+                var environment = ProcessInfo.processInfo.environment
+                environment["BATON_KEY"] = key
+                environment["BATON_ROUND"] = round
+                environment["BATON_HOLDER"] = candidate
+                environment["BATON_TOKEN"] = nil
+                let child: ChildProcess
+                do throws(ChildProcess.SpawnError) {
+                    child = try await ChildProcess.spawn(command, environment: environment)
+                } catch {
+                    CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
+                    return error.exitCode
+                }
+                supervisor.started(child)
+                let exit = await child.exitWithGroup(grace: grace)
+                supervisor.finished()
+                guard exit.code == 0 else { return exit.code }
+                do {
+                    try await election.complete(round: round, candidate: candidate)
+                } catch {
+                    CommandOutcome.printError(
+                        "\(commandName) succeeded but recording the completion of \(key)/\(round) failed: "
+                            + CommandOutcome.message(for: error))
+                    return CommandOutcome.status(for: error)
+                }
+                return CommandOutcome.success
+            }
+        }
+    }
+}

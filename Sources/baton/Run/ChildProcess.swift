@@ -1,0 +1,226 @@
+import Baton
+import CBatonProcess
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A command started by `baton run`, leader of a process group of its own, and the stopping of that group.
+///
+/// The command is forked by a thread of its own, which then waits for it with `waitpid`. On Linux the child
+/// asks for SIGKILL when that thread ends (the parent-death signal belongs to the forking thread, not to the
+/// process), and the thread ends only after the child has been reaped, so the child dies with `baton` — also
+/// after a `kill -9` — and never because of `baton`'s own housekeeping.
+///
+/// Signals go to the whole group (`kill(-pid, signal)`), so a shell script and the programs it started in the
+/// foreground stop together. A process that leaves the group (`setsid`, `setpgid`) is out of reach. `baton` is
+/// made a child subreaper, so that processes of the group whose parent ended are re-parented to it and reaped.
+final class ChildProcess: Sendable {
+    /// How the command ended.
+    struct Exit: Sendable, Hashable {
+        /// The exit code, or 128 + the signal that ended the command (as a shell reports it).
+        var code: Int32
+        /// The signal that ended the command, if one did.
+        var signal: Int32?
+    }
+
+    /// Why a command could not be started.
+    struct SpawnError: Error {
+        /// The `errno` of the failure (of `exec` in the child, or of `fork` here).
+        var errorNumber: Int32
+
+        /// The exit status for this failure, as shells use it: 127 when the command was not found, else 126.
+        var exitCode: Int32 { errorNumber == ENOENT || errorNumber == ENOTDIR ? 127 : 126 }
+
+        /// The system's description of the error: `No such file or directory`.
+        var reason: String { String(cString: strerror(errorNumber)) }
+    }
+
+    private struct State {
+        var exit: Exit?
+        var exitWaiters: [CheckedContinuation<Exit, Never>] = []
+        /// When SIGKILL is due, once a stop was asked for.
+        var killAt: ContinuousClock.Instant?
+        /// The first signal a stop sent.
+        var stopSignal: Int32?
+        /// SIGKILL was sent.
+        var killed = false
+        /// No process of the group is left: from then on no signal is sent, since the id may be reused.
+        var groupGone = false
+    }
+
+    /// The command's process id, also its process group id.
+    let pid: pid_t
+    private let state = Mutex(State())
+
+    private init(pid: pid_t) {
+        self.pid = pid
+    }
+
+    /// Starts `command` (`command[0]` is looked up in `PATH` unless it contains a slash) with `environment`.
+    ///
+    /// Standard input, output and error are shared with `baton`.
+    /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable) or fork failed.
+    static func spawn(_ command: [String], environment: [String: String]) async throws(SpawnError) -> ChildProcess {
+        precondition(!command.isEmpty, "an empty command")
+        _ = baton_become_subreaper()
+        let paths = candidatePaths(for: command[0], searchPath: environment["PATH"])
+        let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
+        let started: Result<ChildProcess, SpawnError> = await withCheckedContinuation { continuation in
+            let thread = Thread {
+                // Runs until the child has been reaped: see the type's documentation.
+                let pid = withCStrings(paths) { paths in
+                    withCStrings(command) { argv in
+                        withCStrings(variables) { envp in
+                            var failure: Int32 = 0
+                            let pid = baton_spawn(paths, argv, envp, &failure)
+                            return pid > 0 ? pid : -failure
+                        }
+                    }
+                }
+                guard pid > 0 else {
+                    continuation.resume(returning: .failure(SpawnError(errorNumber: -pid)))
+                    return
+                }
+                let child = ChildProcess(pid: pid)
+                continuation.resume(returning: .success(child))
+                let status = baton_wait(pid)
+                child.reaped(status)
+            }
+            thread.name = "baton-child"
+            thread.start()
+        }
+        return try started.get()
+    }
+
+    /// Where `name` is looked for, in order: itself if it contains a slash, else each directory of `searchPath`
+    /// (default `/usr/local/bin:/usr/bin:/bin`; an empty entry is the current directory).
+    static func candidatePaths(for name: String, searchPath: String?) -> [String] {
+        if name.contains("/") { return [name] }
+        let directories = (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(
+            separator: ":", omittingEmptySubsequences: false)
+        return directories.map { $0.isEmpty ? "./\(name)" : "\($0)/\(name)" }
+    }
+
+    // MARK: Waiting
+
+    /// Waits until the command has ended, and returns how.
+    func exit() async -> Exit {
+        await withCheckedContinuation { continuation in
+            let exit = state.withLock { state -> Exit? in
+                if let exit = state.exit { return exit }
+                state.exitWaiters.append(continuation)
+                return nil
+            }
+            if let exit { continuation.resume(returning: exit) }
+        }
+    }
+
+    /// Waits until the command has ended and no other process of its group is left, stopping those with SIGTERM
+    /// and, `grace` later, SIGKILL. Returns how the command ended.
+    ///
+    /// Processes the command left behind in its group would otherwise run on after `baton` gave up leadership.
+    /// The wait for them is bounded: a process that even SIGKILL does not remove within a second (a zombie whose
+    /// parent does not reap it) is given up on.
+    func exitWithGroup(grace: Duration) async -> Exit {
+        let exit = await exit()
+        if groupIsGone() { return exit }
+        stop(SIGTERM, grace: grace)
+        let giveUp = ContinuousClock.now + grace + .seconds(1)
+        while ContinuousClock.now < giveUp {
+            await Self.pause(milliseconds: 10)
+            if groupIsGone() { return exit }
+        }
+        return exit
+    }
+
+    /// Sleeps even if the task is cancelled: stopping the group must go on when the leadership that cancelled the
+    /// task has ended.
+    private static func pause(milliseconds: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) {
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Whether no process of the group is left; remembered once true. Reaps the group's processes that were
+    /// re-parented here (see `baton_become_subreaper`) and have ended.
+    private func groupIsGone() -> Bool {
+        state.withLock { state in
+            if state.groupGone { return true }
+            guard state.exit != nil else { return false }
+            var status: Int32 = 0
+            while waitpid(-pid, &status, WNOHANG) > 0 {}
+            if kill(-pid, 0) != 0 && errno == ESRCH { state.groupGone = true }
+            return state.groupGone
+        }
+    }
+
+    private func reaped(_ status: Int32) {
+        let exit =
+            status < 0
+            ? Exit(code: 1, signal: nil)
+            : Exit(
+                code: baton_exit_code(status), signal: baton_term_signal(status) == 0 ? nil : baton_term_signal(status))
+        let waiters = state.withLock { state in
+            state.exit = exit
+            defer { state.exitWaiters = [] }
+            return state.exitWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: exit) }
+    }
+
+    // MARK: Stopping
+
+    /// The first signal a stop sent, if any.
+    var stopSignal: Int32? { state.withLock { $0.stopSignal } }
+
+    /// Whether SIGKILL was sent.
+    var wasKilled: Bool { state.withLock { $0.killed } }
+
+    /// Sends `signal` to the whole group now, and SIGKILL to it `grace` later unless an earlier SIGKILL is already
+    /// due. Safe to call from any thread (a cancellation handler, a signal handler's task) any number of times.
+    func stop(_ signal: Int32, grace: Duration) {
+        let killAt = ContinuousClock.now + grace
+        let (send, schedule) = state.withLock { state -> (Bool, Bool) in
+            if state.killed || state.groupGone { return (false, false) }
+            if state.stopSignal == nil { state.stopSignal = signal }
+            if let due = state.killAt, due <= killAt { return (true, false) }
+            state.killAt = killAt
+            return (true, true)
+        }
+        if send { kill(-pid, signal) }
+        if schedule {
+            let milliseconds = Int(max(0, grace.batonMilliseconds))
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { [self] in
+                killNow()
+            }
+        }
+    }
+
+    /// Sends SIGKILL to the group once (the earliest scheduled kill sends it; later ones find it done).
+    private func killNow() {
+        let send = state.withLock { state -> Bool in
+            if state.killed || state.groupGone { return false }
+            state.killed = true
+            return true
+        }
+        if send { kill(-pid, SIGKILL) }
+    }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings copied from `strings`, valid for the call only.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Graceful handover between two `baton run` processes on one store.
+
+Process A runs `baton run` and its command starts; process B runs `baton run` for the same key and waits (it
+prints "waiting: ..." on standard error). The script then sends A a SIGTERM: A forwards it to its command, which
+ends, releases the key and exits; B is elected and starts its command. Each command prints "started" as soon as
+it runs (`sh -c 'echo started; exec sleep 1000'`), and the figure is the time, on this host's monotonic clock,
+from sending the signal to reading B's line. It includes starting sh, which is measured on its own (without
+baton) and reported as `command_start_ms`. Each round uses fresh processes; the first round is a warm-up and is
+not counted.
+
+Usage: bench_handover_run.py BATON_BINARY STORE_URL ROUNDS
+Prints one JSON object: {"scenario", "store", "rounds", "median_ms", "p90_ms", "min_ms", "max_ms", "samples_ms",
+"command_start_ms"}.
+"""
+import json
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+COMMAND = ["sh", "-c", "echo started; exec sleep 1000"]
+
+
+def start(binary, store, key, holder):
+    return subprocess.Popen(
+        [binary, "run", "--store", store, "--key", key, "--id", holder, "--ttl", "10s", "--"] + COMMAND,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+
+
+def read_line(stream, what, timeout=30.0):
+    """Reads one line from `stream`, failing after `timeout` seconds."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    if not ready:
+        raise RuntimeError(f"timed out waiting for {what}")
+    line = stream.readline()
+    if not line:
+        raise RuntimeError(f"the process ended before {what}")
+    return line
+
+
+def wait_for_stderr(process, text, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        line = read_line(process.stderr, repr(text), max(0.0, deadline - time.monotonic()))
+        if text in line:
+            return line
+
+
+def command_start_ms(rounds):
+    """The median time from starting the command to reading its line, without baton."""
+    samples = []
+    for _ in range(rounds):
+        before = time.monotonic_ns()
+        child = subprocess.Popen(COMMAND, stdout=subprocess.PIPE, text=True)
+        read_line(child.stdout, "the command's line")
+        printed = time.monotonic_ns()
+        child.kill()
+        child.wait()
+        samples.append((printed - before) / 1e6)
+    return round(statistics.median(samples), 2)
+
+
+def main():
+    binary, store, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    samples = []
+    key = f"bench-handover-run-{os.getpid()}"
+    for round_number in range(rounds + 1):
+        a = start(binary, store, key, f"a{round_number}")
+        read_line(a.stdout, "A's command to start")
+        b = start(binary, store, key, f"b{round_number}")
+        wait_for_stderr(b, "waiting:")
+        time.sleep(0.2)  # let B finish subscribing to the change feed
+        sent = time.monotonic_ns()
+        a.send_signal(signal.SIGTERM)
+        read_line(b.stdout, "B's command to start")
+        started = time.monotonic_ns()
+        a.wait(timeout=30)
+        b.send_signal(signal.SIGTERM)
+        b.wait(timeout=30)
+        if a.returncode != 128 + signal.SIGTERM or b.returncode != 128 + signal.SIGTERM:
+            raise RuntimeError(f"unexpected exit statuses {a.returncode} and {b.returncode}")
+        if round_number > 0:
+            samples.append((started - sent) / 1e6)
+    samples.sort()
+    print(json.dumps({
+        "name": "handover-run-sqlite",
+        "scenario": "graceful handover with baton run (SIGTERM to the leader until the successor's command runs)",
+        "store": store.split(":", 1)[0],
+        "rounds": len(samples),
+        "median_ms": round(statistics.median(samples), 2),
+        "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 2),
+        "min_ms": round(samples[0], 2),
+        "max_ms": round(samples[-1], 2),
+        "samples_ms": [round(s, 2) for s in samples],
+        "command_start_ms": command_start_ms(max(5, rounds)),
+    }))
+
+
+if __name__ == "__main__":
+    main()
