@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "Baton", targets: ["Baton"]),
         .library(name: "BatonSQLite", targets: ["BatonSQLite"]),
+        .library(name: "BatonPostgres", targets: ["BatonPostgres"]),
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
         .executable(name: "baton", targets: ["baton"]),
     ],
@@ -22,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        // BatonPostgres
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -43,6 +46,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "BatonPostgres",
+            dependencies: [
+                "Baton",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BatonTestKit",
             dependencies: ["Baton"],
             swiftSettings: swiftSettings
@@ -52,6 +64,7 @@ let package = Package(
             dependencies: [
                 "Baton",
                 "BatonSQLite",
+                "BatonPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,6 +90,17 @@ let package = Package(
         .testTarget(
             name: "BatonSQLiteTests",
             dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonPostgresTests",
+            dependencies: [
+                "Baton",
+                "BatonPostgres",
+                "BatonTestKit",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
