@@ -50,6 +50,18 @@ func using<T>(_ store: PostgresLeaseStore, _ body: (PostgresLeaseStore) async th
     }
 }
 
+/// Runs `body` with `stores`, closing them all afterwards also when `body` throws.
+func usingAll<T>(_ stores: [PostgresLeaseStore], _ body: ([PostgresLeaseStore]) async throws -> T) async throws -> T {
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await body(stores))
+    } catch {
+        result = .failure(error)
+    }
+    for store in stores { try? await store.close() }
+    return try result.get()
+}
+
 /// A unique name, so tests sharing a database never collide.
 func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }
 
