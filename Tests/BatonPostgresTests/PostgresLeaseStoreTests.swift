@@ -147,20 +147,6 @@ import Testing
         }
     }
 
-    @Test func sslmodeRequireFailsAgainstAServerWithoutTLS() async throws {
-        guard let url = try TestServer.url() else { return }
-        await #expect(throws: BatonError.self) {
-            _ = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require"))
-        }
-        let code = await batonErrorCode {
-            _ = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require"))
-        }
-        #expect(code == .storeUnavailable)
-        // prefer (the default) falls back to a plain connection.
-        let preferred = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=prefer"))
-        try await preferred.close()
-    }
-
     @Test func metadataWithNULIsRefusedBeforeAnyIO() async throws {
         guard let store = try await TestServer.store() else { return }
         try await using(store) { store in
