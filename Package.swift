@@ -72,6 +72,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The latency driver of scripts/bench.
+        .executableTarget(
+            name: "baton-bench",
+            dependencies: ["Baton", "BatonSQLite", "BatonPostgres"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "BatonTests",
             dependencies: [
