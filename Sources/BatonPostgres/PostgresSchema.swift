@@ -168,6 +168,10 @@ struct PostgresSchema: Sendable {
 
     /// Takes or renews a key in one statement; always returns the key's row as it is afterwards (a refused
     /// acquire rewrites the row unchanged, which takes its lock, so the answer names the holder that won).
+    ///
+    /// The time left is measured after the row lock was granted, by a second reading of the clock: the first one
+    /// may predate the winner's (a refused acquirer that waited for the lock), and would show more than the
+    /// winner's ttl. It is kept within (0, ttl]: the term was live when the refusal was decided.
     func acquire(key: String, holder: String, ttlMilliseconds: Int64, metadata: String?) -> PostgresQuery {
         PostgresQuery(
             unsafeSQL: """
@@ -185,7 +189,10 @@ struct PostgresSchema: Sendable {
                         updated_at = CASE WHEN \(takes) THEN excluded.updated_at ELSE l.updated_at END
                     RETURNING l.token, l.holder, l.metadata, l.ttl_ms, l.expires_at
                 )
-                SELECT token, holder, metadata, ttl_ms, \(remainingMicroseconds("written.expires_at")) FROM written, clock
+                SELECT token, holder, metadata, ttl_ms,
+                    greatest(least(floor(extract(epoch FROM (expires_at - clock_timestamp())) * 1000000)::bigint,
+                        ttl_ms * 1000), 1)
+                FROM written
                 """,
             binds: Self.binds(key, holder, metadata, ttlMilliseconds)
         )
