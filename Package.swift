@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "Baton", targets: ["Baton"]),
         .library(name: "BatonSQLite", targets: ["BatonSQLite"]),
+        .library(name: "BatonPostgres", targets: ["BatonPostgres"]),
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
         .library(name: "BatonServer", targets: ["BatonServer"]),
         .executable(name: "baton", targets: ["baton"]),
@@ -29,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // BatonPostgres
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -45,6 +48,15 @@ let package = Package(
             dependencies: [
                 "Baton",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BatonPostgres",
+            dependencies: [
+                "Baton",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -81,11 +93,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                "BatonPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The latency driver of scripts/bench.
+        .executableTarget(
+            name: "baton-bench",
+            dependencies: ["Baton", "BatonSQLite", "BatonPostgres"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -126,6 +145,17 @@ let package = Package(
         .testTarget(
             name: "BatonSQLiteTests",
             dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonPostgresTests",
+            dependencies: [
+                "Baton",
+                "BatonPostgres",
+                "BatonTestKit",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

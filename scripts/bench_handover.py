@@ -60,7 +60,7 @@ def main():
             samples.append((elected["monotonic_ns"] - sent) / 1e6)
     samples.sort()
     print(json.dumps({
-        "name": "handover-sqlite",
+        "name": "handover-" + {"postgresql": "postgres"}.get(store.split(":", 1)[0], store.split(":", 1)[0]),
         "scenario": "graceful handover (process to process)",
         "store": store.split(":", 1)[0],
         "rounds": len(samples),

@@ -1,0 +1,89 @@
+import Baton
+
+extension PostgresLeaseStore {
+    /// How a ``PostgresLeaseStore`` uses its database: where its tables live, how long it waits, how many
+    /// connections it opens.
+    public struct Configuration: Sendable {
+        /// The schema that holds Baton's tables (`baton_leases`, `baton_rounds`, `baton_presence`, `baton_meta`)
+        /// and names the notification channel (`baton_changes_<schema>`). Default `public`; another schema is
+        /// created if it does not exist. Stores that should elect together must use the same schema.
+        ///
+        /// Lower-case ASCII letters, digits and `_`, starting with a letter or `_`, at most 48 bytes (so it never
+        /// needs quoting and the channel name stays within PostgreSQL's 63 bytes). A store URL may set it with
+        /// the query item `schema=NAME`.
+        public var schema: String
+
+        /// How long one operation may take, waiting for a connection included, before it fails with
+        /// ``BatonError/Code/timeout`` (its outcome is then unknown, as the contract allows). A query still
+        /// running then is abandoned by closing its connection. Default 10 s; 1 ms to 1 hour.
+        public var operationTimeout: Duration
+
+        /// How long opening one connection may take. Default 10 s; 1 ms to 1 hour.
+        public var connectTimeout: Duration
+
+        /// The most connections the store's pool opens for operations (the change listener has one more of its
+        /// own). Default 10; 1 to 1000.
+        public var maximumConnections: Int
+
+        /// How often ``PostgresLeaseStore/changes(key:)`` reads again without a notification. Default nil:
+        /// never, because every change is pushed by `NOTIFY` and expiries are seen by a timer at the term's
+        /// remaining time. Set it as a safety net where notifications may be lost (a connection pooler in
+        /// transaction mode between Baton and the database drops `LISTEN`).
+        public var changesPollInterval: Duration?
+
+        /// How often the change listener's connection is checked with a query while no notification comes,
+        /// so that a connection that died silently is replaced. Default 15 s; 1 ms to 1 hour.
+        public var listenerKeepAlive: Duration
+
+        /// Creates a configuration.
+        public init(
+            schema: String = "public",
+            operationTimeout: Duration = .seconds(10),
+            connectTimeout: Duration = .seconds(10),
+            maximumConnections: Int = 10,
+            changesPollInterval: Duration? = nil,
+            listenerKeepAlive: Duration = .seconds(15)
+        ) {
+            self.schema = schema
+            self.operationTimeout = operationTimeout
+            self.connectTimeout = connectTimeout
+            self.maximumConnections = maximumConnections
+            self.changesPollInterval = changesPollInterval
+            self.listenerKeepAlive = listenerKeepAlive
+        }
+
+        /// Checks the values, throwing ``BatonError/Code/invalidArgument`` for one out of range.
+        func validate() throws(BatonError) {
+            try Self.validate(schema: schema)
+            for (value, name) in [
+                (operationTimeout, "operationTimeout"), (connectTimeout, "connectTimeout"),
+                (listenerKeepAlive, "listenerKeepAlive"),
+            ] {
+                if value < .milliseconds(1) || value > .seconds(3600) {
+                    throw .invalidArgument("\(name) must be between 1 ms and 1 hour, got \(value)")
+                }
+            }
+            if !(1...1000).contains(maximumConnections) {
+                throw .invalidArgument("maximumConnections must be between 1 and 1000, got \(maximumConnections)")
+            }
+            if let changesPollInterval {
+                try BatonValidation.duration(changesPollInterval, "changesPollInterval")
+            }
+        }
+
+        /// Checks a schema name: `[a-z_][a-z0-9_]*`, at most 48 bytes.
+        static func validate(schema: String) throws(BatonError) {
+            let bytes = Array(schema.utf8)
+            let isStart = { (byte: UInt8) in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || byte == UInt8(ascii: "_")
+            }
+            let isPart = { (byte: UInt8) in isStart(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
+            guard let first = bytes.first, isStart(first), bytes.allSatisfy(isPart), bytes.count <= 48 else {
+                throw .invalidArgument(
+                    "the PostgreSQL schema name must be 1–48 lower-case ASCII letters, digits or '_', "
+                        + "starting with a letter or '_'; got \(schema.debugDescription.prefix(60))"
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+import Baton
+import Logging
+import PostgresNIO
+
+/// The tables of one schema and the statements that use them (the layout is in the documentation of
+/// ``PostgresLeaseStore``). The schema name is validated (`[a-z_][a-z0-9_]*`), so it is written into the SQL
+/// as a quoted identifier; every value is a bound parameter.
+struct PostgresSchema: Sendable {
+    /// The schema version this code writes and reads.
+    static let version = 1
+    /// The key of the advisory lock that serializes schema setup across processes ("baton" in ASCII).
+    static let setupLockKey: Int64 = 0x6261_746F_6E00
+
+    let schema: String
+    let leases: String
+    let rounds: String
+    let presence: String
+    let meta: String
+    /// The `LISTEN`/`NOTIFY` channel: `baton_changes_<schema>`.
+    let channel: String
+
+    init(schema: String) {
+        self.schema = schema
+        let prefix = "\"\(schema)\"."
+        leases = prefix + "baton_leases"
+        rounds = prefix + "baton_rounds"
+        presence = prefix + "baton_presence"
+        meta = prefix + "baton_meta"
+        channel = "baton_changes_\(schema)"
+    }
+
+    // MARK: Setup
+
+    /// Creates the schema, the tables and the notification trigger if they are missing, and checks the schema
+    /// version. Idempotent, and safe for many processes at once: the setup runs in one transaction under an
+    /// advisory lock, and is skipped when the version row already says it is done.
+    func prepare(_ connection: PostgresConnection, logger: Logger) async throws {
+        if let version = try await existingVersion(connection, logger: logger), version >= Self.version {
+            try checkVersion(version)
+            return
+        }
+        let version = try await connection.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.setupLockKey))", logger: logger)
+            let exists = try await connection.query(
+                "SELECT 1 FROM pg_namespace WHERE nspname = \(schema)",
+                logger: logger
+            ).collect()
+            if exists.isEmpty {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)
+            }
+            for statement in setupStatements {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+            let trigger = try await connection.query(
+                "SELECT 1 FROM pg_trigger WHERE tgname = 'baton_leases_notify' AND tgrelid = \(leases)::regclass",
+                logger: logger
+            ).collect()
+            if trigger.isEmpty {
+                try await connection.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            CREATE TRIGGER baton_leases_notify AFTER INSERT OR UPDATE ON \(leases)
+                            FOR EACH ROW EXECUTE FUNCTION "\(schema)".baton_leases_notify()
+                            """
+                    ),
+                    logger: logger
+                )
+            }
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(meta) (name, value) VALUES ('schema_version', $1)
+                        ON CONFLICT (name) DO NOTHING
+                        """,
+                    binds: Self.binds(String(Self.version))
+                ),
+                logger: logger
+            )
+            return try await readVersion(connection, logger: logger)
+        }
+        try checkVersion(version)
+    }
+
+    private func existingVersion(_ connection: PostgresConnection, logger: Logger) async throws -> Int? {
+        let rows = try await connection.query(
+            "SELECT to_regclass(\(meta)) IS NOT NULL",
+            logger: logger
+        ).collect()
+        guard let present = try rows.first?.decode(Bool.self), present else { return nil }
+        return try await readVersion(connection, logger: logger)
+    }
+
+    private func readVersion(_ connection: PostgresConnection, logger: Logger) async throws -> Int? {
+        let rows = try await connection.query(
+            PostgresQuery(unsafeSQL: "SELECT value FROM \(meta) WHERE name = 'schema_version'"),
+            logger: logger
+        ).collect()
+        return try rows.first.flatMap { Int(try $0.decode(String.self)) }
+    }
+
+    private func checkVersion(_ version: Int?) throws {
+        guard let version, version <= Self.version else {
+            throw BatonError.storeUnavailable(
+                "the Baton tables in schema \(schema) have version \(version.map(String.init) ?? "unknown"); "
+                    + "this Baton knows version \(Self.version) (were they written by a newer Baton?)"
+            )
+        }
+    }
+
+    /// Table, index and trigger function definitions, each idempotent.
+    private var setupStatements: [String] {
+        [
+            """
+            CREATE TABLE IF NOT EXISTS \(meta) (
+                name  text COLLATE "C" PRIMARY KEY,
+                value text NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(leases) (
+                key        text COLLATE "C" PRIMARY KEY,
+                token      bigint NOT NULL,
+                holder     text COLLATE "C",
+                metadata   text,
+                ttl_ms     bigint,
+                expires_at timestamptz,
+                updated_at timestamptz NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(rounds) (
+                system       text COLLATE "C" NOT NULL,
+                round        text COLLATE "C" NOT NULL,
+                winner       text COLLATE "C",
+                completed_by text COLLATE "C",
+                expires_at   timestamptz NOT NULL,
+                PRIMARY KEY (system, round)
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS baton_rounds_by_expiry ON \(rounds) (expires_at)",
+            """
+            CREATE TABLE IF NOT EXISTS \(presence) (
+                group_name text COLLATE "C" NOT NULL,
+                member     text COLLATE "C" NOT NULL,
+                expires_at timestamptz NOT NULL,
+                PRIMARY KEY (group_name, member)
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS baton_presence_by_expiry ON \(presence) (expires_at)",
+            """
+            CREATE OR REPLACE FUNCTION "\(schema)".baton_leases_notify() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' OR OLD.token IS DISTINCT FROM NEW.token
+                    OR OLD.holder IS DISTINCT FROM NEW.holder OR OLD.metadata IS DISTINCT FROM NEW.metadata
+                THEN
+                    PERFORM pg_notify('\(channel)', NEW.key);
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+        ]
+    }
+
+    // MARK: Leases
+
+    /// Takes or renews a key in one statement; always returns the key's row as it is afterwards (a refused
+    /// acquire rewrites the row unchanged, which takes its lock, so the answer names the holder that won).
+    ///
+    /// The time left is measured after the row lock was granted, by a second reading of the clock: the first one
+    /// may predate the winner's (a refused acquirer that waited for the lock), and would show more than the
+    /// winner's ttl. It is kept within (0, ttl]: the term was live when the refusal was decided.
+    func acquire(key: String, holder: String, ttlMilliseconds: Int64, metadata: String?) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                WITH clock AS (SELECT clock_timestamp() AS now),
+                written AS (
+                    INSERT INTO \(leases) AS l (key, token, holder, metadata, ttl_ms, expires_at, updated_at)
+                    SELECT $1, 1, $2, $3, $4, now + $4 * interval '1 millisecond', now FROM clock
+                    ON CONFLICT (key) DO UPDATE SET
+                        token = CASE WHEN l.holder IS NOT NULL AND l.expires_at > excluded.updated_at
+                            THEN l.token ELSE l.token + 1 END,
+                        holder = CASE WHEN \(takes) THEN excluded.holder ELSE l.holder END,
+                        metadata = CASE WHEN \(takes) THEN excluded.metadata ELSE l.metadata END,
+                        ttl_ms = CASE WHEN \(takes) THEN excluded.ttl_ms ELSE l.ttl_ms END,
+                        expires_at = CASE WHEN \(takes) THEN excluded.expires_at ELSE l.expires_at END,
+                        updated_at = CASE WHEN \(takes) THEN excluded.updated_at ELSE l.updated_at END
+                    RETURNING l.token, l.holder, l.metadata, l.ttl_ms, l.expires_at
+                )
+                SELECT token, holder, metadata, ttl_ms,
+                    greatest(least(floor(extract(epoch FROM (expires_at - clock_timestamp())) * 1000000)::bigint,
+                        ttl_ms * 1000), 1)
+                FROM written
+                """,
+            binds: Self.binds(key, holder, metadata, ttlMilliseconds)
+        )
+    }
+
+    /// Whether an acquire takes the existing row `l`: it is free, expired, or the same holder's.
+    private var takes: String {
+        "(l.holder IS NULL OR l.expires_at <= excluded.updated_at OR l.holder = excluded.holder)"
+    }
+
+    /// The time left until `column`, in whole microseconds, as seen by the `clock` CTE.
+    private func remainingMicroseconds(_ column: String) -> String {
+        "floor(extract(epoch FROM (\(column) - clock.now)) * 1000000)::bigint"
+    }
+
+    /// Extends a live term of `holder` with `token`; returns one row if it did, none if the term is over.
+    func renew(key: String, holder: String, token: Int64, ttlMilliseconds: Int64, metadata: String?) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                WITH clock AS (SELECT clock_timestamp() AS now)
+                UPDATE \(leases) AS l SET metadata = $4, ttl_ms = $5,
+                    expires_at = clock.now + $5 * interval '1 millisecond', updated_at = clock.now
+                FROM clock
+                WHERE l.key = $1 AND l.holder = $2 AND l.token = $3 AND l.expires_at > clock.now
+                RETURNING l.token
+                """,
+            binds: Self.binds(key, holder, token, metadata, ttlMilliseconds)
+        )
+    }
+
+    /// Ends the term of `holder` with `token`, keeping the row (and so the token) for the next term.
+    func release(key: String, holder: String, token: Int64) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                UPDATE \(leases) SET holder = NULL, metadata = NULL, ttl_ms = NULL, expires_at = NULL,
+                    updated_at = clock_timestamp()
+                WHERE key = $1 AND holder = $2 AND token = $3
+                """,
+            binds: Self.binds(key, holder, token)
+        )
+    }
+
+    /// The live term of a key: token, holder, metadata, ttl_ms, remaining microseconds; no row if none.
+    func current(key: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                WITH clock AS (SELECT clock_timestamp() AS now)
+                SELECT l.token, l.holder, l.metadata, l.ttl_ms, \(remainingMicroseconds("l.expires_at"))
+                FROM \(leases) AS l, clock
+                WHERE l.key = $1 AND l.holder IS NOT NULL AND l.expires_at > clock.now
+                """,
+            binds: Self.binds(key)
+        )
+    }
+
+    // MARK: Rounds
+
+    /// Makes sure a row exists to lock: an already-expired placeholder if the round has none.
+    func ensureRound(system: String, round: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO \(rounds) (system, round, winner, completed_by, expires_at)
+                VALUES ($1, $2, NULL, NULL, '-infinity') ON CONFLICT (system, round) DO NOTHING
+                """,
+            binds: Self.binds(system, round)
+        )
+    }
+
+    /// Locks a round's row and reads it: winner, completed_by, whether it is live.
+    func lockRound(system: String, round: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                SELECT winner, completed_by, expires_at > clock_timestamp() FROM \(rounds)
+                WHERE system = $1 AND round = $2 FOR UPDATE
+                """,
+            binds: Self.binds(system, round)
+        )
+    }
+
+    /// Stores a round record; with `retentionMilliseconds` its retention starts again now, else it is kept.
+    func writeRound(system: String, round: String, record: RoundRecord, retentionMilliseconds: Int64?) -> PostgresQuery
+    {
+        PostgresQuery(
+            unsafeSQL: """
+                UPDATE \(rounds) SET winner = $3, completed_by = $4,
+                    expires_at = CASE WHEN $5::bigint IS NULL THEN expires_at
+                        ELSE clock_timestamp() + $5::bigint * interval '1 millisecond' END
+                WHERE system = $1 AND round = $2
+                """,
+            binds: Self.binds(system, round, record.winner, record.completedBy, retentionMilliseconds)
+        )
+    }
+
+    /// A live round's winner and completer; no row if there is no live record.
+    func readRound(system: String, round: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                SELECT winner, completed_by FROM \(rounds)
+                WHERE system = $1 AND round = $2 AND expires_at > clock_timestamp()
+                """,
+            binds: Self.binds(system, round)
+        )
+    }
+
+    /// Deletes expired rounds and heartbeats.
+    var sweep: [PostgresQuery] {
+        [
+            PostgresQuery(unsafeSQL: "DELETE FROM \(rounds) WHERE expires_at <= clock_timestamp()"),
+            PostgresQuery(unsafeSQL: "DELETE FROM \(presence) WHERE expires_at <= clock_timestamp()"),
+        ]
+    }
+
+    // MARK: Presence
+
+    func heartbeat(group: String, member: String, ttlMilliseconds: Int64) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO \(presence) (group_name, member, expires_at)
+                VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
+                ON CONFLICT (group_name, member) DO UPDATE SET expires_at = excluded.expires_at
+                """,
+            binds: Self.binds(group, member, ttlMilliseconds)
+        )
+    }
+
+    func leave(group: String, member: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: "DELETE FROM \(presence) WHERE group_name = $1 AND member = $2",
+            binds: Self.binds(group, member)
+        )
+    }
+
+    func members(group: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: "SELECT member FROM \(presence) WHERE group_name = $1 AND expires_at > clock_timestamp()",
+            binds: Self.binds(group)
+        )
+    }
+
+    // MARK: Binds
+
+    /// A value bound to a parameter: text, a bigint, or NULL of either type.
+    enum Bind {
+        case text(String?)
+        case bigint(Int64?)
+    }
+
+    private static func binds(_ values: Bind...) -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: values.count)
+        for value in values {
+            switch value {
+            case .text(let text): bindings.append(text)
+            case .bigint(let number): bindings.append(number)
+            }
+        }
+        return bindings
+    }
+
+    private static func binds(_ text: String) -> PostgresBindings { binds(.text(text)) }
+    private static func binds(_ a: String, _ b: String) -> PostgresBindings { binds(.text(a), .text(b)) }
+    private static func binds(_ a: String, _ b: String, _ c: Int64) -> PostgresBindings {
+        binds(.text(a), .text(b), .bigint(c))
+    }
+    private static func binds(_ a: String, _ b: String, _ c: String?, _ d: Int64) -> PostgresBindings {
+        binds(.text(a), .text(b), .text(c), .bigint(d))
+    }
+    private static func binds(_ a: String, _ b: String, _ c: Int64, _ d: String?, _ e: Int64) -> PostgresBindings {
+        binds(.text(a), .text(b), .bigint(c), .text(d), .bigint(e))
+    }
+    private static func binds(_ a: String, _ b: String, _ c: String?, _ d: String?, _ e: Int64?) -> PostgresBindings {
+        binds(.text(a), .text(b), .text(c), .text(d), .bigint(e))
+    }
+}

@@ -1,0 +1,217 @@
+import Baton
+import BatonPostgres
+import Foundation
+import Synchronization
+import Testing
+
+/// The PostgreSQL store against a real server: many store instances (standing for processes) on one key,
+/// handover through LISTEN/NOTIFY, schemas, and errors.
+@Suite struct PostgresLeaseStoreTests {
+    @Test func fiftyConcurrentAcquirersOnOneKeyFromFiftyStores() async throws {
+        guard let url = try TestServer.url() else { return }
+        let stores = try await withThrowingTaskGroup(of: PostgresLeaseStore.self) { group in
+            for _ in 0..<50 {
+                group.addTask {
+                    try await PostgresLeaseStore(url: url, configuration: .init(maximumConnections: 1))
+                }
+            }
+            var stores: [PostgresLeaseStore] = []
+            for try await store in group { stores.append(store) }
+            return stores
+        }
+        try await usingAll(stores) { stores in try await race(stores) }
+    }
+
+    private func race(_ stores: [PostgresLeaseStore]) async throws {
+        let key = unique("race")
+        var lastToken: FencingToken = 0
+        // Round 0 races for a free key; its winner then shortens its term, so round 1 races for an expired key;
+        // later rounds race for a released key. (A short ttl during a race would let a slow acquirer take over
+        // legitimately after the expiry.)
+        let ttl: Duration = .seconds(60)
+        for round in 0..<5 {
+            let answers = try await withThrowingTaskGroup(of: (Int, AcquireResult).self) { group in
+                for (index, store) in stores.enumerated() {
+                    group.addTask {
+                        (index, try await store.acquire(key: key, holder: "p\(index)", ttl: ttl, metadata: "m\(index)"))
+                    }
+                }
+                var answers: [(Int, AcquireResult)] = []
+                for try await answer in group { answers.append(answer) }
+                return answers
+            }
+            let winners = answers.compactMap { index, result in result.lease.map { (index, $0) } }
+            #expect(winners.count == 1, "round \(round): \(winners.count) acquirers won")
+            let (winnerIndex, lease) = try #require(winners.first)
+            #expect(lease.holder == "p\(winnerIndex)" && lease.metadata == "m\(winnerIndex)")
+            #expect(lease.token > lastToken, "round \(round): token \(lease.token) is not above \(lastToken)")
+            for (index, result) in answers where index != winnerIndex {
+                guard case .held(let leader) = result else {
+                    Issue.record("round \(round): p\(index) got \(result)")
+                    continue
+                }
+                #expect(
+                    leader.holder == lease.holder && leader.token == lease.token && leader.metadata == lease.metadata)
+                #expect(leader.remaining.map { $0 > .zero && $0 <= ttl } ?? false)
+            }
+            lastToken = lease.token
+            if round == 0 {
+                _ = try await stores[winnerIndex].renew(lease, ttl: .milliseconds(200))
+                try await waitUntil("the short term expires") { try await stores[0].current(key: key) == nil }
+            } else {
+                try await stores[winnerIndex].release(lease)
+            }
+        }
+    }
+
+    @Test func releaseInOneStoreWakesAWaiterInAnotherAtOnce() async throws {
+        guard let holderStore = try await TestServer.store() else { return }
+        try await using(holderStore) { holderStore in
+            guard let waiterStore = try await TestServer.store() else { return }
+            try await using(waiterStore) { waiterStore in
+                let key = unique("handover")
+                let lease = try #require(
+                    try await holderStore.acquire(key: key, holder: "a", ttl: .seconds(120), metadata: "addr-a").lease
+                )
+                let observations = Observations(try waiterStore.changes(key: key))
+                defer { observations.cancel() }
+                try await observations.wait("the holder") { $0.last??.holder == "a" }
+                let released = ContinuousClock.now
+                try await holderStore.release(lease)
+                try await observations.wait("nil after the release") { $0.last == .some(nil) }
+                // Pushed, not found by a poll or an expiry: a 120 s term was released and seen within seconds.
+                #expect(ContinuousClock.now - released < .seconds(5))
+                let next = try #require(
+                    try await waiterStore.acquire(key: key, holder: "b", ttl: .seconds(120), metadata: nil).lease
+                )
+                #expect(next.token > lease.token)
+                try await observations.wait("the new holder") { $0.last??.holder == "b" }
+                try await waiterStore.release(next)
+            }
+        }
+    }
+
+    @Test func schemasAreIndependentAndSetUpOnceByManyStoresAtOnce() async throws {
+        guard let url = try TestServer.url() else { return }
+        let schema = "baton_test_" + unique("s").replacingOccurrences(of: "-", with: "_").lowercased()
+        let stores = try await withThrowingTaskGroup(of: PostgresLeaseStore.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await PostgresLeaseStore(url: url, configuration: .init(schema: schema, maximumConnections: 1))
+                }
+            }
+            var stores: [PostgresLeaseStore] = []
+            for try await store in group { stores.append(store) }
+            return stores
+        }
+        try await usingAll(stores) { stores in try await checkSchema(schema, url: url, stores) }
+    }
+
+    private func checkSchema(_ schema: String, url: StoreURL, _ stores: [PostgresLeaseStore]) async throws {
+        #expect(stores[0].configuration.schema == schema)
+        let viaURL = try await PostgresLeaseStore(url: try StoreURL("\(url)?schema=\(schema)"))
+        try await using(viaURL) { viaURL in
+            #expect(viaURL.configuration.schema == schema)
+            guard let other = try await TestServer.store() else { return }
+            try await using(other) { other in
+                let key = unique("schema")
+                let inSchema = try #require(try await stores[0].acquire(key: key, holder: "a", ttl: .seconds(60)).lease)
+                let inPublic = try #require(try await other.acquire(key: key, holder: "b", ttl: .seconds(60)).lease)
+                #expect(try await viaURL.current(key: key)?.holder == "a")
+                #expect(try await stores[7].current(key: key)?.holder == "a")
+                #expect(try await other.current(key: key)?.holder == "b")
+                try await stores[0].release(inSchema)
+                try await other.release(inPublic)
+            }
+        }
+    }
+
+    @Test func aClosedStoreFailsWithStoreUnavailable() async throws {
+        guard let store = try await TestServer.store() else { return }
+        try await store.close()
+        try await store.close()
+        #expect(await batonErrorCode { _ = try await store.current(key: "k") } == .storeUnavailable)
+        #expect(await batonErrorCode { _ = try store.changes(key: "k") } == .storeUnavailable)
+    }
+
+    @Test func anUnreachableServerIsStoreUnavailableAndThePasswordIsNeverShown() async throws {
+        let url = try StoreURL("postgres://baton:hunter2secret@127.0.0.1:1/db?sslmode=disable")
+        do {
+            _ = try await PostgresLeaseStore(url: url, configuration: .init(connectTimeout: .seconds(2)))
+            Issue.record("opening a store on a closed port succeeded")
+        } catch let error as BatonError {
+            #expect(error.code == .storeUnavailable)
+            #expect(!error.description.contains("hunter2secret"))
+            #expect(!String(reflecting: error).contains("hunter2secret"))
+            #expect(error.message.contains("postgres://baton:***@127.0.0.1:1/db"))
+        }
+    }
+
+    @Test func metadataWithNULIsRefusedBeforeAnyIO() async throws {
+        guard let store = try await TestServer.store() else { return }
+        try await using(store) { store in
+            let code = await batonErrorCode {
+                _ = try await store.acquire(key: unique("nul"), holder: "a", ttl: .seconds(1), metadata: "a\u{0}b")
+            }
+            #expect(code == .invalidArgument)
+        }
+    }
+}
+
+/// Waits, checking every 20 ms for at most `timeout`, until `condition` holds; fails the test otherwise.
+func waitUntil(
+    _ what: String,
+    timeout: Duration = .seconds(10),
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    if try await condition() { return }
+    Issue.record("timed out after \(timeout) waiting until \(what)")
+    throw CancellationError()
+}
+
+/// Collects what a ``LeaseStore/changes(key:)`` sequence yields, in a task of its own.
+final class Observations: Sendable {
+    private struct State {
+        var values: [LeaderInfo?] = []
+        var ended = false
+        var error: (any Error)?
+    }
+
+    private let state = Mutex(State())
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(_ changes: LeaderChanges) {
+        let task = Task { [self] in
+            do {
+                for try await info in changes { self.state.withLock { $0.values.append(info) } }
+                self.state.withLock { $0.ended = true }
+            } catch {
+                self.state.withLock { state in
+                    state.ended = true
+                    state.error = error
+                }
+            }
+        }
+        self.task.withLock { $0 = task }
+    }
+
+    var values: [LeaderInfo?] { state.withLock { $0.values } }
+    var ended: Bool { state.withLock { $0.ended } }
+    var error: (any Error)? { state.withLock { $0.error } }
+
+    /// Waits until `condition` holds for the values so far (at most `timeout`).
+    func wait(
+        _ what: String,
+        timeout: Duration = .seconds(10),
+        until condition: @escaping ([LeaderInfo?]) -> Bool
+    ) async throws {
+        try await waitUntil(what, timeout: timeout) { condition(self.values) }
+    }
+
+    func cancel() { task.withLock { $0?.cancel() } }
+}

@@ -1,0 +1,114 @@
+import Baton
+import Logging
+import PostgresNIO
+import Testing
+
+@testable import BatonPostgres
+
+/// TLS and credentials from the store URL: against the test server, which `scripts/test` starts with TLS on and
+/// a self-signed certificate for 127.0.0.1 (`BATON_TEST_POSTGRES_TLS_ROOT`), and as parsing alone.
+@Suite struct PostgresTLSTests {
+    @Test func verifyFullWithTheServersRootEncryptsEveryConnection() async throws {
+        guard let url = try TestServer.url(), let root = try TestServer.variable("BATON_TEST_POSTGRES_TLS_ROOT")
+        else { return }
+        let name = unique("baton-tls")
+        let store = try await PostgresLeaseStore(
+            url: try StoreURL("\(url)?sslmode=verify-full&sslrootcert=\(root)&application_name=\(name)")
+        )
+        try await using(store) { store in
+            let key = unique("tls")
+            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            let changes = Observations(try store.changes(key: key))
+            defer { changes.cancel() }
+            try await changes.wait("the holder") { $0.last??.holder == "a" }
+            // The pool's connection and the listening connection (which may still be connecting) are encrypted.
+            try await waitUntil("two encrypted sessions") {
+                let (count, encrypted) = try await sessions(named: name, url: url)
+                #expect(encrypted, "\(count) sessions named \(name), not all encrypted")
+                return count >= 2
+            }
+            try await store.release(lease)
+        }
+    }
+
+    @Test func requireEncryptsWithoutCheckingAndVerifyFullRefusesAnUnknownCertificate() async throws {
+        guard let url = try TestServer.url() else { return }
+        let name = unique("baton-tls-require")
+        let store = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require&application_name=\(name)"))
+        try await using(store) { store in
+            _ = try await store.current(key: unique("tls"))
+            let (count, encrypted) = try await sessions(named: name, url: url)
+            #expect(count >= 1 && encrypted)
+        }
+        // The self-signed certificate is not among the system's trust roots.
+        let code = await batonErrorCode {
+            _ = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=verify-full"))
+        }
+        #expect(code == .storeUnavailable)
+    }
+
+    @Test func disableConnectsInTheClear() async throws {
+        guard let url = try TestServer.url() else { return }
+        let name = unique("baton-plain")
+        let store = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=disable&application_name=\(name)"))
+        try await using(store) { store in
+            _ = try await store.current(key: unique("plain"))
+            let (count, encrypted) = try await sessions(named: name, url: url)
+            #expect(count >= 1 && !encrypted)
+        }
+    }
+
+    @Test func settingsFromTheURL() throws {
+        let settings = try PostgresConnectionSettings(
+            StoreURL("postgresql://app:p%40ss@db.example:6543/elections?sslmode=verify-ca&schema=baton")
+        )
+        #expect(settings.host == "db.example" && settings.port == 6543)
+        #expect(settings.user == "app" && settings.password == "p@ss" && settings.database == "elections")
+        #expect(settings.sslMode == .verifyCA && settings.schema == "baton")
+        #expect(settings.redactedURL == "postgresql://app:***@db.example:6543/elections?sslmode=verify-ca&schema=baton")
+        let defaults = try PostgresConnectionSettings(StoreURL("postgres://db"))
+        #expect(defaults.port == 5432 && defaults.user == "postgres" && defaults.database == nil)
+        #expect(defaults.sslMode == .prefer && defaults.password == nil)
+
+        for bad in [
+            "postgres://db/x?sslmode=sometimes", "postgres://db/x?colour=blue", "postgres://db/x?sslcert=/c.pem",
+            "postgres://db/x?schema=Bad-Name", "postgres://a:1,b:2/x", "postgres://db/x/y",
+            "postgres://db/x?sslmode=disable&sslrootcert=/r.pem", "postgres://db/x?sslmode=require&sslmode=disable",
+        ] {
+            #expect(throws: BatonError.self, "\(bad)") { try PostgresConnectionSettings(StoreURL(bad)) }
+        }
+        let secret = "postgres://u:topsecret@db/x?sslmode=nope"
+        do {
+            _ = try PostgresConnectionSettings(StoreURL(secret))
+        } catch {
+            #expect(!"\(error)".contains("topsecret"))
+        }
+    }
+
+    /// How many sessions carry `applicationName` on the server, and whether all of them use TLS.
+    private func sessions(named applicationName: String, url: StoreURL) async throws -> (Int, Bool) {
+        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
+        let logger = Logger(label: "baton.tests")
+        let connection = try await PostgresConnection.connect(
+            configuration: try settings.connectionConfiguration(.init()),
+            id: 1,
+            logger: logger
+        )
+        let rows: [PostgresRow]
+        do {
+            rows = try await connection.query(
+                """
+                SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_activity a
+                JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = \(applicationName)
+                """,
+                logger: logger
+            ).collect()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+        let (count, encrypted) = try #require(rows.first).decode((Int64, Bool).self)
+        return (Int(count), encrypted)
+    }
+}
