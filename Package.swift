@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Baton", targets: ["Baton"]),
         .library(name: "BatonSQLite", targets: ["BatonSQLite"]),
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
+        .library(name: "BatonRedis", targets: ["BatonRedis"]),
         .executable(name: "baton", targets: ["baton"]),
     ],
     dependencies: [
@@ -22,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        // Redis store (BatonRedis)
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         .target(
@@ -42,6 +46,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Redis store (BatonRedis): the store and its RESP client.
+        .target(
+            name: "BatonRedis",
+            dependencies: [
+                "Baton",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "BatonTestKit",
             dependencies: ["Baton"],
@@ -52,6 +68,7 @@ let package = Package(
             dependencies: [
                 "Baton",
                 "BatonSQLite",
+                "BatonRedis",  // Redis store
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,6 +94,19 @@ let package = Package(
         .testTarget(
             name: "BatonSQLiteTests",
             dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
+            swiftSettings: swiftSettings
+        ),
+        // Redis store (BatonRedis)
+        .testTarget(
+            name: "BatonRedisTests",
+            dependencies: [
+                "Baton",
+                "BatonRedis",
+                "BatonTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

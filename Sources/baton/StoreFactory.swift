@@ -1,4 +1,5 @@
 import Baton
+import BatonRedis  // Redis store
 import BatonSQLite
 
 /// Opens the store a ``StoreURL`` names, with the stores this build contains.
@@ -12,6 +13,8 @@ enum StoreFactory {
             return MemoryLeaseStore()
         case .sqlite:
             return try await SQLiteLeaseStore(path: url.path)
+        case .redis:  // Redis store: one node, or Redlock over several
+            return try RedisLeaseStore(url: url)
         default:
             throw BatonError.invalidArgument("the \(url.kind) store is not available in this build yet")
         }

@@ -1,0 +1,28 @@
+import Baton
+import BatonRedis
+import BatonTestKit
+import Testing
+
+/// Every check of the conformance suite against a real `redis-server`, one store per check (so each has its own
+/// connections and pub/sub connection, as separate processes would).
+@Suite struct RedisConformanceTests {
+    struct Harness: StoreHarness {
+        let store: RedisLeaseStore
+        func makeStore() async throws -> any LeaseStore { store }
+        func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
+        var ttl: Duration { .milliseconds(500) }
+    }
+
+    @Test(arguments: LeaseStoreConformance.checks)
+    func conformance(_ check: ConformanceCheck) async throws {
+        guard let url = RedisTestServer.url() else { return }
+        let store = try RedisLeaseStore(url)
+        do {
+            try await check.run(Harness(store: store))
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    }
+}
