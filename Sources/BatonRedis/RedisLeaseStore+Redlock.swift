@@ -10,13 +10,16 @@ import Darwin
 
 /// Redlock over independent nodes (`redis://h1:p1,h2:p2,h3:p3`).
 ///
-/// - Acquire sends the acquire script to every node at once, with one token proposed by this process (above
-///   every token it has seen for the key, and at least its wall clock in µs). A node grants it only if the key
-///   is free there and the token is above the node's own counter for the key; a node answering that the token is
-///   too low names its counter, and the acquire is retried once above it. The lease is taken if a majority of
-///   nodes granted the same token and the validity time — ttl, less the time the requests took, less
-///   `ttl × clockDriftFactor + 2 ms` — is still positive. Otherwise every grant is released at once and the
-///   answer is the leader a node reported (`held`), or `storeUnavailable` if fewer than a majority answered.
+/// - Acquire proposes one token (above every token a node reported for the key, and at least this host's wall
+///   clock in µs) and sends the acquire script to the first node that answers; contenders are serialized there,
+///   and a contender refused there is told who leads at once. The winner of that node then asks the other nodes
+///   at once, with the same token. A node grants it only if the key is free there (or already this holder's) and
+///   the token is above the node's own counter for the key; a node answering that the token is too low names its
+///   counter, and the acquire is retried above it. The lease is taken if a majority of nodes granted the same
+///   token and the validity time — ttl, less the time the requests took, less `ttl × clockDriftFactor + 2 ms` —
+///   is still positive. Otherwise every grant is released at once and the answer is the leader a majority
+///   reported (`held`), `storeUnavailable` if fewer than a majority answered, or a retry after a short random
+///   pause.
 /// - Renew needs a majority of nodes to confirm the same holder and token within the validity time, else `lost`
 ///   (or `storeUnavailable` when too few nodes answered to tell). Release is sent to every node.
 /// - `current` reports the term that a majority of nodes agree on, with the least time left among them.
@@ -36,11 +39,47 @@ import Darwin
 extension RedisLeaseStore {
     func redlockAcquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
         var proposal = Self.wallClockMicroseconds()
-        for _ in 0..<3 {
+        for attempt in 0..<4 {
+            if attempt > 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 1...10))) }
             let started = clock.now()
-            let token = proposal
-            let answers = await onEveryNode { node in
-                try await self.acquire(on: node, key: key, holder: holder, ttl: ttl, metadata: metadata, token: token)
+            // The first node that answers serializes contenders: only one of them is granted there, and the others
+            // are told who leads without troubling the other nodes. Then the rest, at once, with the same token.
+            var answers = [Result<NodeAcquire, any Error>?](repeating: nil, count: nodes.count)
+            var first: Int?
+            for index in nodes.indices.prefix(nodes.count - quorum + 1) {
+                do {
+                    answers[index] = .success(
+                        try await acquire(
+                            on: nodes[index],
+                            key: key,
+                            holder: holder,
+                            ttl: ttl,
+                            metadata: metadata,
+                            token: proposal
+                        )
+                    )
+                    first = index
+                    break
+                } catch {
+                    answers[index] = .failure(error)
+                }
+            }
+            guard let first, case .success(let firstAnswer) = answers[first] else {
+                throw firstError(answers.compactMap { $0 }, "acquire of \(key)")
+            }
+            switch firstAnswer {
+            case .held(let leader):
+                return .held(by: leader)
+            case .tokenTooLow(let counter):
+                proposal = max(proposal + 1, counter + 1)
+                continue
+            case .granted(let token):
+                let rest = Array(nodes.indices.dropFirst(first + 1))
+                let others = await onNodes(rest) { node in
+                    try await self.acquire(
+                        on: node, key: key, holder: holder, ttl: ttl, metadata: metadata, token: token)
+                }
+                for (index, answer) in zip(rest, others) { answers[index] = answer }
             }
             let validity = ttl - (clock.now() - started) - drift(ttl)
             var grants: [FencingToken: [Int]] = [:]
@@ -66,13 +105,9 @@ extension RedisLeaseStore {
             for (token, indices) in grants {
                 await releaseGrants(key: key, holder: holder, token: token, nodes: indices)
             }
-            if answered < quorum { throw firstError(answers, "acquire of \(key)") }
-            if let counter = counters.max(), leaders.count < quorum {
-                proposal = max(proposal + 1, counter + 1)
-                continue
-            }
-            if let leader = mostCommon(leaders) { return .held(by: leader) }
-            // Split grants with no majority and no other holder: try again with a fresh token.
+            if answered < quorum { throw firstError(answers.compactMap { $0 }, "acquire of \(key)") }
+            if let counter = counters.max() { proposal = max(proposal + 1, counter + 1) }
+            if let leader = mostCommon(leaders), leaders.count >= quorum { return .held(by: leader) }
             proposal += 1
         }
         throw BatonError.storeUnavailable("\(name): no majority of nodes agreed on a term of \(key)")
@@ -128,17 +163,26 @@ extension RedisLeaseStore {
     private func onEveryNode<T: Sendable>(
         _ body: @escaping @Sendable (RedisNodeClient) async throws -> T
     ) async -> [Result<T, any Error>] {
+        await onNodes(Array(nodes.indices), body)
+    }
+
+    /// Runs `body` on the nodes at `indices` at once; the answers in the order of `indices`.
+    private func onNodes<T: Sendable>(
+        _ indices: [Int],
+        _ body: @escaping @Sendable (RedisNodeClient) async throws -> T
+    ) async -> [Result<T, any Error>] {
         await withTaskGroup(of: (Int, Result<T, any Error>).self) { group in
-            for (index, node) in nodes.enumerated() {
+            for (position, index) in indices.enumerated() {
+                let node = nodes[index]
                 group.addTask {
                     do {
-                        return (index, .success(try await body(node)))
+                        return (position, .success(try await body(node)))
                     } catch {
-                        return (index, .failure(error))
+                        return (position, .failure(error))
                     }
                 }
             }
-            var results = [Result<T, any Error>?](repeating: nil, count: nodes.count)
+            var results = [Result<T, any Error>?](repeating: nil, count: indices.count)
             for await (index, result) in group { results[index] = result }
             return results.map { $0! }
         }

@@ -31,7 +31,9 @@ import NIOSSL
 /// With several hosts the store runs Redlock over independent nodes (not replicas of each other): a lease is
 /// taken when a majority of nodes grant it within its validity time (the ttl less the time the requests took
 /// and an allowance for clock drift); otherwise the partial grants are released at once. Renewal needs a
-/// majority too, and release is sent to every node. See ``RedisLeaseStore`` 's Redlock notes in the README.
+/// majority too, and release is sent to every node. Redlock's fencing tokens are not those of a consensus
+/// protocol, and its safety rests on timing; `RedisLeaseStore+Redlock.swift` says exactly what it guarantees and
+/// what it does not (Kleppmann's critique), and what Baton does about it.
 public final class RedisLeaseStore: LeaseStore {
     let nodes: [RedisNodeClient]
     let layout: RedisKeyLayout
