@@ -58,6 +58,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Redis store: the claims benchmark driver of scripts/bench.
+        .executableTarget(
+            name: "BatonRedisBench",
+            dependencies: ["Baton", "BatonRedis"],
+            path: "Sources/BatonRedisBench",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "BatonTestKit",
             dependencies: ["Baton"],

@@ -30,12 +30,13 @@ struct RedisKeyLayout: Sendable {
     func changeChannel(_ key: String) -> String { "\(prefix):changes:\(key)" }
     func keyspaceChannel(_ key: String) -> String { "__keyspace@\(database)__:" + lease(key) }
 
-    /// The lease key a change or keyspace channel is about, or nil for another channel.
-    func key(ofChannel channel: String) -> String? {
+    /// The lease key a change or keyspace channel is about, and whether the channel is the keyspace one; nil for
+    /// another channel.
+    func key(ofChannel channel: String) -> (key: String, keyspace: Bool)? {
         // Compared as bytes: a key may start with a combining character that would join the ':' before it.
-        for head in ["\(prefix):changes:", "__keyspace@\(database)__:\(prefix):lease:"]
+        for (head, keyspace) in [("\(prefix):changes:", false), ("__keyspace@\(database)__:\(prefix):lease:", true)]
         where channel.utf8.starts(with: head.utf8) {
-            return String(decoding: channel.utf8.dropFirst(head.utf8.count), as: UTF8.self)
+            return (String(decoding: channel.utf8.dropFirst(head.utf8.count), as: UTF8.self), keyspace)
         }
         return nil
     }

@@ -3,8 +3,9 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// A ``Baton/LeaseStore`` on Redis: one node (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS), or a
-/// Redlock quorum of independent nodes (`redis://h1:p1,h2:p2,h3:p3`).
+/// A ``Baton/LeaseStore`` on Redis: one node (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS, with
+/// `?ca_file=PATH` to trust a private certificate authority), or a Redlock quorum of independent nodes
+/// (`redis://h1:p1,h2:p2,h3:p3`).
 ///
 /// Every operation is one Lua script (run with `EVALSHA`, loaded again on `NOSCRIPT`), atomic on the server;
 /// terms expire by the server's own clock (`PEXPIRE`). A new term's fencing token is `max(last token + 1, the
@@ -68,8 +69,10 @@ public final class RedisLeaseStore: LeaseStore {
             }
             database = number
         }
-        if let item = url.queryItems.first {
-            throw BatonError.invalidArgument("a redis store URL takes no query item such as \(item.name): \(url)")
+        for item in url.queryItems where !(item.name == "ca_file" && url.usesTLS) {
+            throw BatonError.invalidArgument(
+                "a redis store URL takes no query item \(item.name) (rediss:// takes ca_file=PATH): \(url)"
+            )
         }
         if configuration.keyPrefix.isEmpty {
             throw BatonError.invalidArgument("the Redis key prefix is empty")
@@ -77,7 +80,9 @@ public final class RedisLeaseStore: LeaseStore {
         var tls: NIOSSLContext?
         if url.usesTLS {
             do {
-                tls = try NIOSSLContext(configuration: configuration.tls ?? .makeClientConfiguration())
+                var tlsConfiguration = configuration.tls ?? .makeClientConfiguration()
+                if let file = url.queryValue("ca_file") { tlsConfiguration.trustRoots = .file(file) }
+                tls = try NIOSSLContext(configuration: tlsConfiguration)
             } catch {
                 throw BatonError.invalidArgument("cannot set up TLS for \(url): \(error)")
             }
@@ -163,9 +168,13 @@ public final class RedisLeaseStore: LeaseStore {
         let signals = signals.subscribe(key)
         let needed = quorum
         return LeaderChangeFeed.make(clock: clock, pollInterval: nil, signals: signals) { [self] in
-            // Subscribed before reading, so a change right after the read is pushed, not missed.
-            try await subscriber.ensureSubscribed(key, needed: needed)
-            return try await current(key: key)
+            // Subscribed before reading, so a change right after the read is pushed, not missed. Where the servers
+            // push expiry too (keyspace notifications), the feed needs no timer at the term's end: nothing is
+            // read until something happens.
+            let expiryIsPushed = try await subscriber.ensureSubscribed(key, needed: needed)
+            var leader = try await current(key: key)
+            if expiryIsPushed { leader?.remaining = nil }
+            return leader
         }
     }
 

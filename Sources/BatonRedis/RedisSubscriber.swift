@@ -18,6 +18,9 @@ final class RedisSubscriber: Sendable {
         var connecting: Task<RedisConnection, any Error>?
         /// Keys whose SUBSCRIBE the server has confirmed on `connection`.
         var confirmed: Set<String> = []
+        /// Whether the server publishes expiry on keyspace channels (`notify-keyspace-events` has `K` and `x`
+        /// or `A`), as read when the connection was made.
+        var expiryIsPushed = false
     }
 
     private struct State {
@@ -41,50 +44,57 @@ final class RedisSubscriber: Sendable {
 
     /// Returns once `key`'s channels are subscribed on at least `needed` nodes (so no change published after this
     /// returns is missed there).
+    /// - Returns: whether every subscribed node also pushes the key's expiry (keyspace notifications), so that a
+    ///   reader need not set a timer for it.
     /// - Throws: ``BatonError`` `storeUnavailable` or `timeout` if fewer nodes could be reached.
-    func ensureSubscribed(_ key: String, needed: Int) async throws {
+    func ensureSubscribed(_ key: String, needed: Int) async throws -> Bool {
         var successes = 0
+        var expiryIsPushed = true
         var lastError: (any Error)?
         await withThrowingTaskGroup(of: Bool.self) { group in
             for index in endpoints.indices {
-                group.addTask {
-                    try await self.subscribe(key, node: index)
-                    return true
-                }
+                group.addTask { try await self.subscribe(key, node: index) }
             }
             while let result = await group.nextResult() {
                 switch result {
-                case .success: successes += 1
-                case .failure(let error): lastError = error
+                case .success(let pushed):
+                    successes += 1
+                    expiryIsPushed = expiryIsPushed && pushed
+                case .failure(let error):
+                    lastError = error
                 }
             }
         }
         if successes < needed {
             throw lastError ?? BatonError.storeUnavailable("cannot subscribe to changes of \(key)")
         }
+        return expiryIsPushed
     }
 
-    private func subscribe(_ key: String, node index: Int) async throws {
+    /// Subscribes `key` on one node; returns whether that node pushes expiry.
+    private func subscribe(_ key: String, node index: Int) async throws -> Bool {
         let connection = try await connection(node: index)
-        let (alreadyConfirmed, stale) = state.withLock { state -> (Bool, Set<String>) in
+        let (alreadyConfirmed, stale, pushed) = state.withLock { state -> (Bool, Set<String>, Bool) in
             let confirmed = state.nodes[index].connection === connection && state.nodes[index].confirmed.contains(key)
             let watched = Set(signals.subscribedKeys)
             let stale = state.nodes[index].confirmed.subtracting(watched).subtracting([key])
             state.nodes[index].confirmed.subtract(stale)
-            return (confirmed, stale)
+            return (confirmed, stale, state.nodes[index].expiryIsPushed)
         }
         if !stale.isEmpty {
             connection.sendWithoutReply(RESPCommand("UNSUBSCRIBE", stale.flatMap(channels)))
         }
-        if alreadyConfirmed { return }
+        if alreadyConfirmed { return pushed }
         connection.sendWithoutReply(RESPCommand("SUBSCRIBE", channels(of: key)))
         // Replies come in order: once PING is answered, the SUBSCRIBE before it is in effect.
         let pong = try await connection.send(RESPCommand("PING"))
         if let message = pong.errorMessage {
             throw BatonError.storeUnavailable("\(connection.endpoint) refused SUBSCRIBE: \(message)")
         }
-        state.withLock { state in
-            if state.nodes[index].connection === connection { state.nodes[index].confirmed.insert(key) }
+        return state.withLock { state in
+            guard state.nodes[index].connection === connection else { return false }
+            state.nodes[index].confirmed.insert(key)
+            return state.nodes[index].expiryIsPushed
         }
     }
 
@@ -111,7 +121,8 @@ final class RedisSubscriber: Sendable {
                         subscriber: true,
                         onPush: { [weak self] push in self?.received(push) }
                     )
-                    self?.connected(connection, node: index)
+                    let pushed = await Self.expiryIsPushed(on: connection)
+                    self?.connected(connection, node: index, expiryIsPushed: pushed)
                     return connection
                 } catch {
                     self?.state.withLock { $0.nodes[index].connecting = nil }
@@ -127,11 +138,26 @@ final class RedisSubscriber: Sendable {
         }
     }
 
-    private func connected(_ connection: RedisConnection, node index: Int) {
+    /// Whether the server sends keyspace events for expiry; false if CONFIG is not allowed.
+    private static func expiryIsPushed(on connection: RedisConnection) async -> Bool {
+        guard let reply = try? await connection.send(RESPCommand("CONFIG", "GET", "notify-keyspace-events")) else {
+            return false
+        }
+        let value: String?
+        switch reply {
+        case .map(let pairs): value = pairs.first?.value.string
+        case .array(let parts) where parts.count == 2: value = parts[1].string
+        default: value = nil
+        }
+        guard let flags = value else { return false }
+        return flags.contains("K") && (flags.contains("x") || flags.contains("A"))
+    }
+
+    private func connected(_ connection: RedisConnection, node index: Int, expiryIsPushed: Bool) {
         let keep = state.withLock { state -> Bool in
             state.nodes[index].connecting = nil
             guard !state.closed else { return false }
-            state.nodes[index] = Node(connection: connection)
+            state.nodes[index] = Node(connection: connection, expiryIsPushed: expiryIsPushed)
             return true
         }
         guard keep else {
@@ -153,8 +179,11 @@ final class RedisSubscriber: Sendable {
 
     private func received(_ push: RESPValue) {
         guard let parts = push.elements, parts.count >= 3, let kind = parts[0].string?.lowercased(),
-            kind == "message", let channel = parts[1].string, let key = layout.key(ofChannel: channel)
+            kind == "message", let channel = parts[1].string, let (key, keyspace) = layout.key(ofChannel: channel)
         else { return }
+        // Of the keyspace events only expiry matters: the others (HSET, PEXPIRE on every renew, where the server
+        // sends them) change nothing a follower sees, and the store publishes its own changes.
+        if keyspace && parts[2].string != "expired" { return }
         signals.notify(key)
     }
 

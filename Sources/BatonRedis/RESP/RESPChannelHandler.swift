@@ -25,10 +25,14 @@ final class RESPChannelHandler: ChannelDuplexHandler {
 
     private struct Pending {
         var promise: EventLoopPromise<RESPValue>
-        var timer: Scheduled<Void>?
+        var deadline: NIODeadline?
+        var name: String
     }
 
     private var pending = CircularBuffer<Pending>()
+    /// The one timer of the connection, armed for the oldest command's deadline (replies come in order, so the
+    /// oldest command is the first to time out). It is not re-armed per command: when it fires early it re-arms.
+    private var timer: Scheduled<Void>?
     private var closedError: BatonError?
     private let onPush: @Sendable (RESPValue) -> Void
     private let pushArraysInRESP2: Bool
@@ -53,20 +57,10 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             return
         }
         if let reply = request.promise {
-            var entry = Pending(promise: reply, timer: nil)
-            if let timeout = request.timeout {
-                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                let name = request.command.name
-                entry.timer = context.eventLoop.scheduleTask(in: timeout) {
-                    let (handler, context) = loopBound.value
-                    handler.fail(
-                        context: context,
-                        BatonError.timeout(
-                            "\(handler.peer) did not answer \(name) within \(timeout.nanoseconds / 1_000_000) ms")
-                    )
-                }
-            }
-            pending.append(entry)
+            let now = context.eventLoop.now
+            let deadline = request.timeout.map { now + $0 }
+            pending.append(Pending(promise: reply, deadline: deadline, name: request.command.name))
+            if let deadline, timer == nil { armTimer(context: context, at: deadline) }
         }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         request.command.encode(into: &buffer)
@@ -89,8 +83,25 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             fail(context: context, BatonError.storeUnavailable("\(peer) sent a reply to no command"))
             return
         }
-        entry.timer?.cancel()
         entry.promise.succeed(value)
+    }
+
+    private func armTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.timer = nil
+            handler.checkDeadlines(context: context)
+        }
+    }
+
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        guard let oldest = pending.first(where: { $0.deadline != nil }), let deadline = oldest.deadline else { return }
+        if deadline <= context.eventLoop.now {
+            fail(context: context, BatonError.timeout("\(peer) did not answer \(oldest.name) in time"))
+        } else {
+            armTimer(context: context, at: deadline)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -116,8 +127,9 @@ final class RESPChannelHandler: ChannelDuplexHandler {
 
     private func failAll(_ error: BatonError) {
         if closedError == nil { closedError = error }
+        timer?.cancel()
+        timer = nil
         while let entry = pending.popFirst() {
-            entry.timer?.cancel()
             entry.promise.fail(error)
         }
     }

@@ -31,11 +31,14 @@ final class RedisConnection: Sendable {
     /// 3 after a successful `HELLO 3`, else 2.
     let protocolVersion: Int
     let endpoint: RedisEndpoint
+    /// Whether a flush is queued on the event loop; only touched there.
+    private let flushQueued: NIOLoopBoundBox<Bool>
 
     private init(channel: any Channel, protocolVersion: Int, endpoint: RedisEndpoint) {
         self.channel = channel
         self.protocolVersion = protocolVersion
         self.endpoint = endpoint
+        self.flushQueued = .makeBoxSendingValue(false, eventLoop: channel.eventLoop)
     }
 
     /// Connects and completes the handshake.
@@ -88,7 +91,33 @@ final class RedisConnection: Sendable {
     /// - Throws: ``BatonError`` `timeout` (no reply within the command timeout) or `storeUnavailable` (the
     ///   connection failed or closed).
     func send(_ command: RESPCommand) async throws -> RESPValue {
-        try await Self.send(command, on: channel, endpoint: endpoint)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        let request = RESPRequest(
+            command: command,
+            promise: promise,
+            timeout: .nanoseconds(endpoint.commandTimeout.batonNanoseconds)
+        )
+        // Commands from many tasks are written as they come and flushed once per turn of the event loop: one
+        // write system call for all the commands queued meanwhile.
+        let channel = channel
+        let flushQueued = flushQueued
+        let peer = endpoint.description
+        channel.eventLoop.execute {
+            // On the event loop `isActive` is exact; a closed channel may have lost its handlers already.
+            guard channel.isActive else {
+                promise.fail(BatonError.storeUnavailable("the connection to \(peer) is closed"))
+                return
+            }
+            channel.write(request, promise: nil)
+            if !flushQueued.value {
+                flushQueued.value = true
+                channel.eventLoop.execute {
+                    flushQueued.value = false
+                    channel.flush()
+                }
+            }
+        }
+        return try await promise.futureResult.get()
     }
 
     /// Sends `command` without waiting for a reply: for SUBSCRIBE and UNSUBSCRIBE, answered by pushes.
