@@ -9,9 +9,9 @@ import Synchronization
 /// release and takeover publish) and to the key's keyspace channel (where the server announces expiry if
 /// `notify-keyspace-events` includes `Kx` or `Ex`; if not, the change feed's timer at the term's remaining time
 /// catches expiry). Each message wakes the key's subscribers in ``ChangeSignals``, which then read the key.
-/// Channels of keys no longer watched are unsubscribed lazily, when the next key is subscribed or a message for
-/// them arrives. When the connection drops every subscriber is woken, so it reads again (and subscribes again
-/// through a new connection, or ends with the store's error).
+/// Channels of keys no longer watched are unsubscribed lazily, when the next key is subscribed. When the
+/// connection drops every subscriber is woken, so it reads again (and subscribes again through a new connection,
+/// or ends with the store's error).
 final class RedisSubscriber: Sendable {
     private struct Node {
         var connection: RedisConnection?
