@@ -142,7 +142,15 @@ final class RedisConnection: Sendable {
             promise: promise,
             timeout: .nanoseconds(endpoint.commandTimeout.batonNanoseconds)
         )
-        channel.writeAndFlush(request, promise: nil)
+        let peer = endpoint.description
+        channel.eventLoop.execute {
+            // A channel closed already (a failed TLS handshake) may have lost its handlers: nothing would answer.
+            guard channel.isActive else {
+                promise.fail(BatonError.storeUnavailable("the connection to \(peer) closed during the handshake"))
+                return
+            }
+            channel.writeAndFlush(request, promise: nil)
+        }
         return try await promise.futureResult.get()
     }
 
