@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "BatonPostgres", targets: ["BatonPostgres"]),
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
         .library(name: "BatonServer", targets: ["BatonServer"]),
+        .library(name: "BatonRedis", targets: ["BatonRedis"]),
         .executable(name: "baton", targets: ["baton"]),
     ],
     dependencies: [
@@ -32,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // BatonPostgres
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        // Redis store (BatonRedis)
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         .target(
@@ -50,6 +53,25 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Redis store (BatonRedis): the store and its RESP client.
+        .target(
+            name: "BatonRedis",
+            dependencies: [
+                "Baton",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Redis store: the claims benchmark driver of scripts/bench.
+        .executableTarget(
+            name: "BatonRedisBench",
+            dependencies: ["Baton", "BatonRedis"],
+            path: "Sources/BatonRedisBench",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -94,6 +116,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 "BatonPostgres",
+                "BatonRedis",  // Redis store
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -155,6 +178,16 @@ let package = Package(
                 "BatonTestKit",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+        // Redis store (BatonRedis)
+        .testTarget(
+            name: "BatonRedisTests",
+            dependencies: [
+                "Baton",
+                "BatonRedis",
+                "BatonTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import Baton
 import BatonPostgres
+import BatonRedis  // Redis store
 import BatonSQLite
 
 /// Opens the store a ``StoreURL`` names, with the stores this build contains.
@@ -15,6 +16,8 @@ enum StoreFactory {
             return try await SQLiteLeaseStore(path: url.path)
         case .postgres:
             return try await PostgresLeaseStore(url: url)
+        case .redis:  // Redis store: one node, or Redlock over several
+            return try RedisLeaseStore(url: url)
         default:
             throw BatonError.invalidArgument("the \(url.kind) store is not available in this build yet")
         }

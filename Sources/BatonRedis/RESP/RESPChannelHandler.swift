@@ -1,0 +1,136 @@
+import Baton
+import NIOCore
+
+/// A command on its way to the server, with the promise its reply completes.
+struct RESPRequest: Sendable {
+    /// The command.
+    var command: RESPCommand
+    /// Completed with the reply (an error reply is a value, ``RESPValue/error(_:)``); nil for a command whose
+    /// answer arrives as a push (SUBSCRIBE and UNSUBSCRIBE in RESP3, their confirmations in RESP2).
+    var promise: EventLoopPromise<RESPValue>?
+    /// How long the reply may take before the connection is closed with ``BatonError/Code/timeout``.
+    var timeout: TimeAmount?
+}
+
+/// Matches replies to commands in the order they were sent (so any number of commands may be in flight on one
+/// connection: pipelining), hands pushes to `onPush`, and fails every waiting command when the connection
+/// fails.
+///
+/// A reply that arrives with no command waiting, a malformed frame, or a reply that is late beyond its
+/// request's timeout closes the connection: the stream can no longer be trusted to line up with the commands.
+final class RESPChannelHandler: ChannelDuplexHandler {
+    typealias InboundIn = RESPValue
+    typealias OutboundIn = RESPRequest
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var promise: EventLoopPromise<RESPValue>
+        var deadline: NIODeadline?
+        var name: String
+    }
+
+    private var pending = CircularBuffer<Pending>()
+    /// The one timer of the connection, armed for the oldest command's deadline (replies come in order, so the
+    /// oldest command is the first to time out). It is not re-armed per command: when it fires early it re-arms.
+    private var timer: Scheduled<Void>?
+    private var closedError: BatonError?
+    private let onPush: @Sendable (RESPValue) -> Void
+    private let pushArraysInRESP2: Bool
+    private let peer: String
+
+    /// - Parameters:
+    ///   - peer: how errors name the server (`host:port`, never with credentials).
+    ///   - pushArraysInRESP2: treat RESP2 arrays that start with `message`, `subscribe` and the like as pushes
+    ///     (a RESP2 connection in subscriber mode).
+    ///   - onPush: called on the event loop with every push.
+    init(peer: String, pushArraysInRESP2: Bool = false, onPush: @escaping @Sendable (RESPValue) -> Void) {
+        self.peer = peer
+        self.pushArraysInRESP2 = pushArraysInRESP2
+        self.onPush = onPush
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        if let closedError {
+            request.promise?.fail(closedError)
+            promise?.fail(closedError)
+            return
+        }
+        if let reply = request.promise {
+            let now = context.eventLoop.now
+            let deadline = request.timeout.map { now + $0 }
+            pending.append(Pending(promise: reply, deadline: deadline, name: request.command.name))
+            if let deadline, timer == nil { armTimer(context: context, at: deadline) }
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        request.command.encode(into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let value = unwrapInboundIn(data)
+        if case .push = value {
+            onPush(value)
+            return
+        }
+        if pushArraysInRESP2, case .array(let parts) = value, let kind = parts.first?.string?.lowercased(),
+            ["message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe"].contains(kind)
+        {
+            onPush(.push(parts))
+            return
+        }
+        guard let entry = pending.popFirst() else {
+            fail(context: context, BatonError.storeUnavailable("\(peer) sent a reply to no command"))
+            return
+        }
+        entry.promise.succeed(value)
+    }
+
+    private func armTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.timer = nil
+            handler.checkDeadlines(context: context)
+        }
+    }
+
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        guard let oldest = pending.first(where: { $0.deadline != nil }), let deadline = oldest.deadline else { return }
+        if deadline <= context.eventLoop.now {
+            fail(context: context, BatonError.timeout("\(peer) did not answer \(oldest.name) in time"))
+        } else {
+            armTimer(context: context, at: deadline)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? BatonError {
+            fail(context: context, error)
+        } else if error is RESPProtocolError {
+            fail(context: context, .storeUnavailable("\(peer) sent a malformed reply: \(error)", underlying: error))
+        } else {
+            fail(context: context, .storeUnavailable("the connection to \(peer) failed: \(error)", underlying: error))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(closedError ?? .storeUnavailable("the connection to \(peer) closed"))
+        context.fireChannelInactive()
+    }
+
+    /// Fails every waiting command with `error` and closes the connection.
+    private func fail(context: ChannelHandlerContext, _ error: BatonError) {
+        failAll(error)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: BatonError) {
+        if closedError == nil { closedError = error }
+        timer?.cancel()
+        timer = nil
+        while let entry = pending.popFirst() {
+            entry.promise.fail(error)
+        }
+    }
+}

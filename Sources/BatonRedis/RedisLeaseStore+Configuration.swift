@@ -1,0 +1,26 @@
+import NIOSSL
+
+extension RedisLeaseStore {
+    /// How a ``RedisLeaseStore`` connects and names its keys. Host, credentials, database and TLS come from the
+    /// store URL; these are the rest.
+    public struct Configuration: Sendable {
+        /// Connections per node for commands (each pipelines any number of commands); one more per node is kept
+        /// for pub/sub. Default 4.
+        public var poolSize: Int = 4
+        /// How long connecting (TCP, TLS and the handshake) may take. Default 5 s.
+        public var connectTimeout: Duration = .seconds(5)
+        /// How long a command's reply may take; a command without a reply in time fails with
+        /// ``Baton/BatonError/Code/timeout`` and its connection is closed. Default 5 s.
+        public var commandTimeout: Duration = .seconds(5)
+        /// The prefix of every key and channel (see ``RedisLeaseStore`` for the layout). Default `baton`.
+        public var keyPrefix: String = "baton"
+        /// TLS settings for `rediss://` URLs; nil uses the system's trust roots and verifies the host name.
+        public var tls: TLSConfiguration?
+        /// Redlock: the clock drift allowed, as a fraction of the ttl, subtracted (plus 2 ms) from a lease's
+        /// validity. Default 0.01.
+        public var clockDriftFactor: Double = 0.01
+
+        /// The defaults.
+        public init() {}
+    }
+}

@@ -1,0 +1,365 @@
+import Baton
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// A ``Baton/LeaseStore`` on Redis: one node (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS, with
+/// `?ca_file=PATH` to trust a private certificate authority), or a Redlock quorum of independent nodes
+/// (`redis://h1:p1,h2:p2,h3:p3`).
+///
+/// Every operation is one Lua script (run with `EVALSHA`, loaded again on `NOSCRIPT`), atomic on the server;
+/// terms expire by the server's own clock (`PEXPIRE`). A new term's fencing token is `max(last token + 1, the
+/// server's TIME in µs)`, computed in the same script, so tokens keep rising even after the server restarts
+/// without persistence and forgets its counters. Release, takeover and new metadata are published on a per-key
+/// channel; ``changes(key:)`` listens on one pub/sub connection per node for every key this store watches, and
+/// catches expiry by keyspace notifications where the server sends them, else by a timer at the term's
+/// remaining time (`PTTL`). Waiting candidates never poll.
+///
+/// The key layout, readable with `redis-cli` (prefix `baton` by default):
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `baton:lease:<key>` | hash | `holder`, `token`, `ttl` (ms), `metadata` (absent if none); expires with the term |
+/// | `baton:token:<key>` | string | the last fencing token issued for `<key>`; never expires |
+/// | `baton:round:<n>:<system>:<round>:winner` | string | the round's winner (`SET NX PX` retention) |
+/// | `baton:round:<n>:<system>:<round>:completed` | string | who completed the round; expires with the winner |
+/// | `baton:presence:<group>` | sorted set | member → expiry (server Unix ms); expires with its last member |
+///
+/// `<n>` is the byte length of `<system>`. Changes are published on `baton:changes:<key>`.
+///
+/// ## Redlock
+///
+/// With several hosts the store runs Redlock over independent nodes (not replicas of each other): a lease is
+/// taken when a majority of nodes grant it within its validity time (the ttl less the time the requests took
+/// and an allowance for clock drift); otherwise the partial grants are released at once. Renewal needs a
+/// majority too, and release is sent to every node. Redlock's fencing tokens are not those of a consensus
+/// protocol, and its safety rests on timing; `RedisLeaseStore+Redlock.swift` says exactly what it guarantees and
+/// what it does not (Kleppmann's critique), and what Baton does about it.
+public final class RedisLeaseStore: LeaseStore {
+    let nodes: [RedisNodeClient]
+    let layout: RedisKeyLayout
+    let configuration: Configuration
+    let signals = ChangeSignals()
+    let subscriber: RedisSubscriber
+    let clock = BatonClock(ContinuousClock())
+    /// How the store is named in errors and logs: the URL without its password.
+    let name: String
+
+    /// The number of nodes that must agree: all of one, or a majority of several.
+    var quorum: Int { nodes.count / 2 + 1 }
+
+    /// Creates a store for `url`; connections are made on first use.
+    /// - Parameters:
+    ///   - url: a `redis://` or `rediss://` URL, with one host or several (Redlock).
+    ///   - eventLoopGroup: where connections run; the shared NIO group by default.
+    /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL that is not a Redis URL, a bad database
+    ///   number, an unknown query item, or a TLS setup that fails. Nothing is sent before the first operation.
+    public init(
+        url: StoreURL,
+        configuration: Configuration = Configuration(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
+        guard url.kind == .redis else {
+            throw BatonError.invalidArgument("\(url) is not a redis:// or rediss:// URL")
+        }
+        var database = 0
+        if url.path.count > 1 {
+            guard let number = Int(url.path.dropFirst()), (0...1_000_000).contains(number) else {
+                throw BatonError.invalidArgument("the database of \(url) is not a number")
+            }
+            database = number
+        }
+        for item in url.queryItems where !(item.name == "ca_file" && url.usesTLS) {
+            throw BatonError.invalidArgument(
+                "a redis store URL takes no query item \(item.name) (rediss:// takes ca_file=PATH): \(url)"
+            )
+        }
+        if configuration.keyPrefix.isEmpty {
+            throw BatonError.invalidArgument("the Redis key prefix is empty")
+        }
+        var tls: NIOSSLContext?
+        if url.usesTLS {
+            do {
+                var tlsConfiguration = configuration.tls ?? .makeClientConfiguration()
+                if let file = url.queryValue("ca_file") { tlsConfiguration.trustRoots = .file(file) }
+                tls = try NIOSSLContext(configuration: tlsConfiguration)
+            } catch {
+                throw BatonError.invalidArgument("cannot set up TLS for \(url): \(error)")
+            }
+        }
+        let endpoints = url.hosts.map { host in
+            RedisEndpoint(
+                host: host.name,
+                port: host.port ?? 6379,
+                user: url.user,
+                password: url.password,
+                database: database,
+                tls: tls,
+                connectTimeout: configuration.connectTimeout,
+                commandTimeout: configuration.commandTimeout
+            )
+        }
+        self.configuration = configuration
+        self.name = url.description
+        self.layout = RedisKeyLayout(prefix: configuration.keyPrefix, database: database)
+        self.nodes = endpoints.map {
+            RedisNodeClient(endpoint: $0, group: eventLoopGroup, poolSize: configuration.poolSize)
+        }
+        self.subscriber = RedisSubscriber(
+            endpoints: endpoints,
+            group: eventLoopGroup,
+            signals: signals,
+            layout: layout
+        )
+    }
+
+    /// Creates a store for the URL in `string`. See ``init(url:configuration:eventLoopGroup:)``.
+    public convenience init(
+        _ string: String,
+        configuration: Configuration = Configuration(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
+        try self.init(url: StoreURL(string), configuration: configuration, eventLoopGroup: eventLoopGroup)
+    }
+
+    // MARK: Leases
+
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try BatonValidation.name(key, "key")
+        try BatonValidation.name(holder, "holder")
+        try BatonValidation.duration(ttl, "ttl")
+        try BatonValidation.metadata(metadata)
+        if nodes.count > 1 { return try await redlockAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
+        let answer = try await acquire(on: nodes[0], key: key, holder: holder, ttl: ttl, metadata: metadata, token: 0)
+        switch answer {
+        case .granted(let token):
+            return .acquired(Lease(key: key, holder: holder, token: token, ttl: ttl, metadata: metadata))
+        case .held(let leader):
+            return .held(by: leader)
+        case .tokenTooLow:
+            throw BatonError.storeUnavailable("\(nodes[0].endpoint) refused a server-chosen token")
+        }
+    }
+
+    public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
+        try BatonValidation.lease(lease)
+        try BatonValidation.duration(ttl, "ttl")
+        if nodes.count > 1 { return try await redlockRenew(lease, ttl: ttl) }
+        guard try await renew(on: nodes[0], lease, ttl: ttl) else { throw BatonError.lost(key: lease.key) }
+        var renewed = lease
+        renewed.ttl = ttl
+        return renewed
+    }
+
+    public func release(_ lease: Lease) async throws {
+        try BatonValidation.lease(lease)
+        if nodes.count > 1 { return try await redlockRelease(lease) }
+        _ = try await release(on: nodes[0], lease)
+    }
+
+    public func current(key: String) async throws -> LeaderInfo? {
+        try BatonValidation.name(key, "key")
+        if nodes.count > 1 { return try await redlockCurrent(key: key) }
+        return try await current(on: nodes[0], key: key)
+    }
+
+    public func changes(key: String) throws -> LeaderChanges {
+        try BatonValidation.name(key, "key")
+        let signals = signals.subscribe(key)
+        let needed = quorum
+        return LeaderChangeFeed.make(clock: clock, pollInterval: nil, signals: signals) { [self] in
+            // Subscribed before reading, so a change right after the read is pushed, not missed. Where the servers
+            // push expiry too (keyspace notifications), the feed needs no timer at the term's end: nothing is
+            // read until something happens.
+            let expiryIsPushed = try await subscriber.ensureSubscribed(key, needed: needed)
+            var leader = try await current(key: key)
+            if expiryIsPushed { leader?.remaining = nil }
+            return leader
+        }
+    }
+
+    // MARK: Rounds
+
+    public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
+    {
+        try BatonValidation.name(system, "system")
+        try BatonValidation.name(round, "round")
+        try BatonValidation.name(candidate, "candidate")
+        try BatonValidation.duration(retention, "retention")
+        let reply = try await nodes[0].run(
+            RedisScripts.claim,
+            keys: [layout.roundWinner(system, round)],
+            arguments: [candidate, String(retention.batonMilliseconds)]
+        )
+        guard let winner = reply.string else { throw unexpected(reply, "claim") }
+        return winner == candidate ? .won : .lost(winner: winner)
+    }
+
+    public func winner(system: String, round: String) async throws -> String? {
+        try BatonValidation.name(system, "system")
+        try BatonValidation.name(round, "round")
+        return try await get(layout.roundWinner(system, round))
+    }
+
+    public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
+        try BatonValidation.name(system, "system")
+        try BatonValidation.name(round, "round")
+        try BatonValidation.name(completer.identity, "completer")
+        try BatonValidation.duration(retention, "retention")
+        var named = "0"
+        if case .candidate = completer { named = "1" }
+        let reply = try await nodes[0].run(
+            RedisScripts.complete,
+            keys: [layout.roundWinner(system, round), layout.roundCompleted(system, round)],
+            arguments: [completer.identity, named, String(retention.batonMilliseconds)]
+        )
+        switch reply.elements?.first?.int64 {
+        case 1: return
+        case 2:
+            guard let by = reply.elements?.dropFirst().first?.string else { throw unexpected(reply, "complete") }
+            throw BatonError.alreadyCompleted(by: by, system: system, round: round)
+        case 3: throw BatonError.notWinner(candidate: completer.identity, system: system, round: round)
+        default: throw unexpected(reply, "complete")
+        }
+    }
+
+    public func completion(system: String, round: String) async throws -> String? {
+        try BatonValidation.name(system, "system")
+        try BatonValidation.name(round, "round")
+        return try await get(layout.roundCompleted(system, round))
+    }
+
+    // MARK: Presence
+
+    public func heartbeat(group: String, member: String, ttl: Duration) async throws {
+        try BatonValidation.name(group, "group")
+        try BatonValidation.name(member, "member")
+        try BatonValidation.duration(ttl, "ttl")
+        _ = try await nodes[0].run(
+            RedisScripts.heartbeat,
+            keys: [layout.presence(group)],
+            arguments: [member, String(ttl.batonMilliseconds)]
+        )
+    }
+
+    public func leave(group: String, member: String) async throws {
+        try BatonValidation.name(group, "group")
+        try BatonValidation.name(member, "member")
+        let reply = try await nodes[0].send(RESPCommand("ZREM", layout.presence(group), member))
+        if let message = reply.errorMessage { throw BatonError.storeUnavailable("\(name) failed ZREM: \(message)") }
+    }
+
+    public func members(group: String) async throws -> [String] {
+        try BatonValidation.name(group, "group")
+        let reply = try await nodes[0].run(RedisScripts.members, keys: [layout.presence(group)], arguments: [])
+        guard let elements = reply.elements else { throw unexpected(reply, "members") }
+        return try elements.map { element in
+            guard let member = element.string else { throw unexpected(reply, "members") }
+            return member
+        }.sorted()
+    }
+
+    // MARK: Lifecycle
+
+    public func close() async throws {
+        signals.finishAll()
+        await subscriber.close()
+        for node in nodes { await node.close() }
+    }
+
+    // MARK: One node
+
+    /// What one node answered to an acquire.
+    enum NodeAcquire {
+        case granted(FencingToken)
+        case held(LeaderInfo)
+        case tokenTooLow(FencingToken)
+    }
+
+    func acquire(
+        on node: RedisNodeClient,
+        key: String,
+        holder: String,
+        ttl: Duration,
+        metadata: String?,
+        token: FencingToken
+    ) async throws -> NodeAcquire {
+        let reply = try await node.run(
+            RedisScripts.acquire,
+            keys: [layout.lease(key), layout.token(key)],
+            arguments: [
+                holder, String(ttl.batonMilliseconds), metadata == nil ? "0" : "1", metadata ?? "",
+                layout.changeChannel(key), String(token),
+            ]
+        )
+        guard let parts = reply.elements, let status = parts.first?.int64 else { throw unexpected(reply, "acquire") }
+        switch status {
+        case 1:
+            guard parts.count == 2, let token = parts[1].int64 else { throw unexpected(reply, "acquire") }
+            return .granted(token)
+        case -1:
+            guard parts.count == 2, let counter = parts[1].int64 else { throw unexpected(reply, "acquire") }
+            return .tokenTooLow(counter)
+        default:
+            guard let leader = leaderInfo(Array(parts.dropFirst())) else { throw unexpected(reply, "acquire") }
+            return .held(leader)
+        }
+    }
+
+    func renew(on node: RedisNodeClient, _ lease: Lease, ttl: Duration) async throws -> Bool {
+        let reply = try await node.run(
+            RedisScripts.renew,
+            keys: [layout.lease(lease.key)],
+            arguments: [
+                lease.holder, String(lease.token), String(ttl.batonMilliseconds), lease.metadata == nil ? "0" : "1",
+                lease.metadata ?? "", layout.changeChannel(lease.key),
+            ]
+        )
+        guard let result = reply.int64 else { throw unexpected(reply, "renew") }
+        return result == 1
+    }
+
+    func release(on node: RedisNodeClient, _ lease: Lease) async throws -> Bool {
+        let reply = try await node.run(
+            RedisScripts.release,
+            keys: [layout.lease(lease.key)],
+            arguments: [lease.holder, String(lease.token), layout.changeChannel(lease.key)]
+        )
+        guard let result = reply.int64 else { throw unexpected(reply, "release") }
+        return result == 1
+    }
+
+    func current(on node: RedisNodeClient, key: String) async throws -> LeaderInfo? {
+        let reply = try await node.run(RedisScripts.current, keys: [layout.lease(key)], arguments: [])
+        if reply.isNull || reply == .boolean(false) { return nil }
+        guard let parts = reply.elements, let leader = leaderInfo(parts) else { throw unexpected(reply, "current") }
+        // PTTL is -2 if the key expired between the read and now, which the script's atomicity rules out.
+        return leader.remaining.map { $0 > .zero } ?? true ? leader : nil
+    }
+
+    /// `{holder, token, has metadata, metadata, ttl ms, pttl}` as a leader.
+    private func leaderInfo(_ parts: [RESPValue]) -> LeaderInfo? {
+        guard parts.count == 6, let holder = parts[0].string, let token = parts[1].int64,
+            let hasMetadata = parts[2].int64, let ttl = parts[4].int64, let pttl = parts[5].int64
+        else { return nil }
+        return LeaderInfo(
+            holder: holder,
+            token: token,
+            metadata: hasMetadata == 1 ? (parts[3].string ?? "") : nil,
+            ttl: ttl > 0 ? .milliseconds(ttl) : nil,
+            remaining: pttl >= 0 ? .milliseconds(pttl) : nil
+        )
+    }
+
+    private func get(_ redisKey: String) async throws -> String? {
+        let reply = try await nodes[0].send(RESPCommand("GET", redisKey))
+        if let message = reply.errorMessage { throw BatonError.storeUnavailable("\(name) failed GET: \(message)") }
+        if reply.isNull { return nil }
+        guard let value = reply.string else { throw unexpected(reply, "GET") }
+        return value
+    }
+
+    func unexpected(_ reply: RESPValue, _ operation: String) -> BatonError {
+        .storeUnavailable("\(name) answered \(operation) with an unexpected reply")
+    }
+}

@@ -1,0 +1,202 @@
+import Baton
+import NIOCore
+import Synchronization
+
+/// The one pub/sub connection per node that a ``RedisLeaseStore`` keeps for all its ``LeaseStore/changes(key:)``
+/// sequences, whatever the number of keys watched.
+///
+/// For each watched key it subscribes to the key's change channel (where acquire, renew with new metadata,
+/// release and takeover publish) and to the key's keyspace channel (where the server announces expiry if
+/// `notify-keyspace-events` includes `Kx` or `Ex`; if not, the change feed's timer at the term's remaining time
+/// catches expiry). Each message wakes the key's subscribers in ``ChangeSignals``, which then read the key.
+/// Channels of keys no longer watched are unsubscribed lazily, when the next key is subscribed. When the
+/// connection drops every subscriber is woken, so it reads again (and subscribes again through a new connection,
+/// or ends with the store's error).
+final class RedisSubscriber: Sendable {
+    private struct Node {
+        var connection: RedisConnection?
+        var connecting: Task<RedisConnection, any Error>?
+        /// Keys whose SUBSCRIBE the server has confirmed on `connection`.
+        var confirmed: Set<String> = []
+        /// Whether the server publishes expiry on keyspace channels (`notify-keyspace-events` has `K` and `x`
+        /// or `A`), as read when the connection was made.
+        var expiryIsPushed = false
+    }
+
+    private struct State {
+        var nodes: [Node]
+        var closed = false
+    }
+
+    private let endpoints: [RedisEndpoint]
+    private let group: any EventLoopGroup
+    private let signals: ChangeSignals
+    private let layout: RedisKeyLayout
+    private let state: Mutex<State>
+
+    init(endpoints: [RedisEndpoint], group: any EventLoopGroup, signals: ChangeSignals, layout: RedisKeyLayout) {
+        self.endpoints = endpoints
+        self.group = group
+        self.signals = signals
+        self.layout = layout
+        self.state = Mutex(State(nodes: Array(repeating: Node(), count: endpoints.count)))
+    }
+
+    /// Returns once `key`'s channels are subscribed on at least `needed` nodes (so no change published after this
+    /// returns is missed there).
+    /// - Returns: whether every subscribed node also pushes the key's expiry (keyspace notifications), so that a
+    ///   reader need not set a timer for it.
+    /// - Throws: ``BatonError`` `storeUnavailable` or `timeout` if fewer nodes could be reached.
+    func ensureSubscribed(_ key: String, needed: Int) async throws -> Bool {
+        var successes = 0
+        var expiryIsPushed = true
+        var lastError: (any Error)?
+        await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in endpoints.indices {
+                group.addTask { try await self.subscribe(key, node: index) }
+            }
+            while let result = await group.nextResult() {
+                switch result {
+                case .success(let pushed):
+                    successes += 1
+                    expiryIsPushed = expiryIsPushed && pushed
+                case .failure(let error):
+                    lastError = error
+                }
+            }
+        }
+        if successes < needed {
+            throw lastError ?? BatonError.storeUnavailable("cannot subscribe to changes of \(key)")
+        }
+        return expiryIsPushed
+    }
+
+    /// Subscribes `key` on one node; returns whether that node pushes expiry.
+    private func subscribe(_ key: String, node index: Int) async throws -> Bool {
+        let connection = try await connection(node: index)
+        let (alreadyConfirmed, stale, pushed) = state.withLock { state -> (Bool, Set<String>, Bool) in
+            let confirmed = state.nodes[index].connection === connection && state.nodes[index].confirmed.contains(key)
+            let watched = Set(signals.subscribedKeys)
+            let stale = state.nodes[index].confirmed.subtracting(watched).subtracting([key])
+            state.nodes[index].confirmed.subtract(stale)
+            return (confirmed, stale, state.nodes[index].expiryIsPushed)
+        }
+        if !stale.isEmpty {
+            connection.sendWithoutReply(RESPCommand("UNSUBSCRIBE", stale.flatMap(channels)))
+        }
+        if alreadyConfirmed { return pushed }
+        connection.sendWithoutReply(RESPCommand("SUBSCRIBE", channels(of: key)))
+        // Replies come in order: once PING is answered, the SUBSCRIBE before it is in effect.
+        let pong = try await connection.send(RESPCommand("PING"))
+        if let message = pong.errorMessage {
+            throw BatonError.storeUnavailable("\(connection.endpoint) refused SUBSCRIBE: \(message)")
+        }
+        return state.withLock { state in
+            guard state.nodes[index].connection === connection else { return false }
+            state.nodes[index].confirmed.insert(key)
+            return state.nodes[index].expiryIsPushed
+        }
+    }
+
+    private func channels(of key: String) -> [String] {
+        [layout.changeChannel(key), layout.keyspaceChannel(key)]
+    }
+
+    private func connection(node index: Int) async throws -> RedisConnection {
+        enum Step {
+            case ready(RedisConnection)
+            case wait(Task<RedisConnection, any Error>)
+        }
+        let step = try state.withLock { state throws(BatonError) -> Step in
+            if state.closed { throw .storeUnavailable("the Redis store is closed") }
+            if let connection = state.nodes[index].connection, connection.isActive { return .ready(connection) }
+            if let task = state.nodes[index].connecting { return .wait(task) }
+            let endpoint = endpoints[index]
+            let group = group
+            let task = Task<RedisConnection, any Error> { [weak self] in
+                do {
+                    let connection = try await RedisConnection.connect(
+                        to: endpoint,
+                        group: group,
+                        subscriber: true,
+                        onPush: { [weak self] push in self?.received(push) }
+                    )
+                    let pushed = await Self.expiryIsPushed(on: connection)
+                    self?.connected(connection, node: index, expiryIsPushed: pushed)
+                    return connection
+                } catch {
+                    self?.state.withLock { $0.nodes[index].connecting = nil }
+                    throw error
+                }
+            }
+            state.nodes[index].connecting = task
+            return .wait(task)
+        }
+        switch step {
+        case .ready(let connection): return connection
+        case .wait(let task): return try await task.value
+        }
+    }
+
+    /// Whether the server sends keyspace events for expiry; false if CONFIG is not allowed.
+    private static func expiryIsPushed(on connection: RedisConnection) async -> Bool {
+        guard let reply = try? await connection.send(RESPCommand("CONFIG", "GET", "notify-keyspace-events")) else {
+            return false
+        }
+        let value: String?
+        switch reply {
+        case .map(let pairs): value = pairs.first?.value.string
+        case .array(let parts) where parts.count == 2: value = parts[1].string
+        default: value = nil
+        }
+        guard let flags = value else { return false }
+        return flags.contains("K") && (flags.contains("x") || flags.contains("A"))
+    }
+
+    private func connected(_ connection: RedisConnection, node index: Int, expiryIsPushed: Bool) {
+        let keep = state.withLock { state -> Bool in
+            state.nodes[index].connecting = nil
+            guard !state.closed else { return false }
+            state.nodes[index] = Node(connection: connection, expiryIsPushed: expiryIsPushed)
+            return true
+        }
+        guard keep else {
+            connection.channel.close(promise: nil)
+            return
+        }
+        connection.channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self else { return }
+            let dropped = state.withLock { state -> Bool in
+                guard state.nodes[index].connection === connection else { return false }
+                state.nodes[index].connection = nil
+                state.nodes[index].confirmed = []
+                return true
+            }
+            // Messages may have been missed: everyone reads again (and subscribes again).
+            if dropped { signals.notifyAll() }
+        }
+    }
+
+    private func received(_ push: RESPValue) {
+        guard let parts = push.elements, parts.count >= 3, let kind = parts[0].string?.lowercased(),
+            kind == "message", let channel = parts[1].string, let (key, keyspace) = layout.key(ofChannel: channel)
+        else { return }
+        // Of the keyspace events only expiry matters: the others (HSET, PEXPIRE on every renew, where the server
+        // sends them) change nothing a follower sees, and the store publishes its own changes.
+        if keyspace && parts[2].string != "expired" { return }
+        signals.notify(key)
+    }
+
+    /// Closes the connections; ``ensureSubscribed(_:needed:)`` fails afterwards.
+    func close() async {
+        let (connections, tasks) = state.withLock { state in
+            state.closed = true
+            let connections = state.nodes.compactMap(\.connection)
+            let tasks = state.nodes.compactMap(\.connecting)
+            state.nodes = state.nodes.map { _ in Node() }
+            return (connections, tasks)
+        }
+        for connection in connections { await connection.close() }
+        for task in tasks { if let connection = try? await task.value { await connection.close() } }
+    }
+}
