@@ -178,6 +178,9 @@ let package = Package(
                 "BatonTestKit",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Redis store (BatonRedis)
         .testTarget(
             name: "BatonRedisTests",
