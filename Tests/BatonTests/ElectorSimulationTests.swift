@@ -34,6 +34,8 @@ struct ElectorSimulation {
         case restart(elector: Int)
         case resign(elector: Int)
         case partition(elector: Int, hang: Bool, length: Int64)
+        /// The elector's change feed (re)subscribes and reads the current leader.
+        case feedSnapshot(elector: Int, epoch: Int)
     }
 
     struct Store {
@@ -58,6 +60,8 @@ struct ElectorSimulation {
         var partitionedUntil: Int64 = -1
         var partitionHangs = false
         var believedToken: FencingToken?
+        /// When the last feed observation is delivered: a feed is one ordered stream.
+        var feedDeliveredAt: Int64 = 0
     }
 
     let parameters: Parameters
@@ -145,6 +149,7 @@ struct ElectorSimulation {
         for index in electors.indices {
             let actions = electors[index].machine.start(now: local(index, at: now))
             apply(actions, elector: index)
+            schedule(.feedSnapshot(elector: index, epoch: electors[index].epoch), at: now + networkDelay())
         }
         planFaults()
         let end = parameters.duration + parameters.calm
@@ -259,6 +264,7 @@ struct ElectorSimulation {
             electors[index].machine = ElectorStateMachine(settings: parameters.settings, seed: random.next())
             let actions = electors[index].machine.start(now: local(index, at: now))
             apply(actions, elector: index)
+            schedule(.feedSnapshot(elector: index, epoch: electors[index].epoch), at: now + networkDelay())
 
         case .resign(let index):
             guard electors[index].alive else { return }
@@ -268,6 +274,19 @@ struct ElectorSimulation {
         case .partition(let index, let hang, let length):
             electors[index].partitionedUntil = now + length
             electors[index].partitionHangs = hang
+            // The feed breaks with the connection, and is subscribed again once the partition heals.
+            if electors[index].alive {
+                let actions = electors[index].machine.handle(.feedLost, now: local(index, at: now))
+                apply(actions, elector: index)
+            }
+            schedule(.feedSnapshot(elector: index, epoch: electors[index].epoch), at: now + length + networkDelay())
+
+        case .feedSnapshot(let index, let epoch):
+            guard electors[index].alive, electors[index].epoch == epoch else { return }
+            if now < electors[index].partitionedUntil { return }
+            electors[index].feedDeliveredAt = max(electors[index].feedDeliveredAt, now)
+            let actions = electors[index].machine.handle(.observed(store.info(now: now)), now: local(index, at: now))
+            apply(actions, elector: index)
         }
     }
 
@@ -289,14 +308,14 @@ struct ElectorSimulation {
         schedule(.expiryCheck, at: store.expiresAt)
     }
 
-    /// The change feed: every elector hears of a new term or a release, late or (under faults) not at all.
+    /// The change feed: every elector whose feed is up hears of a new term, a release or an expiry, late but
+    /// in order (a feed is one stream); a partitioned elector's feed is down and it hears nothing until it heals.
     mutating func broadcast() {
         let info = store.info(now: now)
-        for index in electors.indices where electors[index].alive {
-            if faulty, random.nextUnit() < dropReply { continue }
-            schedule(
-                .deliver(elector: index, epoch: electors[index].epoch, input: .observed(info)), at: now + networkDelay()
-            )
+        for index in electors.indices where electors[index].alive && now >= electors[index].partitionedUntil {
+            let at = max(now + networkDelay(), electors[index].feedDeliveredAt)
+            electors[index].feedDeliveredAt = at
+            schedule(.deliver(elector: index, epoch: electors[index].epoch, input: .observed(info)), at: at)
         }
     }
 

@@ -176,6 +176,27 @@ import Testing
         #expect(acquireID(released) != nil)
     }
 
+    @Test func aFollowerWithAWorkingFeedNeverPolls() {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .zero))!
+        let other = LeaderInfo(holder: "other", token: 3)
+        _ = machine.handle(.observed(other), now: .milliseconds(1))
+        _ = machine.handle(.held(id, other), now: .milliseconds(2))
+        guard case .following(let following) = machine.state else {
+            Issue.record("not following")
+            return
+        }
+        #expect(following.retryAt == nil, "the feed wakes the candidate; nothing to poll")
+        for second in 1...60 {
+            #expect(acquireID(machine.handle(.tick, now: .seconds(second))) == nil)
+        }
+        // The feed fails: now the candidate polls, until the feed delivers again.
+        let lost = machine.handle(.feedLost, now: .seconds(61))
+        #expect(machine.scheduledWake! <= .seconds(61) + Self.ttl / 2)
+        #expect(acquireID(lost) == nil)
+        #expect(acquireID(machine.handle(.tick, now: .seconds(61) + Self.ttl / 2)) != nil)
+    }
+
     @Test func acquireFailuresBackOffWithJitterAndCap() {
         var machine = makeMachine()
         var id = acquireID(machine.start(now: .zero))!

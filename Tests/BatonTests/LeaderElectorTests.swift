@@ -198,6 +198,29 @@ func eventually(
         try await runB.value
     }
 
+    /// A waiting candidate costs the store nothing at steady state: the change feed wakes it.
+    @Test func aWaitingCandidateDoesNotPollTheStore() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        _ = try await memory.acquire(key: "job", holder: "leader", ttl: .seconds(3600))
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        let elector = try makeElector(store, holder: "b")
+        let log = EventLog(elector)
+        let run = Task { try await elector.run() }
+        await log.wait("b to follow the leader") { events in
+            events.contains { if case .leaderChanged(let info) = $0 { info?.holder == "leader" } else { false } }
+        }
+        await eventually("the acquire to be answered") { store.callCount(.acquire) == 1 }
+        for _ in 0..<120 {
+            clock.advance(by: .seconds(1))
+            await Task.yield()
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(store.callCount(.acquire) == 1, "no polling while the change feed works")
+        #expect(store.callCount(.renew) == 0)
+        run.cancel()
+        try await run.value
+    }
+
     @Test func cancellationReleasesTheLease() async throws {
         let store = MemoryLeaseStore(clock: clock)
         let elector = try makeElector(store, holder: "a")
@@ -256,7 +279,7 @@ func eventually(
             events.contains { if case .leaderChanged(let info) = $0 { info?.holder == "crashed" } else { false } }
         }
         #expect(log.elections.isEmpty)
-        clock.advance(by: .seconds(10))
+        clock.advance(by: .seconds(10) + .milliseconds(5))  // the change feed re-reads just after the expiry
         await log.waitForElection()
         run.cancel()
         try await run.value

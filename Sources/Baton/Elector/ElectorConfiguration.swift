@@ -57,7 +57,8 @@ public struct ElectorConfiguration: Sendable, Hashable {
     public var safetyMargin: Duration?
     /// How long to wait for one store call before treating it as failed; nil means the renew interval.
     public var requestTimeout: Duration?
-    /// How often a waiting candidate re-tries on its own, in case a change notification is lost; nil means ttl/2.
+    /// How often a waiting candidate re-tries on its own while the store's change feed is down (while the feed
+    /// works, a waiting candidate sends nothing and is woken by it); nil means ttl/2.
     public var pollInterval: Duration?
     /// Retry timing after store errors.
     public var backoff: Backoff

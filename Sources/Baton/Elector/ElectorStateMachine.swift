@@ -56,8 +56,10 @@ struct ElectorStateMachine {
         case renewed(RequestID, Lease)
         case renewLost(RequestID)
         case renewFailed(RequestID, BatonError)
-        /// A leader observation from the store's change feed.
+        /// A leader observation from the store's change feed (which is then known to work).
         case observed(LeaderInfo?)
+        /// The store's change feed failed; until it delivers again, a waiting candidate polls.
+        case feedLost
         /// A timer fired (possibly a stale one: ticks are idempotent).
         case tick
         /// Step down and leave the election, waiting briefly for an acquire in flight.
@@ -114,6 +116,8 @@ struct ElectorStateMachine {
     private var nextRequestID: RequestID = 1
     /// The earliest tick requested and not yet delivered.
     private(set) var scheduledWake: Duration?
+    /// Whether the change feed works: while it does, a waiting candidate relies on it and never polls.
+    private(set) var feedHealthy = false
     private var random: SplitMix64
 
     init(settings: Settings, seed: UInt64) {
@@ -145,6 +149,11 @@ struct ElectorStateMachine {
 
     mutating func handle(_ input: Input, now: Duration) -> [Action] {
         if let wake = scheduledWake, wake <= now { scheduledWake = nil }
+        switch input {
+        case .observed: feedHealthy = true
+        case .feedLost: feedHealthy = false
+        default: break
+        }
         switch state {
         case .idle, .finished:
             return []
@@ -206,9 +215,11 @@ struct ElectorStateMachine {
                 following.leader = info
                 actions.append(.leaderChanged(info))
             }
-            following.retryAt = now + settings.pollInterval
+            // While the change feed works it wakes this candidate when the key is released or expires; polling
+            // is only the fallback for a feed that is down.
+            following.retryAt = feedHealthy ? nil : now + settings.pollInterval
             state = .following(following)
-            wake(at: following.retryAt!, into: &actions)
+            if let retryAt = following.retryAt { wake(at: retryAt, into: &actions) }
 
         case .acquireFailed(let id, let error):
             guard let request = following.inFlight, request.id == id else { return }
@@ -230,6 +241,17 @@ struct ElectorStateMachine {
             if info == nil, following.inFlight == nil {
                 following.failures = 0
                 sendAcquire(&following, now: now, into: &actions)
+            } else if info != nil, following.failures == 0 {
+                // A poll planned while the feed was not yet delivering: the working feed replaces it (a retry
+                // after a store error stays planned).
+                following.retryAt = nil
+            }
+            state = .following(following)
+
+        case .feedLost:
+            if following.inFlight == nil, following.retryAt == nil {
+                following.retryAt = now + settings.pollInterval
+                wake(at: following.retryAt!, into: &actions)
             }
             state = .following(following)
 
@@ -346,7 +368,7 @@ struct ElectorStateMachine {
                 actions.append(.storeError(.timeout("renew got no answer within \(settings.requestTimeout)")))
             }
 
-        case .acquired, .held, .acquireFailed:
+        case .acquired, .held, .acquireFailed, .feedLost:
             break
 
         case .resign, .stop:

@@ -458,6 +458,8 @@ public final class LeaderElector: Service, Sendable {
                 failures += 1
                 logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
             }
+            if Task.isCancelled { return }
+            input.yield(.feedLost)
             let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
             do { try await clock.sleep(for: delay) } catch { return }
         }
