@@ -122,9 +122,9 @@ def steady(binary, port, seconds, label):
         "kind": "count",
         "leader_ops": leader_ops,
         "leader_ops_per_ttl_third": round(leader_ops / (seconds / 1.0), 2),
-        "note": "client commands only (Lua-internal calls excluded); a waiting `baton campaign` also re-tries "
-                "acquire every ttl/2 on its own (LeaderElector's pollInterval safety net), which the store's "
-                "change feed does not need",
+        "note": "client commands only (Lua-internal calls excluded); follower ops = both windows minus the "
+                "leader-alone window, so ±1 renew of the leader shows as noise; a waiting candidate polls only "
+                "while its change feed is down",
         "follower_ops": follower_ops,
         "commands_leader_alone": alone,
         "commands_leader_and_follower": both,
