@@ -19,12 +19,7 @@ import Testing
     func conformance(_ check: ConformanceCheck) async throws {
         guard let url = RedisTestServer.url() else { return }
         let store = try RedisLeaseStore(url)
-        do {
-            try await check.run(Harness(store: store))
-        } catch {
-            try? await store.close()
-            throw error
-        }
+        await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
         try await store.close()
     }
 }

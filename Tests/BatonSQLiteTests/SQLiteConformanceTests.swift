@@ -26,12 +26,7 @@ import Testing
     func conformance(_ check: ConformanceCheck) async throws {
         let path = Self.directory.appendingPathComponent("shared.db").path
         let store = try await SQLiteLeaseStore(path: path)
-        do {
-            try await check.run(Harness(store: store))
-        } catch {
-            try? await store.close()
-            throw error
-        }
+        await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
         try await store.close()
     }
 }
