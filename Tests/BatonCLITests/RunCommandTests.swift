@@ -113,10 +113,19 @@ struct RunCommandTests {
     /// A shell script that writes its pid to `pidFile`, writes `term` to `termFile` on SIGTERM (and exits 0 unless
     /// `ignoreTerm`), and otherwise runs until stopped.
     static func stubbornScript(pidFile: String, termFile: String, ignoreTerm: Bool = false) -> String {
-        let onTerm = ignoreTerm ? "echo term >> \"$DIR/\(termFile)\"" : "echo term > \"$DIR/\(termFile)\"; exit 0"
+        // Ignoring TERM, the script also records when it got it and, on every turn of its loop, that it still runs
+        // (nanoseconds of this host's clock), so a test can tell how long it outlived SIGTERM.
+        let onTerm =
+            ignoreTerm
+            ? "echo term >> \"$DIR/\(termFile)\"; date +%s%N > \"$DIR/\(termFile)-at\""
+            : "echo term > \"$DIR/\(termFile)\"; exit 0"
+        let loop =
+            ignoreTerm
+            ? "while :; do sleep 0.05; date +%s%N > \"$DIR/alive-at.tmp\"; mv \"$DIR/alive-at.tmp\" \"$DIR/alive-at\"; done"
+            : "while :; do sleep 0.05; done"
         return
             "trap '\(onTerm)' TERM; echo $$ > \"$DIR/\(pidFile).tmp\"; mv \"$DIR/\(pidFile).tmp\" \"$DIR/\(pidFile)\"; "
-            + "while :; do sleep 0.05; done"
+            + loop
     }
 
     @Test("the command gets its environment and the lease is released as soon as it exits")
@@ -174,13 +183,13 @@ struct RunCommandTests {
 
         _ = try Self.runToEnd(scratch.store + ["resign", "k", "--id", "A"], in: scratch)
         #expect(Self.waitUntil(.seconds(20)) { scratch.exists("term") })
-        let terminated = ContinuousClock.now
-        #expect(Self.isAlive(child), "the command ignores SIGTERM, so it must still run right after it")
         #expect(baton.exit() == 75)
-        let ended = ContinuousClock.now
         #expect(!Self.isAlive(child))
-        // The TERM trap runs once the current `sleep 0.05` has ended, so up to 50 ms after SIGTERM.
-        #expect(ended - terminated >= .milliseconds(300), "SIGKILL came before the grace was over")
+        // The command ignored SIGTERM and kept running until SIGKILL: its last sign of life came at least most of
+        // the 400 ms grace after it got SIGTERM (its loop turns every 50 ms, later when the machine is busy).
+        let termAt = Int64(scratch.read("term-at").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
+        let aliveAt = Int64(scratch.read("alive-at").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .min
+        #expect(aliveAt - termAt >= 250_000_000, "SIGKILL came before the grace was over")
         #expect(scratch.read("term") == "term\n")
         #expect(baton.standardError.contains("sh was killed with SIGKILL after the 400ms grace"))
     }

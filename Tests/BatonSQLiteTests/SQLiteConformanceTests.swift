@@ -19,7 +19,7 @@ import Testing
         func makeStore() async throws -> any LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
-        var ttl: Duration { .milliseconds(500) }
+        var ttl: Duration { .seconds(1) }
     }
 
     @Test(arguments: LeaseStoreConformance.checks)

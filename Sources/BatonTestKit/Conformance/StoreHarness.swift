@@ -8,7 +8,7 @@ import Baton
 ///     let store: RedisLeaseStore
 ///     func makeStore() async throws -> any LeaseStore { store }
 ///     func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
-///     var ttl: Duration { .milliseconds(500) }
+///     var ttl: Duration { .seconds(1) }
 /// }
 ///
 /// @Test(arguments: LeaseStoreConformance.checks)
@@ -32,7 +32,7 @@ public protocol StoreHarness: Sendable {
     func elapse(_ duration: Duration) async throws
 
     /// A ttl short enough that the checks stay quick (they elapse a few multiples of it), but long enough that
-    /// a term granted with it does not expire during a handful of store calls: about 500 ms for a real server
+    /// a term granted with it does not expire during a handful of store calls: about 1 s for a real server
     /// on loopback; anything for a store on a manual clock.
     var ttl: Duration { get }
 
