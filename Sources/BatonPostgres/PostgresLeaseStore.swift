@@ -299,8 +299,7 @@ public final class PostgresLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(candidate, "candidate")
         try BatonValidation.duration(retention, "retention")
         let schema = schema
@@ -336,8 +335,7 @@ public final class PostgresLeaseStore: LeaseStore {
     /// keeps its expiry.
     /// - Throws: ``BatonError`` `notWinner`, `alreadyCompleted`, `invalidArgument`, `storeUnavailable`, `timeout`.
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(completer.identity, "completer")
         try BatonValidation.duration(retention, "retention")
         let schema = schema
@@ -450,8 +448,7 @@ public final class PostgresLeaseStore: LeaseStore {
     }
 
     private func roundRecord(system: String, round: String) async throws -> RoundRecord? {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         let query = schema.readRound(system: system, round: round)
         return try await perform("read of round \(system)/\(round)") { connection, logger in
             for try await (winner, completedBy) in try await connection.query(query, logger: logger)
@@ -471,12 +468,17 @@ public final class PostgresLeaseStore: LeaseStore {
         system: String,
         round: String
     ) async throws -> RoundRecord? {
-        try await connection.query(schema.ensureRound(system: system, round: round), logger: logger)
-        let rows = try await connection.query(schema.lockRound(system: system, round: round), logger: logger)
-        for try await (winner, completedBy, live) in rows.decode((String?, String?, Bool).self) {
-            return live ? RoundRecord(winner: winner, completedBy: completedBy) : nil
+        // The row can vanish between the insert and the lock: a sweep in another session may delete an expired
+        // record and commit while this one waits for its lock. Then nothing is locked, and a write would update
+        // no row, so insert and lock again until a row is held.
+        for _ in 0..<8 {
+            try await connection.query(schema.ensureRound(system: system, round: round), logger: logger)
+            let rows = try await connection.query(schema.lockRound(system: system, round: round), logger: logger)
+            for try await (winner, completedBy, live) in rows.decode((String?, String?, Bool).self) {
+                return live ? RoundRecord(winner: winner, completedBy: completedBy) : nil
+            }
         }
-        return nil
+        throw BatonError.storeUnavailable("round \(system)/\(round) kept being deleted while it was being locked")
     }
 
     /// Deletes expired round and presence rows, at most once per ``sweepInterval`` per instance.

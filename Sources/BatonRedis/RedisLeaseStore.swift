@@ -182,8 +182,7 @@ public final class RedisLeaseStore: LeaseStore {
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(candidate, "candidate")
         try BatonValidation.duration(retention, "retention")
         let reply = try await nodes[0].run(
@@ -196,14 +195,12 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func winner(system: String, round: String) async throws -> String? {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         return try await get(layout.roundWinner(system, round))
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(completer.identity, "completer")
         try BatonValidation.duration(retention, "retention")
         var named = "0"
@@ -224,8 +221,7 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func completion(system: String, round: String) async throws -> String? {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         return try await get(layout.roundCompleted(system, round))
     }
 

@@ -344,8 +344,7 @@ public final class SQLiteLeaseStore: LeaseStore {
         candidate: String,
         retention: Duration
     ) async throws -> ClaimResult {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(candidate, "candidate")
         try BatonValidation.duration(retention, "retention")
         return try await transaction("claim of \(system)/\(round)") { [self] db, now in
@@ -377,8 +376,7 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `notWinner`, `alreadyCompleted`, `invalidArgument`, `storeUnavailable`, `timeout`;
     ///   `CancellationError` if cancelled while waiting for its turn in this instance.
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(completer.identity, "completer")
         try BatonValidation.duration(retention, "retention")
         try await transaction("completion of \(system)/\(round)") { db, _ in
@@ -728,8 +726,7 @@ public final class SQLiteLeaseStore: LeaseStore {
     }
 
     private func roundRecord(system: String, round: String) async throws -> RoundRecord? {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         return try await withSession("read of round \(system)/\(round)") { db in
             try await Self.roundRow(db, system: system, round: round, wall: HostClock.wallMilliseconds())?.record
         }

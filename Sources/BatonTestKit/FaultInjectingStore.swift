@@ -430,8 +430,7 @@ public final class FaultInjectingStore: LeaseStore {
         retention: Duration
     ) async throws -> ClaimResult {
         try await perform(.claim) {
-            try BatonValidation.name(system, "system")
-            try BatonValidation.name(round, "round")
+            try BatonValidation.round(system: system, round: round)
             try BatonValidation.name(candidate, "candidate")
             try BatonValidation.duration(retention, "retention")
         } call: {
@@ -442,8 +441,7 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `winner`, with the faults that apply.
     public func winner(system: String, round: String) async throws -> String? {
         try await perform(.winner) {
-            try BatonValidation.name(system, "system")
-            try BatonValidation.name(round, "round")
+            try BatonValidation.round(system: system, round: round)
         } call: {
             try await base.winner(system: system, round: round)
         }
@@ -452,8 +450,7 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `complete`, with the faults that apply.
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
         try await perform(.complete) {
-            try BatonValidation.name(system, "system")
-            try BatonValidation.name(round, "round")
+            try BatonValidation.round(system: system, round: round)
             try BatonValidation.name(completer.identity, "completer")
             try BatonValidation.duration(retention, "retention")
         } call: {
@@ -464,8 +461,7 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `completion`, with the faults that apply.
     public func completion(system: String, round: String) async throws -> String? {
         try await perform(.completion) {
-            try BatonValidation.name(system, "system")
-            try BatonValidation.name(round, "round")
+            try BatonValidation.round(system: system, round: round)
         } call: {
             try await base.completion(system: system, round: round)
         }

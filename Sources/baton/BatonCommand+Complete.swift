@@ -29,8 +29,7 @@ extension BatonCommand {
 
         func run() async throws {
             try await CommandOutcome.run {
-                try BatonValidation.name(system, "system")
-                try BatonValidation.name(round, "round")
+                try BatonValidation.round(system: system, round: round)
                 let candidate = try Candidate.resolve(candidate)
                 return try await options.withStore { store in
                     let election = try RoundElection(store: store, system: system)

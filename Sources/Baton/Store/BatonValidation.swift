@@ -30,6 +30,12 @@ public enum BatonValidation {
         }
     }
 
+    /// Checks the system and round that name one round (see ``name(_:_:)``), the system first.
+    public static func round(system: String, round: String) throws(BatonError) {
+        try name(system, "system")
+        try name(round, "round")
+    }
+
     /// Checks published metadata: at most 4 KiB of UTF-8.
     public static func metadata(_ value: String?) throws(BatonError) {
         guard let value else { return }

@@ -135,8 +135,7 @@ public final class MemoryLeaseStore: LeaseStore {
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(candidate, "candidate")
         try BatonValidation.duration(retention, "retention")
         let now = clock.now()
@@ -158,8 +157,7 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         try BatonValidation.name(completer.identity, "completer")
         try BatonValidation.duration(retention, "retention")
         let now = clock.now()
@@ -215,8 +213,7 @@ public final class MemoryLeaseStore: LeaseStore {
     // MARK: Helpers
 
     private func roundRecord(system: String, round: String) throws -> RoundRecord? {
-        try BatonValidation.name(system, "system")
-        try BatonValidation.name(round, "round")
+        try BatonValidation.round(system: system, round: round)
         let now = clock.now()
         return try state.withLock { state throws(BatonError) -> RoundRecord? in
             try Self.checkOpen(state)

@@ -32,11 +32,10 @@ extension BatonHTTPServer {
                     group.cancelAll()
                 }
                 group.addTask {
-                    do {
-                        for try await observation in feed { continuation.yield(.observed(observation)) }
-                        continuation.yield(.feedEnded(nil))
-                    } catch {
-                        continuation.yield(.feedEnded(error))
+                    await forward(feed) {
+                        continuation.yield(.observed($0))
+                    } ended: {
+                        continuation.yield(.feedEnded($0))
                     }
                 }
                 group.addTask {
