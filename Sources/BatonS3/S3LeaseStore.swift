@@ -47,7 +47,6 @@ import Synchronization
 /// default), and at once after a write through this store.
 public final class S3LeaseStore: LeaseStore {
     let client: S3Client
-    let http: HTTPClient
     let prefix: String
     let configuration: Configuration
     let clock: BatonClock
@@ -89,21 +88,15 @@ public final class S3LeaseStore: LeaseStore {
         let region =
             url.queryValue("region") ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
         let endpoint = url.queryValue("endpoint") ?? environment["AWS_ENDPOINT_URL_S3"]
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        self.http = http
-        do {
-            self.client = try S3Client(
-                http: http,
-                signer: SigV4Signer(credentials: credentials, region: region),
-                bucket: bucket,
-                endpoint: endpoint.flatMap { $0.isEmpty ? nil : $0 },
-                timeout: configuration.requestTimeout,
-                name: url.description
-            )
-        } catch {
-            try? http.syncShutdown()
-            throw error
-        }
+        // The process-wide client: its connections are shared, and a store dropped without close() leaks nothing.
+        self.client = try S3Client(
+            http: HTTPClient.shared,
+            signer: SigV4Signer(credentials: credentials, region: region),
+            bucket: bucket,
+            endpoint: endpoint.flatMap { $0.isEmpty ? nil : $0 },
+            timeout: configuration.requestTimeout,
+            name: url.description
+        )
         self.prefix = prefix
         self.configuration = configuration
         self.clock = configuration.clock
@@ -351,7 +344,6 @@ public final class S3LeaseStore: LeaseStore {
         }
         guard !wasClosed else { return }
         signals.finishAll()
-        try await http.shutdown()
     }
 
     // MARK: Objects

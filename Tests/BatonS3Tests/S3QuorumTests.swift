@@ -1,3 +1,4 @@
+import BatonS3
 import BatonTestKit
 import Testing
 
