@@ -27,6 +27,8 @@ import Synchronization
 /// A store that has never seen a lease object starts timing it when it first reads it: a candidate that comes
 /// up after the holder died waits one ttl before taking over.
 ///
+/// Tokens live in the lease object, which the store never deletes: removing it by hand restarts them at 1.
+///
 /// ## Layout
 ///
 /// In object keys a name keeps its ASCII letters, digits and `-`; every other byte of its UTF-8 is written `_XX`
