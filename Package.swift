@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
         .library(name: "BatonServer", targets: ["BatonServer"]),
         .library(name: "BatonRedis", targets: ["BatonRedis"]),
+        .library(name: "BatonS3", targets: ["BatonS3"]),
         .executable(name: "baton", targets: ["baton"]),
     ],
     dependencies: [
@@ -35,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // Redis store (BatonRedis)
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        // S3 store (BatonS3)
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(
@@ -72,6 +75,19 @@ let package = Package(
             name: "BatonRedisBench",
             dependencies: ["Baton", "BatonRedis"],
             path: "Sources/BatonRedisBench",
+            swiftSettings: swiftSettings
+        ),
+        // S3 store (BatonS3): the store and its SigV4 signer.
+        .target(
+            name: "BatonS3",
+            dependencies: [
+                "Baton",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -117,6 +133,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 "BatonPostgres",
                 "BatonRedis",  // Redis store
+                "BatonS3",  // S3 store
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -192,6 +209,12 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // S3 store (BatonS3)
+        .testTarget(
+            name: "BatonS3Tests",
+            dependencies: ["Baton", "BatonS3", "BatonTestKit"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,6 +1,7 @@
 import Baton
 import BatonPostgres
 import BatonRedis  // Redis store
+import BatonS3  // S3 store
 import BatonSQLite
 
 /// Opens the store a ``StoreURL`` names, with the stores this build contains.
@@ -18,6 +19,8 @@ enum StoreFactory {
             return try await PostgresLeaseStore(url: url)
         case .redis:  // Redis store: one node, or Redlock over several
             return try RedisLeaseStore(url: url)
+        case .s3:  // S3 store: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
+            return try S3LeaseStore(url: url)
         default:
             throw BatonError.invalidArgument("the \(url.kind) store is not available in this build yet")
         }

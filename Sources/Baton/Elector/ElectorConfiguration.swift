@@ -67,6 +67,17 @@ public struct ElectorConfiguration: Sendable, Hashable {
     /// How long a resign or shutdown waits for the store to confirm the release. Default 2 s; after it the
     /// term simply expires in the store.
     public var releaseTimeout: Duration
+    /// Quorum mode: the number of members that must be alive in presence for this elector to lead; nil (the
+    /// default) turns it off.
+    ///
+    /// With a quorum every elector heartbeats its holder name into ``presenceGroup`` every renew interval (alive
+    /// for one ttl) and counts the live members after each heartbeat. A candidate campaigns only while it counts
+    /// at least `quorum`; a leader that counts fewer, or that could not count for a whole ttl, steps down
+    /// (``DemotionReason/quorumLost``) and releases the key. Members that are not candidates heartbeat the same
+    /// group with ``LeaseStore/heartbeat(group:member:ttl:)``.
+    public var quorum: Int?
+    /// The presence group of quorum mode; nil means the key itself.
+    public var presenceGroup: String?
 
     public init(
         ttl: Duration = .seconds(10),
@@ -76,7 +87,9 @@ public struct ElectorConfiguration: Sendable, Hashable {
         pollInterval: Duration? = nil,
         backoff: Backoff = Backoff(),
         metadata: String? = nil,
-        releaseTimeout: Duration = .seconds(2)
+        releaseTimeout: Duration = .seconds(2),
+        quorum: Int? = nil,
+        presenceGroup: String? = nil
     ) {
         self.ttl = ttl
         self.renewInterval = renewInterval
@@ -86,6 +99,8 @@ public struct ElectorConfiguration: Sendable, Hashable {
         self.backoff = backoff
         self.metadata = metadata
         self.releaseTimeout = releaseTimeout
+        self.quorum = quorum
+        self.presenceGroup = presenceGroup
     }
 
     /// The renew interval in force.
@@ -137,5 +152,9 @@ public struct ElectorConfiguration: Sendable, Hashable {
             throw .invalidArgument("releaseTimeout must be positive, got \(releaseTimeout)")
         }
         try BatonValidation.metadata(metadata)
+        if let quorum, quorum < 1 {
+            throw .invalidArgument("quorum must be at least 1 member, got \(quorum)")
+        }
+        if let presenceGroup { try BatonValidation.name(presenceGroup, "presenceGroup") }
     }
 }

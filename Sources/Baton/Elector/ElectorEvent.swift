@@ -4,6 +4,7 @@ public struct DemotionReason: Sendable, Hashable, CustomStringConvertible {
         case lost
         case deadlineReached
         case resigned
+        case quorumLost
     }
 
     let base: Base
@@ -17,12 +18,16 @@ public struct DemotionReason: Sendable, Hashable, CustomStringConvertible {
     public static let deadlineReached = DemotionReason(.deadlineReached)
     /// The elector resigned (``LeaderElector/resign()``, graceful shutdown, or cancellation).
     public static let resigned = DemotionReason(.resigned)
+    /// Quorum mode: fewer than ``ElectorConfiguration/quorum`` members were alive in presence, or they could
+    /// not be counted for a whole ttl. The elector released the key and campaigns again once enough are alive.
+    public static let quorumLost = DemotionReason(.quorumLost)
 
     public var description: String {
         switch base {
         case .lost: "lost"
         case .deadlineReached: "deadline_reached"
         case .resigned: "resigned"
+        case .quorumLost: "quorum_lost"
         }
     }
 }

@@ -7,6 +7,11 @@
 /// The safety rule lives here: a term is believed only until `t0 + ttl − margin`, where `t0` is the time at
 /// which the successful acquire or renew was *sent*; when that deadline arrives the machine demotes, whatever
 /// is in flight.
+///
+/// Quorum mode (``ElectorConfiguration/quorum``) adds presence checks: every renew interval the machine asks for
+/// a heartbeat and a count of the live members (``Action/checkPresence(_:)``). It acquires only while the last
+/// count reached the quorum, and a leader steps down (``DemotionReason/quorumLost``) when a count falls short or
+/// when no count succeeded for a whole ttl.
 struct ElectorStateMachine {
     typealias RequestID = UInt64
 
@@ -19,6 +24,8 @@ struct ElectorStateMachine {
         var backoff: ElectorConfiguration.Backoff
         /// How long a resign waits for an in-flight acquire to answer, so it can release what it may grant.
         var resignWait: Duration
+        /// Quorum mode: the live members needed to lead; nil turns it off.
+        var quorum: Int?
 
         init(
             ttl: Duration,
@@ -27,7 +34,8 @@ struct ElectorStateMachine {
             requestTimeout: Duration,
             pollInterval: Duration,
             backoff: ElectorConfiguration.Backoff,
-            resignWait: Duration
+            resignWait: Duration,
+            quorum: Int? = nil
         ) {
             self.ttl = ttl
             self.renewInterval = renewInterval
@@ -36,6 +44,7 @@ struct ElectorStateMachine {
             self.pollInterval = pollInterval
             self.backoff = backoff
             self.resignWait = resignWait
+            self.quorum = quorum
         }
 
         init(_ configuration: ElectorConfiguration) {
@@ -46,6 +55,7 @@ struct ElectorStateMachine {
             pollInterval = configuration.effectivePollInterval
             backoff = configuration.backoff
             resignWait = configuration.releaseTimeout
+            quorum = configuration.quorum
         }
     }
 
@@ -66,6 +76,10 @@ struct ElectorStateMachine {
         case resign
         /// Stop now (the task was cancelled): release what is known to be held, wait for nothing.
         case stop
+        /// Quorum mode: the heartbeat of a presence check succeeded and this many members are alive.
+        case presence(RequestID, alive: Int)
+        /// Quorum mode: the presence check failed.
+        case presenceFailed(RequestID, BatonError)
     }
 
     enum Action {
@@ -80,6 +94,9 @@ struct ElectorStateMachine {
         case schedule(at: Duration)
         /// End the run, releasing this lease first if there is one.
         case finish(release: Lease?)
+        /// Quorum mode: heartbeat this member, count the live members, answer with `.presence` or
+        /// `.presenceFailed`.
+        case checkPresence(RequestID)
     }
 
     struct Request {
@@ -103,6 +120,16 @@ struct ElectorStateMachine {
         var failures: Int
     }
 
+    /// Quorum mode: the presence checks.
+    struct Presence {
+        var inFlight: Request?
+        var nextAt: Duration = .zero
+        /// Whether the last count reached the quorum.
+        var met = false
+        /// Until when the last count that reached the quorum is believed (sent + ttl).
+        var confirmedUntil: Duration = .zero
+    }
+
     enum State {
         case idle
         case following(Following)
@@ -119,6 +146,7 @@ struct ElectorStateMachine {
     /// Whether the change feed works: while it does, a waiting candidate relies on it and never polls.
     private(set) var feedHealthy = false
     private var random: SplitMix64
+    private(set) var presence = Presence()
 
     init(settings: Settings, seed: UInt64) {
         self.settings = settings
@@ -142,6 +170,7 @@ struct ElectorStateMachine {
         guard case .idle = state else { return [] }
         var following = Following(leader: nil, detached: true, inFlight: nil, retryAt: nil, failures: 0)
         var actions: [Action] = []
+        if settings.quorum != nil { checkPresence(now: now, into: &actions) }
         sendAcquire(&following, now: now, into: &actions)
         state = .following(following)
         return actions
@@ -154,20 +183,91 @@ struct ElectorStateMachine {
         case .feedLost: feedHealthy = false
         default: break
         }
+        var actions: [Action] = []
+        switch input {
+        case .presence, .presenceFailed:
+            handlePresence(input, now: now, into: &actions)
+            return actions
+        default:
+            break
+        }
         switch state {
         case .idle, .finished:
             return []
         case .following(var following):
-            var actions: [Action] = []
             handleFollowing(&following, input, now: now, into: &actions)
-            return actions
         case .leading(var leading):
-            var actions: [Action] = []
             handleLeading(&leading, input, now: now, into: &actions)
-            return actions
         case .resigning(let request, let until):
             return handleResigning(request, until: until, input, now: now)
         }
+        if case .tick = input { presenceTick(now: now, into: &actions) }
+        return actions
+    }
+
+    // MARK: Quorum
+
+    /// Sends a presence check now.
+    private mutating func checkPresence(now: Duration, into actions: inout [Action]) {
+        let id = takeRequestID()
+        presence.inFlight = Request(id: id, sentAt: now)
+        actions.append(.checkPresence(id))
+        wake(at: now + settings.requestTimeout, into: &actions)
+    }
+
+    /// On a tick in quorum mode: time out a check, send the next one when due, step down when the last count
+    /// that reached the quorum is older than a ttl.
+    private mutating func presenceTick(now: Duration, into actions: inout [Action]) {
+        guard settings.quorum != nil, !isFinished else { return }
+        if case .resigning = state { return }
+        if let request = presence.inFlight, now >= request.sentAt + settings.requestTimeout {
+            presence.inFlight = nil
+            presence.nextAt = now
+            actions.append(.storeError(.timeout("the presence check got no answer within \(settings.requestTimeout)")))
+        }
+        if case .leading(let leading) = state, now >= presence.confirmedUntil {
+            presence.met = false
+            stepDownForQuorum(leading, now: now, into: &actions)
+        }
+        if presence.inFlight == nil, now >= presence.nextAt { checkPresence(now: now, into: &actions) }
+        wake(at: presence.inFlight.map { $0.sentAt + settings.requestTimeout } ?? presence.nextAt, into: &actions)
+        if case .leading = state { wake(at: presence.confirmedUntil, into: &actions) }
+    }
+
+    private mutating func handlePresence(_ input: Input, now: Duration, into actions: inout [Action]) {
+        guard let quorum = settings.quorum, let request = presence.inFlight else { return }
+        switch input {
+        case .presence(let id, let alive) where id == request.id:
+            presence.inFlight = nil
+            presence.nextAt = request.sentAt + settings.renewInterval
+            let wasMet = presence.met
+            presence.met = alive >= quorum
+            if presence.met { presence.confirmedUntil = request.sentAt + settings.ttl }
+            switch state {
+            case .leading(let leading) where !presence.met:
+                stepDownForQuorum(leading, now: now, into: &actions)
+            case .following(var following) where presence.met && !wasMet && following.inFlight == nil:
+                sendAcquire(&following, now: now, into: &actions)
+                state = .following(following)
+            default:
+                break
+            }
+        case .presenceFailed(let id, let error) where id == request.id:
+            presence.inFlight = nil
+            presence.nextAt = now + min(delay(failures: 1), settings.renewInterval)
+            actions.append(.storeError(error))
+        default:
+            return
+        }
+        guard !isFinished else { return }
+        wake(at: presence.nextAt, into: &actions)
+        if case .leading = state { wake(at: presence.confirmedUntil, into: &actions) }
+    }
+
+    /// Demotes for lack of quorum and gives the key back, so a candidate that has a quorum can take it at once.
+    private mutating func stepDownForQuorum(_ leading: Leading, now: Duration, into actions: inout [Action]) {
+        actions.append(.release(leading.lease))
+        demote(leading, .quorumLost, now: now, into: &actions)
     }
 
     // MARK: Following
@@ -230,6 +330,10 @@ struct ElectorStateMachine {
             // Answers to renews of a term already given up: nothing to act on.
             state = .following(following)
 
+        case .presence, .presenceFailed:
+            // Handled by `handlePresence` before the role's handler.
+            state = .following(following)
+
         case .observed(let info):
             following.detached = false
             if (info == nil) != (following.leader == nil)
@@ -286,6 +390,11 @@ struct ElectorStateMachine {
     }
 
     private mutating func sendAcquire(_ following: inout Following, now: Duration, into actions: inout [Action]) {
+        // Quorum mode: no campaign without a quorum; the presence check that finds one sends the acquire.
+        if settings.quorum != nil, !presence.met {
+            following.retryAt = nil
+            return
+        }
         let id = takeRequestID()
         following.inFlight = Request(id: id, sentAt: now)
         following.retryAt = nil
@@ -368,7 +477,7 @@ struct ElectorStateMachine {
                 actions.append(.storeError(.timeout("renew got no answer within \(settings.requestTimeout)")))
             }
 
-        case .acquired, .held, .acquireFailed, .feedLost:
+        case .acquired, .held, .acquireFailed, .feedLost, .presence, .presenceFailed:
             break
 
         case .resign, .stop:

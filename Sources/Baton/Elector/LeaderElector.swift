@@ -394,8 +394,11 @@ public final class LeaderElector: Service, Sendable {
                 observedLeader(info)
             case .storeError(let error):
                 storeFailed(error)
+            case .checkPresence(let id):
+                group.addTask { await self.checkPresence(id, into: input) }
             case .finish(let lease):
                 if let lease { await releaseUncancelled(lease) }
+                if configuration.quorum != nil { await leavePresence() }
                 return true
             }
         }
@@ -444,6 +447,28 @@ public final class LeaderElector: Service, Sendable {
         input.yield(answer)
     }
 
+    /// Quorum mode: heartbeats this elector into its presence group and counts the live members.
+    private func checkPresence(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+        let group = configuration.presenceGroup ?? key
+        let answer: Input
+        do {
+            try await store.heartbeat(group: group, member: holder, ttl: configuration.ttl)
+            answer = .presence(id, alive: try await store.members(group: group).count)
+        } catch {
+            if Task.isCancelled { return }
+            answer = .presenceFailed(id, Self.batonError(error))
+        }
+        input.yield(answer)
+    }
+
+    /// Quorum mode: leaves the presence group at the end of a run, so the others count one member fewer at once.
+    private func leavePresence() async {
+        let store = self.store
+        let group = configuration.presenceGroup ?? key
+        let holder = self.holder
+        await uncancelled("leave the presence group") { try await store.leave(group: group, member: holder) }
+    }
+
     /// Follows the store's change feed for the key, resubscribing with backoff when it fails.
     private func followChanges(into input: AsyncStream<Input>.Continuation) async {
         var failures = 0
@@ -469,21 +494,30 @@ public final class LeaderElector: Service, Sendable {
     private func releaseUncancelled(_ lease: Lease) async {
         let store = self.store
         let logger = self.logger
+        await uncancelled("release; the term will expire") {
+            try await store.release(lease)
+            logger.info("released", metadata: ["baton.token": "\(lease.token)"])
+        }
+    }
+
+    /// Runs `operation` even if the calling task is cancelled, waiting at most the release timeout; logs a
+    /// warning naming `what` if it fails or times out.
+    private func uncancelled(_ what: String, _ operation: @escaping @Sendable () async throws -> Void) async {
+        let logger = self.logger
         let clock = self.clock
         let timeout = configuration.releaseTimeout
         let gate = OnceGate()
         // Unstructured tasks on purpose: they must not inherit the caller's cancellation. Both end on their own
-        // (the release when the store answers, the timer at the timeout or when cancelled below).
+        // (the operation when the store answers, the timer at the timeout or when cancelled below).
         let timer = Task {
             try? await clock.sleep(for: timeout)
-            if gate.open() { logger.warning("release timed out; the term will expire") }
+            if gate.open() { logger.warning("timed out: \(what)") }
         }
         Task {
             do {
-                try await store.release(lease)
-                logger.info("released", metadata: ["baton.token": "\(lease.token)"])
+                try await operation()
             } catch {
-                logger.warning("release failed; the term will expire", metadata: ["baton.error": "\(error)"])
+                logger.warning("failed: \(what)", metadata: ["baton.error": "\(error)"])
             }
             gate.open()
         }

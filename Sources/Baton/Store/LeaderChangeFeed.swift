@@ -17,6 +17,17 @@ public enum LeaderChangeFeed {
         signals: AsyncStream<Void>,
         read: @escaping @Sendable () async throws -> LeaderInfo?
     ) -> LeaderChanges {
+        make(clock: clock, signals: signals, pollInterval: { _ in pollInterval }, read: read)
+    }
+
+    /// Makes the sequence, polling at an interval chosen after each read from what it read (for example a
+    /// fraction of the current term's ttl); nil polls not at all after that read.
+    public static func make(
+        clock: BatonClock,
+        signals: AsyncStream<Void>,
+        pollInterval: @escaping @Sendable (LeaderInfo?) -> Duration?,
+        read: @escaping @Sendable () async throws -> LeaderInfo?
+    ) -> LeaderChanges {
         let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
         let task = Task {
             let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -52,7 +63,7 @@ public enum LeaderChangeFeed {
                         last = info
                         continuation.yield(info)
                     }
-                    var next = pollInterval
+                    var next = pollInterval(info)
                     if let remaining = info?.remaining {
                         let afterExpiry = max(remaining, .zero) + .milliseconds(1)
                         next = min(next ?? afterExpiry, afterExpiry)
