@@ -138,14 +138,20 @@ class Run:
                 command = [self.bin("baton"), "run", "--store", url, "--key", KEY, "--id", name,
                            "--ttl", self.options.ttl, "--retry", "--quiet", "--",
                            self.bin("baton-chaos"), "record", "--log", self.records]
-            candidate = {"name": name, "command": command, "control": control, "process": None, "restart_at": 0}
+            candidate = {"name": name, "command": command, "control": control, "process": None, "restart_at": 0,
+                         "generation": 0}
             self.candidates.append(candidate)
             self.spawn(candidate)
 
     def spawn(self, candidate):
+        """Starts the candidate's process. Every process campaigns under an identity of its own, as the contract
+        asks (`baton run`'s default is hostname:pid): a restarted process with the identity of a dead one would
+        renew the dead one's term and inherit its token."""
         log = open(os.path.join(self.options.dir, candidate["name"] + ".log"), "a")
-        candidate["process"] = subprocess.Popen(
-            candidate["command"], stdout=log, stderr=log, start_new_session=True)
+        candidate["generation"] += 1
+        command = list(candidate["command"])
+        command[command.index("--id") + 1] = f"{candidate['name']}.{candidate['generation']}"
+        candidate["process"] = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
 
     def tend(self):
         """Starts again, after a short while, every candidate that exited."""

@@ -142,7 +142,8 @@ public struct ChaosChecker: Sendable {
             Check(
                 name: "one holder per token", passed: duplicated.isEmpty,
                 details: duplicated.prefix(3).map { term in
-                    "token \(term.token) written by " + term.identities.map(\.description).sorted().joined(separator: " and ")
+                    "token \(term.token) written by "
+                        + term.identities.map(\.description).sorted().joined(separator: " and ")
                 }))
 
         // 2. Tokens rise with time.
@@ -173,7 +174,8 @@ public struct ChaosChecker: Sendable {
         var fenced = 0
         for stale in terms.values {
             for time in stale.stale {
-                for other in ordered where other.token != stale.token && other.liveStart <= time && time <= other.liveEnd {
+                for other in ordered
+                where other.token != stale.token && other.liveStart <= time && time <= other.liveEnd {
                     if stale.token < other.token {
                         fenced += 1
                     } else {
@@ -212,7 +214,9 @@ public struct ChaosChecker: Sendable {
             let successor = ordered.first { $0.liveStart > fault.time && $0.token > token }
             guard let successor, successor.liveStart - fault.time <= configuration.livenessBound else {
                 if let finish, finish - fault.time <= configuration.livenessBound { continue }
-                stuck.append("no term after token \(token) began within the bound after the \(fault.kind) at \(Self.ms(fault.time)) ms")
+                stuck.append(
+                    "no term after token \(token) began within the bound after the \(fault.kind) at \(Self.ms(fault.time)) ms"
+                )
                 continue
             }
             switch fault.kind {
@@ -246,7 +250,8 @@ public struct ChaosChecker: Sendable {
     }
 
     /// Pairs every pause of a campaigner with its next resume (or `end` when it was never resumed).
-    static func pairPauses(starts: [Int32: [Int64]], resumes: [Int32: [Int64]], end: Int64) -> [Int32: [(Int64, Int64)]] {
+    static func pairPauses(starts: [Int32: [Int64]], resumes: [Int32: [Int64]], end: Int64) -> [Int32: [(Int64, Int64)]]
+    {
         var paired: [Int32: [(Int64, Int64)]] = [:]
         for (campaigner, times) in starts {
             let after = (resumes[campaigner] ?? []).sorted()

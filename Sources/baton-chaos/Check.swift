@@ -15,11 +15,13 @@ extension BatonChaosCommand {
 
         @Option(
             name: .customLong("stale-window"),
-            help: ArgumentHelp("Milliseconds after a resume in which a paused holder's records are stale.", valueName: "ms"))
+            help: ArgumentHelp(
+                "Milliseconds after a resume in which a paused holder's records are stale.", valueName: "ms"))
         var staleWindow: Int = 2000
 
         @Option(
-            help: ArgumentHelp("The longest time without a leader that counts as elections continuing.", valueName: "ms"))
+            help: ArgumentHelp(
+                "The longest time without a leader that counts as elections continuing.", valueName: "ms"))
         var bound: Int = 10000
 
         @Option(help: ArgumentHelp("Append the figures as one tab-separated line to this file.", valueName: "file"))
@@ -60,7 +62,8 @@ extension BatonChaosCommand {
             if let summary {
                 let row =
                     [
-                        label, "\(report.faults)", "\(report.terms)", "\(report.overlaps)", "\(report.duplicatedTokens)",
+                        label, "\(report.faults)", "\(report.terms)", "\(report.overlaps)",
+                        "\(report.duplicatedTokens)",
                         failover, handover, "\(report.passed)", "\(report.failed)",
                     ].joined(separator: "\t") + "\n"
                 if let handle = FileHandle(forWritingAtPath: summary) {

@@ -22,7 +22,8 @@ extension BatonChaosCommand {
 
         func run() throws {
             let environment = ProcessInfo.processInfo.environment
-            guard let token = environment["BATON_TOKEN"].flatMap({ Int64($0) }), let holder = environment["BATON_HOLDER"]
+            guard let token = environment["BATON_TOKEN"].flatMap({ Int64($0) }),
+                let holder = environment["BATON_HOLDER"]
             else {
                 throw ValidationError("BATON_TOKEN and BATON_HOLDER must be set: run this under `baton run`")
             }

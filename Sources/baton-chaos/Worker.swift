@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonChaos
 import BatonPostgres
 import BatonRedis
 import BatonSQLite
@@ -53,17 +54,17 @@ extension BatonChaosCommand {
             let elector = try LeaderElector(
                 store: store, key: key, holder: id, configuration: ElectorConfiguration(ttl: ttl), logger: logger)
             let log = try WorkLog(directory: log, holder: id, campaigner: getpid())
-            let stopping = Atomic(false)
+            let stopping = StopFlag()
             let tick = Duration.milliseconds(self.tick)
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
+                    while !stopping.isSet && !Task.isCancelled {
                         do {
                             try await elector.withLeadership { lease in
-                                guard !stopping.load(ordering: .relaxed) else { return }
+                                guard !stopping.isSet else { return }
                                 log.append(.start, token: lease.token)
-                                while !Task.isCancelled && !stopping.load(ordering: .relaxed) {
+                                while !Task.isCancelled && !stopping.isSet {
                                     try? await Task.sleep(for: tick)
                                     // Cancellation at demotion is checked before every record.
                                     if Task.isCancelled { break }
@@ -77,7 +78,7 @@ extension BatonChaosCommand {
                     }
                 }
                 for await _ in signals {
-                    stopping.store(true, ordering: .relaxed)
+                    stopping.set()
                     break
                 }
                 // Let a running term record its end and release; then cancel a campaign that still waits.
@@ -98,4 +99,11 @@ extension BatonChaosCommand {
             }
         }
     }
+}
+
+/// Set once SIGTERM or SIGINT arrived.
+private final class StopFlag: Sendable {
+    private let value = Atomic(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
 }
