@@ -20,6 +20,13 @@
 /// counted as *fenced*; one with the larger token is a violation. A record written later than
 /// `p1 + staleWindow` is live again, so a paused holder that keeps working is an overlap.
 ///
+/// ## Stores that lose data
+/// A `wipe` fault restarts the store without its data (Redis without persistence): the store forgets the
+/// current term, so a new leader can be elected before the old one learns, at its next renew, that its term is
+/// gone. The contract promises only that tokens keep rising across such a loss. So a wipe at `w` is judged like a
+/// pause of every holder from `w` to `w`: records of terms that began before `w`, written within the stale window
+/// after it, are stale and must be fenced (counted apart, as ``Report/fencedAfterDataLoss``).
+///
 /// ## Properties
 /// 1. **one holder per token**: every token is written by one identity (else a *duplicated token*);
 /// 2. **tokens rise with time**: ordered by the first live record, every term's token is larger than all the
@@ -68,6 +75,8 @@ public struct ChaosChecker: Sendable {
         /// Stale records of paused holders inside a newer term, which a resource keeping the largest token
         /// refuses.
         public var fencedStaleRecords: Int
+        /// Of those, the records of a holder whose term the store forgot (a `wipe`), not of a paused one.
+        public var fencedAfterDataLoss: Int
         /// Median time from a crash-like fault to the next term's first record (ms), if any.
         public var failoverMedian: Double?
         /// Median time from a graceful stop to the next term's first record (ms), if any.
@@ -91,6 +100,8 @@ public struct ChaosChecker: Sendable {
         var identities: Set<Identity>
         var live: [Int64] = []
         var stale: [Int64] = []
+        /// Which stale records are stale because of a wipe rather than a pause.
+        var afterDataLoss: Set<Int64> = []
         var liveStart: Int64 { live.first ?? .max }
         var liveEnd: Int64 { live.last ?? .min }
     }
@@ -120,6 +131,7 @@ public struct ChaosChecker: Sendable {
         work.sort { $0.time < $1.time }
         faults.sort { $0.time < $1.time }
         let pauses = Self.pairPauses(starts: pauseStarts, resumes: resumes, end: finish ?? work.last?.time ?? 0)
+        let wipes = faults.filter { $0.kind == "wipe" }.map { ($0.time, $0.time) }
 
         var terms: [Int64: Term] = [:]
         for record in work {
@@ -128,6 +140,9 @@ public struct ChaosChecker: Sendable {
             term.identities.insert(identity)
             if isStale(record, term: term, pauses: pauses[record.campaigner] ?? []) {
                 term.stale.append(record.time)
+            } else if isStale(record, term: term, pauses: wipes) {
+                term.stale.append(record.time)
+                term.afterDataLoss.insert(record.time)
             } else {
                 term.live.append(record.time)
             }
@@ -172,12 +187,14 @@ public struct ChaosChecker: Sendable {
             }
         }
         var fenced = 0
+        var fencedAfterDataLoss = 0
         for stale in terms.values {
             for time in stale.stale {
                 for other in ordered
                 where other.token != stale.token && other.liveStart <= time && time <= other.liveEnd {
                     if stale.token < other.token {
                         fenced += 1
+                        if stale.afterDataLoss.contains(time) { fencedAfterDataLoss += 1 }
                     } else {
                         overlaps += 1
                         overlapDetails.append(
@@ -234,6 +251,7 @@ public struct ChaosChecker: Sendable {
             overlaps: overlaps,
             duplicatedTokens: duplicated.count,
             fencedStaleRecords: fenced,
+            fencedAfterDataLoss: fencedAfterDataLoss,
             failoverMedian: Self.median(failovers),
             handoverMedian: Self.median(handovers),
             failovers: failovers.count,

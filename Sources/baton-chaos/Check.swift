@@ -51,7 +51,8 @@ extension BatonChaosCommand {
             let handover = report.handoverMedian.map { String(format: "%.0f ms", $0) } ?? "-"
             print(
                 "\(label): faults \(report.faults), terms \(report.terms), overlaps \(report.overlaps), "
-                    + "duplicated tokens \(report.duplicatedTokens), fenced stale records \(report.fencedStaleRecords), "
+                    + "duplicated tokens \(report.duplicatedTokens), fenced stale records \(report.fencedStaleRecords) "
+                    + "(\(report.fencedAfterDataLoss) after data loss), "
                     + "failover median \(failover) (\(report.failovers)), handover median \(handover) "
                     + "(\(report.handovers))")
             for check in report.checks {

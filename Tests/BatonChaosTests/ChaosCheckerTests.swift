@@ -161,6 +161,40 @@ struct ChaosCheckerTests {
         #expect(verdicts["no overlapping terms"] == false)
     }
 
+    @Test("after a store lost its data, the old leader's records until it notices are fenced by rising tokens")
+    func dataLossFenced() throws {
+        let (report, verdicts) = try Self.verdicts(
+            """
+            0 start 10 a 101 100
+            50 tick 10 a 101 100
+            60 fault wipe - -
+            100 start 11 b 201 200
+            110 tick 10 a 101 100
+            150 tick 11 b 201 200
+            200 finish
+            """)
+        #expect(verdicts.values.allSatisfy { $0 })
+        #expect(report.fencedStaleRecords == 1)
+        #expect(report.fencedAfterDataLoss == 1)
+    }
+
+    @Test("after a store lost its data, a new term with a smaller token is caught")
+    func dataLossTokenFell() throws {
+        let (report, verdicts) = try Self.verdicts(
+            """
+            0 start 10 a 101 100
+            50 tick 10 a 101 100
+            60 fault wipe - -
+            100 start 3 b 201 200
+            110 tick 10 a 101 100
+            150 tick 3 b 201 200
+            200 finish
+            """)
+        #expect(verdicts["no overlapping terms"] == false)
+        #expect(verdicts["tokens rise with time"] == false)
+        #expect(report.overlaps == 1)
+    }
+
     @Test("a gap without a leader longer than the bound means elections stopped")
     func stuckElection() throws {
         let (_, verdicts) = try Self.verdicts(
