@@ -265,7 +265,7 @@ class Run:
                 self.sleep(self.random.uniform(0.3, 1.2) * self.ttl)
                 self.inject(self.random.choice(kinds))
             # Time for the last fault to heal, so "elections continue" is judged at the end too.
-            self.sleep(3 * self.ttl + 2)
+            self.sleep(2 * self.ttl + 1)
             self.note("finish")
         finally:
             self.stop_all()
