@@ -66,6 +66,8 @@ public struct ChaosChecker: Sendable {
         public var checks: [Check]
         /// Faults injected.
         public var faults: Int
+        /// Faults injected, by kind.
+        public var faultKinds: [String: Int]
         /// Distinct tokens seen.
         public var terms: Int
         /// Pairs of terms whose live intervals intersect, plus stale records that were not fenced.
@@ -247,6 +249,7 @@ public struct ChaosChecker: Sendable {
         return Report(
             checks: checks,
             faults: faults.count,
+            faultKinds: faults.reduce(into: [:]) { $0[$1.kind, default: 0] += 1 },
             terms: terms.count,
             overlaps: overlaps,
             duplicatedTokens: duplicated.count,

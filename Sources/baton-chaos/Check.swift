@@ -55,6 +55,8 @@ extension BatonChaosCommand {
                     + "(\(report.fencedAfterDataLoss) after data loss), "
                     + "failover median \(failover) (\(report.failovers)), handover median \(handover) "
                     + "(\(report.handovers))")
+            let kinds = report.faultKinds.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            print("  faults by kind: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
             for check in report.checks {
                 print("  \(check.passed ? "PASS" : "FAIL") \(check.name)")
                 for detail in check.details { print("       \(detail)") }

@@ -44,6 +44,7 @@ struct ChaosCheckerTests {
         #expect(report.checks.count == 4)
         #expect(report.passed == 4 && report.failed == 0)
         #expect(report.faults == 2)
+        #expect(report.faultKinds == ["term": 1, "kill": 1])
         #expect(report.terms == 3)
         #expect(report.overlaps == 0)
         #expect(report.handoverMedian == 30)
