@@ -154,7 +154,11 @@ class Run:
         candidate["process"] = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
 
     def tend(self):
-        """Starts again, after a short while, every candidate that exited."""
+        """Starts again, after a short while, every candidate that exited. A proxy that exited is a fault of the
+        harness, not of the store: the run stops."""
+        for proxy in self.proxies:
+            if proxy.poll() is not None:
+                raise SystemExit(f"chaos {self.options.store}: a proxy exited ({proxy.returncode}): {proxy.args}")
         for candidate in self.candidates:
             process = candidate["process"]
             if process.poll() is None:
@@ -312,6 +316,9 @@ def main():
     parser.add_argument("--seed", required=True)
     parser.add_argument("--ttl", default="1s")
     parser.add_argument("--summary", required=True)
+    # SIGTERM (scripts/chaos being stopped) ends the run through its cleanup, which stops every candidate.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    signal.signal(signal.SIGINT, lambda number, frame: sys.exit(128 + number))
     sys.exit(Run(parser.parse_args()).run())
 
 

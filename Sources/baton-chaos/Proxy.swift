@@ -29,6 +29,8 @@ extension BatonChaosCommand {
         var maps: [String]
 
         func run() throws {
+            // A write to a connection the other side closed must fail with EPIPE, not end the proxy.
+            signal(SIGPIPE, SIG_IGN)
             let proxy = TCPProxy()
             for map in maps {
                 let parts = map.split(separator: "=", maxSplits: 1)
