@@ -86,6 +86,9 @@ public struct ChaosChecker: Sendable {
         /// The number of failovers and handovers measured.
         public var failovers: Int
         public var handovers: Int
+        /// The longest time from a resume (or a wipe) to a stale record of the holder it concerns (ms): how long
+        /// a paused or forgotten leader's work went on before it was stopped.
+        public var longestStaleWork: Double
 
         public var passed: Int { checks.filter(\.passed).count }
         public var failed: Int { checks.count - passed }
@@ -136,15 +139,18 @@ public struct ChaosChecker: Sendable {
         let wipes = faults.filter { $0.kind == "wipe" }.map { ($0.time, $0.time) }
 
         var terms: [Int64: Term] = [:]
+        var longestStale: Int64 = 0
         for record in work {
             let identity = Identity(holder: record.holder, campaigner: record.campaigner)
             var term = terms[record.token] ?? Term(token: record.token, identities: [])
             term.identities.insert(identity)
-            if isStale(record, term: term, pauses: pauses[record.campaigner] ?? []) {
+            if let since = staleness(record, term: term, pauses: pauses[record.campaigner] ?? []) {
                 term.stale.append(record.time)
-            } else if isStale(record, term: term, pauses: wipes) {
+                longestStale = max(longestStale, since)
+            } else if let since = staleness(record, term: term, pauses: wipes) {
                 term.stale.append(record.time)
                 term.afterDataLoss.insert(record.time)
+                longestStale = max(longestStale, since)
             } else {
                 term.live.append(record.time)
             }
@@ -258,16 +264,19 @@ public struct ChaosChecker: Sendable {
             failoverMedian: Self.median(failovers),
             handoverMedian: Self.median(handovers),
             failovers: failovers.count,
-            handovers: handovers.count
+            handovers: handovers.count,
+            longestStaleWork: Double(longestStale) / 1e6
         )
     }
 
-    /// Whether `record` is a stale record of a paused holder (see the type's documentation).
-    private func isStale(_ record: ChaosRecord.Work, term: Term, pauses: [(Int64, Int64)]) -> Bool {
-        guard let termStart = term.live.first else { return false }
-        return pauses.contains { pause, resume in
+    /// If `record` is a stale record of a paused holder (see the type's documentation), how long after the
+    /// resume it was written; nil for a live record.
+    private func staleness(_ record: ChaosRecord.Work, term: Term, pauses: [(Int64, Int64)]) -> Int64? {
+        guard let termStart = term.live.first else { return nil }
+        let pause = pauses.first { pause, resume in
             termStart < pause && resume <= record.time && record.time <= resume + configuration.staleWindow
         }
+        return pause.map { record.time - $0.1 }
     }
 
     /// Pairs every pause of a campaigner with its next resume (or `end` when it was never resumed).

@@ -56,6 +56,10 @@ extension BatonChaosCommand {
                     + "failover median \(failover) (\(report.failovers)), handover median \(handover) "
                     + "(\(report.handovers))")
             let kinds = report.faultKinds.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            print(
+                String(
+                    format: "  longest work of a paused or forgotten leader after it resumed: %.0f ms",
+                    report.longestStaleWork))
             print("  faults by kind: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
             for check in report.checks {
                 print("  \(check.passed ? "PASS" : "FAIL") \(check.name)")

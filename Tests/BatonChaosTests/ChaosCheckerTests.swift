@@ -128,6 +128,7 @@ struct ChaosCheckerTests {
         #expect(report.fencedStaleRecords == 2)
         #expect(report.overlaps == 0)
         #expect(report.failoverMedian == 340)
+        #expect(report.longestStaleWork == 20)
     }
 
     @Test("a paused holder with the larger token writing during another term is an overlap")
