@@ -86,8 +86,8 @@ public struct ChaosChecker: Sendable {
         /// The number of failovers and handovers measured.
         public var failovers: Int
         public var handovers: Int
-        /// The longest time from a resume (or a wipe) to a stale record of the holder it concerns (ms): how long
-        /// a paused or forgotten leader's work went on before it was stopped.
+        /// The longest time from a resume (or a wipe) to a fenced stale record (ms): how long a paused or forgotten
+        /// leader's work went on beside a newer term.
         public var longestStaleWork: Double
 
         public var passed: Int { checks.filter(\.passed).count }
@@ -107,6 +107,8 @@ public struct ChaosChecker: Sendable {
         var stale: [Int64] = []
         /// Which stale records are stale because of a wipe rather than a pause.
         var afterDataLoss: Set<Int64> = []
+        /// How long after its resume (or wipe) each stale record was written.
+        var staleness: [Int64: Int64] = [:]
         var liveStart: Int64 { live.first ?? .max }
         var liveEnd: Int64 { live.last ?? .min }
     }
@@ -146,11 +148,11 @@ public struct ChaosChecker: Sendable {
             term.identities.insert(identity)
             if let since = staleness(record, term: term, pauses: pauses[record.campaigner] ?? []) {
                 term.stale.append(record.time)
-                longestStale = max(longestStale, since)
+                term.staleness[record.time] = since
             } else if let since = staleness(record, term: term, pauses: wipes) {
                 term.stale.append(record.time)
                 term.afterDataLoss.insert(record.time)
-                longestStale = max(longestStale, since)
+                term.staleness[record.time] = since
             } else {
                 term.live.append(record.time)
             }
@@ -202,6 +204,7 @@ public struct ChaosChecker: Sendable {
                 where other.token != stale.token && other.liveStart <= time && time <= other.liveEnd {
                     if stale.token < other.token {
                         fenced += 1
+                        longestStale = max(longestStale, stale.staleness[time] ?? 0)
                         if stale.afterDataLoss.contains(time) { fencedAfterDataLoss += 1 }
                     } else {
                         overlaps += 1

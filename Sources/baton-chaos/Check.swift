@@ -58,7 +58,7 @@ extension BatonChaosCommand {
             let kinds = report.faultKinds.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             print(
                 String(
-                    format: "  longest work of a paused or forgotten leader after it resumed: %.0f ms",
+                    format: "  longest work of a paused or forgotten leader beside a newer term: %.0f ms",
                     report.longestStaleWork))
             print("  faults by kind: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
             for check in report.checks {

@@ -178,6 +178,7 @@ struct ChaosCheckerTests {
         #expect(verdicts.values.allSatisfy { $0 })
         #expect(report.fencedStaleRecords == 1)
         #expect(report.fencedAfterDataLoss == 1)
+        #expect(report.longestStaleWork == 50)
     }
 
     @Test("after a store lost its data, a new term with a smaller token is caught")
