@@ -277,7 +277,8 @@ class Run:
         stale = int((self.ttl + 1) * 1000)
         checked = subprocess.run(
             [self.bin("baton-chaos"), "check", "--label", self.options.store, "--bound", str(bound),
-             "--stale-window", str(stale), "--summary", self.options.summary, self.records])
+             "--stale-window", str(stale), "--pause-gap", str(int(self.ttl * 500)), "--summary", self.options.summary,
+             self.records])
         return checked.returncode
 
 

@@ -20,6 +20,10 @@
 /// counted as *fenced*; one with the larger token is a violation. A record written later than
 /// `p1 + staleWindow` is live again, so a paused holder that keeps working is an overlap.
 ///
+/// A process can also be paused without a signal: a host so loaded that a process does not run for longer than
+/// the margin (here: a writer whose consecutive records of one term are more than `pauseGap` apart). Such a
+/// gap is judged like a pause from the earlier record to the later one, and counted as an *involuntary pause*.
+///
 /// ## Stores that lose data
 /// A `wipe` fault restarts the store without its data (Redis without persistence): the store forgets the
 /// current term, so a new leader can be elected before the old one learns, at its next renew, that its term is
@@ -46,10 +50,14 @@ public struct ChaosChecker: Sendable {
         public var staleWindow: Int64
         /// The longest time without a leader that still counts as "elections continue" (ns).
         public var livenessBound: Int64
+        /// Consecutive records of one writer and term further apart than this show that the writer did not run
+        /// in between (ns): an involuntary pause.
+        public var pauseGap: Int64
 
-        public init(staleWindow: Int64, livenessBound: Int64) {
+        public init(staleWindow: Int64, livenessBound: Int64, pauseGap: Int64 = .max) {
             self.staleWindow = staleWindow
             self.livenessBound = livenessBound
+            self.pauseGap = pauseGap
         }
     }
 
@@ -68,6 +76,8 @@ public struct ChaosChecker: Sendable {
         public var faults: Int
         /// Faults injected, by kind.
         public var faultKinds: [String: Int]
+        /// Gaps longer than the pause gap between consecutive records of one writer and term.
+        public var involuntaryPauses: Int
         /// Distinct tokens seen.
         public var terms: Int
         /// Pairs of terms whose live intervals intersect, plus stale records that were not fenced.
@@ -140,6 +150,17 @@ public struct ChaosChecker: Sendable {
         let pauses = Self.pairPauses(starts: pauseStarts, resumes: resumes, end: finish ?? work.last?.time ?? 0)
         let wipes = faults.filter { $0.kind == "wipe" }.map { ($0.time, $0.time) }
 
+        // Involuntary pauses: gaps between consecutive records of one writer in one term.
+        var gaps: [Int64: [(Int64, Int64)]] = [:]
+        var previous: [String: Int64] = [:]
+        for record in work {
+            let writer = "\(record.token)/\(record.pid)"
+            if let last = previous[writer], record.time - last > configuration.pauseGap {
+                // A gap that starts at the term's first record counts too: the pause is from `last` on.
+                gaps[record.token, default: []].append((last + 1, record.time))
+            }
+            previous[writer] = record.time
+        }
         var terms: [Int64: Term] = [:]
         var longestStale: Int64 = 0
         for record in work {
@@ -147,6 +168,9 @@ public struct ChaosChecker: Sendable {
             var term = terms[record.token] ?? Term(token: record.token, identities: [])
             term.identities.insert(identity)
             if let since = staleness(record, term: term, pauses: pauses[record.campaigner] ?? []) {
+                term.stale.append(record.time)
+                term.staleness[record.time] = since
+            } else if let since = staleness(record, term: term, pauses: gaps[record.token] ?? []) {
                 term.stale.append(record.time)
                 term.staleness[record.time] = since
             } else if let since = staleness(record, term: term, pauses: wipes) {
@@ -259,6 +283,7 @@ public struct ChaosChecker: Sendable {
             checks: checks,
             faults: faults.count,
             faultKinds: faults.reduce(into: [:]) { $0[$1.kind, default: 0] += 1 },
+            involuntaryPauses: gaps.values.reduce(0) { $0 + $1.count },
             terms: terms.count,
             overlaps: overlaps,
             duplicatedTokens: duplicated.count,

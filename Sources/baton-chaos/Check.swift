@@ -24,6 +24,12 @@ extension BatonChaosCommand {
                 "The longest time without a leader that counts as elections continuing.", valueName: "ms"))
         var bound: Int = 10000
 
+        @Option(
+            name: .customLong("pause-gap"),
+            help: ArgumentHelp(
+                "Records of one writer and term further apart than this show an involuntary pause.", valueName: "ms"))
+        var pauseGap: Int = 500
+
         @Option(help: ArgumentHelp("Append the figures as one tab-separated line to this file.", valueName: "file"))
         var summary: String?
 
@@ -45,7 +51,8 @@ extension BatonChaosCommand {
             }
             let checker = ChaosChecker(
                 configuration: .init(
-                    staleWindow: Int64(staleWindow) * 1_000_000, livenessBound: Int64(bound) * 1_000_000))
+                    staleWindow: Int64(staleWindow) * 1_000_000, livenessBound: Int64(bound) * 1_000_000,
+                    pauseGap: Int64(pauseGap) * 1_000_000))
             let report = checker.check(records)
             let failover = report.failoverMedian.map { String(format: "%.0f ms", $0) } ?? "-"
             let handover = report.handoverMedian.map { String(format: "%.0f ms", $0) } ?? "-"
@@ -60,6 +67,7 @@ extension BatonChaosCommand {
                 String(
                     format: "  longest work of a paused or forgotten leader beside a newer term: %.0f ms",
                     report.longestStaleWork))
+            print("  involuntary pauses (a writer silent for over \(pauseGap) ms): \(report.involuntaryPauses)")
             print("  faults by kind: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
             for check in report.checks {
                 print("  \(check.passed ? "PASS" : "FAIL") \(check.name)")

@@ -1,4 +1,5 @@
 import BatonChaos
+import Foundation
 import Testing
 
 /// Hand-made record logs, each breaking one property, so the checker is shown able to fail.
@@ -129,6 +130,46 @@ struct ChaosCheckerTests {
         #expect(report.overlaps == 0)
         #expect(report.failoverMedian == 340)
         #expect(report.longestStaleWork == 20)
+    }
+
+    @Test("a writer silent for longer than the pause gap was paused: its late records must be fenced")
+    func involuntaryPause() throws {
+        let checker = ChaosChecker(
+            configuration: .init(staleWindow: Self.ms(500), livenessBound: Self.ms(1000), pauseGap: Self.ms(200)))
+        let text = """
+            0 start 9 a 101 100
+            600 tick 9 a 101 100
+            620 tick 9 a 101 100
+            300 start 10 b 201 200
+            450 tick 10 b 201 200
+            600 tick 10 b 201 200
+            650 tick 10 b 201 200
+            700 finish
+            """
+        let fenced = checker.check(try Self.records(text))
+        #expect(fenced.failed == 0)
+        #expect(fenced.involuntaryPauses == 1)
+        #expect(fenced.fencedStaleRecords == 2)
+        // The same log with the larger token on the silent writer is an overlap.
+        let larger = checker.check(try Self.records(text.replacingOccurrences(of: " 9 a", with: " 11 a")))
+        #expect(larger.checks.first { $0.name == "no overlapping terms" }?.passed == false)
+        // Without the gap (a writer that kept running), the same overlap is not excused.
+        let steady = checker.check(
+            try Self.records(
+                """
+                0 start 9 a 101 100
+                150 tick 9 a 101 100
+                300 tick 9 a 101 100
+                450 tick 9 a 101 100
+                600 tick 9 a 101 100
+                300 start 10 b 201 200
+                450 tick 10 b 201 200
+                600 tick 10 b 201 200
+                650 tick 10 b 201 200
+                700 finish
+                """))
+        #expect(steady.involuntaryPauses == 0)
+        #expect(steady.checks.first { $0.name == "no overlapping terms" }?.passed == false)
     }
 
     @Test("a paused holder with the larger token writing during another term is an overlap")
