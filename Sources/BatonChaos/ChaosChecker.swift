@@ -76,7 +76,8 @@ public struct ChaosChecker: Sendable {
         public var faults: Int
         /// Faults injected, by kind.
         public var faultKinds: [String: Int]
-        /// Gaps longer than the pause gap between consecutive records of one writer and term.
+        /// Gaps longer than the pause gap between consecutive records of one writer and term (the injected stops
+        /// show as such gaps too).
         public var involuntaryPauses: Int
         /// Distinct tokens seen.
         public var terms: Int

@@ -67,7 +67,7 @@ extension BatonChaosCommand {
                 String(
                     format: "  longest work of a paused or forgotten leader beside a newer term: %.0f ms",
                     report.longestStaleWork))
-            print("  involuntary pauses (a writer silent for over \(pauseGap) ms): \(report.involuntaryPauses)")
+            print("  writers silent for over \(pauseGap) ms (injected stops included): \(report.involuntaryPauses)")
             print("  faults by kind: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
             for check in report.checks {
                 print("  \(check.passed ? "PASS" : "FAIL") \(check.name)")
