@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BatonRedis", targets: ["BatonRedis"]),
         .library(name: "BatonS3", targets: ["BatonS3"]),
         .executable(name: "baton", targets: ["baton"]),
+        .executable(name: "baton-chaos", targets: ["baton-chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -147,6 +148,25 @@ let package = Package(
             dependencies: ["Baton", "BatonSQLite", "BatonPostgres"],
             swiftSettings: swiftSettings
         ),
+        // The fault-injection suite of scripts/chaos: the property checker, and the processes it drives.
+        .target(
+            name: "BatonChaos",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "baton-chaos",
+            dependencies: [
+                "Baton",
+                "BatonChaos",
+                "BatonSQLite",
+                "BatonPostgres",
+                "BatonRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "BatonTests",
             dependencies: [
@@ -196,6 +216,11 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonChaosTests",
+            dependencies: ["BatonChaos"],
             swiftSettings: swiftSettings
         ),
         // Redis store (BatonRedis)

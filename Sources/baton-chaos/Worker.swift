@@ -1,0 +1,109 @@
+import ArgumentParser
+import Baton
+import BatonChaos
+import BatonPostgres
+import BatonRedis
+import BatonSQLite
+import Foundation
+import Logging
+import Synchronization
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+extension BatonChaosCommand {
+    /// A library-based candidate: `LeaderElector.withLeadership` around work that records start/tick/end.
+    ///
+    /// SIGTERM or SIGINT stops it gracefully: the work records `end`, then the elector releases the key.
+    struct Worker: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Campaign with LeaderElector.withLeadership and record start/tick/end while leading.")
+
+        @Option(help: ArgumentHelp("The store URL (sqlite:PATH, postgres://..., redis://...).", valueName: "url"))
+        var store: String
+
+        @Option(help: ArgumentHelp("The key to lead.", valueName: "key"))
+        var key: String
+
+        @Option(help: ArgumentHelp("This candidate's identity.", valueName: "id"))
+        var id: String
+
+        @Option(help: ArgumentHelp("The lease time to live: 1s, 500ms.", valueName: "time"))
+        var ttl: String = "1s"
+
+        @Option(help: ArgumentHelp("The directory of the work logs.", valueName: "dir"))
+        var log: String
+
+        @Option(help: ArgumentHelp("Milliseconds between ticks.", valueName: "ms"))
+        var tick: Int = 50
+
+        func run() async throws {
+            let ttl: Duration
+            do {
+                ttl = try parseBatonDuration(self.ttl)
+            } catch {
+                throw ValidationError("--ttl: \(error.message)")
+            }
+            let store = try await Self.open(try StoreURL(self.store))
+            var logger = Logger(label: "baton-chaos.worker")
+            logger.logLevel = .critical
+            let elector = try LeaderElector(
+                store: store, key: key, holder: id, configuration: ElectorConfiguration(ttl: ttl), logger: logger)
+            let log = try WorkLog(directory: log, holder: id, campaigner: getpid())
+            let stopping = StopFlag()
+            let tick = Duration.milliseconds(self.tick)
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !stopping.isSet && !Task.isCancelled {
+                        do {
+                            try await elector.withLeadership { lease in
+                                guard !stopping.isSet else { return }
+                                log.append(.start, token: lease.token)
+                                while !Task.isCancelled && !stopping.isSet {
+                                    try? await Task.sleep(for: tick)
+                                    // Cancellation at demotion is checked before every record.
+                                    if Task.isCancelled { break }
+                                    log.append(.tick, token: lease.token)
+                                }
+                                log.append(.end, token: lease.token)
+                            }
+                        } catch {
+                            // Leadership lost while working, or the campaign was cancelled: campaign again.
+                        }
+                    }
+                }
+                for await _ in signals {
+                    stopping.set()
+                    break
+                }
+                // Let a running term record its end and release; then cancel a campaign that still waits.
+                try await Task.sleep(for: tick * 4)
+                group.cancelAll()
+                try await group.waitForAll()
+            }
+            try? await store.close()
+        }
+
+        /// Opens the store at `url` (the stores `scripts/chaos` drives).
+        static func open(_ url: StoreURL) async throws -> any LeaseStore {
+            switch url.kind {
+            case .sqlite: try await SQLiteLeaseStore(path: url.path)
+            case .postgres: try await PostgresLeaseStore(url: url)
+            case .redis: try RedisLeaseStore(url: url)
+            default: throw ValidationError("baton-chaos worker has no \(url.kind) store")
+            }
+        }
+    }
+}
+
+/// Set once SIGTERM or SIGINT arrived.
+private final class StopFlag: Sendable {
+    private let value = Atomic(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
