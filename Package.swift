@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // Redis store (BatonRedis)
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        // Documentation: `swift package generate-documentation --target Baton` (scripts/test)
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .target(
@@ -192,6 +194,56 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Examples: built with the tests by scripts/test, which also runs the fenced worker against its ledger.
+        .target(
+            name: "ExampleSupport",
+            dependencies: ["Baton", "BatonSQLite", "BatonPostgres", "BatonRedis"],
+            path: "Examples/ExampleSupport",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "HummingbirdSingletonExample",
+            dependencies: [
+                "Baton",
+                "ExampleSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/HummingbirdSingletonExample",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FencedWorkerExample",
+            dependencies: [
+                "Baton",
+                "ExampleSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/FencedWorkerExample",
+            exclude: ["README.md", "stale-leader.sh"],
+            swiftSettings: swiftSettings
+        ),
+        // The Swift samples of README.md and Baton.docc, compiled; BatonDocsTests checks they match the text.
+        .target(
+            name: "BatonDocSamples",
+            dependencies: [
+                "Baton",
+                "BatonSQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/DocSamples",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonDocsTests",
+            dependencies: ["BatonDocSamples"],
             swiftSettings: swiftSettings
         ),
     ]
