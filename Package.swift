@@ -39,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
         // S3 store (BatonS3)
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // Documentation: `swift package generate-documentation --target Baton` (scripts/test)
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .target(
@@ -240,6 +242,56 @@ let package = Package(
         .testTarget(
             name: "BatonS3Tests",
             dependencies: ["Baton", "BatonS3", "BatonTestKit"],
+            swiftSettings: swiftSettings
+        ),
+        // Examples: built with the tests by scripts/test, which also runs the fenced worker against its ledger.
+        .target(
+            name: "ExampleSupport",
+            dependencies: ["Baton", "BatonSQLite", "BatonPostgres", "BatonRedis"],
+            path: "Examples/ExampleSupport",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "HummingbirdSingletonExample",
+            dependencies: [
+                "Baton",
+                "ExampleSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/HummingbirdSingletonExample",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FencedWorkerExample",
+            dependencies: [
+                "Baton",
+                "ExampleSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/FencedWorkerExample",
+            exclude: ["README.md", "stale-leader.sh"],
+            swiftSettings: swiftSettings
+        ),
+        // The Swift samples of README.md and Baton.docc, compiled; BatonDocsTests checks they match the text.
+        .target(
+            name: "BatonDocSamples",
+            dependencies: [
+                "Baton",
+                "BatonSQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/DocSamples",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonDocsTests",
+            dependencies: ["BatonDocSamples"],
             swiftSettings: swiftSettings
         ),
     ]

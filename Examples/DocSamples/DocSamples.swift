@@ -1,0 +1,62 @@
+import Baton
+import BatonSQLite
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+// The Swift samples of README.md and Sources/Baton/Baton.docc, compiled. BatonDocsTests checks that every ```swift
+// block of those files appears here line for line (its `import` lines among the imports above, its other lines
+// together, indented as one), so a sample that stops compiling fails the build, and one edited in the text
+// without being edited here fails the tests.
+
+/// README.md, "Library"; GettingStarted.md, "Lead a key": the whole `main.swift` of a first app.
+func firstApp() async throws {
+    let store = try await SQLiteLeaseStore(path: "baton.db")
+    let holder = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : LeaderElector.defaultHolder
+    let elector = try LeaderElector(store: store, key: "jobs/cleaner", holder: holder)
+    try await elector.withLeadership { lease in
+        print("\(holder) leads jobs/cleaner with fencing token \(lease.token)")
+        try await Task.sleep(for: .seconds(10))
+    }
+    try await store.close()
+}
+
+/// GettingStarted.md, "Run it as a service".
+func runAsService(elector: LeaderElector, app: some Service, logger: Logger) async throws {
+    let group = ServiceGroup(
+        configuration: .init(
+            services: [elector, app],
+            gracefulShutdownSignals: [.sigterm],
+            logger: logger
+        )
+    )
+    try await group.run()
+}
+
+/// GettingStarted.md, "Elect once per schedule".
+func claimOnce(store: any LeaseStore) async throws {
+    let election = try RoundElection(store: store, system: "nightly-cleaner")
+    if try await election.claim(round: "2026-11-23", candidate: hostName) == .won {
+        try await cleanUp()
+        try await election.complete(round: "2026-11-23", candidate: hostName)
+    }
+}
+
+/// RunningWorkOncePerSchedule.md, "Rounds".
+func claimAndReport(store: any LeaseStore, logger: Logger) async throws {
+    let election = try RoundElection(store: store, system: "nightly-cleaner")
+    switch try await election.claim(round: "2026-11-23", candidate: hostName) {
+    case .won:
+        try await cleanUp()
+        try await election.complete(round: "2026-11-23", candidate: hostName)
+    case .lost(let winner):
+        logger.info("\(winner) runs tonight's clean-up")
+    }
+}
+
+/// What the samples take for granted.
+let hostName = ProcessInfo.processInfo.hostName
+
+/// The work of the round samples.
+func cleanUp() async throws {}
