@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
         .library(name: "BatonServer", targets: ["BatonServer"]),
         .library(name: "BatonRedis", targets: ["BatonRedis"]),
+        .library(name: "BatonEtcd", targets: ["BatonEtcd"]),
         .executable(name: "baton", targets: ["baton"]),
     ],
     dependencies: [
@@ -35,6 +36,11 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // Redis store (BatonRedis)
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        // etcd store (BatonEtcd): gRPC client over HTTP/2, generated code committed (scripts/generate-etcd-grpc)
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         .target(
@@ -72,6 +78,20 @@ let package = Package(
             name: "BatonRedisBench",
             dependencies: ["Baton", "BatonRedis"],
             path: "Sources/BatonRedisBench",
+            swiftSettings: swiftSettings
+        ),
+        // etcd store (BatonEtcd): the store and its generated gRPC client.
+        .target(
+            name: "BatonEtcd",
+            dependencies: [
+                "Baton",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Proto"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -117,6 +137,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 "BatonPostgres",
                 "BatonRedis",  // Redis store
+                "BatonEtcd",  // etcd store
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -192,6 +213,12 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // etcd store (BatonEtcd)
+        .testTarget(
+            name: "BatonEtcdTests",
+            dependencies: ["Baton", "BatonEtcd", "BatonTestKit"],
             swiftSettings: swiftSettings
         ),
     ]
