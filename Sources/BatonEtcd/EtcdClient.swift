@@ -75,8 +75,10 @@ final class EtcdClient: Sendable {
         return options
     }
 
-    /// Runs `body` against the active endpoint with auth metadata, moving to the next endpoint (once round the
-    /// list) when the active one is unavailable, and authenticating again once when the token was refused.
+    /// Runs `body` against the active endpoint with auth metadata, moving to the next endpoint when the active
+    /// one is unavailable (twice round the list, the second time after a short pause: a stream closed by a
+    /// connection that went away is retried on a new one), and authenticating again once when the token was
+    /// refused. Every etcd request Baton sends is safe to repeat: writes are guarded by comparisons.
     /// Errors come out as ``BatonError`` (`storeUnavailable`, `timeout`, `unauthorized`).
     func call<Result: Sendable>(
         _ what: String,
@@ -87,7 +89,8 @@ final class EtcdClient: Sendable {
         var lastError: (any Error)?
         var reauthenticated = false
         var attempt = 0
-        while attempt < endpoints.count {
+        while attempt < endpoints.count * 2 {
+            if attempt == endpoints.count { try await Task.sleep(for: .milliseconds(50)) }
             let index = (start + attempt) % endpoints.count
             let endpoint = endpoints[index]
             do {

@@ -1,4 +1,5 @@
 import Baton
+import BatonEtcd  // etcd store
 import BatonPostgres
 import BatonRedis  // Redis store
 import BatonSQLite
@@ -18,6 +19,8 @@ enum StoreFactory {
             return try await PostgresLeaseStore(url: url)
         case .redis:  // Redis store: one node, or Redlock over several
             return try RedisLeaseStore(url: url)
+        case .etcd:  // etcd store
+            return try EtcdLeaseStore(url: url)
         default:
             throw BatonError.invalidArgument("the \(url.kind) store is not available in this build yet")
         }
