@@ -70,9 +70,7 @@ public final class EtcdLeaseStore: LeaseStore {
 
     private struct State {
         var campaigns: [CampaignID: Campaign] = [:]
-        var subscribers: [String: Int] = [:]
-        var watches: [Int: Task<Void, Never>] = [:]
-        var nextWatch = 0
+        var watchers: [String: EtcdElectionWatcher] = [:]
     }
 
     /// Opens a store for `url` (`etcd://` or `etcds://`). Connections are made on first use.
@@ -137,7 +135,17 @@ public final class EtcdLeaseStore: LeaseStore {
         let id = CampaignID(key: key, holder: holder)
         let seconds = Self.ttlSeconds(ttl)
         if var campaign = state.withLock({ $0.campaigns[id] }) {
-            state.withLock { $0.campaigns[id]?.lastTry = .now }
+            let watcher = state.withLock { state in
+                state.campaigns[id]?.lastTry = .now
+                return state.watchers[id.key]
+            }
+            // A waiting candidate that this store's watch shows still behind another needs no request: the store
+            // keeps its lease alive, and the watch wakes it when the queue moves.
+            if !campaign.leading, let election = watcher?.freshSnapshot,
+                election.contains(where: { $0.lease == campaign.lease }), election.first?.lease != campaign.lease
+            {
+                return .held(by: Self.leaderOrHead(of: election))
+            }
             campaign = try await moveIfNeeded(id, campaign, ttlSeconds: seconds)
             let queued = campaign
             // The keep-alive and the attempt go out together: the term's ttl counts from before both.
@@ -222,76 +230,57 @@ public final class EtcdLeaseStore: LeaseStore {
 
     public func changes(key: String) throws -> LeaderChanges {
         try BatonValidation.name(key, "key")
-        let (signals, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let prefix = EtcdKeyLayout.electionPrefix(key)
-        let watchTask = Task { [client] in
-            var failures = 0
-            while !Task.isCancelled, !client.isClosed {
-                let started = ContinuousClock.now
+        let (watcher, id, snapshots) = state.withLock { state in
+            let watcher =
+                state.watchers[key]
+                ?? EtcdElectionWatcher(client: client, prefix: EtcdKeyLayout.electionPrefix(key)) {
+                    [weak self] in
+                    guard let self else { throw BatonError.storeUnavailable("the etcd store is closed") }
+                    return try await self.readElection(key)
+                }
+            state.watchers[key] = watcher
+            // Subscribing under the store's lock: an idle watcher is removed under the same lock.
+            let (id, snapshots) = watcher.subscribe()
+            return (watcher, id, snapshots)
+        }
+        let feed = Self.feed(snapshots)
+        return LeaderChanges { continuation in
+            let task = Task {
                 do {
-                    try await Self.watch(client, prefix: prefix) { wake.yield() }
+                    for try await leader in feed { continuation.yield(leader) }
+                    continuation.finish()
                 } catch {
-                    if Task.isCancelled || client.isClosed { break }
-                    // A watch that ran for a while before failing starts the backoff afresh.
-                    failures = ContinuousClock.now - started > .seconds(5) ? 1 : failures + 1
-                    // The feed reads again, so a change during the gap is not missed; a read that fails ends
-                    // the feed with the store's error.
-                    wake.yield()
-                    try? await Task.sleep(for: .milliseconds(min(2000, 50 * (1 << min(failures, 6)))))
+                    continuation.finish(throwing: error)
                 }
             }
-            wake.finish()
-        }
-        let number = state.withLock { state in
-            state.subscribers[key, default: 0] += 1
-            let number = state.nextWatch
-            state.nextWatch += 1
-            state.watches[number] = watchTask
-            return number
-        }
-        wake.onTermination = { [weak self] _ in
-            watchTask.cancel()
-            self?.state.withLock { state in
-                state.watches[number] = nil
-                state.subscribers[key, default: 1] -= 1
-                if state.subscribers[key] == 0 { state.subscribers[key] = nil }
+            continuation.onTermination = { [weak self] _ in
+                task.cancel()
+                watcher.unsubscribe(id)
+                let idle =
+                    self?.state.withLock { state -> Bool in
+                        guard state.watchers[key] === watcher, watcher.isIdle else { return false }
+                        state.watchers[key] = nil
+                        return true
+                    } ?? true
+                if idle { watcher.stop() }
             }
-        }
-        return Self.feed(signals: signals) { [weak self] in
-            guard let self else { throw BatonError.storeUnavailable("the etcd store is closed") }
-            return try await self.readElection(key)
         }
     }
 
-    /// The change feed: reads the election once, then again after every signal, and yields the leader when it
-    /// differs from the last one yielded. One difference from a plain leader feed: when the queue's head is a
-    /// candidate that has not taken the lead yet, the feed yields nil again each time that head is a different
-    /// candidate, so every waiting elector hears "no leader" once per handover and tries (only the head wins).
-    /// Without it, a consumer that missed the short term between two heads would wait forever.
-    static func feed(
-        signals: AsyncStream<Void>,
-        read: @escaping @Sendable () async throws -> [Candidate]
-    ) -> LeaderChanges {
+    /// The change feed of one subscriber: yields the leader of each snapshot when it differs from the last one
+    /// yielded. One difference from a plain leader feed: when the queue's head is a candidate that has not taken
+    /// the lead yet, the feed yields nil again each time that head is a different candidate, so every waiting
+    /// elector hears "no leader" once per handover and tries (only the head wins). Without it, a consumer that
+    /// missed the short term between two heads would wait forever.
+    static func feed(_ snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>) -> LeaderChanges {
         let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
         let task = Task {
             var last: (leader: LeaderInfo?, waitingHead: Int64?)?
-            var pending = true
-            var iterator = signals.makeAsyncIterator()
-            while !Task.isCancelled {
-                if !pending {
-                    guard await iterator.next() != nil else {
-                        // The watch ended (the store closed): read once more, so the feed ends with the error.
-                        pending = true
-                        if Task.isCancelled { break }
-                        do { _ = try await read() } catch { continuation.finish(throwing: error) }
-                        break
-                    }
-                }
-                pending = false
+            for await snapshot in snapshots {
                 let election: [Candidate]
-                do {
-                    election = try await read()
-                } catch {
+                switch snapshot {
+                case .success(let read): election = read
+                case .failure(let error):
                     continuation.finish(throwing: error)
                     return
                 }
@@ -321,14 +310,14 @@ public final class EtcdLeaseStore: LeaseStore {
 
     public func close() async throws {
         maintenance.withLock { $0?.cancel() }
-        let (campaigns, watches) = state.withLock { state in
+        let (campaigns, watchers) = state.withLock { state in
             defer {
                 state.campaigns = [:]
-                state.watches = [:]
+                state.watchers = [:]
             }
-            return (Array(state.campaigns.values), Array(state.watches.values))
+            return (Array(state.campaigns.values), Array(state.watchers.values))
         }
-        for watch in watches { watch.cancel() }
+        for watcher in watchers { watcher.stop() }
         // Leave every queue at once instead of after the ttl.
         for campaign in campaigns { try? await revoke(campaign.lease) }
         await client.close()
@@ -493,7 +482,7 @@ public final class EtcdLeaseStore: LeaseStore {
             var abandon: [(CampaignID, Campaign)] = []
             for (id, campaign) in state.campaigns where !campaign.leading {
                 let ttl = Duration.seconds(campaign.ttlSeconds)
-                if state.subscribers[id.key] == nil, now - campaign.lastTry > ttl {
+                if state.watchers[id.key] == nil, now - campaign.lastTry > ttl {
                     abandon.append((id, campaign))
                     state.campaigns[id] = nil
                 } else if now - campaign.lastKeepAlive >= ttl / 3 {
