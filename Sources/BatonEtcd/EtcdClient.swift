@@ -78,18 +78,21 @@ final class EtcdClient: Sendable {
     /// Runs `body` against the active endpoint with auth metadata, moving to the next endpoint when the active
     /// one is unavailable (twice round the list, the second time after a short pause: a stream closed by a
     /// connection that went away is retried on a new one), and authenticating again once when the token was
-    /// refused. Every etcd request Baton sends is safe to repeat: writes are guarded by comparisons.
+    /// refused. Every etcd request Baton sends is safe to repeat: writes are guarded by comparisons. `attempts`
+    /// limits the tries (1 for a call whose body can run only once).
     /// Errors come out as ``BatonError`` (`storeUnavailable`, `timeout`, `unauthorized`).
     func call<Result: Sendable>(
         _ what: String,
+        attempts: Int? = nil,
         _ body: (GRPCClient<Transport>, Metadata) async throws -> Result
     ) async throws -> Result {
         let (start, closed) = state.withLock { ($0.active, $0.closed) }
+        let attempts = attempts ?? endpoints.count * 2
         if closed { throw BatonError.storeUnavailable("the etcd store is closed") }
         var lastError: (any Error)?
         var reauthenticated = false
         var attempt = 0
-        while attempt < endpoints.count * 2 {
+        while attempt < attempts {
             if attempt == endpoints.count { try await Task.sleep(for: .milliseconds(50)) }
             let index = (start + attempt) % endpoints.count
             let endpoint = endpoints[index]

@@ -54,20 +54,10 @@ extension EtcdLeaseStore {
         }
     }
 
-    /// Refreshes a lease over a `LeaseKeepAlive` stream; returns the TTL etcd answered, 0 if the lease is gone.
+    /// Refreshes a lease over the store's `LeaseKeepAlive` stream; returns the TTL etcd answered, 0 if the
+    /// lease is gone.
     func keepAlive(_ lease: Int64) async throws -> Int64 {
-        let options = client.options()
-        return try await client.call("keep a lease alive") { grpc, metadata in
-            try await Etcdserverpb_Lease.Client(wrapping: grpc).leaseKeepAlive(
-                metadata: metadata,
-                options: options,
-                requestProducer: { writer in try await writer.write(.with { $0.id = lease }) },
-                onResponse: { response in
-                    for try await answer in response.messages where answer.id == lease { return answer.ttl }
-                    throw RPCError(code: .unavailable, message: "the keep-alive stream ended without an answer")
-                }
-            )
-        }
+        try await keepAlives.keepAlive(lease, timeout: configuration.requestTimeout)
     }
 
     /// Watches every key under `prefix`, calling `onChange` once the watch is set up and after every batch of

@@ -47,6 +47,7 @@ import Synchronization
 /// ``Baton/RoundRules``; presence is one key per member attached to a lease of its ttl.
 public final class EtcdLeaseStore: LeaseStore {
     let client: EtcdClient
+    let keepAlives: EtcdKeepAliveStream
     let configuration: Configuration
     private let state = Mutex(State())
     private let maintenance: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -104,6 +105,7 @@ public final class EtcdLeaseStore: LeaseStore {
             credentials: credentials,
             requestTimeout: configuration.requestTimeout
         )
+        self.keepAlives = EtcdKeepAliveStream(client: client)
         self.configuration = configuration
         // The connection tasks and the queue keeper belong to the store and end in `close()`; a store is a
         // long-lived resource opened by the application, like a connection pool.
@@ -318,6 +320,7 @@ public final class EtcdLeaseStore: LeaseStore {
             return (Array(state.campaigns.values), Array(state.watchers.values))
         }
         for watcher in watchers { watcher.stop() }
+        keepAlives.close()
         // Leave every queue at once instead of after the ttl.
         for campaign in campaigns { try? await revoke(campaign.lease) }
         await client.close()
