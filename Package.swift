@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "BatonServer", targets: ["BatonServer"]),
         .library(name: "BatonRedis", targets: ["BatonRedis"]),
         .library(name: "BatonS3", targets: ["BatonS3"]),
+        .library(name: "BatonEtcd", targets: ["BatonEtcd"]),
         .executable(name: "baton", targets: ["baton"]),
         .executable(name: "baton-chaos", targets: ["baton-chaos"]),
     ],
@@ -41,6 +42,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // Documentation: `swift package generate-documentation --target Baton` (scripts/test)
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // etcd store (BatonEtcd): gRPC client over HTTP/2, generated code committed (scripts/generate-etcd-grpc)
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         .target(
@@ -93,6 +99,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // etcd store (BatonEtcd): the store and its generated gRPC client.
+        .target(
+            name: "BatonEtcd",
+            dependencies: [
+                "Baton",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Proto"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "BatonPostgres",
             dependencies: [
@@ -137,6 +157,7 @@ let package = Package(
                 "BatonPostgres",
                 "BatonRedis",  // Redis store
                 "BatonS3",  // S3 store
+                "BatonEtcd",  // etcd store
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -292,6 +313,12 @@ let package = Package(
         .testTarget(
             name: "BatonDocsTests",
             dependencies: ["BatonDocSamples"],
+            swiftSettings: swiftSettings
+        ),
+        // etcd store (BatonEtcd)
+        .testTarget(
+            name: "BatonEtcdTests",
+            dependencies: ["Baton", "BatonEtcd", "BatonTestKit"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -9,7 +9,7 @@ from sending the signal to reading B's line. It includes starting sh, which is m
 baton) and reported as `command_start_ms`. Each round uses fresh processes; the first round is a warm-up and is
 not counted.
 
-Usage: bench_handover_run.py BATON_BINARY STORE_URL ROUNDS
+Usage: bench_handover_run.py BATON_BINARY STORE_URL ROUNDS [NAME]
 Prints one JSON object: {"scenario", "store", "rounds", "median_ms", "p90_ms", "min_ms", "max_ms", "samples_ms",
 "command_start_ms"}.
 """
@@ -91,7 +91,7 @@ def main():
             samples.append((started - sent) / 1e6)
     samples.sort()
     print(json.dumps({
-        "name": "handover-run-sqlite",
+        "name": sys.argv[4] if len(sys.argv) > 4 else "handover-run-sqlite",
         "scenario": "graceful handover with baton run (SIGTERM to the leader until the successor's command runs)",
         "store": store.split(":", 1)[0],
         "rounds": len(samples),

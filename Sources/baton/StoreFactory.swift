@@ -1,4 +1,5 @@
 import Baton
+import BatonEtcd  // etcd store
 import BatonPostgres
 import BatonRedis  // Redis store
 import BatonS3  // S3 store
@@ -21,6 +22,8 @@ enum StoreFactory {
             return try RedisLeaseStore(url: url)
         case .s3:  // S3 store: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
             return try S3LeaseStore(url: url)
+        case .etcd:  // etcd store
+            return try EtcdLeaseStore(url: url)
         default:
             throw BatonError.invalidArgument("the \(url.kind) store is not available in this build yet")
         }

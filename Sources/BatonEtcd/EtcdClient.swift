@@ -1,0 +1,172 @@
+import Baton
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SwiftProtobuf
+import Synchronization
+
+/// The gRPC connections to an etcd cluster: one client per endpoint, calls sent to the endpoint that answered
+/// last and moved on to the next one when it cannot be reached; user/password auth by `Authenticate`, whose
+/// token is sent as the `token` metadata of every call.
+final class EtcdClient: Sendable {
+    typealias Transport = HTTP2ClientTransport.Posix
+
+    struct Endpoint: Sendable {
+        let name: String
+        let client: GRPCClient<Transport>
+    }
+
+    private let endpoints: [Endpoint]
+    private let credentials: (user: String, password: String)?
+    private let requestTimeout: Duration
+    private let state = Mutex(State())
+    /// The tasks that run each endpoint's connections (`GRPCClient.runConnections()`); ended by ``close()``.
+    private let runners: Mutex<[Task<Void, Never>]> = Mutex([])
+
+    private struct State {
+        var active = 0
+        var token: String?
+        var closed = false
+    }
+
+    init(
+        hosts: [(host: String, port: Int)],
+        security: Transport.TransportSecurity,
+        credentials: (user: String, password: String)?,
+        requestTimeout: Duration
+    ) throws {
+        var endpoints: [Endpoint] = []
+        for (host, port) in hosts {
+            do {
+                let transport = try Transport(target: .dns(host: host, port: port), transportSecurity: security)
+                endpoints.append(Endpoint(name: "\(host):\(port)", client: GRPCClient(transport: transport)))
+            } catch {
+                throw BatonError.invalidArgument("cannot set up a gRPC connection to \(host):\(port): \(error)")
+            }
+        }
+        self.endpoints = endpoints
+        self.credentials = credentials
+        self.requestTimeout = requestTimeout
+    }
+
+    /// Starts each endpoint's connection task. Called once, by the store's initializer; ``close()`` ends them.
+    func start() {
+        let tasks = endpoints.map { endpoint in
+            Task<Void, Never> { try? await endpoint.client.runConnections() }
+        }
+        runners.withLock { $0 = tasks }
+    }
+
+    /// Shuts every connection down; later calls fail with `storeUnavailable`.
+    func close() async {
+        state.withLock { $0.closed = true }
+        for endpoint in endpoints { endpoint.client.beginGracefulShutdown() }
+        let tasks = runners.withLock { $0 }
+        for task in tasks { await task.value }
+    }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Options for one call: the request timeout, and no waiting for a connection that is down (so a dead
+    /// endpoint fails fast and the next one is tried).
+    func options(timeout: Duration? = nil) -> CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = timeout ?? requestTimeout
+        options.waitForReady = false
+        return options
+    }
+
+    /// Runs `body` against the active endpoint with auth metadata, moving to the next endpoint when the active
+    /// one is unavailable (twice round the list, the second time after a short pause: a stream closed by a
+    /// connection that went away is retried on a new one), and authenticating again once when the token was
+    /// refused. Every etcd request Baton sends is safe to repeat: writes are guarded by comparisons. `attempts`
+    /// limits the tries (1 for a call whose body can run only once).
+    /// Errors come out as ``BatonError`` (`storeUnavailable`, `timeout`, `unauthorized`).
+    func call<Result: Sendable>(
+        _ what: String,
+        attempts: Int? = nil,
+        _ body: (GRPCClient<Transport>, Metadata) async throws -> Result
+    ) async throws -> Result {
+        let (start, closed) = state.withLock { ($0.active, $0.closed) }
+        let attempts = attempts ?? endpoints.count * 2
+        if closed { throw BatonError.storeUnavailable("the etcd store is closed") }
+        var lastError: (any Error)?
+        var reauthenticated = false
+        var attempt = 0
+        while attempt < attempts {
+            if attempt == endpoints.count { try await Task.sleep(for: .milliseconds(50)) }
+            let index = (start + attempt) % endpoints.count
+            let endpoint = endpoints[index]
+            do {
+                let metadata = try await authMetadata(endpoint)
+                let result = try await body(endpoint.client, metadata)
+                state.withLock { $0.active = index }
+                return result
+            } catch let error as RPCError {
+                lastError = error
+                switch error.code {
+                case .unavailable, .aborted:
+                    attempt += 1
+                case .cancelled where !Task.isCancelled:
+                    attempt += 1
+                case .unauthenticated where credentials != nil && !reauthenticated:
+                    reauthenticated = true
+                    state.withLock { $0.token = nil }
+                default:
+                    throw Self.batonError(error, what)
+                }
+            } catch let error as BatonError {
+                if error.code == .storeUnavailable {
+                    lastError = error
+                    attempt += 1
+                } else {
+                    throw error
+                }
+            }
+        }
+        if let error = lastError as? RPCError { throw Self.batonError(error, what) }
+        if let error = lastError as? BatonError { throw error }
+        throw BatonError.storeUnavailable("\(what): no etcd endpoint answered")
+    }
+
+    /// The `token` metadata of an authenticated session, authenticating first if there is no token yet.
+    private func authMetadata(_ endpoint: Endpoint) async throws -> Metadata {
+        guard let credentials else { return [:] }
+        if let token = state.withLock({ $0.token }) { return ["token": .string(token)] }
+        let request = Etcdserverpb_AuthenticateRequest.with {
+            $0.name = credentials.user
+            $0.password = credentials.password
+        }
+        do {
+            let response = try await Etcdserverpb_Auth.Client(wrapping: endpoint.client).authenticate(
+                request,
+                options: options()
+            )
+            state.withLock { $0.token = response.token }
+            return ["token": .string(response.token)]
+        } catch let error as RPCError {
+            switch error.code {
+            case .invalidArgument, .unauthenticated, .permissionDenied, .failedPrecondition:
+                // The message never holds the password; etcd says "authentication failed, invalid user ID or
+                // password" or "authentication is not enabled".
+                throw BatonError.unauthorized("etcd refused user \(credentials.user): \(error.message)")
+            default:
+                throw error
+            }
+        }
+    }
+
+    /// A gRPC error as a ``BatonError``; the message is etcd's, which never carries a password or token.
+    static func batonError(_ error: RPCError, _ what: String) -> BatonError {
+        switch error.code {
+        case .deadlineExceeded:
+            return .timeout("\(what): etcd did not answer in time")
+        case .unauthenticated, .permissionDenied:
+            return .unauthorized("\(what): etcd refused the request: \(error.message)")
+        case .invalidArgument, .outOfRange, .failedPrecondition:
+            return .storeUnavailable("\(what): etcd refused the request: \(error.message)", underlying: error)
+        default:
+            return .storeUnavailable(
+                "\(what): etcd is unavailable (\(error.code)): \(error.message)", underlying: error)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Baton
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import SwiftProtobuf
+
+extension EtcdLeaseStore {
+    /// One transaction: `success` runs if every comparison holds, else `failure`.
+    func txn(
+        _ what: String,
+        compare: [Etcdserverpb_Compare],
+        success: [Etcdserverpb_RequestOp],
+        failure: [Etcdserverpb_RequestOp] = []
+    ) async throws -> Etcdserverpb_TxnResponse {
+        let request = Etcdserverpb_TxnRequest.with {
+            $0.compare = compare
+            $0.success = success
+            $0.failure = failure
+        }
+        let options = client.options()
+        return try await client.call(what) { grpc, metadata in
+            try await Etcdserverpb_KV.Client(wrapping: grpc).txn(request, metadata: metadata, options: options)
+        }
+    }
+
+    /// Grants a lease of `seconds`; returns its ID.
+    func grant(_ seconds: Int64) async throws -> Int64 {
+        let request = Etcdserverpb_LeaseGrantRequest.with { $0.ttl = seconds }
+        let options = client.options()
+        let response = try await client.call("grant a lease") { grpc, metadata in
+            try await Etcdserverpb_Lease.Client(wrapping: grpc).leaseGrant(
+                request, metadata: metadata, options: options)
+        }
+        if !response.error.isEmpty {
+            throw BatonError.storeUnavailable("etcd did not grant a lease: \(response.error)")
+        }
+        return response.id
+    }
+
+    /// Revokes a lease, deleting every key attached to it; a lease that is already gone is not an error.
+    func revoke(_ lease: Int64) async throws {
+        let request = Etcdserverpb_LeaseRevokeRequest.with { $0.id = lease }
+        let options = client.options()
+        do {
+            _ = try await client.call("revoke a lease") { grpc, metadata in
+                try await Etcdserverpb_Lease.Client(wrapping: grpc).leaseRevoke(
+                    request,
+                    metadata: metadata,
+                    options: options
+                )
+            }
+        } catch let error as BatonError where error.underlying.map({ "\($0)" })?.contains("lease not found") == true {
+            return
+        }
+    }
+
+    /// Refreshes a lease over the store's `LeaseKeepAlive` stream; returns the TTL etcd answered, 0 if the
+    /// lease is gone.
+    func keepAlive(_ lease: Int64) async throws -> Int64 {
+        try await keepAlives.keepAlive(lease, timeout: configuration.requestTimeout)
+    }
+
+    /// Watches every key under `prefix`, calling `onChange` once the watch is set up and after every batch of
+    /// events, until the stream fails (it throws) or the task is cancelled.
+    static func watch(_ client: EtcdClient, prefix: Data, onChange: @escaping @Sendable () -> Void) async throws {
+        let request = Etcdserverpb_WatchRequest.with {
+            $0.createRequest = .with {
+                $0.key = prefix
+                $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
+            }
+        }
+        var options = client.options()
+        options.timeout = nil
+        try await client.call("watch") { grpc, metadata in
+            try await Etcdserverpb_Watch.Client(wrapping: grpc).watch(
+                metadata: metadata,
+                options: options,
+                requestProducer: { writer in
+                    try await writer.write(request)
+                    // Keep the request side open until the call ends: etcd ends the watch when it closes.
+                    while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
+                },
+                onResponse: { response in
+                    for try await answer in response.messages {
+                        if answer.canceled {
+                            throw RPCError(
+                                code: .unavailable, message: "etcd canceled the watch: \(answer.cancelReason)")
+                        }
+                        if answer.created || !answer.events.isEmpty { onChange() }
+                    }
+                    throw RPCError(code: .unavailable, message: "the watch stream ended")
+                }
+            )
+        }
+    }
+}
+
+extension Etcdserverpb_RequestOp {
+    static func put(_ key: Data, value: Data, lease: Int64) -> Self {
+        .with {
+            $0.requestPut = .with {
+                $0.key = key
+                $0.value = value
+                $0.lease = lease
+            }
+        }
+    }
+
+    /// A put that changes the value and keeps the key's lease.
+    static func put(_ key: Data, value: Data, keepLease: Bool) -> Self {
+        .with {
+            $0.requestPut = .with {
+                $0.key = key
+                $0.value = value
+                $0.ignoreLease = keepLease
+            }
+        }
+    }
+
+    /// A put that moves the key to another lease and keeps its value.
+    static func put(_ key: Data, lease: Int64) -> Self {
+        .with {
+            $0.requestPut = .with {
+                $0.key = key
+                $0.lease = lease
+                $0.ignoreValue = true
+            }
+        }
+    }
+
+    static func delete(_ key: Data) -> Self {
+        .with { $0.requestDeleteRange = .with { $0.key = key } }
+    }
+
+    static func get(_ key: Data) -> Self {
+        .with { $0.requestRange = .with { $0.key = key } }
+    }
+
+    /// Every key under `prefix`, oldest creation first.
+    static func rangeByCreation(_ prefix: Data) -> Self {
+        .with {
+            $0.requestRange = .with {
+                $0.key = prefix
+                $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
+                $0.sortOrder = .ascend
+                $0.sortTarget = .create
+            }
+        }
+    }
+
+    static func nested(compare: [Etcdserverpb_Compare], success: [Etcdserverpb_RequestOp]) -> Self {
+        .with {
+            $0.requestTxn = .with {
+                $0.compare = compare
+                $0.success = success
+            }
+        }
+    }
+}
+
+extension Etcdserverpb_Compare {
+    /// The key's create revision equals `revision` (0: the key does not exist).
+    static func createRevision(of key: Data, equals revision: Int64) -> Self {
+        .with {
+            $0.key = key
+            $0.target = .create
+            $0.result = .equal
+            $0.createRevision = revision
+        }
+    }
+
+    /// The key's modification revision equals `revision`.
+    static func modRevision(of key: Data, equals revision: Int64) -> Self {
+        .with {
+            $0.key = key
+            $0.target = .mod
+            $0.result = .equal
+            $0.modRevision = revision
+        }
+    }
+
+    /// No key under `prefix` exists (etcd compares an empty range as one key with create revision 0).
+    static func noKeys(under prefix: Data) -> Self {
+        .with {
+            $0.key = prefix
+            $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
+            $0.target = .create
+            $0.result = .equal
+            $0.createRevision = 0
+        }
+    }
+
+    /// No key under `prefix` was created before `revision`.
+    static func noKeys(under prefix: Data, createdBefore revision: Int64) -> Self {
+        .with {
+            $0.key = prefix
+            $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
+            $0.target = .create
+            $0.result = .greater
+            $0.createRevision = revision - 1
+        }
+    }
+}

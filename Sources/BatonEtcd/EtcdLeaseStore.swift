@@ -1,0 +1,594 @@
+import Baton
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SwiftProtobuf
+import Synchronization
+
+/// A ``Baton/LeaseStore`` on etcd v3, over gRPC: `etcd://host:port[,host:port...]`, or `etcds://` for TLS
+/// (`?ca_file=PATH` trusts a private certificate authority); `etcd://user:password@host:port` authenticates.
+/// Requests go to one endpoint and move to the next when it cannot be reached.
+///
+/// ## Elections: etcd's own queue
+///
+/// A key is led the way etcd's `concurrency.Election` (and so `etcdctl elect KEY`) leads it: every candidate
+/// puts `KEY/<its lease ID in hex>` (only if that key's create revision is 0, in one transaction), attached to
+/// an etcd lease of its own, and the candidate with the lowest create revision leads. The fencing token is the
+/// leader key's create revision, so it rises with every term. See ``EtcdKeyLayout`` for the keys.
+///
+/// The store contract's ``acquire(key:holder:ttl:metadata:)`` is a try that does not block; on etcd it maps to
+/// the queue like this:
+/// - The first acquire by a holder grants an etcd lease of the ttl (rounded up to whole seconds, as etcd counts)
+///   and puts the holder's candidate key. With no candidate before it, the holder leads at once. Otherwise it
+///   is refused with ``Baton/AcquireResult/held(by:)`` and its key *stays in the queue*, marked waiting.
+/// - A waiting candidate's key keeps its place while its holder goes on trying: the store keeps its lease alive
+///   as long as the holder called acquire within the last ttl or a ``changes(key:)`` subscription to the key is
+///   open in this store (an elector keeps one while it campaigns). When neither holds, the store revokes the
+///   lease and the key leaves the queue.
+/// - When the keys before it are gone, a waiting candidate is at the head of the queue but does not lead until
+///   its holder acquires again: until then ``current(key:)`` and ``changes(key:)`` report no leader, which is
+///   what wakes a waiting elector to try. Only the head can take the key, so terms pass in arrival order.
+/// - A term's lease is kept alive only by ``renew(_:ttl:)`` (a keep-alive on etcd's `LeaseKeepAlive` stream),
+///   so a holder that stops renewing loses the key after its ttl, as the contract says. A keep-alive answered
+///   with a TTL of 0 means etcd dropped the lease: the renew throws `lost` at once, and the key's deletion
+///   reaches every ``changes(key:)`` subscriber through the watch.
+/// - One lease per candidate and key: an etcd lease has one TTL, and the contract passes a ttl per call. A
+///   renew or acquire with a different ttl grants a lease of the new ttl and moves the candidate's keys onto it
+///   (their create revision, and so the token and the place in the queue, is kept).
+///
+/// etcd enforces a minimum lease TTL of 1.5 election timeouts (1.5 s with the default 1 s election timeout);
+/// a shorter ttl gets that minimum from etcd, so the store expires the term later than asked, never earlier.
+///
+/// Keys written by other etcd clients (`etcdctl elect KEY PROPOSAL`) take part in the queue; such a leader is
+/// reported with its proposal as both holder and metadata. Metadata is stored as the key's value, so an empty
+/// metadata string reads back as nil.
+///
+/// Rounds are create-if-absent transactions on a key attached to a lease of the retention, decided by
+/// ``Baton/RoundRules``; presence is one key per member attached to a lease of its ttl.
+public final class EtcdLeaseStore: LeaseStore {
+    let client: EtcdClient
+    let keepAlives: EtcdKeepAliveStream
+    let configuration: Configuration
+    private let state = Mutex(State())
+    private let maintenance: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    /// Who campaigns for a key through this store.
+    struct CampaignID: Hashable {
+        let key: String
+        let holder: String
+    }
+
+    /// A candidate of this store: its etcd lease and the create revision of its key.
+    struct Campaign {
+        var lease: Int64
+        var ttlSeconds: Int64
+        var revision: Int64
+        var leading: Bool
+        var metadata: String?
+        var lastTry: ContinuousClock.Instant
+        var lastKeepAlive: ContinuousClock.Instant
+    }
+
+    private struct State {
+        var campaigns: [CampaignID: Campaign] = [:]
+        var watchers: [String: EtcdElectionWatcher] = [:]
+    }
+
+    /// Opens a store for `url` (`etcd://` or `etcds://`). Connections are made on first use.
+    /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL that is not an etcd URL, takes query items
+    ///   other than `ca_file` (TLS only), or whose TLS setup fails.
+    public init(url: StoreURL, configuration: Configuration = Configuration()) throws {
+        guard url.kind == .etcd else {
+            throw BatonError.invalidArgument("\(url) is not an etcd:// or etcds:// URL")
+        }
+        for item in url.queryItems where !(item.name == "ca_file" && url.usesTLS) {
+            throw BatonError.invalidArgument(
+                "an etcd store URL takes no query item \(item.name) (etcds:// takes ca_file=PATH): \(url)"
+            )
+        }
+        if url.user != nil, url.password == nil {
+            throw BatonError.invalidArgument("an etcd store URL with a user needs a password: \(url)")
+        }
+        let security: EtcdClient.Transport.TransportSecurity
+        if url.usesTLS {
+            let caFile = url.queryValue("ca_file")
+            security = .tls { tls in
+                if let caFile { tls.trustRoots = .certificates([.file(path: caFile, format: .pem)]) }
+            }
+        } else {
+            security = .plaintext
+        }
+        let credentials = url.user.map { (user: $0, password: url.password ?? "") }
+        self.client = try EtcdClient(
+            hosts: url.hosts.map { ($0.name, $0.port ?? 2379) },
+            security: security,
+            credentials: credentials,
+            requestTimeout: configuration.requestTimeout
+        )
+        self.keepAlives = EtcdKeepAliveStream(client: client)
+        self.configuration = configuration
+        // The connection tasks and the queue keeper belong to the store and end in `close()`; a store is a
+        // long-lived resource opened by the application, like a connection pool.
+        client.start()
+        let interval = configuration.maintenanceInterval
+        maintenance.withLock { task in
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    guard let self else { return }
+                    await self.keepQueueAlive()
+                }
+            }
+        }
+    }
+
+    /// Opens a store for the URL string `url`.
+    public convenience init(_ url: String, configuration: Configuration = Configuration()) throws {
+        try self.init(url: try StoreURL(url), configuration: configuration)
+    }
+
+    // MARK: Leases
+
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try BatonValidation.name(key, "key")
+        try BatonValidation.name(holder, "holder")
+        try BatonValidation.duration(ttl, "ttl")
+        try BatonValidation.metadata(metadata)
+        let id = CampaignID(key: key, holder: holder)
+        let seconds = Self.ttlSeconds(ttl)
+        if var campaign = state.withLock({ $0.campaigns[id] }) {
+            let watcher = state.withLock { state in
+                state.campaigns[id]?.lastTry = .now
+                return state.watchers[id.key]
+            }
+            // A waiting candidate that this store's watch shows still behind another needs no request: the store
+            // keeps its lease alive, and the watch wakes it when the queue moves.
+            if !campaign.leading, let election = watcher?.freshSnapshot,
+                election.contains(where: { $0.lease == campaign.lease }), election.first?.lease != campaign.lease
+            {
+                return .held(by: Self.leaderOrHead(of: election))
+            }
+            campaign = try await moveIfNeeded(id, campaign, ttlSeconds: seconds)
+            let queued = campaign
+            // The keep-alive and the attempt go out together: the term's ttl counts from before both.
+            async let alive = keepAlive(queued.lease)
+            async let attempt = tryLead(id, queued, ttl: ttl, metadata: metadata)
+            let (left, result) = try await (alive, attempt)
+            if left > 0, let result { return result }
+            forget(id, lease: queued.lease)
+        }
+        return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
+    }
+
+    public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
+        try BatonValidation.lease(lease)
+        try BatonValidation.duration(ttl, "ttl")
+        let id = CampaignID(key: lease.key, holder: lease.holder)
+        guard var campaign = state.withLock({ $0.campaigns[id] }), campaign.revision == lease.token,
+            campaign.leading
+        else {
+            throw BatonError.lost(key: lease.key)
+        }
+        campaign = try await moveIfNeeded(id, campaign, ttlSeconds: Self.ttlSeconds(ttl))
+        let ours = EtcdKeyLayout.candidateKey(lease.key, lease: campaign.lease)
+        let success: [Etcdserverpb_RequestOp] =
+            lease.metadata == campaign.metadata
+            ? [] : [.put(ours, value: Data((lease.metadata ?? "").utf8), keepLease: true)]
+        let term = campaign
+        // The keep-alive and the check that the key is still this term's go out together.
+        async let alive = keepAlive(term.lease)
+        async let check = txn(
+            "renew",
+            compare: [.createRevision(of: ours, equals: term.revision)],
+            success: success
+        )
+        let (left, answer) = try await (alive, check)
+        guard left > 0 else {
+            forget(id, lease: campaign.lease)
+            throw BatonError.lost(key: lease.key, "etcd dropped the term's lease")
+        }
+        guard answer.succeeded else {
+            forget(id, lease: campaign.lease)
+            throw BatonError.lost(key: lease.key)
+        }
+        state.withLock { $0.campaigns[id]?.metadata = lease.metadata }
+        var renewed = lease
+        renewed.ttl = ttl
+        return renewed
+    }
+
+    public func release(_ lease: Lease) async throws {
+        try BatonValidation.lease(lease)
+        let id = CampaignID(key: lease.key, holder: lease.holder)
+        let campaign: Campaign? = state.withLock { state in
+            guard let campaign = state.campaigns[id], campaign.revision == lease.token else { return nil }
+            state.campaigns[id] = nil
+            return campaign
+        }
+        if let campaign {
+            try await revoke(campaign.lease)
+            return
+        }
+        // A term this store did not grant (another process of the same holder): compare-and-delete its keys.
+        let election = try await readElection(lease.key)
+        guard
+            let entry = election.first(where: { $0.revision == lease.token && $0.holder == lease.holder }),
+            let leaseID = entry.lease
+        else { return }
+        _ = try await txn(
+            "release",
+            compare: [.createRevision(of: entry.key, equals: entry.revision)],
+            success: [
+                .delete(entry.key),
+                .delete(EtcdKeyLayout.campaignKey(lease.key, lease: leaseID)),
+            ]
+        )
+    }
+
+    public func current(key: String) async throws -> LeaderInfo? {
+        try BatonValidation.name(key, "key")
+        return Self.leader(of: try await readElection(key))
+    }
+
+    public func changes(key: String) throws -> LeaderChanges {
+        try BatonValidation.name(key, "key")
+        let (watcher, id, snapshots) = state.withLock { state in
+            let watcher =
+                state.watchers[key]
+                ?? EtcdElectionWatcher(client: client, prefix: EtcdKeyLayout.electionPrefix(key)) {
+                    [weak self] in
+                    guard let self else { throw BatonError.storeUnavailable("the etcd store is closed") }
+                    return try await self.readElection(key)
+                }
+            state.watchers[key] = watcher
+            // Subscribing under the store's lock: an idle watcher is removed under the same lock.
+            let (id, snapshots) = watcher.subscribe()
+            return (watcher, id, snapshots)
+        }
+        let feed = Self.feed(snapshots)
+        return LeaderChanges { continuation in
+            let task = Task {
+                do {
+                    for try await leader in feed { continuation.yield(leader) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { [weak self] _ in
+                task.cancel()
+                watcher.unsubscribe(id)
+                let idle =
+                    self?.state.withLock { state -> Bool in
+                        guard state.watchers[key] === watcher, watcher.isIdle else { return false }
+                        state.watchers[key] = nil
+                        return true
+                    } ?? true
+                if idle { watcher.stop() }
+            }
+        }
+    }
+
+    /// The change feed of one subscriber: yields the leader of each snapshot when it differs from the last one
+    /// yielded. One difference from a plain leader feed: when the queue's head is a candidate that has not taken
+    /// the lead yet, the feed yields nil again each time that head is a different candidate, so every waiting
+    /// elector hears "no leader" once per handover and tries (only the head wins). Without it, a consumer that
+    /// missed the short term between two heads would wait forever.
+    static func feed(_ snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>) -> LeaderChanges {
+        let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let task = Task {
+            var last: (leader: LeaderInfo?, waitingHead: Int64?)?
+            for await snapshot in snapshots {
+                let election: [Candidate]
+                switch snapshot {
+                case .success(let read): election = read
+                case .failure(let error):
+                    continuation.finish(throwing: error)
+                    return
+                }
+                let current = Self.leader(of: election)
+                let waitingHead = current == nil ? election.first?.revision : nil
+                let changed: Bool
+                if let last {
+                    changed =
+                        (current == nil) != (last.leader == nil)
+                        || (current.map { !$0.isSameTerm(as: last.leader) } ?? false)
+                        || (current == nil && waitingHead != last.waitingHead)
+                } else {
+                    changed = true
+                }
+                if changed {
+                    last = (current, waitingHead)
+                    continuation.yield(current)
+                }
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    // MARK: Lifecycle
+
+    public func close() async throws {
+        maintenance.withLock { $0?.cancel() }
+        let (campaigns, watchers) = state.withLock { state in
+            defer {
+                state.campaigns = [:]
+                state.watchers = [:]
+            }
+            return (Array(state.campaigns.values), Array(state.watchers.values))
+        }
+        for watcher in watchers { watcher.stop() }
+        keepAlives.close()
+        // Leave every queue at once instead of after the ttl.
+        for campaign in campaigns { try? await revoke(campaign.lease) }
+        await client.close()
+    }
+
+    // MARK: Campaigns
+
+    /// The acquire of a holder without a live candidate key: grant a lease, put the key, and lead at once if
+    /// the queue was empty, else stay in the queue.
+    private func join(_ id: CampaignID, ttl: Duration, ttlSeconds: Int64, metadata: String?) async throws
+        -> AcquireResult
+    {
+        let leaseID = try await grant(ttlSeconds)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: leaseID)
+        let prefix = EtcdKeyLayout.electionPrefix(id.key)
+        let value = Data((metadata ?? "").utf8)
+        func puts(_ mark: String) -> [Etcdserverpb_RequestOp] {
+            [
+                .put(ours, value: value, lease: leaseID),
+                .put(
+                    EtcdKeyLayout.campaignKey(id.key, lease: leaseID),
+                    value: Data((mark + id.holder).utf8),
+                    lease: leaseID
+                ),
+            ]
+        }
+        let answer: Etcdserverpb_TxnResponse
+        do {
+            answer = try await txn(
+                "acquire",
+                compare: [.createRevision(of: ours, equals: 0), .noKeys(under: prefix)],
+                success: puts(Self.leadingMark),
+                failure: [
+                    .nested(compare: [.createRevision(of: ours, equals: 0)], success: puts(Self.waitingMark))
+                ] + Self.electionReads(id.key)
+            )
+        } catch {
+            try? await revoke(leaseID)
+            throw error
+        }
+        let now = ContinuousClock.now
+        var campaign = Campaign(
+            lease: leaseID,
+            ttlSeconds: ttlSeconds,
+            revision: answer.header.revision,
+            leading: answer.succeeded,
+            metadata: metadata,
+            lastTry: now,
+            lastKeepAlive: now
+        )
+        if answer.succeeded {
+            state.withLock { $0.campaigns[id] = campaign }
+            return .acquired(
+                Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata))
+        }
+        let election = Self.parseElection(id.key, answer.responses.dropFirst())
+        guard let mine = election.first(where: { $0.lease == leaseID }) else {
+            try? await revoke(leaseID)
+            throw BatonError.storeUnavailable("acquire: etcd did not store the candidate key of \(id.holder)")
+        }
+        campaign.revision = mine.revision
+        state.withLock { $0.campaigns[id] = campaign }
+        if election.first?.lease == leaseID {
+            // The head of the queue already (elections named KEY/... share the prefix but not the queue).
+            if let result = try await tryLead(id, campaign, ttl: ttl, metadata: metadata) { return result }
+        }
+        return .held(by: Self.leaderOrHead(of: election))
+    }
+
+    /// The acquire of a holder whose candidate key is in the queue: lead if it is the head (in one transaction
+    /// with the check), else answer who is ahead. Nil when the key is gone.
+    private func tryLead(_ id: CampaignID, _ campaign: Campaign, ttl: Duration, metadata: String?) async throws
+        -> AcquireResult?
+    {
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let lead: [Etcdserverpb_RequestOp] = [
+            .put(ours, value: Data((metadata ?? "").utf8), keepLease: true),
+            .put(
+                EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease),
+                value: Data((Self.leadingMark + id.holder).utf8),
+                keepLease: true
+            ),
+        ]
+        let lease = Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata)
+        let answer = try await txn(
+            "acquire",
+            compare: [
+                .createRevision(of: ours, equals: campaign.revision),
+                .noKeys(under: EtcdKeyLayout.electionPrefix(id.key), createdBefore: campaign.revision),
+            ],
+            success: lead,
+            failure: Self.electionReads(id.key)
+        )
+        if answer.succeeded {
+            markLeading(id, campaign, metadata: metadata)
+            return .acquired(lease)
+        }
+        let election = Self.parseElection(id.key, answer.responses[...])
+        guard election.contains(where: { $0.lease == campaign.lease }) else { return nil }
+        if election.first?.lease == campaign.lease {
+            // Head of this queue, but a key of an election named KEY/... is older: lead with the plain check.
+            let confirm = try await txn(
+                "acquire",
+                compare: [.createRevision(of: ours, equals: campaign.revision)],
+                success: lead
+            )
+            guard confirm.succeeded else { return nil }
+            markLeading(id, campaign, metadata: metadata)
+            return .acquired(lease)
+        }
+        return .held(by: Self.leaderOrHead(of: election))
+    }
+
+    private func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
+        state.withLock { state in
+            guard state.campaigns[id]?.lease == campaign.lease else { return }
+            state.campaigns[id]?.leading = true
+            state.campaigns[id]?.metadata = metadata
+        }
+    }
+
+    /// Moves a candidate's keys onto a new lease when the ttl asked for differs from its lease's TTL (the
+    /// create revision stays, so the token and the place in the queue stay).
+    private func moveIfNeeded(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64) async throws -> Campaign {
+        guard ttlSeconds != campaign.ttlSeconds else { return campaign }
+        let newLease = try await grant(ttlSeconds)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let answer = try await txn(
+            "move to a lease of the new ttl",
+            compare: [.createRevision(of: ours, equals: campaign.revision)],
+            success: [
+                .put(ours, lease: newLease),
+                .put(EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease), lease: newLease),
+            ]
+        )
+        guard answer.succeeded else {
+            try? await revoke(newLease)
+            return campaign
+        }
+        var moved = campaign
+        moved.lease = newLease
+        moved.ttlSeconds = ttlSeconds
+        let oldLease = campaign.lease
+        // The keys keep the old lease's hex in their names; the old lease itself has no keys left.
+        state.withLock { $0.campaigns[id] = moved }
+        try? await revoke(oldLease)
+        return moved
+    }
+
+    private func forget(_ id: CampaignID, lease: Int64) {
+        state.withLock { state in
+            if state.campaigns[id]?.lease == lease { state.campaigns[id] = nil }
+        }
+    }
+
+    /// Keeps the leases of waiting candidates alive while their holders go on trying, and removes the keys of
+    /// those that stopped (see the type's documentation).
+    func keepQueueAlive() async {
+        let now = ContinuousClock.now
+        let (refresh, abandon) = state.withLock { state in
+            var refresh: [(CampaignID, Campaign)] = []
+            var abandon: [(CampaignID, Campaign)] = []
+            for (id, campaign) in state.campaigns where !campaign.leading {
+                let ttl = Duration.seconds(campaign.ttlSeconds)
+                if state.watchers[id.key] == nil, now - campaign.lastTry > ttl {
+                    abandon.append((id, campaign))
+                    state.campaigns[id] = nil
+                } else if now - campaign.lastKeepAlive >= ttl / 3 {
+                    refresh.append((id, campaign))
+                }
+            }
+            return (refresh, abandon)
+        }
+        for (_, campaign) in abandon { try? await revoke(campaign.lease) }
+        for (id, campaign) in refresh {
+            guard let left = try? await keepAlive(campaign.lease) else { continue }
+            if left > 0 {
+                state.withLock { state in
+                    if state.campaigns[id]?.lease == campaign.lease { state.campaigns[id]?.lastKeepAlive = now }
+                }
+            } else {
+                forget(id, lease: campaign.lease)
+            }
+        }
+    }
+
+    // MARK: Reading an election
+
+    static let leadingMark = "l\n"
+    static let waitingMark = "w\n"
+
+    /// One candidate of an election, as read from etcd.
+    struct Candidate {
+        var key: Data
+        var revision: Int64
+        var lease: Int64?
+        var value: String
+        /// The holder, for Baton candidates (nil for keys other clients wrote).
+        var holder: String?
+        var waiting: Bool
+    }
+
+    /// The reads of an election: its candidate keys by create revision, and Baton's campaign records.
+    static func electionReads(_ key: String) -> [Etcdserverpb_RequestOp] {
+        [
+            .rangeByCreation(EtcdKeyLayout.electionPrefix(key)),
+            .rangeByCreation(EtcdKeyLayout.campaignPrefix(key)),
+        ]
+    }
+
+    func readElection(_ key: String) async throws -> [Candidate] {
+        let answer = try await txn("read the leader", compare: [], success: Self.electionReads(key))
+        return Self.parseElection(key, answer.responses[...])
+    }
+
+    /// The candidates in queue order, from the answers of ``electionReads(_:)``.
+    static func parseElection(_ key: String, _ responses: ArraySlice<Etcdserverpb_ResponseOp>) -> [Candidate] {
+        guard responses.count >= 2 else { return [] }
+        let keys = responses[responses.startIndex].responseRange.kvs
+        let records = responses[responses.startIndex + 1].responseRange.kvs
+        let electionPrefix = EtcdKeyLayout.electionPrefix(key)
+        let campaignPrefix = EtcdKeyLayout.campaignPrefix(key)
+        var marks: [String: (holder: String, waiting: Bool)] = [:]
+        for record in records {
+            guard let name = EtcdKeyLayout.component(of: record.key, after: campaignPrefix) else { continue }
+            let text = String(decoding: record.value, as: UTF8.self)
+            let waiting = text.hasPrefix(waitingMark)
+            guard waiting || text.hasPrefix(leadingMark) else { continue }
+            marks[name] = (String(text.dropFirst(2)), waiting)
+        }
+        return keys.compactMap { kv in
+            guard let name = EtcdKeyLayout.component(of: kv.key, after: electionPrefix) else { return nil }
+            let mark = marks[name]
+            return Candidate(
+                key: kv.key,
+                revision: kv.createRevision,
+                lease: kv.lease == 0 ? nil : kv.lease,
+                value: String(decoding: kv.value, as: UTF8.self),
+                holder: mark?.holder,
+                waiting: mark?.waiting ?? false
+            )
+        }
+        .sorted { $0.revision < $1.revision }
+    }
+
+    /// The leader: the head of the queue, unless it is a Baton candidate that has not taken the lead yet.
+    static func leader(of election: [Candidate]) -> LeaderInfo? {
+        guard let head = election.first, !head.waiting else { return nil }
+        return info(head)
+    }
+
+    /// Who a refused acquirer is told leads: the head of the queue, taken or about to be.
+    static func leaderOrHead(of election: [Candidate]) -> LeaderInfo {
+        guard let head = election.first else { return LeaderInfo(holder: "", token: 0) }
+        return info(head)
+    }
+
+    private static func info(_ candidate: Candidate) -> LeaderInfo {
+        LeaderInfo(
+            holder: candidate.holder ?? candidate.value,
+            token: candidate.revision,
+            metadata: candidate.value.isEmpty ? nil : candidate.value
+        )
+    }
+
+    /// A ttl in etcd's whole seconds, rounded up (the store may expire a term later than asked, never earlier).
+    static func ttlSeconds(_ ttl: Duration) -> Int64 {
+        let (seconds, attoseconds) = ttl.components
+        return max(1, seconds + (attoseconds > 0 ? 1 : 0))
+    }
+}

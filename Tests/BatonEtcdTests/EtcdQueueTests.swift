@@ -1,0 +1,75 @@
+import Baton
+import BatonEtcd
+import Synchronization
+import Testing
+
+/// The queue of etcd's election recipe: candidates lead in arrival order, and a waiting candidate keeps its
+/// place between tries.
+@Suite struct EtcdQueueTests {
+    /// 100 candidates queue behind a leader; each waits on the change feed and tries when it reports no
+    /// leader. Released one by one, they lead in exactly the order they arrived, each with a larger token.
+    @Test func hundredWaitingCandidatesLeadInArrivalOrder() async throws {
+        guard let url = EtcdTestServer.value() else { return }
+        let store = try EtcdLeaseStore(url)
+        let key = unique("fifo")
+        let ttl = Duration.seconds(60)
+        let holders = (0..<101).map { "candidate-\($0)" }
+        let first = try #require(try await store.acquire(key: key, holder: holders[0], ttl: ttl).lease)
+        for holder in holders.dropFirst() {
+            let answer = try await store.acquire(key: key, holder: holder, ttl: ttl)
+            guard case .held(let leader) = answer else {
+                Issue.record("\(holder) was not queued behind \(holders[0]): \(answer)")
+                return
+            }
+            #expect(leader.holder == holders[0] && leader.token == first.token)
+        }
+        let terms = Shared<[(String, FencingToken)]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let subscribed = Shared(0)
+            for holder in holders.dropFirst() {
+                let changes = try store.changes(key: key)
+                group.addTask {
+                    subscribed.update { $0 += 1 }
+                    for try await leader in changes where leader == nil {
+                        guard let lease = try await store.acquire(key: key, holder: holder, ttl: ttl).lease else {
+                            continue
+                        }
+                        terms.update { $0.append((holder, lease.token)) }
+                        try await store.release(lease)
+                        return
+                    }
+                }
+            }
+            #expect(try await eventually { subscribed.value == 100 })
+            try await store.release(first)
+            try await group.waitForAll()
+        }
+        let order = terms.value
+        #expect(order.map(\.0) == Array(holders.dropFirst()), "leaders in this order: \(order.map(\.0))")
+        let tokens = [first.token] + order.map(\.1)
+        #expect(zip(tokens, tokens.dropFirst()).allSatisfy { $0 < $1 }, "tokens not rising: \(tokens)")
+        #expect(try await store.current(key: key) == nil)
+        try await store.close()
+    }
+
+    /// A candidate that stops trying leaves the queue: once its last try is a ttl old and nothing in its store
+    /// watches the key, its key is removed, so it does not block the candidates behind it.
+    @Test func abandonedCandidateLeavesTheQueue() async throws {
+        guard let url = EtcdTestServer.value() else { return }
+        let store = try EtcdLeaseStore(url)
+        let other = try EtcdLeaseStore(url)
+        let key = unique("abandon")
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(60)).lease)
+        #expect(try await other.acquire(key: key, holder: "quitter", ttl: .seconds(1)).lease == nil)
+        let late = try await other.acquire(key: key, holder: "late", ttl: .seconds(60))
+        #expect(late.lease == nil)
+        // "late" keeps trying; "quitter" stops. After its ttl the store removes its key.
+        try await Task.sleep(for: .seconds(2.5))
+        try await store.release(lease)
+        let next = try #require(try await other.acquire(key: key, holder: "late", ttl: .seconds(60)).lease)
+        #expect(next.token > lease.token)
+        try await other.release(next)
+        try await store.close()
+        try await other.close()
+    }
+}
