@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // Redis store (BatonRedis)
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        // Benchmarks (baton-bench): latency percentiles.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -65,13 +67,6 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings
-        ),
-        // Redis store: the claims benchmark driver of scripts/bench.
-        .executableTarget(
-            name: "BatonRedisBench",
-            dependencies: ["Baton", "BatonRedis"],
-            path: "Sources/BatonRedisBench",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -124,10 +119,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The latency driver of scripts/bench.
+        // The in-process drivers of scripts/bench, and the percentile summary every scenario goes through.
         .executableTarget(
             name: "baton-bench",
-            dependencies: ["Baton", "BatonSQLite", "BatonPostgres"],
+            dependencies: [
+                "Baton",
+                "BatonSQLite",
+                "BatonPostgres",
+                "BatonRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
