@@ -1,19 +1,36 @@
 """Helpers shared by the Python drivers of scripts/bench."""
 import json
 import os
-import select
+import queue
 import socket
 import subprocess
+import threading
 import time
+
+_readers = {}
+
+
+def _pump(stream, lines):
+    for line in iter(stream.readline, ""):
+        lines.put(line)
+    lines.put("")
 
 
 def read_line(stream, what, timeout=30.0):
-    """Reads one line from `stream`, failing after `timeout` seconds or at the end of the stream."""
-    ready, _, _ = select.select([stream], [], [], max(0.0, timeout))
-    if not ready:
-        raise RuntimeError(f"timed out waiting for {what}")
-    line = stream.readline()
+    """Reads one line from `stream`, failing after `timeout` seconds or at the end of the stream.
+
+    A thread per stream reads its lines into a queue: select() on the descriptor would miss lines already read
+    into the stream's buffer."""
+    lines = _readers.get(id(stream))
+    if lines is None:
+        lines = _readers[id(stream)] = queue.Queue()
+        threading.Thread(target=_pump, args=(stream, lines), daemon=True).start()
+    try:
+        line = lines.get(timeout=max(0.0, timeout))
+    except queue.Empty:
+        raise RuntimeError(f"timed out waiting for {what}") from None
     if not line:
+        lines.put("")  # the end stays the end for the next reader
         raise RuntimeError(f"the process ended before {what}")
     return line
 
