@@ -7,9 +7,6 @@ import subprocess
 import threading
 import time
 
-_readers = {}
-
-
 def _pump(stream, lines):
     for line in iter(stream.readline, ""):
         lines.put(line)
@@ -21,9 +18,9 @@ def read_line(stream, what, timeout=30.0):
 
     A thread per stream reads its lines into a queue: select() on the descriptor would miss lines already read
     into the stream's buffer."""
-    lines = _readers.get(id(stream))
+    lines = getattr(stream, "baton_lines", None)
     if lines is None:
-        lines = _readers[id(stream)] = queue.Queue()
+        lines = stream.baton_lines = queue.Queue()
         threading.Thread(target=_pump, args=(stream, lines), daemon=True).start()
     try:
         line = lines.get(timeout=max(0.0, timeout))
