@@ -47,6 +47,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // Benchmarks (baton-bench): latency percentiles.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -77,13 +79,6 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings
-        ),
-        // Redis store: the claims benchmark driver of scripts/bench.
-        .executableTarget(
-            name: "BatonRedisBench",
-            dependencies: ["Baton", "BatonRedis"],
-            path: "Sources/BatonRedisBench",
             swiftSettings: swiftSettings
         ),
         // S3 store (BatonS3): the store and its SigV4 signer.
@@ -165,10 +160,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The latency driver of scripts/bench.
+        // The in-process drivers of scripts/bench, and the percentile summary every scenario goes through.
         .executableTarget(
             name: "baton-bench",
-            dependencies: ["Baton", "BatonSQLite", "BatonPostgres"],
+            dependencies: [
+                "Baton",
+                "BatonSQLite",
+                "BatonPostgres",
+                "BatonRedis",
+                "BatonEtcd",
+                "BatonS3",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The fault-injection suite of scripts/chaos: the property checker, and the processes it drives.

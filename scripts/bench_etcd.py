@@ -9,17 +9,17 @@ monotonic clock, from sending the signal to reading B's proposal. Each round use
 is a warm-up and is not counted.
 
 Usage: bench_etcd.py ETCDCTL ENDPOINT ROUNDS
-Prints one JSON object: {"name", "scenario", "store", "rounds", "median_ms", "p90_ms", "min_ms", "max_ms",
-"samples_ms"}.
+Prints one JSON object: the percentiles (through baton-bench summary) and the samples.
 """
 import json
 import os
 import select
 import signal
-import statistics
 import subprocess
 import sys
 import time
+
+from benchlib import summarize
 
 
 def elect(etcdctl, endpoint, key, proposal):
@@ -77,16 +77,11 @@ def main():
         b.wait(timeout=30)
         if round_number > 0:
             samples.append((led - sent) / 1e6)
-    samples.sort()
     print(json.dumps({
         "name": "handover-etcdctl",
         "scenario": "graceful handover with etcdctl elect (SIGINT to the leader until the successor prints its proposal)",
         "store": "etcd",
-        "rounds": len(samples),
-        "median_ms": round(statistics.median(samples), 2),
-        "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 2),
-        "min_ms": round(samples[0], 2),
-        "max_ms": round(samples[-1], 2),
+        **summarize(samples),
         "samples_ms": [round(s, 2) for s in samples],
     }))
 

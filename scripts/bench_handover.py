@@ -1,25 +1,24 @@
 #!/usr/bin/env python3
-"""Graceful handover between two `baton campaign` processes on one store.
+"""Handover between two `baton campaign` processes on one store: graceful, or a crash of the leader.
 
 Process A campaigns and is elected; process B campaigns and waits, following A. The script then sends A a
-SIGTERM (A resigns: it releases the key and exits) and measures, on the host's monotonic clock, the time from
-sending the signal to B printing that it was elected. Each round uses fresh processes; the first round is a
-warm-up and is not counted.
+signal and measures, on the host's monotonic clock, the time from sending it to B printing that it was elected:
+- graceful (SIGTERM): A resigns, releasing the key, and exits; B follows the store's change feed;
+- crash (--kill, SIGKILL): A dies holding the lease; B is elected once the lease expires in the store. A renews
+  every ttl/3, so the expiry comes between 2/3 ttl and one ttl after the kill: failover cannot beat that bound.
+Each round uses fresh processes; the first round is a warm-up and is not counted.
 
-With KILL as the fourth argument A gets SIGKILL instead (a crash: nothing is released, B waits for the term to
-run out by the store's rules), which measures failover. TTL (default 10s) is the campaigns' --ttl, NOTE is added
-to the scenario's description (for example the poll interval of a store that polls).
-
-Usage: bench_handover.py BATON_BINARY STORE_URL ROUNDS [TERM|KILL [TTL [NOTE]]]
-Prints one JSON object: {"scenario", "store", "rounds", "median_ms", "p90_ms", "min_ms", "max_ms", "samples_ms"}.
+Usage: bench_handover.py BATON_BINARY STORE_URL ROUNDS [--kill] [--ttl DURATION]
+Prints one JSON object with the percentiles (through baton-bench summary) and the samples.
 """
+import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
-import sys
 import time
+
+from benchlib import store_name, summarize, wait_for_event
 
 
 def start(binary, store, key, holder, ttl):
@@ -32,55 +31,52 @@ def start(binary, store, key, holder, ttl):
     )
 
 
-def wait_for(process, event, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"process exited before printing {event!r}")
-        record = json.loads(line)
-        if record.get("event") == event:
-            return record
-    raise RuntimeError(f"timed out waiting for {event!r}")
+def seconds(duration):
+    value, unit = (duration[:-2], 0.001) if duration.endswith("ms") else (duration[:-1], 1.0)
+    return float(value) * unit
 
 
 def main():
-    binary, store, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    crash = len(sys.argv) > 4 and sys.argv[4] == "KILL"
-    ttl = sys.argv[5] if len(sys.argv) > 5 else "10s"
-    note = sys.argv[6] if len(sys.argv) > 6 else ""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("store")
+    parser.add_argument("rounds", type=int)
+    parser.add_argument("--kill", action="store_true")
+    parser.add_argument("--ttl", default="10s")
+    arguments = parser.parse_args()
+    ttl_s = seconds(arguments.ttl)
     samples = []
-    key = f"bench-handover-{os.getpid()}"
-    for round_number in range(rounds + 1):
-        a = start(binary, store, key, f"a{round_number}", ttl)
-        wait_for(a, "elected")
-        b = start(binary, store, key, f"b{round_number}", ttl)
-        wait_for(b, "following")
-        time.sleep(0.2)  # let B finish subscribing to the change feed
+    key = f"bench-{'failover' if arguments.kill else 'handover'}-{os.getpid()}"
+    # A crash is measured from a random point of the renew cycle, as a real crash would be.
+    warmup = 0 if arguments.kill else 1
+    for round_number in range(arguments.rounds + warmup):
+        a = start(arguments.binary, arguments.store, key, f"a{round_number}", arguments.ttl)
+        wait_for_event(a, "elected")
+        b = start(arguments.binary, arguments.store, key, f"b{round_number}", arguments.ttl)
+        wait_for_event(b, "following")
+        time.sleep(0.2 if not arguments.kill else 0.2 + (round_number * 0.37 % 1.0) * ttl_s / 3)
         sent = time.monotonic_ns()
-        a.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
-        elected = wait_for(b, "elected")
+        a.send_signal(signal.SIGKILL if arguments.kill else signal.SIGTERM)
+        elected = wait_for_event(b, "elected", timeout=30 + 3 * ttl_s)
         a.wait(timeout=30)
         b.send_signal(signal.SIGTERM)
         b.wait(timeout=30)
-        if round_number > 0:
+        if round_number >= warmup:
             samples.append((elected["monotonic_ns"] - sent) / 1e6)
-    samples.sort()
-    kind = {"postgresql": "postgres"}.get(store.split(":", 1)[0], store.split(":", 1)[0])
-    scenario = "failover after SIGKILL (process to process)" if crash else "graceful handover (process to process)"
-    if len(sys.argv) > 5:
-        scenario += f", ttl {ttl}" + (f", {note}" if note else "")
-    print(json.dumps({
-        "name": ("failover-" if crash else "handover-") + kind,
-        "scenario": scenario,
-        "store": store.split(":", 1)[0],
-        "rounds": len(samples),
-        "median_ms": round(statistics.median(samples), 2),
-        "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 2),
-        "min_ms": round(samples[0], 2),
-        "max_ms": round(samples[-1], 2),
+    store = store_name(arguments.store)
+    result = {
+        "name": f"{'failover' if arguments.kill else 'handover'}-{store}",
+        "store": store,
         "samples_ms": [round(s, 2) for s in samples],
-    }))
+        **summarize(samples),
+    }
+    if arguments.kill:
+        result.update(kind="failover", ttl_s=ttl_s,
+                      scenario=f"crash failover, ttl {arguments.ttl} (kill -9 of the leader until the successor is elected)")
+    else:
+        result.update(kind="handover", scenario="graceful handover, library (SIGTERM to the leader's `baton campaign` "
+                                                "until the successor is elected)")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -9,18 +9,18 @@ from sending the signal to reading B's line. It includes starting sh, which is m
 baton) and reported as `command_start_ms`. Each round uses fresh processes; the first round is a warm-up and is
 not counted.
 
-Usage: bench_handover_run.py BATON_BINARY STORE_URL ROUNDS [NAME]
-Prints one JSON object: {"scenario", "store", "rounds", "median_ms", "p90_ms", "min_ms", "max_ms", "samples_ms",
-"command_start_ms"}.
+Usage: bench_handover_run.py BATON_BINARY STORE_URL ROUNDS
+Prints one JSON object: the percentiles (through baton-bench summary), the samples and "command_start_ms".
 """
 import json
 import os
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import time
+
+from benchlib import read_line, store_name, summarize
 
 COMMAND = ["sh", "-c", "echo started; exec sleep 1000"]
 
@@ -35,21 +35,10 @@ def start(binary, store, key, holder):
     )
 
 
-def read_line(stream, what, timeout=30.0):
-    """Reads one line from `stream`, failing after `timeout` seconds."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        raise RuntimeError(f"timed out waiting for {what}")
-    line = stream.readline()
-    if not line:
-        raise RuntimeError(f"the process ended before {what}")
-    return line
-
-
 def wait_for_stderr(process, text, timeout=30.0):
     deadline = time.monotonic() + timeout
     while True:
-        line = read_line(process.stderr, repr(text), max(0.0, deadline - time.monotonic()))
+        line = read_line(process.stderr, repr(text), deadline - time.monotonic())
         if text in line:
             return line
 
@@ -89,16 +78,13 @@ def main():
             raise RuntimeError(f"unexpected exit statuses {a.returncode} and {b.returncode}")
         if round_number > 0:
             samples.append((started - sent) / 1e6)
-    samples.sort()
+    store = store_name(store)
     print(json.dumps({
-        "name": sys.argv[4] if len(sys.argv) > 4 else "handover-run-sqlite",
-        "scenario": "graceful handover with baton run (SIGTERM to the leader until the successor's command runs)",
-        "store": store.split(":", 1)[0],
-        "rounds": len(samples),
-        "median_ms": round(statistics.median(samples), 2),
-        "p90_ms": round(samples[int(0.9 * (len(samples) - 1))], 2),
-        "min_ms": round(samples[0], 2),
-        "max_ms": round(samples[-1], 2),
+        "name": f"handover-run-{store}",
+        "kind": "handover",
+        "scenario": "graceful handover, `baton run` (SIGTERM to the leader until the successor's command runs)",
+        "store": store,
+        **summarize(samples),
         "samples_ms": [round(s, 2) for s in samples],
         "command_start_ms": command_start_ms(max(5, rounds)),
     }))

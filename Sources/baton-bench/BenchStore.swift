@@ -1,0 +1,152 @@
+import Baton
+import BatonEtcd
+import BatonPostgres
+import BatonRedis
+import BatonS3
+import BatonSQLite
+import Synchronization
+
+/// A benchmark that could not measure what it set out to (the figures would be meaningless).
+struct BenchFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Opens the store a URL names, for the stores this benchmark links.
+func openStore(_ string: String) async throws -> any LeaseStore {
+    let url = try StoreURL(string)
+    switch url.kind {
+    case .memory: return MemoryLeaseStore()
+    case .sqlite: return try await SQLiteLeaseStore(path: url.path)
+    case .postgres: return try await PostgresLeaseStore(url: url)
+    case .redis:
+        var configuration = RedisLeaseStore.Configuration()
+        configuration.poolSize = 4
+        return try RedisLeaseStore(url: url, configuration: configuration)
+    case .etcd: return try EtcdLeaseStore(url: url)
+    case .s3: return try S3LeaseStore(url: url)
+    default: throw BatonError.invalidArgument("baton-bench does not link the \(url.kind) store")
+    }
+}
+
+/// The short store name used in the results (`sqlite`, `postgres`, `redis`, ...).
+func storeName(_ string: String) -> String {
+    guard let url = try? StoreURL(string) else { return "?" }
+    return "\(url.kind)"
+}
+
+/// Counts the operations sent through it, by operation, and the change-feed values delivered.
+final class CountingStore: LeaseStore {
+    enum Operation: Int, CaseIterable {
+        case acquire, renew, release, current, changesSubscribed, changeDelivered
+        case claim, winner, complete, completion, heartbeat, leave, members
+
+        var label: String { "\(self)" }
+    }
+
+    let base: any LeaseStore
+    private let counts = Mutex([Int](repeating: 0, count: Operation.allCases.count))
+    private let failureCount = Atomic<Int>(0)
+
+    init(_ base: any LeaseStore) {
+        self.base = base
+    }
+
+    func count(_ operation: Operation) -> Int { counts.withLock { $0[operation.rawValue] } }
+
+    /// Every count, by operation name.
+    var snapshot: [String: Int] {
+        Dictionary(uniqueKeysWithValues: Operation.allCases.map { ($0.label, count($0)) })
+    }
+
+    /// Store requests: every operation except the feed's subscriptions and deliveries.
+    var requests: Int {
+        Operation.allCases.filter { $0 != .changesSubscribed && $0 != .changeDelivered }.reduce(0) { $0 + count($1) }
+    }
+
+    /// Operations that threw.
+    var failures: Int { failureCount.load(ordering: .relaxed) }
+
+    private func tally(_ operation: Operation) { counts.withLock { $0[operation.rawValue] += 1 } }
+
+    /// Counts `operation` and, if it throws, a failure.
+    private func counted<T>(_ operation: Operation, _ body: () async throws -> T) async throws -> T {
+        tally(operation)
+        do {
+            return try await body()
+        } catch {
+            failureCount.add(1, ordering: .relaxed)
+            throw error
+        }
+    }
+
+    func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try await counted(.acquire) { try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
+    }
+
+    func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
+        try await counted(.renew) { try await base.renew(lease, ttl: ttl) }
+    }
+
+    func release(_ lease: Lease) async throws {
+        try await counted(.release) { try await base.release(lease) }
+    }
+
+    func current(key: String) async throws -> LeaderInfo? {
+        try await counted(.current) { try await base.current(key: key) }
+    }
+
+    func changes(key: String) throws -> LeaderChanges {
+        tally(.changesSubscribed)
+        let upstream = try base.changes(key: key)
+        let (stream, continuation) = LeaderChanges.makeStream()
+        let forward = Task {
+            do {
+                for try await value in upstream {
+                    self.tally(.changeDelivered)
+                    continuation.yield(value)
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in forward.cancel() }
+        return stream
+    }
+
+    func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult {
+        try await counted(.claim) {
+            try await base.claim(system: system, round: round, candidate: candidate, retention: retention)
+        }
+    }
+
+    func winner(system: String, round: String) async throws -> String? {
+        try await counted(.winner) { try await base.winner(system: system, round: round) }
+    }
+
+    func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
+        try await counted(.complete) {
+            try await base.complete(system: system, round: round, by: completer, retention: retention)
+        }
+    }
+
+    func completion(system: String, round: String) async throws -> String? {
+        try await counted(.completion) { try await base.completion(system: system, round: round) }
+    }
+
+    func heartbeat(group: String, member: String, ttl: Duration) async throws {
+        try await counted(.heartbeat) { try await base.heartbeat(group: group, member: member, ttl: ttl) }
+    }
+
+    func leave(group: String, member: String) async throws {
+        try await counted(.leave) { try await base.leave(group: group, member: member) }
+    }
+
+    func members(group: String) async throws -> [String] {
+        try await counted(.members) { try await base.members(group: group) }
+    }
+
+    /// Closes nothing: the base store is shared and closed by its owner.
+    func close() async throws {}
+}

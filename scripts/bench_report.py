@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md and bench-results.json from the JSON lines the scenarios of scripts/bench printed.
+
+Usage: bench_report.py --quick|--full BUILD_SECONDS RUN_SECONDS RESULT...
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = subprocess.check_output(["nproc"], text=True).strip()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cores} cores ({model}), {memory:.0f} GiB, Linux {platform.release()}"
+
+
+def ms(value):
+    return "–" if value is None else f"{value} ms"
+
+
+def summary_row(r):
+    """(scenario, store, Baton's figure, the peer's figure or the bound, ratio, command) for the main table."""
+    kind, name = r.get("kind"), r.get("name", "")
+    command = f"`scripts/bench {name}`"
+    if kind == "handover":
+        peer = f"{r['peer']}: {ms(r['peer_median_ms'])}" if "peer" in r else "–"
+        ratio = f"{r['median_ms'] / r['peer_median_ms']:.2f}" if "peer" in r else "–"
+        return r["scenario"], r["store"], f"median {ms(r['median_ms'])}", peer, ratio, command
+    if kind == "failover":
+        bound = r["ttl_s"] * 1000
+        return (r["scenario"], r["store"], f"median {ms(r['median_ms'])}", f"bound: ttl = {bound:.0f} ms",
+                f"{r['median_ms'] / bound:.2f} of ttl", command)
+    if kind == "latency":
+        return r["scenario"], r["store"], f"median {ms(r['median_ms'])}, p99 {ms(r['p99_ms'])}", "–", "–", command
+    if kind == "throughput":
+        return (r["scenario"], r["store"], f"{r['baton_per_second']}/s", f"{r['peer']}: {r['peer_per_second']}/s",
+                f"{r['ratio']:.2f}", f"`{r['command']}`")
+    if kind == "http":
+        return None
+    if kind == "scale-leases":
+        kept = f"{r['leaders_at_end']}/{r['leases']} still leading"
+        return (r["scenario"], r["store"],
+                f"{r['cpu_percent_of_one_core']}% of one core, {r['rss_mib']} MiB resident, {kept}",
+                f"renews needed: {r['renews_expected_per_s']}/s", f"{r['renews_per_s']}/s sent", command)
+    if kind == "waiters":
+        return (r["scenario"], r["store"], f"{r['acquires_per_release']} acquire attempts per release "
+                f"(next leader in {ms(r.get('median_ms'))})", "a queue: 1", f"{r['acquires_per_release']}×", command)
+    if kind == "store-cost":
+        return (r["scenario"], r["store"], f"leader {r['leader_requests_per_min']}/min, each waiting candidate "
+                f"{r['waiting_requests_per_min']}/min", f"renews needed: {r['expected_leader_renews_per_min']}/min",
+                f"{r['leader_requests_per_min'] / r['expected_leader_renews_per_min']:.2f}", command)
+    if kind == "count":
+        return (r["scenario"], r["store"], f"leader {r['leader_ops']} commands, waiting candidate "
+                f"{r['follower_ops']}", "–", "–", f"`{r['command']}`")
+    return None
+
+
+HOW_TO_READ = """\
+## How to read this
+
+- **Graceful handover**: the leader is told to stop (SIGTERM); it releases the key and the store's change feed
+  wakes the successor. Measured from the signal to the successor's "elected" line (library) or its command's
+  first output (`baton run`, which includes starting `sh`). Bound: the store's round trips; no ttl involved.
+  The peer is `etcdctl elect` on the same etcd, where that store is in the run.
+- **Crash failover**: the leader is killed with SIGKILL while holding the lease. The successor can only take
+  over once the lease expires in the store; the leader renews every ttl/3, so expiry comes between 2/3 of the
+  ttl and one ttl after the kill (kills land at spread points of the renew cycle). The bound is the ttl; the
+  ratio column is the median over the ttl.
+- **Latency** and **claims**: one store operation as a client sees it; claims of fresh rounds side by side with
+  the store's own benchmark tool doing the equivalent conditional write (`redis-benchmark SET NX PX`, `pgbench`
+  with `INSERT ... ON CONFLICT DO NOTHING`). Ratio = Baton ÷ peer (1.00 = as fast as the raw write).
+- **HTTP service**: one `baton serve` on SQLite loaded by wrk (1 thread, keep-alive connections, same duration
+  per row); ratio = throughput ÷ the same server's `/alive`, which does no store work.
+- **Scale, 10,000 leases**: one process runs one elector per key and holds all of them at ttl 10 s (3,000 renews
+  per second needed). CPU is the process's own (user + system) over the window, as a share of one core;
+  resident memory is VmRSS at the end. "still leading" counts electors that never lost their lease.
+- **Scale, 1,000 waiters**: 1,000 electors in one process campaign for one key; the leader resigns and the store
+  requests that follow are counted. About 1,000 acquire attempts per release is a thundering herd (every waiter is
+  woken and tries); 1 would be a queue.
+- **Store cost**: store requests per minute through the store API (counted by a wrapper around it) by the leader
+  and by each waiting candidate, at steady state; a leader needs 60 / (ttl/3) renews per minute. The change feed's
+  own traffic (Redis pub/sub, PostgreSQL LISTEN, SQLite's inotify wake-ups) is not a request and is not counted;
+  for Redis the server's own command counts are given as well.
+"""
+
+
+def main():
+    mode, build_s, run_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    results = [json.loads(r) for r in sys.argv[4:]]
+    host = machine()
+    with open("bench-results.json", "w") as f:
+        json.dump({"machine": host, "mode": mode.strip("-"), "build_seconds": build_s, "run_seconds": run_s,
+                   "date": time.strftime("%Y-%m-%d"), "results": results}, f, indent=2)
+    lines = ["# Benchmarks", "",
+             f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {time.strftime('%Y-%m-%d')}: {host}.",
+             "The machine is shared and noisy and the load generators run",
+             "on the same cores as Baton: read medians and ratios measured side by side in this run, not lone absolute",
+             f"numbers. Release build {build_s} s; scenarios {run_s} s. `bench-results.json` holds every figure and sample.",
+             "", "| scenario | store | Baton | peer in the same run, or the bound | ratio | command |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        row = summary_row(r)
+        if row:
+            lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
+    handovers = [r for r in results if r.get("kind") in ("handover", "failover", "latency")]
+    if handovers:
+        lines += ["", "## Percentiles (HDR histogram)", "",
+                  "| scenario | store | median | p90 | p99 | min | max | rounds |", "|---|---|---|---|---|---|---|---|"]
+        for r in handovers:
+            lines.append(f"| {r['scenario']} | {r['store']} | {ms(r['median_ms'])} | {ms(r['p90_ms'])} | "
+                         f"{ms(r['p99_ms'])} | {ms(r['min_ms'])} | {ms(r['max_ms'])} | {r['rounds']} |")
+            if "peer" in r:
+                lines.append(f"| {r['peer']} (peer) | {r['store']} | {ms(r['peer_median_ms'])} | "
+                             f"{ms(r.get('peer_p90_ms'))} | {ms(r.get('peer_p99_ms'))} | {ms(r.get('peer_min_ms'))} | "
+                             f"{ms(r.get('peer_max_ms'))} | {r.get('peer_rounds', r['rounds'])} |")
+        notes = [f"- {r['scenario']} ({r['store']}): starting the command alone takes {r['command_start_ms']} ms "
+                 "(median), included above." for r in handovers if "command_start_ms" in r]
+        lines += [""] + notes if notes else []
+    loads = [r for r in results if r.get("kind") == "http"]
+    if loads:
+        alive = next((r for r in loads if r["scenario"] == "/alive"), None)
+        lines += ["", "## HTTP service: one `baton serve` on SQLite, side by side", "",
+                  f"wrk, 1 thread, {loads[0]['connections']} keep-alive connections, {loads[0]['seconds']} s per row; "
+                  "every answer checked against the server's /metrics.", "",
+                  "| route | store | requests/s | p50 | p90 | p99 | requests | errors | throughput vs /alive |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in loads:
+            ratio = f"{r['requests_per_s'] / alive['requests_per_s']:.2f}" if alive else "–"
+            lines.append(f"| {r['scenario']} | {r['store']} | {r['requests_per_s']:.0f} | {ms(r['p50_ms'])} | "
+                         f"{ms(r['p90_ms'])} | {ms(r['p99_ms'])} | {r['requests']} | {r['errors']} | {ratio} |")
+    lines += ["", HOW_TO_READ.rstrip()]
+    text = "\n".join(lines) + "\n"
+    open("BENCHMARKS.md", "w").write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
