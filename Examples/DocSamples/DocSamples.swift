@@ -60,3 +60,9 @@ let hostName = ProcessInfo.processInfo.hostName
 
 /// The work of the round samples.
 func cleanUp() async throws {}
+
+/// Configuration: quorum mode.
+func quorumConfiguration() -> ElectorConfiguration {
+    let configuration = ElectorConfiguration(ttl: .seconds(10), quorum: 2, presenceGroup: "orders-members")
+    return configuration
+}
