@@ -6,8 +6,8 @@ import Testing
 /// The queue of etcd's election recipe: candidates lead in arrival order, and a waiting candidate keeps its
 /// place between tries.
 @Suite struct EtcdQueueTests {
-    /// 100 candidates queue behind a leader; each waits on the change feed and tries when it reports no
-    /// leader. Released one by one, they lead in exactly the order they arrived, each with a larger token.
+    /// 100 candidates queue behind a leader; each tries when the change feed reports no leader (and once a second
+    /// besides). Released one by one, they lead in exactly the order they arrived, each with a larger token.
     @Test func hundredWaitingCandidatesLeadInArrivalOrder() async throws {
         guard let url = EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
@@ -30,7 +30,23 @@ import Testing
                 let changes = try store.changes(key: key)
                 group.addTask {
                     subscribed.update { $0 += 1 }
-                    for try await leader in changes where leader == nil {
+                    // A candidate tries when the feed reports no leader, and besides once a second: the order
+                    // under test is the queue's, whoever wakes first.
+                    let (wakeUps, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+                    let feed = Task {
+                        for try await leader in changes where leader == nil { wake.yield() }
+                    }
+                    let ticker = Task {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: .seconds(1))
+                            wake.yield()
+                        }
+                    }
+                    defer {
+                        feed.cancel()
+                        ticker.cancel()
+                    }
+                    for await _ in wakeUps {
                         guard let lease = try await store.acquire(key: key, holder: holder, ttl: ttl).lease else {
                             continue
                         }
