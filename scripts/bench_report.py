@@ -106,7 +106,7 @@ def main():
              f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {time.strftime('%Y-%m-%d')}: {host}.",
              "The machine is shared and noisy and the load generators run",
              "on the same cores as Baton: read medians and ratios measured side by side in this run, not lone absolute",
-             f"numbers. Release build {build_s} s; scenarios {run_s} s. `bench-results.json` holds every figure and sample.",
+             f"numbers. Release build {build_s} s; scenarios {run_s} s. Each run also writes `bench-results.json` (every figure and sample; not committed).",
              "", "| scenario | store | Baton | peer in the same run, or the bound | ratio | command |",
              "|---|---|---|---|---|---|"]
     for r in results:
