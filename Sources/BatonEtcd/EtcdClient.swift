@@ -37,7 +37,19 @@ final class EtcdClient: Sendable {
         var endpoints: [Endpoint] = []
         for (host, port) in hosts {
             do {
-                let transport = try Transport(target: .dns(host: host, port: port), transportSecurity: security)
+                let transport = try Transport(
+                    target: .dns(host: host, port: port),
+                    transportSecurity: security,
+                    config: .defaults { config in
+                        // Reconnect soon after etcd comes back: the default backoff grows to two minutes, far
+                        // beyond a lease's ttl.
+                        config.backoff = .init(
+                            initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                        config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+                            EtcdPingAnswerer.install(on: channel)
+                        }
+                    }
+                )
                 endpoints.append(Endpoint(name: "\(host):\(port)", client: GRPCClient(transport: transport)))
             } catch {
                 throw BatonError.invalidArgument("cannot set up a gRPC connection to \(host):\(port): \(error)")

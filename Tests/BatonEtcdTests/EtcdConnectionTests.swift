@@ -45,6 +45,27 @@ import Testing
     }
 
     /// The first endpoint of the URL is down: requests go to the next one.
+    /// A busy connection stays up: etcd answers nearly every request with a PING (bandwidth estimation), and the
+    /// HTTP/2 client closed a connection after 200 PINGs in 30 s, failing every stream on it. 300 renews in a row
+    /// (each a keep-alive on the shared stream and a transaction), in plain text and over TLS.
+    @Test func aBusyConnectionIsNotDropped() async throws {
+        for variable in ["BATON_TEST_ETCD_URL", "BATON_TEST_ETCDS_URL"] {
+            guard let url = EtcdTestServer.value(variable) else { return }
+            let store = try EtcdLeaseStore(url)
+            var lease = try #require(try await store.acquire(key: unique("busy"), holder: "a", ttl: .seconds(10)).lease)
+            for round in 0..<300 {
+                do {
+                    lease = try await store.renew(lease, ttl: .seconds(10))
+                } catch {
+                    Issue.record("renew \(round) over \(variable) failed: \(error)")
+                    break
+                }
+            }
+            try await store.release(lease)
+            try await store.close()
+        }
+    }
+
     @Test func failsOverToTheNextEndpoint() async throws {
         guard let url = EtcdTestServer.value(), let live = EtcdTestServer.endpoint(of: url) else { return }
         let dead = try EtcdRestartTests.Server.freePort()
