@@ -197,6 +197,33 @@ import Testing
         #expect(acquireID(machine.handle(.tick, now: .seconds(61) + Self.ttl / 2)) != nil)
     }
 
+    /// A lost wake-up: the store refuses an acquire (the old leader still held the key when it was read), the
+    /// old leader releases, and the feed's "no leader" arrives before that refusal. The candidate must ask again:
+    /// the feed will not report the release twice, and on a queue (etcd) no one leads until the head asks.
+    @Test func aReleaseSeenWhileAnAcquireIsInFlightIsNotLost() {
+        var machine = makeMachine()
+        let other = LeaderInfo(holder: "other", token: 3)
+        let first = acquireID(machine.start(now: .zero))!
+        _ = machine.handle(.observed(other), now: .milliseconds(1))
+        _ = machine.handle(.held(first, other), now: .milliseconds(2))
+        // The feed works, so the candidate waits for it; the feed reports the release…
+        let second = acquireID(machine.handle(.observed(nil), now: .seconds(1)))!
+        // …and, while that acquire is in flight, reports a new leader and its release again.
+        let next = LeaderInfo(holder: "next", token: 4)
+        #expect(acquireID(machine.handle(.observed(next), now: .seconds(1) + .milliseconds(1))) == nil)
+        #expect(acquireID(machine.handle(.observed(nil), now: .seconds(1) + .milliseconds(2))) == nil)
+        // The refusal that comes back is older than the release: the candidate asks once more, at once.
+        let retried = machine.handle(.held(second, next), now: .seconds(1) + .milliseconds(3))
+        let third = acquireID(retried)
+        #expect(third != nil, "the release seen during the request must not be lost")
+        // A refusal of that new request, with no release seen meanwhile, is final until the feed speaks.
+        let refused = machine.handle(.held(third!, next), now: .seconds(1) + .milliseconds(4))
+        #expect(acquireID(refused) == nil)
+        for second in 2...30 {
+            #expect(acquireID(machine.handle(.tick, now: .seconds(second))) == nil)
+        }
+    }
+
     @Test func acquireFailuresBackOffWithJitterAndCap() {
         var machine = makeMachine()
         var id = acquireID(machine.start(now: .zero))!

@@ -110,6 +110,10 @@ struct ElectorStateMachine {
         var inFlight: Request?
         var retryAt: Duration?
         var failures: Int
+        /// The feed reported no leader while an acquire was in flight: if that acquire is refused, its answer may
+        /// predate the release the feed saw, so the candidate tries once more instead of waiting for a change
+        /// the feed has already delivered.
+        var freedDuringRequest = false
     }
 
     struct Leading {
@@ -311,6 +315,14 @@ struct ElectorStateMachine {
             following.inFlight = nil
             following.detached = false
             following.failures = 0
+            if following.freedDuringRequest {
+                // The refusal may be older than the release the feed reported meanwhile (the feed will not
+                // report it again): ask once more rather than wait for a wake-up that already came.
+                following.freedDuringRequest = false
+                sendAcquire(&following, now: now, into: &actions)
+                state = .following(following)
+                return
+            }
             if !info.isSameTerm(as: following.leader) {
                 following.leader = info
                 actions.append(.leaderChanged(info))
@@ -324,6 +336,7 @@ struct ElectorStateMachine {
         case .acquireFailed(let id, let error):
             guard let request = following.inFlight, request.id == id else { return }
             following.inFlight = nil
+            following.freedDuringRequest = false
             failAcquire(&following, error, now: now, into: &actions)
 
         case .renewed, .renewLost, .renewFailed:
@@ -345,6 +358,8 @@ struct ElectorStateMachine {
             if info == nil, following.inFlight == nil {
                 following.failures = 0
                 sendAcquire(&following, now: now, into: &actions)
+            } else if info == nil {
+                following.freedDuringRequest = true
             } else if info != nil, following.failures == 0 {
                 // A poll planned while the feed was not yet delivering: the working feed replaces it (a retry
                 // after a store error stays planned).
@@ -398,6 +413,7 @@ struct ElectorStateMachine {
         let id = takeRequestID()
         following.inFlight = Request(id: id, sentAt: now)
         following.retryAt = nil
+        following.freedDuringRequest = false
         actions.append(.acquire(id))
         wake(at: now + settings.requestTimeout, into: &actions)
     }
