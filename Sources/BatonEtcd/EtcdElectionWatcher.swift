@@ -5,6 +5,12 @@ import Synchronization
 /// One watch and one reader per key and store, shared by every ``EtcdLeaseStore/changes(key:)`` subscriber of
 /// the key: a change is read once per store, not once per subscriber, and waiting candidates of this store can be
 /// told "not yet" from the latest snapshot without asking etcd again.
+///
+/// A batch of events that only deletes candidate keys, or rewrites known ones on the same lease, needs no read:
+/// applied to a snapshot that was read at a revision below them and has seen no event since, it gives the
+/// election exactly (create revisions only rise, so no candidate can appear ahead of the ones left). A rewrite of
+/// a waiting candidate's key on its own lease means it took the lead or was handed it (Baton writes a waiting
+/// candidate's key again only then). That is a handover: the successor hears of it one round trip sooner.
 final class EtcdElectionWatcher: Sendable {
     typealias Snapshot = Result<[EtcdLeaseStore.Candidate], any Error>
 
@@ -12,6 +18,8 @@ final class EtcdElectionWatcher: Sendable {
         var subscribers: [Int: AsyncStream<Snapshot>.Continuation] = [:]
         var nextID = 0
         var latest: [EtcdLeaseStore.Candidate]?
+        /// The store revision `latest` stands for.
+        var latestRevision: Int64 = 0
         /// Counts the watch's events (and new subscriptions and watch restarts); a snapshot is fresh while the
         /// count is what it was when its read began.
         var generation = 0
@@ -27,7 +35,7 @@ final class EtcdElectionWatcher: Sendable {
     init(
         client: EtcdClient,
         prefix: Data,
-        read: @escaping @Sendable () async throws -> [EtcdLeaseStore.Candidate]
+        read: @escaping @Sendable () async throws -> (election: [EtcdLeaseStore.Candidate], revision: Int64)
     ) {
         let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.wake = wake
@@ -39,12 +47,12 @@ final class EtcdElectionWatcher: Sendable {
                     while !Task.isCancelled, !client.isClosed {
                         let started = ContinuousClock.now
                         do {
-                            try await EtcdLeaseStore.watch(client, prefix: prefix) {
-                                self.state.withLock { state in
-                                    state.watching = true
-                                    state.generation += 1
+                            try await EtcdLeaseStore.watch(client, prefix: prefix) { answer in
+                                if let derived = self.apply(answer) {
+                                    self.publish(.success(derived))
+                                } else {
+                                    wake.yield()
                                 }
-                                wake.yield()
                             }
                         } catch {
                             self.state.withLock { state in
@@ -65,17 +73,17 @@ final class EtcdElectionWatcher: Sendable {
                     let generation = self.state.withLock { $0.generation }
                     let snapshot: Snapshot
                     do {
-                        let election = try await read()
+                        let (election, revision) = try await read()
                         snapshot = .success(election)
                         self.state.withLock { state in
                             state.latest = election
+                            state.latestRevision = revision
                             state.latestGeneration = generation
                         }
                     } catch {
                         snapshot = .failure(error)
                     }
-                    let subscribers = self.state.withLock { Array($0.subscribers.values) }
-                    for subscriber in subscribers { subscriber.yield(snapshot) }
+                    self.publish(snapshot)
                 }
                 group.cancelAll()
             }
@@ -83,6 +91,45 @@ final class EtcdElectionWatcher: Sendable {
             for subscriber in subscribers { subscriber.finish() }
         }
         self.task.withLock { $0 = task }
+    }
+
+    /// Counts a watch answer; when it only deletes candidates of the fresh snapshot or rewrites them on their own
+    /// leases, returns the election after it (and keeps it as the fresh snapshot), else nil: the election must be
+    /// read.
+    private func apply(_ answer: Etcdserverpb_WatchResponse) -> [EtcdLeaseStore.Candidate]? {
+        state.withLock { state in
+            let fresh = state.watching && state.latestGeneration == state.generation
+            state.watching = true
+            state.generation += 1
+            guard fresh, var election = state.latest, !answer.events.isEmpty else { return nil }
+            for event in answer.events {
+                guard event.kv.modRevision > state.latestRevision else { return nil }
+                switch event.type {
+                case .delete:
+                    election.removeAll { $0.key == event.kv.key }
+                case .put:
+                    guard
+                        let index = election.firstIndex(where: {
+                            $0.key == event.kv.key && $0.revision == event.kv.createRevision
+                                && $0.lease == event.kv.lease
+                        })
+                    else { return nil }
+                    election[index].waiting = false
+                    election[index].value = String(decoding: event.kv.value, as: UTF8.self)
+                default:
+                    return nil
+                }
+            }
+            state.latest = election
+            state.latestRevision = answer.events.map(\.kv.modRevision).max()!
+            state.latestGeneration = state.generation
+            return election
+        }
+    }
+
+    private func publish(_ snapshot: Snapshot) {
+        let subscribers = state.withLock { Array($0.subscribers.values) }
+        for subscriber in subscribers { subscriber.yield(snapshot) }
     }
 
     /// A new subscriber: its stream gets a snapshot read after this call, then one after every change.
@@ -97,6 +144,13 @@ final class EtcdElectionWatcher: Sendable {
         }
         wake.yield()
         return (id, snapshots)
+    }
+
+    /// Reads the election again and tells every subscriber (after a change this store made that the watch
+    /// does not show, such as a waiting candidate of this store taking a key handed over to it).
+    func refresh() {
+        state.withLock { $0.generation += 1 }
+        wake.yield()
     }
 
     /// Removes a subscriber.

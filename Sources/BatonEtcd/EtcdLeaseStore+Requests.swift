@@ -60,9 +60,13 @@ extension EtcdLeaseStore {
         try await keepAlives.keepAlive(lease, timeout: configuration.requestTimeout)
     }
 
-    /// Watches every key under `prefix`, calling `onChange` once the watch is set up and after every batch of
-    /// events, until the stream fails (it throws) or the task is cancelled.
-    static func watch(_ client: EtcdClient, prefix: Data, onChange: @escaping @Sendable () -> Void) async throws {
+    /// Watches every key under `prefix`, calling `onChange` with the answer once the watch is set up and after
+    /// every batch of events, until the stream fails (it throws) or the task is cancelled.
+    static func watch(
+        _ client: EtcdClient,
+        prefix: Data,
+        onChange: @escaping @Sendable (Etcdserverpb_WatchResponse) -> Void
+    ) async throws {
         let request = Etcdserverpb_WatchRequest.with {
             $0.createRequest = .with {
                 $0.key = prefix
@@ -86,7 +90,7 @@ extension EtcdLeaseStore {
                             throw RPCError(
                                 code: .unavailable, message: "etcd canceled the watch: \(answer.cancelReason)")
                         }
-                        if answer.created || !answer.events.isEmpty { onChange() }
+                        if answer.created || !answer.events.isEmpty { onChange(answer) }
                     }
                     throw RPCError(code: .unavailable, message: "the watch stream ended")
                 }
@@ -187,6 +191,16 @@ extension Etcdserverpb_Compare {
             $0.target = .create
             $0.result = .equal
             $0.createRevision = 0
+        }
+    }
+
+    /// The key's value equals `value`.
+    static func value(of key: Data, equals value: Data) -> Self {
+        .with {
+            $0.key = key
+            $0.target = .value
+            $0.result = .equal
+            $0.value = value
         }
     }
 

@@ -28,6 +28,11 @@ import Synchronization
 /// - When the keys before it are gone, a waiting candidate is at the head of the queue but does not lead until
 ///   its holder acquires again: until then ``current(key:)`` and ``changes(key:)`` report no leader, which is
 ///   what wakes a waiting elector to try. Only the head can take the key, so terms pass in arrival order.
+/// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
+///   keys and marks the next Baton candidate as leading. Every other store reports the successor as the leader at
+///   once; the successor's own store still reports "no leader" to its subscribers until its holder acquires, and
+///   that acquire needs only a keep-alive (the term's ttl counts from it), not a write. A successor whose holder
+///   never acquires loses the key when its lease runs out, as a stopped leader would.
 /// - A term's lease is kept alive only by ``renew(_:ttl:)`` (a keep-alive on etcd's `LeaseKeepAlive` stream),
 ///   so a holder that stops renewing loses the key after its ttl, as the contract says. A keep-alive answered
 ///   with a TTL of 0 means etcd dropped the lease: the renew throws `lost` at once, and the key's deletion
@@ -150,6 +155,37 @@ public final class EtcdLeaseStore: LeaseStore {
             }
             campaign = try await moveIfNeeded(id, campaign, ttlSeconds: seconds)
             let queued = campaign
+            if !queued.leading, metadata == queued.metadata, let head = watcher?.freshSnapshot?.first,
+                head.lease == queued.lease, !head.waiting
+            {
+                // Handed over, as the watch showed: the keep-alive alone starts the term.
+                guard try await keepAlive(queued.lease) > 0 else {
+                    forget(id, lease: queued.lease)
+                    return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
+                }
+                markLeading(id, queued, metadata: metadata)
+                return .acquired(
+                    Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: ttl, metadata: metadata))
+            }
+            if !queued.leading, metadata == queued.metadata {
+                // The leader before this candidate may have handed the key over as it released it (see
+                // `release(_:)`): then a check, with the keep-alive beside it, is all it takes to lead.
+                async let alive = keepAlive(queued.lease)
+                async let handed = handedOver(id, queued)
+                let (left, wasHanded) = try await (alive, handed)
+                if left <= 0 {
+                    forget(id, lease: queued.lease)
+                    return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
+                }
+                if wasHanded {
+                    markLeading(id, queued, metadata: metadata)
+                    return .acquired(
+                        Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: ttl, metadata: metadata))
+                }
+                if let result = try await tryLead(id, queued, ttl: ttl, metadata: metadata) { return result }
+                forget(id, lease: queued.lease)
+                return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
+            }
             // The keep-alive and the attempt go out together: the term's ttl counts from before both.
             async let alive = keepAlive(queued.lease)
             async let attempt = tryLead(id, queued, ttl: ttl, metadata: metadata)
@@ -206,7 +242,18 @@ public final class EtcdLeaseStore: LeaseStore {
             return campaign
         }
         if let campaign {
-            try await revoke(campaign.lease)
+            if try await handOver(lease.key, from: campaign) {
+                // The keys are gone. The lease, now holding none, is revoked a moment later, off the successor's
+                // path (etcd would apply the revoke before the successor's check), or expires within its ttl if
+                // this store closes first.
+                let leaseID = campaign.lease
+                Task { [weak self] in
+                    try? await Task.sleep(for: .milliseconds(500))
+                    try? await self?.revoke(leaseID)
+                }
+            } else {
+                try await revoke(campaign.lease)
+            }
             return
         }
         // A term this store did not grant (another process of the same holder): compare-and-delete its keys.
@@ -238,14 +285,18 @@ public final class EtcdLeaseStore: LeaseStore {
                 ?? EtcdElectionWatcher(client: client, prefix: EtcdKeyLayout.electionPrefix(key)) {
                     [weak self] in
                     guard let self else { throw BatonError.storeUnavailable("the etcd store is closed") }
-                    return try await self.readElection(key)
+                    return try await self.readElectionAndRevision(key)
                 }
             state.watchers[key] = watcher
             // Subscribing under the store's lock: an idle watcher is removed under the same lock.
             let (id, snapshots) = watcher.subscribe()
             return (watcher, id, snapshots)
         }
-        let feed = Self.feed(snapshots)
+        let feed = Self.feed(snapshots) { [weak self] lease in
+            self?.state.withLock { state in
+                state.campaigns.contains { $0.key.key == key && $0.value.lease == lease && !$0.value.leading }
+            } ?? false
+        }
         return LeaderChanges { continuation in
             let task = Task {
                 do {
@@ -274,7 +325,14 @@ public final class EtcdLeaseStore: LeaseStore {
     /// the lead yet, the feed yields nil again each time that head is a different candidate, so every waiting
     /// elector hears "no leader" once per handover and tries (only the head wins). Without it, a consumer that
     /// missed the short term between two heads would wait forever.
-    static func feed(_ snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>) -> LeaderChanges {
+    ///
+    /// A head this store knows as one of its own waiting candidates counts as waiting even when the leader before
+    /// it marked it leading on release: its holder has not taken the term yet (`waitingHere`), and hearing "no
+    /// leader" is what makes it acquire.
+    static func feed(
+        _ snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>,
+        waitingHere: @escaping @Sendable (Int64) -> Bool = { _ in false }
+    ) -> LeaderChanges {
         let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
         let task = Task {
             var last: (leader: LeaderInfo?, waitingHead: Int64?)?
@@ -286,7 +344,8 @@ public final class EtcdLeaseStore: LeaseStore {
                     continuation.finish(throwing: error)
                     return
                 }
-                let current = Self.leader(of: election)
+                let headWaitsHere = election.first?.lease.map(waitingHere) ?? false
+                let current = headWaitsHere ? nil : Self.leader(of: election)
                 let waitingHead = current == nil ? election.first?.revision : nil
                 let changed: Bool
                 if let last {
@@ -434,12 +493,75 @@ public final class EtcdLeaseStore: LeaseStore {
         return .held(by: Self.leaderOrHead(of: election))
     }
 
+    /// Marks a campaign as leading, and has its key's watcher read again: this store's subscribers were told
+    /// "no leader" while the campaign waited here, and the watch may have shown its lead before this mark.
     private func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
-        state.withLock { state in
-            guard state.campaigns[id]?.lease == campaign.lease else { return }
+        let watcher = state.withLock { state -> EtcdElectionWatcher? in
+            guard state.campaigns[id]?.lease == campaign.lease else { return nil }
             state.campaigns[id]?.leading = true
             state.campaigns[id]?.metadata = metadata
+            return state.watchers[id.key]
         }
+        watcher?.refresh()
+    }
+
+    /// Whether this store's watch of `key` has an up-to-date view of its queue (for tests).
+    func hasFreshView(of key: String) -> Bool {
+        state.withLock { $0.watchers[key] }?.freshSnapshot != nil
+    }
+
+    /// Whether the leader before this waiting candidate handed it the key: its key is the oldest and its campaign
+    /// record carries the leading mark. A read, no write.
+    private func handedOver(_ id: CampaignID, _ campaign: Campaign) async throws -> Bool {
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let answer = try await txn(
+            "acquire",
+            compare: [
+                .createRevision(of: ours, equals: campaign.revision),
+                .noKeys(under: EtcdKeyLayout.electionPrefix(id.key), createdBefore: campaign.revision),
+                .value(
+                    of: EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease),
+                    equals: Data((Self.leadingMark + id.holder).utf8)
+                ),
+            ],
+            success: []
+        )
+        return answer.succeeded
+    }
+
+    /// A graceful handover: the releasing leader deletes its keys and, in the same transaction, marks the next
+    /// Baton candidate in the queue as leading, so the successor's acquire is a check rather than a write (the
+    /// successor's store keeps reporting it as waiting to its own subscribers until its holder acquires; if the
+    /// holder never does, its lease runs out within the ttl as a leader's would). Without a fresh view of the
+    /// queue, or with no Baton candidate next, nothing is done here. Returns whether the keys were deleted.
+    private func handOver(_ key: String, from campaign: Campaign) async throws -> Bool {
+        guard let election = state.withLock({ $0.watchers[key] })?.freshSnapshot,
+            election.first?.lease == campaign.lease, election.count > 1,
+            let successor = election.dropFirst().first, let holder = successor.holder, successor.waiting,
+            let successorLease = successor.lease
+        else { return false }
+        let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.lease)
+        let leave: [Etcdserverpb_RequestOp] = [
+            .delete(ours), .delete(EtcdKeyLayout.campaignKey(key, lease: campaign.lease)),
+        ]
+        _ = try await txn(
+            "release",
+            compare: [
+                .createRevision(of: ours, equals: campaign.revision),
+                .createRevision(of: successor.key, equals: successor.revision),
+            ],
+            success: leave + [
+                .put(
+                    EtcdKeyLayout.campaignKey(key, lease: successorLease),
+                    value: Data((Self.leadingMark + holder).utf8),
+                    keepLease: true
+                ),
+                // Rewritten unchanged, so every watcher of the election sees the handover in one event batch.
+                .put(successor.key, value: Data(successor.value.utf8), keepLease: true),
+            ],
+            failure: leave
+        )
+        return true
     }
 
     /// Moves a candidate's keys onto a new lease when the ttl asked for differs from its lease's TTL (the
@@ -532,8 +654,13 @@ public final class EtcdLeaseStore: LeaseStore {
     }
 
     func readElection(_ key: String) async throws -> [Candidate] {
+        try await readElectionAndRevision(key).election
+    }
+
+    /// The election and the store revision it was read at.
+    func readElectionAndRevision(_ key: String) async throws -> (election: [Candidate], revision: Int64) {
         let answer = try await txn("read the leader", compare: [], success: Self.electionReads(key))
-        return Self.parseElection(key, answer.responses[...])
+        return (Self.parseElection(key, answer.responses[...]), answer.header.revision)
     }
 
     /// The candidates in queue order, from the answers of ``electionReads(_:)``.

@@ -1,7 +1,8 @@
 import Baton
-import BatonEtcd
 import Synchronization
 import Testing
+
+@testable import BatonEtcd
 
 /// The queue of etcd's election recipe: candidates lead in arrival order, and a waiting candidate keeps its
 /// place between tries.
@@ -87,5 +88,43 @@ import Testing
         try await other.release(next)
         try await store.close()
         try await other.close()
+    }
+    /// A graceful handover is one transaction of the releasing leader: every other store sees the successor lead at
+    /// once, the successor's own store still tells its subscribers "no leader" (so its elector acquires), and that
+    /// acquire takes the term with the successor's place in the queue as the token.
+    @Test func releaseHandsTheKeyToTheNextCandidate() async throws {
+        guard let url = EtcdTestServer.value() else { return }
+        let leaderStore = try EtcdLeaseStore(url)
+        let successorStore = try EtcdLeaseStore(url)
+        let observerStore = try EtcdLeaseStore(url)
+        let key = unique("handover")
+        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60)).lease)
+        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60)).lease == nil)
+        // Both stores watch the key, as electors' stores do; their first reads show the whole queue.
+        var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
+        var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
+        #expect(try await leaderFeed.next()??.holder == "a")
+        #expect(try await successorFeed.next()??.holder == "a")
+        // The handover needs the leader's store to have an up-to-date view of the queue.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !leaderStore.hasFreshView(of: key), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(leaderStore.hasFreshView(of: key), "the leader's store has no fresh view of the queue")
+
+        try await leaderStore.release(lease)
+        let seen = try await observerStore.current(key: key)
+        #expect(
+            seen?.holder == "b",
+            "another store sees the successor lead right after the release: \(String(describing: seen))")
+        #expect(try await successorFeed.next() == .some(nil), "the successor's own store reports no leader")
+        let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60)).lease)
+        #expect(next.token == seen?.token)
+        #expect(next.token > lease.token)
+        #expect(try await successorFeed.next()??.holder == "b", "after its acquire the successor's store reports it")
+        try await successorStore.release(next)
+        try await leaderStore.close()
+        try await successorStore.close()
+        try await observerStore.close()
     }
 }
