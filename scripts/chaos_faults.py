@@ -225,7 +225,8 @@ class Run:
             self.note(f"fault term {target}")
             signal_process(campaigner, signal.SIGTERM)
         elif kind == "stop":
-            groups = {campaigner, writer}
+            # The writer of `baton run` is in the group of the keeper that baton forked; a library worker is its own.
+            groups = {campaigner, group_of(writer)}
             stopped = now()
             self.note(f"pause {campaigner}", stopped)
             self.note(f"fault stop {target}", stopped)
@@ -287,6 +288,13 @@ def signal_process(pid, number):
         os.kill(pid, number)
     except ProcessLookupError:
         pass
+
+
+def group_of(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return pid
 
 
 def signal_group(group, number):
