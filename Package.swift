@@ -191,6 +191,8 @@ let package = Package(
                 "BatonSQLite",
                 "BatonPostgres",
                 "BatonRedis",
+                "BatonEtcd",
+                "BatonS3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

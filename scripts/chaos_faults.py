@@ -14,7 +14,8 @@ Faults (each written to records/faults.log on CLOCK_MONOTONIC before it is injec
   blackhole  the leader's proxy holds all traffic for 1.5-2.5 ttl (a partition; late bytes arrive after)
   cut        the leader's proxy closes its connections and refuses new ones for 0.3 s
   delay      the leader's proxy delays every chunk by 0.1-0.3 ttl for 2 s
-  restart    the store restarts keeping its data (DIR/restart; on Redlock one node of three)
+  restart    the store restarts keeping its data (DIR/restart; on Redlock one node of three; none on S3, whose
+             moto server keeps its objects in memory only)
   wipe       the store restarts without its data (DIR/wipe; Redis only)
 """
 
@@ -104,8 +105,12 @@ class Run:
     # --- processes ---------------------------------------------------------------------------------------------
 
     def proxied_url(self, control):
-        """Starts a proxy for every host:port of the URL and returns the URL through them."""
-        match = re.match(r"^([a-z]+://(?:[^@/]*@)?)([^/?]*)(.*)$", self.options.url)
+        """Starts a proxy for every host:port of the URL (of an s3:// URL: its endpoint's) and returns the URL
+        through them."""
+        if self.options.url.startswith("s3://"):
+            match = re.match(r"^(.*[?&]endpoint=https?://)([^/&]*)(.*)$", self.options.url)
+        else:
+            match = re.match(r"^([a-z]+://(?:[^@/]*@)?)([^/?]*)(.*)$", self.options.url)
         head, hosts, tail = match.groups()
         maps, through = [], []
         for host in hosts.split(","):
@@ -225,7 +230,8 @@ class Run:
             self.note(f"fault term {target}")
             signal_process(campaigner, signal.SIGTERM)
         elif kind == "stop":
-            groups = {campaigner, writer}
+            # The writer of `baton run` is in the group of the keeper that baton forked; a library worker is its own.
+            groups = {campaigner, group_of(writer)}
             stopped = now()
             self.note(f"pause {campaigner}", stopped)
             self.note(f"fault stop {target}", stopped)
@@ -287,6 +293,13 @@ def signal_process(pid, number):
         os.kill(pid, number)
     except ProcessLookupError:
         pass
+
+
+def group_of(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return pid
 
 
 def signal_group(group, number):

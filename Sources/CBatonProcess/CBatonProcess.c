@@ -3,12 +3,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #endif
 
 /// Writes all of `size` bytes, retrying on EINTR (async-signal-safe).
@@ -25,18 +29,20 @@ static void write_fully(int fd, const void *buffer, size_t size) {
     }
 }
 
-/// The child between fork and exec: async-signal-safe calls only.
-static void run_child(
-    pid_t parent, int report, char *const *paths, char *const *argv, char *const *envp) {
-    setpgid(0, 0);
-#ifdef __linux__
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
-        // The parent died before the death signal was armed: nobody would stop this command.
-        _exit(127);
+/// Reads up to `size` bytes, retrying on EINTR; returns how many arrived before end of file or an error.
+static size_t read_fully(int fd, void *buffer, size_t size) {
+    size_t received = 0;
+    while (received < size) {
+        ssize_t count = read(fd, (char *)buffer + received, size - received);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0) break;
+        received += (size_t)count;
     }
-#else
-    (void)parent;
-#endif
+    return received;
+}
+
+/// Sets the disposition of every signal to the default (async-signal-safe).
+static void reset_signal_dispositions(void) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = SIG_DFL;
@@ -44,10 +50,55 @@ static void run_child(
     for (int signal_number = 1; signal_number < NSIG; signal_number++) {
         sigaction(signal_number, &action, NULL);  // fails harmlessly for SIGKILL, SIGSTOP and reserved signals
     }
-    sigset_t empty;
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, NULL);
+}
 
+static int is_kept(int fd, const int *keep, int keep_count) {
+    for (int index = 0; index < keep_count; index++) {
+        if (keep[index] == fd) return 1;
+    }
+    return 0;
+}
+
+/// Closes every descriptor marked close-on-exec except those in `keep`: the keeper never calls exec, so it closes
+/// itself what exec would have closed (the store connections and files of `baton`). Async-signal-safe: on Linux the
+/// open descriptors are read from /proc/self/fd with the raw getdents64 system call; else (or without /proc) every
+/// number up to `max_fd` is tried.
+static void close_cloexec_descriptors(const int *keep, int keep_count, int max_fd) {
+#ifdef __linux__
+    int directory = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (directory >= 0) {
+        char buffer[4096];
+        for (;;) {
+            long count = syscall(SYS_getdents64, directory, buffer, sizeof buffer);
+            if (count <= 0) break;
+            for (long offset = 0; offset < count;) {
+                // struct linux_dirent64: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), d_name.
+                unsigned short length;
+                memcpy(&length, buffer + offset + 16, sizeof length);
+                const char *name = buffer + offset + 19;
+                offset += length;
+                if (name[0] < '0' || name[0] > '9') continue;
+                int fd = 0;
+                for (const char *digit = name; *digit >= '0' && *digit <= '9'; digit++) fd = fd * 10 + (*digit - '0');
+                if (fd <= 2 || fd == directory || is_kept(fd, keep, keep_count)) continue;
+                int flags = fcntl(fd, F_GETFD);
+                if (flags >= 0 && (flags & FD_CLOEXEC)) close(fd);
+            }
+        }
+        close(directory);
+        return;
+    }
+#endif
+    for (int fd = 3; fd < max_fd; fd++) {
+        if (is_kept(fd, keep, keep_count)) continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && (flags & FD_CLOEXEC)) close(fd);
+    }
+}
+
+/// The command between fork and exec: async-signal-safe calls only. Tries each path in turn as `execvp` does and
+/// reports a failure through `report`.
+static void exec_command(int report, char *const *paths, char *const *argv, char *const *envp) {
     int failure = ENOENT;
     int denied = 0;
     for (char *const *path = paths; *path != NULL; path++) {
@@ -73,44 +124,154 @@ static void run_child(
     _exit(127);
 }
 
-pid_t baton_spawn(char *const *paths, char *const *argv, char *const *envp, int *error_out) {
-    int report[2];
+static void on_child(int signal_number) { (void)signal_number; }
+
+/// The keeper: the process `baton` forks. It never calls exec, so, forked from a process with threads, it calls
+/// only async-signal-safe functions for its whole life.
+///
+/// It leads the process group, forks the command into it, and then waits for two things: the command ending (its
+/// raw wait status goes to `status`) and `lifeline` reading end of file, which happens when `baton` ends in any
+/// way, also by SIGKILL (only `baton` holds the write end). Then it kills the whole group with SIGKILL. After the
+/// command ended it stays until no other process of the group is left: as a child subreaper it is the parent of
+/// what the command left behind, and reaps it.
+///
+/// Every signal stays blocked here, except SIGCHLD while waiting: signals sent to the group are for the command.
+static void run_keeper(
+    int report, int status, int lifeline, int max_fd, char *const *paths, char *const *argv, char *const *envp) {
+    setpgid(0, 0);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    reset_signal_dispositions();
+    struct sigaction child_action;
+    memset(&child_action, 0, sizeof child_action);
+    child_action.sa_handler = on_child;
+    child_action.sa_flags = SA_NOCLDSTOP;
+    sigemptyset(&child_action.sa_mask);
+    sigaction(SIGCHLD, &child_action, NULL);
+    const int keep[] = {report, status, lifeline};
+    close_cloexec_descriptors(keep, 3, max_fd);
+#ifdef __linux__
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    prctl(PR_SET_NAME, "baton keeper");
+#endif
+
+    pid_t command = fork();
+    if (command < 0) {
+        int failure = errno;
+        write_fully(report, &failure, sizeof failure);
+        _exit(127);
+    }
+    if (command == 0) {
+        close(status);
+        close(lifeline);
+        child_action.sa_handler = SIG_DFL;
+        child_action.sa_flags = 0;
+        sigaction(SIGCHLD, &child_action, NULL);
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        exec_command(report, paths, argv, envp);
+    }
+    close(report);
+
+    pid_t group = getpid();
+    int reported = 0;
+    sigset_t waiting;
+    sigfillset(&waiting);
+    sigdelset(&waiting, SIGCHLD);
+    for (;;) {
+        int wait_status = 0;
+        pid_t ended;
+        while ((ended = waitpid(-1, &wait_status, WNOHANG)) > 0) {
+            if (ended == command && !reported) {
+                write_fully(status, &wait_status, sizeof wait_status);
+                close(status);
+                reported = 1;
+            }
+        }
+        // Done once the command has ended and no child is left in the group (nothing the command started in it
+        // can be left either: a process whose parent ends is re-parented here).
+        if (reported && waitpid(-group, &wait_status, WNOHANG) < 0 && errno == ECHILD) _exit(0);
+        struct pollfd watched = {.fd = lifeline, .events = POLLIN, .revents = 0};
+        // SIGCHLD is blocked between the waitpid above and here, and unblocked atomically while waiting: a child
+        // that ends in between interrupts the wait.
+        int ready = ppoll(&watched, 1, NULL, &waiting);
+        if (ready > 0) {
+            // End of file (or an error): `baton` is gone. Nothing of the group may outlive it.
+            if (!reported) kill(command, SIGKILL);  // also if the command left the group
+            kill(-group, SIGKILL);
+            _exit(128 + SIGKILL);
+        }
+    }
+}
+
+pid_t baton_spawn(
+    char *const *paths, char *const *argv, char *const *envp, int *status_out, int *lifeline_out, int *error_out) {
+    int report[2], status[2], lifeline[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         *error_out = errno;
         return -1;
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
+    if (pipe2(status, O_CLOEXEC) != 0) {
         *error_out = errno;
         close(report[0]);
         close(report[1]);
         return -1;
     }
+    if (pipe2(lifeline, O_CLOEXEC) != 0) {
+        *error_out = errno;
+        close(report[0]);
+        close(report[1]);
+        close(status[0]);
+        close(status[1]);
+        return -1;
+    }
+    struct rlimit limit;
+    int max_fd = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t)max_fd) {
+        max_fd = (int)limit.rlim_cur;
+    }
+    pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        run_child(parent, report[1], paths, argv, envp);
+        close(status[0]);
+        close(lifeline[1]);
+        run_keeper(report[1], status[1], lifeline[0], max_fd, paths, argv, envp);
     }
+    int fork_error = errno;
     close(report[1]);
-    // Also here, so that the group exists before this returns whichever process runs first. Once the child has
-    // called exec this fails with EACCES, which is fine: the child did it itself.
+    close(status[1]);
+    close(lifeline[0]);
+    if (pid < 0) {
+        *error_out = fork_error;
+        close(report[0]);
+        close(status[0]);
+        close(lifeline[1]);
+        return -1;
+    }
+    // Also here, so that the group exists before this returns whichever process runs first.
     setpgid(pid, pid);
 
     int failure = 0;
-    size_t received = 0;
-    while (received < sizeof failure) {
-        ssize_t count = read(report[0], (char *)&failure + received, sizeof failure - received);
-        if (count < 0 && errno == EINTR) continue;
-        if (count <= 0) break;
-        received += (size_t)count;
-    }
+    size_t received = read_fully(report[0], &failure, sizeof failure);
     close(report[0]);
     if (received == sizeof failure) {
+        // The keeper reports the failed command's end and then exits by itself; the lifeline closes after.
         baton_wait(pid);
+        close(status[0]);
+        close(lifeline[1]);
         *error_out = failure;
         return -1;
     }
+    *status_out = status[0];
+    *lifeline_out = lifeline[1];
     return pid;
+}
+
+int baton_command_status(int status_fd) {
+    int status = 0;
+    return read_fully(status_fd, &status, sizeof status) == sizeof status ? status : -1;
 }
 
 int baton_become_subreaper(void) {

@@ -32,7 +32,7 @@ extension BatonChaosCommand {
             sigemptyset(&stop)
             sigaddset(&stop, SIGTERM)
             sigprocmask(SIG_BLOCK, &stop, nil)
-            let log = try WorkLog(directory: log, holder: holder, campaigner: getppid())
+            let log = try WorkLog(directory: log, holder: holder, campaigner: Self.campaigner())
             log.append(.start, token: token)
             var interval = timespec(tv_sec: tick / 1000, tv_nsec: (tick % 1000) * 1_000_000)
             while true {
@@ -40,6 +40,18 @@ extension BatonChaosCommand {
                 log.append(.tick, token: token)
             }
             log.append(.end, token: token)
+        }
+
+        /// The `baton run` process that campaigns for this command: the parent of this process's parent, the keeper
+        /// `baton run` forks to lead the command's process group.
+        static func campaigner() -> Int32 {
+            let keeper = getppid()
+            guard let stat = try? String(contentsOfFile: "/proc/\(keeper)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return keeper }
+            // After the command name in parentheses: state, then the parent's pid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 ? Int32(fields[1]) ?? keeper : keeper
         }
     }
 }

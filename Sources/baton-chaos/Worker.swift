@@ -1,8 +1,10 @@
 import ArgumentParser
 import Baton
 import BatonChaos
+import BatonEtcd
 import BatonPostgres
 import BatonRedis
+import BatonS3
 import BatonSQLite
 import Foundation
 import Logging
@@ -23,7 +25,9 @@ extension BatonChaosCommand {
         static let configuration = CommandConfiguration(
             abstract: "Campaign with LeaderElector.withLeadership and record start/tick/end while leading.")
 
-        @Option(help: ArgumentHelp("The store URL (sqlite:PATH, postgres://..., redis://...).", valueName: "url"))
+        @Option(
+            help: ArgumentHelp(
+                "The store URL (sqlite:PATH, postgres://..., redis://..., etcd://..., s3://...).", valueName: "url"))
         var store: String
 
         @Option(help: ArgumentHelp("The key to lead.", valueName: "key"))
@@ -95,6 +99,8 @@ extension BatonChaosCommand {
             case .sqlite: try await SQLiteLeaseStore(path: url.path)
             case .postgres: try await PostgresLeaseStore(url: url)
             case .redis: try RedisLeaseStore(url: url)
+            case .etcd: try EtcdLeaseStore(url: url)
+            case .s3: try S3LeaseStore(url: url)
             default: throw ValidationError("baton-chaos worker has no \(url.kind) store")
             }
         }

@@ -34,8 +34,9 @@ extension BatonCommand {
                 - baton gets SIGTERM, SIGINT or SIGHUP: the signal is forwarded to CMD's process group, SIGKILL \
                 follows after the grace, then baton releases the key and exits with CMD's status. Before CMD \
                 started, baton leaves the election and exits 128 + the signal.
-                - baton is killed (kill -9): on Linux CMD gets SIGKILL at once (parent-death signal). Processes \
-                CMD starts are not covered by that: in scripts, `exec` the long-running program.
+                - baton is killed (kill -9): CMD's whole process group gets SIGKILL at once, also what CMD \
+                started in it (a keeper process that leads the group sees baton's end and kills it). A process \
+                that leaves the group (setsid) is out of reach.
 
                 Timing. The safety margin is max(ttl/10, 100ms); the grace defaults to max(ttl/5, 100ms); the \
                 renew interval to min(ttl/3, (ttl - margin - grace)/2). If the last successful renewal was sent \

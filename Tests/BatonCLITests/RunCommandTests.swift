@@ -212,6 +212,26 @@ struct RunCommandTests {
         #expect(Self.waitUntil(.seconds(5)) { !Self.isAlive(child) }, "the command outlived baton")
     }
 
+    @Test("kill -9 of baton also kills what the command started (a shell's background job)")
+    func grandchildDiesWithBaton() throws {
+        let scratch = try Scratch()
+        let baton = try Baton(
+            scratch.store + [
+                "run", "--key", "k", "--", "sh", "-c",
+                "sleep 300 & echo $! > \"$DIR/grandchild.tmp\"; mv \"$DIR/grandchild.tmp\" \"$DIR/grandchild.pid\"; wait",
+            ],
+            in: scratch, name: "a")
+        #expect(Self.waitUntil(.seconds(20)) { scratch.exists("grandchild.pid") }, "\(baton.standardError)")
+        let grandchild = try scratch.pid("grandchild.pid")
+        defer { if Self.isAlive(grandchild) { kill(grandchild, SIGKILL) } }
+        #expect(Self.isAlive(grandchild))
+        baton.signal(SIGKILL)
+        #expect(baton.exit() == SIGKILL)
+        #expect(
+            Self.waitUntil(.seconds(5)) { !Self.isAlive(grandchild) },
+            "the command's background job (pid \(grandchild)) outlived baton by more than 5 s")
+    }
+
     @Test("a graceful stop hands the key over to a waiting candidate at once")
     func gracefulHandover() throws {
         let scratch = try Scratch()

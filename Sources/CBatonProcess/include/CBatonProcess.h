@@ -3,30 +3,41 @@
 
 #include <sys/types.h>
 
-/// Starts a command for `baton run`: forks a child that
+/// Starts a command for `baton run` under a keeper process, so that nothing of it outlives `baton`.
+///
+/// Forks the keeper, which
 ///
 /// - becomes the leader of a new process group (so the whole group can be signalled with `kill(-pid, sig)`);
-/// - on Linux, asks for SIGKILL when the thread that forked it ends (`PR_SET_PDEATHSIG`), and exits at once if
-///   that parent is already gone, so the command never outlives `baton`;
-/// - restores the default disposition of every signal and an empty signal mask;
-/// - executes `paths[0]`, `paths[1]`, ... in turn (the candidates of a PATH search, built by the caller) with
-///   `argv` and `envp`, as `execvp` does: a candidate that does not exist is skipped; a candidate that exists but
-///   cannot be executed is remembered (EACCES) and skipped.
+/// - closes the descriptors marked close-on-exec (it never calls exec itself), becomes a child subreaper, blocks
+///   every signal (signals sent to the group are for the command) and forks the command into its group;
+/// - in the command, restores the default disposition of every signal and an empty signal mask, and executes
+///   `paths[0]`, `paths[1]`, ... in turn (the candidates of a PATH search, built by the caller) with `argv` and
+///   `envp`, as `execvp` does: a candidate that does not exist is skipped; a candidate that exists but cannot be
+///   executed is remembered (EACCES) and skipped;
+/// - writes the command's raw wait status to `*status_out` when it ends (read it with `baton_command_status`),
+///   then stays until no other process of its group is left, reaping what the command left behind;
+/// - holds the read end of a pipe whose only write end is `*lifeline_out`: when that reads end of file, because
+///   `baton` ended in any way (also SIGKILL) or closed it, the keeper kills the whole group with SIGKILL.
 ///
-/// Between `fork` and `exec` the child calls only async-signal-safe functions. An exec failure is reported to
-/// the parent through a close-on-exec pipe; the failed child is then reaped here.
-///
-/// The thread calling this must live until the child has been reaped: Linux sends the parent-death signal when
-/// the forking *thread* ends.
+/// Between `fork` and `exec` (and in the keeper, which never calls exec) only async-signal-safe functions are
+/// called. An exec failure is reported to the parent through a close-on-exec pipe; the keeper is then reaped here.
 ///
 /// @param paths a NULL-terminated list of candidate executable paths, at least one.
 /// @param argv the NULL-terminated argument vector (argv[0] is the command's name).
 /// @param envp the NULL-terminated environment.
+/// @param status_out set, on success, to the descriptor the command's wait status arrives on (close-on-exec).
+/// @param lifeline_out set, on success, to the lifeline's write end (close-on-exec): close it only once the keeper
+///   has been reaped, or to kill the group.
 /// @param error_out set to the errno of the failure when -1 is returned.
-/// @return the child's pid (also its process group id), or -1.
-pid_t baton_spawn(char *const *paths, char *const *argv, char *const *envp, int *error_out);
+/// @return the keeper's pid (also the process group id), or -1.
+pid_t baton_spawn(
+    char *const *paths, char *const *argv, char *const *envp, int *status_out, int *lifeline_out, int *error_out);
 
-/// Makes this process a child subreaper (Linux): processes that a command leaves behind and whose parent ends are
+/// Waits for the command's end and returns its raw wait status, read from the `status_out` descriptor of
+/// `baton_spawn`, or -1 if the keeper ended without reporting one (it was killed): then its own status tells.
+int baton_command_status(int status_fd);
+
+/// Makes this process a child subreaper (Linux): processes of a command's group whose keeper was killed are
 /// re-parented here rather than to init, so they can be reaped here with `waitpid(-pgid, ...)` and never linger
 /// as zombies in the command's process group (a container's init may not reap them). Returns 0, or -1 with errno.
 int baton_become_subreaper(void);

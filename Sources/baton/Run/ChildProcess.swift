@@ -12,16 +12,18 @@ import Musl
 import Darwin
 #endif
 
-/// A command started by `baton run`, leader of a process group of its own, and the stopping of that group.
+/// A command started by `baton run` in a process group of its own, and the stopping of that group.
 ///
-/// The command is forked by a thread of its own, which then waits for it with `waitpid`. On Linux the child
-/// asks for SIGKILL when that thread ends (the parent-death signal belongs to the forking thread, not to the
-/// process), and the thread ends only after the child has been reaped, so the child dies with `baton` — also
-/// after a `kill -9` — and never because of `baton`'s own housekeeping.
+/// `baton` forks a keeper (see `baton_spawn`), which leads the group and forks the command into it. The keeper
+/// holds the read end of a pipe whose write end only `baton` holds: when `baton` ends in any way — also after a
+/// `kill -9` — the pipe reads end of file and the keeper kills the whole group with SIGKILL, so neither the command
+/// nor anything it started in its group outlives `baton`. The keeper reports the command's wait status when it
+/// ends, and itself ends once nothing else is left in the group (it reaps what the command left behind).
 ///
-/// Signals go to the whole group (`kill(-pid, signal)`), so a shell script and the programs it started in the
-/// foreground stop together. A process that leaves the group (`setsid`, `setpgid`) is out of reach. `baton` is
-/// made a child subreaper, so that processes of the group whose parent ended are re-parented to it and reaped.
+/// Signals go to the whole group (`kill(-pid, signal)`), so a shell script and the programs it started stop
+/// together; the keeper blocks them. A process that leaves the group (`setsid`, `setpgid`) is out of reach.
+/// `baton` is made a child subreaper, so that processes of the group left when the keeper was killed are
+/// re-parented to it and reaped.
 final class ChildProcess: Sendable {
     /// How the command ended.
     struct Exit: Sendable, Hashable {
@@ -52,11 +54,13 @@ final class ChildProcess: Sendable {
         var stopSignal: Int32?
         /// SIGKILL was sent.
         var killed = false
+        /// The keeper has been reaped.
+        var keeperReaped = false
         /// No process of the group is left: from then on no signal is sent, since the id may be reused.
         var groupGone = false
     }
 
-    /// The command's process id, also its process group id.
+    /// The keeper's process id, also the process group id.
     let pid: pid_t
     private let state = Mutex(State())
 
@@ -75,12 +79,13 @@ final class ChildProcess: Sendable {
         let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
         let started: Result<ChildProcess, SpawnError> = await withCheckedContinuation { continuation in
             let thread = Thread {
-                // Runs until the child has been reaped: see the type's documentation.
+                var status: Int32 = -1
+                var lifeline: Int32 = -1
                 let pid = withCStrings(paths) { paths in
                     withCStrings(command) { argv in
                         withCStrings(variables) { envp in
                             var failure: Int32 = 0
-                            let pid = baton_spawn(paths, argv, envp, &failure)
+                            let pid = baton_spawn(paths, argv, envp, &status, &lifeline, &failure)
                             return pid > 0 ? pid : -failure
                         }
                     }
@@ -91,8 +96,18 @@ final class ChildProcess: Sendable {
                 }
                 let child = ChildProcess(pid: pid)
                 continuation.resume(returning: .success(child))
-                let status = baton_wait(pid)
-                child.reaped(status)
+                let commandStatus = baton_command_status(status)
+                close(status)
+                if commandStatus >= 0 {
+                    child.reaped(commandStatus)
+                    _ = baton_wait(pid)
+                } else {
+                    // The keeper was killed before the command's end reached it: the group went with it.
+                    child.reaped(baton_wait(pid))
+                }
+                child.keeperReaped()
+                // Only now: closing the lifeline while the keeper runs would kill the group.
+                close(lifeline)
             }
             thread.name = "baton-child"
             thread.start()
@@ -156,12 +171,16 @@ final class ChildProcess: Sendable {
     private func groupIsGone() -> Bool {
         state.withLock { state in
             if state.groupGone { return true }
-            guard state.exit != nil else { return false }
+            guard state.exit != nil, state.keeperReaped else { return false }
             var status: Int32 = 0
             while waitpid(-pid, &status, WNOHANG) > 0 {}
             if kill(-pid, 0) != 0 && errno == ESRCH { state.groupGone = true }
             return state.groupGone
         }
+    }
+
+    private func keeperReaped() {
+        state.withLock { $0.keeperReaped = true }
     }
 
     private func reaped(_ status: Int32) {
