@@ -72,7 +72,10 @@ HOW_TO_READ = """\
 - **Graceful handover**: the leader is told to stop (SIGTERM); it releases the key and the store's change feed
   wakes the successor. Measured from the signal to the successor's "elected" line (library) or its command's
   first output (`baton run`, which includes starting `sh`). Bound: the store's round trips; no ttl involved.
-  The peer is `etcdctl elect` on the same etcd, where that store is in the run.
+  The peer is `etcdctl elect` on the same etcd, where that store is in the run: its leader deletes its key on
+  SIGINT and the successor, woken by its watch, reads once and prints. Baton on etcd does the same round trips
+  (the leader's release hands the key over in one transaction; the successor's acquire is one keep-alive), and
+  `baton run` adds stopping the leader's command first and starting the successor's (a keeper process and `sh`).
 - **Crash failover**: the leader is killed with SIGKILL while holding the lease. The successor can only take
   over once the lease expires in the store; the leader renews every ttl/3, so expiry comes between 2/3 of the
   ttl and one ttl after the kill (kills land at spread points of the renew cycle). The bound is the ttl; the
@@ -87,7 +90,8 @@ HOW_TO_READ = """\
   resident memory is VmRSS at the end. "still leading" counts electors that never lost their lease.
 - **Scale, 1,000 waiters**: 1,000 electors in one process campaign for one key; the leader resigns and the store
   requests that follow are counted. About 1,000 acquire attempts per release is a thundering herd (every waiter is
-  woken and tries); 1 would be a queue.
+  woken and tries); 1 would be a queue, which etcd is: only the next candidate is woken, the others see the new
+  leader.
 - **Store cost**: store requests per minute through the store API (counted by a wrapper around it) by the leader
   and by each waiting candidate, at steady state; a leader needs 60 / (ttl/3) renews per minute. The change feed's
   own traffic (Redis pub/sub, PostgreSQL LISTEN, SQLite's inotify wake-ups) is not a request and is not counted;
