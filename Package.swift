@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BatonRedis", targets: ["BatonRedis"]),
         .library(name: "BatonS3", targets: ["BatonS3"]),
         .library(name: "BatonEtcd", targets: ["BatonEtcd"]),
+        .library(name: "BatonStores", targets: ["BatonStores"]),
         .executable(name: "baton", targets: ["baton"]),
         .executable(name: "baton-chaos", targets: ["baton-chaos"]),
     ],
@@ -119,6 +120,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Opening any store by its URL: the one helper the CLI, the benchmarks and the examples share.
+        .target(
+            name: "BatonStores",
+            dependencies: ["Baton", "BatonSQLite", "BatonPostgres", "BatonRedis", "BatonEtcd", "BatonS3"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "BatonTestKit",
             dependencies: ["Baton"],
@@ -144,17 +151,13 @@ let package = Package(
             name: "baton",
             dependencies: [
                 "Baton",
-                "BatonSQLite",
+                "BatonStores",
                 "CBatonProcess",
                 "BatonServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                "BatonPostgres",
-                "BatonRedis",  // Redis store
-                "BatonS3",  // S3 store
-                "BatonEtcd",  // etcd store
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -167,11 +170,7 @@ let package = Package(
             name: "baton-bench",
             dependencies: [
                 "Baton",
-                "BatonSQLite",
-                "BatonPostgres",
-                "BatonRedis",
-                "BatonEtcd",
-                "BatonS3",
+                "BatonStores",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -277,7 +276,7 @@ let package = Package(
         // Examples: built with the tests by scripts/test, which also runs the fenced worker against its ledger.
         .target(
             name: "ExampleSupport",
-            dependencies: ["Baton", "BatonSQLite", "BatonPostgres", "BatonRedis"],
+            dependencies: ["Baton"],
             path: "Examples/ExampleSupport",
             swiftSettings: swiftSettings
         ),
@@ -285,6 +284,7 @@ let package = Package(
             name: "HummingbirdSingletonExample",
             dependencies: [
                 "Baton",
+                "BatonStores",
                 "ExampleSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -299,6 +299,7 @@ let package = Package(
             name: "FencedWorkerExample",
             dependencies: [
                 "Baton",
+                "BatonStores",
                 "ExampleSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -322,6 +323,11 @@ let package = Package(
         .testTarget(
             name: "BatonDocsTests",
             dependencies: ["BatonDocSamples"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonStoresTests",
+            dependencies: ["Baton", "BatonStores", "BatonSQLite", "BatonS3"],
             swiftSettings: swiftSettings
         ),
         // etcd store (BatonEtcd)

@@ -1,4 +1,5 @@
 import Baton
+import BatonStores
 import ExampleSupport
 import Foundation
 import Logging
@@ -56,7 +57,7 @@ struct FencedWorker {
         let ttl = try arguments.duration("ttl", default: "10s")
         let pauseOnce = arguments.value("pause-before-first-write", default: "no") == "yes"
 
-        let store = try await ExampleStores.open(storeURL)
+        let store = try await LeaseStores.open(storeURL)
         let elector = try LeaderElector(
             store: store,
             key: "examples/ledger-worker",

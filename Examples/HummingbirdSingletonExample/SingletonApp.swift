@@ -1,4 +1,5 @@
 import Baton
+import BatonStores
 import ExampleSupport
 import Foundation
 import Hummingbird
@@ -31,7 +32,7 @@ struct SingletonApp {
         let every = try arguments.duration("every", default: "5s")
         let ttl = try arguments.duration("ttl", default: "10s")
 
-        let store = try await ExampleStores.open(storeURL)
+        let store = try await LeaseStores.open(storeURL)
         let elector = try LeaderElector(
             store: store,
             key: "examples/report-job",

@@ -6,15 +6,31 @@ import Synchronization
 /// gets `CancellationError`; a task that was already granted the lock keeps it and must unlock it, so the lock
 /// is never lost and never granted twice.
 final class AsyncFIFOLock: Sendable {
-    private struct Waiter {
-        var id: UInt64
-        var continuation: CheckedContinuation<Void, any Error>
-    }
-
     private struct State {
         var locked = false
         var nextID: UInt64 = 0
-        var waiters: [Waiter] = []
+        /// The waiting tasks by id; a cancelled waiter leaves this dictionary at once.
+        var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+        /// The ids in arrival order from `head` on, possibly including ids that left `waiters` (cancelled).
+        var order: [UInt64] = []
+        var head = 0
+
+        /// Takes the longest waiting task out of the queue, in constant time on average.
+        mutating func takeFirst() -> CheckedContinuation<Void, any Error>? {
+            defer {
+                // Drop the consumed prefix once it is most of the array, so the queue does not grow without bound.
+                if head > 64, head * 2 > order.count {
+                    order.removeFirst(head)
+                    head = 0
+                }
+            }
+            while head < order.count {
+                let id = order[head]
+                head += 1
+                if let waiter = waiters.removeValue(forKey: id) { return waiter }
+            }
+            return nil
+        }
     }
 
     private let state = Mutex(State())
@@ -41,7 +57,8 @@ final class AsyncFIFOLock: Sendable {
                         state.locked = true
                         return .granted
                     }
-                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    state.waiters[id] = continuation
+                    state.order.append(id)
                     return .queued
                 }
                 switch outcome {
@@ -51,11 +68,7 @@ final class AsyncFIFOLock: Sendable {
                 }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> Waiter? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index)
-            }
-            waiter?.continuation.resume(throwing: CancellationError())
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
         }
     }
 
@@ -64,14 +77,14 @@ final class AsyncFIFOLock: Sendable {
 
     /// Releases the lock, granting it to the longest waiting task if there is one.
     func unlock() {
-        let next = state.withLock { state -> Waiter? in
+        let next = state.withLock { state -> CheckedContinuation<Void, any Error>? in
             precondition(state.locked, "AsyncFIFOLock.unlock() called while not locked")
-            if state.waiters.isEmpty {
+            guard let next = state.takeFirst() else {
                 state.locked = false
                 return nil
             }
-            return state.waiters.removeFirst()
+            return next
         }
-        next?.continuation.resume()
+        next?.resume()
     }
 }

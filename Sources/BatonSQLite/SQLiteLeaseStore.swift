@@ -12,8 +12,14 @@ import Synchronization
 /// or a `BEGIN IMMEDIATE … COMMIT` transaction that takes SQLite's write lock first and then reads, decides
 /// (with the same ``RoundRules`` as every store) and writes; on any error it is rolled back. A connection that
 /// finds the write lock taken waits up to ``Configuration/busyTimeout`` and then fails with
-/// ``BatonError/Code/timeout``. Within one store instance, operations run one at a time in arrival order, so
-/// statements of two tasks never interleave inside a transaction.
+/// ``BatonError/Code/timeout``. Within one store instance, operations run one at a time, so statements of two
+/// tasks never interleave inside a transaction.
+///
+/// Writes are committed in groups: the operations of one instance that arrive while others run wait for the
+/// next turn, which runs their writes in one transaction, each in a savepoint of its own (so each stays atomic,
+/// and one that fails is rolled back alone), and then their reads. One commit, and so one sync of the disk,
+/// serves every write of a turn: a process holding thousands of leases is bounded by SQLite's statements, not by
+/// the disk's sync rate.
 ///
 /// ## Whose clock decides expiry
 ///
@@ -96,7 +102,7 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// The one thread this store runs SQLite calls on (its own, so that a call waiting for another
     /// connection's lock never holds up the threads of other stores or of NIO's shared pool).
     private let threadPool: NIOThreadPool
-    /// Serializes this instance's operations, so statements of two tasks never interleave in a transaction.
+    /// Held by a turn of operations and by close(), so statements of two turns never interleave in a transaction.
     private let gate = AsyncFIFOLock()
     private let signals = ChangeSignals()
     private let state = Mutex(State())
@@ -107,6 +113,16 @@ public final class SQLiteLeaseStore: LeaseStore {
         var watchFailed = false
         /// `CLOCK_BOOTTIME` of the last sweep of expired rows by this instance.
         var lastSweep: Int64?
+        /// Operations waiting for the next turn, by id (ids rise in arrival order).
+        var pending: [UInt64: PendingOperation] = [:]
+        var nextOperationID: UInt64 = 0
+        /// Whether a task is running turns.
+        var running = false
+
+        mutating func takeOperationID() -> UInt64 {
+            nextOperationID += 1
+            return nextOperationID
+        }
     }
 
     /// How often an instance deletes expired round and presence rows (during a claim or a heartbeat).
@@ -281,7 +297,7 @@ public final class SQLiteLeaseStore: LeaseStore {
     ///   while waiting for its turn in this instance.
     public func release(_ lease: Lease) async throws {
         try BatonValidation.lease(lease)
-        let released = try await withSession("release of \(lease.key)") { db in
+        let released = try await transaction("release of \(lease.key)") { db, _ in
             let rows = try await db.rows(
                 """
                 UPDATE baton_leases
@@ -430,7 +446,7 @@ public final class SQLiteLeaseStore: LeaseStore {
     public func leave(group: String, member: String) async throws {
         try BatonValidation.name(group, "group")
         try BatonValidation.name(member, "member")
-        try await withSession("leave of \(group)/\(member)") { db in
+        try await transaction("leave of \(group)/\(member)") { db, _ in
             try await db.execute(
                 "DELETE FROM baton_presence WHERE group_name = ? AND member = ?",
                 [.text(group), .text(member)]
@@ -512,53 +528,173 @@ public final class SQLiteLeaseStore: LeaseStore {
         }
     }
 
-    /// Runs `body` when this instance's turn comes, mapping its errors to ``BatonError``.
+    /// Runs `body` (statements outside any transaction: reads) when this instance's turn comes, mapping its errors
+    /// to ``BatonError``.
     ///
-    /// Waiting for the turn can be cancelled (nothing is done then). Once the turn has come, `body` runs in a
-    /// task of its own that the caller's cancellation does not reach, because a cancelled SQLite call would be
-    /// skipped and could leave a transaction open, holding the file's write lock.
+    /// Waiting for the turn can be cancelled (nothing is done then). Once the turn has come, `body` runs to its
+    /// end, whatever happens to the caller, because a cancelled SQLite call would be skipped and could leave a
+    /// transaction open, holding the file's write lock. See ``transaction(_:_:)`` for how turns are shared.
     func withSession<T: Sendable>(
         _ operation: String,
         _ body: @escaping @Sendable (Session) async throws -> T
     ) async throws -> T {
-        try await gate.lock()
-        let task = Task { [self] () async throws -> T in
-            defer { gate.unlock() }
-            if state.withLock({ $0.closed }) {
-                throw BatonError.storeUnavailable("\(operation) failed: the SQLite store at \(path) is closed")
-            }
-            do {
-                return try await body(Session(connection: connection))
-            } catch {
-                throw storeError(error, operation: operation)
-            }
-        }
-        return try await task.value
+        try await enqueue(operation, isWrite: false) { db, _ in try await body(db) }
     }
 
-    /// Runs `body` in a `BEGIN IMMEDIATE` transaction: it holds the file's write lock, and `now` is the host's
-    /// boot clock read after the lock was taken. Commits if `body` returns, rolls back if anything throws.
-    private func transaction<T: Sendable>(
+    /// Runs `body` as one write: atomic on the file, and committed (on the disk, with
+    /// ``Configuration/Synchronous/full``) before this returns. `now` is the host's boot clock read after the
+    /// file's write lock was taken.
+    ///
+    /// Operations are run in turns: those that arrive while a turn runs wait for the next, which takes them all
+    /// (up to ``maxTurnSize``, oldest first). It runs their writes in one `BEGIN IMMEDIATE … COMMIT`
+    /// transaction, each inside a savepoint of its own, answers them once committed, and then runs the reads. A
+    /// write that throws is rolled back to its savepoint and leaves the others alone; a transaction that cannot
+    /// begin or commit fails all its writes (none of them was done). One commit, and so one sync of the disk,
+    /// serves every write of the turn, and one turn of the connection every read: with thousands of leases in one
+    /// process, neither the disk's sync rate nor a queue of single reads ahead of the writes bounds the renews.
+    ///
+    /// Waiting for the turn can be cancelled (nothing is done then); once the turn has started, the write runs
+    /// to its end.
+    func transaction<T: Sendable>(
         _ operation: String,
         _ body: @escaping @Sendable (Session, _ now: Int64) async throws -> T
     ) async throws -> T {
-        try await withSession(operation) { [logger] db in
-            try await db.execute("BEGIN IMMEDIATE")
+        try await enqueue(operation, isWrite: true, body)
+    }
+
+    /// Queues `body` for the next turn and returns its answer.
+    private func enqueue<T: Sendable>(
+        _ operation: String,
+        isWrite: Bool,
+        _ body: @escaping @Sendable (Session, _ now: Int64) async throws -> T
+    ) async throws -> T {
+        let id = state.withLock { $0.takeOperationID() }
+        let value = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
+                let outcome = state.withLock { state -> Queued in
+                    if Task.isCancelled { return .cancelled }
+                    state.pending[id] = PendingOperation(
+                        operation: operation,
+                        isWrite: isWrite,
+                        body: { db, now in try await body(db, now) },
+                        continuation: continuation
+                    )
+                    if state.running { return .queued }
+                    state.running = true
+                    return .startTurns
+                }
+                switch outcome {
+                case .queued: break
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                // Unstructured on purpose: the turns must run whatever happens to the task that queued the first
+                // operation. It ends when nothing is left to run; close() waits for the turn it is running.
+                case .startTurns: Task { await self.runTurns() }
+                }
+            }
+        } onCancel: {
+            state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(throwing: CancellationError())
+        }
+        // `body` returned a T: the value is the one it returned.
+        return value as! T
+    }
+
+    /// How many operations wait for their turn now.
+    var queuedOperations: Int { state.withLock { $0.pending.count } }
+
+    /// What became of an operation handed to ``enqueue(_:isWrite:_:)``.
+    private enum Queued {
+        case queued, startTurns, cancelled
+    }
+
+    /// An operation waiting for its turn.
+    private struct PendingOperation: Sendable {
+        var operation: String
+        var isWrite: Bool
+        var body: @Sendable (Session, _ now: Int64) async throws -> any Sendable
+        var continuation: CheckedContinuation<any Sendable, any Error>
+    }
+
+    /// The most operations in one turn, so that one transaction does not hold the file's write lock (which other
+    /// processes wait for) for long.
+    private static let maxTurnSize = 1000
+
+    /// Runs turns of waiting operations, oldest first, until none is left.
+    private func runTurns() async {
+        while true {
+            let turn = state.withLock { state -> [PendingOperation] in
+                let ids = state.pending.keys.sorted().prefix(Self.maxTurnSize)
+                if ids.isEmpty { state.running = false }
+                return ids.compactMap { state.pending.removeValue(forKey: $0) }
+            }
+            if turn.isEmpty { return }
             do {
-                let result = try await body(db, HostClock.bootNanoseconds())
-                try await db.execute("COMMIT")
-                return result
+                try await gate.lock()
             } catch {
-                do {
-                    try await db.execute("ROLLBACK")
-                } catch let rollbackError {
-                    logger.warning(
-                        "baton: rollback failed",
-                        metadata: ["operation": "\(operation)", "error": "\(rollbackError)"]
+                for operation in turn { operation.continuation.resume(throwing: error) }
+                continue
+            }
+            defer { gate.unlock() }
+            if state.withLock({ $0.closed }) {
+                for operation in turn {
+                    operation.continuation.resume(
+                        throwing: BatonError.storeUnavailable(
+                            "\(operation.operation) failed: the SQLite store at \(path) is closed"
+                        )
                     )
                 }
-                throw error
+                continue
             }
+            let writes = turn.filter(\.isWrite)
+            if !writes.isEmpty {
+                for (write, answer) in zip(writes, await commit(writes)) { write.continuation.resume(with: answer) }
+            }
+            let db = Session(connection: connection)
+            for read in turn where !read.isWrite {
+                do {
+                    read.continuation.resume(returning: try await read.body(db, HostClock.bootNanoseconds()))
+                } catch {
+                    read.continuation.resume(throwing: storeError(error, operation: read.operation))
+                }
+            }
+        }
+    }
+
+    /// Runs `writes` in one transaction and returns each one's answer, in order.
+    private func commit(_ writes: [PendingOperation]) async -> [Result<any Sendable, any Error>] {
+        let db = Session(connection: connection)
+        do {
+            try await db.execute("BEGIN IMMEDIATE")
+        } catch {
+            return writes.map { .failure(storeError(error, operation: $0.operation)) }
+        }
+        var answers: [Result<any Sendable, any Error>] = []
+        answers.reserveCapacity(writes.count)
+        do {
+            for write in writes {
+                try await db.execute("SAVEPOINT baton_write")
+                do {
+                    let value = try await write.body(db, HostClock.bootNanoseconds())
+                    try await db.execute("RELEASE baton_write")
+                    answers.append(.success(value))
+                } catch {
+                    try await db.execute("ROLLBACK TO baton_write")
+                    try await db.execute("RELEASE baton_write")
+                    answers.append(.failure(storeError(error, operation: write.operation)))
+                }
+            }
+            try await db.execute("COMMIT")
+            return answers
+        } catch {
+            // A savepoint or the commit failed: nothing of the transaction is kept.
+            do {
+                try await db.execute("ROLLBACK")
+            } catch let rollbackError {
+                logger.warning(
+                    "baton: rollback failed",
+                    metadata: ["operation": "\(writes[0].operation)", "error": "\(rollbackError)"]
+                )
+            }
+            return writes.map { .failure(storeError(error, operation: $0.operation)) }
         }
     }
 

@@ -1,32 +1,10 @@
 import Baton
-import BatonEtcd
-import BatonPostgres
-import BatonRedis
-import BatonS3
-import BatonSQLite
 import Synchronization
 
 /// A benchmark that could not measure what it set out to (the figures would be meaningless).
 struct BenchFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Opens the store a URL names, for the stores this benchmark links.
-func openStore(_ string: String) async throws -> any LeaseStore {
-    let url = try StoreURL(string)
-    switch url.kind {
-    case .memory: return MemoryLeaseStore()
-    case .sqlite: return try await SQLiteLeaseStore(path: url.path)
-    case .postgres: return try await PostgresLeaseStore(url: url)
-    case .redis:
-        var configuration = RedisLeaseStore.Configuration()
-        configuration.poolSize = 4
-        return try RedisLeaseStore(url: url, configuration: configuration)
-    case .etcd: return try EtcdLeaseStore(url: url)
-    case .s3: return try S3LeaseStore(url: url)
-    default: throw BatonError.invalidArgument("baton-bench does not link the \(url.kind) store")
-    }
 }
 
 /// The short store name used in the results (`sqlite`, `postgres`, `redis`, ...).

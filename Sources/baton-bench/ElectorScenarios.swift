@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonStores
 import Foundation
 import Logging
 
@@ -54,7 +55,7 @@ struct ScaleLeasesCommand: AsyncParsableCommand {
     @Option(help: "Seconds measured once every elector leads.") var seconds = 30
 
     func run() async throws {
-        let base = try await openStore(options.store)
+        let base = try await LeaseStores.open(options.store)
         let store = CountingStore(base)
         let configuration = ElectorConfiguration(ttl: .seconds(ttl))
         let run = UInt32.random(in: 0...UInt32.max)
@@ -134,7 +135,7 @@ struct WaitersCommand: AsyncParsableCommand {
     @Option(help: "Lease ttl in seconds.") var ttl = 10
 
     func run() async throws {
-        let base = try await openStore(options.store)
+        let base = try await LeaseStores.open(options.store)
         let store = CountingStore(base)
         let run = UInt32.random(in: 0...UInt32.max)
         let key = "bench-waiters-\(run)"
@@ -237,7 +238,7 @@ struct StoreCostCommand: AsyncParsableCommand {
     @Option(help: "Seconds measured at steady state.") var seconds = 60
 
     func run() async throws {
-        let base = try await openStore(options.store)
+        let base = try await LeaseStores.open(options.store)
         let run = UInt32.random(in: 0...UInt32.max)
         let key = "bench-cost-\(run)"
         let stores = (0...candidates).map { _ in CountingStore(base) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonStores
 import Foundation
 
 /// `baton-bench latency`: single-operation latency as one client sees it. For COUNT rounds on one key: acquire
@@ -15,7 +16,7 @@ struct LatencyCommand: AsyncParsableCommand {
     @Option(help: "Measured rounds.") var count = 1000
 
     func run() async throws {
-        let store = try await openStore(options.store)
+        let store = try await LeaseStores.open(options.store)
         let key = "bench-latency-\(getpid())"
         let clock = ContinuousClock()
         var acquires = LatencySummary()
@@ -65,7 +66,7 @@ struct ClaimsCommand: AsyncParsableCommand {
     @Flag(help: "Acquire fresh lease keys instead of claiming rounds.") var acquires = false
 
     func run() async throws {
-        let store = try await openStore(options.store)
+        let store = try await LeaseStores.open(options.store)
         let prefix = "bench-\(UInt32.random(in: 0...UInt32.max))"
         let ttl = Duration.milliseconds(ttlMs)
         // Warm up: connections, prepared statements, scripts.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Baton
 import BatonServer
+import BatonStores
 import Foundation
 import Hummingbird
 import Logging
@@ -72,7 +73,7 @@ extension BatonCommand {
                 let registry = PrometheusCollectorRegistry()
                 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
-                let store = try await StoreFactory.open(url)
+                let store = try await LeaseStores.open(url)
                 let server = BatonHTTPServer(
                     store: store,
                     configuration: .init(

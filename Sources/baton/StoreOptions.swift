@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonStores
 import Foundation
 
 /// The options every subcommand shares: which store to use.
@@ -36,7 +37,7 @@ struct StoreOptions: ParsableArguments {
     /// what `body` did is already stored.
     func withStore<Value>(_ body: (any LeaseStore) async throws -> Value) async throws -> Value {
         let url = try storeURL()
-        let store = try await StoreFactory.open(url)
+        let store = try await LeaseStores.open(url)
         let result: Value
         do {
             result = try await body(store)

@@ -37,6 +37,33 @@ import Testing
         lock.unlock()
     }
 
+    @Test func arrivalOrderHoldsPastCancelledWaitersAndALongQueue() async throws {
+        let lock = AsyncFIFOLock()
+        let order = Locked<[Int]>([])
+        try await lock.lock()
+        var tasks: [Task<Void, any Error>] = []
+        // More waiters than the queue keeps before it drops its consumed prefix, every third one cancelled.
+        for index in 0..<300 {
+            tasks.append(
+                Task {
+                    try await lock.lock()
+                    order.withLock { $0.append(index) }
+                    lock.unlock()
+                })
+            while lock.waitingCount < index + 1 - index / 3 { try await Task.sleep(for: .milliseconds(1)) }
+            if index % 3 == 2 {
+                tasks[index].cancel()
+                while lock.waitingCount > index - index / 3 { try await Task.sleep(for: .milliseconds(1)) }
+            }
+        }
+        lock.unlock()
+        for task in tasks { _ = try? await task.value }
+        #expect(order.value == (0..<300).filter { $0 % 3 != 2 })
+        #expect(lock.waitingCount == 0)
+        try await lock.lock()
+        lock.unlock()
+    }
+
     @Test func alreadyCancelledTaskDoesNotTakeTheLock() async throws {
         let lock = AsyncFIFOLock()
         let task = Task {

@@ -1,24 +1,5 @@
 import Baton
-import BatonPostgres
-import BatonRedis
-import BatonSQLite
 import Foundation
-
-/// What the examples share: opening the store a URL names, and reading a setting from a flag or the environment.
-public enum ExampleStores {
-    /// Opens the store `url` names: `memory:`, `sqlite:PATH`, `postgres://...` or `redis://...`.
-    /// - Throws: ``BatonError`` `invalidArgument` for a store the examples are not built with; whatever the store
-    ///   throws when it cannot be opened.
-    public static func open(_ url: StoreURL) async throws -> any LeaseStore {
-        switch url.kind {
-        case .memory: return MemoryLeaseStore()
-        case .sqlite: return try await SQLiteLeaseStore(path: url.path)
-        case .postgres: return try await PostgresLeaseStore(url: url)
-        case .redis: return try RedisLeaseStore(url: url)
-        default: throw BatonError.invalidArgument("the examples are not built with the \(url.kind) store")
-        }
-    }
-}
 
 /// The examples' command lines: `--name value` flags, each with an environment variable as its fallback.
 public struct ExampleArguments: Sendable {

@@ -1,0 +1,89 @@
+import Baton
+import Foundation
+import Testing
+
+@testable import BatonSQLite
+
+/// Operations that arrive together share one turn of the connection: their writes one transaction (one commit),
+/// each write still atomic on its own.
+@Suite struct SQLiteTurnTests {
+    /// Holds `store`'s connection until `release` yields, so that operations started meanwhile share the next turn.
+    private func holdTurn(_ store: SQLiteLeaseStore) async -> (Task<Void, any Error>, AsyncStream<Void>.Continuation) {
+        let (held, heldContinuation) = AsyncStream<Void>.makeStream()
+        let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
+        let blocker = Task {
+            try await store.withSession("test") { _ in
+                heldContinuation.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in held { break }
+        return (blocker, releaseContinuation)
+    }
+
+    @Test func aWriteThatThrowsIsRolledBackAloneInItsTurn() async throws {
+        try await withTwoStores { a, b in
+            let group = unique("turn")
+            let (blocker, release) = await holdTurn(a)
+            let first = Task { try await a.heartbeat(group: group, member: "first", ttl: .seconds(60)) }
+            let bootID = try #require(HostClock.bootID())
+            let failing = Task {
+                try await a.transaction("test") { db, now in
+                    // A live member, as a heartbeat writes it: only the rollback can keep it out of the listing.
+                    try await db.execute(
+                        """
+                        INSERT INTO baton_presence (group_name, member, expires_ns, boot_id)
+                        VALUES ('\(group)', 'failing', \(now + 60_000_000_000), '\(bootID)')
+                        """
+                    )
+                    throw BatonError.invalidArgument("the test's write fails after its insert")
+                }
+            }
+            let last = Task { try await a.heartbeat(group: group, member: "last", ttl: .seconds(60)) }
+            while a.queuedOperations < 3 { try await Task.sleep(for: .milliseconds(1)) }
+            release.yield()
+            try await blocker.value
+            try await first.value
+            try await last.value
+            await #expect(throws: BatonError.self) { try await failing.value }
+            #expect(try await b.members(group: group) == ["first", "last"])
+            let rows = try await b.withSession("test") { db in
+                try await db.rows("SELECT member FROM baton_presence WHERE group_name = '\(group)'").count
+            }
+            #expect(rows == 2)
+        }
+    }
+
+    @Test func concurrentWritesAndReadsShareTurnsAndAllAnswer() async throws {
+        try await withTwoStores { a, _ in
+            let prefix = unique("many")
+            let (blocker, release) = await holdTurn(a)
+            let acquires = (0..<300).map { index in
+                Task { try await a.acquire(key: "\(prefix)-\(index)", holder: "h", ttl: .seconds(60), metadata: nil) }
+            }
+            let reads = (0..<300).map { index in Task { try await a.current(key: "\(prefix)-\(index)") } }
+            while a.queuedOperations < 600 { try await Task.sleep(for: .milliseconds(1)) }
+            release.yield()
+            try await blocker.value
+            for task in acquires { #expect(try await task.value.lease?.token == 1) }
+            for task in reads { _ = try await task.value }
+            // The reads of a turn run after its writes are committed: every key is held now.
+            for index in 0..<300 { #expect(try await a.current(key: "\(prefix)-\(index)")?.holder == "h") }
+        }
+    }
+
+    @Test func aCancelledOperationLeavesItsTurnUndone() async throws {
+        try await withTwoStores { a, _ in
+            let key = unique("cancelled-turn")
+            let (blocker, release) = await holdTurn(a)
+            let cancelled = Task { try await a.acquire(key: key, holder: "gone", ttl: .seconds(60), metadata: nil) }
+            let kept = Task { try await a.acquire(key: key, holder: "kept", ttl: .seconds(60), metadata: nil) }
+            while a.queuedOperations < 2 { try await Task.sleep(for: .milliseconds(1)) }
+            cancelled.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await cancelled.value }
+            release.yield()
+            try await blocker.value
+            #expect(try await kept.value.lease?.holder == "kept")
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Baton
+import BatonS3
+import BatonSQLite
+import BatonStores
+import Foundation
+import Testing
+
+@Suite("Opening a store by URL")
+struct LeaseStoresTests {
+    @Test("an unknown scheme is refused with the known ones listed")
+    func unknownScheme() async throws {
+        let error = try await #require(throws: BatonError.self) { try await LeaseStores.open("mysql://db:3306") }
+        #expect(error.code == .invalidArgument)
+        #expect(error.message.contains("unknown store URL scheme"))
+        #expect(error.message.contains("memory, sqlite, redis, rediss, etcd, etcds, postgres, postgresql, s3"))
+    }
+
+    @Test("a malformed URL is refused without showing its password")
+    func malformedURL() async throws {
+        let error = try await #require(throws: BatonError.self) {
+            try await LeaseStores.open("redis://user:hunter2@db:notaport")
+        }
+        #expect(error.code == .invalidArgument)
+        #expect(!error.message.contains("hunter2"))
+        #expect(!"\(error)".contains("hunter2"))
+    }
+
+    @Test("a URL its store refuses is refused before any I/O")
+    func refusedByTheStore() async throws {
+        let error = try await #require(throws: BatonError.self) { try await LeaseStores.open("redis://db:6379/x") }
+        #expect(error.code == .invalidArgument)
+        #expect(error.message.contains("database"))
+    }
+
+    @Test(
+        "each scheme opens its store (those that connect on first use, so no server is needed)",
+        arguments: [
+            ("memory:", "MemoryLeaseStore"),
+            ("redis://127.0.0.1:1", "RedisLeaseStore"),
+            ("rediss://127.0.0.1:1", "RedisLeaseStore"),
+            ("redis://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", "RedisLeaseStore"),
+            ("etcd://127.0.0.1:1", "EtcdLeaseStore"),
+        ]
+    )
+    func opensTheStoreItsSchemeNames(url: String, type: String) async throws {
+        let store = try await LeaseStores.open(url)
+        #expect(String(describing: Swift.type(of: store)) == type)
+        try await store.close()
+    }
+
+    @Test("sqlite:PATH opens the SQLite file")
+    func sqlite() async throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("baton-stores-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("baton.db").path
+        let store = try await LeaseStores.open(StoreURL("sqlite:\(path)"))
+        let sqlite = try #require(store as? SQLiteLeaseStore)
+        #expect(sqlite.path == path)
+        let result = try await store.acquire(key: "k", holder: "h", ttl: .seconds(5), metadata: nil)
+        #expect(result.lease != nil)
+        try await store.close()
+        #expect(FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test("s3:// opens the S3 store (or says which credentials are missing)")
+    func s3() async throws {
+        let url = "s3://bucket/baton/?endpoint=http://127.0.0.1:1&region=us-east-1"
+        if ProcessInfo.processInfo.environment["AWS_ACCESS_KEY_ID"] == nil {
+            let error = try await #require(throws: BatonError.self) { try await LeaseStores.open(url) }
+            #expect(error.code == .unauthorized)
+            #expect(error.message.contains("AWS_ACCESS_KEY_ID"))
+        } else {
+            let store = try await LeaseStores.open(url)
+            #expect(store is S3LeaseStore)
+            try await store.close()
+        }
+    }
+
+    @Test("postgres:// connects at once, so a server that is not there is a store error, not a bad URL")
+    func postgres() async throws {
+        let error = try await #require(throws: BatonError.self) {
+            try await LeaseStores.open("postgres://baton:secret@127.0.0.1:1/baton")
+        }
+        #expect(error.code == .storeUnavailable || error.code == .timeout)
+        #expect(!"\(error)".contains("secret"))
+    }
+}
