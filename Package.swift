@@ -187,11 +187,7 @@ let package = Package(
             dependencies: [
                 "Baton",
                 "BatonChaos",
-                "BatonSQLite",
-                "BatonPostgres",
-                "BatonRedis",
-                "BatonEtcd",
-                "BatonS3",
+                "BatonStores",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -1,11 +1,7 @@
 import ArgumentParser
 import Baton
 import BatonChaos
-import BatonEtcd
-import BatonPostgres
-import BatonRedis
-import BatonS3
-import BatonSQLite
+import BatonStores
 import Foundation
 import Logging
 import Synchronization
@@ -52,7 +48,7 @@ extension BatonChaosCommand {
             } catch {
                 throw ValidationError("--ttl: \(error.message)")
             }
-            let store = try await Self.open(try StoreURL(self.store))
+            let store = try await LeaseStores.open(try StoreURL(self.store))
             var logger = Logger(label: "baton-chaos.worker")
             logger.logLevel = .critical
             let elector = try LeaderElector(
@@ -91,18 +87,6 @@ extension BatonChaosCommand {
                 try await group.waitForAll()
             }
             try? await store.close()
-        }
-
-        /// Opens the store at `url` (the stores `scripts/chaos` drives).
-        static func open(_ url: StoreURL) async throws -> any LeaseStore {
-            switch url.kind {
-            case .sqlite: try await SQLiteLeaseStore(path: url.path)
-            case .postgres: try await PostgresLeaseStore(url: url)
-            case .redis: try RedisLeaseStore(url: url)
-            case .etcd: try EtcdLeaseStore(url: url)
-            case .s3: try S3LeaseStore(url: url)
-            default: throw ValidationError("baton-chaos worker has no \(url.kind) store")
-            }
         }
     }
 }
