@@ -155,7 +155,7 @@ extension BatonCommand {
                 let holder = id ?? LeaderElector.defaultHolder
                 try BatonValidation.name(holder, "--id")
                 try BatonValidation.metadata(metadata)
-                return try await options.withStore { store in
+                return try await options.withStore(retrying: retry) { store in
                     try await runLeader(store: store, holder: holder, timing: timing)
                 }
             }

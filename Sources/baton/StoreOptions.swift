@@ -35,9 +35,16 @@ struct StoreOptions: ParsableArguments {
     ///
     /// A failure to close after `body` succeeded is reported on standard error but does not change the outcome:
     /// what `body` did is already stored.
-    func withStore<Value>(_ body: (any LeaseStore) async throws -> Value) async throws -> Value {
+    ///
+    /// With `retrying`, a store that cannot be reached yet (`storeUnavailable`, `timeout`) is opened again, after
+    /// a pause that doubles up to 5 s, until it answers (or a signal ends the process: nothing is held yet); each
+    /// failure is reported on standard error. Any other error ends at once.
+    func withStore<Value>(
+        retrying: Bool = false,
+        _ body: (any LeaseStore) async throws -> Value
+    ) async throws -> Value {
         let url = try storeURL()
-        let store = try await LeaseStores.open(url)
+        let store = retrying ? try await Self.openRetrying(url) : try await LeaseStores.open(url)
         let result: Value
         do {
             result = try await body(store)
@@ -51,5 +58,20 @@ struct StoreOptions: ParsableArguments {
             CommandOutcome.printError("closing the store \(url) failed: \(CommandOutcome.message(for: error))")
         }
         return result
+    }
+
+    private static func openRetrying(_ url: StoreURL) async throws -> any LeaseStore {
+        var pause = Duration.milliseconds(200)
+        while true {
+            do {
+                return try await LeaseStores.open(url)
+            } catch let error as BatonError where error.code == .storeUnavailable || error.code == .timeout {
+                CommandOutcome.printError(
+                    "cannot open the store \(url): \(CommandOutcome.message(for: error)); --retry: trying again in \(pause)"
+                )
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(5))
+            }
+        }
     }
 }

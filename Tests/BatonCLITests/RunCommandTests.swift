@@ -287,6 +287,25 @@ struct RunCommandTests {
         #expect(holder.exit() == 128 + SIGTERM)
     }
 
+    @Test("--retry waits for a store that cannot be reached yet instead of exiting, and never prints its password")
+    func retryWaitsForTheStore() throws {
+        let scratch = try Scratch()
+        let waiting = try Baton(
+            [
+                "--store", "postgres://baton:pw-not-shown@127.0.0.1:1/baton", "run", "--key", "k", "--retry", "--",
+                "sh", "-c", "touch \"$DIR/ran\"",
+            ],
+            in: scratch, name: "retry")
+        #expect(
+            Self.waitUntil(.seconds(20)) { waiting.standardError.components(separatedBy: "trying again").count > 2 })
+        #expect(waiting.process.isRunning, "baton run --retry exited: \(waiting.standardError)")
+        #expect(!waiting.standardError.contains("pw-not-shown"))
+        waiting.signal(SIGTERM)
+        let status = waiting.exit()
+        #expect(status == SIGTERM || status == 128 + SIGTERM)
+        #expect(!scratch.exists("ran"))
+    }
+
     @Test("when the store stays unreachable the command is stopped at the local deadline")
     func stoppedAtDeadline() throws {
         let scratch = try Scratch()
