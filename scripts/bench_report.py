@@ -33,6 +33,9 @@ def summary_row(r):
     """(scenario, store, Baton's figure, the peer's figure or the bound, ratio, command) for the main table."""
     kind, name = r.get("kind"), r.get("name", "")
     command = f"`scripts/bench {name}`"
+    if kind == "failed":
+        return (name, "–", f"**failed** (status {r['status']}; its output is above the report in the run's log)",
+                "–", "–", command)
     if kind == "handover":
         peer = f"{r['peer']}: {ms(r['peer_median_ms'])}" if "peer" in r else "–"
         ratio = f"{r['median_ms'] / r['peer_median_ms']:.2f}" if "peer" in r else "–"
