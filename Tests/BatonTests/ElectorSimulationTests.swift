@@ -337,8 +337,7 @@ struct ElectorSimulation {
                 report.elections += 1
             case .demoted(_, let reason):
                 report.demotions[reason.description, default: 0] += 1
-            case .finish(release: nil), .leaderChanged, .storeError, .abandon:
-                // A request given up on still arrives: the simulated store, like a remote one, may run it anyway.
+            case .finish(release: nil), .leaderChanged, .storeError:
                 break
             case .checkPresence:
                 // Quorum mode is off in the simulation (ElectorQuorumTests drives it).

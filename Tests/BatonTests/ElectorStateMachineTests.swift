@@ -315,34 +315,4 @@ import Testing
         #expect(machine.scheduledWake! <= retryAt)
         #expect(acquireID(machine.handle(.tick, now: retryAt)) != nil)
     }
-
-    func abandoned(_ actions: [Action]) -> [Machine.RequestID] {
-        actions.compactMap { if case .abandon(let id) = $0 { id } else { nil } }
-    }
-
-    @Test func aTimedOutAcquireIsAbandonedBeforeItsRetry() {
-        var machine = makeMachine()
-        let first = acquireID(machine.start(now: .zero))!
-        #expect(abandoned(machine.handle(.tick, now: Self.renewInterval - .nanoseconds(1))).isEmpty)
-        #expect(abandoned(machine.handle(.tick, now: Self.renewInterval)) == [first])
-        guard case .following(let following) = machine.state, let retryAt = following.retryAt else {
-            Issue.record("no retry planned")
-            return
-        }
-        let retry = machine.handle(.tick, now: retryAt)
-        #expect(acquireID(retry) != first)
-        #expect(abandoned(retry).isEmpty, "the retry itself is not abandoned")
-    }
-
-    @Test func aTimedOutRenewIsAbandonedAndAnsweredRenewsAreNot() {
-        var machine = makeMachine()
-        _ = elect(&machine)
-        let first = renewID(machine.handle(.tick, now: Self.renewInterval))!
-        let timedOut = machine.handle(.tick, now: Self.renewInterval * 2)
-        #expect(abandoned(timedOut) == [first])
-        let second = renewID(timedOut)!
-        let answered = machine.handle(.renewed(second, lease()), now: Self.renewInterval * 2 + .milliseconds(5))
-        #expect(abandoned(answered).isEmpty)
-        #expect(machine.lease != nil)
-    }
 }

@@ -106,25 +106,6 @@ func eventually(
         try await run.value
     }
 
-    /// A request that times out is cancelled before it is sent again, so a store that queues requests (SQLite's
-    /// turns) never holds two of one elector: no retry storm.
-    @Test func aTimedOutAcquireIsCancelledBeforeItsRetry() async throws {
-        let memory = MemoryLeaseStore(clock: clock)
-        let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        store.setFault(.hang, for: .operation(.acquire))
-        let elector = try makeElector(store, holder: "a")
-        let run = Task { try await elector.run() }
-        await store.waitForHangingCalls(atLeast: 1)  // the acquire sent at t = 0 hangs
-        clock.advance(by: configuration.effectiveRequestTimeout)
-        await eventually("the timed-out acquire to be cancelled") { store.hangingCallCount == 0 }
-        clock.advance(by: configuration.effectiveRequestTimeout)  // past the retry's backoff
-        await store.waitForHangingCalls(atLeast: 1)
-        #expect(store.callCount(.acquire) == 2)
-        #expect(store.hangingCallCount == 1)
-        run.cancel()
-        try await run.value
-    }
-
     /// The safety rule: with the store unreachable and a renew hanging, the leader demotes itself at
     /// t0 + ttl − margin, while the store still holds its term, so nobody else can lead yet.
     @Test func storeDownDemotesAtTheDeadlineBeforeTheTermCanPass() async throws {

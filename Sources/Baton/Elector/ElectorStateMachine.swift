@@ -97,10 +97,6 @@ struct ElectorStateMachine {
         /// Quorum mode: heartbeat this member, count the live members, answer with `.presence` or
         /// `.presenceFailed`.
         case checkPresence(RequestID)
-        /// Give up on a request that got no answer within the request timeout: cancel it, so that a store that
-        /// queues requests does not run it after the retry that follows (its answer would be ignored anyway).
-        /// Without this, requests that time out in a long queue are sent again and lengthen it: a retry storm.
-        case abandon(RequestID)
     }
 
     struct Request {
@@ -230,7 +226,6 @@ struct ElectorStateMachine {
         if case .resigning = state { return }
         if let request = presence.inFlight, now >= request.sentAt + settings.requestTimeout {
             presence.inFlight = nil
-            actions.append(.abandon(request.id))
             presence.nextAt = now
             actions.append(.storeError(.timeout("the presence check got no answer within \(settings.requestTimeout)")))
         }
@@ -382,7 +377,6 @@ struct ElectorStateMachine {
         case .tick:
             if let request = following.inFlight, now >= request.sentAt + settings.requestTimeout {
                 following.inFlight = nil
-                actions.append(.abandon(request.id))
                 failAcquire(
                     &following, .timeout("acquire got no answer within \(settings.requestTimeout)"), now: now,
                     into: &actions)
@@ -494,7 +488,6 @@ struct ElectorStateMachine {
         case .tick:
             if let request = leading.inFlight, now >= request.sentAt + settings.requestTimeout {
                 leading.inFlight = nil
-                actions.append(.abandon(request.id))
                 leading.failures += 1
                 leading.renewAt = now
                 actions.append(.storeError(.timeout("renew got no answer within \(settings.requestTimeout)")))

@@ -50,8 +50,6 @@ public final class LeaderElector: Service, Sendable {
         var leaderWaiters: [Int: CheckedContinuation<Lease, any Error>] = [:]
         var termWaiters: [Int: TermWaiter] = [:]
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        /// The store requests in flight, by request id, so that a request the machine gives up on is cancelled.
-        var requests: [ElectorStateMachine.RequestID: Task<Void, Never>] = [:]
 
         mutating func takeID() -> Int {
             nextID += 1
@@ -378,9 +376,9 @@ public final class LeaderElector: Service, Sendable {
         for action in actions {
             switch action {
             case .acquire(let id):
-                group.addTask { await self.request(id) { await self.sendAcquire(id, into: input) } }
+                group.addTask { await self.sendAcquire(id, into: input) }
             case .renew(let id, let lease):
-                group.addTask { await self.request(id) { await self.sendRenew(id, lease, into: input) } }
+                group.addTask { await self.sendRenew(id, lease, into: input) }
             case .release(let lease):
                 group.addTask { try? await self.store.release(lease) }
             case .schedule(let time):
@@ -397,9 +395,7 @@ public final class LeaderElector: Service, Sendable {
             case .storeError(let error):
                 storeFailed(error)
             case .checkPresence(let id):
-                group.addTask { await self.request(id) { await self.checkPresence(id, into: input) } }
-            case .abandon(let id):
-                shared.withLock { $0.requests.removeValue(forKey: id) }?.cancel()
+                group.addTask { await self.checkPresence(id, into: input) }
             case .finish(let lease):
                 if let lease { await releaseUncancelled(lease) }
                 if configuration.quorum != nil { await leavePresence() }
@@ -407,20 +403,6 @@ public final class LeaderElector: Service, Sendable {
             }
         }
         return false
-    }
-
-    /// Runs store request `id` in a task that ``ElectorStateMachine/Action/abandon(_:)`` can cancel (and that is
-    /// cancelled with the calling task).
-    private func request(_ id: ElectorStateMachine.RequestID, _ body: @escaping @Sendable () async -> Void) async {
-        // Unstructured so that it can be cancelled alone; awaited here, so it never outlives the campaign.
-        let task = Task { await body() }
-        shared.withLock { $0.requests[id] = task }
-        await withTaskCancellationHandler {
-            await task.value
-        } onCancel: {
-            task.cancel()
-        }
-        shared.withLock { _ = $0.requests.removeValue(forKey: id) }
     }
 
     private func sendAcquire(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
