@@ -106,11 +106,38 @@ def main():
     mode, build_s, run_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     results = [json.loads(r) for r in sys.argv[4:]]
     host = machine()
+    today = time.strftime("%Y-%m-%d")
+    measured = f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {today}: {host}."
+    if mode == "--some":
+        # Named scenarios: their rows replace the same scenarios' rows of the last run, in place.
+        try:
+            with open("bench-results.json") as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        if previous:
+            names = [r.get("name") for r in results]
+            merged, placed = [], set()
+            for r in previous["results"]:
+                if r.get("name") in names:
+                    if r["name"] not in placed:
+                        merged += [n for n in results if n.get("name") == r["name"]]
+                        placed.add(r["name"])
+                else:
+                    merged.append(r)
+            merged += [r for r in results if r.get("name") not in placed]
+            results = merged
+            shown = ", ".join(sorted(set(names)))
+            measured = (f"Measured by `scripts/bench{' --quick' if previous['mode'] == 'quick' else ''}` on "
+                        f"{previous['date']}; {shown} measured again by `scripts/bench {shown.replace(', ', ' ')}` "
+                        f"on {today}: {host}.")
+            mode, build_s, run_s = "--" + previous["mode"], previous["build_seconds"], previous["run_seconds"] + run_s
+            today = previous["date"]
     with open("bench-results.json", "w") as f:
         json.dump({"machine": host, "mode": mode.strip("-"), "build_seconds": build_s, "run_seconds": run_s,
-                   "date": time.strftime("%Y-%m-%d"), "results": results}, f, indent=2)
+                   "date": today, "results": results}, f, indent=2)
     lines = ["# Benchmarks", "",
-             f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {time.strftime('%Y-%m-%d')}: {host}.",
+             measured,
              "The machine is shared and noisy and the load generators run",
              "on the same cores as Baton: read medians and ratios measured side by side in this run, not lone absolute",
              f"numbers. Release build {build_s} s; scenarios {run_s} s. Each run also writes `bench-results.json` (every figure and sample; not committed).",

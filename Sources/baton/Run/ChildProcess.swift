@@ -56,6 +56,9 @@ final class ChildProcess: Sendable {
         var killed = false
         /// The keeper has been reaped.
         var keeperReaped = false
+        /// Tasks waiting for the keeper to be reaped, by id.
+        var keeperWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextKeeperWaiter = 0
         /// No process of the group is left: from then on no signal is sent, since the id may be reused.
         var groupGone = false
     }
@@ -146,6 +149,8 @@ final class ChildProcess: Sendable {
     /// parent does not reap it) is given up on.
     func exitWithGroup(grace: Duration) async -> Exit {
         let exit = await exit()
+        // The keeper reports the command's end first and ends itself a moment later, when its group is empty.
+        await waitForKeeper(milliseconds: 100)
         if groupIsGone() { return exit }
         stop(SIGTERM, grace: grace)
         let giveUp = ContinuousClock.now + grace + .seconds(1)
@@ -180,7 +185,33 @@ final class ChildProcess: Sendable {
     }
 
     private func keeperReaped() {
-        state.withLock { $0.keeperReaped = true }
+        let waiters = state.withLock { state in
+            state.keeperReaped = true
+            defer { state.keeperWaiters = [:] }
+            return Array(state.keeperWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until the keeper has been reaped, or `milliseconds` have passed. The keeper ends as soon as its group
+    /// is empty, which is at once after the command for a command that leaves nothing behind.
+    private func waitForKeeper(milliseconds: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let id = state.withLock { state -> Int? in
+                if state.keeperReaped { return nil }
+                let id = state.nextKeeperWaiter
+                state.nextKeeperWaiter += 1
+                state.keeperWaiters[id] = continuation
+                return id
+            }
+            guard let id else {
+                continuation.resume()
+                return
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { [self] in
+                state.withLock { $0.keeperWaiters.removeValue(forKey: id) }?.resume()
+            }
+        }
     }
 
     private func reaped(_ status: Int32) {
