@@ -155,42 +155,27 @@ public final class EtcdLeaseStore: LeaseStore {
             }
             campaign = try await moveIfNeeded(id, campaign, ttlSeconds: seconds)
             let queued = campaign
-            if !queued.leading, metadata == queued.metadata, let head = watcher?.freshSnapshot?.first,
-                head.lease == queued.lease, !head.waiting
-            {
-                // Handed over, as the watch showed: the keep-alive alone starts the term.
-                guard try await keepAlive(queued.lease) > 0 else {
-                    forget(id, lease: queued.lease)
-                    return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
-                }
-                markLeading(id, queued, metadata: metadata)
-                return .acquired(
-                    Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: ttl, metadata: metadata))
-            }
             if !queued.leading, metadata == queued.metadata {
-                // The leader before this candidate may have handed the key over as it released it (see
-                // `release(_:)`): then a check, with the keep-alive beside it, is all it takes to lead.
+                // The leader before this candidate may have handed it the key on release (see `release(_:)`): the
+                // watch shows it, or a read beside the keep-alive checks it. Then the keep-alive alone starts the
+                // term; otherwise the candidate takes the lead with a write, if it is the head.
+                let shown = watcher?.freshSnapshot?.first.map { $0.lease == queued.lease && !$0.waiting } ?? false
                 async let alive = keepAlive(queued.lease)
-                async let handed = handedOver(id, queued)
+                async let handed = handedOver(id, queued, shownByWatch: shown)
                 let (left, wasHanded) = try await (alive, handed)
-                if left <= 0 {
-                    forget(id, lease: queued.lease)
-                    return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
-                }
-                if wasHanded {
+                if left > 0, wasHanded {
                     markLeading(id, queued, metadata: metadata)
                     return .acquired(
                         Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: ttl, metadata: metadata))
                 }
-                if let result = try await tryLead(id, queued, ttl: ttl, metadata: metadata) { return result }
-                forget(id, lease: queued.lease)
-                return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
+                if left > 0, let result = try await tryLead(id, queued, ttl: ttl, metadata: metadata) { return result }
+            } else {
+                // The keep-alive and the attempt go out together: the term's ttl counts from before both.
+                async let alive = keepAlive(queued.lease)
+                async let attempt = tryLead(id, queued, ttl: ttl, metadata: metadata)
+                let (left, result) = try await (alive, attempt)
+                if left > 0, let result { return result }
             }
-            // The keep-alive and the attempt go out together: the term's ttl counts from before both.
-            async let alive = keepAlive(queued.lease)
-            async let attempt = tryLead(id, queued, ttl: ttl, metadata: metadata)
-            let (left, result) = try await (alive, attempt)
-            if left > 0, let result { return result }
             forget(id, lease: queued.lease)
         }
         return try await join(id, ttl: ttl, ttlSeconds: seconds, metadata: metadata)
@@ -511,8 +496,9 @@ public final class EtcdLeaseStore: LeaseStore {
     }
 
     /// Whether the leader before this waiting candidate handed it the key: its key is the oldest and its campaign
-    /// record carries the leading mark. A read, no write.
-    private func handedOver(_ id: CampaignID, _ campaign: Campaign) async throws -> Bool {
+    /// record carries the leading mark. A read, no write; none when the watch already showed it.
+    private func handedOver(_ id: CampaignID, _ campaign: Campaign, shownByWatch: Bool) async throws -> Bool {
+        if shownByWatch { return true }
         let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
         let answer = try await txn(
             "acquire",
