@@ -48,11 +48,7 @@ final class EtcdElectionWatcher: Sendable {
                         let started = ContinuousClock.now
                         do {
                             try await EtcdLeaseStore.watch(client, prefix: prefix) { answer in
-                                if let derived = self.apply(answer) {
-                                    self.publish(.success(derived))
-                                } else {
-                                    wake.yield()
-                                }
+                                if !self.apply(answer) { wake.yield() }
                             }
                         } catch {
                             self.state.withLock { state in
@@ -71,19 +67,17 @@ final class EtcdElectionWatcher: Sendable {
                 }
                 for await _ in wakes {
                     let generation = self.state.withLock { $0.generation }
-                    let snapshot: Snapshot
                     do {
                         let (election, revision) = try await read()
-                        snapshot = .success(election)
                         self.state.withLock { state in
                             state.latest = election
                             state.latestRevision = revision
                             state.latestGeneration = generation
+                            Self.publish(.success(election), in: state)
                         }
                     } catch {
-                        snapshot = .failure(error)
+                        self.state.withLock { Self.publish(.failure(error), in: $0) }
                     }
-                    self.publish(snapshot)
                 }
                 group.cancelAll()
             }
@@ -94,16 +88,16 @@ final class EtcdElectionWatcher: Sendable {
     }
 
     /// Counts a watch answer; when it only deletes candidates of the fresh snapshot or rewrites them on their own
-    /// leases, returns the election after it (and keeps it as the fresh snapshot), else nil: the election must be
-    /// read.
-    private func apply(_ answer: Etcdserverpb_WatchResponse) -> [EtcdLeaseStore.Candidate]? {
+    /// leases, keeps the election after it as the fresh snapshot, tells the subscribers and returns true, else
+    /// returns false: the election must be read.
+    private func apply(_ answer: Etcdserverpb_WatchResponse) -> Bool {
         state.withLock { state in
             let fresh = state.watching && state.latestGeneration == state.generation
             state.watching = true
             state.generation += 1
-            guard fresh, var election = state.latest, !answer.events.isEmpty else { return nil }
+            guard fresh, var election = state.latest, !answer.events.isEmpty else { return false }
             for event in answer.events {
-                guard event.kv.modRevision > state.latestRevision else { return nil }
+                guard event.kv.modRevision > state.latestRevision else { return false }
                 switch event.type {
                 case .delete:
                     election.removeAll { $0.key == event.kv.key }
@@ -113,23 +107,25 @@ final class EtcdElectionWatcher: Sendable {
                             $0.key == event.kv.key && $0.revision == event.kv.createRevision
                                 && $0.lease == event.kv.lease
                         })
-                    else { return nil }
+                    else { return false }
                     election[index].waiting = false
                     election[index].value = String(decoding: event.kv.value, as: UTF8.self)
                 default:
-                    return nil
+                    return false
                 }
             }
             state.latest = election
             state.latestRevision = answer.events.map(\.kv.modRevision).max()!
             state.latestGeneration = state.generation
-            return election
+            Self.publish(.success(election), in: state)
+            return true
         }
     }
 
-    private func publish(_ snapshot: Snapshot) {
-        let subscribers = state.withLock { Array($0.subscribers.values) }
-        for subscriber in subscribers { subscriber.yield(snapshot) }
+    /// Yields `snapshot` to every subscriber, under the state's lock: snapshots reach subscribers in the order
+    /// they were taken (a yield never waits, and calls back into nothing here).
+    private static func publish(_ snapshot: Snapshot, in state: State) {
+        for subscriber in state.subscribers.values { subscriber.yield(snapshot) }
     }
 
     /// A new subscriber: its stream gets a snapshot read after this call, then one after every change.
@@ -146,11 +142,24 @@ final class EtcdElectionWatcher: Sendable {
         return (id, snapshots)
     }
 
-    /// Reads the election again and tells every subscriber (after a change this store made that the watch
-    /// does not show, such as a waiting candidate of this store taking a key handed over to it).
+    /// Reads the election again and tells every subscriber.
     func refresh() {
         state.withLock { $0.generation += 1 }
         wake.yield()
+    }
+
+    /// Tells every subscriber the fresh snapshot again (after a change to how this store reports it, such as a
+    /// waiting candidate of this store taking a key handed over to it), or reads the election again if no
+    /// snapshot is fresh.
+    func republish() {
+        let published = state.withLock { state -> Bool in
+            guard state.watching, state.latestGeneration == state.generation, let latest = state.latest else {
+                return false
+            }
+            Self.publish(.success(latest), in: state)
+            return true
+        }
+        if !published { refresh() }
     }
 
     /// Removes a subscriber.

@@ -30,9 +30,13 @@ import Synchronization
 ///   what wakes a waiting elector to try. Only the head can take the key, so terms pass in arrival order.
 /// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
 ///   keys and marks the next Baton candidate as leading. Every other store reports the successor as the leader at
-///   once; the successor's own store still reports "no leader" to its subscribers until its holder acquires, and
-///   that acquire needs only a keep-alive (the term's ttl counts from it), not a write. A successor whose holder
-///   never acquires loses the key when its lease runs out, as a stopped leader would.
+///   once; the successor's own store still reports "no leader" to its subscribers until its holder acquires. When
+///   that store's watch shows the handover, the acquire sends nothing: the term starts at once and is promised
+///   (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive ensures, capped at the ttl asked and
+///   given only when more than half of it is left (the store keeps waiting candidates' leases alive every ttl/3);
+///   the elector renews it within half of that. Otherwise the acquire is a keep-alive (the term's ttl counts from
+///   it) and a read, not a write. A successor whose holder never acquires loses the key when its lease runs out,
+///   as a stopped leader would.
 /// - A term's lease is kept alive only by ``renew(_:ttl:)`` (a keep-alive on etcd's `LeaseKeepAlive` stream),
 ///   so a holder that stops renewing loses the key after its ttl, as the contract says. A keep-alive answered
 ///   with a TTL of 0 means etcd dropped the lease: the renew throws `lost` at once, and the key's deletion
@@ -160,6 +164,13 @@ public final class EtcdLeaseStore: LeaseStore {
                 // watch shows it, or a read beside the keep-alive checks it. Then the keep-alive alone starts the
                 // term; otherwise the candidate takes the lead with a write, if it is the head.
                 let shown = watcher?.freshSnapshot?.first.map { $0.lease == queued.lease && !$0.waiting } ?? false
+                if shown, let sure = Self.sureTerm(of: queued, asked: ttl) {
+                    // Handed over, and the lease was kept alive recently enough: the term starts now, with no
+                    // request, for as long as the lease is sure to live; the elector renews it well before then.
+                    markLeading(id, queued, metadata: metadata)
+                    return .acquired(
+                        Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: sure, metadata: metadata))
+                }
                 async let alive = keepAlive(queued.lease)
                 async let handed = handedOver(id, queued, shownByWatch: shown)
                 let (left, wasHanded) = try await (alive, handed)
@@ -377,6 +388,8 @@ public final class EtcdLeaseStore: LeaseStore {
     private func join(_ id: CampaignID, ttl: Duration, ttlSeconds: Int64, metadata: String?) async throws
         -> AcquireResult
     {
+        // etcd counts the new lease's TTL from when it gets the grant, after this.
+        let granted = ContinuousClock.now
         let leaseID = try await grant(ttlSeconds)
         let ours = EtcdKeyLayout.candidateKey(id.key, lease: leaseID)
         let prefix = EtcdKeyLayout.electionPrefix(id.key)
@@ -413,7 +426,7 @@ public final class EtcdLeaseStore: LeaseStore {
             leading: answer.succeeded,
             metadata: metadata,
             lastTry: now,
-            lastKeepAlive: now
+            lastKeepAlive: granted
         )
         if answer.succeeded {
             state.withLock { $0.campaigns[id] = campaign }
@@ -478,8 +491,16 @@ public final class EtcdLeaseStore: LeaseStore {
         return .held(by: Self.leaderOrHead(of: election))
     }
 
-    /// Marks a campaign as leading, and has its key's watcher read again: this store's subscribers were told
-    /// "no leader" while the campaign waited here, and the watch may have shown its lead before this mark.
+    /// How long the lease of a waiting candidate is sure to live from now (its last keep-alive was sent at
+    /// `lastKeepAlive`, and etcd counts the lease's TTL from when it got it), capped at the ttl asked; nil when
+    /// less than half of that is left, and a keep-alive should start the term instead.
+    static func sureTerm(of campaign: Campaign, asked ttl: Duration, now: ContinuousClock.Instant = .now) -> Duration? {
+        let left = campaign.lastKeepAlive + .seconds(campaign.ttlSeconds) - now
+        return left > ttl / 2 ? min(ttl, left) : nil
+    }
+
+    /// Marks a campaign as leading, and has its key's watcher tell this store's subscribers again: they were
+    /// told "no leader" while the campaign waited here, and the watch may have shown its lead before this mark.
     private func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
         let watcher = state.withLock { state -> EtcdElectionWatcher? in
             guard state.campaigns[id]?.lease == campaign.lease else { return nil }
@@ -487,7 +508,7 @@ public final class EtcdLeaseStore: LeaseStore {
             state.campaigns[id]?.metadata = metadata
             return state.watchers[id.key]
         }
-        watcher?.refresh()
+        watcher?.republish()
     }
 
     /// Whether this store's watch of `key` has an up-to-date view of its queue (for tests).
@@ -554,6 +575,7 @@ public final class EtcdLeaseStore: LeaseStore {
     /// create revision stays, so the token and the place in the queue stay).
     private func moveIfNeeded(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64) async throws -> Campaign {
         guard ttlSeconds != campaign.ttlSeconds else { return campaign }
+        let granted = ContinuousClock.now
         let newLease = try await grant(ttlSeconds)
         let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
         let answer = try await txn(
@@ -571,6 +593,7 @@ public final class EtcdLeaseStore: LeaseStore {
         var moved = campaign
         moved.lease = newLease
         moved.ttlSeconds = ttlSeconds
+        moved.lastKeepAlive = granted
         let oldLease = campaign.lease
         // The keys keep the old lease's hex in their names; the old lease itself has no keys left.
         state.withLock { $0.campaigns[id] = moved }

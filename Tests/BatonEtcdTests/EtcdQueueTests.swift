@@ -92,6 +92,24 @@ import Testing
     /// A graceful handover is one transaction of the releasing leader: every other store sees the successor lead at
     /// once, the successor's own store still tells its subscribers "no leader" (so its elector acquires), and that
     /// acquire takes the term with the successor's place in the queue as the token.
+    @Test("a handed-over term is promised what the last keep-alive ensures, and not less than half the ttl")
+    func sureTermOfAHandedOverCandidate() {
+        let now = ContinuousClock.now
+        func campaign(keptAliveAgo ago: Duration, ttlSeconds: Int64) -> EtcdLeaseStore.Campaign {
+            EtcdLeaseStore.Campaign(
+                lease: 1, ttlSeconds: ttlSeconds, revision: 2, leading: false, metadata: nil, lastTry: now,
+                lastKeepAlive: now - ago)
+        }
+        let sure = EtcdLeaseStore.sureTerm
+        #expect(sure(campaign(keptAliveAgo: .seconds(2), ttlSeconds: 10), .seconds(10), now) == .seconds(8))
+        #expect(sure(campaign(keptAliveAgo: .zero, ttlSeconds: 10), .seconds(10), now) == .seconds(10))
+        // Never more than asked (etcd's whole seconds round a ttl up).
+        #expect(sure(campaign(keptAliveAgo: .zero, ttlSeconds: 2), .milliseconds(1500), now) == .milliseconds(1500))
+        // Half the ttl or less left: a keep-alive starts the term instead.
+        #expect(sure(campaign(keptAliveAgo: .seconds(5), ttlSeconds: 10), .seconds(10), now) == nil)
+        #expect(sure(campaign(keptAliveAgo: .seconds(12), ttlSeconds: 10), .seconds(10), now) == nil)
+    }
+
     @Test func releaseHandsTheKeyToTheNextCandidate() async throws {
         guard let url = EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
@@ -118,9 +136,18 @@ import Testing
             seen?.holder == "b",
             "another store sees the successor lead right after the release: \(String(describing: seen))")
         #expect(try await successorFeed.next() == .some(nil), "the successor's own store reports no leader")
+        // With a fresh view (under load the watch event may have come while a read was in flight, and the
+        // successor's store reads once more), the successor's store knows of the handover without asking etcd.
+        let fresh = ContinuousClock.now + .seconds(10)
+        while !successorStore.hasFreshView(of: key), ContinuousClock.now < fresh {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60)).lease)
         #expect(next.token == seen?.token)
         #expect(next.token > lease.token)
+        // Started without a request: the term lasts as long as the last keep-alive (here, the grant) ensures,
+        // which is less than a full ttl from now, and more than half of it.
+        #expect(next.ttl < .seconds(60) && next.ttl > .seconds(30), "the term's promise: \(next.ttl)")
         #expect(try await successorFeed.next()??.holder == "b", "after its acquire the successor's store reports it")
         try await successorStore.release(next)
         try await leaderStore.close()

@@ -67,6 +67,48 @@ import Testing
         #expect(machine.scheduledWake! <= .seconds(1) + Self.renewInterval)
     }
 
+    @Test("a term the store promises for less than the ttl ends and is renewed by that promise")
+    func shortenedTermCountsFromThePromise() {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .seconds(1)))!
+        var promised = lease()
+        promised.ttl = .seconds(7)
+        let actions = machine.handle(.acquired(id, promised), now: .seconds(1) + .milliseconds(1))
+        #expect(isElected(actions))
+        guard case .leading(let leading) = machine.state else {
+            Issue.record("not leading")
+            return
+        }
+        // deadline = t0 + promise − margin; the renew comes within half of what is left before the margin.
+        #expect(leading.deadline == .seconds(1) + .seconds(7) - Self.margin)
+        #expect(leading.renewAt == .seconds(1) + .seconds(3))
+        // The term itself keeps the configured ttl: renews ask for it, and events show it.
+        #expect(machine.lease?.ttl == Self.ttl)
+        for case .elected(let elected) in actions { #expect(elected.ttl == Self.ttl) }
+        let renew = renewID(machine.handle(.tick, now: .seconds(4)))
+        #expect(renew != nil)
+        // Renewed: the full ttl again, from the renew's send time.
+        _ = machine.handle(.renewed(renew!, lease()), now: .seconds(4) + .milliseconds(1))
+        guard case .leading(let renewed) = machine.state else {
+            Issue.record("not leading after the renew")
+            return
+        }
+        #expect(renewed.deadline == .seconds(4) + Self.ttl - Self.margin)
+        #expect(renewed.renewAt == .seconds(4) + Self.renewInterval)
+    }
+
+    @Test("a promise shorter than the margin is demoted at once, as a late answer is")
+    func promiseShorterThanTheMarginIsNotActedOn() {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .zero))!
+        var promised = lease()
+        promised.ttl = Self.margin / 2
+        let actions = machine.handle(.acquired(id, promised), now: .milliseconds(1))
+        #expect(!isElected(actions))
+        #expect(actions.contains { if case .release = $0 { true } else { false } })
+        #expect(machine.lease == nil)
+    }
+
     @Test func renewsAtTheRenewInterval() {
         var machine = makeMachine()
         _ = elect(&machine)

@@ -286,7 +286,7 @@ struct ElectorStateMachine {
         case .acquired(let id, let lease):
             guard let request = following.inFlight, request.id == id else { return }
             following.inFlight = nil
-            let deadline = request.sentAt + settings.ttl - settings.margin
+            let (deadline, renewAt) = term(of: lease, sentAt: request.sentAt)
             if now >= deadline {
                 // The answer came too late to act on safely: give the term back and try again.
                 actions.append(.release(lease))
@@ -296,18 +296,21 @@ struct ElectorStateMachine {
                 wake(at: following.retryAt!, into: &actions)
                 return
             }
-            if !lease.leaderInfo.isSameTerm(as: following.leader) {
-                actions.append(.leaderChanged(lease.leaderInfo))
+            // The term's own ttl is the configured one: renews ask for it.
+            var granted = lease
+            granted.ttl = settings.ttl
+            if !granted.leaderInfo.isSameTerm(as: following.leader) {
+                actions.append(.leaderChanged(granted.leaderInfo))
             }
             let leading = Leading(
-                lease: lease,
+                lease: granted,
                 deadline: deadline,
-                renewAt: request.sentAt + settings.renewInterval,
+                renewAt: renewAt,
                 inFlight: nil,
                 failures: 0
             )
             state = .leading(leading)
-            actions.append(.elected(lease))
+            actions.append(.elected(granted))
             wake(at: min(leading.renewAt, leading.deadline), into: &actions)
 
         case .held(let id, let info):
@@ -458,9 +461,9 @@ struct ElectorStateMachine {
             guard let request = leading.inFlight, request.id == id else { break }
             leading.inFlight = nil
             leading.failures = 0
+            (leading.deadline, leading.renewAt) = term(of: lease, sentAt: request.sentAt)
             leading.lease = lease
-            leading.deadline = request.sentAt + settings.ttl - settings.margin
-            leading.renewAt = request.sentAt + settings.renewInterval
+            leading.lease.ttl = settings.ttl
             if now >= leading.deadline {
                 demote(leading, .deadlineReached, now: now, into: &actions)
                 return
@@ -515,6 +518,18 @@ struct ElectorStateMachine {
             next = min(next, leading.renewAt)
         }
         wake(at: next, into: &actions)
+    }
+
+    /// The deadline and the next renew of a term granted by a request sent at `sentAt`: the configured ttl, or the
+    /// shorter time the store promised (``Lease/ttl``). A shortened term is renewed within half of what is left
+    /// of it before the margin.
+    private func term(of lease: Lease, sentAt: Duration) -> (deadline: Duration, renewAt: Duration) {
+        guard lease.ttl < settings.ttl else {
+            return (sentAt + settings.ttl - settings.margin, sentAt + settings.renewInterval)
+        }
+        let deadline = sentAt + lease.ttl - settings.margin
+        let renewIn = min(settings.renewInterval, max(.zero, (lease.ttl - settings.margin) / 2))
+        return (deadline, sentAt + renewIn)
     }
 
     private func isStopInput(_ input: Input) -> Bool {

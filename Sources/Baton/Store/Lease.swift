@@ -55,7 +55,9 @@ public struct Lease: Sendable, Hashable, CustomStringConvertible {
     public var holder: String
     /// The fencing token of this term.
     public var token: FencingToken
-    /// The time to live the store was asked for.
+    /// The time to live the store was asked for, or less: the time the term is sure to last from the call, when
+    /// the store granted it without a request of its own (see ``LeaseStore``'s expiry rule). ``LeaderElector``
+    /// counts its deadline from the shorter of this and its configured ttl.
     public var ttl: Duration
     /// What the leader publishes to everyone. Changing it and calling ``LeaseStore/renew(_:ttl:)`` publishes
     /// the new value.

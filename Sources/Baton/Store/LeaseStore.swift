@@ -12,7 +12,9 @@
 ///   before, also after the key was released or expired. Renewals keep the token.
 /// - **Expiry by one clock.** A store judges expiry by a clock of its own (the server's, or one host's
 ///   monotonic clock), never by comparing wall clocks of different hosts. A term granted by a request sent at
-///   local time `t0` with time to live `ttl` never expires before `t0 + ttl`.
+///   local time `t0` with time to live `ttl` never expires before `t0 + ttl`. A store that can start a term
+///   without a request (etcd, for a term handed over on release) answers with a lease whose ``Lease/ttl`` is
+///   shorter than asked: the time the term is sure to last, counted from the call.
 /// - **Errors.** "Held by someone else" is an answer (``AcquireResult/held(by:)``, ``BatonError/Code/lost``);
 ///   "the store failed" is ``BatonError/Code/storeUnavailable`` or ``BatonError/Code/timeout``, after which the
 ///   outcome is unknown and the call may be retried with the same arguments.
