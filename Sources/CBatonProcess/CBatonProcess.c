@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -126,10 +127,30 @@ static void exec_command(int report, char *const *paths, char *const *argv, char
 
 static void on_child(int signal_number) { (void)signal_number; }
 
+/// The environment entry the launch passed, in the command's process (static: no allocation after fork).
+static char launch_entry[BATON_LAUNCH_ENTRY_MAX + 1];
+
+/// The command's process before the launch: waits, with every signal blocked, for the launch message on `go`
+/// (a length, then that many bytes of environment entry), and adds the entry to `envp` (whose spare slot is
+/// the first NULL). End of file first: the command was abandoned, and this process ends without running it.
+static void await_launch(int go, char **envp) {
+    uint32_t length = 0;
+    if (read_fully(go, &length, sizeof length) != sizeof length || length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
+    if (read_fully(go, launch_entry, length) != length) _exit(0);
+    launch_entry[length] = '\0';
+    close(go);
+    if (length > 0) {
+        size_t slot = 0;
+        while (envp[slot] != NULL) slot++;
+        envp[slot] = launch_entry;
+    }
+}
+
 /// The keeper: the process `baton` forks. It never calls exec, so, forked from a process with threads, it calls
 /// only async-signal-safe functions for its whole life.
 ///
-/// It leads the process group, forks the command into it, and then waits for two things: the command ending (its
+/// It leads the process group, forks the command's process into it (which waits for the launch, see
+/// `await_launch`), and then waits for two things: the command ending (its
 /// raw wait status goes to `status`) and `lifeline` reading end of file, which happens when `baton` ends in any
 /// way, also by SIGKILL (only `baton` holds the write end). Then it kills the whole group with SIGKILL. After the
 /// command ended it stays until no other process of the group is left: as a child subreaper it is the parent of
@@ -137,7 +158,7 @@ static void on_child(int signal_number) { (void)signal_number; }
 ///
 /// Every signal stays blocked here, except SIGCHLD while waiting: signals sent to the group are for the command.
 static void run_keeper(
-    int report, int status, int lifeline, int max_fd, char *const *paths, char *const *argv, char *const *envp) {
+    int report, int status, int lifeline, int go, int max_fd, char *const *paths, char *const *argv, char **envp) {
     setpgid(0, 0);
     sigset_t all;
     sigfillset(&all);
@@ -149,8 +170,8 @@ static void run_keeper(
     child_action.sa_flags = SA_NOCLDSTOP;
     sigemptyset(&child_action.sa_mask);
     sigaction(SIGCHLD, &child_action, NULL);
-    const int keep[] = {report, status, lifeline};
-    close_cloexec_descriptors(keep, 3, max_fd);
+    const int keep[] = {report, status, lifeline, go};
+    close_cloexec_descriptors(keep, 4, max_fd);
 #ifdef __linux__
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "baton keeper");
@@ -165,6 +186,7 @@ static void run_keeper(
     if (command == 0) {
         close(status);
         close(lifeline);
+        await_launch(go, envp);
         child_action.sa_handler = SIG_DFL;
         child_action.sa_flags = 0;
         sigaction(SIGCHLD, &child_action, NULL);
@@ -174,6 +196,7 @@ static void run_keeper(
         exec_command(report, paths, argv, envp);
     }
     close(report);
+    close(go);
 
     pid_t group = getpid();
     int reported = 0;
@@ -206,27 +229,26 @@ static void run_keeper(
     }
 }
 
-pid_t baton_spawn(
-    char *const *paths, char *const *argv, char *const *envp, int *status_out, int *lifeline_out, int *error_out) {
-    int report[2], status[2], lifeline[2];
-    if (pipe2(report, O_CLOEXEC) != 0) {
-        *error_out = errno;
-        return -1;
+/// Closes both ends of each of the first `count` pipes.
+static void close_pipes(int pipes[][2], int count) {
+    for (int index = 0; index < count; index++) {
+        close(pipes[index][0]);
+        close(pipes[index][1]);
     }
-    if (pipe2(status, O_CLOEXEC) != 0) {
-        *error_out = errno;
-        close(report[0]);
-        close(report[1]);
-        return -1;
+}
+
+pid_t baton_prepare(
+    char *const *paths, char *const *argv, char **envp, int *status_out, int *lifeline_out, int *go_out,
+    int *report_out, int *error_out) {
+    int pipes[4][2];
+    for (int index = 0; index < 4; index++) {
+        if (pipe2(pipes[index], O_CLOEXEC) != 0) {
+            *error_out = errno;
+            close_pipes(pipes, index);
+            return -1;
+        }
     }
-    if (pipe2(lifeline, O_CLOEXEC) != 0) {
-        *error_out = errno;
-        close(report[0]);
-        close(report[1]);
-        close(status[0]);
-        close(status[1]);
-        return -1;
-    }
+    int *report = pipes[0], *status = pipes[1], *lifeline = pipes[2], *go = pipes[3];
     struct rlimit limit;
     int max_fd = 65536;
     if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t)max_fd) {
@@ -237,36 +259,67 @@ pid_t baton_spawn(
         close(report[0]);
         close(status[0]);
         close(lifeline[1]);
-        run_keeper(report[1], status[1], lifeline[0], max_fd, paths, argv, envp);
+        close(go[1]);
+        run_keeper(report[1], status[1], lifeline[0], go[0], max_fd, paths, argv, envp);
     }
     int fork_error = errno;
+    if (pid < 0) {
+        *error_out = fork_error;
+        close_pipes(pipes, 4);
+        return -1;
+    }
     close(report[1]);
     close(status[1]);
     close(lifeline[0]);
-    if (pid < 0) {
-        *error_out = fork_error;
-        close(report[0]);
-        close(status[0]);
-        close(lifeline[1]);
-        return -1;
-    }
+    close(go[0]);
     // Also here, so that the group exists before this returns whichever process runs first.
     setpgid(pid, pid);
-
-    int failure = 0;
-    size_t received = read_fully(report[0], &failure, sizeof failure);
-    close(report[0]);
-    if (received == sizeof failure) {
-        // The keeper reports the failed command's end and then exits by itself; the lifeline closes after.
-        baton_wait(pid);
-        close(status[0]);
-        close(lifeline[1]);
-        *error_out = failure;
-        return -1;
-    }
     *status_out = status[0];
     *lifeline_out = lifeline[1];
+    *go_out = go[1];
+    *report_out = report[0];
     return pid;
+}
+
+int baton_launch(int go, const char *entry) {
+    size_t length = strlen(entry);
+    if (length > BATON_LAUNCH_ENTRY_MAX) {
+        close(go);
+        return E2BIG;
+    }
+    char message[sizeof(uint32_t) + BATON_LAUNCH_ENTRY_MAX];
+    uint32_t prefix = (uint32_t)length;
+    memcpy(message, &prefix, sizeof prefix);
+    memcpy(message + sizeof prefix, entry, length);
+    // A write to a pipe whose reader is gone raises SIGPIPE: block it on this thread for the write, and take a
+    // SIGPIPE this write raised before unblocking.
+    sigset_t pipe_signal, previous;
+    sigemptyset(&pipe_signal);
+    sigaddset(&pipe_signal, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous);
+    int failure = 0;
+    size_t size = sizeof prefix + length;
+    for (size_t sent = 0; sent < size;) {
+        ssize_t written = write(go, message + sent, size - sent);
+        if (written < 0) {
+            if (errno == EINTR) continue;
+            failure = errno;
+            break;
+        }
+        sent += (size_t)written;
+    }
+    if (failure == EPIPE && !sigismember(&previous, SIGPIPE)) {
+        struct timespec now = {0, 0};
+        sigtimedwait(&pipe_signal, NULL, &now);
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    close(go);
+    return failure;
+}
+
+int baton_launch_result(int report_fd) {
+    int failure = 0;
+    return read_fully(report_fd, &failure, sizeof failure) == sizeof failure ? failure : 0;
 }
 
 int baton_command_status(int status_fd) {

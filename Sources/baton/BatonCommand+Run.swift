@@ -201,7 +201,8 @@ extension BatonCommand {
                 await supervisor.waitForCampaign()
                 let status: Int32
                 do {
-                    status = try await lead(elector, supervisor: supervisor, reporter: reporter, timing: timing)
+                    status = try await lead(
+                        elector, holder: holder, supervisor: supervisor, reporter: reporter, timing: timing)
                 } catch {
                     elector.resign()
                     try? await campaign
@@ -214,31 +215,45 @@ extension BatonCommand {
         }
 
         /// Campaigns and runs the command while leader, once or (with --retry) after every loss.
+        ///
+        /// The command is prepared (its processes forked, see ``ChildProcess/prepare(_:environment:)``) before each
+        /// campaign, so that being elected only has to launch it: a handover costs the command's own start-up,
+        /// not two forks of `baton`.
         private func lead(
             _ elector: LeaderElector,
+            holder: String,
             supervisor: RunSupervisor,
             reporter: StatusReporter,
             timing: RunTiming
         ) async throws -> Int32 {
             let command = self.command
+            var environment = ProcessInfo.processInfo.environment
+            environment["BATON_KEY"] = key
+            environment["BATON_HOLDER"] = holder
+            // Each term's token is added at the launch.
+            environment["BATON_TOKEN"] = nil
             while true {
                 if let signal = supervisor.stopSignal { return 128 + signal }
+                let child: ChildProcess
+                do {
+                    child = try await ChildProcess.prepare(command, environment: environment)
+                } catch {
+                    CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
+                    return error.exitCode
+                }
+                // Not started in this campaign (a stop signal, a store error): its processes end unused.
+                defer { child.abandon() }
                 do {
                     let run = try await elector.withLeadership { lease -> ChildRun in
                         supervisor.elected(lease)
                         guard !Task.isCancelled, supervisor.beginStarting() else { return .notStarted }
-                        reporter.status("elected: \(lease.key) (token \(lease.token)); running \(command[0])")
-                        var environment = ProcessInfo.processInfo.environment
-                        environment["BATON_KEY"] = lease.key
-                        environment["BATON_TOKEN"] = String(lease.token)
-                        environment["BATON_HOLDER"] = lease.holder
-                        let child: ChildProcess
                         do {
-                            child = try await ChildProcess.spawn(command, environment: environment)
+                            try await child.launch(adding: "BATON_TOKEN=\(lease.token)")
                         } catch {
                             supervisor.finished()
                             throw error
                         }
+                        reporter.status("elected: \(lease.key) (token \(lease.token)); running \(command[0])")
                         supervisor.started(child)
                         let exit = await withTaskCancellationHandler {
                             await child.exitWithGroup(grace: timing.grace)

@@ -3,14 +3,18 @@
 
 #include <sys/types.h>
 
-/// Starts a command for `baton run` under a keeper process, so that nothing of it outlives `baton`.
+/// Makes a command for `baton run` ready to start under a keeper process, so that nothing of it outlives `baton`,
+/// and so that starting it later (`baton_launch`) costs no fork: only the command's own exec and start-up.
 ///
 /// Forks the keeper, which
 ///
 /// - becomes the leader of a new process group (so the whole group can be signalled with `kill(-pid, sig)`);
 /// - closes the descriptors marked close-on-exec (it never calls exec itself), becomes a child subreaper, blocks
-///   every signal (signals sent to the group are for the command) and forks the command into its group;
-/// - in the command, restores the default disposition of every signal and an empty signal mask, and executes
+///   every signal (signals sent to the group are for the command) and forks the command's process into its group;
+/// - in the command's process, waits (every signal still blocked) for `baton_launch` on the `*go_out` pipe, which
+///   passes one more environment entry (or none); end of file there without a launch ends the process with status
+///   0 without running anything (the command was abandoned: `baton` closed `*go_out` or ended);
+/// - then, in the command's process, adds that entry to `envp`, restores the default disposition of every signal and an empty signal mask, and executes
 ///   `paths[0]`, `paths[1]`, ... in turn (the candidates of a PATH search, built by the caller) with `argv` and
 ///   `envp`, as `execvp` does: a candidate that does not exist is skipped; a candidate that exists but cannot be
 ///   executed is remembered (EACCES) and skipped;
@@ -20,18 +24,35 @@
 ///   `baton` ended in any way (also SIGKILL) or closed it, the keeper kills the whole group with SIGKILL.
 ///
 /// Between `fork` and `exec` (and in the keeper, which never calls exec) only async-signal-safe functions are
-/// called. An exec failure is reported to the parent through a close-on-exec pipe; the keeper is then reaped here.
+/// called. An exec failure is reported through the close-on-exec pipe `*report_out` (see `baton_launch_result`).
 ///
 /// @param paths a NULL-terminated list of candidate executable paths, at least one.
 /// @param argv the NULL-terminated argument vector (argv[0] is the command's name).
-/// @param envp the NULL-terminated environment.
+/// @param envp the environment, ending with *two* NULLs: the first is the slot for the entry `baton_launch` passes.
 /// @param status_out set, on success, to the descriptor the command's wait status arrives on (close-on-exec).
 /// @param lifeline_out set, on success, to the lifeline's write end (close-on-exec): close it only once the keeper
 ///   has been reaped, or to kill the group.
+/// @param go_out set, on success, to the write end of the pipe the launch goes through (close-on-exec); closing
+///   it without `baton_launch` abandons the command.
+/// @param report_out set, on success, to the read end of the exec report (close-on-exec).
 /// @param error_out set to the errno of the failure when -1 is returned.
 /// @return the keeper's pid (also the process group id), or -1.
-pid_t baton_spawn(
-    char *const *paths, char *const *argv, char *const *envp, int *status_out, int *lifeline_out, int *error_out);
+pid_t baton_prepare(
+    char *const *paths, char *const *argv, char **envp, int *status_out, int *lifeline_out, int *go_out,
+    int *report_out, int *error_out);
+
+/// The longest environment entry `baton_launch` passes, in bytes.
+#define BATON_LAUNCH_ENTRY_MAX 255
+
+/// Starts the command `baton_prepare` made ready, adding `entry` (`NAME=value`, at most
+/// `BATON_LAUNCH_ENTRY_MAX` bytes; "" for none) to its environment, and closes `go`. Does not wait for the exec.
+/// Returns 0, or the errno of the failed write (EPIPE: the command's process is gone; no SIGPIPE is raised).
+int baton_launch(int go, const char *entry);
+
+/// Waits until the command's process has executed the command or given up, reading the `report_out` descriptor
+/// of `baton_prepare`: 0 when it executed the command (or ended without a launch, or was killed), else the errno
+/// of the failed exec (ENOENT: not found; EACCES: not executable).
+int baton_launch_result(int report_fd);
 
 /// Waits for the command's end and returns its raw wait status, read from the `status_out` descriptor of
 /// `baton_spawn`, or -1 if the keeper ended without reporting one (it was killed): then its own status tells.

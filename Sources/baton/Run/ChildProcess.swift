@@ -14,7 +14,9 @@ import Darwin
 
 /// A command started by `baton run` in a process group of its own, and the stopping of that group.
 ///
-/// `baton` forks a keeper (see `baton_spawn`), which leads the group and forks the command into it. The keeper
+/// `baton` forks a keeper (see `baton_prepare`), which leads the group and forks the command's process into it.
+/// That process waits for ``launch(adding:)`` before it executes the command, so a command prepared while
+/// `baton` waits for leadership starts, once elected, without the cost of two forks of a large process. The keeper
 /// holds the read end of a pipe whose write end only `baton` holds: when `baton` ends in any way — also after a
 /// `kill -9` — the pipe reads end of file and the keeper kills the whole group with SIGKILL, so neither the command
 /// nor anything it started in its group outlives `baton`. The keeper reports the command's wait status when it
@@ -54,6 +56,11 @@ final class ChildProcess: Sendable {
         var stopSignal: Int32?
         /// SIGKILL was sent.
         var killed = false
+        /// The write end of the launch pipe, until the launch or the abandonment closes it.
+        var go: Int32 = -1
+        /// The exec's outcome (0, or its errno), once known.
+        var launchResult: Int32?
+        var launchWaiters: [CheckedContinuation<Int32, Never>] = []
         /// The keeper has been reaped.
         var keeperReaped = false
         /// Tasks waiting for the keeper to be reaped, by id.
@@ -67,8 +74,9 @@ final class ChildProcess: Sendable {
     let pid: pid_t
     private let state = Mutex(State())
 
-    private init(pid: pid_t) {
+    private init(pid: pid_t, go: Int32) {
         self.pid = pid
+        state.withLock { $0.go = go }
     }
 
     /// Starts `command` (`command[0]` is looked up in `PATH` unless it contains a slash) with `environment`.
@@ -76,19 +84,36 @@ final class ChildProcess: Sendable {
     /// Standard input, output and error are shared with `baton`.
     /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable) or fork failed.
     static func spawn(_ command: [String], environment: [String: String]) async throws(SpawnError) -> ChildProcess {
+        let child = try await prepare(command, environment: environment)
+        try await child.launch()
+        return child
+    }
+
+    /// Makes `command` ready to start with `environment` (`command[0]` is looked up in `PATH` unless it contains a
+    /// slash): the keeper and the command's process are forked now, and the command is executed by
+    /// ``launch(adding:)``. A prepared command that is not to run must be given up with ``abandon()``, which ends
+    /// them without running anything (they also end with `baton`).
+    ///
+    /// Standard input, output and error are shared with `baton`.
+    /// - Throws: ``SpawnError`` if fork failed.
+    static func prepare(_ command: [String], environment: [String: String]) async throws(SpawnError) -> ChildProcess {
         precondition(!command.isEmpty, "an empty command")
         _ = baton_become_subreaper()
         let paths = candidatePaths(for: command[0], searchPath: environment["PATH"])
         let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
-        let started: Result<ChildProcess, SpawnError> = await withCheckedContinuation { continuation in
+        let prepared: Result<ChildProcess, SpawnError> = await withCheckedContinuation { continuation in
             let thread = Thread {
                 var status: Int32 = -1
                 var lifeline: Int32 = -1
+                var go: Int32 = -1
+                var report: Int32 = -1
                 let pid = withCStrings(paths) { paths in
                     withCStrings(command) { argv in
-                        withCStrings(variables) { envp in
+                        // A spare slot for the entry the launch adds.
+                        withCStrings(variables, spareSlots: 1) { envp in
                             var failure: Int32 = 0
-                            let pid = baton_spawn(paths, argv, envp, &status, &lifeline, &failure)
+                            let pid = baton_prepare(
+                                paths, argv, envp, &status, &lifeline, &go, &report, &failure)
                             return pid > 0 ? pid : -failure
                         }
                     }
@@ -97,8 +122,10 @@ final class ChildProcess: Sendable {
                     continuation.resume(returning: .failure(SpawnError(errorNumber: -pid)))
                     return
                 }
-                let child = ChildProcess(pid: pid)
+                let child = ChildProcess(pid: pid, go: go)
                 continuation.resume(returning: .success(child))
+                child.launched(baton_launch_result(report))
+                close(report)
                 let commandStatus = baton_command_status(status)
                 close(status)
                 if commandStatus >= 0 {
@@ -115,7 +142,7 @@ final class ChildProcess: Sendable {
             thread.name = "baton-child"
             thread.start()
         }
-        return try started.get()
+        return try prepared.get()
     }
 
     /// Where `name` is looked for, in order: itself if it contains a slash, else each directory of `searchPath`
@@ -125,6 +152,51 @@ final class ChildProcess: Sendable {
         let directories = (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(
             separator: ":", omittingEmptySubsequences: false)
         return directories.map { $0.isEmpty ? "./\(name)" : "\($0)/\(name)" }
+    }
+
+    // MARK: Launching
+
+    /// Executes the prepared command, adding `entry` (`NAME=value`, at most 255 bytes) to its environment, and
+    /// returns once it runs.
+    /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable), or its process
+    ///   is gone.
+    func launch(adding entry: String = "") async throws(SpawnError) {
+        let go = state.withLock { state in
+            defer { state.go = -1 }
+            return state.go
+        }
+        precondition(go >= 0, "a command is launched once, and not after it was abandoned")
+        let written = baton_launch(go, entry)
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            let known = state.withLock { state -> Int32? in
+                if let result = state.launchResult { return result }
+                state.launchWaiters.append(continuation)
+                return nil
+            }
+            if let known { continuation.resume(returning: known) }
+        }
+        if result != 0 { throw SpawnError(errorNumber: result) }
+        // The write failed but no exec error came back: the command's process was gone before the launch.
+        if written != 0 { throw SpawnError(errorNumber: written) }
+    }
+
+    /// Gives up a prepared command that was not launched: its process ends without running anything, and the
+    /// keeper with it. A no-op after the launch.
+    func abandon() {
+        let go = state.withLock { state in
+            defer { state.go = -1 }
+            return state.go
+        }
+        if go >= 0 { close(go) }
+    }
+
+    private func launched(_ result: Int32) {
+        let waiters = state.withLock { state in
+            state.launchResult = result
+            defer { state.launchWaiters = [] }
+            return state.launchWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: result) }
     }
 
     // MARK: Waiting
@@ -267,10 +339,15 @@ final class ChildProcess: Sendable {
     }
 }
 
-/// Calls `body` with a NULL-terminated array of C strings copied from `strings`, valid for the call only.
-private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+/// Calls `body` with a NULL-terminated array of C strings copied from `strings` (followed by `spareSlots` more
+/// NULLs), valid for the call only.
+private func withCStrings<R>(
+    _ strings: [String],
+    spareSlots: Int = 0,
+    _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> R
+) -> R {
     var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
+    pointers.append(contentsOf: repeatElement(nil, count: 1 + spareSlots))
     defer { for pointer in pointers { free(pointer) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    return pointers.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }
