@@ -29,6 +29,19 @@ def ms(value):
     return "–" if value is None else f"{value} ms"
 
 
+def summary_rows(r):
+    """The main table's rows for one result: its own, and one more for a second peer."""
+    row = summary_row(r)
+    if row is None:
+        return []
+    rows = [row]
+    second = r.get("second_peer")
+    if second:
+        rows.append((row[0], row[1], row[2], f"{second['peer']}: {ms(second['median_ms'])}",
+                     f"{r['median_ms'] / second['median_ms']:.2f}", row[5]))
+    return rows
+
+
 def summary_row(r):
     """(scenario, store, Baton's figure, the peer's figure or the bound, ratio, command) for the main table."""
     kind, name = r.get("kind"), r.get("name", "")
@@ -76,9 +89,12 @@ HOW_TO_READ = """\
   wakes the successor. Measured from the signal to the successor's "elected" line (library) or its command's
   first output (`baton run`, which includes starting `sh`). Bound: the store's round trips; no ttl involved.
   The peer is `etcdctl elect` on the same etcd, where that store is in the run: its leader deletes its key on
-  SIGINT and the successor, woken by its watch, reads once and prints. Baton on etcd does the same round trips
-  (the leader's release hands the key over in one transaction; the successor's acquire is one keep-alive), and
-  `baton run` adds stopping the leader's command first and starting the successor's (a keeper process and `sh`).
+  SIGINT and the successor, woken by its watch, reads once and prints. Baton on etcd needs fewer round trips: the
+  leader's release hands the key over in one transaction, and the successor, seeing that in its watch, leads
+  without a request (for as long as its last keep-alive guarantees). `baton run` also stops the leader's command
+  before releasing and starts the successor's (`sh`, prepared in advance up to its exec), work `etcdctl elect`
+  does not do; so its row has a second peer that does: `etcdctl lock KEY -- CMD` with the same command, stopped
+  with SIGINT to its process group as Ctrl-C would.
 - **Crash failover**: the leader is killed with SIGKILL while holding the lease. The successor can only take
   over once the lease expires in the store; the leader renews every ttl/3, so expiry comes between 2/3 of the
   ttl and one ttl after the kill (kills land at spread points of the renew cycle). The bound is the ttl; the
@@ -144,8 +160,7 @@ def main():
              "", "| scenario | store | Baton | peer in the same run, or the bound | ratio | command |",
              "|---|---|---|---|---|---|"]
     for r in results:
-        row = summary_row(r)
-        if row:
+        for row in summary_rows(r):
             lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     handovers = [r for r in results if r.get("kind") in ("handover", "failover", "latency")]
     if handovers:
@@ -158,6 +173,11 @@ def main():
                 lines.append(f"| {r['peer']} (peer) | {r['store']} | {ms(r['peer_median_ms'])} | "
                              f"{ms(r.get('peer_p90_ms'))} | {ms(r.get('peer_p99_ms'))} | {ms(r.get('peer_min_ms'))} | "
                              f"{ms(r.get('peer_max_ms'))} | {r.get('peer_rounds', r['rounds'])} |")
+            second = r.get("second_peer")
+            if second:
+                lines.append(f"| {second['peer']} (peer) | {r['store']} | {ms(second['median_ms'])} | "
+                             f"{ms(second.get('p90_ms'))} | {ms(second.get('p99_ms'))} | {ms(second.get('min_ms'))} | "
+                             f"{ms(second.get('max_ms'))} | {second['rounds']} |")
         notes = [f"- {r['scenario']} ({r['store']}): starting the command alone takes {r['command_start_ms']} ms "
                  "(median), included above." for r in handovers if "command_start_ms" in r]
         lines += [""] + notes if notes else []

@@ -1,35 +1,34 @@
 """Helpers shared by the Python drivers of scripts/bench."""
 import json
 import os
-import queue
+import select
 import socket
 import subprocess
-import threading
 import time
-
-def _pump(stream, lines):
-    for line in iter(stream.readline, ""):
-        lines.put(line)
-    lines.put("")
 
 
 def read_line(stream, what, timeout=30.0):
-    """Reads one line from `stream`, failing after `timeout` seconds or at the end of the stream.
+    """Reads one line from a child's pipe `stream`, failing after `timeout` seconds or at the end of the stream.
 
-    A thread per stream reads its lines into a queue: select() on the descriptor would miss lines already read
-    into the stream's buffer."""
-    lines = getattr(stream, "baton_lines", None)
-    if lines is None:
-        lines = stream.baton_lines = queue.Queue()
-        threading.Thread(target=_pump, args=(stream, lines), daemon=True).start()
-    try:
-        line = lines.get(timeout=max(0.0, timeout))
-    except queue.Empty:
-        raise RuntimeError(f"timed out waiting for {what}") from None
-    if not line:
-        lines.put("")  # the end stays the end for the next reader
-        raise RuntimeError(f"the process ended before {what}")
-    return line
+    Reads the descriptor itself (select, then os.read) into a buffer of its own kept on the stream, never through
+    the stream object's buffer, so a line that came with an earlier one is not left unseen, and a line is seen as
+    soon as it arrives (every driver, Baton's and its peers', reads the same way)."""
+    fd = stream.fileno()
+    pending = getattr(stream, "baton_pending", b"")
+    deadline = time.monotonic() + timeout
+    while b"\n" not in pending:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            stream.baton_pending = pending
+            raise RuntimeError(f"timed out waiting for {what}")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            stream.baton_pending = pending
+            raise RuntimeError(f"the process ended before {what}")
+        pending += chunk
+    line, pending = pending.split(b"\n", 1)
+    stream.baton_pending = pending
+    return line.decode() + "\n"
 
 
 def wait_for_event(process, event, timeout=30.0):
