@@ -97,10 +97,11 @@ static void close_cloexec_descriptors(const int *keep, int keep_count, int max_f
     }
 }
 
-/// The command between fork and exec: async-signal-safe calls only. Tries each path in turn as `execvp` does and
-/// reports a failure through `report`.
-static void exec_command(int report, char *const *paths, char *const *argv, char *const *envp) {
-    int failure = ENOENT;
+/// The command between vfork and exec: async-signal-safe calls only, and it shares the keeper's memory, so it
+/// touches none but `failure`. Tries each path in turn as `execvp` does; if none can be executed, leaves the errno
+/// in `*failure` for the keeper and ends with status 127.
+static void exec_command(volatile int *failure, char *const *paths, char *const *argv, char *const *envp) {
+    int error = ENOENT;
     int denied = 0;
     for (char *const *path = paths; *path != NULL; path++) {
         execve(*path, argv, envp);
@@ -115,25 +116,34 @@ static void exec_command(int report, char *const *paths, char *const *argv, char
             denied = 1;
             continue;
         default:
-            failure = errno;
+            error = errno;
             break;
         }
         break;
     }
-    if (failure == ENOENT && denied) failure = EACCES;
-    write_fully(report, &failure, sizeof failure);
+    if (error == ENOENT && denied) error = EACCES;
+    *failure = error;
     _exit(127);
 }
 
 static void on_child(int signal_number) { (void)signal_number; }
 
-/// The environment entry the launch passed, in the command's process (static: no allocation after fork).
+/// The environment entry the launch passed (static: the keeper allocates nothing).
 static char launch_entry[BATON_LAUNCH_ENTRY_MAX + 1];
 
-/// The command's process before the launch: waits, with every signal blocked, for the launch message on `go`
-/// (a length, then that many bytes of environment entry), and adds the entry to `envp` (whose spare slot is
-/// the first NULL). End of file first: the command was abandoned, and this process ends without running it.
-static void await_launch(int go, char **envp) {
+/// The keeper before the launch: waits (every signal blocked) for the launch message on `go` (a length, then that
+/// many bytes of environment entry) and adds the entry to `envp`, whose spare slot is its first NULL. Ends the
+/// keeper, having run nothing, on end of file at `go` before a whole message (the command was abandoned) or at
+/// `lifeline` (`baton` is gone).
+static void await_launch(int go, int lifeline, char **envp) {
+    struct pollfd watched[2] = {
+        {.fd = go, .events = POLLIN, .revents = 0},
+        {.fd = lifeline, .events = POLLIN, .revents = 0},
+    };
+    while (poll(watched, 2, -1) < 0) {
+        if (errno != EINTR) _exit(0);
+    }
+    if (watched[1].revents != 0 && watched[0].revents == 0) _exit(0);
     uint32_t length = 0;
     if (read_fully(go, &length, sizeof length) != sizeof length || length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
     if (read_fully(go, launch_entry, length) != length) _exit(0);
@@ -149,12 +159,14 @@ static void await_launch(int go, char **envp) {
 /// The keeper: the process `baton` forks. It never calls exec, so, forked from a process with threads, it calls
 /// only async-signal-safe functions for its whole life.
 ///
-/// It leads the process group, forks the command's process into it (which waits for the launch, see
-/// `await_launch`), and then waits for two things: the command ending (its
-/// raw wait status goes to `status`) and `lifeline` reading end of file, which happens when `baton` ends in any
-/// way, also by SIGKILL (only `baton` holds the write end). Then it kills the whole group with SIGKILL. After the
-/// command ended it stays until no other process of the group is left: as a child subreaper it is the parent of
-/// what the command left behind, and reaps it.
+/// It leads the process group and waits for the launch (see `await_launch`). Then it starts the command in its
+/// group with `vfork`: the command's process shares the keeper's memory until its exec, so nothing of `baton`'s
+/// address space is copied or torn down on the way, and the exec's outcome comes back through memory; the keeper
+/// passes it on through `report` and closes it. Then it waits for two things: the command ending (its raw wait
+/// status goes to `status`, with whether the group is empty by then) and `lifeline` reading end of file, which
+/// happens when `baton` ends in any way, also by SIGKILL (only `baton` holds the write end). Then it kills the
+/// whole group with SIGKILL. After the command ended it stays until no other process of the group is left: as a
+/// child subreaper it is the parent of what the command left behind, and reaps it.
 ///
 /// Every signal stays blocked here, except SIGCHLD while waiting: signals sent to the group are for the command.
 static void run_keeper(
@@ -164,39 +176,38 @@ static void run_keeper(
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     reset_signal_dispositions();
-    struct sigaction child_action;
-    memset(&child_action, 0, sizeof child_action);
-    child_action.sa_handler = on_child;
-    child_action.sa_flags = SA_NOCLDSTOP;
-    sigemptyset(&child_action.sa_mask);
-    sigaction(SIGCHLD, &child_action, NULL);
     const int keep[] = {report, status, lifeline, go};
     close_cloexec_descriptors(keep, 4, max_fd);
 #ifdef __linux__
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "baton keeper");
 #endif
+    await_launch(go, lifeline, envp);
 
-    pid_t command = fork();
-    if (command < 0) {
-        int failure = errno;
-        write_fully(report, &failure, sizeof failure);
-        _exit(127);
-    }
+    struct sigaction child_action;
+    memset(&child_action, 0, sizeof child_action);
+    child_action.sa_handler = on_child;
+    child_action.sa_flags = SA_NOCLDSTOP;
+    sigemptyset(&child_action.sa_mask);
+    sigaction(SIGCHLD, &child_action, NULL);
+
+    volatile int exec_failure = 0;
+    pid_t command = vfork();
     if (command == 0) {
-        close(status);
-        close(lifeline);
-        await_launch(go, envp);
+        // Dispositions are the child's own under vfork (no shared handler table); signals are still blocked, so
+        // no handler can run on the shared stack before the exec.
         child_action.sa_handler = SIG_DFL;
         child_action.sa_flags = 0;
         sigaction(SIGCHLD, &child_action, NULL);
         sigset_t empty;
         sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, NULL);
-        exec_command(report, paths, argv, envp);
+        exec_command(&exec_failure, paths, argv, envp);
     }
+    int failure = command < 0 ? errno : exec_failure;
+    if (failure != 0) write_fully(report, &failure, sizeof failure);
     close(report);
-    close(go);
+    if (command < 0) _exit(127);
 
     pid_t group = getpid();
     int reported = 0;
@@ -206,16 +217,24 @@ static void run_keeper(
     for (;;) {
         int wait_status = 0;
         pid_t ended;
+        int command_status = 0, command_ended = 0;
         while ((ended = waitpid(-1, &wait_status, WNOHANG)) > 0) {
             if (ended == command && !reported) {
-                write_fully(status, &wait_status, sizeof wait_status);
-                close(status);
-                reported = 1;
+                command_status = wait_status;
+                command_ended = 1;
             }
         }
-        // Done once the command has ended and no child is left in the group (nothing the command started in it
-        // can be left either: a process whose parent ends is re-parented here).
-        if (reported && waitpid(-group, &wait_status, WNOHANG) < 0 && errno == ECHILD) _exit(0);
+        // Nothing the command started in the group can be left once no child is (a process whose parent ends is
+        // re-parented here).
+        int group_empty = waitpid(-group, &wait_status, WNOHANG) < 0 && errno == ECHILD;
+        if (command_ended) {
+            // The command's end, and whether it left anything behind: `baton` goes on at once when it did not.
+            int message[2] = {command_status, group_empty};
+            write_fully(status, message, sizeof message);
+            close(status);
+            reported = 1;
+        }
+        if (reported && group_empty) _exit(0);
         struct pollfd watched = {.fd = lifeline, .events = POLLIN, .revents = 0};
         // SIGCHLD is blocked between the waitpid above and here, and unblocked atomically while waiting: a child
         // that ends in between interrupts the wait.
@@ -322,9 +341,12 @@ int baton_launch_result(int report_fd) {
     return read_fully(report_fd, &failure, sizeof failure) == sizeof failure ? failure : 0;
 }
 
-int baton_command_status(int status_fd) {
-    int status = 0;
-    return read_fully(status_fd, &status, sizeof status) == sizeof status ? status : -1;
+int baton_command_status(int status_fd, int *group_empty_out) {
+    int message[2] = {0, 0};
+    *group_empty_out = 0;
+    if (read_fully(status_fd, message, sizeof message) != sizeof message) return -1;
+    *group_empty_out = message[1];
+    return message[0];
 }
 
 int baton_become_subreaper(void) {

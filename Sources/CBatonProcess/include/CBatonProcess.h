@@ -4,27 +4,30 @@
 #include <sys/types.h>
 
 /// Makes a command for `baton run` ready to start under a keeper process, so that nothing of it outlives `baton`,
-/// and so that starting it later (`baton_launch`) costs no fork: only the command's own exec and start-up.
+/// and so that starting it later (`baton_launch`) costs no fork of `baton`: only a `vfork` of the keeper and the
+/// command's own exec and start-up.
 ///
 /// Forks the keeper, which
 ///
 /// - becomes the leader of a new process group (so the whole group can be signalled with `kill(-pid, sig)`);
-/// - closes the descriptors marked close-on-exec (it never calls exec itself), becomes a child subreaper, blocks
-///   every signal (signals sent to the group are for the command) and forks the command's process into its group;
-/// - in the command's process, waits (every signal still blocked) for `baton_launch` on the `*go_out` pipe, which
-///   passes one more environment entry (or none); end of file there without a launch ends the process with status
-///   0 without running anything (the command was abandoned: `baton` closed `*go_out` or ended);
-/// - then, in the command's process, adds that entry to `envp`, restores the default disposition of every signal and an empty signal mask, and executes
+/// - closes the descriptors marked close-on-exec (it never calls exec itself), becomes a child subreaper and blocks
+///   every signal (signals sent to the group are for the command);
+/// - waits for `baton_launch` on the `*go_out` pipe, which passes one more environment entry (or none); end of
+///   file there without a launch (the command was abandoned: `baton` closed `*go_out` or ended) ends the keeper
+///   with status 0, having run nothing;
+/// - then adds that entry to `envp` and starts the command in its group with `vfork`: the command's process
+///   restores the default disposition of every signal and an empty signal mask, and executes
 ///   `paths[0]`, `paths[1]`, ... in turn (the candidates of a PATH search, built by the caller) with `argv` and
 ///   `envp`, as `execvp` does: a candidate that does not exist is skipped; a candidate that exists but cannot be
 ///   executed is remembered (EACCES) and skipped;
-/// - writes the command's raw wait status to `*status_out` when it ends (read it with `baton_command_status`),
-///   then stays until no other process of its group is left, reaping what the command left behind;
+/// - writes the command's raw wait status to `*status_out` when it ends, with whether the group is empty by then
+///   (read both with `baton_command_status`), then stays until no other process of its group is left, reaping
+///   what the command left behind;
 /// - holds the read end of a pipe whose only write end is `*lifeline_out`: when that reads end of file, because
 ///   `baton` ended in any way (also SIGKILL) or closed it, the keeper kills the whole group with SIGKILL.
 ///
-/// Between `fork` and `exec` (and in the keeper, which never calls exec) only async-signal-safe functions are
-/// called. An exec failure is reported through the close-on-exec pipe `*report_out` (see `baton_launch_result`).
+/// In the keeper (which never calls exec) and between `vfork` and `exec` only async-signal-safe functions are
+/// called. An exec failure is reported through the pipe `*report_out` (see `baton_launch_result`).
 ///
 /// @param paths a NULL-terminated list of candidate executable paths, at least one.
 /// @param argv the NULL-terminated argument vector (argv[0] is the command's name).
@@ -49,14 +52,16 @@ pid_t baton_prepare(
 /// Returns 0, or the errno of the failed write (EPIPE: the command's process is gone; no SIGPIPE is raised).
 int baton_launch(int go, const char *entry);
 
-/// Waits until the command's process has executed the command or given up, reading the `report_out` descriptor
-/// of `baton_prepare`: 0 when it executed the command (or ended without a launch, or was killed), else the errno
-/// of the failed exec (ENOENT: not found; EACCES: not executable).
+/// Waits until the keeper has started the command or given up, reading the `report_out` descriptor of
+/// `baton_prepare`: 0 when the command was executed (or the keeper ended without a launch, or was killed), else
+/// the errno of the failed exec (ENOENT: not found; EACCES: not executable) or of the failed vfork.
 int baton_launch_result(int report_fd);
 
 /// Waits for the command's end and returns its raw wait status, read from the `status_out` descriptor of
-/// `baton_spawn`, or -1 if the keeper ended without reporting one (it was killed): then its own status tells.
-int baton_command_status(int status_fd);
+/// `baton_prepare`, or -1 if the keeper ended without reporting one (it was killed, or the command was abandoned):
+/// then its own status tells. Sets `*group_empty_out` to 1 when nothing else of the group was left at the
+/// command's end (the keeper then ends by itself at once), else 0.
+int baton_command_status(int status_fd, int *group_empty_out);
 
 /// Makes this process a child subreaper (Linux): processes of a command's group whose keeper was killed are
 /// re-parented here rather than to init, so they can be reaped here with `waitpid(-pgid, ...)` and never linger

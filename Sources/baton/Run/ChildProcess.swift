@@ -14,9 +14,9 @@ import Darwin
 
 /// A command started by `baton run` in a process group of its own, and the stopping of that group.
 ///
-/// `baton` forks a keeper (see `baton_prepare`), which leads the group and forks the command's process into it.
-/// That process waits for ``launch(adding:)`` before it executes the command, so a command prepared while
-/// `baton` waits for leadership starts, once elected, without the cost of two forks of a large process. The keeper
+/// `baton` forks a keeper (see `baton_prepare`), which leads the group and waits for ``launch(adding:)`` to start
+/// the command in it (with `vfork`, which copies nothing), so a command prepared while `baton` waits for leadership
+/// starts, once elected, without the cost of forking a large process. The keeper
 /// holds the read end of a pipe whose write end only `baton` holds: when `baton` ends in any way — also after a
 /// `kill -9` — the pipe reads end of file and the keeper kills the whole group with SIGKILL, so neither the command
 /// nor anything it started in its group outlives `baton`. The keeper reports the command's wait status when it
@@ -90,9 +90,9 @@ final class ChildProcess: Sendable {
     }
 
     /// Makes `command` ready to start with `environment` (`command[0]` is looked up in `PATH` unless it contains a
-    /// slash): the keeper and the command's process are forked now, and the command is executed by
-    /// ``launch(adding:)``. A prepared command that is not to run must be given up with ``abandon()``, which ends
-    /// them without running anything (they also end with `baton`).
+    /// slash): the keeper is forked now, and starts the command at ``launch(adding:)``. A prepared command that is
+    /// not to run must be given up with ``abandon()``, which ends the keeper without running anything (it also ends
+    /// with `baton`).
     ///
     /// Standard input, output and error are shared with `baton`.
     /// - Throws: ``SpawnError`` if fork failed.
@@ -126,10 +126,11 @@ final class ChildProcess: Sendable {
                 continuation.resume(returning: .success(child))
                 child.launched(baton_launch_result(report))
                 close(report)
-                let commandStatus = baton_command_status(status)
+                var groupEmpty: Int32 = 0
+                let commandStatus = baton_command_status(status, &groupEmpty)
                 close(status)
                 if commandStatus >= 0 {
-                    child.reaped(commandStatus)
+                    child.reaped(commandStatus, groupEmpty: groupEmpty != 0)
                     _ = baton_wait(pid)
                 } else {
                     // The keeper was killed before the command's end reached it: the group went with it.
@@ -176,12 +177,12 @@ final class ChildProcess: Sendable {
             if let known { continuation.resume(returning: known) }
         }
         if result != 0 { throw SpawnError(errorNumber: result) }
-        // The write failed but no exec error came back: the command's process was gone before the launch.
+        // The write failed but no exec error came back: the keeper was gone before the launch.
         if written != 0 { throw SpawnError(errorNumber: written) }
     }
 
-    /// Gives up a prepared command that was not launched: its process ends without running anything, and the
-    /// keeper with it. A no-op after the launch.
+    /// Gives up a prepared command that was not launched: the keeper ends without running anything. A no-op after
+    /// the launch.
     func abandon() {
         let go = state.withLock { state in
             defer { state.go = -1 }
@@ -221,7 +222,9 @@ final class ChildProcess: Sendable {
     /// parent does not reap it) is given up on.
     func exitWithGroup(grace: Duration) async -> Exit {
         let exit = await exit()
-        // The keeper reports the command's end first and ends itself a moment later, when its group is empty.
+        // The keeper reports with the command's end whether the group is empty; if not, it ends itself a moment
+        // after the rest of the group.
+        if groupIsGone() { return exit }
         await waitForKeeper(milliseconds: 100)
         if groupIsGone() { return exit }
         stop(SIGTERM, grace: grace)
@@ -286,13 +289,16 @@ final class ChildProcess: Sendable {
         }
     }
 
-    private func reaped(_ status: Int32) {
+    /// The command ended with wait status `status`; `groupEmpty`: the keeper found nothing else of the group left
+    /// (and ends itself), so no signal is sent to the group from now on.
+    private func reaped(_ status: Int32, groupEmpty: Bool = false) {
         let exit =
             status < 0
             ? Exit(code: 1, signal: nil)
             : Exit(
                 code: baton_exit_code(status), signal: baton_term_signal(status) == 0 ? nil : baton_term_signal(status))
         let waiters = state.withLock { state in
+            if groupEmpty { state.groupGone = true }
             state.exit = exit
             defer { state.exitWaiters = [] }
             return state.exitWaiters
