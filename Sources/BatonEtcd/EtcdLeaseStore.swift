@@ -288,22 +288,14 @@ public final class EtcdLeaseStore: LeaseStore {
             let (id, snapshots) = watcher.subscribe()
             return (watcher, id, snapshots)
         }
-        let feed = Self.feed(snapshots) { [weak self] lease in
-            self?.state.withLock { state in
-                state.campaigns.contains { $0.key.key == key && $0.value.lease == lease && !$0.value.leading }
-            } ?? false
-        }
-        return LeaderChanges { continuation in
-            let task = Task {
-                do {
-                    for try await leader in feed { continuation.yield(leader) }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { [weak self] _ in
-                task.cancel()
+        return Self.feed(
+            snapshots,
+            waitingHere: { [weak self] lease in
+                self?.state.withLock { state in
+                    state.campaigns.contains { $0.key.key == key && $0.value.lease == lease && !$0.value.leading }
+                } ?? false
+            },
+            onTermination: { [weak self] in
                 watcher.unsubscribe(id)
                 let idle =
                     self?.state.withLock { state -> Bool in
@@ -313,7 +305,7 @@ public final class EtcdLeaseStore: LeaseStore {
                     } ?? true
                 if idle { watcher.stop() }
             }
-        }
+        )
     }
 
     /// The change feed of one subscriber: yields the leader of each snapshot when it differs from the last one
@@ -325,9 +317,12 @@ public final class EtcdLeaseStore: LeaseStore {
     /// A head this store knows as one of its own waiting candidates counts as waiting even when the leader before
     /// it marked it leading on release: its holder has not taken the term yet (`waitingHere`), and hearing "no
     /// leader" is what makes it acquire.
+    ///
+    /// `onTermination` runs when the subscriber stops (or the feed ends).
     static func feed(
         _ snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>,
-        waitingHere: @escaping @Sendable (Int64) -> Bool = { _ in false }
+        waitingHere: @escaping @Sendable (Int64) -> Bool = { _ in false },
+        onTermination: @escaping @Sendable () -> Void = {}
     ) -> LeaderChanges {
         let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
         let task = Task {
@@ -359,7 +354,10 @@ public final class EtcdLeaseStore: LeaseStore {
             }
             continuation.finish()
         }
-        continuation.onTermination = { _ in task.cancel() }
+        continuation.onTermination = { _ in
+            task.cancel()
+            onTermination()
+        }
         return stream
     }
 

@@ -261,6 +261,12 @@ extension BatonCommand {
                             child.stop(SIGTERM, grace: timing.grace)
                         }
                         supervisor.finished()
+                        if !Task.isCancelled {
+                            // The command ended by itself or on a stop signal, and nothing of its group is left:
+                            // the run is over, so the key goes to the next candidate now, not after the return.
+                            supervisor.ended(exit)
+                            elector.resign()
+                        }
                         return .exited(exit)
                     }
                     switch run {
@@ -273,6 +279,8 @@ extension BatonCommand {
                     CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
                     return error.exitCode
                 } catch let error as BatonError where error.code == .lost {
+                    // The resign after the command's end can end the term before the work's return is seen.
+                    if let exit = supervisor.endedCommand { return exit.code }
                     let ended = supervisor.lastTerm
                     let reason: DemotionReason? =
                         if let ended {

@@ -31,6 +31,7 @@ final class RunSupervisor: Sendable {
         var phase = Phase.waiting
         var stopSignal: Int32?
         var lastTerm: (token: FencingToken, child: ChildProcess?)?
+        var endedCommand: ChildProcess.Exit?
         var campaignSeen = false
         var campaignWaiters: [CheckedContinuation<Void, Never>] = []
         var demotion: (token: FencingToken, reason: DemotionReason)?
@@ -137,6 +138,14 @@ final class RunSupervisor: Sendable {
     func finished() {
         state.withLock { $0.phase = .waiting }
     }
+
+    /// The command ended by itself or on a stop signal (not because leadership ended), and the run ends with it.
+    func ended(_ exit: ChildProcess.Exit) {
+        state.withLock { $0.endedCommand = exit }
+    }
+
+    /// How the command ended, if it ended by itself or on a stop signal (see ``ended(_:)``).
+    var endedCommand: ChildProcess.Exit? { state.withLock { $0.endedCommand } }
 
     // MARK: Demotion reasons
 
