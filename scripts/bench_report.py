@@ -92,8 +92,8 @@ HOW_TO_READ = """\
   SIGINT and the successor, woken by its watch, reads once and prints. Baton on etcd needs fewer round trips: the
   leader's release hands the key over in one transaction, and the successor, seeing that in its watch, leads
   without a request (for as long as its last keep-alive guarantees). `baton run` also stops the leader's command
-  before releasing and starts the successor's (`sh`, prepared in advance up to its exec), work `etcdctl elect`
-  does not do; so its row has a second peer that does: `etcdctl lock KEY -- CMD` with the same command, stopped
+  before releasing and starts the successor's (`sh`, through a keeper process forked while it waited), work
+  `etcdctl elect` does not do; so its row has a second peer that does: `etcdctl lock KEY -- CMD` with the same command, stopped
   with SIGINT to its process group as Ctrl-C would.
 - **Crash failover**: the leader is killed with SIGKILL while holding the lease. The successor can only take
   over once the lease expires in the store; the leader renews every ttl/3, so expiry comes between 2/3 of the
