@@ -195,10 +195,13 @@ static void run_keeper(
     pid_t command = vfork();
     if (command == 0) {
         // Dispositions are the child's own under vfork (no shared handler table); signals are still blocked, so
-        // no handler can run on the shared stack before the exec.
-        child_action.sa_handler = SIG_DFL;
-        child_action.sa_flags = 0;
-        sigaction(SIGCHLD, &child_action, NULL);
+        // no handler can run on the shared stack before the exec. The child writes only to its own variables
+        // (and to `exec_failure`): the rest of the memory is the keeper's.
+        struct sigaction default_action;
+        memset(&default_action, 0, sizeof default_action);
+        default_action.sa_handler = SIG_DFL;
+        sigemptyset(&default_action.sa_mask);
+        sigaction(SIGCHLD, &default_action, NULL);
         sigset_t empty;
         sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, NULL);
