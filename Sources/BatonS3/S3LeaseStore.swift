@@ -46,13 +46,14 @@ import Synchronization
 /// change it. With `s3://bucket/baton/` the lease of `orders` is the object `baton/lease.orders`.
 ///
 /// ``changes(key:)`` polls the lease object every ``Configuration/pollInterval`` (a quarter of the ttl by
-/// default), and at once after a write through this store.
+/// default), and at once after a write through this store; the subscribers of a key in one store share one poll.
 public final class S3LeaseStore: LeaseStore {
     let client: S3Client
     let prefix: String
     let configuration: Configuration
     let clock: BatonClock
     let signals = ChangeSignals()
+    private let feeds = SharedLeaderFeeds()
     private let sightings = Mutex<[String: Sighting]>([:])
     private let closed = Mutex(false)
 
@@ -214,6 +215,11 @@ public final class S3LeaseStore: LeaseStore {
     public func changes(key: String) throws -> LeaderChanges {
         try BatonValidation.name(key, "key")
         try checkOpen()
+        return feeds.subscribe(key) { feed(key) }
+    }
+
+    /// The one polling feed of `key` in this store, shared by its subscribers (see ``changes(key:)``).
+    private func feed(_ key: String) -> LeaderChanges {
         let signals = signals.subscribe(key)
         let configuration = configuration
         return LeaderChangeFeed.make(
@@ -223,7 +229,10 @@ public final class S3LeaseStore: LeaseStore {
                 guard let ttl = leader?.ttl else { return configuration.idlePollInterval }
                 return configuration.pollInterval ?? ttl / 4
             },
-            read: { [self] in try await current(key: key) }
+            read: { [weak self] in
+                guard let self else { throw BatonError.storeUnavailable("the S3 store is closed") }
+                return try await self.current(key: key)
+            }
         )
     }
 
