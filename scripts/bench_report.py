@@ -124,6 +124,7 @@ def main():
     host = machine()
     today = time.strftime("%Y-%m-%d")
     measured = f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {today}: {host}."
+    remeasured = []
     if mode == "--some":
         # Named scenarios: their rows replace the same scenarios' rows of the last run, in place.
         try:
@@ -143,15 +144,20 @@ def main():
                     merged.append(r)
             merged += [r for r in results if r.get("name") not in placed]
             results = merged
-            shown = ", ".join(sorted(set(names)))
+            # Every scenario measured again since the whole run, each with its own command.
+            remeasured = previous.get("remeasured", [])
+            again = sorted(set(names))
+            remeasured = [r for r in remeasured if r["names"] != again and not set(r["names"]) <= set(again)]
+            remeasured.append({"names": again, "date": today})
+            shown = "; ".join(f"{', '.join(r['names'])} measured again by `scripts/bench {' '.join(r['names'])}` "
+                              f"on {r['date']}" for r in remeasured)
             measured = (f"Measured by `scripts/bench{' --quick' if previous['mode'] == 'quick' else ''}` on "
-                        f"{previous['date']}; {shown} measured again by `scripts/bench {shown.replace(', ', ' ')}` "
-                        f"on {today}: {host}.")
+                        f"{previous['date']}; {shown}: {host}.")
             mode, build_s, run_s = "--" + previous["mode"], previous["build_seconds"], previous["run_seconds"] + run_s
             today = previous["date"]
     with open("bench-results.json", "w") as f:
         json.dump({"machine": host, "mode": mode.strip("-"), "build_seconds": build_s, "run_seconds": run_s,
-                   "date": today, "results": results}, f, indent=2)
+                   "date": today, "remeasured": remeasured, "results": results}, f, indent=2)
     lines = ["# Benchmarks", "",
              measured,
              "The machine is shared and noisy and the load generators run",
