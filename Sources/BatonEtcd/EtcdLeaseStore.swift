@@ -34,9 +34,9 @@ import Synchronization
 ///   that store's watch shows the handover, the acquire sends nothing: the term starts at once and is promised
 ///   (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive ensures, capped at the ttl asked and
 ///   given only when more than half of it is left (the store keeps waiting candidates' leases alive every ttl/3);
-///   the elector renews it within half of that. Otherwise the acquire is a keep-alive (the term's ttl counts from
-///   it) and a read, not a write. A successor whose holder never acquires loses the key when its lease runs out,
-///   as a stopped leader would.
+///   the elector renews it early enough to keep a full term's slack. Otherwise the acquire is a keep-alive (the
+///   term's ttl counts from it) and a read, not a write. A successor whose holder never acquires loses the key
+///   when its lease runs out, as a stopped leader would.
 /// - A term's lease is kept alive only by ``renew(_:ttl:)`` (a keep-alive on etcd's `LeaseKeepAlive` stream),
 ///   so a holder that stops renewing loses the key after its ttl, as the contract says. A keep-alive answered
 ///   with a TTL of 0 means etcd dropped the lease: the renew throws `lost` at once, and the key's deletion
@@ -166,7 +166,7 @@ public final class EtcdLeaseStore: LeaseStore {
                 let shown = watcher?.freshSnapshot?.first.map { $0.lease == queued.lease && !$0.waiting } ?? false
                 if shown, let sure = Self.sureTerm(of: queued, asked: ttl) {
                     // Handed over, and the lease was kept alive recently enough: the term starts now, with no
-                    // request, for as long as the lease is sure to live; the elector renews it well before then.
+                    // request, for as long as the lease is sure to live; the elector renews it in good time.
                     markLeading(id, queued, metadata: metadata)
                     return .acquired(
                         Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: sure, metadata: metadata))

@@ -67,34 +67,53 @@ import Testing
         #expect(machine.scheduledWake! <= .seconds(1) + Self.renewInterval)
     }
 
-    @Test("a term the store promises for less than the ttl ends and is renewed by that promise")
-    func shortenedTermCountsFromThePromise() {
+    @Test("a term the store promises for less than the ttl ends by that promise and keeps a full term's slack")
+    func shortenedTermCountsFromThePromise() throws {
         var machine = makeMachine()
         let id = acquireID(machine.start(now: .seconds(1)))!
         var promised = lease()
-        promised.ttl = .seconds(7)
+        promised.ttl = .seconds(9)
         let actions = machine.handle(.acquired(id, promised), now: .seconds(1) + .milliseconds(1))
         #expect(isElected(actions))
         guard case .leading(let leading) = machine.state else {
             Issue.record("not leading")
             return
         }
-        // deadline = t0 + promise − margin; the renew comes within half of what is left before the margin.
-        #expect(leading.deadline == .seconds(1) + .seconds(7) - Self.margin)
-        #expect(leading.renewAt == .seconds(1) + .seconds(3))
+        // deadline = t0 + promise − margin; the renew leaves as much time before the deadline as a full term's:
+        // ttl − renew interval before the end of the promise.
+        #expect(leading.deadline == .seconds(1) + .seconds(9) - Self.margin)
+        #expect(leading.renewAt == .seconds(1) + .seconds(9) - (Self.ttl - Self.renewInterval))
+        #expect(leading.deadline - leading.renewAt == Self.ttl - Self.margin - Self.renewInterval)
         // The term itself keeps the configured ttl: renews ask for it, and events show it.
         #expect(machine.lease?.ttl == Self.ttl)
         for case .elected(let elected) in actions { #expect(elected.ttl == Self.ttl) }
-        let renew = renewID(machine.handle(.tick, now: .seconds(4)))
-        #expect(renew != nil)
+        let renewAt = leading.renewAt
+        #expect(renewID(machine.handle(.tick, now: renewAt - .milliseconds(1))) == nil)
+        let renew = try #require(renewID(machine.handle(.tick, now: renewAt)))
         // Renewed: the full ttl again, from the renew's send time.
-        _ = machine.handle(.renewed(renew!, lease()), now: .seconds(4) + .milliseconds(1))
+        _ = machine.handle(.renewed(renew, lease()), now: renewAt + .milliseconds(1))
         guard case .leading(let renewed) = machine.state else {
             Issue.record("not leading after the renew")
             return
         }
-        #expect(renewed.deadline == .seconds(4) + Self.ttl - Self.margin)
-        #expect(renewed.renewAt == .seconds(4) + Self.renewInterval)
+        #expect(renewed.deadline == renewAt + Self.ttl - Self.margin)
+        #expect(renewed.renewAt == renewAt + Self.renewInterval)
+    }
+
+    @Test("a promise of less than a full term's slack is renewed at once")
+    func shortPromiseIsRenewedAtOnce() throws {
+        var machine = makeMachine()
+        let id = acquireID(machine.start(now: .zero))!
+        var promised = lease()
+        promised.ttl = .seconds(5)
+        _ = machine.handle(.acquired(id, promised), now: .milliseconds(1))
+        guard case .leading(let leading) = machine.state else {
+            Issue.record("not leading")
+            return
+        }
+        #expect(leading.deadline == .seconds(5) - Self.margin)
+        #expect(leading.renewAt == .zero)
+        #expect(renewID(machine.handle(.tick, now: .milliseconds(1))) != nil)
     }
 
     @Test("a promise shorter than the margin is demoted at once, as a late answer is")

@@ -521,15 +521,14 @@ struct ElectorStateMachine {
     }
 
     /// The deadline and the next renew of a term granted by a request sent at `sentAt`: the configured ttl, or the
-    /// shorter time the store promised (``Lease/ttl``). A shortened term is renewed within half of what is left
-    /// of it before the margin.
+    /// shorter time the store promised (``Lease/ttl``). A shortened term is renewed early enough to leave as much
+    /// time between its renew and its deadline as a full term has (at once, if less is left).
     private func term(of lease: Lease, sentAt: Duration) -> (deadline: Duration, renewAt: Duration) {
         guard lease.ttl < settings.ttl else {
             return (sentAt + settings.ttl - settings.margin, sentAt + settings.renewInterval)
         }
-        let deadline = sentAt + lease.ttl - settings.margin
-        let renewIn = min(settings.renewInterval, max(.zero, (lease.ttl - settings.margin) / 2))
-        return (deadline, sentAt + renewIn)
+        let renewIn = max(.zero, lease.ttl - (settings.ttl - settings.renewInterval))
+        return (sentAt + lease.ttl - settings.margin, sentAt + renewIn)
     }
 
     private func isStopInput(_ input: Input) -> Bool {
