@@ -3,7 +3,9 @@
 
 steady: store operations at steady state, from `INFO commandstats`: a leader alone (`baton campaign --ttl 3s`)
 for a while, then the same leader with a waiting candidate. The leader should renew at most once per ttl/3;
-the candidate should send nothing (it waits on pub/sub).
+the candidate should send nothing (it waits on pub/sub). The candidate's own commands are told apart from the
+leader's by their connection, in the server's MONITOR stream over the second window (the leader's connections are
+those seen in the first).
 
 Usage: bench_redis.py steady BATON_BINARY PORT SECONDS LABEL
 Prints one JSON object.
@@ -15,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import wait_for_event
+from benchlib import read_line, wait_for_event
 
 
 def redis_cli(port, *args):
@@ -46,9 +48,26 @@ def campaign(binary, port, key, holder):
 
 
 def measure(port, seconds):
+    """Counts the window's commands: (INFO commandstats, client commands by connection address from MONITOR)."""
+    monitor = subprocess.Popen(["redis-cli", "-p", str(port), "MONITOR"], stdout=subprocess.PIPE, text=True)
+    read_line(monitor.stdout, "MONITOR to start")  # "OK"
     redis_cli(port, "CONFIG", "RESETSTAT")
     time.sleep(seconds)
-    return commandstats(port)
+    stats = commandstats(port)
+    monitor.terminate()
+    lines = monitor.communicate(timeout=30)[0].splitlines()
+    by_client = {}
+    for line in lines:
+        # 1700000000.123456 [0 127.0.0.1:54321] "EVALSHA" ...; calls made inside a script come from [0 lua].
+        parts = line.split(" ", 3)
+        if len(parts) < 4 or not parts[2].endswith("]") or parts[2] == "lua]":
+            continue
+        words = [word.strip('"').lower() for word in parts[3].split(" ", 2)[:2]]
+        command = f"{words[0]}|{words[1]}" if words[0] == "config" and len(words) > 1 else words[0]
+        if command in TOP_LEVEL:
+            address = parts[2].rstrip("]")
+            by_client[address] = by_client.get(address, 0) + 1
+    return stats, by_client
 
 
 def steady(binary, port, seconds, label):
@@ -56,25 +75,27 @@ def steady(binary, port, seconds, label):
     leader = campaign(binary, port, key, "leader")
     wait_for_event(leader, "elected")
     time.sleep(1)
-    alone = measure(port, seconds)
+    alone, leader_clients = measure(port, seconds)
     follower = campaign(binary, port, key, "follower")
     wait_for_event(follower, "following")
     time.sleep(1)
-    both = measure(port, seconds)
+    both, clients = measure(port, seconds)
     for process in (follower, leader):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     leader_ops = sum(n for name, n in alone.items() if name in TOP_LEVEL)
-    follower_ops = sum(n for name, n in both.items() if name in TOP_LEVEL) - leader_ops
+    # The commands of connections the leader-alone window did not see are the candidate's (redis-cli's own
+    # CONFIG RESETSTAT and INFO are not client commands of Baton, and are not counted).
+    follower_ops = sum(n for address, n in clients.items() if address not in leader_clients)
     return {
         "scenario": f"steady state over {seconds} s, ttl 3 s ({label})",
         "store": "redis",
         "kind": "count", "name": "redis",
         "leader_ops": leader_ops,
         "leader_ops_per_ttl_third": round(leader_ops / (seconds / 1.0), 2),
-        "note": "client commands only (Lua-internal calls excluded); follower ops = both windows minus the "
-                "leader-alone window, so ±1 renew of the leader shows as noise; a waiting candidate polls only "
-                "while its change feed is down",
+        "note": "client commands only (Lua-internal calls excluded); the follower's are those of connections "
+                "the leader-alone window did not show, in the server's MONITOR stream; a waiting candidate polls "
+                "only while its change feed is down",
         "follower_ops": follower_ops,
         "commands_leader_alone": alone,
         "commands_leader_and_follower": both,
