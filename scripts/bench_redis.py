@@ -90,7 +90,7 @@ def steady(binary, port, seconds, label):
     return {
         "scenario": f"steady state over {seconds} s, ttl 3 s ({label})",
         "store": "redis",
-        "kind": "count", "name": "redis",
+        "kind": "count", "name": "store-cost-redis",
         "leader_ops": leader_ops,
         "leader_ops_per_ttl_third": round(leader_ops / (seconds / 1.0), 2),
         "note": "client commands only (Lua-internal calls excluded); the follower's are those of connections "
