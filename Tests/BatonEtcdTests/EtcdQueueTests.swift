@@ -154,4 +154,41 @@ import Testing
         try await successorStore.close()
         try await observerStore.close()
     }
+
+    @Test("a handed-over candidate whose lease was not kept alive lately starts its term with a keep-alive")
+    func staleHandedOverCandidateStartsWithAKeepAlive() async throws {
+        guard let url = EtcdTestServer.value() else { return }
+        let leaderStore = try EtcdLeaseStore(url)
+        // No maintenance within the test: the successor's lease is kept alive only by its grant.
+        var lazy = EtcdLeaseStore.Configuration()
+        lazy.maintenanceInterval = .seconds(60)
+        let successorStore = try EtcdLeaseStore(url: try StoreURL(url), configuration: lazy)
+        let key = unique("stale-handover")
+        let ttl = Duration.seconds(2)
+        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl).lease)
+        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl).lease == nil)
+        var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
+        var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
+        #expect(try await successorFeed.next()??.holder == "a")
+        #expect(try await leaderFeed.next()??.holder == "a")
+        let fresh = ContinuousClock.now + .seconds(10)
+        while !(leaderStore.hasFreshView(of: key) && successorStore.hasFreshView(of: key)), ContinuousClock.now < fresh
+        {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        // More than half the ttl since the successor's grant: its store cannot promise the term without asking.
+        try await Task.sleep(for: .milliseconds(1100))
+        try await leaderStore.release(lease)
+        let observer = try EtcdLeaseStore(url)
+        let observed = try await observer.current(key: key)
+        try await observer.close()
+        #expect(observed?.holder == "b", "the release handed the key over: \(String(describing: observed))")
+        #expect(try await successorFeed.next() == .some(nil))
+        let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: ttl).lease)
+        #expect(next.ttl == ttl, "a keep-alive starts a whole term")
+        #expect(next.token > lease.token)
+        try await successorStore.release(next)
+        try await leaderStore.close()
+        try await successorStore.close()
+    }
 }
