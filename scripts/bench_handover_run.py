@@ -57,29 +57,41 @@ def command_start_ms(rounds):
     return round(statistics.median(samples), 2)
 
 
+def one_round(binary, store, key, round_number):
+    """One handover between two `baton run` processes; returns the milliseconds from the SIGTERM to reading the
+    line of B's command."""
+    a = start(binary, store, key, f"a{round_number}")
+    read_line(a.stdout, "A's command to start")
+    b = start(binary, store, key, f"b{round_number}")
+    wait_for_stderr(b, "waiting:")
+    time.sleep(0.2)  # let B finish subscribing to the change feed
+    sent = time.monotonic_ns()
+    a.send_signal(signal.SIGTERM)
+    read_line(b.stdout, "B's command to start")
+    started = time.monotonic_ns()
+    a.wait(timeout=30)
+    b.send_signal(signal.SIGTERM)
+    b.wait(timeout=30)
+    if a.returncode != 128 + signal.SIGTERM or b.returncode != 128 + signal.SIGTERM:
+        raise RuntimeError(f"unexpected exit statuses {a.returncode} and {b.returncode}")
+    return (started - sent) / 1e6
+
+
 def main():
     binary, store, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
     samples = []
     key = f"bench-handover-run-{os.getpid()}"
     for round_number in range(rounds + 1):
-        a = start(binary, store, key, f"a{round_number}")
-        read_line(a.stdout, "A's command to start")
-        b = start(binary, store, key, f"b{round_number}")
-        wait_for_stderr(b, "waiting:")
-        time.sleep(0.2)  # let B finish subscribing to the change feed
-        sent = time.monotonic_ns()
-        a.send_signal(signal.SIGTERM)
-        read_line(b.stdout, "B's command to start")
-        started = time.monotonic_ns()
-        a.wait(timeout=30)
-        b.send_signal(signal.SIGTERM)
-        b.wait(timeout=30)
-        if a.returncode != 128 + signal.SIGTERM or b.returncode != 128 + signal.SIGTERM:
-            raise RuntimeError(f"unexpected exit statuses {a.returncode} and {b.returncode}")
+        sample = one_round(binary, store, key, round_number)
         if round_number > 0:
-            samples.append((started - sent) / 1e6)
+            samples.append(sample)
+    print(json.dumps(result(store, samples, rounds)))
+
+
+def result(store, samples, rounds):
+    """The scenario's JSON object for these samples."""
     store = store_name(store)
-    print(json.dumps({
+    return {
         "name": f"handover-run-{store}",
         "kind": "handover",
         "scenario": "graceful handover, `baton run` (SIGTERM to the leader until the successor's command runs)",
@@ -87,7 +99,7 @@ def main():
         **summarize(samples),
         "samples_ms": [round(s, 2) for s in samples],
         "command_start_ms": command_start_ms(max(5, rounds)),
-    }))
+    }
 
 
 if __name__ == "__main__":

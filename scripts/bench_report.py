@@ -86,8 +86,9 @@ HOW_TO_READ = """\
 ## How to read this
 
 - **Graceful handover**: the leader is told to stop (SIGTERM); it releases the key and the store's change feed
-  wakes the successor. Measured from the signal to the successor's "elected" line (library) or its command's
-  first output (`baton run`, which includes starting `sh`). Bound: the store's round trips; no ttl involved.
+  wakes the successor. Measured from the signal to reading the successor's "elected" line (library) or its
+  command's first output (`baton run`, which includes starting `sh`). Bound: the store's round trips; no ttl
+  involved. On etcd, Baton's rounds and the peers' alternate in one loop, so the machine's load weighs on all alike.
   The peer is `etcdctl elect` on the same etcd, where that store is in the run: its leader deletes its key on
   SIGINT and the successor, woken by its watch, reads once and prints. Baton on etcd needs fewer round trips: the
   leader's release hands the key over in one transaction, and the successor, seeing that in its watch, leads
