@@ -80,6 +80,10 @@ extension BatonCommand {
                             logger: logger
                         )
                     )
+                    // The service group shuts down on these signals too; resigning at once starts the handover
+                    // without waiting for that.
+                    let signals = StopSignals([SIGTERM, SIGINT]) { _ in elector.resign() }
+                    defer { signals.cancel() }
                     Self.emit(["event": "campaigning", "key": key, "holder": holder])
                     try await withThrowingDiscardingTaskGroup { tasks in
                         tasks.addTask {

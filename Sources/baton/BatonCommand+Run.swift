@@ -2,7 +2,6 @@ import ArgumentParser
 import Baton
 import Foundation
 import Logging
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -186,12 +185,10 @@ extension BatonCommand {
                 store: store, key: key, holder: holder, configuration: configuration, logger: logger)
             let supervisor = RunSupervisor(grace: timing.grace, resignOnLoss: !retry) { elector.resign() }
             let reporter = StatusReporter(key: key, holder: holder, quiet: quiet)
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+            let signals = StopSignals { supervisor.received($0) }
+            defer { signals.cancel() }
             let events = elector.events
             return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await signal in signals { supervisor.received(signal.rawValue) }
-                }
                 group.addTask { await reporter.follow(events, supervisor: supervisor) }
                 defer { group.cancelAll() }
                 // The campaign belongs to run(), not to withLeadership: when the command is gone, resign() lets
@@ -320,11 +317,9 @@ extension BatonCommand {
             grace: Duration
         ) async throws -> Int32 {
             let supervisor = RunSupervisor(grace: grace)
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+            let signals = StopSignals { supervisor.received($0) }
+            defer { signals.cancel() }
             return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await signal in signals { supervisor.received(signal.rawValue) }
-                }
                 defer { group.cancelAll() }
                 let election = try RoundElection(store: store, system: key, retention: retention)
                 if case .lost(let winner) = try await election.claim(round: round, candidate: candidate) {

@@ -508,18 +508,19 @@ public final class LeaderElector: Service, Sendable {
         let timeout = configuration.releaseTimeout
         let gate = OnceGate()
         // Unstructured tasks on purpose: they must not inherit the caller's cancellation. Both end on their own
-        // (the operation when the store answers, the timer at the timeout or when cancelled below).
-        let timer = Task {
-            try? await clock.sleep(for: timeout)
-            if gate.open() { logger.warning("timed out: \(what)") }
-        }
-        Task {
+        // (the operation when the store answers, the timer at the timeout or when cancelled below). The operation
+        // goes first and ahead of other work: a release is what the next leader waits for.
+        Task(priority: .high) {
             do {
                 try await operation()
             } catch {
                 logger.warning("failed: \(what)", metadata: ["baton.error": "\(error)"])
             }
             gate.open()
+        }
+        let timer = Task {
+            try? await clock.sleep(for: timeout)
+            if gate.open() { logger.warning("timed out: \(what)") }
         }
         await gate.wait()
         timer.cancel()

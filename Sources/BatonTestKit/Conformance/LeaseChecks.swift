@@ -296,29 +296,38 @@ extension LeaseStoreConformance {
         "renew: a renewal before expiry keeps the lease past its original ttl"
     ) { harness in
         let store = try await harness.makeStore()
-        let key = Conformance.unique("renew")
-        let lease = try Conformance.acquired(
-            try await store.acquire(key: key, holder: "holder-a", ttl: harness.ttl, metadata: nil),
-            "the short term"
-        )
-        try await harness.elapse(harness.ttl / 2)
-        let renewed = try await store.renew(lease, ttl: harness.ttl)
-        try expect(
-            renewed.token == lease.token && renewed.holder == lease.holder && renewed.key == lease.key,
-            "renew returned \(renewed), expected the same term as \(lease)"
-        )
-        try await harness.elapse(harness.ttl * 0.6)
-        let current = try await store.current(key: key)
-        try expect(
-            current?.holder == "holder-a" && current?.token == lease.token,
-            "1.1 ttl after acquiring and 0.6 ttl after renewing, current(key:) is \(Conformance.show(current)); "
-                + "the renewal did not keep the lease alive"
-        )
-        _ = try Conformance.held(
-            try await store.acquire(key: key, holder: "holder-b", ttl: harness.ttl, metadata: nil),
-            "acquire by another holder after the original ttl, within the renewed one"
-        )
-        try await store.release(renewed)
+        // On a store that runs in real time, a slow machine can let the renewed ttl pass before the checks below
+        // are answered; such an attempt proves nothing either way and is made again (at most three times).
+        for attempt in 1...3 {
+            let key = Conformance.unique("renew")
+            let lease = try Conformance.acquired(
+                try await store.acquire(key: key, holder: "holder-a", ttl: harness.ttl, metadata: nil),
+                "the short term"
+            )
+            try await harness.elapse(harness.ttl / 2)
+            let renewSent = ContinuousClock.now
+            let renewed = try await store.renew(lease, ttl: harness.ttl)
+            try expect(
+                renewed.token == lease.token && renewed.holder == lease.holder && renewed.key == lease.key,
+                "renew returned \(renewed), expected the same term as \(lease)"
+            )
+            try await harness.elapse(harness.ttl * 0.6)
+            let current = try await store.current(key: key)
+            let other = try await store.acquire(key: key, holder: "holder-b", ttl: harness.ttl, metadata: nil)
+            let conclusive = ContinuousClock.now - renewSent < harness.ttl
+            if !conclusive, attempt < 3 {
+                if let taken = other.lease { try await store.release(taken) }
+                continue
+            }
+            try expect(
+                current?.holder == "holder-a" && current?.token == lease.token,
+                "1.1 ttl after acquiring and 0.6 ttl after renewing, current(key:) is \(Conformance.show(current)); "
+                    + "the renewal did not keep the lease alive"
+            )
+            _ = try Conformance.held(other, "acquire by another holder after the original ttl, within the renewed one")
+            try await store.release(renewed)
+            return
+        }
     }
 
     static let metadataIsPublished = ConformanceCheck(
