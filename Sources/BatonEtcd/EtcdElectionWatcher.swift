@@ -25,6 +25,11 @@ final class EtcdElectionWatcher: Sendable {
         var generation = 0
         var latestGeneration: Int?
         var watching = false
+
+        /// The latest snapshot if no change was seen since its read began and the watch is running, else nil.
+        var fresh: [EtcdLeaseStore.Candidate]? {
+            watching && latestGeneration == generation ? latest : nil
+        }
     }
 
     private let state = Mutex(State())
@@ -92,10 +97,10 @@ final class EtcdElectionWatcher: Sendable {
     /// returns false: the election must be read.
     private func apply(_ answer: Etcdserverpb_WatchResponse) -> Bool {
         state.withLock { state in
-            let fresh = state.watching && state.latestGeneration == state.generation
+            let fresh = state.fresh
             state.watching = true
             state.generation += 1
-            guard fresh, var election = state.latest, !answer.events.isEmpty else { return false }
+            guard var election = fresh, !answer.events.isEmpty else { return false }
             for event in answer.events {
                 guard event.kv.modRevision > state.latestRevision else { return false }
                 switch event.type {
@@ -142,24 +147,19 @@ final class EtcdElectionWatcher: Sendable {
         return (id, snapshots)
     }
 
-    /// Reads the election again and tells every subscriber.
-    func refresh() {
-        state.withLock { $0.generation += 1 }
-        wake.yield()
-    }
-
     /// Tells every subscriber the fresh snapshot again (after a change to how this store reports it, such as a
     /// waiting candidate of this store taking a key handed over to it), or reads the election again if no
     /// snapshot is fresh.
     func republish() {
         let published = state.withLock { state -> Bool in
-            guard state.watching, state.latestGeneration == state.generation, let latest = state.latest else {
+            guard let fresh = state.fresh else {
+                state.generation += 1
                 return false
             }
-            Self.publish(.success(latest), in: state)
+            Self.publish(.success(fresh), in: state)
             return true
         }
-        if !published { refresh() }
+        if !published { wake.yield() }
     }
 
     /// Removes a subscriber.
@@ -172,9 +172,7 @@ final class EtcdElectionWatcher: Sendable {
 
     /// The latest snapshot if no change was seen since its read began and the watch is running, else nil.
     var freshSnapshot: [EtcdLeaseStore.Candidate]? {
-        state.withLock { state in
-            state.watching && state.latestGeneration == state.generation ? state.latest : nil
-        }
+        state.withLock { $0.fresh }
     }
 
     func stop() {

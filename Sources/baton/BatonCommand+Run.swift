@@ -213,9 +213,9 @@ extension BatonCommand {
 
         /// Campaigns and runs the command while leader, once or (with --retry) after every loss.
         ///
-        /// The command is prepared (its processes forked, see ``ChildProcess/prepare(_:environment:)``) before each
+        /// The command is prepared (its keeper forked, see ``ChildProcess/prepare(_:environment:)``) before each
         /// campaign, so that being elected only has to launch it: a handover costs the command's own start-up,
-        /// not two forks of `baton`.
+        /// not a fork of `baton`.
         private func lead(
             _ elector: LeaderElector,
             holder: String,
@@ -238,7 +238,7 @@ extension BatonCommand {
                     CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
                     return error.exitCode
                 }
-                // Not started in this campaign (a stop signal, a store error): its processes end unused.
+                // Not started in this campaign (a stop signal, a store error): its keeper ends unused.
                 defer { child.abandon() }
                 do {
                     let run = try await elector.withLeadership { lease -> ChildRun in

@@ -49,7 +49,7 @@ pid_t baton_prepare(
 
 /// Starts the command `baton_prepare` made ready, adding `entry` (`NAME=value`, at most
 /// `BATON_LAUNCH_ENTRY_MAX` bytes; "" for none) to its environment, and closes `go`. Does not wait for the exec.
-/// Returns 0, or the errno of the failed write (EPIPE: the command's process is gone; no SIGPIPE is raised).
+/// Returns 0, or the errno of the failed write (EPIPE: the keeper is gone; no SIGPIPE is raised).
 int baton_launch(int go, const char *entry);
 
 /// Waits until the keeper has started the command or given up, reading the `report_out` descriptor of

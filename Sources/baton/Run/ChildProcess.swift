@@ -159,13 +159,10 @@ final class ChildProcess: Sendable {
 
     /// Executes the prepared command, adding `entry` (`NAME=value`, at most 255 bytes) to its environment, and
     /// returns once it runs.
-    /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable), or its process
+    /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable), or the keeper
     ///   is gone.
     func launch(adding entry: String = "") async throws(SpawnError) {
-        let go = state.withLock { state in
-            defer { state.go = -1 }
-            return state.go
-        }
+        let go = takeLaunchPipe()
         precondition(go >= 0, "a command is launched once, and not after it was abandoned")
         let written = baton_launch(go, entry)
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
@@ -184,11 +181,16 @@ final class ChildProcess: Sendable {
     /// Gives up a prepared command that was not launched: the keeper ends without running anything. A no-op after
     /// the launch.
     func abandon() {
-        let go = state.withLock { state in
+        let go = takeLaunchPipe()
+        if go >= 0 { close(go) }
+    }
+
+    /// The launch pipe's write end, once: -1 after the launch or the abandonment took it.
+    private func takeLaunchPipe() -> Int32 {
+        state.withLock { state in
             defer { state.go = -1 }
             return state.go
         }
-        if go >= 0 { close(go) }
     }
 
     private func launched(_ result: Int32) {
