@@ -12,8 +12,11 @@ import NIOSSL
 /// server's TIME in µs)`, computed in the same script, so tokens keep rising even after the server restarts
 /// without persistence and forgets its counters. Release, takeover and new metadata are published on a per-key
 /// channel; ``changes(key:)`` listens on one pub/sub connection per node for every key this store watches, and
-/// catches expiry by keyspace notifications where the server sends them, else by a timer at the term's
-/// remaining time (`PTTL`). Waiting candidates never poll.
+/// catches expiry by keyspace notifications where the server sends them, and in any case by a timer at the term's
+/// remaining time (`PTTL`). Waiting candidates never poll. Every connection that has read nothing for
+/// ``Configuration/probeInterval`` sends `PING` and is replaced when the answer does not come within
+/// ``Configuration/probeTimeout``: a connection dropped silently (a NAT or firewall that forgot it) is noticed
+/// within about a second, and the pub/sub connection's subscribers read again and subscribe anew.
 ///
 /// The key layout, readable with `redis-cli` (prefix `baton` by default):
 ///
@@ -96,7 +99,13 @@ public final class RedisLeaseStore: LeaseStore {
                 database: database,
                 tls: tls,
                 connectTimeout: configuration.connectTimeout,
-                commandTimeout: configuration.commandTimeout
+                commandTimeout: configuration.commandTimeout,
+                probe: configuration.probeInterval.map { interval in
+                    RESPChannelHandler.Probe(
+                        interval: .nanoseconds(interval.batonNanoseconds),
+                        timeout: .nanoseconds(configuration.probeTimeout.batonNanoseconds)
+                    )
+                }
             )
         }
         self.configuration = configuration
@@ -168,13 +177,12 @@ public final class RedisLeaseStore: LeaseStore {
         let signals = signals.subscribe(key)
         let needed = quorum
         return LeaderChangeFeed.make(clock: clock, pollInterval: nil, signals: signals) { [self] in
-            // Subscribed before reading, so a change right after the read is pushed, not missed. Where the servers
-            // push expiry too (keyspace notifications), the feed needs no timer at the term's end: nothing is
-            // read until something happens.
-            let expiryIsPushed = try await subscriber.ensureSubscribed(key, needed: needed)
-            var leader = try await current(key: key)
-            if expiryIsPushed { leader?.remaining = nil }
-            return leader
+            // Subscribed before reading, so a change right after the read is pushed, not missed. The feed's timer
+            // at the term's remaining time stays armed even where the servers push expiry (keyspace
+            // notifications): an `expired` event lost with a connection that died silently must not leave waiting
+            // candidates asleep.
+            _ = try await subscriber.ensureSubscribed(key, needed: needed)
+            return try await current(key: key)
         }
     }
 

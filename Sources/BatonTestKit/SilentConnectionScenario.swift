@@ -38,7 +38,6 @@ public enum SilentConnectionScenario {
                 if let renewed = try? await leaderStore.renew(lease, ttl: ttl) { lease = renewed }
             }
         }
-        defer { renewing.cancel() }
         let elector = try LeaderElector(
             store: waitingStore,
             key: key,
@@ -46,7 +45,26 @@ public enum SilentConnectionScenario {
             configuration: ElectorConfiguration(ttl: ttl)
         )
         let running = Task { try await elector.run() }
-        defer { running.cancel() }
+        let outcome: Result<Outcome, any Error>
+        do {
+            outcome = .success(try await crash(renewing, waiting: elector, proxy: proxy, limit: limit))
+        } catch {
+            outcome = .failure(error)
+        }
+        renewing.cancel()
+        running.cancel()
+        _ = await running.result
+        return try outcome.get()
+    }
+
+    /// Blackholes the waiting candidate's connections once it follows the leader, crashes the leader, and waits
+    /// for the candidate to lead.
+    private static func crash(
+        _ renewing: Task<Void, Never>,
+        waiting elector: LeaderElector,
+        proxy: BlackholeProxy,
+        limit: Duration
+    ) async throws -> Outcome {
         let following = try await eventually(within: .seconds(10)) {
             if case .follower(let leader) = elector.role { leader?.holder == "leader" } else { false }
         }
