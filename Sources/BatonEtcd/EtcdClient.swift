@@ -32,7 +32,8 @@ final class EtcdClient: Sendable {
         hosts: [(host: String, port: Int)],
         security: Transport.TransportSecurity,
         credentials: (user: String, password: String)?,
-        requestTimeout: Duration
+        requestTimeout: Duration,
+        keepalive: (interval: Duration, timeout: Duration)?
     ) throws {
         var endpoints: [Endpoint] = []
         for (host, port) in hosts {
@@ -45,6 +46,13 @@ final class EtcdClient: Sendable {
                         // beyond a lease's ttl.
                         config.backoff = .init(
                             initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                        // HTTP/2 PINGs after `interval` without reading anything, while calls are open (a watch, the
+                        // keep-alive stream, a request): a connection that died silently is closed after `timeout`
+                        // without the PING's answer, its calls fail, and the channel connects again. Not without
+                        // calls: etcd counts those PINGs as abuse (GOAWAY too_many_pings).
+                        config.connection.keepalive = keepalive.map { keepalive in
+                            .init(time: keepalive.interval, timeout: keepalive.timeout, allowWithoutCalls: false)
+                        }
                         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
                             EtcdPingAnswerer.install(on: channel)
                         }
