@@ -13,11 +13,12 @@ extension RedisLeaseStore {
         /// ``Baton/BatonError/Code/timeout`` and its connection is closed. Default 5 s.
         public var commandTimeout: Duration = .seconds(5)
         /// How long a connection (pub/sub or commands) may read nothing before it sends `PING` to check that the
-        /// server is still there. Keep it and ``probeTimeout`` together well under the shortest ttl in use: a
-        /// connection that died silently is noticed within their sum. Nil never probes. Default 500 ms.
+        /// server is still there: a connection that died silently is noticed within this and ``probeTimeout``.
+        /// The store lowers it to a quarter of the shortest ttl it is asked for (or reads from a leader). Nil
+        /// never probes. Default 500 ms.
         public var probeInterval: Duration? = .milliseconds(500)
         /// How long the answer to a probe's `PING` may take before the connection is closed (and replaced) with
-        /// ``Baton/BatonError/Code/timeout``. Default 1 s.
+        /// ``Baton/BatonError/Code/timeout``; lowered to half of the shortest ttl in use. Default 1 s.
         public var probeTimeout: Duration = .seconds(1)
         /// The prefix of every key and channel (see ``RedisLeaseStore`` for the layout). Default `baton`.
         public var keyPrefix: String = "baton"

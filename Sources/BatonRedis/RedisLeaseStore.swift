@@ -15,8 +15,10 @@ import NIOSSL
 /// catches expiry by keyspace notifications where the server sends them, and in any case by a timer at the term's
 /// remaining time (`PTTL`). Waiting candidates never poll. Every connection that has read nothing for
 /// ``Configuration/probeInterval`` sends `PING` and is replaced when the answer does not come within
-/// ``Configuration/probeTimeout``: a connection dropped silently (a NAT or firewall that forgot it) is noticed
-/// within about a second, and the pub/sub connection's subscribers read again and subscribe anew.
+/// ``Configuration/probeTimeout`` (both lowered to a quarter and a half of the shortest ttl the store is asked for
+/// or reads): a connection dropped silently (a NAT or firewall that forgot it) is noticed within about a second,
+/// and at most three quarters of the ttl, and the pub/sub connection's subscribers read again and subscribe
+/// anew.
 ///
 /// The key layout, readable with `redis-cli` (prefix `baton` by default):
 ///
@@ -47,6 +49,8 @@ public final class RedisLeaseStore: LeaseStore {
     let clock = BatonClock(ContinuousClock())
     /// How the store is named in errors and logs: the URL without its password.
     let name: String
+    /// How every connection checks that the server still answers; nil without probes.
+    let probe: RESPChannelHandler.Probe?
 
     /// The number of nodes that must agree: all of one, or a majority of several.
     var quorum: Int { nodes.count / 2 + 1 }
@@ -90,6 +94,13 @@ public final class RedisLeaseStore: LeaseStore {
                 throw BatonError.invalidArgument("cannot set up TLS for \(url): \(error)")
             }
         }
+        // One probe for every connection, lowered to the shortest ttl in use (see `RESPChannelHandler.Probe`).
+        let probe = configuration.probeInterval.map { interval in
+            RESPChannelHandler.Probe(
+                interval: .nanoseconds(interval.batonNanoseconds),
+                timeout: .nanoseconds(configuration.probeTimeout.batonNanoseconds)
+            )
+        }
         let endpoints = url.hosts.map { host in
             RedisEndpoint(
                 host: host.name,
@@ -100,15 +111,11 @@ public final class RedisLeaseStore: LeaseStore {
                 tls: tls,
                 connectTimeout: configuration.connectTimeout,
                 commandTimeout: configuration.commandTimeout,
-                probe: configuration.probeInterval.map { interval in
-                    RESPChannelHandler.Probe(
-                        interval: .nanoseconds(interval.batonNanoseconds),
-                        timeout: .nanoseconds(configuration.probeTimeout.batonNanoseconds)
-                    )
-                }
+                probe: probe
             )
         }
         self.configuration = configuration
+        self.probe = probe
         self.name = url.description
         self.layout = RedisKeyLayout(prefix: configuration.keyPrefix, database: database)
         self.nodes = endpoints.map {
@@ -138,6 +145,7 @@ public final class RedisLeaseStore: LeaseStore {
         try BatonValidation.name(holder, "holder")
         try BatonValidation.duration(ttl, "ttl")
         try BatonValidation.metadata(metadata)
+        probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
         let answer = try await acquire(on: nodes[0], key: key, holder: holder, ttl: ttl, metadata: metadata, token: 0)
         switch answer {
@@ -153,6 +161,7 @@ public final class RedisLeaseStore: LeaseStore {
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try BatonValidation.lease(lease)
         try BatonValidation.duration(ttl, "ttl")
+        probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockRenew(lease, ttl: ttl) }
         guard try await renew(on: nodes[0], lease, ttl: ttl) else { throw BatonError.lost(key: lease.key) }
         var renewed = lease
@@ -182,7 +191,10 @@ public final class RedisLeaseStore: LeaseStore {
             // notifications): an `expired` event lost with a connection that died silently must not leave waiting
             // candidates asleep.
             _ = try await subscriber.ensureSubscribed(key, needed: needed)
-            return try await current(key: key)
+            let leader = try await current(key: key)
+            // A follower that never acquires still probes within its leader's ttl.
+            if let ttl = leader?.ttl { probe?.adapt(toTTL: ttl) }
+            return leader
         }
     }
 

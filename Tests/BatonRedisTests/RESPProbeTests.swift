@@ -59,4 +59,17 @@ import Testing
         #expect(channel.isActive)
         _ = try? channel.finish()
     }
+
+    @Test("the probe is lowered to a quarter (interval) and a half (timeout) of the shortest ttl, never raised")
+    func probeFollowsTheShortestTTL() {
+        let probe = RESPChannelHandler.Probe(interval: .milliseconds(500), timeout: .seconds(1))
+        probe.adapt(toTTL: .seconds(10))
+        #expect(probe.interval == .milliseconds(500) && probe.timeout == .seconds(1))
+        probe.adapt(toTTL: .seconds(1))
+        #expect(probe.interval == .milliseconds(250) && probe.timeout == .milliseconds(500))
+        probe.adapt(toTTL: .seconds(2))
+        #expect(probe.interval == .milliseconds(250) && probe.timeout == .milliseconds(500))
+        probe.adapt(toTTL: .milliseconds(1))
+        #expect(probe.interval == .milliseconds(50) && probe.timeout == .milliseconds(100))
+    }
 }

@@ -1,5 +1,6 @@
 import Baton
 import NIOCore
+import Synchronization
 
 /// A command on its way to the server, with the promise its reply completes.
 struct RESPRequest: Sendable {
@@ -37,10 +38,28 @@ final class RESPChannelHandler: ChannelDuplexHandler {
     }
 
     /// How an idle connection is checked: after `interval` without reading anything it sends `PING`, and closes
-    /// itself if the answer takes longer than `timeout`.
-    struct Probe: Sendable {
-        var interval: TimeAmount
-        var timeout: TimeAmount
+    /// itself if the answer takes longer than `timeout`. One probe is shared by every connection of a store, which
+    /// lowers it to the shortest ttl it is asked for (``adapt(toTTL:)``); connections read it at every check.
+    final class Probe: Sendable {
+        private let intervalNanoseconds: Atomic<Int64>
+        private let timeoutNanoseconds: Atomic<Int64>
+
+        init(interval: TimeAmount, timeout: TimeAmount) {
+            intervalNanoseconds = Atomic(interval.nanoseconds)
+            timeoutNanoseconds = Atomic(timeout.nanoseconds)
+        }
+
+        var interval: TimeAmount { .nanoseconds(intervalNanoseconds.load(ordering: .relaxed)) }
+        var timeout: TimeAmount { .nanoseconds(timeoutNanoseconds.load(ordering: .relaxed)) }
+
+        /// Lowers the interval to a quarter of `ttl` and the timeout to half of it (never below 50 ms), where they
+        /// are longer: a connection that died silently is then noticed within three quarters of the shortest ttl
+        /// in use. Never raises them.
+        func adapt(toTTL ttl: Duration) {
+            let nanoseconds = max(ttl.batonNanoseconds, 200_000_000)
+            intervalNanoseconds.min(nanoseconds / 4, ordering: .relaxed)
+            timeoutNanoseconds.min(nanoseconds / 2, ordering: .relaxed)
+        }
     }
 
     private var pending = CircularBuffer<Pending>()
