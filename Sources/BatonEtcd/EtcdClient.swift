@@ -46,12 +46,16 @@ final class EtcdClient: Sendable {
                         // beyond a lease's ttl.
                         config.backoff = .init(
                             initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
-                        // HTTP/2 PINGs after `interval` without reading anything, while calls are open (a watch, the
-                        // keep-alive stream, a request): a connection that died silently is closed after `timeout`
-                        // without the PING's answer, its calls fail, and the channel connects again. Not without
-                        // calls: etcd counts those PINGs as abuse (GOAWAY too_many_pings).
+                        // HTTP/2 PINGs every `interval`: a connection that died silently is closed after `timeout`
+                        // without the PING's answer, its calls fail, and the channel connects again. With calls
+                        // only, the transport stops pinging for good once a connection had no call open for a
+                        // moment (its keep-alive timer is cancelled then and restarted only by a PING's answer),
+                        // which every connection has between its first requests: so also without calls. etcd
+                        // answers PINGs on a connection without open streams with GOAWAY too_many_pings after the
+                        // third; a store keeps its keep-alive stream open from its first lease on, and a change
+                        // feed its watch, so that costs at most a new connection for a store with neither.
                         config.connection.keepalive = keepalive.map { keepalive in
-                            .init(time: keepalive.interval, timeout: keepalive.timeout, allowWithoutCalls: false)
+                            .init(time: keepalive.interval, timeout: keepalive.timeout, allowWithoutCalls: true)
                         }
                         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
                             EtcdPingAnswerer.install(on: channel)
