@@ -246,13 +246,18 @@ public final class LeaderElector: Service, Sendable {
         guard let input = shared.withLock({ $0.input }) else { return }
         logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
         var machine = ElectorStateMachine(settings: .init(configuration), seed: seed)
+        let requests = StoreRequests()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.followChanges(into: input) }
                 var iterator = inputs.makeAsyncIterator()
                 var actions = machine.start(now: clock.now())
                 while true {
-                    if await perform(actions, deadline: machine.termDeadline, in: &group, input: input) { break }
+                    if await perform(
+                        actions, deadline: machine.termDeadline, in: &group, requests: requests, input: input)
+                    {
+                        break
+                    }
                     if machine.isFinished { break }
                     if let next = await iterator.next() {
                         actions = machine.handle(next, now: clock.now())
@@ -265,6 +270,9 @@ public final class LeaderElector: Service, Sendable {
         } onGracefulShutdown: {
             input.yield(.resign)
         }
+        // Requests still in flight are cancelled, not waited for: one hung on a connection that died silently must
+        // not keep the campaign from ending (its answer has nobody to go to).
+        requests.cancelAll()
         input.finish()
         let waiters = shared.withLock { shared in
             shared.running = false
@@ -406,14 +414,15 @@ public final class LeaderElector: Service, Sendable {
         _ actions: [ElectorStateMachine.Action],
         deadline: Duration?,
         in group: inout DiscardingTaskGroup,
+        requests: StoreRequests,
         input: AsyncStream<Input>.Continuation
     ) async -> Bool {
         for action in actions {
             switch action {
             case .acquire(let id):
-                group.addTask { await self.sendAcquire(id, into: input) }
+                requests.start { await self.sendAcquire(id, into: input) }
             case .renew(let id, let lease):
-                group.addTask { await self.sendRenew(id, lease, into: input) }
+                requests.start { await self.sendRenew(id, lease, into: input) }
             case .release(let release):
                 group.addTask { await self.releaseAfterWork(release) }
             case .schedule(let time):
@@ -432,9 +441,9 @@ public final class LeaderElector: Service, Sendable {
             case .storeError(let error):
                 storeFailed(error)
             case .checkPresence(let id):
-                group.addTask { await self.checkPresence(id, into: input) }
+                requests.start { await self.checkPresence(id, into: input) }
             case .check(let id):
-                group.addTask { await self.check(id, into: input) }
+                requests.start { await self.check(id, into: input) }
             case .finish(let release):
                 if let release { await releaseAfterWork(release) }
                 if configuration.quorum != nil { await leavePresence() }
@@ -705,6 +714,41 @@ public final class LeaderElector: Service, Sendable {
     static func batonError(_ error: any Error) -> BatonError {
         if let error = error as? BatonError { return error }
         return .storeUnavailable("store call failed: \(error)", underlying: error)
+    }
+}
+
+/// The store requests of one campaign (acquire, renew, check, presence), each in a task of its own: the campaign
+/// acts on their answers as they come and, when it ends, cancels those still in flight instead of waiting for them.
+private final class StoreRequests: Sendable {
+    private struct State {
+        var next = 0
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Starts `request` unless the campaign has ended.
+    func start(_ request: @escaping @Sendable () async -> Void) {
+        state.withLock { state in
+            guard !state.cancelled else { return }
+            let id = state.next
+            state.next += 1
+            state.tasks[id] = Task { [weak self] in
+                await request()
+                _ = self?.state.withLock { $0.tasks.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    /// Cancels every request in flight, and any started later.
+    func cancelAll() {
+        let tasks = state.withLock { state in
+            state.cancelled = true
+            defer { state.tasks = [:] }
+            return Array(state.tasks.values)
+        }
+        for task in tasks { task.cancel() }
     }
 }
 
