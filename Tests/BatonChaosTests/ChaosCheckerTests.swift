@@ -252,6 +252,29 @@ struct ChaosCheckerTests {
         #expect(verdicts["elections continue"] == false)
     }
 
+    @Test("a fault kind with a tighter bound needs its successor sooner (a leader within 3 ttl after a drop)")
+    func tighterBound() throws {
+        let log = { (kind: String) in
+            """
+            0 start 10 a 101 100
+            50 tick 10 a 101 100
+            60 fault \(kind) 100 10
+            760 start 11 b 201 200
+            800 tick 11 b 201 200
+            850 finish
+            """
+        }
+        let checker = ChaosChecker(
+            configuration: .init(
+                staleWindow: Self.ms(500), livenessBound: Self.ms(1000), faultBounds: ["drop-waiters": Self.ms(500)]))
+        let late = checker.check(try Self.records(log("drop-waiters")))
+        #expect(late.checks.first { $0.name == "elections continue" }?.passed == false)
+        #expect(late.failovers == 0)
+        let inTime = checker.check(try Self.records(log("kill")))
+        #expect(inTime.checks.allSatisfy(\.passed))
+        #expect(inTime.failoverMedian == 700)
+    }
+
     @Test("a run whose last leader died and none followed before the end is stuck")
     func stuckAtEnd() throws {
         let (_, verdicts) = try Self.verdicts(
