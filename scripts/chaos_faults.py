@@ -13,7 +13,8 @@ joined by a veth to the bridge whose address the store listens on (scripts/chaos
 Faults are dealt from a shuffled deck in which the newer kinds (stop-baton, resign-busy, drop-waiters, partition)
 appear twice, so that each comes up about as often as needed for a long run; a kind that does not fit the current
 leader (stop-baton needs a `baton run` leader, resign-busy a library one) waits for a leader it fits. --quick deals
-the newer kinds first.
+the newer kinds first, with shorter stops and partitions, and hands the key on (a `term` fault) when the next newer
+kind does not fit the leader.
 
 Faults (each written to records/faults.log on CLOCK_MONOTONIC before it is injected):
   kill       SIGKILL to the leader's campaigning process (baton run's command dies with it)
@@ -21,11 +22,12 @@ Faults (each written to records/faults.log on CLOCK_MONOTONIC before it is injec
   stop       SIGSTOP to the leader's process groups for 1.3-2 ttl, then SIGCONT (pause/resume records)
   stop-baton SIGSTOP to a `baton run` leader's own pid only (not its command's group) for 1.5-3 ttl, then SIGCONT;
              no pause record: the command must be stopped by the deadline although `baton` cannot act
-  resign-busy  a library leader's body ignores cancellation for 0.2-0.4 ttl (less than its term has left) while
+  resign-busy  a library leader's body ignores cancellation for 0.15-0.3 ttl (less than its term has left) while
              the worker resigns (SIGUSR1): the next term must not start before the body returned
   drop-waiters  every waiting candidate's proxy turns its open connections silent (bytes dropped both ways,
              sockets open; new connections pass) and the leader is killed (-9); a new term must begin within
-             3 ttl (checked with --fault-bound); after 3 ttl + 0.25 s the silent connections are closed
+             3 ttl (checked with --fault-bound); once it has, or after 3 ttl + 0.25 s, the silent connections
+             are closed
   partition  (--netns) iptables DROP both ways on the leader's namespace for 1.5-2.5 ttl, then flushed
   blackhole  the leader's proxy holds all traffic for 1.5-2.5 ttl (a partition; late bytes arrive after)
   cut        the leader's proxy closes its connections and refuses new ones for 0.3 s
@@ -276,10 +278,13 @@ class Run:
         kinds = self.kinds()
         newer = [kind for kind in kinds if kind in NEW_KINDS]
         if first:
+            # The kinds that fit any leader first: the others may have to wait for a leader they fit.
+            anyone = [kind for kind in newer if kind not in ("stop-baton", "resign-busy")]
+            typed = [kind for kind in newer if kind in ("stop-baton", "resign-busy")]
             rest = [kind for kind in kinds if kind not in NEW_KINDS]
-            self.random.shuffle(newer)
-            self.random.shuffle(rest)
-            return newer + rest
+            for part in (anyone, typed, rest):
+                self.random.shuffle(part)
+            return anyone + typed + rest
         deck = kinds + newer
         self.random.shuffle(deck)
         return deck
@@ -333,11 +338,11 @@ class Run:
             # paused holder: it must have been stopped by the term's deadline.
             self.note(f"fault stop-baton {target}")
             signal_process(campaigner, signal.SIGSTOP)
-            self.sleep(self.ttl * self.random.uniform(1.5, 3.0))
+            self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 3.0))
             signal_process(campaigner, signal.SIGCONT)
         elif kind == "resign-busy":
             with open(candidate["stubborn"], "w") as file:
-                file.write(f"{int(self.ttl * 1000 * self.random.uniform(0.2, 0.4))}\n")
+                file.write(f"{int(self.ttl * 1000 * self.random.uniform(0.15, 0.3))}\n")
             self.note(f"fault resign-busy {target}")
             signal_process(campaigner, signal.SIGUSR1)
         elif kind == "drop-waiters":
@@ -358,17 +363,29 @@ class Run:
                     if other["restart_at"]:
                         other["restart_at"] = max(other["restart_at"], other["hold_until"])
             signal_process(campaigner, signal.SIGKILL)
-            self.sleep(silent)
+            # The fault ends when a waiter has taken over (a later term writes), or after `silent`.
+            deadline = time.monotonic() + silent
+            while time.monotonic() < deadline:
+                self.sleep(0.05)
+                found = self.leader()
+                if found and found[2] > token:
+                    break
             for waiter in waiters:
                 with open(waiter["control"], "w") as file:
                     file.write("pass\n")
+                waiter["hold_until"] = 0
+                if waiter["restart_at"] > time.monotonic() + 0.5:
+                    waiter["restart_at"] = time.monotonic() + self.random.uniform(0.1, 0.5)
+            candidate["hold_until"] = 0
+            if candidate["restart_at"] > time.monotonic() + 0.5:
+                candidate["restart_at"] = time.monotonic() + self.random.uniform(0.1, 0.5)
             time.sleep(0.05)
         elif kind == "partition":
             interface = candidate["interface"]
             self.note(f"fault partition {target}")
             self.iptables(candidate, "-A", "OUTPUT", "-o", interface, "-j", "DROP")
             self.iptables(candidate, "-A", "INPUT", "-i", interface, "-j", "DROP")
-            self.sleep(self.ttl * self.random.uniform(1.5, 2.5))
+            self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 2.5))
             self.iptables(candidate, "-F")
         else:
             control = candidate["control"]
@@ -413,6 +430,11 @@ class Run:
                 if index is None:
                     # Only kinds that do not fit this leader are left: they wait for a later leader.
                     deck += self.deck()
+                    continue
+                if self.options.quick and index != 0:
+                    # --quick has no time to wait for a leader the next newer kind fits: a graceful stop of this
+                    # leader (a fault of its own) hands the key on.
+                    self.inject("term")
                     continue
                 kind = deck.pop(index)
                 if not self.inject(kind):
