@@ -28,8 +28,10 @@ Faults (each written to records/faults.log on CLOCK_MONOTONIC before it is injec
              sockets open; new connections pass) and the leader is killed (-9); a new term must begin within
              3 ttl (checked with --fault-bound); once it has, or after 3 ttl + 0.25 s, the silent connections
              are closed
-  partition  (--netns) iptables DROP both ways on the leader's namespace for 1.5-2.5 ttl, then flushed
-  blackhole  the leader's proxy holds all traffic for 1.5-2.5 ttl (a partition; late bytes arrive after)
+  partition  (--netns) iptables DROP both ways on the leader's namespace for 1.5-2.5 ttl, then flushed; a new term
+             must begin within 3 ttl
+  blackhole  the leader's proxy holds all traffic for 1.5-2.5 ttl (a partition; late bytes arrive after); a new
+             term must begin within 3 ttl
   cut        the leader's proxy closes its connections and refuses new ones for 0.3 s
   delay      the leader's proxy delays every chunk by 0.1-0.3 ttl for 2 s
   restart    the store restarts keeping its data (DIR/restart; on Redlock one node of three; none on S3, whose
@@ -448,7 +450,9 @@ class Run:
         stale = int((self.ttl + 1) * 1000)
         checked = subprocess.run(
             [self.bin("baton-chaos"), "check", "--label", self.options.store, "--bound", str(bound),
-             "--fault-bound", f"drop-waiters={int(3 * self.ttl * 1000)}",
+             # A leader again within 3 ttl after a blackhole (the leader's or the waiters') or a partition.
+             *[argument for kind in ("blackhole", "drop-waiters", "partition")
+               for argument in ("--fault-bound", f"{kind}={int(3 * self.ttl * 1000)}")],
              "--stale-window", str(stale), "--pause-gap", str(int(self.ttl * 500)), "--summary", self.options.summary,
              self.records])
         return checked.returncode

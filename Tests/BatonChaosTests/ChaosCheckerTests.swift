@@ -107,6 +107,24 @@ struct ChaosCheckerTests {
             """)
         #expect(verdicts["no overlapping terms"] == false)
         #expect(report.overlaps == 1)
+        #expect(report.overlapsByKind == ["none": 1])
+    }
+
+    @Test("an overlap is charged to the fault last aimed at the earlier term (a body working on after a resign)")
+    func overlapCause() throws {
+        let (report, verdicts) = try Self.verdicts(
+            """
+            0 start 10 a 100 100
+            20 fault kill 100 9
+            40 fault resign-busy 100 10
+            50 tick 10 a 100 100
+            60 start 11 b 200 200
+            100 tick 10 a 100 100
+            150 tick 11 b 200 200
+            160 finish
+            """)
+        #expect(verdicts["no overlapping terms"] == false)
+        #expect(report.overlapsByKind == ["resign-busy": 1])
     }
 
     @Test("a paused holder's records right after the resume are fenced when its token is the smaller")
