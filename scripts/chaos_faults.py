@@ -7,11 +7,31 @@ library workers (`baton-chaos worker`). On a store reached over TCP each candida
 `baton-chaos proxy` of its own, so one candidate can lose the store while its process keeps running. A
 candidate that exits (killed, or stopped gracefully) is started again.
 
+With --netns, every candidate of a network store runs with its proxy on a host of its own: a network namespace
+joined by a veth to the bridge whose address the store listens on (scripts/chaos sets up the bridge and the store).
+
+Faults are dealt from a shuffled deck in which the newer kinds (stop-baton, resign-busy, drop-waiters, partition)
+appear twice, so that each comes up about as often as needed for a long run; a kind that does not fit the current
+leader (stop-baton needs a `baton run` leader, resign-busy a library one) waits for a leader it fits. --quick deals
+the newer kinds first, with shorter stops and partitions, and hands the key on (a `term` fault) when the next newer
+kind does not fit the leader.
+
 Faults (each written to records/faults.log on CLOCK_MONOTONIC before it is injected):
   kill       SIGKILL to the leader's campaigning process (baton run's command dies with it)
   term       SIGTERM to it: a graceful stop and handover
   stop       SIGSTOP to the leader's process groups for 1.3-2 ttl, then SIGCONT (pause/resume records)
-  blackhole  the leader's proxy holds all traffic for 1.5-2.5 ttl (a partition; late bytes arrive after)
+  stop-baton SIGSTOP to a `baton run` leader's own pid only (not its command's group) for 1.5-3 ttl, then SIGCONT;
+             no pause record: the command must be stopped by the deadline although `baton` cannot act
+  resign-busy  a library leader's body ignores cancellation for 0.15-0.3 ttl (less than its term has left) while
+             the worker resigns (SIGUSR1): the next term must not start before the body returned
+  drop-waiters  every waiting candidate's proxy turns its open connections silent (bytes dropped both ways,
+             sockets open; new connections pass) and the leader is killed (-9); a new term must begin within
+             3 ttl (checked with --fault-bound); once it has, or after 3 ttl + 0.25 s, the silent connections
+             are closed
+  partition  (--netns) iptables DROP both ways on the leader's namespace for 1.5-2.5 ttl, then flushed; a new term
+             must begin within 3 ttl
+  blackhole  the leader's proxy holds all traffic for 1.5-2.5 ttl (a partition; late bytes arrive after); a new
+             term must begin within 3 ttl
   cut        the leader's proxy closes its connections and refuses new ones for 0.3 s
   delay      the leader's proxy delays every chunk by 0.1-0.3 ttl for 2 s
   restart    the store restarts keeping its data (DIR/restart; on Redlock one node of three; none on S3, whose
@@ -20,6 +40,7 @@ Faults (each written to records/faults.log on CLOCK_MONOTONIC before it is injec
 """
 
 import argparse
+import json
 import os
 import random
 import re
@@ -32,6 +53,7 @@ import time
 KEY = "chaos"
 RUN_CANDIDATES = 3
 LIBRARY_WORKERS = 2
+NEW_KINDS = ["stop-baton", "resign-busy", "drop-waiters", "partition"]
 
 
 def now():
@@ -59,8 +81,10 @@ class Run:
         self.records = os.path.join(options.dir, "records")
         self.faults = open(os.path.join(self.records, "faults.log"), "a", buffering=1)
         self.networked = not options.url.startswith("sqlite:")
-        self.candidates = []  # dicts: name, command, control, process, restart_at
+        self.netns = options.netns if self.networked else None
+        self.candidates = []  # dicts: name, command, control, process, restart_at, hold_until, namespace, ...
         self.proxies = []
+        self.namespaces = []
         self.injected = 0
 
     # --- records -----------------------------------------------------------------------------------------------
@@ -104,9 +128,9 @@ class Run:
 
     # --- processes ---------------------------------------------------------------------------------------------
 
-    def proxied_url(self, control):
+    def proxied_url(self, control, namespace=None):
         """Starts a proxy for every host:port of the URL (of an s3:// URL: its endpoint's) and returns the URL
-        through them."""
+        through them. With a namespace, the proxy runs in it and listens on the namespace's own loopback."""
         if self.options.url.startswith("s3://"):
             match = re.match(r"^(.*[?&]endpoint=https?://)([^/&]*)(.*)$", self.options.url)
         else:
@@ -120,12 +144,45 @@ class Run:
         with open(control, "w") as file:
             file.write("pass\n")
         proxy = subprocess.Popen(
-            [self.bin("baton-chaos"), "proxy", "--control", control] + maps,
+            in_namespace(namespace, [self.bin("baton-chaos"), "proxy", "--control", control] + maps),
             stdout=subprocess.DEVNULL, stderr=open(control + ".log", "a"), start_new_session=True)
         self.proxies.append(proxy)
         for address in through:
-            wait_for_port(int(address.split(":")[1]))
+            wait_for_port(int(address.split(":")[1]), namespace)
         return head + ",".join(through) + tail
+
+    # --- hosts of their own (--netns) ---------------------------------------------------------------------------
+
+    def add_namespace(self, index):
+        """Creates namespace PREFIX-INDEX joined to the bridge by a veth (PREFIXhINDEX on the bridge,
+        PREFIXnINDEX inside, address .(10+INDEX) of the bridge's /24) and returns (namespace, inner interface)."""
+        prefix, bridge, address = self.netns["prefix"], self.netns["bridge"], self.netns["address"]
+        namespace, outer, inner = f"{prefix}-{index}", f"{prefix}h{index}", f"{prefix}n{index}"
+        subprocess.run(["ip", "netns", "del", namespace], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", outer], stderr=subprocess.DEVNULL)
+        self.namespaces.append(namespace)
+        network = address.rsplit(".", 1)[0]
+        for command in (
+            ["ip", "netns", "add", namespace],
+            ["ip", "link", "add", outer, "type", "veth", "peer", "name", inner],
+            ["ip", "link", "set", inner, "netns", namespace],
+            ["ip", "link", "set", outer, "master", bridge, "up"],
+            ["ip", "netns", "exec", namespace, "ip", "addr", "add", f"{network}.{10 + index}/24", "dev", inner],
+            ["ip", "netns", "exec", namespace, "ip", "link", "set", inner, "up"],
+            ["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"chaos {self.options.store}: {' '.join(command)}: {done.stderr.strip()}")
+        return namespace, inner
+
+    def remove_namespaces(self):
+        for namespace in self.namespaces:
+            subprocess.run(["ip", "netns", "del", namespace], stderr=subprocess.DEVNULL)
+        self.namespaces = []
+
+    def iptables(self, candidate, *arguments):
+        subprocess.run(["ip", "netns", "exec", candidate["namespace"], "iptables", "-w", *arguments], check=True)
 
     def bin(self, name):
         return os.path.join(self.options.bin, name)
@@ -135,16 +192,19 @@ class Run:
             library = index >= RUN_CANDIDATES
             name = f"lib-{index}" if library else f"run-{index}"
             control = os.path.join(self.options.dir, f"{name}.control")
-            url = self.proxied_url(control) if self.networked else self.options.url
+            stubborn = os.path.join(self.options.dir, f"{name}.stubborn")
+            namespace, interface = self.add_namespace(index) if self.netns else (None, None)
+            url = self.proxied_url(control, namespace) if self.networked else self.options.url
             if library:
                 command = [self.bin("baton-chaos"), "worker", "--store", url, "--key", KEY, "--id", name,
-                           "--ttl", self.options.ttl, "--log", self.records]
+                           "--ttl", self.options.ttl, "--log", self.records, "--stubborn-file", stubborn]
             else:
                 command = [self.bin("baton"), "run", "--store", url, "--key", KEY, "--id", name,
                            "--ttl", self.options.ttl, "--retry", "--quiet", "--",
                            self.bin("baton-chaos"), "record", "--log", self.records]
-            candidate = {"name": name, "command": command, "control": control, "process": None, "restart_at": 0,
-                         "generation": 0}
+            candidate = {"name": name, "command": command, "control": control, "stubborn": stubborn,
+                         "library": library, "namespace": namespace, "interface": interface, "process": None,
+                         "restart_at": 0, "hold_until": 0, "generation": 0}
             self.candidates.append(candidate)
             self.spawn(candidate)
 
@@ -156,7 +216,9 @@ class Run:
         candidate["generation"] += 1
         command = list(candidate["command"])
         command[command.index("--id") + 1] = f"{candidate['name']}.{candidate['generation']}"
-        candidate["process"] = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        # `ip netns exec` sets the namespace and execs the command: the process keeps the pid Popen returns.
+        candidate["process"] = subprocess.Popen(in_namespace(candidate["namespace"], command), stdout=log,
+                                                stderr=log, start_new_session=True)
 
     def tend(self):
         """Starts again, after a short while, every candidate that exited. A proxy that exited is a fault of the
@@ -169,7 +231,8 @@ class Run:
             if process.poll() is None:
                 continue
             if candidate["restart_at"] == 0:
-                candidate["restart_at"] = time.monotonic() + self.random.uniform(0.1, 0.5)
+                candidate["restart_at"] = max(time.monotonic() + self.random.uniform(0.1, 0.5),
+                                              candidate["hold_until"])
             elif time.monotonic() >= candidate["restart_at"]:
                 candidate["restart_at"] = 0
                 self.spawn(candidate)
@@ -196,32 +259,63 @@ class Run:
         for proxy in self.proxies:
             proxy.kill()
             proxy.wait()
+        self.remove_namespaces()
 
     # --- faults ------------------------------------------------------------------------------------------------
 
     def kinds(self):
-        kinds = ["kill", "term", "stop"]
+        kinds = ["kill", "term", "stop", "stop-baton", "resign-busy"]
         if self.networked:
-            kinds += ["blackhole", "cut", "delay"]
+            kinds += ["blackhole", "cut", "delay", "drop-waiters"]
+        if self.netns:
+            kinds.append("partition")
         if os.path.exists(os.path.join(self.options.dir, "restart")):
             kinds.append("restart")
         if os.path.exists(os.path.join(self.options.dir, "wipe")):
             kinds.append("wipe")
         return kinds
 
+    def deck(self, first=False):
+        """A shuffled deck of every kind, the newer ones twice; with first, the newer ones once each ahead."""
+        kinds = self.kinds()
+        newer = [kind for kind in kinds if kind in NEW_KINDS]
+        if first:
+            # The kinds that fit any leader first: the others may have to wait for a leader they fit.
+            anyone = [kind for kind in newer if kind not in ("stop-baton", "resign-busy")]
+            typed = [kind for kind in newer if kind in ("stop-baton", "resign-busy")]
+            rest = [kind for kind in kinds if kind not in NEW_KINDS]
+            for part in (anyone, typed, rest):
+                self.random.shuffle(part)
+            return anyone + typed + rest
+        deck = kinds + newer
+        self.random.shuffle(deck)
+        return deck
+
+    @staticmethod
+    def fits(kind, candidate):
+        """Whether a kind of fault can be aimed at this leader."""
+        if kind == "stop-baton":
+            return not candidate["library"]
+        if kind == "resign-busy":
+            return candidate["library"]
+        return True
+
     def inject(self, kind):
+        """Injects one fault; returns False (injecting nothing) when the kind does not fit the current leader."""
         if kind in ("restart", "wipe"):
             self.note(f"fault {kind} - -")
             subprocess.run([os.path.join(self.options.dir, kind), str(self.random.randrange(1000))], check=True)
             self.injected += 1
-            return
+            return True
         leader = self.wait_for_leader(10 * self.ttl + 5)
         if leader is None:
-            return
+            return True
         campaigner, writer, token = leader
         candidate = self.candidate_of(campaigner)
         if candidate is None:
-            return
+            return True
+        if not self.fits(kind, candidate):
+            return False
         target = f"{campaigner} {token}"
         if kind == "kill":
             self.note(f"fault kill {target}")
@@ -241,6 +335,60 @@ class Run:
             self.note(f"resume {campaigner}")
             for group in groups:
                 signal_group(group, signal.SIGCONT)
+        elif kind == "stop-baton":
+            # Only `baton` stops; its keeper and command run on. Nothing marks the command's records as those of a
+            # paused holder: it must have been stopped by the term's deadline.
+            self.note(f"fault stop-baton {target}")
+            signal_process(campaigner, signal.SIGSTOP)
+            self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 3.0))
+            signal_process(campaigner, signal.SIGCONT)
+        elif kind == "resign-busy":
+            with open(candidate["stubborn"], "w") as file:
+                file.write(f"{int(self.ttl * 1000 * self.random.uniform(0.15, 0.3))}\n")
+            self.note(f"fault resign-busy {target}")
+            signal_process(campaigner, signal.SIGUSR1)
+        elif kind == "drop-waiters":
+            waiters = [other for other in self.candidates if other is not candidate]
+            # Silent a little longer than the 3 ttl in which the checker wants the next term.
+            silent = 3 * self.ttl + 0.25
+            self.note(f"fault drop-waiters {target}")
+            for waiter in waiters:
+                with open(waiter["control"], "w") as file:
+                    file.write("drop\n")
+            # Every proxy reads its control file within 20 ms: the waiters are silent before the leader dies. The
+            # leader comes back only after the fault, so that a waiter has to take over.
+            time.sleep(0.1)
+            # A candidate that exited comes back after the fault too (its new connections would not be silent).
+            for other in self.candidates:
+                if other is candidate or other["process"].poll() is not None:
+                    other["hold_until"] = time.monotonic() + silent
+                    if other["restart_at"]:
+                        other["restart_at"] = max(other["restart_at"], other["hold_until"])
+            signal_process(campaigner, signal.SIGKILL)
+            # The fault ends when a waiter has taken over (a later term writes), or after `silent`.
+            deadline = time.monotonic() + silent
+            while time.monotonic() < deadline:
+                self.sleep(0.05)
+                found = self.leader()
+                if found and found[2] > token:
+                    break
+            for waiter in waiters:
+                with open(waiter["control"], "w") as file:
+                    file.write("pass\n")
+                waiter["hold_until"] = 0
+                if waiter["restart_at"] > time.monotonic() + 0.5:
+                    waiter["restart_at"] = time.monotonic() + self.random.uniform(0.1, 0.5)
+            candidate["hold_until"] = 0
+            if candidate["restart_at"] > time.monotonic() + 0.5:
+                candidate["restart_at"] = time.monotonic() + self.random.uniform(0.1, 0.5)
+            time.sleep(0.05)
+        elif kind == "partition":
+            interface = candidate["interface"]
+            self.note(f"fault partition {target}")
+            self.iptables(candidate, "-A", "OUTPUT", "-o", interface, "-j", "DROP")
+            self.iptables(candidate, "-A", "INPUT", "-i", interface, "-j", "DROP")
+            self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 2.5))
+            self.iptables(candidate, "-F")
         else:
             control = candidate["control"]
             if kind == "blackhole":
@@ -254,6 +402,7 @@ class Run:
                 self.note(f"fault delay {campaigner} -")
                 self.control(control, f"delay {milliseconds}", 2.0)
         self.injected += 1
+        return True
 
     def control(self, path, mode, duration):
         with open(path, "w") as file:
@@ -270,10 +419,28 @@ class Run:
                 print(f"chaos {self.options.store}: no leader within 30 s; see {self.options.dir}/*.log",
                       file=sys.stderr)
             end = time.monotonic() + self.options.seconds
-            kinds = self.kinds()
+            deck = self.deck(first=self.options.quick)
             while time.monotonic() < end:
                 self.sleep(self.random.uniform(0.3, 1.2) * self.ttl)
-                self.inject(self.random.choice(kinds))
+                if not deck:
+                    deck = self.deck()
+                # The first kind in the deck that fits the current leader (a stop-baton waits for a `baton run`
+                # leader, a resign-busy for a library one).
+                leader = self.leader()
+                current = self.candidate_of(leader[0]) if leader else None
+                index = next((i for i, kind in enumerate(deck) if current is None or self.fits(kind, current)), None)
+                if index is None:
+                    # Only kinds that do not fit this leader are left: they wait for a later leader.
+                    deck += self.deck()
+                    continue
+                if self.options.quick and index != 0:
+                    # --quick has no time to wait for a leader the next newer kind fits: a graceful stop of this
+                    # leader (a fault of its own) hands the key on.
+                    self.inject("term")
+                    continue
+                kind = deck.pop(index)
+                if not self.inject(kind):
+                    deck.insert(0, kind)
             # Time for the last fault to heal, so "elections continue" is judged at the end too.
             self.sleep(2 * self.ttl + 1)
             self.note("finish")
@@ -283,6 +450,9 @@ class Run:
         stale = int((self.ttl + 1) * 1000)
         checked = subprocess.run(
             [self.bin("baton-chaos"), "check", "--label", self.options.store, "--bound", str(bound),
+             # A leader again within 3 ttl after a blackhole (the leader's or the waiters') or a partition.
+             *[argument for kind in ("blackhole", "drop-waiters", "partition")
+               for argument in ("--fault-bound", f"{kind}={int(3 * self.ttl * 1000)}")],
              "--stale-window", str(stale), "--pause-gap", str(int(self.ttl * 500)), "--summary", self.options.summary,
              self.records])
         return checked.returncode
@@ -309,15 +479,26 @@ def signal_group(group, number):
         pass
 
 
-def wait_for_port(port, timeout=10):
+def in_namespace(namespace, command):
+    return ["ip", "netns", "exec", namespace] + command if namespace else command
+
+
+def wait_for_port(port, namespace=None, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        if namespace:
+            probe = subprocess.run(["ip", "netns", "exec", namespace, "bash", "-c",
+                                    f"exec 3<>/dev/tcp/127.0.0.1/{port}"], stderr=subprocess.DEVNULL)
+            if probe.returncode == 0:
                 return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"the proxy did not listen on 127.0.0.1:{port}")
+        else:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                pass
+        time.sleep(0.02)
+    raise SystemExit(f"the proxy did not listen on 127.0.0.1:{port}" + (f" in {namespace}" if namespace else ""))
 
 
 def main():
@@ -330,6 +511,9 @@ def main():
     parser.add_argument("--seed", required=True)
     parser.add_argument("--ttl", default="1s")
     parser.add_argument("--summary", required=True)
+    parser.add_argument("--quick", action="store_true", help="deal the newer kinds of fault first")
+    parser.add_argument("--netns", type=json.loads, default=None,
+                        help='hosts of their own: {"prefix": P, "bridge": BR, "address": BRIDGE_IP}')
     # SIGTERM (scripts/chaos being stopped) ends the run through its cleanup, which stops every candidate.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     signal.signal(signal.SIGINT, lambda number, frame: sys.exit(128 + number))

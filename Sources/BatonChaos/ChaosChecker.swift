@@ -39,10 +39,13 @@
 ///    stale record is fenced;
 /// 4. **elections continue**: between the first record and the end of the run no stretch longer than
 ///    `livenessBound` passes without a live record, and after every fault aimed at a leader a term with a larger
-///    token than the target's starts within `livenessBound`.
+///    token than the target's starts within `livenessBound` — or within the tighter bound that
+///    ``Configuration/faultBounds`` sets for that kind of fault (e.g. 3 ttl after a `drop-waiters`: the waiting
+///    candidates' connections go silent while the leader is killed).
 ///
-/// Failover is the time from a fault that stops a leader without a release (`kill`, `stop`, `blackhole`) to the
-/// first record of the next term; handover the same from a graceful stop (`term`).
+/// Failover is the time from a fault that stops a leader without a release (`kill`, `stop`, `stop-baton`,
+/// `blackhole`, `drop-waiters`, `partition`) to the first record of the next term; handover the same from a
+/// graceful stop (`term`).
 public struct ChaosChecker: Sendable {
     /// How records are judged.
     public struct Configuration: Sendable, Hashable {
@@ -53,11 +56,16 @@ public struct ChaosChecker: Sendable {
         /// Consecutive records of one writer and term further apart than this show that the writer did not run
         /// in between (ns): an involuntary pause.
         public var pauseGap: Int64
+        /// Tighter bounds than `livenessBound` for the next term after a fault of a kind (ns, by kind).
+        public var faultBounds: [String: Int64]
 
-        public init(staleWindow: Int64, livenessBound: Int64, pauseGap: Int64 = .max) {
+        public init(
+            staleWindow: Int64, livenessBound: Int64, pauseGap: Int64 = .max, faultBounds: [String: Int64] = [:]
+        ) {
             self.staleWindow = staleWindow
             self.livenessBound = livenessBound
             self.pauseGap = pauseGap
+            self.faultBounds = faultBounds
         }
     }
 
@@ -76,6 +84,9 @@ public struct ChaosChecker: Sendable {
         public var faults: Int
         /// Faults injected, by kind.
         public var faultKinds: [String: Int]
+        /// Overlaps by the kind of the fault last aimed at the earlier term before the later one began (`none`
+        /// without such a fault; `stale` for a stale record that was not fenced).
+        public var overlapsByKind: [String: Int]
         /// Gaps longer than the pause gap between consecutive records of one writer and term (the injected stops
         /// show as such gaps too).
         public var involuntaryPauses: Int
@@ -212,13 +223,17 @@ public struct ChaosChecker: Sendable {
         // 3. No overlapping terms; stale records fenced.
         var overlapDetails: [String] = []
         var overlaps = 0
+        var overlapsByKind: [String: Int] = [:]
         for (index, later) in ordered.enumerated() {
             for earlier in ordered[..<index] where earlier.liveEnd >= later.liveStart {
                 overlaps += 1
+                // The fault aimed at the earlier term last before the later one began, if any.
+                let cause = faults.last { $0.token == earlier.token && $0.time <= later.liveStart }
+                overlapsByKind[cause?.kind ?? "none", default: 0] += 1
                 overlapDetails.append(
                     "token \(earlier.token) worked until \(Self.ms(earlier.liveEnd)) ms, token \(later.token) "
                         + "began at \(Self.ms(later.liveStart)) ms (\(Self.ms(earlier.liveEnd - later.liveStart)) ms "
-                        + "of overlap)")
+                        + "of overlap" + (cause.map { ", after the \($0.kind) at \(Self.ms($0.time)) ms" } ?? "") + ")")
             }
         }
         var fenced = 0
@@ -233,6 +248,7 @@ public struct ChaosChecker: Sendable {
                         if stale.afterDataLoss.contains(time) { fencedAfterDataLoss += 1 }
                     } else {
                         overlaps += 1
+                        overlapsByKind["stale", default: 0] += 1
                         overlapDetails.append(
                             "stale token \(stale.token) wrote at \(Self.ms(time)) ms during the term of the smaller "
                                 + "token \(other.token)")
@@ -264,16 +280,19 @@ public struct ChaosChecker: Sendable {
         var handovers: [Int64] = []
         for fault in faults {
             guard let token = fault.token else { continue }
+            let bound = configuration.faultBounds[fault.kind] ?? configuration.livenessBound
             let successor = ordered.first { $0.liveStart > fault.time && $0.token > token }
-            guard let successor, successor.liveStart - fault.time <= configuration.livenessBound else {
-                if let finish, finish - fault.time <= configuration.livenessBound { continue }
+            guard let successor, successor.liveStart - fault.time <= bound else {
+                if let finish, finish - fault.time <= bound { continue }
+                let late = successor.map { " (it began \(Self.ms($0.liveStart - fault.time)) ms after)" } ?? ""
                 stuck.append(
-                    "no term after token \(token) began within the bound after the \(fault.kind) at \(Self.ms(fault.time)) ms"
-                )
+                    "no term after token \(token) began within \(Self.ms(bound)) ms after the \(fault.kind) at "
+                        + "\(Self.ms(fault.time)) ms\(late)")
                 continue
             }
             switch fault.kind {
-            case "kill", "stop", "blackhole": failovers.append(successor.liveStart - fault.time)
+            case "kill", "stop", "stop-baton", "blackhole", "drop-waiters", "partition":
+                failovers.append(successor.liveStart - fault.time)
             case "term": handovers.append(successor.liveStart - fault.time)
             default: break
             }
@@ -284,6 +303,7 @@ public struct ChaosChecker: Sendable {
             checks: checks,
             faults: faults.count,
             faultKinds: faults.reduce(into: [:]) { $0[$1.kind, default: 0] += 1 },
+            overlapsByKind: overlapsByKind,
             involuntaryPauses: gaps.values.reduce(0) { $0 + $1.count },
             terms: terms.count,
             overlaps: overlaps,

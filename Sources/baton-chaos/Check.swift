@@ -30,6 +30,13 @@ extension BatonChaosCommand {
                 "Records of one writer and term further apart than this show an involuntary pause.", valueName: "ms"))
         var pauseGap: Int = 500
 
+        @Option(
+            name: .customLong("fault-bound"),
+            help: ArgumentHelp(
+                "A tighter bound for the next term after a fault of one kind, e.g. drop-waiters=3000 (repeatable).",
+                valueName: "kind=ms"))
+        var faultBounds: [String] = []
+
         @Option(help: ArgumentHelp("Append the figures as one tab-separated line to this file.", valueName: "file"))
         var summary: String?
 
@@ -37,6 +44,14 @@ extension BatonChaosCommand {
         var paths: [String]
 
         func run() throws {
+            var bounds: [String: Int64] = [:]
+            for bound in faultBounds {
+                let parts = bound.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, let milliseconds = Int64(parts[1]), milliseconds > 0 else {
+                    throw ValidationError("--fault-bound \(bound): expected KIND=MS, e.g. drop-waiters=3000")
+                }
+                bounds[String(parts[0])] = milliseconds * 1_000_000
+            }
             var records: [ChaosRecord] = []
             for path in try files() {
                 let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -52,7 +67,7 @@ extension BatonChaosCommand {
             let checker = ChaosChecker(
                 configuration: .init(
                     staleWindow: Int64(staleWindow) * 1_000_000, livenessBound: Int64(bound) * 1_000_000,
-                    pauseGap: Int64(pauseGap) * 1_000_000))
+                    pauseGap: Int64(pauseGap) * 1_000_000, faultBounds: bounds))
             let report = checker.check(records)
             let failover = report.failoverMedian.map { String(format: "%.0f ms", $0) } ?? "-"
             let handover = report.handoverMedian.map { String(format: "%.0f ms", $0) } ?? "-"
@@ -69,6 +84,10 @@ extension BatonChaosCommand {
                     report.longestStaleWork))
             print("  writers silent for over \(pauseGap) ms (injected stops included): \(report.involuntaryPauses)")
             print("  faults by kind: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
+            if !report.overlapsByKind.isEmpty {
+                let causes = report.overlapsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                print("  overlaps by the fault before them: \(causes.joined(separator: ", "))")
+            }
             for check in report.checks {
                 print("  \(check.passed ? "PASS" : "FAIL") \(check.name)")
                 for detail in check.details { print("       \(detail)") }
@@ -80,6 +99,9 @@ extension BatonChaosCommand {
                         label, "\(report.faults)", "\(report.terms)", "\(report.overlaps)",
                         "\(report.duplicatedTokens)",
                         failover, handover, "\(report.passed)", "\(report.failed)",
+                        kinds.isEmpty ? "-" : kinds.joined(separator: ", "),
+                        report.overlapsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                            .joined(separator: ", "),
                     ].joined(separator: "\t") + "\n"
                 if let handle = FileHandle(forWritingAtPath: summary) {
                     handle.seekToEndOfFile()

@@ -12,12 +12,16 @@ extension BatonChaosCommand {
     /// A TCP proxy between candidates and a store that injects network faults on command.
     struct Proxy: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Forward loopback ports to a store, delaying, blackholing or cutting traffic on command.",
+            abstract:
+                "Forward loopback ports to a store, delaying, blackholing, dropping or cutting traffic on command.",
             discussion: """
                 The control file holds one word, read every 20 ms: `pass` forwards; `delay MS` holds every chunk \
                 MS milliseconds before forwarding it; `blackhole` forwards nothing (bytes wait, as behind a \
-                partition, and are delivered once the mode changes, unless it becomes `cut`); `cut` closes every \
-                connection and closes new ones at once.
+                partition, and are delivered once the mode changes, unless it becomes `cut`); `drop` turns every open \
+                connection silent — its sockets stay open and bytes both ways are read and thrown away, as a NAT or \
+                firewall that forgot the flow — while connections opened meanwhile are forwarded (when the mode \
+                changes again the silent connections are closed); `cut` closes every connection and closes new \
+                ones at once.
                 """)
 
         @Option(help: ArgumentHelp("The file that holds the mode.", valueName: "file"))
@@ -58,6 +62,7 @@ final class TCPProxy: Sendable {
         case pass
         case delay(milliseconds: Int)
         case blackhole
+        case drop
         case cut
 
         /// Parses a control word; anything unknown forwards.
@@ -66,6 +71,7 @@ final class TCPProxy: Sendable {
             switch words.first {
             case "delay": self = .delay(milliseconds: words.count > 1 ? Int(words[1]) ?? 0 : 0)
             case "blackhole": self = .blackhole
+            case "drop": self = .drop
             case "cut": self = .cut
             default: self = .pass
             }
@@ -76,16 +82,30 @@ final class TCPProxy: Sendable {
         var mode = Mode.pass
         var nextID = 0
         var connections: [Int: (client: Int32, upstream: Int32)] = [:]
+        /// The connections that `drop` turned silent.
+        var silent: Set<Int> = []
     }
 
     private let state = Mutex(State())
 
-    /// Switches the mode; switching to `cut` closes every connection.
+    /// Switches the mode; switching to `cut` closes every connection, to `drop` silences the open ones, and away
+    /// from `drop` closes the silent ones.
     func setMode(_ mode: Mode) {
         let cut = state.withLock { state -> [(client: Int32, upstream: Int32)] in
             guard state.mode != mode else { return [] }
+            let wasDrop = state.mode == .drop
             state.mode = mode
-            return mode == .cut ? Array(state.connections.values) : []
+            if mode == .drop {
+                state.silent = Set(state.connections.keys)
+                return []
+            }
+            if mode == .cut {
+                state.silent = []
+                return Array(state.connections.values)
+            }
+            guard wasDrop else { return [] }
+            defer { state.silent = [] }
+            return state.silent.compactMap { state.connections[$0] }
         }
         for connection in cut {
             shutdown(connection.client, Int32(SHUT_RDWR))
@@ -154,19 +174,21 @@ final class TCPProxy: Sendable {
             }
         }
         Thread.detachNewThread { [self] in
-            pump(from: client, to: upstream)
+            pump(id, from: client, to: upstream)
             finish()
         }
-        pump(from: upstream, to: client)
+        pump(id, from: upstream, to: client)
         finish()
     }
 
     /// Copies bytes from one socket to the other under the current mode, until either side closes.
-    private func pump(from source: Int32, to destination: Int32) {
+    private func pump(_ id: Int, from source: Int32, to destination: Int32) {
         var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count <= 0 { return }
+            // A silent connection reads and throws away: the sender sees its bytes leave, no answer ever comes.
+            if state.withLock({ $0.silent.contains(id) }) { continue }
             var current = mode
             while current == .blackhole {
                 usleep(10_000)
@@ -177,7 +199,7 @@ final class TCPProxy: Sendable {
                 return
             case .delay(let milliseconds):
                 usleep(UInt32(max(0, milliseconds)) * 1000)
-            case .pass:
+            case .pass, .drop:
                 break
             }
             var sent = 0

@@ -17,6 +17,10 @@ extension BatonChaosCommand {
     /// A library-based candidate: `LeaderElector.withLeadership` around work that records start/tick/end.
     ///
     /// SIGTERM or SIGINT stops it gracefully: the work records `end`, then the elector releases the key.
+    ///
+    /// SIGUSR1 is the `resign-busy` fault: the running body turns stubborn — for the milliseconds written in the
+    /// `--stubborn-file`, it keeps working (recording ticks) and ignores cancellation — and the worker calls
+    /// `resign()`. The elector must not let the next candidate start before the body returned.
     struct Worker: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Campaign with LeaderElector.withLeadership and record start/tick/end while leading.")
@@ -41,6 +45,13 @@ extension BatonChaosCommand {
         @Option(help: ArgumentHelp("Milliseconds between ticks.", valueName: "ms"))
         var tick: Int = 50
 
+        @Option(
+            name: .customLong("stubborn-file"),
+            help: ArgumentHelp(
+                "On SIGUSR1, the body ignores cancellation for the milliseconds this file holds, and the worker "
+                    + "resigns.", valueName: "file"))
+        var stubbornFile: String?
+
         func run() async throws {
             let ttl: Duration
             do {
@@ -55,8 +66,9 @@ extension BatonChaosCommand {
                 store: store, key: key, holder: id, configuration: ElectorConfiguration(ttl: ttl), logger: logger)
             let log = try WorkLog(directory: log, holder: id, campaigner: getpid())
             let stopping = StopFlag()
+            let stubborn = StubbornWindow()
             let tick = Duration.milliseconds(self.tick)
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigusr1)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     while !stopping.isSet && !Task.isCancelled {
@@ -64,10 +76,17 @@ extension BatonChaosCommand {
                             try await elector.withLeadership { lease in
                                 guard !stopping.isSet else { return }
                                 log.append(.start, token: lease.token)
-                                while !Task.isCancelled && !stopping.isSet {
-                                    try? await Task.sleep(for: tick)
-                                    // Cancellation at demotion is checked before every record.
-                                    if Task.isCancelled { break }
+                                // Cancellation at demotion is checked before every record, except while the body
+                                // is stubborn (the resign-busy fault), when it keeps working regardless.
+                                func done() -> Bool { Task.isCancelled && !stubborn.isOpen }
+                                while !done() && !stopping.isSet {
+                                    if stubborn.isOpen {
+                                        // A sleep in a task of its own is not cut short by this task's cancellation.
+                                        await Task { try? await Task.sleep(for: tick) }.value
+                                    } else {
+                                        try? await Task.sleep(for: tick)
+                                    }
+                                    if done() { break }
                                     log.append(.tick, token: lease.token)
                                 }
                                 log.append(.end, token: lease.token)
@@ -77,7 +96,14 @@ extension BatonChaosCommand {
                         }
                     }
                 }
-                for await _ in signals {
+                for await signal in signals {
+                    if signal == .sigusr1 {
+                        let text = stubbornFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+                        let milliseconds = text.flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                        stubborn.open(for: milliseconds ?? 0)
+                        elector.resign()
+                        continue
+                    }
                     stopping.set()
                     break
                 }
@@ -96,4 +122,11 @@ private final class StopFlag: Sendable {
     private let value = Atomic(false)
     var isSet: Bool { value.load(ordering: .relaxed) }
     func set() { value.store(true, ordering: .relaxed) }
+}
+
+/// Until when a leading body ignores cancellation (the resign-busy fault), on the monotonic clock.
+private final class StubbornWindow: Sendable {
+    private let until = Atomic<Int64>(0)
+    var isOpen: Bool { ChaosRecord.now() < until.load(ordering: .relaxed) }
+    func open(for milliseconds: Int64) { until.store(ChaosRecord.now() + milliseconds * 1_000_000, ordering: .relaxed) }
 }

@@ -107,6 +107,24 @@ struct ChaosCheckerTests {
             """)
         #expect(verdicts["no overlapping terms"] == false)
         #expect(report.overlaps == 1)
+        #expect(report.overlapsByKind == ["none": 1])
+    }
+
+    @Test("an overlap is charged to the fault last aimed at the earlier term (a body working on after a resign)")
+    func overlapCause() throws {
+        let (report, verdicts) = try Self.verdicts(
+            """
+            0 start 10 a 100 100
+            20 fault kill 100 9
+            40 fault resign-busy 100 10
+            50 tick 10 a 100 100
+            60 start 11 b 200 200
+            100 tick 10 a 100 100
+            150 tick 11 b 200 200
+            160 finish
+            """)
+        #expect(verdicts["no overlapping terms"] == false)
+        #expect(report.overlapsByKind == ["resign-busy": 1])
     }
 
     @Test("a paused holder's records right after the resume are fenced when its token is the smaller")
@@ -250,6 +268,29 @@ struct ChaosCheckerTests {
             1550 finish
             """)
         #expect(verdicts["elections continue"] == false)
+    }
+
+    @Test("a fault kind with a tighter bound needs its successor sooner (a leader within 3 ttl after a drop)")
+    func tighterBound() throws {
+        let log = { (kind: String) in
+            """
+            0 start 10 a 101 100
+            50 tick 10 a 101 100
+            60 fault \(kind) 100 10
+            760 start 11 b 201 200
+            800 tick 11 b 201 200
+            850 finish
+            """
+        }
+        let checker = ChaosChecker(
+            configuration: .init(
+                staleWindow: Self.ms(500), livenessBound: Self.ms(1000), faultBounds: ["drop-waiters": Self.ms(500)]))
+        let late = checker.check(try Self.records(log("drop-waiters")))
+        #expect(late.checks.first { $0.name == "elections continue" }?.passed == false)
+        #expect(late.failovers == 0)
+        let inTime = checker.check(try Self.records(log("kill")))
+        #expect(inTime.failed == 0)
+        #expect(inTime.failoverMedian == 700)
     }
 
     @Test("a run whose last leader died and none followed before the end is stuck")

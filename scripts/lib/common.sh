@@ -56,16 +56,17 @@ print(s.getsockname()[1])
 s.close()'
 }
 
-# wait_for_port PORT NAME [SECONDS]: waits until something accepts connections on 127.0.0.1:PORT.
+# wait_for_port PORT NAME [SECONDS [HOST]]: waits until something accepts connections on HOST:PORT (default
+# 127.0.0.1).
 wait_for_port() {
-    local port=$1 name=$2 seconds=${3:-30} tries
+    local port=$1 name=$2 seconds=${3:-30} host=${4:-127.0.0.1} tries
     for ((tries = 0; tries < seconds * 10; tries++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
             return 0
         fi
         sleep 0.1
     done
-    fail "$name did not accept connections on 127.0.0.1:$port within ${seconds}s (log: $WORK_DIR/$name.log)"
+    fail "$name did not accept connections on $host:$port within ${seconds}s (log: $WORK_DIR/$name.log)"
 }
 
 # start_server NAME COMMAND...: starts a server in the background, logging to $WORK_DIR/NAME.log; the sourcing

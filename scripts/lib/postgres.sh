@@ -27,16 +27,20 @@ prepare_postgres_dir() {
     chown postgres "$PG_DIR"
 }
 
-# start_postgres NAME PORT [OPTIONS]: initializes $PG_DIR/NAME and starts PostgreSQL on 127.0.0.1:PORT.
+# start_postgres NAME PORT [OPTIONS [HOST NETWORK]]: initializes $PG_DIR/NAME and starts PostgreSQL on
+# HOST:PORT (default 127.0.0.1); with a NETWORK (a CIDR such as 10.1.2.0/24) its clients are trusted too.
 start_postgres() {
-    local name=$1 port=$2 options=${3:-} data="$PG_DIR/$1"
-    say "starting PostgreSQL $name on 127.0.0.1:$port"
+    local name=$1 port=$2 options=${3:-} host=${4:-127.0.0.1} network=${5:-} data="$PG_DIR/$1"
+    say "starting PostgreSQL $name on $host:$port"
     as_postgres "'$PG_BIN/initdb' -D '$data' -A trust -U postgres >'$PG_DIR/$name-initdb.log' 2>&1" ||
         fail "initdb of PostgreSQL $name failed (log: $PG_DIR/$name-initdb.log)"
+    if [[ -n $network ]]; then
+        printf 'host all all %s trust\n' "$network" >>"$data/pg_hba.conf"
+    fi
     as_postgres "'$PG_BIN/pg_ctl' -D '$data' -l '$PG_DIR/$name.log' -w -t 60 -o \"-p $port -k '$PG_DIR' \
--c listen_addresses=127.0.0.1 -c max_connections=400 $options\" start >/dev/null" ||
+-c listen_addresses=$host -c max_connections=400 $options\" start >/dev/null" ||
         fail "PostgreSQL $name did not start (log: $PG_DIR/$name.log)"
-    wait_for_port "$port" "postgres-$name"
+    wait_for_port "$port" "postgres-$name" 30 "$host"
 }
 
 # stop_postgres_all: stops (immediately) every server started under PG_DIR.
