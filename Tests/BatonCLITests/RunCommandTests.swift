@@ -102,6 +102,20 @@ struct RunCommandTests {
         return state != "Z" && state != "X"
     }
 
+    /// The state letter of `pid` in /proc (`R`, `S`, `T` stopped, `Z`...), or nil if it is gone.
+    static func state(_ pid: pid_t) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        return stat[close...].dropFirst(2).first
+    }
+
+    /// A shell command for the second candidate: before anything else it records whether the first candidate's
+    /// command (its pid in `$DIR/a.pid`) is still alive — a live process, not a zombie — then marks its start.
+    static let overlapCheck =
+        "a=$(cat \"$DIR/a.pid\"); if [ -e /proc/$a ] && ! grep -q ') [ZX] ' /proc/$a/stat; then "
+        + "echo \"overlap: $a alive\" >> \"$DIR/overlap\"; fi; touch \"$DIR/b.started\"; exec sleep 1000"
+
     /// Runs `baton` to its end (at most 20 s) and returns its status, standard output and standard error.
     static func runToEnd(_ arguments: [String], in scratch: Scratch) throws -> (Int32, String, String) {
         let name = "once-\(UUID().uuidString)"
@@ -342,6 +356,76 @@ struct RunCommandTests {
         #expect(baton.exit() == 75)
         #expect(scratch.read("term") == "term\n")
         #expect(baton.standardError.contains("no renewal succeeded before the local deadline"))
+    }
+
+    @Test(
+        "a stopped baton (SIGSTOP of its pid, Ctrl-Z): the keeper ends its command before another can start",
+        arguments: [SIGSTOP, SIGTSTP])
+    func stoppedBatonsCommandEndsInTime(signal: Int32) throws {
+        let scratch = try Scratch()
+        let script = Self.stubbornScript(pidFile: "a.pid", termFile: "a.term")
+        let first = try Baton(
+            scratch.store + ["run", "--key", "k", "--id", "A", "--ttl", "1s", "--", "sh", "-c", script],
+            in: scratch, name: "a")
+        #expect(Self.waitUntil(.seconds(20)) { scratch.exists("a.pid") }, "\(first.standardError)")
+        let command = try scratch.pid("a.pid")
+        let second = try Baton(
+            scratch.store + ["run", "--key", "k", "--id", "B", "--ttl", "1s", "--", "sh", "-c", Self.overlapCheck],
+            in: scratch, name: "b")
+        #expect(
+            Self.waitUntil(.seconds(20)) { second.standardError.contains("waiting: k is held by A") },
+            "\(second.standardError)")
+
+        // SIGSTOP stops baton alone: its command, in the keeper's group, is not touched. SIGTSTP (Ctrl-Z) stops
+        // the command's group too, with baton.
+        first.signal(signal)
+        let stopped = ContinuousClock.now
+        #expect(Self.waitUntil(.seconds(5)) { Self.state(first.process.processIdentifier) == "T" })
+        if signal == SIGTSTP {
+            #expect(Self.waitUntil(.seconds(5)) { Self.state(command) == "T" }, "Ctrl-Z left the command running")
+        }
+        #expect(Self.waitUntil(.seconds(20)) { scratch.exists("b.started") }, "\(second.standardError)")
+        let takeover = ContinuousClock.now - stopped
+        // The successor's command checked, before anything else, whether the first command still ran.
+        #expect(!scratch.exists("overlap"), "two commands ran at once: \(scratch.read("overlap"))")
+        #expect(!Self.isAlive(command), "the first command still runs while the second one does")
+        // The keeper, not baton (stopped all along), sent SIGTERM: the command's trap wrote it.
+        #expect(scratch.read("a.term") == "term\n")
+        #expect(Self.state(first.process.processIdentifier) == "T", "baton was to stay stopped during the test")
+        #expect(takeover < .seconds(10))
+
+        first.signal(SIGCONT)
+        #expect(first.exit() == 75)
+        second.signal(SIGTERM)
+        #expect(second.exit() == 128 + SIGTERM)
+    }
+
+    @Test("Ctrl-Z stops the command's group with baton; SIGCONT continues both, and the term goes on")
+    func jobControlStopsAndContinues() throws {
+        let scratch = try Scratch()
+        let script =
+            "echo $$ > \"$DIR/a.tmp\"; mv \"$DIR/a.tmp\" \"$DIR/a.pid\"; "
+            + "while :; do sleep 0.05; echo x >> \"$DIR/ticks\"; done"
+        let baton = try Baton(
+            scratch.store + ["run", "--key", "k", "--id", "A", "--ttl", "10s", "--", "sh", "-c", script],
+            in: scratch, name: "a")
+        #expect(Self.waitUntil(.seconds(20)) { scratch.exists("a.pid") }, "\(baton.standardError)")
+        let command = try scratch.pid("a.pid")
+        baton.signal(SIGTSTP)
+        #expect(Self.waitUntil(.seconds(5)) { Self.state(baton.process.processIdentifier) == "T" })
+        #expect(Self.waitUntil(.seconds(5)) { Self.state(command) == "T" }, "Ctrl-Z left the command running")
+        // Stopped: the command's loop does not turn.
+        let ticks = scratch.read("ticks").count
+        usleep(300_000)
+        #expect(scratch.read("ticks").count == ticks)
+
+        baton.signal(SIGCONT)
+        #expect(Self.waitUntil(.seconds(5)) { Self.state(command) != "T" }, "SIGCONT left the command stopped")
+        #expect(Self.waitUntil(.seconds(5)) { scratch.read("ticks").count > ticks })
+        let (_, leader, _) = try Self.runToEnd(scratch.store + ["leader", "k"], in: scratch)
+        #expect(leader.hasPrefix("A (token 1"), "the term was to go on: \(leader)")
+        baton.signal(SIGTERM)
+        #expect(baton.exit() == 128 + SIGTERM)
     }
 
     @Test("cron mode: five concurrent invocations run the command once")
