@@ -174,41 +174,6 @@ static int64_t term_due(const struct watchdog *dog) {
     return dog->kill_ns - dog->grace_ns;
 }
 
-/// The keeper before the launch: waits (every signal blocked) for the launch message on `go` (see `launch_head`)
-/// and adds the entry to `envp`, whose spare slot is its first NULL. Ends the keeper, having run nothing, on end of
-/// file at `go` before a whole message (the command was abandoned) or at `lifeline` (`baton` is gone), and, having
-/// written `BATON_LAUNCH_REFUSED` to `report`, when the message's SIGTERM time has already passed.
-static void await_launch(int go, int lifeline, int report, char **envp, struct watchdog *dog) {
-    struct pollfd watched[2] = {
-        {.fd = go, .events = POLLIN, .revents = 0},
-        {.fd = lifeline, .events = POLLIN, .revents = 0},
-    };
-    while (poll(watched, 2, -1) < 0) {
-        if (errno != EINTR) _exit(0);
-    }
-    if (watched[1].revents != 0 && watched[0].revents == 0) _exit(0);
-    struct launch_head head;
-    if (read_fully(go, &head, sizeof head) != sizeof head || head.length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
-    if (read_fully(go, launch_entry, head.length) != head.length) _exit(0);
-    launch_entry[head.length] = '\0';
-    close(go);
-    dog->term = head.term;
-    dog->kill_ns = head.kill_ns;
-    dog->grace_ns = head.grace_ns < 0 ? 0 : head.grace_ns;
-    // The term may already be over: its SIGTERM time has passed (the launch waited in the pipe, or `baton` was
-    // stopped or starved between reading the deadline and writing). Nothing may start then.
-    if (dog->kill_ns != BATON_NO_KILL_TIME && baton_boottime_ns() >= term_due(dog)) {
-        int refused = BATON_LAUNCH_REFUSED;
-        write_fully(report, &refused, sizeof refused);
-        _exit(0);
-    }
-    if (head.length > 0) {
-        size_t slot = 0;
-        while (envp[slot] != NULL) slot++;
-        envp[slot] = launch_entry;
-    }
-}
-
 /// Reads every kill time waiting on `watchdog_fd` (non-blocking) and keeps the latest of the watchdog's term, unless
 /// SIGTERM was already sent: a term being ended is not extended. Returns 0, or -1 once the pipe reads end of file
 /// (`baton` closed it, or ended).
@@ -226,6 +191,44 @@ static int read_kill_times(int watchdog_fd, struct watchdog *dog) {
             if (times[index].term != dog->term || dog->term_sent) continue;
             if (times[index].kill_ns > dog->kill_ns) dog->kill_ns = times[index].kill_ns;
         }
+    }
+}
+
+/// The keeper before the launch: waits (every signal blocked) for the launch message on `go` (see `launch_head`)
+/// and adds the entry to `envp`, whose spare slot is its first NULL. Ends the keeper, having run nothing, on end of
+/// file at `go` before a whole message (the command was abandoned) or at `lifeline` (`baton` is gone), and, having
+/// written `BATON_LAUNCH_REFUSED` to `report`, when the SIGTERM time has already passed — of the launch's kill time
+/// or of a later one of its term already waiting on `watchdog_fd` (sent after the launch, read before deciding).
+static void await_launch(int go, int lifeline, int report, int watchdog_fd, char **envp, struct watchdog *dog) {
+    struct pollfd watched[2] = {
+        {.fd = go, .events = POLLIN, .revents = 0},
+        {.fd = lifeline, .events = POLLIN, .revents = 0},
+    };
+    while (poll(watched, 2, -1) < 0) {
+        if (errno != EINTR) _exit(0);
+    }
+    if (watched[1].revents != 0 && watched[0].revents == 0) _exit(0);
+    struct launch_head head;
+    if (read_fully(go, &head, sizeof head) != sizeof head || head.length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
+    if (read_fully(go, launch_entry, head.length) != head.length) _exit(0);
+    launch_entry[head.length] = '\0';
+    close(go);
+    dog->term = head.term;
+    dog->kill_ns = head.kill_ns;
+    dog->grace_ns = head.grace_ns < 0 ? 0 : head.grace_ns;
+    fcntl(watchdog_fd, F_SETFL, fcntl(watchdog_fd, F_GETFL) | O_NONBLOCK);
+    read_kill_times(watchdog_fd, dog);
+    // The term may already be over: its SIGTERM time has passed (the launch waited in the pipe, or `baton` was
+    // stopped or starved between reading the deadline and writing). Nothing may start then.
+    if (dog->kill_ns != BATON_NO_KILL_TIME && baton_boottime_ns() >= term_due(dog)) {
+        int refused = BATON_LAUNCH_REFUSED;
+        write_fully(report, &refused, sizeof refused);
+        _exit(0);
+    }
+    if (head.length > 0) {
+        size_t slot = 0;
+        while (envp[slot] != NULL) slot++;
+        envp[slot] = launch_entry;
     }
 }
 
@@ -267,8 +270,7 @@ static void run_keeper(
     prctl(PR_SET_NAME, "baton keeper");
 #endif
     struct watchdog dog = {.term = 0, .kill_ns = BATON_NO_KILL_TIME, .grace_ns = 0, .term_sent = 0};
-    await_launch(go, lifeline, report, envp, &dog);
-    fcntl(watchdog_fd, F_SETFL, fcntl(watchdog_fd, F_GETFL) | O_NONBLOCK);
+    await_launch(go, lifeline, report, watchdog_fd, envp, &dog);
     int timer = -1;
 #ifdef __linux__
     timer = timerfd_create(BATON_CLOCK, TFD_CLOEXEC | TFD_NONBLOCK);

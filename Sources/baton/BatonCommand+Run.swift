@@ -350,7 +350,9 @@ extension BatonCommand {
             var message = "lost leadership of \(key)"
             if let ended { message += " (token \(ended.token))" }
             message += ": \(StatusReporter.explain(reason))"
-            if let child = ended?.child {
+            if let child = ended?.child, child.launchRefused {
+                message += "; \(commandName) was not started (its keeper refused the launch after the term's deadline)"
+            } else if let child = ended?.child {
                 let exit = await child.exit()
                 let killed = child.wasKilled || child.watchdogSignal == SIGKILL
                 message +=

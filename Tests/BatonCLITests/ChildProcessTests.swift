@@ -61,7 +61,9 @@ struct ChildProcessTests {
         let child = try await ChildProcess.prepare(
             ["sh", "-c", "printf '%s' \"$BATON_TOKEN:$BATON_KEY\" > '\(output)'"],
             environment: ["PATH": "/usr/bin:/bin", "BATON_KEY": "jobs"])
-        // The keeper waits alone in the group: nothing of the command runs before the launch.
+        // The keeper waits alone in the group: nothing of the command runs before the launch. (It names itself
+        // once forked: wait for that.)
+        #expect(await Self.waitUntil(.seconds(5)) { Self.commandNames(inGroup: child.pid) == ["baton keeper"] })
         let names = Self.commandNames(inGroup: child.pid)
         #expect(names == ["baton keeper"], "the group before the launch: \(names)")
         #expect(!FileManager.default.fileExists(atPath: output))
@@ -79,7 +81,7 @@ struct ChildProcessTests {
         let marker = scratch.path("ran")
         let child = try await ChildProcess.prepare(
             ["sh", "-c", "touch '\(marker)'"], environment: ["PATH": "/usr/bin:/bin"])
-        #expect(Self.commandNames(inGroup: child.pid) == ["baton keeper"])
+        #expect(await Self.waitUntil(.seconds(5)) { Self.commandNames(inGroup: child.pid) == ["baton keeper"] })
         child.abandon()
         // The keeper ends on its own (status 0) without starting anything.
         let exit = await child.exit()

@@ -403,6 +403,82 @@ struct RunCommandTests {
         #expect(second.exit() == 128 + SIGTERM)
     }
 
+    /// The pid of the keeper `baton` (pid `parent`) has forked, from /proc.
+    static func keeper(of parent: pid_t) -> pid_t? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")"), stat.contains("(baton keeper)")
+            else { continue }
+            // pid (comm) state ppid ...
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == parent { return pid }
+        }
+        return nil
+    }
+
+    /// Holds SQLite's write lock on the scratch store for `seconds`, so that no renewal can succeed; returns once
+    /// the lock is held.
+    static func lockStore(_ scratch: Scratch, seconds: Int) throws -> Process {
+        let locker = Process()
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        locker.arguments = [
+            "python3", "-c",
+            """
+            import sqlite3, sys, time
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+            c.execute('BEGIN EXCLUSIVE')
+            open(sys.argv[2], 'w').close()
+            time.sleep(\(seconds))
+            """,
+            scratch.path("baton.db"), scratch.path("locked"),
+        ]
+        try locker.run()
+        _ = waitUntil(.seconds(20)) { scratch.exists("locked") }
+        return locker
+    }
+
+    @Test("no launch after the term's deadline: a keeper that gets the launch too late refuses it, nothing runs")
+    func lateLaunchIsRefused() throws {
+        let scratch = try Scratch()
+        let first = try Baton(
+            scratch.store + [
+                "run", "--key", "k", "--id", "A", "--ttl", "1s", "--", "sh", "-c",
+                "touch \"$DIR/a\"; until [ -e \"$DIR/a.release\" ]; do sleep 0.02; done",
+            ],
+            in: scratch, name: "a")
+        #expect(Self.waitUntil(.seconds(20)) { scratch.exists("a") }, "\(first.standardError)")
+        let second = try Baton(
+            scratch.store + [
+                "run", "--key", "k", "--id", "B", "--ttl", "1s", "--", "sh", "-c", "touch \"$DIR/b.ran\"",
+            ],
+            in: scratch, name: "b")
+        #expect(
+            Self.waitUntil(.seconds(20)) { second.standardError.contains("waiting: k is held by A") },
+            "\(second.standardError)")
+        // B's keeper, stopped, cannot read the launch B sends once elected.
+        // The keeper is forked for the campaign, maybe after the first status line.
+        #expect(Self.waitUntil(.seconds(10)) { Self.keeper(of: second.process.processIdentifier) != nil })
+        let keeper = try #require(Self.keeper(of: second.process.processIdentifier))
+        kill(keeper, SIGSTOP)
+        defer { kill(keeper, SIGCONT) }
+        _ = FileManager.default.createFile(atPath: scratch.path("a.release"), contents: nil)
+        #expect(first.exit() == 0)
+        #expect(
+            Self.waitUntil(.seconds(20)) {
+                (try? Self.runToEnd(scratch.store + ["leader", "k"], in: scratch).1.hasPrefix("B (token 2")) == true
+            })
+        // No renewal of B's term succeeds from now on: its deadline passes while the launch waits in the pipe.
+        let locker = try Self.lockStore(scratch, seconds: 3)
+        defer { if locker.isRunning { kill(locker.processIdentifier, SIGKILL) } }
+        usleep(1_500_000)
+        kill(keeper, SIGCONT)
+        #expect(second.exit() == 75)
+        #expect(!scratch.exists("b.ran"), "the command ran after its term's deadline")
+        #expect(second.standardError.contains("sh was not started"), "\(second.standardError)")
+    }
+
     @Test("Ctrl-Z stops the command's group with baton; SIGCONT continues both, and the term goes on")
     func jobControlStopsAndContinues() throws {
         let scratch = try Scratch()

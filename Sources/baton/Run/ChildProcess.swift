@@ -253,6 +253,9 @@ final class ChildProcess: Sendable {
         }
     }
 
+    /// Whether the keeper refused the launch (see ``LaunchOutcome/refused``): the command never ran.
+    var launchRefused: Bool { state.withLock { $0.launchResult == BATON_LAUNCH_REFUSED } }
+
     /// The latest kill time the keeper was sent, if any.
     var keeperKillAt: BootTime? { state.withLock { $0.keeperKillAt } }
 

@@ -97,8 +97,12 @@ final class RunSupervisor: Sendable {
     /// continued `baton`, continues the group.
     func jobControl(_ signal: Int32) {
         let child = state.withLock { state -> ChildProcess? in
-            if case .running(let child) = state.phase { return child }
-            return nil
+            switch state.phase {
+            case .running(let child): return child
+            // Launched, its exec maybe not yet reported: the command may run already.
+            case .starting: return state.lastTerm?.child
+            case .waiting: return nil
+            }
         }
         if signal == SIGCONT {
             child?.signalGroup(SIGCONT)
