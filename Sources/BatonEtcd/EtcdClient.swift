@@ -32,7 +32,8 @@ final class EtcdClient: Sendable {
         hosts: [(host: String, port: Int)],
         security: Transport.TransportSecurity,
         credentials: (user: String, password: String)?,
-        requestTimeout: Duration
+        requestTimeout: Duration,
+        keepalive: (interval: Duration, timeout: Duration)?
     ) throws {
         var endpoints: [Endpoint] = []
         for (host, port) in hosts {
@@ -45,6 +46,17 @@ final class EtcdClient: Sendable {
                         // beyond a lease's ttl.
                         config.backoff = .init(
                             initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                        // HTTP/2 PINGs every `interval`: a connection that died silently is closed after `timeout`
+                        // without the PING's answer, its calls fail, and the channel connects again. With calls
+                        // only, the transport stops pinging for good once a connection had no call open for a
+                        // moment (its keep-alive timer is cancelled then and restarted only by a PING's answer),
+                        // which every connection has between its first requests: so also without calls. etcd
+                        // answers PINGs on a connection without open streams with GOAWAY too_many_pings after the
+                        // third; a store keeps its keep-alive stream open from its first lease on, and a change
+                        // feed its watch, so that costs at most a new connection for a store with neither.
+                        config.connection.keepalive = keepalive.map { keepalive in
+                            .init(time: keepalive.interval, timeout: keepalive.timeout, allowWithoutCalls: true)
+                        }
                         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
                             EtcdPingAnswerer.install(on: channel)
                         }

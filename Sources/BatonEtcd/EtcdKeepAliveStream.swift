@@ -9,14 +9,20 @@ import Synchronization
 /// The stream opens on first use and is opened again after it ends. etcd (or a proxy, or the connection) can end
 /// a stream at any time; a keep-alive whose stream ended before its answer came is sent again on a new stream,
 /// once (a keep-alive is safe to repeat), within its timeout. Only a second failure reaches the caller.
+///
+/// etcd answers a stream's keep-alives one by one in the order they came, so the n-th answer for a lease on a
+/// stream is the answer to the n-th request for it there (``KeepAliveLedger``). A request whose caller stopped
+/// waiting (its timeout passed, or it was cancelled) keeps its place until its answer comes, and that answer is
+/// dropped: it must not be taken for the answer to a later keep-alive of the same lease, whose caller would
+/// believe the lease refreshed at its own, later, send time.
 final class EtcdKeepAliveStream: Sendable {
-    private typealias Waiter = (id: Int, stream: Int, continuation: CheckedContinuation<Int64, any Error>)
+    private typealias Continuation = CheckedContinuation<Int64, any Error>
 
     private struct State {
         var writer: AsyncStream<Int64>.Continuation?
-        /// Counts the streams opened; a waiter remembers the stream its request went out on.
+        /// Counts the streams opened; a request remembers the stream it went out on.
         var stream = 0
-        var waiting: [Int64: [Waiter]] = [:]
+        var waiting = KeepAliveLedger<Continuation>()
         var nextID = 0
         var task: Task<Void, Never>?
         var closed = false
@@ -65,12 +71,11 @@ final class EtcdKeepAliveStream: Sendable {
             state.closed = true
             state.writer?.finish()
             state.writer = nil
-            defer { state.waiting = [:] }
-            return (state.task, state.waiting.values.flatMap { $0 })
+            return (state.task, state.waiting.removeAll())
         }
         task?.cancel()
         for waiter in waiting {
-            waiter.continuation.resume(throwing: BatonError.storeUnavailable("the etcd store is closed"))
+            waiter.resume(throwing: BatonError.storeUnavailable("the etcd store is closed"))
         }
     }
 
@@ -81,24 +86,28 @@ final class EtcdKeepAliveStream: Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let writer = state.withLock { state -> AsyncStream<Int64>.Continuation? in
-                    if state.closed { return nil }
+                enum Step {
+                    case write(AsyncStream<Int64>.Continuation?)
+                    case fail(any Error)
+                }
+                let step = state.withLock { state -> Step in
+                    if state.closed { return .fail(BatonError.storeUnavailable("the etcd store is closed")) }
+                    // Checked under the lock that the cancellation handler takes: a request cancelled before it
+                    // was recorded is not sent (nothing would resume it).
+                    if Task.isCancelled { return .fail(CancellationError()) }
                     if state.writer == nil { openStream(&state) }
-                    state.waiting[lease, default: []].append((id, state.stream, continuation))
-                    return state.writer
+                    state.waiting.sent(lease: lease, id: id, stream: state.stream, waiter: continuation)
+                    return .write(state.writer)
                 }
-                guard let writer else {
-                    continuation.resume(throwing: BatonError.storeUnavailable("the etcd store is closed"))
-                    return
+                switch step {
+                case .write(let writer): writer?.yield(lease)
+                case .fail(let error): continuation.resume(throwing: error)
                 }
-                writer.yield(lease)
             }
         } onCancel: {
-            let waiter = state.withLock { state -> Waiter? in
-                guard let index = state.waiting[lease]?.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiting[lease]?.remove(at: index)
-            }
-            waiter?.continuation.resume(throwing: CancellationError())
+            // The request keeps its place: its answer, if it comes, is dropped.
+            let waiter = state.withLock { $0.waiting.abandon(lease: lease, id: id) }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 
@@ -141,33 +150,80 @@ final class EtcdKeepAliveStream: Sendable {
     }
 
     private func answer(_ lease: Int64, ttl: Int64, stream: Int) {
-        let waiter = state.withLock { state -> Waiter? in
-            guard var waiters = state.waiting[lease],
-                let index = waiters.firstIndex(where: { $0.stream == stream })
-            else { return nil }
-            let first = waiters.remove(at: index)
-            state.waiting[lease] = waiters.isEmpty ? nil : waiters
-            return first
-        }
-        waiter?.continuation.resume(returning: ttl)
+        let waiter = state.withLock { $0.waiting.answered(lease: lease, stream: stream) }
+        waiter?.resume(returning: ttl)
     }
 
     /// Fails the waiters whose requests went out on the stream that ended (so they are sent again on a new one),
     /// and lets the next keep-alive open a new stream.
     private func fail(_ stream: Int, _ error: any Error) {
-        let ended = state.withLock { state -> [Waiter] in
+        let ended = state.withLock { state -> [Continuation] in
             if state.stream == stream {
                 state.writer?.finish()
                 state.writer = nil
             }
-            var ended: [Waiter] = []
-            for (lease, waiters) in state.waiting {
-                let (gone, kept) = (waiters.filter { $0.stream == stream }, waiters.filter { $0.stream != stream })
-                ended += gone
-                state.waiting[lease] = kept.isEmpty ? nil : kept
-            }
-            return ended
+            return state.waiting.ended(stream: stream)
         }
-        for waiter in ended { waiter.continuation.resume(throwing: StreamEnded(underlying: error)) }
+        for waiter in ended { waiter.resume(throwing: StreamEnded(underlying: error)) }
     }
+}
+
+/// The keep-alive requests awaiting answers, per lease in the order they were sent, each with the stream it went
+/// out on and its waiter (nil once the waiter stopped waiting).
+///
+/// An answer goes to the oldest request of its lease on its stream: etcd answers a stream's requests in order.
+/// A request whose waiter gave up stays in line, so its late answer is dropped instead of being credited to the
+/// next request of the lease.
+struct KeepAliveLedger<Waiter> {
+    private struct Request {
+        var id: Int
+        var stream: Int
+        var waiter: Waiter?
+    }
+
+    private var requests: [Int64: [Request]] = [:]
+
+    /// Records a request sent for `lease` on `stream`.
+    mutating func sent(lease: Int64, id: Int, stream: Int, waiter: Waiter) {
+        requests[lease, default: []].append(Request(id: id, stream: stream, waiter: waiter))
+    }
+
+    /// The waiter of request `id` stops waiting; returns it (nil if it was answered or abandoned already). The
+    /// request keeps its place in line.
+    mutating func abandon(lease: Int64, id: Int) -> Waiter? {
+        guard let index = requests[lease]?.firstIndex(where: { $0.id == id }) else { return nil }
+        defer { requests[lease]?[index].waiter = nil }
+        return requests[lease]?[index].waiter
+    }
+
+    /// An answer for `lease` came on `stream`: takes the oldest request of the lease on that stream and returns
+    /// its waiter, or nil if that request was abandoned (or none was waiting).
+    mutating func answered(lease: Int64, stream: Int) -> Waiter? {
+        guard var line = requests[lease], let index = line.firstIndex(where: { $0.stream == stream }) else {
+            return nil
+        }
+        let request = line.remove(at: index)
+        requests[lease] = line.isEmpty ? nil : line
+        return request.waiter
+    }
+
+    /// `stream` ended: takes every request sent on it; returns the waiters still waiting.
+    mutating func ended(stream: Int) -> [Waiter] {
+        var waiters: [Waiter] = []
+        for (lease, line) in requests {
+            waiters += line.filter { $0.stream == stream }.compactMap(\.waiter)
+            let kept = line.filter { $0.stream != stream }
+            requests[lease] = kept.isEmpty ? nil : kept
+        }
+        return waiters
+    }
+
+    /// Takes every request; returns the waiters still waiting.
+    mutating func removeAll() -> [Waiter] {
+        defer { requests = [:] }
+        return requests.values.flatMap { $0.compactMap(\.waiter) }
+    }
+
+    /// The number of requests awaiting an answer (abandoned ones included), for tests.
+    var count: Int { requests.values.reduce(0) { $0 + $1.count } }
 }

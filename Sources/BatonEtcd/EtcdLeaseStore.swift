@@ -31,7 +31,8 @@ import Synchronization
 /// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
 ///   keys and marks the next Baton candidate as leading. Every other store reports the successor as the leader at
 ///   once; the successor's own store still reports "no leader" to its subscribers until its holder acquires. When
-///   that store's watch shows the handover, the acquire sends nothing: the term starts at once and is promised
+///   that store's watch shows the handover and a read confirms it (a watch whose connection died silently shows an
+///   old queue), the acquire writes nothing: the term starts at once and is promised
 ///   (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive ensures, capped at the ttl asked and
 ///   given only when more than half of it is left (the store keeps waiting candidates' leases alive every ttl/3);
 ///   the elector renews it early enough to keep a full term's slack. Otherwise the acquire is a keep-alive (the
@@ -112,7 +113,8 @@ public final class EtcdLeaseStore: LeaseStore {
             hosts: url.hosts.map { ($0.name, $0.port ?? 2379) },
             security: security,
             credentials: credentials,
-            requestTimeout: configuration.requestTimeout
+            requestTimeout: configuration.requestTimeout,
+            keepalive: configuration.keepaliveInterval.map { ($0, configuration.keepaliveTimeout) }
         )
         self.keepAlives = EtcdKeepAliveStream(client: client)
         self.configuration = configuration
@@ -160,19 +162,21 @@ public final class EtcdLeaseStore: LeaseStore {
             campaign = try await moveIfNeeded(id, campaign, ttlSeconds: seconds)
             let queued = campaign
             if !queued.leading, metadata == queued.metadata {
-                // The leader before this candidate may have handed it the key on release (see `release(_:)`): the
-                // watch shows it, or a read beside the keep-alive checks it. Then the keep-alive alone starts the
-                // term; otherwise the candidate takes the lead with a write, if it is the head.
+                // The leader before this candidate may have handed it the key on release (see `release(_:)`): a
+                // read checks it (the watch may show it first, but a watch that went silent shows an old queue, so
+                // it is never taken on its word). Then the handover alone starts the term; otherwise the candidate
+                // takes the lead with a write, if it is the head.
                 let shown = watcher?.freshSnapshot?.first.map { $0.lease == queued.lease && !$0.waiting } ?? false
-                if shown, let sure = Self.sureTerm(of: queued, asked: ttl) {
+                if shown, let sure = Self.sureTerm(of: queued, asked: ttl), try await handedOver(id, queued) {
                     // Handed over, and the lease was kept alive recently enough: the term starts now, with no
-                    // request, for as long as the lease is sure to live; the elector renews it in good time.
+                    // write, for as long as the lease is sure to live (counted from before the read, so the read's
+                    // time is not promised); the elector renews it in good time.
                     markLeading(id, queued, metadata: metadata)
                     return .acquired(
                         Lease(key: id.key, holder: id.holder, token: queued.revision, ttl: sure, metadata: metadata))
                 }
                 async let alive = keepAlive(queued.lease)
-                async let handed = handedOver(id, queued, shownByWatch: shown)
+                async let handed = handedOver(id, queued)
                 let (left, wasHanded) = try await (alive, handed)
                 if left > 0, wasHanded {
                     markLeading(id, queued, metadata: metadata)
@@ -515,9 +519,8 @@ public final class EtcdLeaseStore: LeaseStore {
     }
 
     /// Whether the leader before this waiting candidate handed it the key: its key is the oldest and its campaign
-    /// record carries the leading mark. A read, no write; none when the watch already showed it.
-    private func handedOver(_ id: CampaignID, _ campaign: Campaign, shownByWatch: Bool) async throws -> Bool {
-        if shownByWatch { return true }
+    /// record carries the leading mark. A read, no write.
+    private func handedOver(_ id: CampaignID, _ campaign: Campaign) async throws -> Bool {
         let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
         let answer = try await txn(
             "acquire",

@@ -7,13 +7,15 @@ import PostgresNIO
 ///
 /// ``run()`` loops until its task is cancelled: connect, `LISTEN`, wake every subscriber (anything may have
 /// changed while no connection listened), then wake the subscribers of each notified key. A connection that
-/// fails, or does not answer a keep-alive query within the keep-alive interval, is closed; every subscriber is
+/// fails, or does not answer a keep-alive query (sent every `keepAlive`) within `keepAliveTimeout`, is closed
+/// (one that died silently is replaced within about `keepAlive + keepAliveTimeout`); every subscriber is
 /// woken (so that feeds read the store and report it if it is down) and the loop connects again after a
 /// backoff of 100 ms doubling up to 5 s.
 struct PostgresChangeListener: Sendable {
     let settings: PostgresConnection.Configuration
     let channel: String
     let keepAlive: Duration
+    let keepAliveTimeout: Duration
     let signals: ChangeSignals
     let logger: Logger
     let redactedURL: String
@@ -61,7 +63,7 @@ struct PostgresChangeListener: Sendable {
                     group.addTask {
                         while true {
                             try await Task.sleep(for: keepAlive)
-                            _ = try await PostgresDeadline.run(keepAlive, closing: connection) { connection in
+                            _ = try await PostgresDeadline.run(keepAliveTimeout, closing: connection) { connection in
                                 try await connection.query("SELECT 1", logger: logger).collect().count
                             }
                         }

@@ -148,6 +148,12 @@ struct PostgresConnectionSettings: Sendable {
         )
         client.options.connectTimeout = configuration.connectTimeout
         client.options.maximumConnections = configuration.maximumConnections
+        // No keep-alive queries on idle connections: postgres-nio runs them without a timeout, and a connection
+        // that died silently stays busy with its unanswered one for good while operations queue for a connection
+        // (seen: a waiting candidate's reads stalled behind two such connections). A dead connection is found by
+        // the next operation on it instead, whose deadline closes it (a change feed's read has a short one).
+        // postgres-nio sets no TCP keep-alive and offers no socket option to set it.
+        client.options.keepAliveBehavior = nil
         client.options.additionalStartupParameters = [("application_name", applicationName)]
         return client
     }

@@ -31,9 +31,17 @@ extension PostgresLeaseStore {
         /// transaction mode between Baton and the database drops `LISTEN`).
         public var changesPollInterval: Duration?
 
-        /// How often the change listener's connection is checked with a query while no notification comes,
-        /// so that a connection that died silently is replaced. Default 15 s; 1 ms to 1 hour.
+        /// How often the change listener's connection is checked with a query (`SELECT 1`), so that a connection
+        /// that died silently (a NAT or firewall that forgot it: no reset, no answer) is replaced instead of
+        /// delaying the next notification. A change feed's read of the leader may take as long as a check (this and
+        /// ``listenerKeepAliveTimeout``) before its connection is taken for dead and closed, and the feed fails (its
+        /// elector polls meanwhile). Keep the two together well under the shortest ttl in use. Default 1 s; 1 ms to
+        /// 1 hour.
         public var listenerKeepAlive: Duration
+
+        /// How long the listener's check may take before its connection is closed and made again (every
+        /// subscriber then reads the store). Default 1 s; 1 ms to 1 hour.
+        public var listenerKeepAliveTimeout: Duration
 
         /// Creates a configuration.
         public init(
@@ -42,7 +50,8 @@ extension PostgresLeaseStore {
             connectTimeout: Duration = .seconds(10),
             maximumConnections: Int = 10,
             changesPollInterval: Duration? = nil,
-            listenerKeepAlive: Duration = .seconds(15)
+            listenerKeepAlive: Duration = .seconds(1),
+            listenerKeepAliveTimeout: Duration = .seconds(1)
         ) {
             self.schema = schema
             self.operationTimeout = operationTimeout
@@ -50,6 +59,7 @@ extension PostgresLeaseStore {
             self.maximumConnections = maximumConnections
             self.changesPollInterval = changesPollInterval
             self.listenerKeepAlive = listenerKeepAlive
+            self.listenerKeepAliveTimeout = listenerKeepAliveTimeout
         }
 
         /// Checks the values, throwing ``BatonError/Code/invalidArgument`` for one out of range.
@@ -57,7 +67,7 @@ extension PostgresLeaseStore {
             try Self.validate(schema: schema)
             for (value, name) in [
                 (operationTimeout, "operationTimeout"), (connectTimeout, "connectTimeout"),
-                (listenerKeepAlive, "listenerKeepAlive"),
+                (listenerKeepAlive, "listenerKeepAlive"), (listenerKeepAliveTimeout, "listenerKeepAliveTimeout"),
             ] {
                 if value < .milliseconds(1) || value > .seconds(3600) {
                     throw .invalidArgument("\(name) must be between 1 ms and 1 hour, got \(value)")

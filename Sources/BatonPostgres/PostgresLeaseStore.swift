@@ -174,6 +174,7 @@ public final class PostgresLeaseStore: LeaseStore {
             settings: connectionConfiguration,
             channel: schema.channel,
             keepAlive: configuration.listenerKeepAlive,
+            keepAliveTimeout: configuration.listenerKeepAliveTimeout,
             signals: signals,
             logger: logger,
             redactedURL: redactedURL
@@ -264,9 +265,14 @@ public final class PostgresLeaseStore: LeaseStore {
     /// expired.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func current(key: String) async throws -> LeaderInfo? {
+        try await current(key: key, timeout: configuration.operationTimeout)
+    }
+
+    /// ``current(key:)`` within `timeout` (the connection is closed if it passes).
+    private func current(key: String, timeout: Duration) async throws -> LeaderInfo? {
         try BatonValidation.name(key, "key")
         let query = schema.current(key: key)
-        return try await perform("read of \(key)") { connection, logger in
+        return try await perform("read of \(key)", timeout: timeout) { connection, logger in
             try await Self.leaseRows(connection.query(query, logger: logger)).first?.info
         }
     }
@@ -286,7 +292,11 @@ public final class PostgresLeaseStore: LeaseStore {
             pollInterval: configuration.changesPollInterval,
             signals: subscription
         ) { [self] in
-            try await current(key: key)
+            // A feed's read that takes longer than a check of the listener's connection would is taken for a
+            // connection that died silently (a pool connection leased before its own check found it dead): the
+            // connection is closed and the feed fails, so its elector polls meanwhile and subscribes again,
+            // instead of sleeping through the operation timeout.
+            try await current(key: key, timeout: feedReadTimeout)
         }
     }
 
@@ -558,6 +568,7 @@ public final class PostgresLeaseStore: LeaseStore {
     @discardableResult
     private func perform<T: Sendable>(
         _ operation: String,
+        timeout: Duration? = nil,
         _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
     ) async throws -> T {
         if state.withLock({ $0.closed }) {
@@ -565,7 +576,7 @@ public final class PostgresLeaseStore: LeaseStore {
         }
         let client = client
         let logger = logger
-        let timeout = configuration.operationTimeout
+        let timeout = timeout ?? configuration.operationTimeout
         let leased = LeasedConnection()
         do {
             return try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
@@ -597,6 +608,12 @@ public final class PostgresLeaseStore: LeaseStore {
         } catch {
             throw Self.storeError(error, operation: operation, url: redactedURL)
         }
+    }
+
+    /// How long a change feed's read may take: the operation timeout, or less, as long as a check of the
+    /// listener's connection (interval and timeout).
+    private var feedReadTimeout: Duration {
+        min(configuration.operationTimeout, configuration.listenerKeepAlive + configuration.listenerKeepAliveTimeout)
     }
 
     private static func milliseconds(_ duration: Duration) -> Int64 {

@@ -12,6 +12,14 @@ extension RedisLeaseStore {
         /// How long a command's reply may take; a command without a reply in time fails with
         /// ``Baton/BatonError/Code/timeout`` and its connection is closed. Default 5 s.
         public var commandTimeout: Duration = .seconds(5)
+        /// How long a connection (pub/sub or commands) may read nothing before it sends `PING` to check that the
+        /// server is still there: a connection that died silently is noticed within this and ``probeTimeout``.
+        /// The store lowers it to a quarter of the shortest ttl it is asked for (or reads from a leader). Nil
+        /// never probes. Default 500 ms.
+        public var probeInterval: Duration? = .milliseconds(500)
+        /// How long the answer to a probe's `PING` may take before the connection is closed (and replaced) with
+        /// ``Baton/BatonError/Code/timeout``; lowered to half of the shortest ttl in use. Default 1 s.
+        public var probeTimeout: Duration = .seconds(1)
         /// The prefix of every key and channel (see ``RedisLeaseStore`` for the layout). Default `baton`.
         public var keyPrefix: String = "baton"
         /// TLS settings for `rediss://` URLs; nil uses the system's trust roots and verifies the host name.

@@ -12,8 +12,13 @@ import NIOSSL
 /// server's TIME in µs)`, computed in the same script, so tokens keep rising even after the server restarts
 /// without persistence and forgets its counters. Release, takeover and new metadata are published on a per-key
 /// channel; ``changes(key:)`` listens on one pub/sub connection per node for every key this store watches, and
-/// catches expiry by keyspace notifications where the server sends them, else by a timer at the term's
-/// remaining time (`PTTL`). Waiting candidates never poll.
+/// catches expiry by keyspace notifications where the server sends them, and in any case by a timer at the term's
+/// remaining time (`PTTL`). Waiting candidates never poll. Every connection that has read nothing for
+/// ``Configuration/probeInterval`` sends `PING` and is replaced when the answer does not come within
+/// ``Configuration/probeTimeout`` (both lowered to a quarter and a half of the shortest ttl the store is asked for
+/// or reads): a connection dropped silently (a NAT or firewall that forgot it) is noticed within about a second,
+/// and at most three quarters of the ttl, and the pub/sub connection's subscribers read again and subscribe
+/// anew.
 ///
 /// The key layout, readable with `redis-cli` (prefix `baton` by default):
 ///
@@ -44,6 +49,8 @@ public final class RedisLeaseStore: LeaseStore {
     let clock = BatonClock(ContinuousClock())
     /// How the store is named in errors and logs: the URL without its password.
     let name: String
+    /// How every connection checks that the server still answers; nil without probes.
+    let probe: RESPChannelHandler.Probe?
 
     /// The number of nodes that must agree: all of one, or a majority of several.
     var quorum: Int { nodes.count / 2 + 1 }
@@ -87,6 +94,13 @@ public final class RedisLeaseStore: LeaseStore {
                 throw BatonError.invalidArgument("cannot set up TLS for \(url): \(error)")
             }
         }
+        // One probe for every connection, lowered to the shortest ttl in use (see `RESPChannelHandler.Probe`).
+        let probe = configuration.probeInterval.map { interval in
+            RESPChannelHandler.Probe(
+                interval: .nanoseconds(interval.batonNanoseconds),
+                timeout: .nanoseconds(configuration.probeTimeout.batonNanoseconds)
+            )
+        }
         let endpoints = url.hosts.map { host in
             RedisEndpoint(
                 host: host.name,
@@ -96,10 +110,12 @@ public final class RedisLeaseStore: LeaseStore {
                 database: database,
                 tls: tls,
                 connectTimeout: configuration.connectTimeout,
-                commandTimeout: configuration.commandTimeout
+                commandTimeout: configuration.commandTimeout,
+                probe: probe
             )
         }
         self.configuration = configuration
+        self.probe = probe
         self.name = url.description
         self.layout = RedisKeyLayout(prefix: configuration.keyPrefix, database: database)
         self.nodes = endpoints.map {
@@ -129,6 +145,7 @@ public final class RedisLeaseStore: LeaseStore {
         try BatonValidation.name(holder, "holder")
         try BatonValidation.duration(ttl, "ttl")
         try BatonValidation.metadata(metadata)
+        probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
         let answer = try await acquire(on: nodes[0], key: key, holder: holder, ttl: ttl, metadata: metadata, token: 0)
         switch answer {
@@ -144,6 +161,7 @@ public final class RedisLeaseStore: LeaseStore {
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try BatonValidation.lease(lease)
         try BatonValidation.duration(ttl, "ttl")
+        probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockRenew(lease, ttl: ttl) }
         guard try await renew(on: nodes[0], lease, ttl: ttl) else { throw BatonError.lost(key: lease.key) }
         var renewed = lease
@@ -168,12 +186,14 @@ public final class RedisLeaseStore: LeaseStore {
         let signals = signals.subscribe(key)
         let needed = quorum
         return LeaderChangeFeed.make(clock: clock, pollInterval: nil, signals: signals) { [self] in
-            // Subscribed before reading, so a change right after the read is pushed, not missed. Where the servers
-            // push expiry too (keyspace notifications), the feed needs no timer at the term's end: nothing is
-            // read until something happens.
-            let expiryIsPushed = try await subscriber.ensureSubscribed(key, needed: needed)
-            var leader = try await current(key: key)
-            if expiryIsPushed { leader?.remaining = nil }
+            // Subscribed before reading, so a change right after the read is pushed, not missed. The feed's timer
+            // at the term's remaining time stays armed even where the servers push expiry (keyspace
+            // notifications): an `expired` event lost with a connection that died silently must not leave waiting
+            // candidates asleep.
+            _ = try await subscriber.ensureSubscribed(key, needed: needed)
+            let leader = try await current(key: key)
+            // A follower that never acquires still probes within its leader's ttl.
+            if let ttl = leader?.ttl { probe?.adapt(toTTL: ttl) }
             return leader
         }
     }

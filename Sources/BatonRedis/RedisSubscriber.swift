@@ -7,11 +7,11 @@ import Synchronization
 ///
 /// For each watched key it subscribes to the key's change channel (where acquire, renew with new metadata,
 /// release and takeover publish) and to the key's keyspace channel (where the server announces expiry if
-/// `notify-keyspace-events` includes `Kx` or `Ex`; if not, the change feed's timer at the term's remaining time
-/// catches expiry). Each message wakes the key's subscribers in ``ChangeSignals``, which then read the key.
+/// `notify-keyspace-events` includes `Kx` or `Ex`; the change feed's timer at the term's remaining time catches
+/// expiry in any case). Each message wakes the key's subscribers in ``ChangeSignals``, which then read the key.
 /// Channels of keys no longer watched are unsubscribed lazily, when later keys are subscribed. When the
-/// connection drops every subscriber is woken, so it reads again (and subscribes again through a new connection,
-/// or ends with the store's error).
+/// connection drops (or stops answering the probe's `PING`, see ``RESPChannelHandler/Probe``) every subscriber is
+/// woken, so it reads again (and subscribes again through a new connection, or ends with the store's error).
 final class RedisSubscriber: Sendable {
     private struct Node {
         var connection: RedisConnection?
@@ -46,8 +46,8 @@ final class RedisSubscriber: Sendable {
 
     /// Returns once `key`'s channels are subscribed on at least `needed` nodes (so no change published after this
     /// returns is missed there).
-    /// - Returns: whether every subscribed node also pushes the key's expiry (keyspace notifications), so that a
-    ///   reader need not set a timer for it.
+    /// - Returns: whether every subscribed node also pushes the key's expiry (keyspace notifications). Readers
+    ///   keep their expiry timers armed all the same: an event can be lost with a connection.
     /// - Throws: ``BatonError`` `storeUnavailable` or `timeout` if fewer nodes could be reached.
     func ensureSubscribed(_ key: String, needed: Int) async throws -> Bool {
         var successes = 0

@@ -172,6 +172,10 @@ public final class FaultInjectingStore: LeaseStore {
         var hangWatchers = Parking<Int>()
         var nextStreamID: UInt64 = 0
         var streams: [UInt64: LeaderChanges.Continuation] = [:]
+        /// Whether ``changes(key:)`` streams drop what the wrapped store delivers, without ending.
+        var silent = false
+        /// Leader observations passed on by ``changes(key:)`` streams.
+        var delivered = 0
 
         /// Whether open `changes` streams count as broken: they end when this turns true.
         var breaksStreams: Bool {
@@ -277,6 +281,13 @@ public final class FaultInjectingStore: LeaseStore {
         update { $0.partition = nil }
     }
 
+    /// Makes open and new ``changes(key:)`` streams go silent (with `true`): they stay open and report no error,
+    /// but deliver nothing, as a feed on a connection that a NAT or firewall dropped without a reset does. Other
+    /// operations are not affected. `false` lets them deliver again (what was dropped meanwhile stays lost).
+    public func silenceChanges(_ silent: Bool) {
+        state.withLock { $0.silent = silent }
+    }
+
     /// The partition in force, or nil.
     public var partitionMode: PartitionMode? {
         state.withLock { $0.partition }
@@ -316,6 +327,11 @@ public final class FaultInjectingStore: LeaseStore {
     /// The number of calls suspended by a hang fault or a hanging partition now.
     public var hangingCallCount: Int {
         state.withLock { $0.hanging.count }
+    }
+
+    /// How many leader observations ``changes(key:)`` streams have passed on to their consumers so far.
+    public var deliveredChangeCount: Int {
+        state.withLock { $0.delivered }
     }
 
     /// The number of ``changes(key:)`` streams open now (not yet ended or abandoned by their consumer).
@@ -411,6 +427,11 @@ public final class FaultInjectingStore: LeaseStore {
             do {
                 if try await self.inject(.changes) { throw Self.lostReply(.changes) }
                 for try await info in try base.changes(key: key) {
+                    let silent = self.state.withLock { state in
+                        if !state.silent { state.delivered += 1 }
+                        return state.silent
+                    }
+                    if silent { continue }
                     if case .terminated = continuation.yield(info) { break }
                 }
                 continuation.finish()

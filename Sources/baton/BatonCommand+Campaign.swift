@@ -124,6 +124,9 @@ extension BatonCommand {
                 }
             case .storeError(let error):
                 emit(["event": "store_error", "error": error.message])
+            case .renewed:
+                // Renewals are routine: `baton campaign` reports changes of role and of leader only.
+                break
             }
         }
 

@@ -48,6 +48,7 @@ import Testing
                 "--name", "restart", "--data-dir", directory.path, "--listen-client-urls", client,
                 "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", "restart=\(peer)", "--heartbeat-interval", "10", "--election-timeout", "100",
+                "--grpc-keepalive-min-time", "500ms",
             ]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

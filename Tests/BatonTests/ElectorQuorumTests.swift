@@ -25,7 +25,7 @@ import Testing
     }
 
     func releases(_ actions: [Action]) -> [Lease] {
-        actions.compactMap { if case .release(let lease) = $0 { lease } else { nil } }
+        actions.compactMap { if case .release(let release) = $0 { release.lease } else { nil } }
     }
 
     func demotion(_ actions: [Action]) -> DemotionReason? {
@@ -65,6 +65,14 @@ import Testing
         #expect(machine.lease == nil)
         // No new campaign until a quorum is counted again.
         #expect(acquireID(actions) == nil)
+        // The work is told first (demoted); the release, once that work has returned, comes after, and waits no
+        // longer than the term's deadline (acquire sent at 10 ms: 10 ms + ttl − margin, the margin ttl/10).
+        let demotedAt = actions.firstIndex { if case .demoted = $0 { true } else { false } }
+        let releasedAt = actions.firstIndex { if case .release = $0 { true } else { false } }
+        #expect(try #require(demotedAt) < #require(releasedAt))
+        for case .release(let release) in actions {
+            #expect(release.workDeadline == .milliseconds(10) + Self.ttl - Self.ttl / 10)
+        }
     }
 
     @Test func leaderKeepsLeadingWhileTheQuorumHolds() throws {

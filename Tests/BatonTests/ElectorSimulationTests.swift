@@ -21,6 +21,9 @@ struct ElectorSimulation {
         var elections = 0
         var demotions: [String: Int] = [:]
         var leaderAtEnd = false
+        /// Releases that reached the store while a live elector led under the released term: an earlier
+        /// incarnation of the same holder (before a crash and restart) gave back a term its successor took again.
+        var releasesOfALiveTerm = 0
     }
 
     enum Event {
@@ -233,6 +236,9 @@ struct ElectorSimulation {
 
         case .storeRelease(let lease):
             if let leader = store.info(now: now), leader.holder == lease.holder, leader.token == lease.token {
+                if electors.contains(where: { $0.alive && $0.machine.lease?.token == lease.token }) {
+                    report.releasesOfALiveTerm += 1
+                }
                 store.holder = nil
                 broadcast()
             }
@@ -329,16 +335,25 @@ struct ElectorSimulation {
             case .renew(let id, let lease):
                 if faulty, random.nextUnit() < dropRequest { continue }
                 schedule(.storeRenew(elector: index, epoch: epoch, id: id, lease: lease), at: now + networkDelay())
-            case .release(let lease), .finish(release: .some(let lease)):
-                schedule(.storeRelease(lease: lease), at: now + networkDelay())
+            case .release(let release), .finish(release: .some(let release)):
+                // No work runs in the simulation: a release goes out at once.
+                schedule(.storeRelease(lease: release.lease), at: now + networkDelay())
             case .schedule(let at):
                 schedule(.tick(elector: index, epoch: epoch), at: trueTime(index, reading: at))
             case .elected:
                 report.elections += 1
             case .demoted(_, let reason):
                 report.demotions[reason.description, default: 0] += 1
-            case .finish(release: nil), .leaderChanged, .storeError:
+            case .finish(release: nil), .leaderChanged, .storeError, .extended:
                 break
+            case .check(let id):
+                // A waiting candidate's read of the store: it reflects the store when the reply arrives.
+                if faulty, random.nextUnit() < dropRequest { continue }
+                switch storeCall(index) {
+                case true?: reply(to: index, epoch: epoch, .checked(id, store.info(now: now)))
+                case false?: reply(to: index, epoch: epoch, .checkFailed(id, .storeUnavailable("unreachable")))
+                case nil: break
+                }
             case .checkPresence:
                 // Quorum mode is off in the simulation (ElectorQuorumTests drives it).
                 break
@@ -394,6 +409,7 @@ struct ElectorSimulation {
     @Test func neverTwoLeadersUnderRandomFaults() {
         var elections = 0
         var demotions: [String: Int] = [:]
+        var releasesOfALiveTerm = 0
         for seed in UInt64(1)...400 {
             var simulation = ElectorSimulation(
                 seed: seed,
@@ -401,15 +417,18 @@ struct ElectorSimulation {
             )
             let report = simulation.run()
             #expect(report.violations.isEmpty, "seed \(seed): \(report.violations.prefix(3))")
+            if report.demotions["lost", default: 0] > 0 { print("DEBUGLOST seed", seed) }
             #expect(report.leaderAtEnd, "seed \(seed): no leader after the faults stopped")
             elections += report.elections
+            releasesOfALiveTerm += report.releasesOfALiveTerm
             demotions.merge(report.demotions, uniquingKeysWith: +)
         }
         // The schedules must actually exercise every way of losing leadership.
         #expect(elections > 1_000)
         #expect(demotions["deadline_reached", default: 0] > 50)
-        // A leader never hears from the store that its term ended: it always stopped before the store's expiry.
-        #expect(demotions["lost", default: 0] == 0)
+        // A leader never hears from the store that its term ended (it always stopped before the store's expiry),
+        // except when an earlier incarnation of its holder released the term it took again after a restart.
+        #expect(demotions["lost", default: 0] <= releasesOfALiveTerm)
         #expect(demotions["resigned", default: 0] > 50)
     }
 

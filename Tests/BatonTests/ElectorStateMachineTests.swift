@@ -116,7 +116,7 @@ import Testing
         #expect(renewID(machine.handle(.tick, now: .milliseconds(1))) != nil)
     }
 
-    @Test("a promise shorter than the margin is demoted at once, as a late answer is")
+    @Test("a promise shorter than the margin is not acted on, as a late answer is not: the next acquire asks again")
     func promiseShorterThanTheMarginIsNotActedOn() {
         var machine = makeMachine()
         let id = acquireID(machine.start(now: .zero))!
@@ -124,8 +124,13 @@ import Testing
         promised.ttl = Self.margin / 2
         let actions = machine.handle(.acquired(id, promised), now: .milliseconds(1))
         #expect(!isElected(actions))
-        #expect(actions.contains { if case .release = $0 { true } else { false } })
+        #expect(!actions.contains { if case .release = $0 { true } else { false } })
         #expect(machine.lease == nil)
+        guard case .following(let following) = machine.state else {
+            Issue.record("not following")
+            return
+        }
+        #expect(following.retryAt != nil)
     }
 
     @Test func renewsAtTheRenewInterval() {
@@ -210,12 +215,20 @@ import Testing
         #expect(renewID(machine.handle(.tick, now: retryAt)) != nil)
     }
 
-    @Test func anAnswerTooLateToUseIsReleased() {
+    /// The late answer may renew a term demoted at its deadline whose work is still stopping, and a release could
+    /// reach the store after the next acquire took the same term again: it is taken again instead.
+    @Test func anAnswerTooLateToUseIsNotReleasedButTakenAgain() throws {
         var machine = makeMachine()
         let id = acquireID(machine.start(now: .zero))!
         let actions = machine.handle(.acquired(id, lease()), now: Self.ttl - Self.margin)
         #expect(!isElected(actions))
-        #expect(actions.contains { if case .release = $0 { true } else { false } })
+        #expect(!actions.contains { if case .release = $0 { true } else { false } })
+        guard case .following(let following) = machine.state, let retryAt = following.retryAt else {
+            Issue.record("no retry planned")
+            return
+        }
+        let retry = try #require(acquireID(machine.handle(.tick, now: retryAt)))
+        #expect(isElected(machine.handle(.acquired(retry, lease()), now: retryAt + .milliseconds(1))))
     }
 
     @Test func followerWaitsAndAcquiresWhenTheKeyIsReleased() {
@@ -324,8 +337,75 @@ import Testing
             Issue.record("no finish")
             return
         }
-        #expect(released?.token == 7)
+        #expect(released?.lease.token == 7)
         #expect(machine.isFinished)
+    }
+
+    @Test("resigning demotes first, and the release waits for the work no longer than the term's deadline")
+    func resignDemotesBeforeTheReleaseBoundedByTheDeadline() throws {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        let actions = machine.handle(.resign, now: .seconds(2))
+        let demotedAt = try #require(actions.firstIndex { if case .demoted = $0 { true } else { false } })
+        let finishedAt = try #require(actions.firstIndex { if case .finish = $0 { true } else { false } })
+        #expect(demotedAt < finishedAt)
+        guard case .finish(let release?) = actions[finishedAt] else {
+            Issue.record("no release")
+            return
+        }
+        #expect(release.workDeadline == Self.ttl - Self.margin)
+    }
+
+    @Test("a renew moves the term's deadline and says so")
+    func renewExtendsTheTerm() throws {
+        var machine = makeMachine()
+        _ = elect(&machine)
+        #expect(machine.termDeadline == Self.ttl - Self.margin)
+        let id = try #require(renewID(machine.handle(.tick, now: Self.renewInterval)))
+        let actions = machine.handle(.renewed(id, lease()), now: Self.renewInterval + .milliseconds(3))
+        #expect(actions.contains { if case .extended(let lease) = $0 { lease.token == 7 } else { false } })
+        #expect(machine.termDeadline == Self.renewInterval + Self.ttl - Self.margin)
+    }
+
+    /// Checks the store once per ttl while waiting with a healthy feed; returns the check's id.
+    func waitWithHealthyFeed(_ machine: inout Machine) throws -> (Duration, Machine.RequestID) {
+        let id = try #require(acquireID(machine.start(now: .zero)))
+        let other = LeaderInfo(holder: "other", token: 3)
+        _ = machine.handle(.observed(other), now: .milliseconds(1))
+        _ = machine.handle(.held(id, other), now: .milliseconds(2))
+        // The check is planned a ttl after the acquire's refusal (the feed was already delivering).
+        let checkAt = Self.ttl + .milliseconds(2)
+        #expect(machine.scheduledWake! <= checkAt)
+        #expect(
+            machine.handle(.tick, now: checkAt - .milliseconds(1)).allSatisfy {
+                if case .check = $0 { false } else { true }
+            })
+        let actions = machine.handle(.tick, now: checkAt)
+        for case .check(let check) in actions { return (checkAt, check) }
+        Issue.record("no check of the store a ttl after the feed last spoke: \(actions)")
+        throw CancellationError()
+    }
+
+    @Test("a waiting candidate with a healthy feed still reads the store once per ttl, and campaigns if it is free")
+    func waitingCandidateChecksTheStoreOncePerTTL() throws {
+        var machine = makeMachine()
+        let (at, check) = try waitWithHealthyFeed(&machine)
+        // The feed missed the expiry (a connection dropped silently): the check finds the key free.
+        #expect(acquireID(machine.handle(.checked(check, nil), now: at + .milliseconds(1))) != nil)
+    }
+
+    @Test func aCheckThatFindsTheSameLeaderPlansTheNextOneATTLLater() throws {
+        var machine = makeMachine()
+        let (at, check) = try waitWithHealthyFeed(&machine)
+        let actions = machine.handle(.checked(check, LeaderInfo(holder: "other", token: 3)), now: at)
+        #expect(acquireID(actions) == nil)
+        guard case .following(let following) = machine.state else {
+            Issue.record("not following")
+            return
+        }
+        #expect(following.checkAt == at + Self.ttl)
+        let next = machine.handle(.tick, now: at + Self.ttl)
+        #expect(next.contains { if case .check = $0 { true } else { false } })
     }
 
     @Test func resignWithAnAcquireInFlightReleasesWhatItGrants() {
@@ -339,7 +419,7 @@ import Testing
             Issue.record("no finish")
             return
         }
-        #expect(released?.token == 7)
+        #expect(released?.lease.token == 7)
         #expect(!isElected(actions))
     }
 

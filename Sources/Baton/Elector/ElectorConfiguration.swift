@@ -57,8 +57,9 @@ public struct ElectorConfiguration: Sendable, Hashable {
     public var safetyMargin: Duration?
     /// How long to wait for one store call before treating it as failed; nil means the renew interval.
     public var requestTimeout: Duration?
-    /// How often a waiting candidate re-tries on its own while the store's change feed is down (while the feed
-    /// works, a waiting candidate sends nothing and is woken by it); nil means ttl/2.
+    /// How often a waiting candidate re-tries on its own while the store's change feed is down; nil means ttl/2.
+    /// While the feed works, a waiting candidate is woken by it and sends only one read per ttl (a check that the
+    /// feed has not died silently).
     public var pollInterval: Duration?
     /// Retry timing after store errors.
     public var backoff: Backoff

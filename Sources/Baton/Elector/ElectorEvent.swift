@@ -36,6 +36,8 @@ public struct DemotionReason: Sendable, Hashable, CustomStringConvertible {
 public enum ElectorEvent: Sendable {
     /// This elector became the leader.
     case elected(Lease)
+    /// A renew succeeded: this elector's term goes on, and its deadline moved (read ``LeaderElector/timeLeft``).
+    case renewed(Lease)
     /// This elector stopped leading.
     case demoted(Lease, DemotionReason)
     /// The leader of the key, as this elector last saw it, changed (nil: no leader). Also sent when this elector

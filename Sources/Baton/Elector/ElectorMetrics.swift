@@ -10,12 +10,15 @@ import Metrics
 ///   its deadline).
 /// - `baton_store_errors_total` (counter): failed store calls of any kind.
 /// - `baton_acquire_duration_seconds` (timer): time from sending an acquire to its answer.
+/// - `baton_release_skipped_total` (counter): terms not released because their work was still running at the
+///   term's deadline (the store's ttl freed the key).
 struct ElectorMetrics: Sendable {
     let isLeader: Gauge
     let elections: Counter
     let renewFailures: Counter
     let storeErrors: Counter
     let acquireDuration: Metrics.Timer
+    let releaseSkipped: Counter
     private let key: String
 
     init(key: String) {
@@ -26,6 +29,7 @@ struct ElectorMetrics: Sendable {
         renewFailures = Counter(label: "baton_renew_failures_total", dimensions: dimensions)
         storeErrors = Counter(label: "baton_store_errors_total", dimensions: dimensions)
         acquireDuration = Metrics.Timer(label: "baton_acquire_duration_seconds", dimensions: dimensions)
+        releaseSkipped = Counter(label: "baton_release_skipped_total", dimensions: dimensions)
     }
 
     func demoted(_ reason: DemotionReason) {

@@ -8,6 +8,15 @@
 /// which the successful acquire or renew was *sent*; when that deadline arrives the machine demotes, whatever
 /// is in flight.
 ///
+/// Release after work: however a term ends here (resign, stop, quorum loss), the
+/// machine demotes first and asks for a release only *after* the work of that term returned
+/// (``Action/release(_:)`` and ``Action/finish(release:)`` carry the term's deadline for that wait): the runtime
+/// cancels the work at demotion, waits for it to return, and releases then — or, if the work is still running at
+/// the term's deadline, releases nothing and leaves the key to the store's ttl.
+///
+/// A waiting candidate whose change feed looks healthy still checks the store once per ttl with one read
+/// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever.
+///
 /// Quorum mode (``ElectorConfiguration/quorum``) adds presence checks: every renew interval the machine asks for
 /// a heartbeat and a count of the live members (``Action/checkPresence(_:)``). It acquires only while the last
 /// count reached the quorum, and a leader steps down (``DemotionReason/quorumLost``) when a count falls short or
@@ -80,23 +89,41 @@ struct ElectorStateMachine {
         case presence(RequestID, alive: Int)
         /// Quorum mode: the presence check failed.
         case presenceFailed(RequestID, BatonError)
+        /// The answer to a ``Action/check(_:)``: the store's current leader of the key.
+        case checked(RequestID, LeaderInfo?)
+        /// A ``Action/check(_:)`` failed.
+        case checkFailed(RequestID, BatonError)
+    }
+
+    /// A term to give back once its work has returned.
+    struct Release: Equatable {
+        /// The term.
+        var lease: Lease
+        /// The term's deadline (on the machine's clock): work of the term still running then is not waited for,
+        /// and the term is not released (the store's ttl frees it).
+        var workDeadline: Duration
     }
 
     enum Action {
         case acquire(RequestID)
         case renew(RequestID, Lease)
-        case release(Lease)
+        /// Release this term once its work has returned (see ``Release``).
+        case release(Release)
         case elected(Lease)
+        /// A renew succeeded: the term's deadline (``termDeadline``) moved on.
+        case extended(Lease)
         case demoted(Lease, DemotionReason)
         case leaderChanged(LeaderInfo?)
         case storeError(BatonError)
         /// Deliver a `.tick` at this time.
         case schedule(at: Duration)
-        /// End the run, releasing this lease first if there is one.
-        case finish(release: Lease?)
+        /// End the run, releasing this term first (once its work has returned) if there is one.
+        case finish(release: Release?)
         /// Quorum mode: heartbeat this member, count the live members, answer with `.presence` or
         /// `.presenceFailed`.
         case checkPresence(RequestID)
+        /// Read the store's current leader of the key (one cheap read) and answer with `.checked` or `.checkFailed`.
+        case check(RequestID)
     }
 
     struct Request {
@@ -114,6 +141,10 @@ struct ElectorStateMachine {
         /// predate the release the feed saw, so the candidate tries once more instead of waiting for a change
         /// the feed has already delivered.
         var freedDuringRequest = false
+        /// While the feed looks healthy: when to check the store with one read (at least once per ttl).
+        var checkAt: Duration?
+        /// A check in flight.
+        var check: Request?
     }
 
     struct Leading {
@@ -165,6 +196,12 @@ struct ElectorStateMachine {
     /// The lease this machine believes it leads under.
     var lease: Lease? {
         if case .leading(let leading) = state { return leading.lease }
+        return nil
+    }
+
+    /// The deadline of the term led now (`t0 + ttl − margin` of the last successful acquire or renew), if leading.
+    var termDeadline: Duration? {
+        if case .leading(let leading) = state { return leading.deadline }
         return nil
     }
 
@@ -268,10 +305,11 @@ struct ElectorStateMachine {
         if case .leading = state { wake(at: presence.confirmedUntil, into: &actions) }
     }
 
-    /// Demotes for lack of quorum and gives the key back, so a candidate that has a quorum can take it at once.
+    /// Demotes for lack of quorum, then gives the key back once the term's work has returned, so a candidate that
+    /// has a quorum can take it at once.
     private mutating func stepDownForQuorum(_ leading: Leading, now: Duration, into actions: inout [Action]) {
-        actions.append(.release(leading.lease))
         demote(leading, .quorumLost, now: now, into: &actions)
+        actions.append(.release(Release(lease: leading.lease, workDeadline: leading.deadline)))
     }
 
     // MARK: Following
@@ -288,8 +326,10 @@ struct ElectorStateMachine {
             following.inFlight = nil
             let (deadline, renewAt) = term(of: lease, sentAt: request.sentAt)
             if now >= deadline {
-                // The answer came too late to act on safely: give the term back and try again.
-                actions.append(.release(lease))
+                // The answer came too late to act on safely. It is not released: the answer may be a renewal of a
+                // term whose work is still stopping (demoted at its deadline), and a release sent now could reach
+                // the store after the next acquire has taken the same term again. That next acquire, soon, either
+                // takes the term again (same holder) or finds it expired.
                 following.failures += 1
                 following.retryAt = now + delay(failures: following.failures)
                 state = .following(following)
@@ -333,8 +373,9 @@ struct ElectorStateMachine {
             // While the change feed works it wakes this candidate when the key is released or expires; polling
             // is only the fallback for a feed that is down.
             following.retryAt = feedHealthy ? nil : now + settings.pollInterval
-            state = .following(following)
             if let retryAt = following.retryAt { wake(at: retryAt, into: &actions) }
+            armCheck(&following, now: now, into: &actions)
+            state = .following(following)
 
         case .acquireFailed(let id, let error):
             guard let request = following.inFlight, request.id == id else { return }
@@ -344,6 +385,38 @@ struct ElectorStateMachine {
 
         case .renewed, .renewLost, .renewFailed:
             // Answers to renews of a term already given up: nothing to act on.
+            state = .following(following)
+
+        case .checked(let id, let info):
+            guard let check = following.check, check.id == id else {
+                state = .following(following)
+                return
+            }
+            following.check = nil
+            following.detached = false
+            if (info == nil) != (following.leader == nil)
+                || (info.map { !$0.isSameTerm(as: following.leader) } ?? false)
+            {
+                following.leader = info
+                actions.append(.leaderChanged(info))
+            }
+            if info == nil, following.inFlight == nil {
+                // The key is free although the feed said nothing: it may have died silently. Campaign now.
+                following.failures = 0
+                sendAcquire(&following, now: now, into: &actions)
+            } else {
+                armCheck(&following, now: now, into: &actions)
+            }
+            state = .following(following)
+
+        case .checkFailed(let id, let error):
+            guard let check = following.check, check.id == id else {
+                state = .following(following)
+                return
+            }
+            following.check = nil
+            actions.append(.storeError(error))
+            retryCheck(&following, now: now, into: &actions)
             state = .following(following)
 
         case .presence, .presenceFailed:
@@ -365,8 +438,9 @@ struct ElectorStateMachine {
                 following.freedDuringRequest = true
             } else if info != nil, following.failures == 0 {
                 // A poll planned while the feed was not yet delivering: the working feed replaces it (a retry
-                // after a store error stays planned).
+                // after a store error stays planned), and a check once per ttl watches the feed itself.
                 following.retryAt = nil
+                armCheck(&following, now: now, into: &actions)
             }
             state = .following(following)
 
@@ -387,6 +461,18 @@ struct ElectorStateMachine {
             }
             if following.inFlight == nil, let retryAt = following.retryAt, now >= retryAt {
                 sendAcquire(&following, now: now, into: &actions)
+            }
+            if let check = following.check, now >= check.sentAt + settings.requestTimeout {
+                following.check = nil
+                actions.append(
+                    .storeError(.timeout("a check of the store got no answer within \(settings.requestTimeout)")))
+                retryCheck(&following, now: now, into: &actions)
+            }
+            if following.inFlight == nil, following.check == nil, let checkAt = following.checkAt, now >= checkAt {
+                let id = takeRequestID()
+                following.checkAt = nil
+                following.check = Request(id: id, sentAt: now)
+                actions.append(.check(id))
             }
             state = .following(following)
             scheduleFollowing(following, into: &actions)
@@ -417,6 +503,7 @@ struct ElectorStateMachine {
         following.inFlight = Request(id: id, sentAt: now)
         following.retryAt = nil
         following.freedDuringRequest = false
+        following.checkAt = nil
         actions.append(.acquire(id))
         wake(at: now + settings.requestTimeout, into: &actions)
     }
@@ -441,6 +528,28 @@ struct ElectorStateMachine {
         } else if let retryAt = following.retryAt {
             wake(at: retryAt, into: &actions)
         }
+        if let check = following.check {
+            wake(at: check.sentAt + settings.requestTimeout, into: &actions)
+        } else if following.inFlight == nil, let checkAt = following.checkAt {
+            wake(at: checkAt, into: &actions)
+        }
+    }
+
+    /// After a failed check: tries again after a backoff, unless an acquire in flight answers the question anyway.
+    private mutating func retryCheck(_ following: inout Following, now: Duration, into actions: inout [Action]) {
+        guard following.inFlight == nil else { return }
+        let checkAt = now + min(delay(failures: 1), settings.ttl)
+        following.checkAt = checkAt
+        wake(at: checkAt, into: &actions)
+    }
+
+    /// While the feed looks healthy and nothing is asked of the store, plans the next check of the store (one read)
+    /// a ttl from now, unless one is planned already.
+    private mutating func armCheck(_ following: inout Following, now: Duration, into actions: inout [Action]) {
+        guard feedHealthy, following.inFlight == nil, following.check == nil, following.checkAt == nil else { return }
+        let checkAt = now + settings.ttl
+        following.checkAt = checkAt
+        wake(at: checkAt, into: &actions)
     }
 
     // MARK: Leading
@@ -468,6 +577,7 @@ struct ElectorStateMachine {
                 demote(leading, .deadlineReached, now: now, into: &actions)
                 return
             }
+            actions.append(.extended(leading.lease))
 
         case .renewLost(let id):
             guard let request = leading.inFlight, request.id == id else { break }
@@ -496,13 +606,14 @@ struct ElectorStateMachine {
                 actions.append(.storeError(.timeout("renew got no answer within \(settings.requestTimeout)")))
             }
 
-        case .acquired, .held, .acquireFailed, .feedLost, .presence, .presenceFailed:
+        case .acquired, .held, .acquireFailed, .feedLost, .presence, .presenceFailed, .checked, .checkFailed:
             break
 
         case .resign, .stop:
+            // Demote first (the work is cancelled); the release follows once the work has returned.
             state = .finished
             actions.append(.demoted(leading.lease, .resigned))
-            actions.append(.finish(release: leading.lease))
+            actions.append(.finish(release: Release(lease: leading.lease, workDeadline: leading.deadline)))
             return
         }
         if leading.inFlight == nil, now >= leading.renewAt {
@@ -564,7 +675,8 @@ struct ElectorStateMachine {
         switch input {
         case .acquired(let id, let lease) where id == request.id:
             state = .finished
-            return [.finish(release: lease)]
+            let deadline = term(of: lease, sentAt: request.sentAt).deadline
+            return [.finish(release: Release(lease: lease, workDeadline: deadline))]
         case .held(let id, _) where id == request.id, .acquireFailed(let id, _) where id == request.id:
             state = .finished
             return [.finish(release: nil)]

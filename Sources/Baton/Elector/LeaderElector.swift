@@ -31,6 +31,14 @@ import Synchronization
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
 /// duration of the call and resigns when the work returns.
 ///
+/// ## Release after work
+/// However a term ends — ``resign()``, graceful shutdown, cancellation, quorum loss — the elector demotes, cancels
+/// the term's ``withLeadership(_:)`` work, waits for that work to *return*, and only then releases the key, so the
+/// next leader never starts while this one's work still runs. Cancellation is cooperative: work that ignores it is
+/// waited for, but never past the term's deadline. Work still running at the deadline is not released at all: the
+/// store's ttl frees the key (a warning is logged and `baton_release_skipped_total` counts it). Work that wants to
+/// stop in time by itself reads ``timeLeft``.
+///
 /// ``events`` may be read by any number of consumers, or by none: delivery never blocks the elector (each
 /// consumer keeps the newest 256 events).
 public final class LeaderElector: Service, Sendable {
@@ -50,6 +58,12 @@ public final class LeaderElector: Service, Sendable {
         var leaderWaiters: [Int: CheckedContinuation<Lease, any Error>] = [:]
         var termWaiters: [Int: TermWaiter] = [:]
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// The deadline of the term led now, on the elector's clock (nil while not leading).
+        var deadline: Duration?
+        /// How many ``withLeadership(_:)`` bodies of each term (by token) are running.
+        var work: [FencingToken: Int] = [:]
+        /// Releases waiting for the work of a term (by token) to return.
+        var workWaiters: [Int: (token: FencingToken, continuation: CheckedContinuation<Bool, Never>)] = [:]
 
         mutating func takeID() -> Int {
             nextID += 1
@@ -142,6 +156,15 @@ public final class LeaderElector: Service, Sendable {
     /// What this elector believes now.
     public var role: ElectorRole { shared.withLock { $0.role } }
 
+    /// The time left in the term this elector leads now, on its clock: until `t0 + ttl − margin`, where `t0` is when
+    /// the last successful acquire or renew was sent. A live value: every successful renew moves it on; nil while
+    /// not leading. Work that must stop before its term can pass to another holder reads it (at worst it has
+    /// `timeLeft` to finish, if no further renew succeeds), rather than a value taken when the term began.
+    public var timeLeft: Duration? {
+        guard let deadline = shared.withLock({ $0.role.isLeader ? $0.deadline : nil }) else { return nil }
+        return max(.zero, deadline - clock.now())
+    }
+
     /// The current leader according to the store (a store call).
     public func currentLeader() async throws -> LeaderInfo? {
         try await store.current(key: key)
@@ -229,7 +252,7 @@ public final class LeaderElector: Service, Sendable {
                 var iterator = inputs.makeAsyncIterator()
                 var actions = machine.start(now: clock.now())
                 while true {
-                    if await perform(actions, in: &group, input: input) { break }
+                    if await perform(actions, deadline: machine.termDeadline, in: &group, input: input) { break }
                     if machine.isFinished { break }
                     if let next = await iterator.next() {
                         actions = machine.handle(next, now: clock.now())
@@ -247,6 +270,7 @@ public final class LeaderElector: Service, Sendable {
             shared.running = false
             shared.input = nil
             shared.role = .detached
+            shared.deadline = nil
             defer {
                 shared.leaderWaiters = [:]
                 shared.termWaiters = [:]
@@ -263,9 +287,10 @@ public final class LeaderElector: Service, Sendable {
         logger.info("stopped campaigning")
     }
 
-    /// Steps down (releasing the key, so the next candidate starts at once) and leaves the election: ``run()``
-    /// returns once the release is confirmed or ``ElectorConfiguration/releaseTimeout`` passed. Work running
-    /// under ``withLeadership(_:)`` is cancelled. A no-op if the elector is not running.
+    /// Steps down and leaves the election: work running under ``withLeadership(_:)`` is cancelled, and once it
+    /// has returned the key is released, so the next candidate starts at once. ``run()`` returns once the release
+    /// is confirmed or ``ElectorConfiguration/releaseTimeout`` passed (work still running at the term's deadline
+    /// is not waited for, and the key is then left to expire). A no-op if the elector is not running.
     public func resign() {
         shared.withLock { $0.input }?.yield(.resign)
     }
@@ -274,7 +299,9 @@ public final class LeaderElector: Service, Sendable {
     ///
     /// Waits until elected, then calls `body` with the lease (pass `lease.token` to the resources the work writes
     /// to). If leadership ends first (the term was lost, the deadline passed without a renew, or the elector
-    /// resigned), `body`'s task is cancelled, and after it returns this throws ``BatonError`` `lost`.
+    /// resigned), `body`'s task is cancelled, and after it returns this throws ``BatonError`` `lost`. A term
+    /// that ends by resignation, shutdown or cancellation is released only after `body` has returned; `body` can
+    /// read ``timeLeft`` to stop in time by itself.
     ///
     /// If ``run()`` is not running, this call campaigns by itself and resigns when `body` returns or throws,
     /// handing the key to the next candidate at once; a ``run()`` started meanwhile waits for that and then
@@ -307,7 +334,9 @@ public final class LeaderElector: Service, Sendable {
     }
 
     private func lead<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
+        // Counted as the term's work from the moment it is handed the lease until the body has returned.
         let lease = try await waitForLeadership()
+        defer { workReturned(lease.token) }
         return try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
             group.addTask { .finished(try await body(lease)) }
             group.addTask { .demoted(await self.waitForDemotion(of: lease)) }
@@ -329,14 +358,18 @@ public final class LeaderElector: Service, Sendable {
         }
     }
 
-    /// Waits until this elector leads and returns the lease.
+    /// Waits until this elector leads and returns the lease, counting the caller as work of that term (see
+    /// ``workReturned(_:)``, which the caller must call once its work has returned).
     func waitForLeadership() async throws -> Lease {
         let id = shared.withLock { $0.takeID() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Lease, any Error>) in
                 let immediate: Result<Lease, any Error>? = shared.withLock { shared in
                     if Task.isCancelled { return .failure(CancellationError()) }
-                    if let lease = shared.role.lease { return .success(lease) }
+                    if let lease = shared.role.lease {
+                        shared.work[lease.token, default: 0] += 1
+                        return .success(lease)
+                    }
                     shared.leaderWaiters[id] = continuation
                     return nil
                 }
@@ -367,9 +400,11 @@ public final class LeaderElector: Service, Sendable {
 
     // MARK: Performing actions
 
-    /// Performs `actions`; returns true when the run is over.
+    /// Performs `actions`; returns true when the run is over. `deadline` is the deadline of the term led after
+    /// them, if any.
     private func perform(
         _ actions: [ElectorStateMachine.Action],
+        deadline: Duration?,
         in group: inout DiscardingTaskGroup,
         input: AsyncStream<Input>.Continuation
     ) async -> Bool {
@@ -379,15 +414,17 @@ public final class LeaderElector: Service, Sendable {
                 group.addTask { await self.sendAcquire(id, into: input) }
             case .renew(let id, let lease):
                 group.addTask { await self.sendRenew(id, lease, into: input) }
-            case .release(let lease):
-                group.addTask { try? await self.store.release(lease) }
+            case .release(let release):
+                group.addTask { await self.releaseAfterWork(release) }
             case .schedule(let time):
                 group.addTask {
                     try? await self.clock.sleep(until: time)
                     input.yield(.tick)
                 }
             case .elected(let lease):
-                becameLeader(lease)
+                becameLeader(lease, deadline: deadline)
+            case .extended(let lease):
+                extended(lease, deadline: deadline)
             case .demoted(let lease, let reason):
                 lostLeadership(lease, reason)
             case .leaderChanged(let info):
@@ -396,8 +433,10 @@ public final class LeaderElector: Service, Sendable {
                 storeFailed(error)
             case .checkPresence(let id):
                 group.addTask { await self.checkPresence(id, into: input) }
-            case .finish(let lease):
-                if let lease { await releaseUncancelled(lease) }
+            case .check(let id):
+                group.addTask { await self.check(id, into: input) }
+            case .finish(let release):
+                if let release { await releaseAfterWork(release) }
                 if configuration.quorum != nil { await leavePresence() }
                 return true
             }
@@ -447,6 +486,18 @@ public final class LeaderElector: Service, Sendable {
         input.yield(answer)
     }
 
+    /// Reads the store's current leader of the key for a waiting candidate whose feed looks healthy.
+    private func check(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+        let answer: Input
+        do {
+            answer = .checked(id, try await store.current(key: key))
+        } catch {
+            if Task.isCancelled { return }
+            answer = .checkFailed(id, Self.batonError(error))
+        }
+        input.yield(answer)
+    }
+
     /// Quorum mode: heartbeats this elector into its presence group and counts the live members.
     private func checkPresence(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
         let group = configuration.presenceGroup ?? key
@@ -490,6 +541,64 @@ public final class LeaderElector: Service, Sendable {
         }
     }
 
+    // MARK: Release after work
+
+    /// The work of the term `token` handed to a ``withLeadership(_:)`` body has returned.
+    private func workReturned(_ token: FencingToken) {
+        let waiters = shared.withLock { shared -> [CheckedContinuation<Bool, Never>] in
+            let left = (shared.work[token] ?? 1) - 1
+            shared.work[token] = left > 0 ? left : nil
+            guard left <= 0 else { return [] }
+            let ready = shared.workWaiters.filter { $0.value.token == token }
+            for id in ready.keys { shared.workWaiters[id] = nil }
+            return ready.values.map(\.continuation)
+        }
+        for waiter in waiters { waiter.resume(returning: true) }
+    }
+
+    /// Waits, even if the calling task is cancelled, until no work of the term `token` runs (true) or the
+    /// elector's clock reaches `deadline` first (false).
+    private func waitForWork(of token: FencingToken, until deadline: Duration) async -> Bool {
+        let id = shared.withLock { $0.takeID() }
+        let clock = self.clock
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let idle = shared.withLock { shared in
+                if shared.work[token] == nil { return true }
+                shared.workWaiters[id] = (token, continuation)
+                return false
+            }
+            if idle {
+                continuation.resume(returning: true)
+                return
+            }
+            // Unstructured on purpose: the wait must not end with the caller's cancellation, only with the work or
+            // at the deadline.
+            Task { [weak self] in
+                try? await clock.sleep(until: deadline)
+                self?.shared.withLock { $0.workWaiters.removeValue(forKey: id) }?.continuation.resume(returning: false)
+            }
+        }
+    }
+
+    /// Releases the term of `release` once its work has returned; if the work is still running at the term's
+    /// deadline, releases nothing (the store's ttl frees the key: a successor may start after it, and the work
+    /// that is still running can only be refused by its fencing token).
+    private func releaseAfterWork(_ release: ElectorStateMachine.Release) async {
+        let token = release.lease.token
+        let busy = shared.withLock { $0.work[token] != nil }
+        if busy {
+            logger.info("waiting for the work to return before releasing", metadata: ["baton.token": "\(token)"])
+        }
+        if await waitForWork(of: token, until: release.workDeadline) {
+            await releaseUncancelled(release.lease)
+        } else {
+            metrics.releaseSkipped.increment()
+            logger.warning(
+                "the work was still running at the term's deadline: not releasing; the key expires after its ttl",
+                metadata: ["baton.token": "\(token)"])
+        }
+    }
+
     /// Releases `lease` even if the calling task is cancelled, waiting at most the release timeout.
     private func releaseUncancelled(_ lease: Lease) async {
         let store = self.store
@@ -528,10 +637,13 @@ public final class LeaderElector: Service, Sendable {
 
     // MARK: Publishing state
 
-    private func becameLeader(_ lease: Lease) {
+    private func becameLeader(_ lease: Lease, deadline: Duration?) {
         let waiters = shared.withLock { shared in
             shared.role = .leader(lease)
+            shared.deadline = deadline
             defer { shared.leaderWaiters = [:] }
+            // Each waiter is handed the lease as work of this term.
+            if !shared.leaderWaiters.isEmpty { shared.work[lease.token, default: 0] += shared.leaderWaiters.count }
             return Array(shared.leaderWaiters.values)
         }
         metrics.isLeader.record(1)
@@ -541,9 +653,18 @@ public final class LeaderElector: Service, Sendable {
         for waiter in waiters { waiter.resume(returning: lease) }
     }
 
+    private func extended(_ lease: Lease, deadline: Duration?) {
+        shared.withLock { shared in
+            shared.role = .leader(lease)
+            shared.deadline = deadline
+        }
+        emit(.renewed(lease))
+    }
+
     private func lostLeadership(_ lease: Lease, _ reason: DemotionReason) {
         let waiters = shared.withLock { shared in
             shared.role = reason == .deadlineReached ? .detached : .follower(of: nil)
+            shared.deadline = nil
             let ended = shared.termWaiters.filter { $0.value.token == lease.token }
             for id in ended.keys { shared.termWaiters[id] = nil }
             return Array(ended.values)

@@ -14,6 +14,8 @@ struct RedisEndpoint: Sendable, CustomStringConvertible {
     var tls: NIOSSLContext?
     var connectTimeout: Duration
     var commandTimeout: Duration
+    /// How a silent connection is detected (see ``RESPChannelHandler/Probe``); nil never probes.
+    var probe: RESPChannelHandler.Probe?
 
     /// `host:port`: what errors and logs name (never credentials).
     var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
@@ -66,7 +68,12 @@ final class RedisConnection: Sendable {
                     }
                     try sync.addHandler(ByteToMessageHandler(RESPDecoder()))
                     try sync.addHandler(
-                        RESPChannelHandler(peer: peer, pushArraysInRESP2: subscriber, onPush: onPush)
+                        RESPChannelHandler(
+                            peer: peer,
+                            pushArraysInRESP2: subscriber,
+                            probe: endpoint.probe,
+                            onPush: onPush
+                        )
                     )
                 }
             }

@@ -36,6 +36,8 @@ struct StatusReporter: Sendable {
             case .elected:
                 failing = false
                 seen = nil
+            case .renewed:
+                failing = false
             case .demoted(let lease, let reason):
                 supervisor.demoted(lease, reason)
             case .storeError(let error):

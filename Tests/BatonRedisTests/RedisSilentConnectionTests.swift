@@ -1,0 +1,32 @@
+import Baton
+import BatonRedis
+import BatonTestKit
+import Testing
+
+/// A waiting candidate's connections die silently (blackholed: no reset, no answer) while the leader crashes:
+/// the candidate notices through its probes and its expiry timer, with keyspace notifications on, and leads.
+@Suite("Redis silent connections")
+struct RedisSilentConnectionTests {
+    @Test("a waiting candidate whose connections were blackholed takes over from a crashed leader within 3 ttl")
+    func blackholedWaiterTakesOver() async throws {
+        guard let url = RedisTestServer.url(), let port = RedisTestServer.port(of: url) else { return }
+        let proxy = try BlackholeProxy(forwardingTo: "127.0.0.1", port: port)
+        defer { proxy.close() }
+        let leaderStore = try RedisLeaseStore(url)
+        let waitingStore = try RedisLeaseStore("redis://127.0.0.1:\(proxy.port)")
+        let ttl = Duration.seconds(2)
+        let outcome = try await SilentConnectionScenario.run(
+            leaderStore: leaderStore,
+            waitingStore: waitingStore,
+            proxy: proxy,
+            ttl: ttl,
+            limit: ttl * 3
+        )
+        #expect(outcome.blackholed > 0)
+        let takeover = outcome.takeover.map { "after \($0)" } ?? "none"
+        print("silent connections: \(outcome.blackholed) blackholed; takeover \(takeover)")
+        #expect(outcome.takeover != nil, "no takeover within \(ttl * 3) of the leader's crash")
+        try await waitingStore.close()
+        try await leaderStore.close()
+    }
+}

@@ -1,0 +1,181 @@
+import Baton
+import BatonTestKit
+import Synchronization
+import Testing
+
+/// Work that ignores cancellation, as a body in the middle of a write does: it runs until the test lets it end.
+final class StubbornWork: Sendable {
+    private struct State {
+        var started = false
+        var finished = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Runs until ``finish()``, whatever happens to the calling task.
+    func run() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { state in
+                state.started = true
+                if !state.finished { state.waiter = continuation }
+                return state.finished
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    var started: Bool { state.withLock { $0.started } }
+
+    func finish() {
+        let waiter = state.withLock { state in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+}
+
+/// However a term ends, the key is released only after the term's work has returned, and never after its deadline;
+/// the work can read its term's deadline as it moves on; a waiting candidate notices a feed that died silently.
+@Suite struct ReleaseAfterWorkTests {
+    let clock = ManualClock()
+    let configuration = ElectorConfiguration(ttl: .seconds(10))  // renew every 3.33 s, margin 1 s
+
+    func makeElector(
+        _ store: any LeaseStore,
+        holder: String,
+        configuration: ElectorConfiguration? = nil
+    ) throws -> LeaderElector {
+        try LeaderElector(
+            store: store, key: "job", holder: holder, configuration: configuration ?? self.configuration,
+            clock: clock, seed: 7)
+    }
+
+    /// Real time in which a release made too early would have gone out (the elector's own steps take
+    /// microseconds). It only gives a wrong release its chance: the assertions after it cannot pass by luck.
+    func windowForAWrongRelease() async {
+        try? await Task.sleep(for: .milliseconds(150))
+    }
+
+    @Test func resignReleasesOnlyAfterTheWorkReturned() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        let elector = try makeElector(store, holder: "a")
+        let log = EventLog(elector)
+        let run = Task { try await elector.run() }
+        await log.waitForElection()
+        let work = StubbornWork()
+        let lead = Task { try await elector.withLeadership { _ in await work.run() } }
+        await eventually("the work started") { work.started }
+
+        elector.resign()
+        await log.waitForDemotion()
+        await windowForAWrongRelease()
+        #expect(store.callCount(.release) == 0, "released while the work still ran")
+        #expect(try await memory.current(key: "job")?.holder == "a")
+
+        work.finish()
+        await eventually("the release once the work returned") { store.callCount(.release) == 1 }
+        // The call is counted when it starts: its effect follows.
+        try await eventually("the key free") { try await memory.current(key: "job") == nil }
+        try await run.value
+        await #expect(throws: BatonError.self) { try await lead.value }
+    }
+
+    @Test func cancellingASelfCampaigningWithLeadershipReleasesAfterTheWork() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        let elector = try makeElector(store, holder: "a")
+        let work = StubbornWork()
+        let lead = Task { try await elector.withLeadership { _ in await work.run() } }
+        await eventually("the work started") { work.started }
+
+        lead.cancel()
+        await windowForAWrongRelease()
+        #expect(store.callCount(.release) == 0, "released while the work still ran")
+        #expect(try await memory.current(key: "job")?.holder == "a")
+
+        work.finish()
+        await eventually("the release once the work returned") { store.callCount(.release) == 1 }
+        // The call is counted when it starts: its effect follows.
+        try await eventually("the key free") { try await memory.current(key: "job") == nil }
+        _ = try? await lead.value
+    }
+
+    @Test func workStillRunningAtTheDeadlineIsNotReleased() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        let elector = try makeElector(store, holder: "a")
+        let log = EventLog(elector)
+        let run = Task { try await elector.run() }
+        await log.waitForElection()
+        let work = StubbornWork()
+        let lead = Task { try await elector.withLeadership { _ in await work.run() } }
+        await eventually("the work started") { work.started }
+
+        elector.resign()
+        await log.waitForDemotion()
+        // The term's deadline (t0 + ttl − margin = 9 s) passes with the work still running: run() ends without a
+        // release, and the key is left to its ttl.
+        clock.advance(by: .seconds(9))
+        try await run.value
+        #expect(store.callCount(.release) == 0)
+        work.finish()
+        _ = try? await lead.value
+        #expect(store.callCount(.release) == 0)
+    }
+
+    @Test func theWorkReadsItsDeadlineAsRenewsMoveIt() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        let elector = try makeElector(memory, holder: "a")
+        let log = EventLog(elector)
+        #expect(elector.timeLeft == nil)
+        let run = Task { try await elector.run() }
+        await log.waitForElection()
+        // Elected by an acquire sent at 0: the deadline is 0 + 10 s − 1 s.
+        #expect(elector.timeLeft == .seconds(9))
+        clock.advance(by: .seconds(2))
+        #expect(elector.timeLeft == .seconds(7))
+        // The renew goes out at 4 s (due at 3.33 s): the deadline moves to 13 s.
+        clock.advance(by: .seconds(2))
+        await log.wait("a renew") { events in events.contains { if case .renewed = $0 { true } else { false } } }
+        #expect(elector.timeLeft == .seconds(9))
+        elector.resign()
+        try await run.value
+        #expect(elector.timeLeft == nil)
+    }
+
+    /// A feed on a connection that died without a reset delivers nothing and reports no error: the waiting
+    /// candidate still reads the store once per ttl, so a crashed leader's expiry is noticed.
+    @Test func aWaitingCandidateNoticesAnExpiryItsSilentFeedMissed() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        // "b" leads and crashes: its term expires at 10 s, and nobody releases it.
+        guard case .acquired = try await memory.acquire(key: "job", holder: "b", ttl: .seconds(10), metadata: nil)
+        else {
+            Issue.record("b was not elected")
+            return
+        }
+        // Polling (the fallback while a feed is down) is far off: only the check can find the expiry in time.
+        let configuration = ElectorConfiguration(ttl: .seconds(10), pollInterval: .seconds(600))
+        let elector = try makeElector(store, holder: "a", configuration: configuration)
+        let log = EventLog(elector)
+        let run = Task { try await elector.run() }
+        await log.wait("a sees b lead") { events in
+            events.contains { if case .leaderChanged(let info) = $0 { info?.holder == "b" } else { false } }
+        }
+        await eventually("the feed delivered") { store.deliveredChangeCount >= 1 }
+        store.silenceChanges(true)
+        // Manual time goes on a second at a time (real time in between lets the elector act on each step).
+        for _ in 0..<40 where log.elections.isEmpty {
+            clock.advance(by: .seconds(1))
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await log.waitForElection()
+        #expect(store.callCount(.current) >= 1)
+        run.cancel()
+        try await run.value
+    }
+}
