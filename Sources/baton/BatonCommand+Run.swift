@@ -190,17 +190,17 @@ extension BatonCommand {
             )
             var logger = Logger(label: "baton.run")
             logger.logLevel = .critical
-            // STAND-IN until the library's LeaderElector.timeLeft and ElectorEvent.renewed are merged.
-            let termClock = TermClockStandIn(store, ttl: timing.ttl, margin: timing.electorMargin)
             let elector = try LeaderElector(
-                store: termClock, key: key, holder: holder, configuration: configuration, logger: logger)
+                store: store, key: key, holder: holder, configuration: configuration, logger: logger)
             let supervisor = RunSupervisor(
                 grace: timing.grace, resignOnLoss: !retry, resign: { elector.resign() },
                 timeLeft: { token in
-                    guard elector.role.lease?.token == token else { return nil }
-                    return termClock.timeLeft(elector.role.lease)
+                    // The term's time left, live; its token checked on both sides of the read.
+                    guard elector.role.lease?.token == token, let left = elector.timeLeft,
+                        elector.role.lease?.token == token
+                    else { return nil }
+                    return left
                 })
-            termClock.whenRenewed { supervisor.renewed($0) }
             let reporter = StatusReporter(key: key, holder: holder, quiet: quiet)
             let signals = StopSignals { supervisor.received($0) }
             defer { signals.cancel() }

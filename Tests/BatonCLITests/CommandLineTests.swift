@@ -1,5 +1,8 @@
 import Foundation
+import Synchronization
 import Testing
+
+@testable import baton
 
 /// Runs the built `baton` executable as a user would.
 @Suite("baton: the executable")
@@ -52,7 +55,7 @@ struct CommandLineTests {
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ChildProcess.forkLock.withLock { _ in try process.run() }
         process.waitUntilExit()
         return Outcome(
             status: process.terminationStatus,

@@ -1,5 +1,8 @@
 import Foundation
+import Synchronization
 import Testing
+
+@testable import baton
 
 #if canImport(Glibc)
 import Glibc
@@ -63,7 +66,7 @@ struct RunCommandTests {
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path("\(name).out")))
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path("\(name).err")))
             process.standardInput = FileHandle.nullDevice
-            try process.run()
+            try ChildProcess.forkLock.withLock { _ in try process.run() }
         }
 
         deinit {
@@ -343,7 +346,7 @@ struct RunCommandTests {
             """,
             scratch.path("baton.db"), scratch.path("locked"),
         ]
-        try locker.run()
+        try ChildProcess.forkLock.withLock { _ in try locker.run() }
         defer { if locker.isRunning { kill(locker.processIdentifier, SIGKILL) } }
         #expect(Self.waitUntil(.seconds(20)) { scratch.exists("locked") })
         let locked = ContinuousClock.now
@@ -434,7 +437,7 @@ struct RunCommandTests {
             """,
             scratch.path("baton.db"), scratch.path("locked"),
         ]
-        try locker.run()
+        try ChildProcess.forkLock.withLock { _ in try locker.run() }
         _ = waitUntil(.seconds(20)) { scratch.exists("locked") }
         return locker
     }

@@ -94,6 +94,12 @@ final class ChildProcess: Sendable {
         var watchdogSignal: Int32?
     }
 
+    /// Held around each fork of a keeper. A keeper never calls exec, so it keeps every descriptor of `baton` not
+    /// marked close-on-exec, as the command should; a process that starts other programs concurrently (the tests
+    /// do, with Foundation's `Process`, whose exit is seen through a socket the child alone must hold) takes this
+    /// lock around each start, so that no keeper is forked in between and holds such a descriptor.
+    static let forkLock = Mutex(())
+
     /// The keeper's process id, also the process group id.
     let pid: pid_t
     private let state = Mutex(State())
@@ -140,8 +146,9 @@ final class ChildProcess: Sendable {
                         // A spare slot for the entry the launch adds.
                         withCStrings(variables, spareSlots: 1) { envp in
                             var failure: Int32 = 0
-                            let pid = baton_prepare(
-                                paths, argv, envp, &status, &lifeline, &go, &report, &watchdog, &failure)
+                            let pid = Self.forkLock.withLock { _ in
+                                baton_prepare(paths, argv, envp, &status, &lifeline, &go, &report, &watchdog, &failure)
+                            }
                             return pid > 0 ? pid : -failure
                         }
                     }
