@@ -9,11 +9,19 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
+#endif
+
+#ifdef CLOCK_BOOTTIME
+#define BATON_CLOCK CLOCK_BOOTTIME
+#else
+#define BATON_CLOCK CLOCK_MONOTONIC
 #endif
 
 /// Writes all of `size` bytes, retrying on EINTR (async-signal-safe).
@@ -131,11 +139,67 @@ static void on_child(int signal_number) { (void)signal_number; }
 /// The environment entry the launch passed (static: the keeper allocates nothing).
 static char launch_entry[BATON_LAUNCH_ENTRY_MAX + 1];
 
-/// The keeper before the launch: waits (every signal blocked) for the launch message on `go` (a length, then that
-/// many bytes of environment entry) and adds the entry to `envp`, whose spare slot is its first NULL. Ends the
-/// keeper, having run nothing, on end of file at `go` before a whole message (the command was abandoned) or at
-/// `lifeline` (`baton` is gone).
-static void await_launch(int go, int lifeline, char **envp) {
+/// The head of the launch message (then `length` bytes of environment entry).
+struct launch_head {
+    int64_t kill_ns;
+    int64_t grace_ns;
+    uint64_t term;
+    uint32_t length;
+    uint32_t reserved;
+};
+
+/// A kill time for the watchdog (see `baton_extend`).
+struct kill_time {
+    uint64_t term;
+    int64_t kill_ns;
+};
+
+/// The watchdog's schedule: SIGTERM to the group at `kill_ns − grace_ns`, SIGKILL at `kill_ns`, on `BATON_CLOCK`.
+struct watchdog {
+    uint64_t term;
+    int64_t kill_ns;
+    int64_t grace_ns;
+    int term_sent;
+};
+
+int64_t baton_boottime_ns(void) {
+    struct timespec now;
+    if (clock_gettime(BATON_CLOCK, &now) != 0) return 0;
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+/// When SIGTERM is due: `kill_ns − grace_ns` (never, without a kill time).
+static int64_t term_due(const struct watchdog *dog) {
+    if (dog->kill_ns == BATON_NO_KILL_TIME) return BATON_NO_KILL_TIME;
+    return dog->kill_ns - dog->grace_ns;
+}
+
+/// Reads every kill time waiting on `watchdog_fd` (non-blocking) and keeps the latest of the watchdog's term, unless
+/// SIGTERM was already sent: a term being ended is not extended. Returns 0, or -1 once the pipe reads end of file
+/// (`baton` closed it, or ended).
+static int read_kill_times(int watchdog_fd, struct watchdog *dog) {
+    struct kill_time times[32];
+    for (;;) {
+        ssize_t count = read(watchdog_fd, times, sizeof times);
+        if (count < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        if (count == 0) return -1;
+        // Every message is written whole (it is shorter than PIPE_BUF), so the pipe holds whole messages only.
+        for (size_t index = 0; index < (size_t)count / sizeof times[0]; index++) {
+            if (times[index].term != dog->term || dog->term_sent) continue;
+            if (times[index].kill_ns > dog->kill_ns) dog->kill_ns = times[index].kill_ns;
+        }
+    }
+}
+
+/// The keeper before the launch: waits (every signal blocked) for the launch message on `go` (see `launch_head`)
+/// and adds the entry to `envp`, whose spare slot is its first NULL. Ends the keeper, having run nothing, on end of
+/// file at `go` before a whole message (the command was abandoned) or at `lifeline` (`baton` is gone), and, having
+/// written `BATON_LAUNCH_REFUSED` to `report`, when the SIGTERM time has already passed — of the launch's kill time
+/// or of a later one of its term already waiting on `watchdog_fd` (sent after the launch, read before deciding).
+static void await_launch(int go, int lifeline, int report, int watchdog_fd, char **envp, struct watchdog *dog) {
     struct pollfd watched[2] = {
         {.fd = go, .events = POLLIN, .revents = 0},
         {.fd = lifeline, .events = POLLIN, .revents = 0},
@@ -144,16 +208,34 @@ static void await_launch(int go, int lifeline, char **envp) {
         if (errno != EINTR) _exit(0);
     }
     if (watched[1].revents != 0 && watched[0].revents == 0) _exit(0);
-    uint32_t length = 0;
-    if (read_fully(go, &length, sizeof length) != sizeof length || length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
-    if (read_fully(go, launch_entry, length) != length) _exit(0);
-    launch_entry[length] = '\0';
+    struct launch_head head;
+    if (read_fully(go, &head, sizeof head) != sizeof head || head.length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
+    if (read_fully(go, launch_entry, head.length) != head.length) _exit(0);
+    launch_entry[head.length] = '\0';
     close(go);
-    if (length > 0) {
+    dog->term = head.term;
+    dog->kill_ns = head.kill_ns;
+    dog->grace_ns = head.grace_ns < 0 ? 0 : head.grace_ns;
+    fcntl(watchdog_fd, F_SETFL, fcntl(watchdog_fd, F_GETFL) | O_NONBLOCK);
+    read_kill_times(watchdog_fd, dog);
+    // The term may already be over: its SIGTERM time has passed (the launch waited in the pipe, or `baton` was
+    // stopped or starved between reading the deadline and writing). Nothing may start then.
+    if (dog->kill_ns != BATON_NO_KILL_TIME && baton_boottime_ns() >= term_due(dog)) {
+        int refused = BATON_LAUNCH_REFUSED;
+        write_fully(report, &refused, sizeof refused);
+        _exit(0);
+    }
+    if (head.length > 0) {
         size_t slot = 0;
         while (envp[slot] != NULL) slot++;
         envp[slot] = launch_entry;
     }
+}
+
+/// Sends `signal` to the group, and to the command itself while it runs (it may have left the group).
+static void signal_all(pid_t group, pid_t command, int command_running, int signal_number) {
+    if (command_running && getpgid(command) != group) kill(command, signal_number);
+    kill(-group, signal_number);
 }
 
 /// The keeper: the process `baton` forks. It never calls exec, so, forked from a process with threads, it calls
@@ -162,27 +244,37 @@ static void await_launch(int go, int lifeline, char **envp) {
 /// It leads the process group and waits for the launch (see `await_launch`). Then it starts the command in its
 /// group with `vfork`: the command's process shares the keeper's memory until its exec, so nothing of `baton`'s
 /// address space is copied or torn down on the way, and the exec's outcome comes back through memory; the keeper
-/// passes it on through `report` and closes it. Then it waits for two things: the command ending (its raw wait
-/// status goes to `status`, with whether the group is empty by then) and `lifeline` reading end of file, which
-/// happens when `baton` ends in any way, also by SIGKILL (only `baton` holds the write end). Then it kills the
-/// whole group with SIGKILL. After the command ended it stays until no other process of the group is left: as a
-/// child subreaper it is the parent of what the command left behind, and reaps it.
+/// passes it on through `report` and closes it. Then it waits for three things: the command ending (its raw wait
+/// status goes to `status`, with whether the group is empty by then), `lifeline` reading end of file, which
+/// happens when `baton` ends in any way, also by SIGKILL (only `baton` holds the write end), and the watchdog's
+/// times. At end of file it kills the whole group with SIGKILL. The watchdog is timed by the keeper alone, on
+/// `BATON_CLOCK` (a timerfd with an absolute expiry, and the wait's own timeout besides): at the kill time less the
+/// grace, SIGTERM (and SIGCONT, so that a stopped group takes it) to the group, at the kill time SIGKILL, unless a
+/// later kill time of the same term arrived on `watchdog_fd` first — whether `baton` runs, is stopped or hangs.
+/// After the command ended it stays until no other process of the group is left: as a child subreaper it is the
+/// parent of what the command left behind, and reaps it; the watchdog goes on timing them.
 ///
 /// Every signal stays blocked here, except SIGCHLD while waiting: signals sent to the group are for the command.
 static void run_keeper(
-    int report, int status, int lifeline, int go, int max_fd, char *const *paths, char *const *argv, char **envp) {
+    int report, int status, int lifeline, int go, int watchdog_fd, int max_fd, char *const *paths, char *const *argv,
+    char **envp) {
     setpgid(0, 0);
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     reset_signal_dispositions();
-    const int keep[] = {report, status, lifeline, go};
-    close_cloexec_descriptors(keep, 4, max_fd);
+    const int keep[] = {report, status, lifeline, go, watchdog_fd};
+    close_cloexec_descriptors(keep, 5, max_fd);
 #ifdef __linux__
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "baton keeper");
 #endif
-    await_launch(go, lifeline, envp);
+    struct watchdog dog = {.term = 0, .kill_ns = BATON_NO_KILL_TIME, .grace_ns = 0, .term_sent = 0};
+    await_launch(go, lifeline, report, watchdog_fd, envp, &dog);
+    int timer = -1;
+#ifdef __linux__
+    timer = timerfd_create(BATON_CLOCK, TFD_CLOEXEC | TFD_NONBLOCK);
+#endif
 
     struct sigaction child_action;
     memset(&child_action, 0, sizeof child_action);
@@ -214,6 +306,8 @@ static void run_keeper(
 
     pid_t group = getpid();
     int reported = 0;
+    int armed_for = -1;  // which time the timer is armed for: 0 SIGTERM, 1 SIGKILL, -1 none (no kill time)
+    int64_t armed_at = 0;
     sigset_t waiting;
     sigfillset(&waiting);
     sigdelset(&waiting, SIGCHLD);
@@ -231,22 +325,82 @@ static void run_keeper(
         // re-parented here).
         int group_empty = waitpid(-group, &wait_status, WNOHANG) < 0 && errno == ECHILD;
         if (command_ended) {
-            // The command's end, and whether it left anything behind: `baton` goes on at once when it did not.
-            int message[2] = {command_status, group_empty};
+            // The command's end, whether it left anything behind (`baton` goes on at once when it did not), and
+            // the last signal the watchdog sent.
+            int message[3] = {command_status, group_empty, dog.term_sent ? SIGTERM : 0};
             write_fully(status, message, sizeof message);
             close(status);
             reported = 1;
         }
         if (reported && group_empty) _exit(0);
-        struct pollfd watched = {.fd = lifeline, .events = POLLIN, .revents = 0};
+
+        if (watchdog_fd >= 0 && read_kill_times(watchdog_fd, &dog) < 0) {
+            close(watchdog_fd);
+            watchdog_fd = -1;
+        }
+        int64_t now = baton_boottime_ns();
+        if (!dog.term_sent && now >= term_due(&dog)) {
+            dog.term_sent = 1;
+            signal_all(group, command, !reported, SIGTERM);
+            // A stopped process takes SIGTERM only once continued.
+            signal_all(group, command, !reported, SIGCONT);
+        }
+        if (dog.kill_ns != BATON_NO_KILL_TIME && now >= dog.kill_ns) {
+            // SIGKILL to the group reaches the keeper as well (it cannot be blocked), so the keeper reports first
+            // what it does: the command's end by SIGKILL, sent now, not waited for. Once the keeper is gone,
+            // `baton` (a subreaper) is the parent of what is left, and waits until nothing of the group is.
+            if (!reported) {
+                int message[3] = {SIGKILL, 0, SIGKILL};  // the raw wait status of a process ended by SIGKILL
+                write_fully(status, message, sizeof message);
+                kill(command, SIGKILL);  // also if the command left the group
+            }
+            kill(-group, SIGKILL);
+            _exit(128 + SIGKILL);
+        }
+        int next_for = !dog.term_sent ? 0 : 1;
+        int64_t next = next_for == 0 ? term_due(&dog) : next_for == 1 ? dog.kill_ns : BATON_NO_KILL_TIME;
+        if (next == BATON_NO_KILL_TIME) next_for = -1;
+#ifdef __linux__
+        if (timer >= 0 && (next_for != armed_for || (next_for >= 0 && next != armed_at))) {
+            struct itimerspec expiry;
+            memset(&expiry, 0, sizeof expiry);
+            if (next_for >= 0) {
+                expiry.it_value.tv_sec = (time_t)(next / 1000000000);
+                expiry.it_value.tv_nsec = (long)(next % 1000000000);
+            }
+            timerfd_settime(timer, TFD_TIMER_ABSTIME, &expiry, NULL);
+            armed_for = next_for;
+            armed_at = next;
+        }
+#endif
+        // The wait's own timeout as well: relative, so on a clock that may stop while the machine sleeps, but
+        // the timer above is not.
+        struct timespec timeout;
+        struct timespec *timeout_pointer = NULL;
+        if (next_for >= 0) {
+            int64_t left = next - now;
+            if (left < 0) left = 0;
+            timeout.tv_sec = (time_t)(left / 1000000000);
+            timeout.tv_nsec = (long)(left % 1000000000);
+            timeout_pointer = &timeout;
+        }
+        struct pollfd watched[3] = {
+            {.fd = lifeline, .events = POLLIN, .revents = 0},
+            {.fd = watchdog_fd, .events = POLLIN, .revents = 0},
+            {.fd = timer, .events = POLLIN, .revents = 0},
+        };
         // SIGCHLD is blocked between the waitpid above and here, and unblocked atomically while waiting: a child
-        // that ends in between interrupts the wait.
-        int ready = ppoll(&watched, 1, NULL, &waiting);
-        if (ready > 0) {
+        // that ends in between interrupts the wait. (A negative descriptor is not watched.)
+        int ready = ppoll(watched, 3, timeout_pointer, &waiting);
+        if (ready > 0 && watched[0].revents != 0) {
             // End of file (or an error): `baton` is gone. Nothing of the group may outlive it.
             if (!reported) kill(command, SIGKILL);  // also if the command left the group
             kill(-group, SIGKILL);
             _exit(128 + SIGKILL);
+        }
+        if (ready > 0 && watched[2].revents != 0) {
+            uint64_t expirations;
+            while (read(timer, &expirations, sizeof expirations) < 0 && errno == EINTR) {}
         }
     }
 }
@@ -261,16 +415,16 @@ static void close_pipes(int pipes[][2], int count) {
 
 pid_t baton_prepare(
     char *const *paths, char *const *argv, char **envp, int *status_out, int *lifeline_out, int *go_out,
-    int *report_out, int *error_out) {
-    int pipes[4][2];
-    for (int index = 0; index < 4; index++) {
+    int *report_out, int *watchdog_out, int *error_out) {
+    int pipes[5][2];
+    for (int index = 0; index < 5; index++) {
         if (pipe2(pipes[index], O_CLOEXEC) != 0) {
             *error_out = errno;
             close_pipes(pipes, index);
             return -1;
         }
     }
-    int *report = pipes[0], *status = pipes[1], *lifeline = pipes[2], *go = pipes[3];
+    int *report = pipes[0], *status = pipes[1], *lifeline = pipes[2], *go = pipes[3], *watchdog = pipes[4];
     struct rlimit limit;
     int max_fd = 65536;
     if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t)max_fd) {
@@ -282,47 +436,44 @@ pid_t baton_prepare(
         close(status[0]);
         close(lifeline[1]);
         close(go[1]);
-        run_keeper(report[1], status[1], lifeline[0], go[0], max_fd, paths, argv, envp);
+        close(watchdog[1]);
+        run_keeper(report[1], status[1], lifeline[0], go[0], watchdog[0], max_fd, paths, argv, envp);
     }
     int fork_error = errno;
     if (pid < 0) {
         *error_out = fork_error;
-        close_pipes(pipes, 4);
+        close_pipes(pipes, 5);
         return -1;
     }
     close(report[1]);
     close(status[1]);
     close(lifeline[0]);
     close(go[0]);
+    close(watchdog[0]);
+    // A kill time that does not fit (the keeper is stopped with a full pipe) is dropped, never waited for: the
+    // keeper then acts on an earlier one.
+    fcntl(watchdog[1], F_SETFL, fcntl(watchdog[1], F_GETFL) | O_NONBLOCK);
     // Also here, so that the group exists before this returns whichever process runs first.
     setpgid(pid, pid);
     *status_out = status[0];
     *lifeline_out = lifeline[1];
     *go_out = go[1];
     *report_out = report[0];
+    *watchdog_out = watchdog[1];
     return pid;
 }
 
-int baton_launch(int go, const char *entry) {
-    size_t length = strlen(entry);
-    if (length > BATON_LAUNCH_ENTRY_MAX) {
-        close(go);
-        return E2BIG;
-    }
-    char message[sizeof(uint32_t) + BATON_LAUNCH_ENTRY_MAX];
-    uint32_t prefix = (uint32_t)length;
-    memcpy(message, &prefix, sizeof prefix);
-    memcpy(message + sizeof prefix, entry, length);
-    // A write to a pipe whose reader is gone raises SIGPIPE: block it on this thread for the write, and take a
-    // SIGPIPE this write raised before unblocking.
+/// Writes `size` bytes to the pipe `fd` with SIGPIPE blocked on this thread (a SIGPIPE the write raised is taken
+/// before unblocking); returns 0 or the errno of the failed write (EPIPE: the reader is gone).
+static int write_to_pipe(int fd, const void *buffer, size_t size) {
     sigset_t pipe_signal, previous;
     sigemptyset(&pipe_signal);
     sigaddset(&pipe_signal, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous);
     int failure = 0;
-    size_t size = sizeof prefix + length;
+    const char *bytes = buffer;
     for (size_t sent = 0; sent < size;) {
-        ssize_t written = write(go, message + sent, size - sent);
+        ssize_t written = write(fd, bytes + sent, size - sent);
         if (written < 0) {
             if (errno == EINTR) continue;
             failure = errno;
@@ -335,8 +486,28 @@ int baton_launch(int go, const char *entry) {
         sigtimedwait(&pipe_signal, NULL, &now);
     }
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    return failure;
+}
+
+int baton_launch(int go, const char *entry, int64_t kill_ns, int64_t grace_ns, uint64_t term) {
+    size_t length = strlen(entry);
+    if (length > BATON_LAUNCH_ENTRY_MAX) {
+        close(go);
+        return E2BIG;
+    }
+    char message[sizeof(struct launch_head) + BATON_LAUNCH_ENTRY_MAX];
+    struct launch_head head = {
+        .kill_ns = kill_ns, .grace_ns = grace_ns, .term = term, .length = (uint32_t)length, .reserved = 0};
+    memcpy(message, &head, sizeof head);
+    memcpy(message + sizeof head, entry, length);
+    int failure = write_to_pipe(go, message, sizeof head + length);
     close(go);
     return failure;
+}
+
+int baton_extend(int watchdog_fd, uint64_t term, int64_t kill_ns) {
+    struct kill_time message = {.term = term, .kill_ns = kill_ns};
+    return write_to_pipe(watchdog_fd, &message, sizeof message);
 }
 
 int baton_launch_result(int report_fd) {
@@ -344,11 +515,13 @@ int baton_launch_result(int report_fd) {
     return read_fully(report_fd, &failure, sizeof failure) == sizeof failure ? failure : 0;
 }
 
-int baton_command_status(int status_fd, int *group_empty_out) {
-    int message[2] = {0, 0};
+int baton_command_status(int status_fd, int *group_empty_out, int *watchdog_signal_out) {
+    int message[3] = {0, 0, 0};
     *group_empty_out = 0;
+    *watchdog_signal_out = 0;
     if (read_fully(status_fd, message, sizeof message) != sizeof message) return -1;
     *group_empty_out = message[1];
+    *watchdog_signal_out = message[2];
     return message[0];
 }
 

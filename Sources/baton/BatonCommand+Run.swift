@@ -36,6 +36,11 @@ extension BatonCommand {
                 - baton is killed (kill -9): CMD's whole process group gets SIGKILL at once, also what CMD \
                 started in it (a keeper process that leads the group sees baton's end and kills it). A process \
                 that leaves the group (setsid) is out of reach.
+                - baton is stopped or hangs (kill -STOP, a debugger): the keeper is also a watchdog with its own \
+                timer. After each successful renewal baton sends it the term's kill time; the keeper sends the \
+                group SIGTERM and SIGKILL at the times below by itself, before the lease could pass to anyone else.
+                - Ctrl-Z (SIGTSTP, SIGTTIN, SIGTTOU): baton stops CMD's process group (SIGTSTP) and then itself; \
+                SIGCONT continues both. A job stopped past the term's deadline is ended by the watchdog.
 
                 Timing. The safety margin is max(ttl/10, 100ms); the grace defaults to max(ttl/5, 100ms); the \
                 renew interval to min(ttl/3, (ttl - margin - grace)/2). If the last successful renewal was sent \
@@ -168,6 +173,10 @@ extension BatonCommand {
         private enum ChildRun: Sendable {
             /// A stop signal came first.
             case notStarted
+            /// The term of this token was over before the command could start (demoted, or past its deadline).
+            case termOver(FencingToken)
+            /// The command was stopped by its keeper at the term's deadline.
+            case stoppedByKeeper
             /// The command ran and ended.
             case exited(ChildProcess.Exit)
         }
@@ -183,10 +192,20 @@ extension BatonCommand {
             logger.logLevel = .critical
             let elector = try LeaderElector(
                 store: store, key: key, holder: holder, configuration: configuration, logger: logger)
-            let supervisor = RunSupervisor(grace: timing.grace, resignOnLoss: !retry) { elector.resign() }
+            let supervisor = RunSupervisor(
+                grace: timing.grace, resignOnLoss: !retry, resign: { elector.resign() },
+                timeLeft: { token in
+                    // The term's time left, live; its token checked on both sides of the read.
+                    guard elector.role.lease?.token == token, let left = elector.timeLeft,
+                        elector.role.lease?.token == token
+                    else { return nil }
+                    return left
+                })
             let reporter = StatusReporter(key: key, holder: holder, quiet: quiet)
             let signals = StopSignals { supervisor.received($0) }
             defer { signals.cancel() }
+            let jobControl = StopSignals(StopSignals.jobControl) { supervisor.jobControl($0) }
+            defer { jobControl.cancel() }
             let events = elector.events
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await reporter.follow(events, supervisor: supervisor) }
@@ -243,9 +262,20 @@ extension BatonCommand {
                 do {
                     let run = try await elector.withLeadership { lease -> ChildRun in
                         supervisor.elected(lease)
-                        guard !Task.isCancelled, supervisor.beginStarting() else { return .notStarted }
+                        guard !Task.isCancelled else { return .notStarted }
+                        // Decided under the supervisor's lock, with the term's kill time read last: no launch for
+                        // a term already over. The keeper refuses it too if its SIGTERM time passes on the way.
+                        let written: Int32
+                        switch supervisor.launch(child, for: lease, entry: "BATON_TOKEN=\(lease.token)") {
+                        case .stopping: return .notStarted
+                        case .termOver: return .termOver(lease.token)
+                        case .sent(let result): written = result
+                        }
                         do {
-                            try await child.launch(adding: "BATON_TOKEN=\(lease.token)")
+                            if try await child.launchOutcome(written: written) == .refused {
+                                supervisor.finished()
+                                return .termOver(lease.token)
+                            }
                         } catch {
                             supervisor.finished()
                             throw error
@@ -255,9 +285,12 @@ extension BatonCommand {
                         let exit = await withTaskCancellationHandler {
                             await child.exitWithGroup(grace: timing.grace)
                         } onCancel: {
-                            child.stop(SIGTERM, grace: timing.grace)
+                            child.stop(SIGTERM, grace: timing.grace, once: true)
                         }
                         supervisor.finished()
+                        // Stopped by its keeper's watchdog: the term's deadline has passed (`baton` may have been
+                        // stopped until after it), so the term is lost, however the command exited.
+                        if child.watchdogSignal != nil { return .stoppedByKeeper }
                         if !Task.isCancelled {
                             // The command ended by itself or on a stop signal, and nothing of its group is left:
                             // the run is over, so the key goes to the next candidate now, not after the return.
@@ -269,6 +302,17 @@ extension BatonCommand {
                     switch run {
                     case .notStarted:
                         return 128 + (supervisor.stopSignal ?? SIGTERM)
+                    case .termOver(let token):
+                        CommandOutcome.printError(
+                            "lost leadership of \(key) (token \(token)) before \(commandName) could start: the term "
+                                + "ended or its deadline passed first; \(commandName) was not started")
+                        if let signal = supervisor.stopSignal { return 128 + signal }
+                        guard retry else { return CommandOutcome.leadershipLost }
+                        reporter.status("campaigning again for \(key) (--retry)")
+                    case .stoppedByKeeper:
+                        if let status = await reportLoss(supervisor: supervisor, reporter: reporter, timing: timing) {
+                            return status
+                        }
                     case .exited(let exit):
                         return exit.code
                     }
@@ -278,33 +322,50 @@ extension BatonCommand {
                 } catch let error as BatonError where error.code == .lost {
                     // The resign after the command's end can end the term before the work's return is seen.
                     if let exit = supervisor.endedCommand { return exit.code }
-                    let ended = supervisor.lastTerm
-                    let reason: DemotionReason? =
-                        if let ended {
-                            await supervisor.demotionReason(of: ended.token, within: .milliseconds(500))
-                        } else {
-                            nil
-                        }
-                    var message = "lost leadership of \(key)"
-                    if let ended { message += " (token \(ended.token))" }
-                    message += ": \(StatusReporter.explain(reason))"
-                    if let child = ended?.child {
-                        let exit = await child.exit()
-                        message +=
-                            child.wasKilled
-                            ? "; \(commandName) was killed with SIGKILL after the \(RunTiming.format(timing.grace)) grace"
-                            : "; \(commandName) was stopped with SIGTERM (exit status \(exit.code))"
+                    if let status = await reportLoss(supervisor: supervisor, reporter: reporter, timing: timing) {
+                        return status
                     }
-                    CommandOutcome.printError(message)
-                    if let signal = supervisor.stopSignal { return 128 + signal }
-                    guard retry else { return CommandOutcome.leadershipLost }
-                    reporter.status("campaigning again for \(key) (--retry)")
                 } catch is CancellationError {
                     // The elector left the election because a stop signal arrived while waiting.
                     guard let signal = supervisor.stopSignal else { throw CancellationError() }
                     return 128 + signal
                 }
             }
+        }
+
+        /// Says why the last term was lost and how its command was stopped; returns the exit status, or nil to
+        /// campaign again (--retry).
+        private func reportLoss(
+            supervisor: RunSupervisor,
+            reporter: StatusReporter,
+            timing: RunTiming
+        ) async -> Int32? {
+            let ended = supervisor.lastTerm
+            let reason: DemotionReason? =
+                if let ended {
+                    await supervisor.demotionReason(of: ended.token, within: .milliseconds(500))
+                } else {
+                    nil
+                }
+            var message = "lost leadership of \(key)"
+            if let ended { message += " (token \(ended.token))" }
+            message += ": \(StatusReporter.explain(reason))"
+            if let child = ended?.child, child.launchRefused {
+                message += "; \(commandName) was not started (its keeper refused the launch after the term's deadline)"
+            } else if let child = ended?.child {
+                let exit = await child.exit()
+                let killed = child.wasKilled || child.watchdogSignal == SIGKILL
+                message +=
+                    killed
+                    ? "; \(commandName) was killed with SIGKILL after the \(RunTiming.format(timing.grace)) grace"
+                    : "; \(commandName) was stopped with SIGTERM (exit status \(exit.code))"
+                if child.watchdogSignal != nil { message += " by its keeper at the term's deadline" }
+            }
+            CommandOutcome.printError(message)
+            if let signal = supervisor.stopSignal { return 128 + signal }
+            guard retry else { return CommandOutcome.leadershipLost }
+            reporter.status("campaigning again for \(key) (--retry)")
+            return nil
         }
 
         // MARK: Cron mode
@@ -319,6 +380,8 @@ extension BatonCommand {
             let supervisor = RunSupervisor(grace: grace)
             let signals = StopSignals { supervisor.received($0) }
             defer { signals.cancel() }
+            let jobControl = StopSignals(StopSignals.jobControl) { supervisor.jobControl($0) }
+            defer { jobControl.cancel() }
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 defer { group.cancelAll() }
                 let election = try RoundElection(store: store, system: key, retention: retention)

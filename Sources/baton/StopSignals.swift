@@ -18,6 +18,12 @@ import Darwin
 final class StopSignals {
     private let sources: [any DispatchSourceSignal]
 
+    /// The job-control signals `baton run` handles itself: SIGTSTP (Ctrl-Z), SIGTTIN and SIGTTOU stop the
+    /// command's group and then `baton`; SIGCONT continues the group (see ``RunSupervisor/jobControl(_:)``). Ignored
+    /// by default for the dispatch sources, so a background `baton` writing to a terminal with `tostop` set is not
+    /// stopped by the kernel.
+    static let jobControl = [SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT]
+
     /// Starts handling `signals`; `handler` gets the signal number.
     init(_ signals: [Int32] = [SIGTERM, SIGINT, SIGHUP], handler: @escaping @Sendable (Int32) -> Void) {
         let queue = DispatchQueue(label: "baton.stop-signals")

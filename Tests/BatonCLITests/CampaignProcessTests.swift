@@ -2,6 +2,8 @@ import Foundation
 import Synchronization
 import Testing
 
+@testable import baton
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,7 +47,7 @@ final class RunningBaton: Sendable {
             }
             collected.lines.withLock { $0.append(contentsOf: complete) }
         }
-        try process.run()
+        try ChildProcess.forkLock.withLock { _ in try process.run() }
     }
 
     /// The JSON events printed so far.

@@ -61,12 +61,14 @@ struct ChildProcessTests {
         let child = try await ChildProcess.prepare(
             ["sh", "-c", "printf '%s' \"$BATON_TOKEN:$BATON_KEY\" > '\(output)'"],
             environment: ["PATH": "/usr/bin:/bin", "BATON_KEY": "jobs"])
-        // The keeper waits alone in the group: nothing of the command runs before the launch.
+        // The keeper waits alone in the group: nothing of the command runs before the launch. (It names itself
+        // once forked: wait for that.)
+        #expect(await Self.waitUntil(.seconds(5)) { Self.commandNames(inGroup: child.pid) == ["baton keeper"] })
         let names = Self.commandNames(inGroup: child.pid)
         #expect(names == ["baton keeper"], "the group before the launch: \(names)")
         #expect(!FileManager.default.fileExists(atPath: output))
 
-        try await child.launch(adding: "BATON_TOKEN=42")
+        #expect(try await child.launch(adding: "BATON_TOKEN=42") == .running)
         let exit = await child.exitWithGroup(grace: .seconds(1))
         #expect(exit == ChildProcess.Exit(code: 0, signal: nil))
         #expect(try String(contentsOfFile: output, encoding: .utf8) == "42:jobs")
@@ -79,7 +81,7 @@ struct ChildProcessTests {
         let marker = scratch.path("ran")
         let child = try await ChildProcess.prepare(
             ["sh", "-c", "touch '\(marker)'"], environment: ["PATH": "/usr/bin:/bin"])
-        #expect(Self.commandNames(inGroup: child.pid) == ["baton keeper"])
+        #expect(await Self.waitUntil(.seconds(5)) { Self.commandNames(inGroup: child.pid) == ["baton keeper"] })
         child.abandon()
         // The keeper ends on its own (status 0) without starting anything.
         let exit = await child.exit()
@@ -98,12 +100,87 @@ struct ChildProcessTests {
         for (path, code) in [(scratch.path("missing"), Int32(127)), (notExecutable, Int32(126))] {
             let child = try await ChildProcess.prepare([path], environment: ["PATH": "/usr/bin:/bin"])
             do {
-                try await child.launch()
+                _ = try await child.launch()
                 Issue.record("\(path) was launched")
             } catch {
                 #expect(error.exitCode == code, "\(path): \(error.reason)")
             }
             #expect(await Self.waitUntil(.seconds(5)) { Self.groupIsGone(child.pid) })
         }
+    }
+
+    @Test("a launch whose SIGTERM time has passed is refused by the keeper, and nothing runs")
+    func lateLaunchIsRefused() async throws {
+        let scratch = try Scratch()
+        let marker = scratch.path("ran")
+        let child = try await ChildProcess.prepare(
+            ["sh", "-c", "touch '\(marker)'"], environment: ["PATH": "/usr/bin:/bin"])
+        // The kill time is 50 ms ahead, the grace 100 ms: SIGTERM was due 50 ms ago.
+        let outcome = try await child.launch(
+            term: 7, killAt: BootTime.now + .milliseconds(50), grace: .milliseconds(100))
+        #expect(outcome == .refused)
+        #expect(await Self.waitUntil(.seconds(5)) { Self.groupIsGone(child.pid) })
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        #expect(await child.exit() == ChildProcess.Exit(code: 0, signal: nil))
+    }
+
+    @Test("the keeper alone sends SIGTERM at the kill time less the grace, and SIGKILL at the kill time")
+    func watchdogStopsTheCommand() async throws {
+        let scratch = try Scratch()
+        let term = scratch.path("term")
+        // The command ignores SIGTERM (noting when it came), so only SIGKILL ends it.
+        let child = try await ChildProcess.prepare(
+            ["sh", "-c", "trap 'echo term > \(term)' TERM; while :; do sleep 0.02; done"],
+            environment: ["PATH": "/usr/bin:/bin"])
+        let launched = BootTime.now
+        // Room for a slow launch on a loaded machine: the keeper would refuse one that reaches it after SIGTERM time.
+        let killAt = launched + .milliseconds(2000)
+        #expect(try await child.launch(term: 1, killAt: killAt, grace: .milliseconds(700)) == .running)
+        let exit = await child.exit()
+        let ended = BootTime.now
+        #expect(!child.wasKilled, "the keeper, not baton, was to kill it")
+        // The keeper goes with its group at SIGKILL: what is left of it is re-parented here and reaped.
+        _ = await child.exitWithGroup(grace: .milliseconds(100))
+        #expect(exit == ChildProcess.Exit(code: 128 + SIGKILL, signal: SIGKILL))
+        #expect(child.watchdogSignal == SIGKILL)
+        #expect(FileManager.default.fileExists(atPath: term), "no SIGTERM before the SIGKILL")
+        #expect(ended >= killAt, "killed \(killAt - ended) before the kill time")
+        #expect(ended - killAt < .seconds(3))
+        #expect(await Self.waitUntil(.seconds(5)) { Self.groupIsGone(child.pid) })
+    }
+
+    @Test("a later kill time of the same term moves the watchdog on; an earlier one or another term's does not")
+    func extendMovesTheKillTime() async throws {
+        let child = try await ChildProcess.prepare(["sleep", "30"], environment: ["PATH": "/usr/bin:/bin"])
+        let launched = BootTime.now
+        let first = launched + .milliseconds(2000)
+        #expect(try await child.launch(term: 5, killAt: first, grace: .milliseconds(500)) == .running)
+        #expect(!child.extend(killAt: first + .seconds(10), term: 6), "another term's kill time was sent")
+        #expect(!child.extend(killAt: first - .milliseconds(100), term: 5), "an earlier kill time was sent")
+        let later = launched + .milliseconds(4000)
+        #expect(child.extend(killAt: later, term: 5))
+        #expect(child.keeperKillAt == later)
+        let exit = await child.exit()
+        let ended = BootTime.now
+        // sleep dies of the SIGTERM sent at `later − 500 ms`, well after the first kill time.
+        #expect(exit.signal == SIGTERM)
+        #expect(child.watchdogSignal == SIGTERM)
+        #expect(ended >= later - .milliseconds(500))
+    }
+
+    @Test("on a stop, SIGKILL comes no later than the keeper's kill time, however long the grace")
+    func stopKillsByTheKeepersKillTime() async throws {
+        let child = try await ChildProcess.prepare(
+            ["sh", "-c", "trap '' TERM; while :; do sleep 0.02; done"], environment: ["PATH": "/usr/bin:/bin"])
+        let killAt = BootTime.now + .milliseconds(3000)
+        // The keeper's own SIGTERM comes at `killAt − 1 s`; baton's stop asks for a 10 s grace.
+        #expect(try await child.launch(term: 1, killAt: killAt, grace: .seconds(1)) == .running)
+        let stopped = ContinuousClock.now
+        child.stop(SIGTERM, grace: .seconds(10))
+        let due = try #require(child.killDue)
+        #expect(due - stopped <= .seconds(3), "SIGKILL scheduled \(due - stopped) after the stop")
+        let exit = await child.exit()
+        #expect(exit.signal == SIGKILL)
+        #expect(BootTime.now - killAt < .seconds(3), "SIGKILL came long after the keeper's kill time")
     }
 }

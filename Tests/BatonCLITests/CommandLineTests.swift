@@ -1,5 +1,8 @@
 import Foundation
+import Synchronization
 import Testing
+
+@testable import baton
 
 /// Runs the built `baton` executable as a user would.
 @Suite("baton: the executable")
@@ -37,19 +40,27 @@ struct CommandLineTests {
         processEnvironment["BATON_STORE"] = nil
         processEnvironment.merge(environment) { _, new in new }
         process.environment = processEnvironment
-        let output = Pipe()
-        let errors = Pipe()
+        // Files, not pipes: a keeper that another test of this process forks meanwhile inherits the descriptors
+        // open here that are not close-on-exec, and a pipe's reader would wait for that keeper's end too.
+        let outputFile = directory.appendingPathComponent("stdout")
+        let errorFile = directory.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        let output = try FileHandle(forWritingTo: outputFile)
+        let errors = try FileHandle(forWritingTo: errorFile)
+        defer {
+            try? output.close()
+            try? errors.close()
+        }
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        try ChildProcess.forkLock.withLock { _ in try process.run() }
         process.waitUntilExit()
         return Outcome(
             status: process.terminationStatus,
-            standardOutput: String(decoding: outputData, as: UTF8.self),
-            standardError: String(decoding: errorData, as: UTF8.self)
+            standardOutput: (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "",
+            standardError: (try? String(contentsOf: errorFile, encoding: .utf8)) ?? ""
         )
     }
 

@@ -22,6 +22,12 @@ import Darwin
 /// nor anything it started in its group outlives `baton`. The keeper reports the command's wait status when it
 /// ends, and itself ends once nothing else is left in the group (it reaps what the command left behind).
 ///
+/// The keeper is also the command's watchdog, with a timer of its own on `CLOCK_BOOTTIME` (see ``BootTime``): the
+/// launch passes the term's kill time and the grace, and ``extend(killAt:term:)`` later kill times after each
+/// renewal. At the kill time less the grace the keeper sends the group SIGTERM (and SIGCONT), at the kill time
+/// SIGKILL — whether `baton` runs, is stopped, hangs or starves. A launch whose SIGTERM time has passed when the
+/// keeper reads it is refused (``LaunchOutcome/refused``).
+///
 /// Signals go to the whole group (`kill(-pid, signal)`), so a shell script and the programs it started stop
 /// together; the keeper blocks them. A process that leaves the group (`setsid`, `setpgid`) is out of reach.
 /// `baton` is made a child subreaper, so that processes of the group left when the keeper was killed are
@@ -33,6 +39,14 @@ final class ChildProcess: Sendable {
         var code: Int32
         /// The signal that ended the command, if one did.
         var signal: Int32?
+    }
+
+    /// What came of a launch.
+    enum LaunchOutcome: Sendable, Hashable {
+        /// The command runs.
+        case running
+        /// The keeper refused to start the command: the SIGTERM time of its kill time had passed.
+        case refused
     }
 
     /// Why a command could not be started.
@@ -68,15 +82,34 @@ final class ChildProcess: Sendable {
         var nextKeeperWaiter = 0
         /// No process of the group is left: from then on no signal is sent, since the id may be reused.
         var groupGone = false
+        /// The write end of the pipe kill times go to the keeper through, until the keeper is reaped.
+        var watchdog: Int32 = -1
+        /// The term the command was launched for.
+        var term: UInt64?
+        /// The latest kill time the keeper was sent; nil before the launch and for a command without one.
+        var keeperKillAt: BootTime?
+        /// The grace the keeper was given.
+        var keeperGrace: Duration = .zero
+        /// The last signal the keeper's watchdog had sent when the command ended (SIGTERM or SIGKILL), if any.
+        var watchdogSignal: Int32?
     }
+
+    /// Held around each fork of a keeper. A keeper never calls exec, so it keeps every descriptor of `baton` not
+    /// marked close-on-exec, as the command should; a process that starts other programs concurrently (the tests
+    /// do, with Foundation's `Process`, whose exit is seen through a socket the child alone must hold) takes this
+    /// lock around each start, so that no keeper is forked in between and holds such a descriptor.
+    static let forkLock = Mutex(())
 
     /// The keeper's process id, also the process group id.
     let pid: pid_t
     private let state = Mutex(State())
 
-    private init(pid: pid_t, go: Int32) {
+    private init(pid: pid_t, go: Int32, watchdog: Int32) {
         self.pid = pid
-        state.withLock { $0.go = go }
+        state.withLock { state in
+            state.go = go
+            state.watchdog = watchdog
+        }
     }
 
     /// Starts `command` (`command[0]` is looked up in `PATH` unless it contains a slash) with `environment`.
@@ -85,7 +118,7 @@ final class ChildProcess: Sendable {
     /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable) or fork failed.
     static func spawn(_ command: [String], environment: [String: String]) async throws(SpawnError) -> ChildProcess {
         let child = try await prepare(command, environment: environment)
-        try await child.launch()
+        _ = try await child.launch()
         return child
     }
 
@@ -107,13 +140,15 @@ final class ChildProcess: Sendable {
                 var lifeline: Int32 = -1
                 var go: Int32 = -1
                 var report: Int32 = -1
+                var watchdog: Int32 = -1
                 let pid = withCStrings(paths) { paths in
                     withCStrings(command) { argv in
                         // A spare slot for the entry the launch adds.
                         withCStrings(variables, spareSlots: 1) { envp in
                             var failure: Int32 = 0
-                            let pid = baton_prepare(
-                                paths, argv, envp, &status, &lifeline, &go, &report, &failure)
+                            let pid = Self.forkLock.withLock { _ in
+                                baton_prepare(paths, argv, envp, &status, &lifeline, &go, &report, &watchdog, &failure)
+                            }
                             return pid > 0 ? pid : -failure
                         }
                     }
@@ -122,15 +157,18 @@ final class ChildProcess: Sendable {
                     continuation.resume(returning: .failure(SpawnError(errorNumber: -pid)))
                     return
                 }
-                let child = ChildProcess(pid: pid, go: go)
+                let child = ChildProcess(pid: pid, go: go, watchdog: watchdog)
                 continuation.resume(returning: .success(child))
-                child.launched(baton_launch_result(report))
+                child.recordLaunchResult(baton_launch_result(report))
                 close(report)
                 var groupEmpty: Int32 = 0
-                let commandStatus = baton_command_status(status, &groupEmpty)
+                var watchdogSignal: Int32 = 0
+                let commandStatus = baton_command_status(status, &groupEmpty, &watchdogSignal)
                 close(status)
                 if commandStatus >= 0 {
-                    child.reaped(commandStatus, groupEmpty: groupEmpty != 0)
+                    child.reaped(
+                        commandStatus, groupEmpty: groupEmpty != 0,
+                        watchdogSignal: watchdogSignal == 0 ? nil : watchdogSignal)
                     _ = baton_wait(pid)
                 } else {
                     // The keeper was killed before the command's end reached it: the group went with it.
@@ -158,13 +196,39 @@ final class ChildProcess: Sendable {
     // MARK: Launching
 
     /// Executes the prepared command, adding `entry` (`NAME=value`, at most 255 bytes) to its environment, and
-    /// returns once it runs.
+    /// returns once it runs, or was refused.
+    ///
+    /// - Parameters:
+    ///   - term: the term the command runs in; ``extend(killAt:term:)`` must name it.
+    ///   - killAt: when the keeper kills the group with SIGKILL (after SIGTERM `grace` earlier) unless a later kill
+    ///     time arrives first; nil for none. The keeper refuses the launch if `killAt − grace` has passed when it
+    ///     reads it.
     /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable), or the keeper
     ///   is gone.
-    func launch(adding entry: String = "") async throws(SpawnError) {
+    func launch(
+        adding entry: String = "", term: UInt64 = 0, killAt: BootTime? = nil, grace: Duration = .zero
+    ) async throws(SpawnError) -> LaunchOutcome {
+        let written = sendLaunch(adding: entry, term: term, killAt: killAt, grace: grace)
+        return try await launchOutcome(written: written)
+    }
+
+    /// Writes the launch (see ``launch(adding:term:killAt:grace:)``) and returns at once: 0, or the errno of the
+    /// failed write. ``launchOutcome(written:)`` then waits for the keeper's answer. Does not block, so it can be
+    /// called under a lock.
+    func sendLaunch(adding entry: String, term: UInt64, killAt: BootTime?, grace: Duration) -> Int32 {
         let go = takeLaunchPipe()
         precondition(go >= 0, "a command is launched once, and not after it was abandoned")
-        let written = baton_launch(go, entry)
+        state.withLock { state in
+            state.term = term
+            state.keeperKillAt = killAt
+            state.keeperGrace = grace
+        }
+        return baton_launch(go, entry, killAt?.nanoseconds ?? Int64.max, grace.batonNanoseconds, term)
+    }
+
+    /// Waits for the keeper's answer to the launch ``sendLaunch(adding:term:killAt:grace:)`` wrote (`written`:
+    /// what it returned).
+    func launchOutcome(written: Int32) async throws(SpawnError) -> LaunchOutcome {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
             let known = state.withLock { state -> Int32? in
                 if let result = state.launchResult { return result }
@@ -173,10 +237,37 @@ final class ChildProcess: Sendable {
             }
             if let known { continuation.resume(returning: known) }
         }
+        if result == BATON_LAUNCH_REFUSED { return .refused }
         if result != 0 { throw SpawnError(errorNumber: result) }
         // The write failed but no exec error came back: the keeper was gone before the launch.
         if written != 0 { throw SpawnError(errorNumber: written) }
+        return .running
     }
+
+    /// Moves the keeper's kill time of the command's term `term` on to `killAt` (SIGTERM `grace` earlier, the
+    /// grace of the launch). Only ever later: a kill time earlier than the last one sent, of another term, or sent
+    /// once the SIGTERM time of the last one has passed (the keeper may have sent it) is not sent. Returns whether
+    /// it was sent. Never blocks (a keeper that does not read keeps the kill time it has).
+    @discardableResult
+    func extend(killAt: BootTime, term: UInt64) -> Bool {
+        state.withLock { state in
+            guard state.watchdog >= 0, state.term == term, let current = state.keeperKillAt, killAt > current,
+                BootTime.now < current - state.keeperGrace
+            else { return false }
+            guard baton_extend(state.watchdog, term, killAt.nanoseconds) == 0 else { return false }
+            state.keeperKillAt = killAt
+            return true
+        }
+    }
+
+    /// Whether the keeper refused the launch (see ``LaunchOutcome/refused``): the command never ran.
+    var launchRefused: Bool { state.withLock { $0.launchResult == BATON_LAUNCH_REFUSED } }
+
+    /// The latest kill time the keeper was sent, if any.
+    var keeperKillAt: BootTime? { state.withLock { $0.keeperKillAt } }
+
+    /// The last signal the keeper's watchdog had sent when the command ended (SIGTERM or SIGKILL), if any.
+    var watchdogSignal: Int32? { state.withLock { $0.watchdogSignal } }
 
     /// Gives up a prepared command that was not launched: the keeper ends without running anything. A no-op after
     /// the launch.
@@ -193,7 +284,7 @@ final class ChildProcess: Sendable {
         }
     }
 
-    private func launched(_ result: Int32) {
+    private func recordLaunchResult(_ result: Int32) {
         let waiters = state.withLock { state in
             state.launchResult = result
             defer { state.launchWaiters = [] }
@@ -264,6 +355,9 @@ final class ChildProcess: Sendable {
     private func keeperReaped() {
         let waiters = state.withLock { state in
             state.keeperReaped = true
+            // Under the lock: ``extend(killAt:term:)`` writes to it under the lock, and the number may be reused.
+            if state.watchdog >= 0 { close(state.watchdog) }
+            state.watchdog = -1
             defer { state.keeperWaiters = [:] }
             return Array(state.keeperWaiters.values)
         }
@@ -293,7 +387,7 @@ final class ChildProcess: Sendable {
 
     /// The command ended with wait status `status`; `groupEmpty`: the keeper found nothing else of the group left
     /// (and ends itself), so no signal is sent to the group from now on.
-    private func reaped(_ status: Int32, groupEmpty: Bool = false) {
+    private func reaped(_ status: Int32, groupEmpty: Bool = false, watchdogSignal: Int32? = nil) {
         let exit =
             status < 0
             ? Exit(code: 1, signal: nil)
@@ -301,6 +395,7 @@ final class ChildProcess: Sendable {
                 code: baton_exit_code(status), signal: baton_term_signal(status) == 0 ? nil : baton_term_signal(status))
         let waiters = state.withLock { state in
             if groupEmpty { state.groupGone = true }
+            state.watchdogSignal = watchdogSignal
             state.exit = exit
             defer { state.exitWaiters = [] }
             return state.exitWaiters
@@ -316,24 +411,47 @@ final class ChildProcess: Sendable {
     /// Whether SIGKILL was sent.
     var wasKilled: Bool { state.withLock { $0.killed } }
 
+    /// When SIGKILL is due, once a stop was asked for.
+    var killDue: ContinuousClock.Instant? { state.withLock { $0.killAt } }
+
     /// Sends `signal` to the whole group now, and SIGKILL to it `grace` later unless an earlier SIGKILL is already
-    /// due. Safe to call from any thread (a cancellation handler, a signal handler's task) any number of times.
-    func stop(_ signal: Int32, grace: Duration) {
-        let killAt = ContinuousClock.now + grace
-        let (send, schedule) = state.withLock { state -> (Bool, Bool) in
-            if state.killed || state.groupGone { return (false, false) }
+    /// due — and never later than the keeper's kill time: a term's command is killed by its absolute deadline, not
+    /// by when the stop began. Safe to call from any thread (a cancellation handler, a signal handler's task) any
+    /// number of times.
+    ///
+    /// - Parameter once: send `signal` only if no stop began before (a term's end is seen both by the cancellation of
+    ///   its work and by the elector's event; the command gets one SIGTERM for it). SIGKILL is scheduled either way.
+    func stop(_ signal: Int32, grace: Duration, once: Bool = false) {
+        let now = ContinuousClock.now
+        let bootNow = BootTime.now
+        let (send, delay) = state.withLock { state -> (Bool, Duration?) in
+            if state.killed || state.groupGone { return (false, nil) }
+            let send = !once || state.stopSignal == nil
             if state.stopSignal == nil { state.stopSignal = signal }
-            if let due = state.killAt, due <= killAt { return (true, false) }
+            var delay = grace
+            if let keeperKillAt = state.keeperKillAt { delay = max(.zero, min(delay, keeperKillAt - bootNow)) }
+            let killAt = now + delay
+            if let due = state.killAt, due <= killAt { return (send, nil) }
             state.killAt = killAt
-            return (true, true)
+            return (send, delay)
         }
         if send { kill(-pid, signal) }
-        if schedule {
-            let milliseconds = Int(max(0, grace.batonMilliseconds))
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { [self] in
+        if let delay {
+            if delay <= .zero {
+                killNow()
+                return
+            }
+            let microseconds = Int(max(0, delay.batonNanoseconds / 1000))
+            DispatchQueue.global().asyncAfter(deadline: .now() + .microseconds(microseconds)) { [self] in
                 killNow()
             }
         }
+    }
+
+    /// Sends `signal` to the whole group unless it is gone (job control: SIGTSTP, SIGCONT).
+    func signalGroup(_ signal: Int32) {
+        // While the keeper has not been reaped, the group id is still its own.
+        if !groupIsGone() { kill(-pid, signal) }
     }
 
     /// Sends SIGKILL to the group once (the earliest scheduled kill sends it; later ones find it done).
@@ -345,6 +463,28 @@ final class ChildProcess: Sendable {
         }
         if send { kill(-pid, SIGKILL) }
     }
+}
+
+/// A time on the host's `CLOCK_BOOTTIME`, the clock `baton` and its keeper share (it counts on while the machine
+/// sleeps, as `ContinuousClock` does on Linux).
+struct BootTime: Sendable, Hashable, Comparable {
+    /// Nanoseconds since the clock's origin (the boot).
+    var nanoseconds: Int64
+
+    /// The time now.
+    static var now: BootTime { BootTime(nanoseconds: baton_boottime_ns()) }
+
+    static func < (lhs: BootTime, rhs: BootTime) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+
+    static func + (lhs: BootTime, rhs: Duration) -> BootTime {
+        BootTime(nanoseconds: lhs.nanoseconds + rhs.batonNanoseconds)
+    }
+
+    static func - (lhs: BootTime, rhs: Duration) -> BootTime {
+        BootTime(nanoseconds: lhs.nanoseconds - rhs.batonNanoseconds)
+    }
+
+    static func - (lhs: BootTime, rhs: BootTime) -> Duration { .nanoseconds(lhs.nanoseconds - rhs.nanoseconds) }
 }
 
 /// Calls `body` with a NULL-terminated array of C strings copied from `strings` (followed by `spareSlots` more

@@ -20,11 +20,26 @@ import Darwin
 ///
 /// A signal that arrives before the elector's campaign has started finds nothing to resign; the next event of
 /// the campaign (there is always one: elected, a leader seen, or a store error) repeats the resign.
+///
+/// It also keeps the keeper's watchdog fed: the command is launched with its term's kill time (see
+/// ``launch(_:for:entry:)``), and each renewal moves it on (``renewed(_:)``). The launch is decided under the lock
+/// that demotions take, so a command is never launched for a term already known to be over.
 final class RunSupervisor: Sendable {
     private enum Phase {
         case waiting
         case starting
         case running(ChildProcess)
+    }
+
+    /// What came of ``launch(_:for:entry:)``.
+    enum LaunchDecision {
+        /// A stop signal came first: nothing was launched.
+        case stopping
+        /// The term is over (demoted, or its deadline has passed): nothing was launched.
+        case termOver
+        /// The launch was written to the keeper: 0, or the errno of the failed write (see
+        /// ``ChildProcess/launchOutcome(written:)``).
+        case sent(written: Int32)
     }
 
     private struct State {
@@ -44,20 +59,58 @@ final class RunSupervisor: Sendable {
     let grace: Duration
     private let resignOnLoss: Bool
     private let resign: @Sendable () -> Void
+    private let timeLeft: @Sendable (FencingToken) -> Duration?
     private let state = Mutex(State())
 
     /// - Parameters:
     ///   - resignOnLoss: leave the election as soon as the store refuses a renewal (when `baton` is to exit after
     ///     a loss), so that the elector does not take the key again while the command is being stopped.
     ///   - resign: steps the elector down (nothing in round mode).
-    init(grace: Duration, resignOnLoss: Bool = false, resign: @escaping @Sendable () -> Void = {}) {
+    ///   - timeLeft: the time left until the deadline of the term of a token on the elector's clock, read live; nil
+    ///     when not leading in that term (always nil in round mode, where no term ends).
+    init(
+        grace: Duration,
+        resignOnLoss: Bool = false,
+        resign: @escaping @Sendable () -> Void = {},
+        timeLeft: @escaping @Sendable (FencingToken) -> Duration? = { _ in nil }
+    ) {
         self.grace = grace
         self.resignOnLoss = resignOnLoss
         self.resign = resign
+        self.timeLeft = timeLeft
+    }
+
+    /// The kill time of the term of `token`: the elector's deadline plus the grace, on `CLOCK_BOOTTIME`; nil when
+    /// not leading in that term or past its deadline. The clock is read before the time left, so that the kill time
+    /// errs early.
+    private func killTime(of token: FencingToken) -> BootTime? {
+        let now = BootTime.now
+        guard let left = timeLeft(token), left > .zero else { return nil }
+        return now + left + grace
     }
 
     /// The first stop signal received, if any.
     var stopSignal: Int32? { state.withLock { $0.stopSignal } }
+
+    /// `baton` received a job-control signal: SIGTSTP, SIGTTIN or SIGTTOU stop the command's group (with SIGTSTP,
+    /// which the keeper blocks, so its watchdog keeps running) and then `baton` itself (SIGSTOP); SIGCONT, which
+    /// continued `baton`, continues the group.
+    func jobControl(_ signal: Int32) {
+        let child = state.withLock { state -> ChildProcess? in
+            switch state.phase {
+            case .running(let child): return child
+            // Launched, its exec maybe not yet reported: the command may run already.
+            case .starting: return state.lastTerm?.child
+            case .waiting: return nil
+            }
+        }
+        if signal == SIGCONT {
+            child?.signalGroup(SIGCONT)
+        } else {
+            child?.signalGroup(SIGTSTP)
+            raise(SIGSTOP)
+        }
+    }
 
     /// `baton` received `signal` (SIGTERM, SIGINT or SIGHUP).
     func received(_ signal: Int32) {
@@ -124,14 +177,47 @@ final class RunSupervisor: Sendable {
         }
     }
 
-    /// The command started: a stop signal that arrived while it was being started is forwarded now.
+    /// Launches `child` in the term of `lease` with `entry` in its environment, the term's kill time and the grace,
+    /// unless a stop signal arrived, the term's demotion was seen, or the elector no longer leads or is past its
+    /// deadline — decided under the lock the demotion takes. See ``ChildProcess/sendLaunch(adding:term:killAt:grace:)``.
+    func launch(_ child: ChildProcess, for lease: Lease, entry: String) -> LaunchDecision {
+        state.withLock { state in
+            guard state.stopSignal == nil, case .waiting = state.phase else { return .stopping }
+            if let demotion = state.demotion, demotion.token == lease.token { return .termOver }
+            guard !Task.isCancelled, let killAt = killTime(of: lease.token) else { return .termOver }
+            state.phase = .starting
+            state.lastTerm = (lease.token, child)
+            return .sent(
+                written: child.sendLaunch(
+                    adding: entry, term: UInt64(bitPattern: lease.token), killAt: killAt, grace: grace))
+        }
+    }
+
+    /// The term of `lease` was renewed (or began): the keeper of its command gets the new kill time. Nothing is
+    /// sent for a term whose demotion was seen, or when the elector no longer leads.
+    func renewed(_ lease: Lease) {
+        state.withLock { state in
+            guard let term = state.lastTerm, term.token == lease.token, let child = term.child else { return }
+            if let demotion = state.demotion, demotion.token == lease.token { return }
+            guard let killAt = killTime(of: lease.token) else { return }
+            child.extend(killAt: killAt, term: UInt64(bitPattern: lease.token))
+        }
+    }
+
+    /// The command started: a stop signal that arrived while it was being started is forwarded now, and a
+    /// demotion of its term seen meanwhile stops it.
     func started(_ child: ChildProcess) {
-        let signal = state.withLock { state -> Int32? in
+        let (signal, demoted) = state.withLock { state -> (Int32?, Bool) in
             state.phase = .running(child)
             if state.lastTerm != nil { state.lastTerm?.child = child }
-            return state.stopSignal
+            let demoted = state.demotion != nil && state.demotion?.token == state.lastTerm?.token
+            return (state.stopSignal, demoted)
         }
-        if let signal { child.stop(signal, grace: grace) }
+        if let signal {
+            child.stop(signal, grace: grace)
+        } else if demoted {
+            child.stop(SIGTERM, grace: grace, once: true)
+        }
     }
 
     /// The command is gone (or could not be started).
@@ -157,12 +243,16 @@ final class RunSupervisor: Sendable {
     /// must stay in the store until the command is gone.
     func demoted(_ lease: Lease, _ reason: DemotionReason) {
         if resignOnLoss && reason == .lost { resign() }
-        let waiters = state.withLock { state in
+        let (waiters, child) = state.withLock { state in
             state.demotion = (lease.token, reason)
             let waiting = state.demotionWaiters.filter { $0.value.token == lease.token }
             for id in waiting.keys { state.demotionWaiters[id] = nil }
-            return waiting.values.map(\.continuation)
+            // The term's command is stopped here too, not only by the cancellation of its work.
+            var child: ChildProcess?
+            if case .running(let running) = state.phase, state.lastTerm?.token == lease.token { child = running }
+            return (waiting.values.map(\.continuation), child)
         }
+        child?.stop(SIGTERM, grace: grace, once: true)
         for waiter in waiters { waiter.resume(returning: reason) }
     }
 

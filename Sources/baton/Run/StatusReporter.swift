@@ -36,8 +36,10 @@ struct StatusReporter: Sendable {
             case .elected:
                 failing = false
                 seen = nil
-            case .renewed:
+            case .renewed(let lease):
                 failing = false
+                // The keeper's watchdog gets the term's new kill time.
+                supervisor.renewed(lease)
             case .demoted(let lease, let reason):
                 supervisor.demoted(lease, reason)
             case .storeError(let error):
