@@ -57,6 +57,25 @@ public enum SilentConnectionScenario {
         return try outcome.get()
     }
 
+    /// Runs the scenario at `ttl` with a limit of 3 ttl, closes both stores, prints the takeover time, and returns
+    /// what went wrong: nil if connections were blackholed and the waiting candidate took over in time.
+    public static func check(
+        leaderStore: any LeaseStore,
+        waitingStore: any LeaseStore,
+        proxy: BlackholeProxy,
+        ttl: Duration = .seconds(2)
+    ) async throws -> String? {
+        let outcome = try await run(
+            leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy, ttl: ttl, limit: ttl * 3)
+        try await waitingStore.close()
+        try await leaderStore.close()
+        let takeover = outcome.takeover.map { "after \($0)" } ?? "none"
+        print("silent connections: \(outcome.blackholed) blackholed; takeover \(takeover)")
+        if outcome.blackholed == 0 { return "no connection of the waiting candidate went through the proxy" }
+        if outcome.takeover == nil { return "no takeover within \(ttl * 3) of the leader's crash" }
+        return nil
+    }
+
     /// Blackholes the waiting candidate's connections once it follows the leader, crashes the leader, and waits
     /// for the candidate to lead.
     private static func crash(

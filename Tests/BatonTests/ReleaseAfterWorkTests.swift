@@ -53,13 +53,19 @@ final class StubbornWork: Sendable {
             clock: clock, seed: 7)
     }
 
-    /// Real time in which a release made too early would have gone out (the elector's own steps take
-    /// microseconds). It only gives a wrong release its chance: the assertions after it cannot pass by luck.
-    func windowForAWrongRelease() async {
-        try? await Task.sleep(for: .milliseconds(150))
+    /// An elector "a" running and leading on a memory store behind a fault-injecting wrapper, with stubborn work
+    /// started under ``LeaderElector/withLeadership(_:)``.
+    struct Leading {
+        let memory: MemoryLeaseStore
+        let store: FaultInjectingStore
+        let elector: LeaderElector
+        let log: EventLog
+        let run: Task<Void, any Error>
+        let work: StubbornWork
+        let lead: Task<Void, any Error>
     }
 
-    @Test func resignReleasesOnlyAfterTheWorkReturned() async throws {
+    func leadWithStubbornWork() async throws -> Leading {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
         let elector = try makeElector(store, holder: "a")
@@ -69,7 +75,20 @@ final class StubbornWork: Sendable {
         let work = StubbornWork()
         let lead = Task { try await elector.withLeadership { _ in await work.run() } }
         await eventually("the work started") { work.started }
+        return Leading(memory: memory, store: store, elector: elector, log: log, run: run, work: work, lead: lead)
+    }
 
+    /// Real time in which a release made too early would have gone out (the elector's own steps take
+    /// microseconds). It only gives a wrong release its chance: the assertions after it cannot pass by luck.
+    func windowForAWrongRelease() async {
+        try? await Task.sleep(for: .milliseconds(150))
+    }
+
+    @Test func resignReleasesOnlyAfterTheWorkReturned() async throws {
+        let leading = try await leadWithStubbornWork()
+        let (memory, store, elector, log, run, work, lead) = (
+            leading.memory, leading.store, leading.elector, leading.log, leading.run, leading.work, leading.lead
+        )
         elector.resign()
         await log.waitForDemotion()
         await windowForAWrongRelease()
@@ -105,16 +124,10 @@ final class StubbornWork: Sendable {
     }
 
     @Test func workStillRunningAtTheDeadlineIsNotReleased() async throws {
-        let memory = MemoryLeaseStore(clock: clock)
-        let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
-        let log = EventLog(elector)
-        let run = Task { try await elector.run() }
-        await log.waitForElection()
-        let work = StubbornWork()
-        let lead = Task { try await elector.withLeadership { _ in await work.run() } }
-        await eventually("the work started") { work.started }
-
+        let leading = try await leadWithStubbornWork()
+        let (store, elector, log, run, work, lead) = (
+            leading.store, leading.elector, leading.log, leading.run, leading.work, leading.lead
+        )
         elector.resign()
         await log.waitForDemotion()
         // The term's deadline (t0 + ttl − margin = 9 s) passes with the work still running: run() ends without a

@@ -393,13 +393,7 @@ struct ElectorStateMachine {
                 return
             }
             following.check = nil
-            following.detached = false
-            if (info == nil) != (following.leader == nil)
-                || (info.map { !$0.isSameTerm(as: following.leader) } ?? false)
-            {
-                following.leader = info
-                actions.append(.leaderChanged(info))
-            }
+            note(info, in: &following, into: &actions)
             if info == nil, following.inFlight == nil {
                 // The key is free although the feed said nothing: it may have died silently. Campaign now.
                 following.failures = 0
@@ -424,13 +418,7 @@ struct ElectorStateMachine {
             state = .following(following)
 
         case .observed(let info):
-            following.detached = false
-            if (info == nil) != (following.leader == nil)
-                || (info.map { !$0.isSameTerm(as: following.leader) } ?? false)
-            {
-                following.leader = info
-                actions.append(.leaderChanged(info))
-            }
+            note(info, in: &following, into: &actions)
             if info == nil, following.inFlight == nil {
                 following.failures = 0
                 sendAcquire(&following, now: now, into: &actions)
@@ -490,6 +478,15 @@ struct ElectorStateMachine {
         case .stop:
             state = .finished
             actions.append(.finish(release: nil))
+        }
+    }
+
+    /// A leader seen by the feed or a check: the store is reachable, and a different term is reported.
+    private func note(_ info: LeaderInfo?, in following: inout Following, into actions: inout [Action]) {
+        following.detached = false
+        if (info == nil) != (following.leader == nil) || (info.map { !$0.isSameTerm(as: following.leader) } ?? false) {
+            following.leader = info
+            actions.append(.leaderChanged(info))
         }
     }
 
