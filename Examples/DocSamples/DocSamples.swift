@@ -66,3 +66,16 @@ func quorumConfiguration() -> ElectorConfiguration {
     let configuration = ElectorConfiguration(ttl: .seconds(10), quorum: 2, presenceGroup: "orders-members")
     return configuration
 }
+
+/// GuaranteesAndLimits.md, "The deadline is handed to the work": long work checks the time left in its term.
+func workInBatches(elector: LeaderElector, batches: [[String]]) async throws {
+    try await elector.withLeadership { lease in
+        for batch in batches {
+            guard let left = elector.timeLeft, left > .seconds(2) else { break }  // no time for another batch
+            try await process(batch, fencingToken: lease.token)
+        }
+    }
+}
+
+/// Writes one batch of work to a resource that refuses tokens older than the newest it has seen.
+func process(_ batch: [String], fencingToken: FencingToken) async throws {}
