@@ -309,6 +309,9 @@ extension BatonCommand {
                         if let signal = supervisor.stopSignal { return 128 + signal }
                         guard retry else { return CommandOutcome.leadershipLost }
                         reporter.status("campaigning again for \(key) (--retry)")
+                        // The elector may still hold the term for a moment before its demotion is seen: a short
+                        // pause keeps the next attempt from spinning on it.
+                        try? await Task.sleep(for: .milliseconds(20))
                     case .stoppedByKeeper:
                         if let status = await reportLoss(supervisor: supervisor, reporter: reporter, timing: timing) {
                             return status

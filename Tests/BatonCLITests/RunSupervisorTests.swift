@@ -59,6 +59,32 @@ struct RunSupervisorTests {
         }
     }
 
+    /// After a deadline demotion the elector can take its own term again (same token: the store kept it, e.g. across
+    /// a restart of the store). The old demotion must not refuse every launch in it, or the candidate would hold the
+    /// key and never run the command.
+    @Test("a term held again after its demotion is launched and its kill time moves on")
+    func aTermHeldAgainIsLaunched() async throws {
+        let left = TimeLeft(.seconds(5))
+        let supervisor = Self.supervisor(left: left)
+        let child = try await Self.prepare()
+        supervisor.demoted(Self.lease, DemotionReason.deadlineReached)
+        supervisor.electionReported(Self.lease)
+        supervisor.elected(Self.lease)
+        guard case .sent(let written) = supervisor.launch(child, for: Self.lease, entry: "") else {
+            Issue.record("no launch in the term held again")
+            child.abandon()
+            return
+        }
+        #expect(try await child.launchOutcome(written: written) == .running)
+        supervisor.started(child)
+        let first = try #require(child.keeperKillAt)
+        left.set(.seconds(8))
+        supervisor.renewed(Self.lease)
+        #expect(try #require(child.keeperKillAt) > first + .seconds(2), "the renewal did not move the kill time on")
+        child.stop(SIGTERM, grace: .seconds(1))
+        _ = await child.exitWithGroup(grace: .seconds(1))
+    }
+
     @Test("the launch carries the kill time (deadline + grace) and each renewal moves it on")
     func killTimesFollowTheTerm() async throws {
         let left = TimeLeft(.seconds(5))

@@ -168,6 +168,17 @@ final class RunSupervisor: Sendable {
         state.withLock { $0.lastTerm = (lease.token, nil) }
     }
 
+    /// The elector reported its election in the term of `lease` (an event, in order with its demotions).
+    ///
+    /// A demotion seen earlier for the same token belongs to an earlier hold of that term: the elector can take its
+    /// own term again after a deadline demotion (the store kept it, e.g. across a restart of the store). It no longer
+    /// counts, or no command would ever be launched, nor its kill time moved on, in the term held again.
+    func electionReported(_ lease: Lease) {
+        state.withLock { state in
+            if state.demotion?.token == lease.token { state.demotion = nil }
+        }
+    }
+
     /// Leadership began: returns whether to start the command (false once a stop signal arrived).
     func beginStarting() -> Bool {
         state.withLock { state in

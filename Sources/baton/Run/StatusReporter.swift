@@ -33,9 +33,10 @@ struct StatusReporter: Sendable {
                     seen = (info.holder, info.token, Self.clockTime())
                 }
                 status("waiting: \(key) is held by \(info.holder) (token \(info.token)) since \(seen!.since)")
-            case .elected:
+            case .elected(let lease):
                 failing = false
                 seen = nil
+                supervisor.electionReported(lease)
             case .renewed(let lease):
                 failing = false
                 // The keeper's watchdog gets the term's new kill time.
