@@ -24,9 +24,10 @@ import Synchronization
 ///
 /// ## Running
 /// ``run()`` campaigns until the task is cancelled, ``resign()`` is called or a ServiceLifecycle graceful
-/// shutdown begins; the last two release the key first, so the next candidate starts at once. Cancellation
-/// releases a lease it holds but waits for nothing else. While waiting, the elector follows the store's change
-/// feed, so a release wakes it at once rather than at its next poll.
+/// shutdown begins; all three release a lease they hold once its work has returned (see "Release after work"
+/// below), so the next candidate starts at once. Store requests still in flight when a campaign ends are cancelled,
+/// not waited for. While waiting, the elector follows the store's change feed, so a release wakes it at once rather
+/// than at its next poll, and reads the store once per ttl in case the feed died silently.
 ///
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
 /// duration of the call and resigns when the work returns.
