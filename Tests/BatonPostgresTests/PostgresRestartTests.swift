@@ -71,7 +71,8 @@ import Testing
             try await follower.wait("the leader after the restart") { $0.last??.metadata == "after" }
             try await leaderStore.release(lease)
             try await follower.wait("nil after the release", timeout: .seconds(5)) { $0.last == .some(nil) }
-            let next = try #require(try await otherStore.acquire(key: key, holder: "other", ttl: ttl).lease)
+            let next = try #require(
+                try await otherStore.acquire(key: key, holder: "other", ttl: ttl, metadata: nil).lease)
             #expect(next.token > lease.token)
             try await otherStore.release(next)
         }

@@ -17,7 +17,8 @@ import Testing
         )
         try await using(store) { store in
             let key = unique("tls")
-            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
             let changes = Observations(try store.changes(key: key))
             defer { changes.cancel() }
             try await changes.wait("the holder") { $0.last??.holder == "a" }

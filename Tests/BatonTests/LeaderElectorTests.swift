@@ -86,14 +86,14 @@ func eventually(
     let clock = ManualClock()
     let configuration = ElectorConfiguration(ttl: .seconds(10))  // renew every 3.33 s, margin 1 s
 
-    func makeElector(_ store: any LeaseStore, holder: String, key: String = "job") throws -> LeaderElector {
+    func makeElector(_ store: LeaseStore, holder: String, key: String = "job") throws -> LeaderElector {
         try LeaderElector(store: store, key: key, holder: holder, configuration: configuration, clock: clock, seed: 7)
     }
 
     @Test func electedThenRenewsOnSchedule() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -111,7 +111,7 @@ func eventually(
     @Test func storeDownDemotesAtTheDeadlineBeforeTheTermCanPass() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let workCancelled = Mutex(false)
         let work = Task {
@@ -138,7 +138,7 @@ func eventually(
         let leader = try await memory.current(key: "job")
         #expect(leader?.holder == "a")
         #expect((leader?.remaining ?? .zero) >= .seconds(1))
-        let other = try await memory.acquire(key: "job", holder: "b", ttl: .seconds(10))
+        let other = try await memory.acquire(key: "job", holder: "b", ttl: .seconds(10), metadata: nil)
         #expect(other.lease == nil)
         await #expect(throws: BatonError.self) { try await work.value }
         do {
@@ -151,7 +151,7 @@ func eventually(
     @Test func slowRenewsKeepLeadership() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -175,8 +175,8 @@ func eventually(
 
     @Test func resignHandsOverWithoutWaitingForExpiry() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let a = try makeElector(store, holder: "a")
-        let b = try makeElector(store, holder: "b")
+        let a = try makeElector(LeaseStore(store), holder: "a")
+        let b = try makeElector(LeaseStore(store), holder: "b")
         let logA = EventLog(a)
         let logB = EventLog(b)
         let runA = Task { try await a.run() }
@@ -201,9 +201,9 @@ func eventually(
     /// A waiting candidate costs the store nothing at steady state: the change feed wakes it.
     @Test func aWaitingCandidateDoesNotPollTheStore() async throws {
         let memory = MemoryLeaseStore(clock: clock)
-        _ = try await memory.acquire(key: "job", holder: "leader", ttl: .seconds(3600))
+        _ = try await memory.acquire(key: "job", holder: "leader", ttl: .seconds(3600), metadata: nil)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "b")
+        let elector = try makeElector(LeaseStore(store), holder: "b")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.wait("b to follow the leader") { events in
@@ -223,7 +223,7 @@ func eventually(
 
     @Test func cancellationReleasesTheLease() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -236,7 +236,7 @@ func eventually(
 
     @Test func gracefulShutdownResigns() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let group = ServiceGroup(services: [elector], logger: .init(label: "test"))
         let run = Task { try await group.run() }
@@ -249,7 +249,7 @@ func eventually(
 
     @Test func withLeadershipCampaignsRunsAndResignsOnItsOwn() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let token = try await elector.withLeadership { lease in lease.token }
         #expect(token >= 1)
         #expect(try await store.current(key: "job") == nil, "resigned when the work returned")
@@ -257,7 +257,7 @@ func eventually(
 
     @Test func withLeadershipUnderRunKeepsLeading() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -271,8 +271,8 @@ func eventually(
     @Test func aWaitingCandidateTakesOverWhenTheLeaderCrashes() async throws {
         let store = MemoryLeaseStore(clock: clock)
         // A "crashed" leader: it took the key and never renews or releases.
-        _ = try await store.acquire(key: "job", holder: "crashed", ttl: .seconds(10))
-        let elector = try makeElector(store, holder: "b")
+        _ = try await store.acquire(key: "job", holder: "crashed", ttl: .seconds(10), metadata: nil)
+        let elector = try makeElector(LeaseStore(store), holder: "b")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.wait("b to see the crashed leader") { events in
@@ -292,7 +292,7 @@ func eventually(
             backoff: .init(initial: .milliseconds(50), maximum: .milliseconds(100))
         )
         let elector = try LeaderElector(
-            store: store,
+            store: LeaseStore(store),
             key: "job",
             holder: "a",
             configuration: fastRetries,
@@ -325,16 +325,17 @@ func eventually(
         let store = MemoryLeaseStore()
         let tooSlow = ElectorConfiguration(ttl: .seconds(3), renewInterval: .seconds(3))
         let error = #expect(throws: BatonError.self) {
-            try LeaderElector(store: store, key: "k", holder: "a", configuration: tooSlow)
+            try LeaderElector(store: LeaseStore(store), key: "k", holder: "a", configuration: tooSlow)
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains("renewInterval") == true)
         let short = #expect(throws: BatonError.self) {
-            try LeaderElector(store: store, key: "k", holder: "a", configuration: .init(ttl: .milliseconds(50)))
+            try LeaderElector(
+                store: LeaseStore(store), key: "k", holder: "a", configuration: .init(ttl: .milliseconds(50)))
         }
         #expect(short?.message.contains("ttl") == true)
         let badKey = #expect(throws: BatonError.self) {
-            try LeaderElector(store: store, key: "", holder: "a")
+            try LeaderElector(store: LeaseStore(store), key: "", holder: "a")
         }
         #expect(badKey?.code == .invalidArgument)
     }
