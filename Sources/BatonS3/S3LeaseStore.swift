@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import NIOHTTP1
 import ServiceLifecycle

@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import ServiceLifecycle
 import Synchronization
 
@@ -244,7 +244,7 @@ public final class FaultInjectingStore: LeaseStoreDriver {
     }
 
     /// Wraps `base`, with no faults set, sleeping injected latency on `batonClock`.
-    public init(wrapping base: any LeaseStoreDriver, batonClock: BatonClock) {
+    @_spi(BatonStoreKit) public init(wrapping base: any LeaseStoreDriver, batonClock: BatonClock) {
         self.base = base
         self.clock = batonClock
     }

@@ -1,3 +1,4 @@
+@_spi(BatonStoreKit) import Baton
 import Synchronization
 import Testing
 

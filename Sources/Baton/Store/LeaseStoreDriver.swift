@@ -12,7 +12,7 @@ import ServiceLifecycle
 /// ## Lifecycle
 ///
 /// A driver is a ServiceLifecycle `Service`. Its background work — connections, listeners, keep-alives,
-/// sweepers, pollers — starts in ``run()`` and nowhere else (not in `init`, not lazily on a first call), and ends
+/// sweepers, pollers — starts in `run()` and nowhere else (not in `init`, not lazily on a first call), and ends
 /// when `run()` returns: on cancellation of its task or at graceful shutdown. Operations called after `run()`
 /// has started wait, within their deadline, until the store is ready; operations after it ended throw
 /// ``BatonError/Code/storeUnavailable``.
@@ -51,7 +51,7 @@ public protocol LeaseStoreDriver: Service {
     /// A short, lowercase name of the kind of store (`sqlite`, `redis`), for errors, logs and metrics.
     var storeName: String { get }
 
-    /// Whether operations need ``run()`` to be going. True for every store with connections or files; the
+    /// Whether operations need `run()` to be going. True for every store with connections or files; the
     /// in-memory store answers without it.
     var needsRun: Bool { get }
 
@@ -123,6 +123,6 @@ public protocol LeaseStoreDriver: Service {
 }
 
 extension LeaseStoreDriver {
-    /// True: the driver needs ``run()``.
+    /// True: the driver needs `run()`.
     public var needsRun: Bool { true }
 }
