@@ -19,7 +19,7 @@ struct RunStateMachineTests {
 
     /// The instant `seconds` after the clock's origin.
     static func at(_ seconds: Double) -> BootTime {
-        BootTime(nanoseconds: Int64(seconds * 1_000_000_000))
+        BootTime(nanoseconds: Int64((seconds * 1000).rounded()) * 1_000_000)
     }
 
     static func machine(resignOnLoss: Bool = false, retry: Bool = false) -> Machine {
@@ -143,12 +143,12 @@ struct RunStateMachineTests {
         // Another term's demotion stops nothing.
         #expect(machine.handle(.demoted(Self.other, .lost), now: Self.at(1)) == [])
         let actions = machine.handle(.demoted(Self.lease, .deadlineReached), now: Self.at(5))
-        #expect(actions == [.stopChild(signal: SIGTERM, killAt: Self.at(6), once: true)])
+        #expect(actions == [.stopChild(signal: SIGTERM, grace: .seconds(1), once: true)])
         #expect(!actions.contains { if case .finishTerm = $0 { true } else { false } })
         // The cancellation of the term's work stops it too (one SIGTERM: `once`).
         #expect(
             machine.handle(.workCancelled, now: Self.at(5.1))
-                == [.stopChild(signal: SIGTERM, killAt: Self.at(6), once: true)])
+                == [.stopChild(signal: SIGTERM, grace: .milliseconds(900), once: true)])
         // Gone: the work returns (the elector releases then); no resign, the term ended by itself.
         let exit = ChildProcess.Exit(code: 143, signal: SIGTERM)
         #expect(
@@ -163,11 +163,15 @@ struct RunStateMachineTests {
         var machine = Self.running(deadline: 5)
         #expect(
             machine.handle(.stopSignal(SIGINT), now: Self.at(2))
-                == [.stopChild(signal: SIGINT, killAt: Self.at(3), once: false)])
+                == [.stopChild(signal: SIGINT, grace: .seconds(1), once: false)])
         var late = Self.running(deadline: 5)
         #expect(
             late.handle(.demoted(Self.lease, .lost), now: Self.at(5.5))
-                == [.stopChild(signal: SIGTERM, killAt: Self.at(6), once: true)])
+                == [.stopChild(signal: SIGTERM, grace: .milliseconds(500), once: true)])
+        var past = Self.running(deadline: 5)
+        #expect(
+            past.handle(.stopSignal(SIGTERM), now: Self.at(7))
+                == [.stopChild(signal: SIGTERM, grace: .zero, once: false)])
     }
 
     @Test("a demotion seen while the command is being launched stops it once it runs")
@@ -178,7 +182,7 @@ struct RunStateMachineTests {
         #expect(machine.handle(.demoted(Self.lease, .lost), now: Self.at(0.1)).isEmpty)
         #expect(
             machine.handle(.started, now: Self.at(0.2))
-                == [.stopChild(signal: SIGTERM, killAt: Self.at(1.2), once: true)])
+                == [.stopChild(signal: SIGTERM, grace: .seconds(1), once: true)])
     }
 
     @Test("--retry: a term held again after its deadline demotion (same token) is launched and its kill time moves")
@@ -295,11 +299,11 @@ struct RunStateMachineTests {
         #expect(starting.handle(.stopSignal(SIGHUP), now: Self.at(1)).isEmpty)
         #expect(
             starting.handle(.started, now: Self.at(1))
-                == [.stopChild(signal: SIGHUP, killAt: Self.at(2), once: false)])
+                == [.stopChild(signal: SIGHUP, grace: .seconds(1), once: false)])
         // A second signal is forwarded too; the first one gives the exit status.
         #expect(
             starting.handle(.stopSignal(SIGINT), now: Self.at(1.5))
-                == [.stopChild(signal: SIGINT, killAt: Self.at(2.5), once: false)])
+                == [.stopChild(signal: SIGINT, grace: .seconds(1), once: false)])
         #expect(starting.stopSignal == SIGHUP)
     }
 

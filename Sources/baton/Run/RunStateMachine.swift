@@ -153,8 +153,8 @@ struct RunStateMachine: Sendable {
         case refuseLaunch(LaunchRefusal)
         /// Send the keeper of the command of `term` this later kill time.
         case moveKillTime(term: FencingToken, killAt: BootTime)
-        /// Send `signal` to the command's group now and SIGKILL at `killAt`; `once`: only if no stop began before.
-        case stopChild(signal: Int32, killAt: BootTime, once: Bool)
+        /// Send `signal` to the command's group now and SIGKILL `grace` later; `once`: only if no stop began before.
+        case stopChild(signal: Int32, grace: Duration, once: Bool)
         /// Send `signal` to the command's group (job control).
         case signalGroup(Int32)
         /// Stop `baton` itself (SIGSTOP).
@@ -344,9 +344,9 @@ struct RunStateMachine: Sendable {
 
     /// Stops the command: `signal` now, SIGKILL after the grace, and never later than its keeper's kill time.
     private func stop(_ signal: Int32, once: Bool, now: BootTime) -> Action {
-        var killAt = now + settings.grace
-        if let keeper = lastTerm?.killAt, keeper < killAt { killAt = keeper }
-        return .stopChild(signal: signal, killAt: killAt, once: once)
+        var grace = settings.grace
+        if let keeper = lastTerm?.killAt { grace = max(.zero, min(grace, keeper - now)) }
+        return .stopChild(signal: signal, grace: grace, once: once)
     }
 
     /// While no command runs, a stop signal makes the elector leave the election (repeated on each elector event:

@@ -109,8 +109,8 @@ final class RunSupervisor: Sendable {
         for action in actions {
             switch action {
             case .resign: resign()
-            case .stopChild(let signal, let killAt, let once):
-                child?.stop(signal, grace: max(.zero, killAt - BootTime.now), once: once)
+            // The grace counts from the signal; ChildProcess keeps SIGKILL by the keeper's kill time too.
+            case .stopChild(let signal, let grace, let once): child?.stop(signal, grace: grace, once: once)
             case .signalGroup(let signal): child?.signalGroup(signal)
             case .stopSelf: raise(SIGSTOP)
             case .report(let report): reporter.print(report)
