@@ -41,22 +41,9 @@ extension RunCommandTests {
         #expect(Self.waitUntil(.seconds(20)) { scratch.exists("child.pid") }, "\(baton.standardError)")
 
         // Another process takes SQLite's write lock and keeps it: no renewal can succeed.
-        let locker = Process()
-        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        locker.arguments = [
-            "python3", "-c",
-            """
-            import sqlite3, sys, time, os
-            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
-            c.execute('BEGIN EXCLUSIVE')
-            open(sys.argv[2], 'w').close()
-            time.sleep(10)
-            """,
-            scratch.path("baton.db"), scratch.path("locked"),
-        ]
-        try ChildProcess.forkLock.withLock { _ in try locker.run() }
+        let locker = try Self.lockStore(scratch, seconds: 10)
         defer { if locker.isRunning { kill(locker.processIdentifier, SIGKILL) } }
-        #expect(Self.waitUntil(.seconds(20)) { scratch.exists("locked") })
+        #expect(scratch.exists("locked"))
         let locked = ContinuousClock.now
 
         #expect(Self.waitUntil(.seconds(20)) { scratch.exists("term") })
