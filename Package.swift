@@ -128,7 +128,7 @@ let package = Package(
         ),
         .target(
             name: "BatonTestKit",
-            dependencies: ["Baton"],
+            dependencies: ["Baton", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -12,21 +12,22 @@ import UnixSignals
 
 /// README.md, "Library"; GettingStarted.md, "Lead a key": the whole `main.swift` of a first app.
 func firstApp() async throws {
-    let store = try await SQLiteLeaseStore(path: "baton.db")
+    let store = LeaseStore(try await SQLiteLeaseStore(path: "baton.db"))
     let holder = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : LeaderElector.defaultHolder
     let elector = try LeaderElector(store: store, key: "jobs/cleaner", holder: holder)
-    try await elector.withLeadership { lease in
-        print("\(holder) leads jobs/cleaner with fencing token \(lease.token)")
-        try await Task.sleep(for: .seconds(10))
+    try await store.withRunning { _ in
+        try await elector.withLeadership { lease in
+            print("\(holder) leads jobs/cleaner with fencing token \(lease.token)")
+            try await Task.sleep(for: .seconds(10))
+        }
     }
-    try await store.close()
 }
 
 /// GettingStarted.md, "Run it as a service".
-func runAsService(elector: LeaderElector, app: some Service, logger: Logger) async throws {
+func runAsService(store: LeaseStore, elector: LeaderElector, app: some Service, logger: Logger) async throws {
     let group = ServiceGroup(
         configuration: .init(
-            services: [elector, app],
+            services: [store, elector, app],
             gracefulShutdownSignals: [.sigterm],
             logger: logger
         )
@@ -35,7 +36,7 @@ func runAsService(elector: LeaderElector, app: some Service, logger: Logger) asy
 }
 
 /// GettingStarted.md, "Elect once per schedule".
-func claimOnce(store: any LeaseStore) async throws {
+func claimOnce(store: LeaseStore) async throws {
     let election = try RoundElection(store: store, system: "nightly-cleaner")
     if try await election.claim(round: "2026-11-23", candidate: hostName) == .won {
         try await cleanUp()
@@ -44,7 +45,7 @@ func claimOnce(store: any LeaseStore) async throws {
 }
 
 /// RunningWorkOncePerSchedule.md, "Rounds".
-func claimAndReport(store: any LeaseStore, logger: Logger) async throws {
+func claimAndReport(store: LeaseStore, logger: Logger) async throws {
     let election = try RoundElection(store: store, system: "nightly-cleaner")
     switch try await election.claim(round: "2026-11-23", candidate: hostName) {
     case .won:

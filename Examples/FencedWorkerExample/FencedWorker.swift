@@ -69,30 +69,30 @@ struct FencedWorker {
         // term is over, the call throws `lost`, and the refused write must still be reported as such.
         let refusal = Mutex<FencedLedger.StaleToken?>(nil)
         do {
-            try await elector.withLeadership { lease in
-                logger.info("elected with token \(lease.token)")
-                for _ in 0..<jobs {
-                    let job = try ledger.read().nextJob
-                    try await Task.sleep(for: workTime)  // the work itself
-                    if pauseOnce {
-                        // Nothing between the pause and the write can notice that leadership ended meanwhile.
-                        pauseOnceBeforeWriting(logger: logger)
+            try await store.withRunning { _ in
+                try await elector.withLeadership { lease in
+                    logger.info("elected with token \(lease.token)")
+                    for _ in 0..<jobs {
+                        let job = try ledger.read().nextJob
+                        try await Task.sleep(for: workTime)  // the work itself
+                        if pauseOnce {
+                            // Nothing between the pause and the write can notice that leadership ended meanwhile.
+                            pauseOnceBeforeWriting(logger: logger)
+                        }
+                        do {
+                            try ledger.record(job: job, token: lease.token, holder: holder)
+                        } catch let stale as FencedLedger.StaleToken {
+                            refusal.withLock { $0 = stale }
+                            throw stale
+                        }
+                        logger.info("recorded job \(job) with token \(lease.token)")
                     }
-                    do {
-                        try ledger.record(job: job, token: lease.token, holder: holder)
-                    } catch let stale as FencedLedger.StaleToken {
-                        refusal.withLock { $0 = stale }
-                        throw stale
-                    }
-                    logger.info("recorded job \(job) with token \(lease.token)")
                 }
             }
         } catch {
-            try? await store.close()
             if let stale = refusal.withLock({ $0 }) { throw stale }
             throw error
         }
-        try await store.close()
     }
 
     /// Stops this process with SIGSTOP the first time it is called.

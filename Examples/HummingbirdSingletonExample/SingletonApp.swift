@@ -58,15 +58,15 @@ struct SingletonApp {
             logger: logger
         )
 
-        // Graceful shutdown runs in reverse order: the HTTP server stops, then the job, then the elector resigns.
+        // Graceful shutdown runs in reverse order: the HTTP server stops, then the job, then the elector resigns
+        // and releases, and the store stops last.
         let group = ServiceGroup(
             configuration: .init(
-                services: [elector, job, app],
+                services: [store, elector, job, app],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
-        try await store.close()
     }
 }

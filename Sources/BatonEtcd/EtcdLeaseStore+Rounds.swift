@@ -8,9 +8,6 @@ extension EtcdLeaseStore {
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws
         -> ClaimResult
     {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(candidate, "candidate")
-        try BatonValidation.duration(retention, "retention")
         return try await updateRound(system: system, round: round, retention: retention) { record in
             let (result, updated) = RoundRules.claim(record, candidate: candidate)
             return .success((result, updated))
@@ -18,21 +15,16 @@ extension EtcdLeaseStore {
     }
 
     public func winner(system: String, round: String) async throws -> String? {
-        try BatonValidation.round(system: system, round: round)
         return try await readRound(system: system, round: round)?.record.winner
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(completer.identity, "completer")
-        try BatonValidation.duration(retention, "retention")
         try await updateRound(system: system, round: round, retention: retention) { record in
             RoundRules.complete(record, by: completer, system: system, round: round).map { ((), $0) }
         }
     }
 
     public func completion(system: String, round: String) async throws -> String? {
-        try BatonValidation.round(system: system, round: round)
         return try await readRound(system: system, round: round)?.record.completedBy
     }
 
@@ -90,9 +82,6 @@ extension EtcdLeaseStore {
     // MARK: Presence
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
-        try BatonValidation.duration(ttl, "ttl")
         let lease = try await grant(Self.ttlSeconds(ttl))
         let key = EtcdKeyLayout.presenceKey(group: group, member: member)
         let answer = try await txn(
@@ -107,8 +96,6 @@ extension EtcdLeaseStore {
     }
 
     public func leave(group: String, member: String) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
         let key = EtcdKeyLayout.presenceKey(group: group, member: member)
         let answer = try await txn("leave", compare: [], success: [.get(key), .delete(key)])
         if let previous = answer.responses.first?.responseRange.kvs.first?.lease, previous != 0 {
@@ -117,7 +104,6 @@ extension EtcdLeaseStore {
     }
 
     public func members(group: String) async throws -> [String] {
-        try BatonValidation.name(group, "group")
         let prefix = EtcdKeyLayout.presencePrefix(group)
         let answer = try await txn("list members", compare: [], success: [.rangeByCreation(prefix)])
         let kvs = answer.responses.first?.responseRange.kvs ?? []

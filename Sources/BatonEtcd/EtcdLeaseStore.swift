@@ -2,6 +2,7 @@ import Baton
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
 
@@ -55,7 +56,18 @@ import Synchronization
 ///
 /// Rounds are create-if-absent transactions on a key attached to a lease of the retention, decided by
 /// ``Baton/RoundRules``; presence is one key per member attached to a lease of its ttl.
-public final class EtcdLeaseStore: LeaseStore {
+public final class EtcdLeaseStore: LeaseStoreDriver {
+    /// `etcd`.
+    public var storeName: String { "etcd" }
+    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
+    public var needsRun: Bool { false }
+
+    /// Runs until cancelled or shut down gracefully, then closes the store.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
     let client: EtcdClient
     let keepAlives: EtcdKeepAliveStream
     let configuration: Configuration
@@ -141,10 +153,6 @@ public final class EtcdLeaseStore: LeaseStore {
     // MARK: Leases
 
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        try BatonValidation.duration(ttl, "ttl")
-        try BatonValidation.metadata(metadata)
         let id = CampaignID(key: key, holder: holder)
         let seconds = Self.ttlSeconds(ttl)
         if var campaign = state.withLock({ $0.campaigns[id] }) {
@@ -197,8 +205,6 @@ public final class EtcdLeaseStore: LeaseStore {
     }
 
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try BatonValidation.lease(lease)
-        try BatonValidation.duration(ttl, "ttl")
         let id = CampaignID(key: lease.key, holder: lease.holder)
         guard var campaign = state.withLock({ $0.campaigns[id] }), campaign.revision == lease.token,
             campaign.leading
@@ -234,7 +240,6 @@ public final class EtcdLeaseStore: LeaseStore {
     }
 
     public func release(_ lease: Lease) async throws {
-        try BatonValidation.lease(lease)
         let id = CampaignID(key: lease.key, holder: lease.holder)
         let campaign: Campaign? = state.withLock { state in
             guard let campaign = state.campaigns[id], campaign.revision == lease.token else { return nil }
@@ -273,12 +278,10 @@ public final class EtcdLeaseStore: LeaseStore {
     }
 
     public func current(key: String) async throws -> LeaderInfo? {
-        try BatonValidation.name(key, "key")
         return Self.leader(of: try await readElection(key))
     }
 
     public func changes(key: String) throws -> LeaderChanges {
-        try BatonValidation.name(key, "key")
         let (watcher, id, snapshots) = state.withLock { state in
             let watcher =
                 state.watchers[key]

@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension PostgresLeaseStore {
     /// How a ``PostgresLeaseStore`` uses its database: where its tables live, how long it waits, how many

@@ -1,6 +1,7 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 /// A ``LeaseStore`` in a PostgreSQL database: for teams that run PostgreSQL and nothing else.
@@ -87,7 +88,18 @@ import Synchronization
 /// The `LISTEN` connection's task starts at the first ``changes(key:)``. ``close()`` ends the subscriptions
 /// and both tasks and closes every connection; call it when done. A store that is never closed is stopped when
 /// it is deinitialized.
-public final class PostgresLeaseStore: LeaseStore {
+public final class PostgresLeaseStore: LeaseStoreDriver {
+    /// `postgres`.
+    public var storeName: String { "postgres" }
+    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
+    public var needsRun: Bool { false }
+
+    /// Runs until cancelled or shut down gracefully, then closes the store.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
     /// The configuration the store was opened with (with the URL's `schema`, if it named one).
     public let configuration: Configuration
 
@@ -200,9 +212,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// - Returns: ``AcquireResult/acquired(_:)``, or ``AcquireResult/held(by:)`` with the leader and its time left.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`, `unauthorized`.
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        try BatonValidation.duration(ttl, "ttl")
         try Self.validate(metadata: metadata)
         let query = schema.acquire(
             key: key,
@@ -229,8 +238,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// - Returns: the lease with the new ttl (same token).
     /// - Throws: ``BatonError`` `lost` if the term is over; `invalidArgument`, `storeUnavailable`, `timeout`.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try BatonValidation.lease(lease)
-        try BatonValidation.duration(ttl, "ttl")
         try Self.validate(metadata: lease.metadata)
         let query = schema.renew(
             key: lease.key,
@@ -254,7 +261,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// One `UPDATE` statement. A release notifies every store's ``changes(key:)``.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func release(_ lease: Lease) async throws {
-        try BatonValidation.lease(lease)
         let query = schema.release(key: lease.key, holder: lease.holder, token: lease.token)
         try await perform("release of \(lease.key)") { connection, logger in
             try await connection.query(query, logger: logger).collect().count
@@ -270,7 +276,6 @@ public final class PostgresLeaseStore: LeaseStore {
 
     /// ``current(key:)`` within `timeout` (the connection is closed if it passes).
     private func current(key: String, timeout: Duration) async throws -> LeaderInfo? {
-        try BatonValidation.name(key, "key")
         let query = schema.current(key: key)
         return try await perform("read of \(key)", timeout: timeout) { connection, logger in
             try await Self.leaseRows(connection.query(query, logger: logger)).first?.info
@@ -284,7 +289,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// later), and ends when the consuming task is cancelled or the store is closed.
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed key; `storeUnavailable` if the store is closed.
     public func changes(key: String) throws -> LeaderChanges {
-        try BatonValidation.name(key, "key")
         let subscription = signals.subscribe(key)
         try startListening()
         return LeaderChangeFeed.make(
@@ -309,9 +313,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(candidate, "candidate")
-        try BatonValidation.duration(retention, "retention")
         let schema = schema
         let retentionMilliseconds = Self.milliseconds(retention)
         let result = try await transaction("claim of round \(system)/\(round)") { connection, logger in
@@ -345,9 +346,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// keeps its expiry.
     /// - Throws: ``BatonError`` `notWinner`, `alreadyCompleted`, `invalidArgument`, `storeUnavailable`, `timeout`.
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(completer.identity, "completer")
-        try BatonValidation.duration(retention, "retention")
         let schema = schema
         let retentionMilliseconds = Self.milliseconds(retention)
         let outcome = try await transaction("completion of round \(system)/\(round)") {
@@ -386,9 +384,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// Marks `member` of `group` alive for `ttl` by the server's clock (one upsert).
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
-        try BatonValidation.duration(ttl, "ttl")
         let query = schema.heartbeat(group: group, member: member, ttlMilliseconds: Self.milliseconds(ttl))
         try await perform("heartbeat of \(member) in \(group)") { connection, logger in
             try await connection.query(query, logger: logger).collect().count
@@ -399,8 +394,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// Removes `member` from `group` at once.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func leave(group: String, member: String) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
         let query = schema.leave(group: group, member: member)
         try await perform("leave of \(member) from \(group)") { connection, logger in
             try await connection.query(query, logger: logger).collect().count
@@ -410,7 +403,6 @@ public final class PostgresLeaseStore: LeaseStore {
     /// The members of `group` whose last heartbeat has not expired, sorted as Swift sorts strings.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func members(group: String) async throws -> [String] {
-        try BatonValidation.name(group, "group")
         let query = schema.members(group: group)
         let members = try await perform("members of \(group)") { connection, logger in
             var members: [String] = []
@@ -458,7 +450,6 @@ public final class PostgresLeaseStore: LeaseStore {
     }
 
     private func roundRecord(system: String, round: String) async throws -> RoundRecord? {
-        try BatonValidation.round(system: system, round: round)
         let query = schema.readRound(system: system, round: round)
         return try await perform("read of round \(system)/\(round)") { connection, logger in
             for try await (winner, completedBy) in try await connection.query(query, logger: logger)
@@ -621,7 +612,6 @@ public final class PostgresLeaseStore: LeaseStore {
     }
 
     private static func validate(metadata: String?) throws(BatonError) {
-        try BatonValidation.metadata(metadata)
         if let metadata, metadata.utf8.contains(0) {
             throw .invalidArgument("metadata contains a NUL character, which PostgreSQL text cannot hold")
         }

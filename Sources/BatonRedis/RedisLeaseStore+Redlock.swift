@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,8 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import NIOCore
 import NIOPosix
 import NIOSSL
+import ServiceLifecycle
 
 /// A ``Baton/LeaseStore`` on Redis: one node (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS, with
 /// `?ca_file=PATH` to trust a private certificate authority), or a Redlock quorum of independent nodes
@@ -40,7 +41,18 @@ import NIOSSL
 /// majority too, and release is sent to every node. Redlock's fencing tokens are not those of a consensus
 /// protocol, and its safety rests on timing; `RedisLeaseStore+Redlock.swift` says exactly what it guarantees and
 /// what it does not (Kleppmann's critique), and what Baton does about it.
-public final class RedisLeaseStore: LeaseStore {
+public final class RedisLeaseStore: LeaseStoreDriver {
+    /// `redis`.
+    public var storeName: String { "redis" }
+    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
+    public var needsRun: Bool { false }
+
+    /// Runs until cancelled or shut down gracefully, then closes the store.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
     let nodes: [RedisNodeClient]
     let layout: RedisKeyLayout
     let configuration: Configuration
@@ -141,10 +153,6 @@ public final class RedisLeaseStore: LeaseStore {
     // MARK: Leases
 
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        try BatonValidation.duration(ttl, "ttl")
-        try BatonValidation.metadata(metadata)
         probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
         let answer = try await acquire(on: nodes[0], key: key, holder: holder, ttl: ttl, metadata: metadata, token: 0)
@@ -159,8 +167,6 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try BatonValidation.lease(lease)
-        try BatonValidation.duration(ttl, "ttl")
         probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockRenew(lease, ttl: ttl) }
         guard try await renew(on: nodes[0], lease, ttl: ttl) else { throw BatonError.lost(key: lease.key) }
@@ -170,19 +176,16 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func release(_ lease: Lease) async throws {
-        try BatonValidation.lease(lease)
         if nodes.count > 1 { return try await redlockRelease(lease) }
         _ = try await release(on: nodes[0], lease)
     }
 
     public func current(key: String) async throws -> LeaderInfo? {
-        try BatonValidation.name(key, "key")
         if nodes.count > 1 { return try await redlockCurrent(key: key) }
         return try await current(on: nodes[0], key: key)
     }
 
     public func changes(key: String) throws -> LeaderChanges {
-        try BatonValidation.name(key, "key")
         let signals = signals.subscribe(key)
         let needed = quorum
         return LeaderChangeFeed.make(clock: clock, pollInterval: nil, signals: signals) { [self] in
@@ -202,9 +205,6 @@ public final class RedisLeaseStore: LeaseStore {
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(candidate, "candidate")
-        try BatonValidation.duration(retention, "retention")
         let reply = try await nodes[0].run(
             RedisScripts.claim,
             keys: [layout.roundWinner(system, round)],
@@ -215,14 +215,10 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func winner(system: String, round: String) async throws -> String? {
-        try BatonValidation.round(system: system, round: round)
         return try await get(layout.roundWinner(system, round))
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(completer.identity, "completer")
-        try BatonValidation.duration(retention, "retention")
         var named = "0"
         if case .candidate = completer { named = "1" }
         let reply = try await nodes[0].run(
@@ -241,16 +237,12 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func completion(system: String, round: String) async throws -> String? {
-        try BatonValidation.round(system: system, round: round)
         return try await get(layout.roundCompleted(system, round))
     }
 
     // MARK: Presence
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
-        try BatonValidation.duration(ttl, "ttl")
         _ = try await nodes[0].run(
             RedisScripts.heartbeat,
             keys: [layout.presence(group)],
@@ -259,14 +251,11 @@ public final class RedisLeaseStore: LeaseStore {
     }
 
     public func leave(group: String, member: String) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
         let reply = try await nodes[0].send(RESPCommand("ZREM", layout.presence(group), member))
         if let message = reply.errorMessage { throw BatonError.storeUnavailable("\(name) failed ZREM: \(message)") }
     }
 
     public func members(group: String) async throws -> [String] {
-        try BatonValidation.name(group, "group")
         let reply = try await nodes[0].run(RedisScripts.members, keys: [layout.presence(group)], arguments: [])
         guard let elements = reply.elements else { throw unexpected(reply, "members") }
         return try elements.map { element in

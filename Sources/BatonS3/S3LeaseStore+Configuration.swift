@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension S3LeaseStore {
     /// How the S3 store talks to the bucket and how often it polls.
@@ -14,22 +14,22 @@ extension S3LeaseStore {
         /// `AWS_SESSION_TOKEN`.
         public var credentials: S3Credentials?
         /// The monotonic clock that times takeovers and expiry; the host's continuous clock by default.
-        public var clock: BatonClock
+        @_spi(BatonStoreKit) public var clock: BatonClock
 
         /// The defaults: poll at ttl/4 (1 s while the key is free), 5 s per request, credentials from the
         /// environment, the host's continuous clock.
-        public init(
+        public init<C: Clock>(
             pollInterval: Duration? = nil,
             idlePollInterval: Duration = .seconds(1),
             requestTimeout: Duration = .seconds(5),
             credentials: S3Credentials? = nil,
-            clock: BatonClock = .continuous
-        ) {
+            clock: C = ContinuousClock()
+        ) where C.Duration == Duration {
             self.pollInterval = pollInterval
             self.idlePollInterval = idlePollInterval
             self.requestTimeout = requestTimeout
             self.credentials = credentials
-            self.clock = clock
+            self.clock = BatonClock(clock)
         }
     }
 }

@@ -1,7 +1,8 @@
 import AsyncHTTPClient
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import NIOHTTP1
+import ServiceLifecycle
 import Synchronization
 
 /// A ``Baton/LeaseStore`` on any S3-compatible object store with conditional writes:
@@ -47,7 +48,18 @@ import Synchronization
 ///
 /// ``changes(key:)`` polls the lease object every ``Configuration/pollInterval`` (a quarter of the ttl by
 /// default), and at once after a write through this store; the subscribers of a key in one store share one poll.
-public final class S3LeaseStore: LeaseStore {
+public final class S3LeaseStore: LeaseStoreDriver {
+    /// `s3`.
+    public var storeName: String { "s3" }
+    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
+    public var needsRun: Bool { false }
+
+    /// Runs until cancelled or shut down gracefully, then closes the store.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
     let client: S3Client
     let prefix: String
     let configuration: Configuration
@@ -117,10 +129,6 @@ public final class S3LeaseStore: LeaseStore {
     // MARK: Leases
 
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        try BatonValidation.duration(ttl, "ttl")
-        try BatonValidation.metadata(metadata)
         try checkOpen()
         let object = leaseObject(key)
         // A lost race is answered with the winner; a second 412 in a row only means the winner wrote again.
@@ -153,8 +161,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try BatonValidation.lease(lease)
-        try BatonValidation.duration(ttl, "ttl")
         try checkOpen()
         let object = leaseObject(lease.key)
         let state = LeaseState(
@@ -188,7 +194,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func release(_ lease: Lease) async throws {
-        try BatonValidation.lease(lease)
         try checkOpen()
         let object = leaseObject(lease.key)
         guard let current = try await readLease(object), current.state.isTerm(of: lease) else { return }
@@ -203,7 +208,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func current(key: String) async throws -> LeaderInfo? {
-        try BatonValidation.name(key, "key")
         try checkOpen()
         let object = leaseObject(key)
         guard let current = try await readLease(object), !current.state.released,
@@ -213,7 +217,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func changes(key: String) throws -> LeaderChanges {
-        try BatonValidation.name(key, "key")
         try checkOpen()
         return feeds.subscribe(key) { feed(key) }
     }
@@ -240,9 +243,6 @@ public final class S3LeaseStore: LeaseStore {
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(candidate, "candidate")
-        try BatonValidation.duration(retention, "retention")
         try checkOpen()
         let object = roundObject(system, round)
         for _ in 0..<5 {
@@ -256,15 +256,11 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func winner(system: String, round: String) async throws -> String? {
-        try BatonValidation.round(system: system, round: round)
         try checkOpen()
         return try await readRound(roundObject(system, round)).record?.record.winner
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(completer.identity, "completer")
-        try BatonValidation.duration(retention, "retention")
         try checkOpen()
         let object = roundObject(system, round)
         for _ in 0..<5 {
@@ -282,7 +278,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func completion(system: String, round: String) async throws -> String? {
-        try BatonValidation.round(system: system, round: round)
         try checkOpen()
         return try await readRound(roundObject(system, round)).record?.record.completedBy
     }
@@ -290,9 +285,6 @@ public final class S3LeaseStore: LeaseStore {
     // MARK: Presence
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
-        try BatonValidation.duration(ttl, "ttl")
         try checkOpen()
         let object = presencePrefix(group) + Self.encodeName(member)
         let state = PresenceState(member: member, ttlMilliseconds: ttl.batonMilliseconds)
@@ -305,8 +297,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func leave(group: String, member: String) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
         try checkOpen()
         let object = presencePrefix(group) + Self.encodeName(member)
         let response = try await client.send(.DELETE, key: object)
@@ -317,7 +307,6 @@ public final class S3LeaseStore: LeaseStore {
     }
 
     public func members(group: String) async throws -> [String] {
-        try BatonValidation.name(group, "group")
         try checkOpen()
         let folder = presencePrefix(group)
         var found: [(object: String, etag: String)] = []

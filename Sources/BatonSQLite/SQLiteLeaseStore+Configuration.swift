@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension SQLiteLeaseStore {
     /// How a ``SQLiteLeaseStore`` uses its database file.

@@ -1,6 +1,7 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Logging
 import SQLiteNIO
+import ServiceLifecycle
 import Synchronization
 
 /// A ``LeaseStore`` in one SQLite file that any number of processes of one host share: the zero-setup store.
@@ -89,7 +90,18 @@ import Synchronization
 ///
 /// Call ``close()`` when done: it ends the subscriptions, stops the watching thread and the SQLite thread, and
 /// closes the file. Linux only (inotify, `CLOCK_BOOTTIME`, the boot id).
-public final class SQLiteLeaseStore: LeaseStore {
+public final class SQLiteLeaseStore: LeaseStoreDriver {
+    /// `sqlite`.
+    public var storeName: String { "sqlite" }
+    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
+    public var needsRun: Bool { false }
+
+    /// Runs until cancelled or shut down gracefully, then closes the store.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
     /// The database file, as given.
     public let path: String
     /// The configuration the store was opened with.
@@ -212,10 +224,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`; `CancellationError` if cancelled
     ///   while waiting for its turn in this instance (nothing was done then).
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        try BatonValidation.duration(ttl, "ttl")
-        try BatonValidation.metadata(metadata)
         let bootID = bootID
         let (result, changed) = try await transaction("acquire of \(key)") { db, now in
             let row = try await Self.leaseRow(db, key: key)
@@ -265,8 +273,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `lost` if the term is over; `invalidArgument`, `storeUnavailable`, `timeout`;
     ///   `CancellationError` if cancelled while waiting for its turn in this instance.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try BatonValidation.lease(lease)
-        try BatonValidation.duration(ttl, "ttl")
         let bootID = bootID
         let changed = try await transaction("renew of \(lease.key)") { db, now in
             guard let row = try await Self.leaseRow(db, key: lease.key), row.isLive(bootID: bootID, now: now),
@@ -296,7 +302,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`; `CancellationError` if cancelled
     ///   while waiting for its turn in this instance.
     public func release(_ lease: Lease) async throws {
-        try BatonValidation.lease(lease)
         let released = try await transaction("release of \(lease.key)") { db, _ in
             let rows = try await db.rows(
                 """
@@ -318,7 +323,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`; `CancellationError` if cancelled
     ///   while waiting for its turn in this instance.
     public func current(key: String) async throws -> LeaderInfo? {
-        try BatonValidation.name(key, "key")
         let bootID = bootID
         return try await withSession("read of \(key)") { db in
             let row = try await Self.leaseRow(db, key: key)
@@ -336,7 +340,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// consuming task is cancelled.
     /// - Throws: ``BatonError`` `invalidArgument` at once for a malformed key.
     public func changes(key: String) throws -> LeaderChanges {
-        try BatonValidation.name(key, "key")
         let subscription = signals.subscribe(key)
         let pushed = startWatching()
         let pollInterval = configuration.changesPollInterval ?? (pushed ? nil : Self.fallbackPollInterval)
@@ -360,9 +363,6 @@ public final class SQLiteLeaseStore: LeaseStore {
         candidate: String,
         retention: Duration
     ) async throws -> ClaimResult {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(candidate, "candidate")
-        try BatonValidation.duration(retention, "retention")
         return try await transaction("claim of \(system)/\(round)") { [self] db, now in
             let wall = HostClock.wallMilliseconds()
             let existing = try await Self.roundRow(db, system: system, round: round, wall: wall)
@@ -392,9 +392,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `notWinner`, `alreadyCompleted`, `invalidArgument`, `storeUnavailable`, `timeout`;
     ///   `CancellationError` if cancelled while waiting for its turn in this instance.
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(completer.identity, "completer")
-        try BatonValidation.duration(retention, "retention")
         try await transaction("completion of \(system)/\(round)") { db, _ in
             let wall = HostClock.wallMilliseconds()
             let stored = try await Self.roundRow(db, system: system, round: round, wall: wall)
@@ -423,9 +420,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`; `CancellationError` if cancelled
     ///   while waiting for its turn in this instance.
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
-        try BatonValidation.duration(ttl, "ttl")
         let bootID = bootID
         try await transaction("heartbeat of \(group)/\(member)") { [self] db, now in
             try await db.execute(
@@ -444,8 +438,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`; `CancellationError` if cancelled
     ///   while waiting for its turn in this instance.
     public func leave(group: String, member: String) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
         try await transaction("leave of \(group)/\(member)") { db, _ in
             try await db.execute(
                 "DELETE FROM baton_presence WHERE group_name = ? AND member = ?",
@@ -460,7 +452,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`; `CancellationError` if cancelled
     ///   while waiting for its turn in this instance.
     public func members(group: String) async throws -> [String] {
-        try BatonValidation.name(group, "group")
         let bootID = bootID
         return try await withSession("members of \(group)") { db in
             let rows = try await db.rows(
@@ -862,7 +853,6 @@ public final class SQLiteLeaseStore: LeaseStore {
     }
 
     private func roundRecord(system: String, round: String) async throws -> RoundRecord? {
-        try BatonValidation.round(system: system, round: round)
         return try await withSession("read of round \(system)/\(round)") { db in
             try await Self.roundRow(db, system: system, round: round, wall: HostClock.wallMilliseconds())?.record
         }

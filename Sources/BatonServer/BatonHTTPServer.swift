@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Hummingbird
 import Logging
 import NIOCore
@@ -19,7 +19,7 @@ import Prometheus
 /// flight finish, answers waiting long polls at once (`409`, the lease was not taken) and ends event streams.
 public struct BatonHTTPServer: Sendable {
     /// The store every answer comes from. The server does not close it.
-    public let store: any LeaseStore
+    public let store: LeaseStore
     /// How the service listens and what it accepts.
     public let configuration: Configuration
     /// The registry `/metrics` prints; the service adds its request metrics to it.
@@ -36,7 +36,7 @@ public struct BatonHTTPServer: Sendable {
     ///     `PrometheusMetricsFactory` over the same registry to include the metrics of Baton's core.
     ///   - logger: for the service's own messages (start, store failures); requests are not logged above `debug`.
     public init(
-        store: any LeaseStore,
+        store: LeaseStore,
         configuration: Configuration = Configuration(),
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         logger: Logger = Logger(label: "baton.serve")

@@ -32,15 +32,15 @@ public enum LeaseStores {
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL its store refuses (a Redis path that is not a
     ///   database number, an unknown query item); whatever the store throws when it cannot be opened
     ///   (`storeUnavailable`, `unauthorized`, `timeout`).
-    public static func open(_ url: StoreURL) async throws -> any LeaseStore {
+    public static func open(_ url: StoreURL) async throws -> LeaseStore {
         switch url.kind {
-        case .memory: return MemoryLeaseStore()
-        case .sqlite: return try await SQLiteLeaseStore(path: url.path)
-        case .postgres: return try await PostgresLeaseStore(url: url)
-        case .redis: return try RedisLeaseStore(url: url)
-        case .etcd: return try EtcdLeaseStore(url: url)
+        case .memory: return LeaseStore(MemoryLeaseStore())
+        case .sqlite: return LeaseStore(try await SQLiteLeaseStore(path: url.path))
+        case .postgres: return LeaseStore(try await PostgresLeaseStore(url: url))
+        case .redis: return LeaseStore(try RedisLeaseStore(url: url))
+        case .etcd: return LeaseStore(try EtcdLeaseStore(url: url))
         // Credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
-        case .s3: return try S3LeaseStore(url: url)
+        case .s3: return LeaseStore(try S3LeaseStore(url: url))
         default: throw BatonError.invalidArgument("no store is built for \(url.kind) URLs: \(url)")
         }
     }
@@ -48,7 +48,7 @@ public enum LeaseStores {
     /// Parses `string` as a ``Baton/StoreURL`` and opens its store, as the `StoreURL` overload does.
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a malformed URL or an unknown scheme (the message
     ///   lists the known ones and never shows a password); otherwise what the `StoreURL` overload throws.
-    public static func open(_ string: String) async throws -> any LeaseStore {
+    public static func open(_ string: String) async throws -> LeaseStore {
         try await open(StoreURL(string))
     }
 }

@@ -1,7 +1,8 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
+import ServiceLifecycle
 import Synchronization
 
-/// A ``LeaseStore`` that forwards to another store and injects faults on demand: failures, lost replies,
+/// A ``LeaseStoreDriver`` that forwards to another store and injects faults on demand: failures, lost replies,
 /// latency, hangs and network partitions, set and cleared at runtime from any task.
 ///
 /// Use it to test how code built on a store (the elector, the HTTP service, the CLI) behaves when the store
@@ -18,9 +19,7 @@ import Synchronization
 /// ## How a call is handled
 ///
 /// 1. It is counted (``callCount(_:)``), whatever happens next.
-/// 2. Its arguments are validated with ``BatonValidation``; a malformed argument throws `invalidArgument` even
-///    while faults are set, as the contract requires (validation comes before any I/O).
-/// 3. The faults that apply are looked up: the partition, the fault of every ``Scope`` that covers the
+/// 2. The faults that apply are looked up: the partition, the fault of every ``Scope`` that covers the
 ///    operation (at most one fault per scope; several scopes may apply), and the ``FaultPlan``'s draw.
 ///    - a partition in ``PartitionMode/hanging`` mode, or any ``Fault/hang``, suspends the call until the
 ///      faults change (then they are looked up again) or the calling task is cancelled (`CancellationError`);
@@ -29,7 +28,7 @@ import Synchronization
 ///    - otherwise the latencies that apply (every ``Fault/latency(_:)`` plus the drawn latency, added up) are
 ///      slept on the injected clock, and the faults are looked up once more (without latency), so a partition
 ///      that starts while a call is "in flight" fails or hangs it.
-/// 4. The wrapped store is called. If a ``Fault/loseReply`` or a drawn lost reply applies, its answer is then
+/// 3. The wrapped store is called. If a ``Fault/loseReply`` or a drawn lost reply applies, its answer is then
 ///    thrown away and the call throws `storeUnavailable`: the operation *was* applied, but the caller cannot
 ///    know it (the outcome of a timeout).
 ///
@@ -38,8 +37,13 @@ import Synchronization
 /// the first observation. Open streams end with `storeUnavailable` when a partition starts or when a
 /// ``Fault/fail`` covering ``Operation/changes`` is set (a broken watch), so consumers must subscribe again.
 ///
-/// ``close()`` is faulted like every other call.
-public final class FaultInjectingStore: LeaseStore {
+/// ``run()`` is faulted like every other call before it runs the wrapped store.
+public final class FaultInjectingStore: LeaseStoreDriver {
+    /// The wrapped store's name.
+    public var storeName: String { base.storeName }
+    /// Whether the wrapped store needs ``run()``.
+    public var needsRun: Bool { base.needsRun }
+
     /// A family of operations, as the store contract groups them.
     public enum Family: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         /// `acquire`, `renew`, `release`, `current`, `changes`.
@@ -48,7 +52,7 @@ public final class FaultInjectingStore: LeaseStore {
         case rounds
         /// `heartbeat`, `leave`, `members`.
         case presence
-        /// `close`.
+        /// `run`.
         case lifecycle
 
         /// The family's name.
@@ -81,8 +85,8 @@ public final class FaultInjectingStore: LeaseStore {
         case leave
         /// ``LeaseStore/members(group:)``.
         case members
-        /// ``LeaseStore/close()``.
-        case close
+        /// ``LeaseStoreDriver/run()``.
+        case run
 
         /// The family the operation belongs to.
         public var family: Family {
@@ -90,7 +94,7 @@ public final class FaultInjectingStore: LeaseStore {
             case .acquire, .renew, .release, .current, .changes: .leases
             case .claim, .winner, .complete, .completion: .rounds
             case .heartbeat, .leave, .members: .presence
-            case .close: .lifecycle
+            case .run: .lifecycle
             }
         }
 
@@ -226,7 +230,7 @@ public final class FaultInjectingStore: LeaseStore {
     }
 
     /// The store that calls are forwarded to.
-    public let base: any LeaseStore
+    public let base: any LeaseStoreDriver
     private let clock: BatonClock
     private let state = Mutex(State())
 
@@ -234,13 +238,13 @@ public final class FaultInjectingStore: LeaseStore {
     /// - Parameters:
     ///   - base: the store that calls are forwarded to.
     ///   - clock: the clock injected latency is slept on; pass a ``ManualClock`` to control latency in tests.
-    public convenience init<C: Clock>(wrapping base: any LeaseStore, clock: C = ContinuousClock())
+    public convenience init<C: Clock>(wrapping base: any LeaseStoreDriver, clock: C = ContinuousClock())
     where C.Duration == Duration {
         self.init(wrapping: base, batonClock: BatonClock(clock))
     }
 
     /// Wraps `base`, with no faults set, sleeping injected latency on `batonClock`.
-    public init(wrapping base: any LeaseStore, batonClock: BatonClock) {
+    @_spi(BatonStoreKit) public init(wrapping base: any LeaseStoreDriver, batonClock: BatonClock) {
         self.base = base
         self.clock = batonClock
     }
@@ -367,10 +371,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `acquire`, with the faults that apply.
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
         try await perform(.acquire) {
-            try BatonValidation.name(key, "key")
-            try BatonValidation.name(holder, "holder")
-            try BatonValidation.duration(ttl, "ttl")
-            try BatonValidation.metadata(metadata)
         } call: {
             try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
         }
@@ -379,8 +379,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `renew`, with the faults that apply.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try await perform(.renew) {
-            try BatonValidation.lease(lease)
-            try BatonValidation.duration(ttl, "ttl")
         } call: {
             try await base.renew(lease, ttl: ttl)
         }
@@ -389,7 +387,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `release`, with the faults that apply.
     public func release(_ lease: Lease) async throws {
         try await perform(.release) {
-            try BatonValidation.lease(lease)
         } call: {
             try await base.release(lease)
         }
@@ -398,7 +395,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `current`, with the faults that apply.
     public func current(key: String) async throws -> LeaderInfo? {
         try await perform(.current) {
-            try BatonValidation.name(key, "key")
         } call: {
             try await base.current(key: key)
         }
@@ -408,7 +404,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// type's documentation). Throws `invalidArgument` at once for a malformed key.
     public func changes(key: String) throws -> LeaderChanges {
         count(.changes)
-        try BatonValidation.name(key, "key")
         let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { state in
             let id = state.nextStreamID
@@ -451,9 +446,6 @@ public final class FaultInjectingStore: LeaseStore {
         retention: Duration
     ) async throws -> ClaimResult {
         try await perform(.claim) {
-            try BatonValidation.round(system: system, round: round)
-            try BatonValidation.name(candidate, "candidate")
-            try BatonValidation.duration(retention, "retention")
         } call: {
             try await base.claim(system: system, round: round, candidate: candidate, retention: retention)
         }
@@ -462,7 +454,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `winner`, with the faults that apply.
     public func winner(system: String, round: String) async throws -> String? {
         try await perform(.winner) {
-            try BatonValidation.round(system: system, round: round)
         } call: {
             try await base.winner(system: system, round: round)
         }
@@ -471,9 +462,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `complete`, with the faults that apply.
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
         try await perform(.complete) {
-            try BatonValidation.round(system: system, round: round)
-            try BatonValidation.name(completer.identity, "completer")
-            try BatonValidation.duration(retention, "retention")
         } call: {
             try await base.complete(system: system, round: round, by: completer, retention: retention)
         }
@@ -482,7 +470,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `completion`, with the faults that apply.
     public func completion(system: String, round: String) async throws -> String? {
         try await perform(.completion) {
-            try BatonValidation.round(system: system, round: round)
         } call: {
             try await base.completion(system: system, round: round)
         }
@@ -491,9 +478,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `heartbeat`, with the faults that apply.
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
         try await perform(.heartbeat) {
-            try BatonValidation.name(group, "group")
-            try BatonValidation.name(member, "member")
-            try BatonValidation.duration(ttl, "ttl")
         } call: {
             try await base.heartbeat(group: group, member: member, ttl: ttl)
         }
@@ -502,8 +486,6 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `leave`, with the faults that apply.
     public func leave(group: String, member: String) async throws {
         try await perform(.leave) {
-            try BatonValidation.name(group, "group")
-            try BatonValidation.name(member, "member")
         } call: {
             try await base.leave(group: group, member: member)
         }
@@ -512,17 +494,16 @@ public final class FaultInjectingStore: LeaseStore {
     /// Forwards to the wrapped store's `members`, with the faults that apply.
     public func members(group: String) async throws -> [String] {
         try await perform(.members) {
-            try BatonValidation.name(group, "group")
         } call: {
             try await base.members(group: group)
         }
     }
 
-    /// Forwards to the wrapped store's `close`, with the faults that apply.
-    public func close() async throws {
-        try await perform(.close) {
+    /// Runs the wrapped store, once the faults that apply let it start.
+    public func run() async throws {
+        try await perform(.run) {
         } call: {
-            try await base.close()
+            try await base.run()
         }
     }
 

@@ -9,8 +9,8 @@ import Baton
 /// did not happen.
 public enum QuorumScenario {
     public static func run(
-        first: any LeaseStore,
-        second: any LeaseStore,
+        first: LeaseStore,
+        second: LeaseStore,
         ttl: Duration = .seconds(1),
         timeout: Duration = .seconds(20)
     ) async throws {

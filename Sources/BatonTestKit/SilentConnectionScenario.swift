@@ -19,8 +19,8 @@ public enum SilentConnectionScenario {
     }
 
     public static func run(
-        leaderStore: any LeaseStore,
-        waitingStore: any LeaseStore,
+        leaderStore: LeaseStore,
+        waitingStore: LeaseStore,
         proxy: BlackholeProxy,
         ttl: Duration = .seconds(2),
         limit: Duration
@@ -57,18 +57,20 @@ public enum SilentConnectionScenario {
         return try outcome.get()
     }
 
-    /// Runs the scenario at `ttl` with a limit of 3 ttl, closes both stores, prints the takeover time, and returns
+    /// Runs both stores and the scenario at `ttl` with a limit of 3 ttl, stops the stores, prints the takeover time, and returns
     /// what went wrong: nil if connections were blackholed and the waiting candidate took over in time.
     public static func check(
-        leaderStore: any LeaseStore,
-        waitingStore: any LeaseStore,
+        leaderStore: LeaseStore,
+        waitingStore: LeaseStore,
         proxy: BlackholeProxy,
         ttl: Duration = .seconds(2)
     ) async throws -> String? {
-        let outcome = try await run(
-            leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy, ttl: ttl, limit: ttl * 3)
-        try await waitingStore.close()
-        try await leaderStore.close()
+        let outcome = try await leaderStore.withRunning { leaderStore in
+            try await waitingStore.withRunning { waitingStore in
+                try await run(
+                    leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy, ttl: ttl, limit: ttl * 3)
+            }
+        }
         let takeover = outcome.takeover.map { "after \($0)" } ?? "none"
         print("silent connections: \(outcome.blackholed) blackholed; takeover \(takeover)")
         if outcome.blackholed == 0 { return "no connection of the waiting candidate went through the proxy" }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import Logging
 import ServiceLifecycle

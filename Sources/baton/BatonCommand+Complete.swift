@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension BatonCommand {
     /// `baton complete SYSTEM ROUND`: records that the winner finished the round.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension BatonCommand {
     /// `baton elect SYSTEM ROUND`: claims one round of a system.

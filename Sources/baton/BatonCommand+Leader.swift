@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension BatonCommand {
     /// `baton leader KEY`: shows who leads a key.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension BatonCommand {
     /// `baton resign KEY --id ID`: ends the current term of a key if ID holds it.

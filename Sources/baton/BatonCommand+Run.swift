@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import Logging
 
@@ -181,7 +181,7 @@ extension BatonCommand {
             case exited(ChildProcess.Exit)
         }
 
-        private func runLeader(store: any LeaseStore, holder: String, timing: RunTiming) async throws -> Int32 {
+        private func runLeader(store: LeaseStore, holder: String, timing: RunTiming) async throws -> Int32 {
             let configuration = ElectorConfiguration(
                 ttl: timing.ttl,
                 renewInterval: timing.renewInterval,
@@ -374,7 +374,7 @@ extension BatonCommand {
         // MARK: Cron mode
 
         private func runRound(
-            store: any LeaseStore,
+            store: LeaseStore,
             round: String,
             candidate: String,
             retention: Duration,

@@ -91,7 +91,8 @@ extension BatonCommand {
                     )
                 }
                 var groupConfiguration = ServiceGroupConfiguration(
-                    services: [application],
+                    // Stopped in reverse order: the HTTP server first, the store last.
+                    services: [store, application],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )
@@ -99,14 +100,12 @@ extension BatonCommand {
                 do {
                     try await ServiceGroup(configuration: groupConfiguration).run()
                 } catch {
-                    try? await store.close()
-                    if !listening.load(ordering: .relaxed) {
+                    if !listening.load(ordering: .relaxed), !(error is BatonError) {
                         throw BatonError.invalidArgument(
                             "cannot listen on \(settings.host):\(settings.port): \(error)")
                     }
                     throw error
                 }
-                try await store.close()
                 logger.notice("stopped")
                 return CommandOutcome.success
             }

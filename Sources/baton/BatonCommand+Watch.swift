@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import UnixSignals
 
@@ -52,7 +52,7 @@ extension BatonCommand {
         }
 
         /// Prints each new observation of `key` until cancelled, resubscribing with backoff when the store fails.
-        private static func follow(_ store: any LeaseStore, key: String, json: Bool) async {
+        private static func follow(_ store: LeaseStore, key: String, json: Bool) async {
             var last: LeaderInfo?? = .none
             var failures = 0
             while !Task.isCancelled {

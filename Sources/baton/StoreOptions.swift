@@ -31,36 +31,21 @@ struct StoreOptions: ParsableArguments {
         }
     }
 
-    /// Opens the store, runs `body` with it and closes it, also when `body` throws.
-    ///
-    /// A failure to close after `body` succeeded is reported on standard error but does not change the outcome:
-    /// what `body` did is already stored.
+    /// Opens the store, runs it while `body` runs with it, and stops it, also when `body` throws.
     ///
     /// With `retrying`, a store that cannot be reached yet (`storeUnavailable`, `timeout`) is opened again, after
     /// a pause that doubles up to 5 s, until it answers (or a signal ends the process: nothing is held yet); each
     /// failure is reported on standard error. Any other error ends at once.
     func withStore<Value>(
         retrying: Bool = false,
-        _ body: (any LeaseStore) async throws -> Value
+        _ body: (LeaseStore) async throws -> Value
     ) async throws -> Value {
         let url = try storeURL()
         let store = retrying ? try await Self.openRetrying(url) : try await LeaseStores.open(url)
-        let result: Value
-        do {
-            result = try await body(store)
-        } catch {
-            try? await store.close()
-            throw error
-        }
-        do {
-            try await store.close()
-        } catch {
-            CommandOutcome.printError("closing the store \(url) failed: \(CommandOutcome.message(for: error))")
-        }
-        return result
+        return try await store.withRunning(body)
     }
 
-    private static func openRetrying(_ url: StoreURL) async throws -> any LeaseStore {
+    private static func openRetrying(_ url: StoreURL) async throws -> LeaseStore {
         var pause = Duration.milliseconds(200)
         while true {
             do {

@@ -8,7 +8,7 @@ import Testing
 @Suite struct EtcdConformanceTests {
     struct Harness: StoreHarness {
         let store: EtcdLeaseStore
-        func makeStore() async throws -> any LeaseStore { store }
+        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // etcd counts lease TTLs in whole seconds, and `scripts/test` starts it with a 150 ms minimum TTL.
         var ttl: Duration { .seconds(1) }

@@ -28,10 +28,12 @@ import Testing
         else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("tls")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(10)).lease)
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(10), metadata: nil).lease)
         #expect(try await store.current(key: key)?.holder == "a")
         try await store.release(lease)
-        #expect(try await store.claim(system: unique("tls"), round: "r", candidate: "a") == .won)
+        #expect(
+            try await store.claim(
+                system: unique("tls"), round: "r", candidate: "a", retention: RoundElection.defaultRetention) == .won)
         try await store.close()
 
         let refused = try EtcdLeaseStore(badURL)
@@ -53,7 +55,8 @@ import Testing
         for variable in ["BATON_TEST_ETCD_URL", "BATON_TEST_ETCDS_URL"] {
             guard let url = try EtcdTestServer.value(variable) else { return }
             let store = try EtcdLeaseStore(url)
-            var lease = try #require(try await store.acquire(key: unique("busy"), holder: "a", ttl: .seconds(10)).lease)
+            var lease = try #require(
+                try await store.acquire(key: unique("busy"), holder: "a", ttl: .seconds(10), metadata: nil).lease)
             for round in 0..<300 {
                 do {
                     lease = try await store.renew(lease, ttl: .seconds(10))
@@ -72,7 +75,7 @@ import Testing
         let dead = try EtcdRestartTests.Server.freePort()
         let store = try EtcdLeaseStore("etcd://127.0.0.1:\(dead),\(live)")
         let key = unique("failover")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(10)).lease)
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(10), metadata: nil).lease)
         #expect(try await store.current(key: key)?.token == lease.token)
         try await store.release(lease)
         try await store.close()

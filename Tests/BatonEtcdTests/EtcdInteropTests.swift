@@ -90,10 +90,10 @@ import Testing
         #expect(try await eventually { leader.text.contains("etcdctl-proposal") }, "etcdctl never led")
         let current = try await store.current(key: key)
         #expect(current?.holder == "etcdctl-proposal" && current?.metadata == "etcdctl-proposal")
-        let refused = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30))
+        let refused = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil)
         #expect(refused == .held(by: try #require(current)))
         leader.stop()
-        let lease = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30)).lease
+        let lease = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil).lease
         #expect(lease != nil && lease!.token > current!.token)
         if let lease { try await store.release(lease) }
         try await store.close()
@@ -104,7 +104,8 @@ import Testing
         guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("interop-baton-leads")
-        let lease = try #require(try await store.acquire(key: key, holder: "baton-a", ttl: .seconds(30)).lease)
+        let lease = try #require(
+            try await store.acquire(key: key, holder: "baton-a", ttl: .seconds(30), metadata: nil).lease)
         let waiting = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", key, "etcdctl-next"])
         defer { waiting.stop(SIGKILL) }
         // etcdctl is queued behind Baton: its key exists, and it has not printed its proposal.

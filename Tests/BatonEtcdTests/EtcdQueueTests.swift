@@ -16,9 +16,9 @@ import Testing
         let key = unique("fifo")
         let ttl = Duration.seconds(60)
         let holders = (0..<101).map { "candidate-\($0)" }
-        let first = try #require(try await store.acquire(key: key, holder: holders[0], ttl: ttl).lease)
+        let first = try #require(try await store.acquire(key: key, holder: holders[0], ttl: ttl, metadata: nil).lease)
         for holder in holders.dropFirst() {
-            let answer = try await store.acquire(key: key, holder: holder, ttl: ttl)
+            let answer = try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: nil)
             guard case .held(let leader) = answer else {
                 Issue.record("\(holder) was not queued behind \(holders[0]): \(answer)")
                 return
@@ -49,7 +49,9 @@ import Testing
                         ticker.cancel()
                     }
                     for await _ in wakeUps {
-                        guard let lease = try await store.acquire(key: key, holder: holder, ttl: ttl).lease else {
+                        guard
+                            let lease = try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: nil).lease
+                        else {
                             continue
                         }
                         terms.update { $0.append((holder, lease.token)) }
@@ -77,14 +79,15 @@ import Testing
         let store = try EtcdLeaseStore(url)
         let other = try EtcdLeaseStore(url)
         let key = unique("abandon")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(60)).lease)
-        #expect(try await other.acquire(key: key, holder: "quitter", ttl: .seconds(1)).lease == nil)
-        let late = try await other.acquire(key: key, holder: "late", ttl: .seconds(60))
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+        #expect(try await other.acquire(key: key, holder: "quitter", ttl: .seconds(1), metadata: nil).lease == nil)
+        let late = try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil)
         #expect(late.lease == nil)
         // "late" keeps trying; "quitter" stops. After its ttl the store removes its key.
         try await Task.sleep(for: .seconds(2.5))
         try await store.release(lease)
-        let next = try #require(try await other.acquire(key: key, holder: "late", ttl: .seconds(60)).lease)
+        let next = try #require(
+            try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil).lease)
         #expect(next.token > lease.token)
         try await other.release(next)
         try await store.close()
@@ -117,8 +120,9 @@ import Testing
         let successorStore = try EtcdLeaseStore(url)
         let observerStore = try EtcdLeaseStore(url)
         let key = unique("handover")
-        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60)).lease)
-        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60)).lease == nil)
+        let lease = try #require(
+            try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil).lease == nil)
         // Both stores watch the key, as electors' stores do; their first reads show the whole queue.
         var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
         var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
@@ -143,7 +147,8 @@ import Testing
         while !successorStore.hasFreshView(of: key), ContinuousClock.now < fresh {
             try await Task.sleep(for: .milliseconds(10))
         }
-        let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60)).lease)
+        let next = try #require(
+            try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil).lease)
         #expect(next.token == seen?.token)
         #expect(next.token > lease.token)
         // Started without a request: the term lasts as long as the last keep-alive (here, the grant) ensures,
@@ -166,8 +171,8 @@ import Testing
         let successorStore = try EtcdLeaseStore(url: try StoreURL(url), configuration: lazy)
         let key = unique("stale-handover")
         let ttl = Duration.seconds(2)
-        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl).lease)
-        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl).lease == nil)
+        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
+        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease == nil)
         var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
         var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
         #expect(try await successorFeed.next()??.holder == "a")
@@ -185,7 +190,7 @@ import Testing
         try await observer.close()
         #expect(observed?.holder == "b", "the release handed the key over: \(String(describing: observed))")
         #expect(try await successorFeed.next() == .some(nil))
-        let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: ttl).lease)
+        let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease)
         #expect(next.ttl == ttl, "a keep-alive starts a whole term")
         #expect(next.token > lease.token)
         try await successorStore.release(next)

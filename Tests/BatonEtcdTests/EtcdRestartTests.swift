@@ -95,7 +95,7 @@ import Testing
         let store = try EtcdLeaseStore(server.url)
         let ttl = Duration.seconds(3)
         let elector = try LeaderElector(
-            store: store,
+            store: LeaseStore(store),
             key: unique("restart"),
             holder: "leader",
             configuration: ElectorConfiguration(ttl: ttl),

@@ -17,7 +17,7 @@ struct EtcdSilentConnectionTests {
         let leaderStore = try EtcdLeaseStore(url)
         let waitingStore = try EtcdLeaseStore("etcd://127.0.0.1:\(proxy.port)")
         let failure = try await SilentConnectionScenario.check(
-            leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy)
+            leaderStore: LeaseStore(leaderStore), waitingStore: LeaseStore(waitingStore), proxy: proxy)
         #expect(failure == nil, "\(failure ?? "")")
     }
 }
@@ -34,8 +34,8 @@ struct EtcdHandoverConfirmationTests {
         let successorStore = try EtcdLeaseStore("etcd://127.0.0.1:\(proxy.port)")
         let key = unique("silent-handover")
         let ttl = Duration.seconds(10)
-        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl).lease)
-        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl).lease == nil)
+        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
+        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease == nil)
         var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
         var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
         #expect(try await successorFeed.next()??.holder == "a")
@@ -54,7 +54,7 @@ struct EtcdHandoverConfirmationTests {
         #expect(try await leaderStore.current(key: key) == nil)
         // The successor's acquire must not start the ended term from its snapshot: it reads first (and, once its
         // connection is replaced, leads with a new term).
-        let result = try await successorStore.acquire(key: key, holder: "b", ttl: ttl)
+        let result = try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil)
         if let next = result.lease {
             #expect(next.token > handed.token, "the ended term \(handed.token) was started from a stale snapshot")
             try await successorStore.release(next)

@@ -9,7 +9,7 @@ import Testing
 @Suite struct PostgresConformanceTests {
     struct Harness: StoreHarness {
         let store: PostgresLeaseStore
-        func makeStore() async throws -> any LeaseStore { store }
+        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
         var ttl: Duration { .seconds(1) }

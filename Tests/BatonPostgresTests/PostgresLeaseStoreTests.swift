@@ -117,8 +117,10 @@ import Testing
             guard let other = try await TestServer.store() else { return }
             try await using(other) { other in
                 let key = unique("schema")
-                let inSchema = try #require(try await stores[0].acquire(key: key, holder: "a", ttl: .seconds(60)).lease)
-                let inPublic = try #require(try await other.acquire(key: key, holder: "b", ttl: .seconds(60)).lease)
+                let inSchema = try #require(
+                    try await stores[0].acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+                let inPublic = try #require(
+                    try await other.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil).lease)
                 #expect(try await viaURL.current(key: key)?.holder == "a")
                 #expect(try await stores[7].current(key: key)?.holder == "a")
                 #expect(try await other.current(key: key)?.holder == "b")

@@ -74,7 +74,8 @@ import Testing
             try await leaderStore.release(lease)
             try #require(
                 try await follower.wait(timeout: .seconds(5)) { $0.last == .some(nil) }, "nil after the release")
-            let next = try #require(try await otherStore.acquire(key: key, holder: "other", ttl: ttl).lease)
+            let next = try #require(
+                try await otherStore.acquire(key: key, holder: "other", ttl: ttl, metadata: nil).lease)
             #expect(next.token > lease.token)
             try await otherStore.release(next)
         }

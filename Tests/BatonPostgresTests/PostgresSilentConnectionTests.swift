@@ -16,7 +16,7 @@ struct PostgresSilentConnectionTests {
         let proxied = try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres")
         let waitingStore = try await PostgresLeaseStore(url: proxied, configuration: .init(maximumConnections: 4))
         let failure = try await SilentConnectionScenario.check(
-            leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy)
+            leaderStore: LeaseStore(leaderStore), waitingStore: LeaseStore(waitingStore), proxy: proxy)
         #expect(failure == nil, "\(failure ?? "")")
     }
 }

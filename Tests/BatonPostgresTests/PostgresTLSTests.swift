@@ -18,7 +18,8 @@ import Testing
         )
         try await using(store) { store in
             let key = unique("tls")
-            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
             let changes = ChangeRecorder(try store.changes(key: key))
             defer { changes.cancel() }
             try #require(try await changes.wait { $0.last??.holder == "a" }, "the holder")

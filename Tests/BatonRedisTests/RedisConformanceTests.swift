@@ -8,7 +8,7 @@ import Testing
 @Suite struct RedisConformanceTests {
     struct Harness: StoreHarness {
         let store: RedisLeaseStore
-        func makeStore() async throws -> any LeaseStore { store }
+        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Longer than SQLite's 500 ms: three suites (one node, Redlock, Redlock with a node down) run their checks
         // at once on a two-core machine, and a few store calls must fit in a fraction of the ttl.

@@ -14,7 +14,7 @@ import Testing
         let key = unique("tls")
         let recorder = ChangeRecorder(try store.changes(key: key))
         #expect(try await recorder.wait { $0 == [nil] })
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
         #expect(try await recorder.wait { $0.last??.token == lease.token })
         try await store.release(lease)
         #expect(try await recorder.wait { $0.count == 3 && $0.last == .some(nil) })
@@ -56,7 +56,7 @@ import Testing
         let store = try RedisLeaseStore("redis://127.0.0.1:1")
         for _ in 0..<3 {
             await #expect {
-                _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1))
+                _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1), metadata: nil)
             } throws: { error in
                 (error as? BatonError)?.code == .storeUnavailable
             }

@@ -123,8 +123,8 @@ import Testing
         let store = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
         let other = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
         let key = unique("restart")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
-        #expect(try await other.acquire(key: key, holder: "b", ttl: .seconds(30)).lease == nil)
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
+        #expect(try await other.acquire(key: key, holder: "b", ttl: .seconds(30), metadata: nil).lease == nil)
 
         try await server.stop()
         await #expect {
@@ -135,7 +135,8 @@ import Testing
         try await server.start()
 
         let next = try #require(
-            try await retrying { try await other.acquire(key: key, holder: "b", ttl: .seconds(30)) }.lease)
+            try await retrying { try await other.acquire(key: key, holder: "b", ttl: .seconds(30), metadata: nil) }
+                .lease)
         #expect(next.token > lease.token, "the token after the restart \(next.token) is not above \(lease.token)")
         await #expect {
             _ = try await retrying { try await store.renew(lease, ttl: .seconds(30)) }
@@ -158,14 +159,14 @@ import Testing
         let watcher = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
         let writer = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
         let key = unique("resubscribe")
-        _ = try await writer.acquire(key: key, holder: "a", ttl: .seconds(60))
+        _ = try await writer.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil)
         let before = ChangeRecorder(try watcher.changes(key: key))
         #expect(try await before.wait { $0.last??.holder == "a" })
         try await server.stop()
         try await server.start()
         let after = ChangeRecorder(try await retrying { try watcher.changes(key: key) })
         #expect(try await after.wait { $0.count == 1 && $0[0] == nil } || after.finished)
-        _ = try await retrying { try await writer.acquire(key: key, holder: "b", ttl: .seconds(60)) }
+        _ = try await retrying { try await writer.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil) }
         let pushed = try await after.wait { $0.last??.holder == "b" }
         #expect(pushed, "observations after the restart: \(after.observations)")
         before.cancel()

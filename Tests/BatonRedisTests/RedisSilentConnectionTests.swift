@@ -15,7 +15,7 @@ struct RedisSilentConnectionTests {
         let leaderStore = try RedisLeaseStore(url)
         let waitingStore = try RedisLeaseStore("redis://127.0.0.1:\(proxy.port)")
         let failure = try await SilentConnectionScenario.check(
-            leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy)
+            leaderStore: LeaseStore(leaderStore), waitingStore: LeaseStore(waitingStore), proxy: proxy)
         #expect(failure == nil, "\(failure ?? "")")
     }
 }

@@ -8,7 +8,7 @@ import Testing
 @Suite struct RedlockTests {
     struct Harness: StoreHarness {
         let store: RedisLeaseStore
-        func makeStore() async throws -> any LeaseStore { store }
+        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Longer than SQLite's 500 ms: three suites (one node, Redlock, Redlock with a node down) run their checks
         // at once on a two-core machine, and a few store calls must fit in a fraction of the ttl.
@@ -48,7 +48,7 @@ import Testing
         let parsed = try StoreURL(url)
         let store = try RedisLeaseStore(url)
         let key = unique("redlock")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
         for host in parsed.hosts {
             let single = try RedisLeaseStore("redis://\(host)")
             let leader = try await single.current(key: key)
@@ -61,7 +61,7 @@ import Testing
         let deadPorts = "redis://\(parsed.hosts[0]),127.0.0.1:1,127.0.0.1:2"
         let minority = try RedisLeaseStore(deadPorts)
         await #expect {
-            _ = try await minority.acquire(key: key, holder: "b", ttl: .seconds(30))
+            _ = try await minority.acquire(key: key, holder: "b", ttl: .seconds(30), metadata: nil)
         } throws: { error in
             (error as? BatonError)?.code == .storeUnavailable
         }

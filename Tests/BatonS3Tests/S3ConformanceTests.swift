@@ -8,7 +8,7 @@ import Testing
 @Suite struct S3ConformanceTests {
     struct Harness: StoreHarness {
         let store: S3LeaseStore
-        func makeStore() async throws -> any LeaseStore { store }
+        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Twice Redis's 1 s: every check runs at once against one moto_server process (Python), and on a loaded
         // two-core machine a renew and two reads took more than half of a 1 s ttl.

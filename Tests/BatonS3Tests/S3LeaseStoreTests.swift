@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonS3
 import BatonTestKit
 import Testing
@@ -35,24 +35,29 @@ import Testing
     @Test func aHeldLeaseIsTakenOnlyAfterTheSameETagWasSeenForAFullTTL() async throws {
         _ = try await withStores(2) { stores, clocks in
             let key = unique("takeover")
-            let old = try #require(try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl).lease)
+            let old = try #require(
+                try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl, metadata: nil).lease)
             // The candidate starts timing when it first sees the lease object.
-            guard case .held(let leader) = try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl) else {
+            guard
+                case .held(let leader) = try await stores[1].acquire(
+                    key: key, holder: "new", ttl: Self.ttl, metadata: nil)
+            else {
                 Issue.record("a live lease was taken")
                 return
             }
             #expect(leader.holder == "old" && leader.token == old.token && leader.remaining == Self.ttl)
             clocks[1].advance(by: Self.ttl - .milliseconds(1))
-            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl).lease == nil)
+            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl, metadata: nil).lease == nil)
             // A renewal writes a new ETag, which restarts the candidate's timer.
             _ = try await stores[0].renew(old, ttl: Self.ttl)
             clocks[1].advance(by: .milliseconds(1))
-            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl).lease == nil)
+            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl, metadata: nil).lease == nil)
             clocks[1].advance(by: Self.ttl - .milliseconds(1))
             #expect(try await stores[1].current(key: key)?.holder == "old")
             clocks[1].advance(by: .milliseconds(1))
             #expect(try await stores[1].current(key: key) == nil)
-            let taken = try #require(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl).lease)
+            let taken = try #require(
+                try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl, metadata: nil).lease)
             #expect(taken.token == old.token + 1)
         }
     }
@@ -61,13 +66,16 @@ import Testing
     func twoCandidatesRacingForOneExpiredLeaseExactlyOneWins(_ round: Int) async throws {
         _ = try await withStores(3) { stores, clocks in
             let key = unique("race-\(round)")
-            let old = try #require(try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl).lease)
+            let old = try #require(
+                try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl, metadata: nil).lease)
             for index in 1...2 {
-                #expect(try await stores[index].acquire(key: key, holder: "c\(index)", ttl: Self.ttl).lease == nil)
+                #expect(
+                    try await stores[index].acquire(key: key, holder: "c\(index)", ttl: Self.ttl, metadata: nil).lease
+                        == nil)
                 clocks[index].advance(by: Self.ttl)
             }
-            async let first = stores[1].acquire(key: key, holder: "c1", ttl: Self.ttl)
-            async let second = stores[2].acquire(key: key, holder: "c2", ttl: Self.ttl)
+            async let first = stores[1].acquire(key: key, holder: "c1", ttl: Self.ttl, metadata: nil)
+            async let second = stores[2].acquire(key: key, holder: "c2", ttl: Self.ttl, metadata: nil)
             let results = try await [first, second]
             let winners = results.compactMap(\.lease)
             try #require(winners.count == 1, "\(results)")
@@ -86,7 +94,7 @@ import Testing
             let key = unique("paused")
             let leaderClock = ManualClock()
             let elector = try LeaderElector(
-                store: stores[0],
+                store: LeaseStore(stores[0]),
                 key: key,
                 holder: "leader",
                 configuration: ElectorConfiguration(ttl: Self.ttl),
@@ -102,9 +110,11 @@ import Testing
             }
             let held = try #require(lease)
             // The leader is paused (its clock stands still); the candidate times the unchanged ETag and takes over.
-            #expect(try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl).lease == nil)
+            #expect(
+                try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl, metadata: nil).lease == nil)
             clocks[1].advance(by: Self.ttl)
-            let taken = try #require(try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl).lease)
+            let taken = try #require(
+                try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl, metadata: nil).lease)
             #expect(taken.token == held.token + 1)
             // The leader wakes up for its renewal, well before its own deadline: the store answers 412, so `lost`.
             await leaderClock.waitForSleepers(atLeast: 1)
@@ -123,10 +133,11 @@ import Testing
     @Test func aRenewOfATakenTermThrowsLost() async throws {
         _ = try await withStores(2) { stores, clocks in
             let key = unique("lost")
-            let held = try #require(try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl).lease)
-            _ = try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl)
+            let held = try #require(
+                try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl, metadata: nil).lease)
+            _ = try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl, metadata: nil)
             clocks[1].advance(by: Self.ttl)
-            _ = try #require(try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl).lease)
+            _ = try #require(try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl, metadata: nil).lease)
             let error = await #expect(throws: BatonError.self) { try await stores[0].renew(held, ttl: Self.ttl) }
             #expect(error?.code == .lost)
             // A release of the taken term changes nothing.
@@ -138,10 +149,12 @@ import Testing
     @Test func releaseKeepsTheTokenSoTheNextTermGetsALargerOne() async throws {
         _ = try await withStores(2) { stores, _ in
             let key = unique("release")
-            let first = try #require(try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl).lease)
+            let first = try #require(
+                try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl, metadata: nil).lease)
             try await stores[0].release(first)
             #expect(try await stores[1].current(key: key) == nil)
-            let second = try #require(try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl).lease)
+            let second = try #require(
+                try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl, metadata: nil).lease)
             #expect(second.token == first.token + 1)
         }
     }
@@ -155,7 +168,7 @@ import Testing
             )
         )
         let error = await #expect(throws: BatonError.self) {
-            try await store.acquire(key: unique("auth"), holder: "a", ttl: Self.ttl)
+            try await store.acquire(key: unique("auth"), holder: "a", ttl: Self.ttl, metadata: nil)
         }
         #expect(error?.code == .unauthorized)
         let text = "\(error.map { String(describing: $0) } ?? "") \(error.map { String(reflecting: $0) } ?? "")"

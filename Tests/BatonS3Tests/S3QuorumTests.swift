@@ -1,3 +1,4 @@
+import Baton
 import BatonS3
 import BatonTestKit
 import Testing
@@ -6,7 +7,9 @@ import Testing
 @Suite struct S3QuorumTests {
     @Test func leaderStepsDownWithoutAQuorum() async throws {
         guard let first = try S3TestServer.store(), let second = try S3TestServer.store() else { return }
-        await #expect(throws: Never.self) { try await QuorumScenario.run(first: first, second: second) }
+        await #expect(throws: Never.self) {
+            try await QuorumScenario.run(first: LeaseStore(first), second: LeaseStore(second))
+        }
         try await first.close()
         try await second.close()
     }

@@ -1,5 +1,5 @@
-import Baton
-import BatonS3
+@_spi(BatonStoreKit) import Baton
+@_spi(BatonStoreKit) import BatonS3
 import BatonTestKit
 import Foundation
 import Testing
@@ -25,15 +25,12 @@ enum S3TestServer {
         credentials: S3Credentials? = nil
     ) throws -> S3LeaseStore? {
         guard let (url, key) = try server() else { return nil }
-        return try S3LeaseStore(
-            url,
-            configuration: S3LeaseStore.Configuration(
-                pollInterval: pollInterval,
-                idlePollInterval: .milliseconds(250),
-                credentials: credentials ?? key,
-                clock: clock
-            ),
-            environment: [:]
+        var configuration = S3LeaseStore.Configuration(
+            pollInterval: pollInterval,
+            idlePollInterval: .milliseconds(250),
+            credentials: credentials ?? key
         )
+        configuration.clock = clock
+        return try S3LeaseStore(url, configuration: configuration, environment: [:])
     }
 }

@@ -33,7 +33,7 @@ import Testing
             let recorder = ChangeRecorder(try b.changes(key: key))
             defer { recorder.cancel() }
             #expect(try await recorder.wait { $0.last??.holder == "b" })
-            try await b.withSession("test") { db in
+            try await b.sqlite.withSession("test") { db in
                 try await db.execute("UPDATE baton_leases SET boot_id = 'another-boot' WHERE key = '\(key)'")
             }
             let new = try #require(try await a.acquire(key: key, holder: "a", ttl: .seconds(60)).lease)

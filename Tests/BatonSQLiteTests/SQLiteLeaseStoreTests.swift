@@ -121,7 +121,7 @@ import Testing
             try await b.close()
 
             let c = try await SQLiteLeaseStore(path: path)
-            let next = try #require(try await c.acquire(key: key, holder: "c", ttl: .seconds(10)).lease)
+            let next = try #require(try await c.acquire(key: key, holder: "c", ttl: .seconds(10), metadata: nil).lease)
             #expect(next.token == first.token + 1)
             try await c.close()
         }
@@ -149,7 +149,7 @@ import Testing
             let key = unique("reboot")
             let first = try #require(try await a.acquire(key: key, holder: "a", ttl: .seconds(3600)).lease)
             // As if the host had rebooted since the lease was written.
-            try await a.withSession("test") { db in
+            try await a.sqlite.withSession("test") { db in
                 try await db.execute("UPDATE baton_leases SET boot_id = 'another-boot' WHERE key = '\(key)'")
             }
             #expect(try await b.current(key: key) == nil)
@@ -174,10 +174,12 @@ import Testing
                 }
             }
             for await _ in locked { break }
-            let code = await batonErrorCode { _ = try await b.acquire(key: "k", holder: "b", ttl: .seconds(1)) }
+            let code = await batonErrorCode {
+                _ = try await b.acquire(key: "k", holder: "b", ttl: .seconds(1), metadata: nil)
+            }
             #expect(code == .timeout)
             try await holder.value
-            #expect(try await b.acquire(key: "k", holder: "b", ttl: .seconds(1)).lease != nil)
+            #expect(try await b.acquire(key: "k", holder: "b", ttl: .seconds(1), metadata: nil).lease != nil)
             try await a.close()
             try await b.close()
         }
@@ -188,7 +190,7 @@ import Testing
             let key = unique("cancelled")
             let (busy, busyContinuation) = AsyncStream<Void>.makeStream()
             let blocker = Task {
-                try await a.withSession("test") { _ in
+                try await a.sqlite.withSession("test") { _ in
                     busyContinuation.yield()
                     try? await Task.sleep(for: .milliseconds(300))
                 }
@@ -230,7 +232,9 @@ import Testing
             try await store.close()
             #expect(await batonErrorCode { _ = try await store.current(key: "k") } == .storeUnavailable)
             #expect(
-                await batonErrorCode { _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1)) }
+                await batonErrorCode {
+                    _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1), metadata: nil)
+                }
                     == .storeUnavailable)
             #expect(try await recorder.waitForEnd())
             #expect((recorder.error as? BatonError)?.code == .storeUnavailable)
@@ -241,7 +245,7 @@ import Testing
         try await withDatabase { path throws in
             do {
                 let store = try await SQLiteLeaseStore(path: path)
-                _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1))
+                _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1), metadata: nil)
                 let recorder = ChangeRecorder(try store.changes(key: "k"))
                 #expect(try await recorder.wait { $0.count == 1 })
                 recorder.cancel()

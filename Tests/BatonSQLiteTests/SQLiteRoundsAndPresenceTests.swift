@@ -74,7 +74,7 @@ import Testing
             let group = unique("rebooted")
             try await a.heartbeat(group: group, member: "m1", ttl: .seconds(3600))
             try await a.heartbeat(group: group, member: "m2", ttl: .seconds(3600))
-            try await a.withSession("test") { db in
+            try await a.sqlite.withSession("test") { db in
                 try await db.execute(
                     "UPDATE baton_presence SET boot_id = 'another-boot' WHERE group_name = '\(group)' AND member = 'm1'"
                 )

@@ -25,11 +25,11 @@ import Testing
     @Test func aWriteThatThrowsIsRolledBackAloneInItsTurn() async throws {
         try await withTwoStores { a, b in
             let group = unique("turn")
-            let (blocker, release) = await holdTurn(a)
+            let (blocker, release) = await holdTurn(a.sqlite)
             let first = Task { try await a.heartbeat(group: group, member: "first", ttl: .seconds(60)) }
             let bootID = try #require(HostClock.bootID())
             let failing = Task {
-                try await a.transaction("test") { db, now in
+                try await a.sqlite.transaction("test") { db, now in
                     // A live member, as a heartbeat writes it: only the rollback can keep it out of the listing.
                     try await db.execute(
                         """
@@ -41,14 +41,14 @@ import Testing
                 }
             }
             let last = Task { try await a.heartbeat(group: group, member: "last", ttl: .seconds(60)) }
-            while a.queuedOperations < 3 { try await Task.sleep(for: .milliseconds(1)) }
+            while a.sqlite.queuedOperations < 3 { try await Task.sleep(for: .milliseconds(1)) }
             release.yield()
             try await blocker.value
             try await first.value
             try await last.value
             await #expect(throws: BatonError.self) { try await failing.value }
             #expect(try await b.members(group: group) == ["first", "last"])
-            let rows = try await b.withSession("test") { db in
+            let rows = try await b.sqlite.withSession("test") { db in
                 try await db.rows("SELECT member FROM baton_presence WHERE group_name = '\(group)'").count
             }
             #expect(rows == 2)
@@ -58,12 +58,12 @@ import Testing
     @Test func concurrentWritesAndReadsShareTurnsAndAllAnswer() async throws {
         try await withTwoStores { a, _ in
             let prefix = unique("many")
-            let (blocker, release) = await holdTurn(a)
+            let (blocker, release) = await holdTurn(a.sqlite)
             let acquires = (0..<300).map { index in
                 Task { try await a.acquire(key: "\(prefix)-\(index)", holder: "h", ttl: .seconds(60), metadata: nil) }
             }
             let reads = (0..<300).map { index in Task { try await a.current(key: "\(prefix)-\(index)") } }
-            while a.queuedOperations < 600 { try await Task.sleep(for: .milliseconds(1)) }
+            while a.sqlite.queuedOperations < 600 { try await Task.sleep(for: .milliseconds(1)) }
             release.yield()
             try await blocker.value
             for task in acquires { #expect(try await task.value.lease?.token == 1) }
@@ -76,10 +76,10 @@ import Testing
     @Test func aCancelledOperationLeavesItsTurnUndone() async throws {
         try await withTwoStores { a, _ in
             let key = unique("cancelled-turn")
-            let (blocker, release) = await holdTurn(a)
+            let (blocker, release) = await holdTurn(a.sqlite)
             let cancelled = Task { try await a.acquire(key: key, holder: "gone", ttl: .seconds(60), metadata: nil) }
             let kept = Task { try await a.acquire(key: key, holder: "kept", ttl: .seconds(60), metadata: nil) }
-            while a.queuedOperations < 2 { try await Task.sleep(for: .milliseconds(1)) }
+            while a.sqlite.queuedOperations < 2 { try await Task.sleep(for: .milliseconds(1)) }
             cancelled.cancel()
             await #expect(throws: CancellationError.self) { _ = try await cancelled.value }
             release.yield()

@@ -14,24 +14,27 @@ func withDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
     return try await body(directory.appendingPathComponent("baton.db").path)
 }
 
-/// Two store instances on one fresh file, standing for two processes; both closed after `body`.
-func withTwoStores<T>(
+/// Two stores on one fresh file, standing for two processes; both running while `body` runs.
+func withTwoStores<T: Sendable>(
     configuration: SQLiteLeaseStore.Configuration = .init(),
-    _ body: (SQLiteLeaseStore, SQLiteLeaseStore) async throws -> T
+    _ body: @Sendable (LeaseStore, LeaseStore) async throws -> T
 ) async throws -> T {
     try await withDatabase { path throws in
-        let first = try await SQLiteLeaseStore(path: path, configuration: configuration)
-        let second = try await SQLiteLeaseStore(path: path, configuration: configuration)
-        do {
-            let result = try await body(first, second)
-            try await first.close()
-            try await second.close()
-            return result
-        } catch {
-            try? await first.close()
-            try? await second.close()
-            throw error
+        let first = LeaseStore(try await SQLiteLeaseStore(path: path, configuration: configuration))
+        let second = LeaseStore(try await SQLiteLeaseStore(path: path, configuration: configuration))
+        return try await first.withRunning { first in
+            try await second.withRunning { second in try await body(first, second) }
         }
+    }
+}
+
+/// One store on a fresh file, running while `body` runs.
+func withStore<T: Sendable>(
+    configuration: SQLiteLeaseStore.Configuration = .init(),
+    _ body: @Sendable (LeaseStore) async throws -> T
+) async throws -> T {
+    try await withDatabase { path throws in
+        try await LeaseStore(try await SQLiteLeaseStore(path: path, configuration: configuration)).withRunning(body)
     }
 }
 
@@ -56,4 +59,9 @@ final class Locked<Value: Sendable>: Sendable {
     func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 
     var value: Value { mutex.withLock { $0 } }
+}
+
+extension LeaseStore {
+    /// The SQLite driver under this front, for checks of its internals.
+    var sqlite: SQLiteLeaseStore { driver as! SQLiteLeaseStore }
 }

@@ -12,7 +12,7 @@ struct ConnectionTests {
     @Test("readyz says 503 while the store does not answer; healthz stays 200")
     func readiness() async throws {
         let store = FaultInjectingStore(wrapping: MemoryLeaseStore())
-        try await makeServer(store: store).test(.router) { client in
+        try await makeServer(store: LeaseStore(store)).test(.router) { client in
             store.partition()
             let notReady = try await client.get("/readyz")
             #expect(notReady.status == 503)

@@ -11,7 +11,7 @@ struct LongPollTests {
     @Test("a waiting acquire is answered right after the holder releases, with a larger token")
     func handoverOnRelease() async throws {
         let store = FaultInjectingStore(wrapping: MemoryLeaseStore())
-        try await withLiveServer(makeServer(store: store)) { server in
+        try await withLiveServer(makeServer(store: LeaseStore(store))) { server in
             let held = try await server.post("/v2/leases/db", json(["holder": "a", "ttl_ms": 60_000]))
             let first = try token(held)
             let start = ContinuousClock.now
@@ -75,7 +75,7 @@ struct LongPollTests {
     @Test("graceful shutdown answers a waiting acquire at once")
     func shutdownAnswersWaiters() async throws {
         let store = FaultInjectingStore(wrapping: MemoryLeaseStore())
-        try await withLiveServer(makeServer(store: store)) { server in
+        try await withLiveServer(makeServer(store: LeaseStore(store))) { server in
             _ = try await server.post("/v2/leases/db", json(["holder": "a", "ttl_ms": 60_000]))
             async let waiting = server.post(
                 "/v2/leases/db", json(["holder": "b", "ttl_ms": 5_000, "wait_ms": 120_000]))

@@ -64,7 +64,7 @@ struct RoundElectionTests {
     @Test("a store failure is a 500 naming the identity, and the round keeps a possible winner")
     func storeFailureKeepsAWinner() async throws {
         let store = FaultInjectingStore(wrapping: MemoryLeaseStore())
-        try await makeServer(store: store).test(.router) { client in
+        try await makeServer(store: LeaseStore(store)).test(.router) { client in
             // The store fails before applying the claim: nobody won, so anyone's retry can win.
             store.setFault(.fail, for: .operation(.claim))
             let failed = try await client.get("/api/v1/elect/s/r1?candidate=a")
@@ -99,7 +99,7 @@ struct RoundElectionTests {
     @Test("a store that does not answer is abandoned after the store timeout: 500 timeout")
     func storeTimeout() async throws {
         let store = FaultInjectingStore(wrapping: MemoryLeaseStore())
-        let server = makeServer(store: store) { $0.storeTimeout = .milliseconds(200) }
+        let server = makeServer(store: LeaseStore(store)) { $0.storeTimeout = .milliseconds(200) }
         try await server.test(.router) { client in
             store.setFault(.hang, for: .operation(.claim))
             let start = ContinuousClock.now

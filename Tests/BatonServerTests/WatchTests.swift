@@ -70,7 +70,7 @@ struct WatchTests {
     @Test("a failing store feed ends the stream with an error event")
     func feedFailure() async throws {
         let store = FaultInjectingStore(wrapping: MemoryLeaseStore())
-        try await withLiveServer(makeServer(store: store)) { server in
+        try await withLiveServer(makeServer(store: LeaseStore(store))) { server in
             var events = EventStreamReader(try await server.open("/v2/leases/k/watch"))
             _ = try #require(try await events.nextLeader())
             store.setFault(.fail, for: .operation(.changes))

@@ -44,8 +44,8 @@ struct LeaseStoresTests {
     )
     func opensTheStoreItsSchemeNames(url: String, type: String) async throws {
         let store = try await LeaseStores.open(url)
-        #expect(String(describing: Swift.type(of: store)) == type)
-        try await store.close()
+        #expect(String(describing: Swift.type(of: store.driver)) == type)
+        try await store.withRunning { _ in }
     }
 
     @Test("sqlite:PATH opens the SQLite file")
@@ -56,11 +56,12 @@ struct LeaseStoresTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("baton.db").path
         let store = try await LeaseStores.open(StoreURL("sqlite:\(path)"))
-        let sqlite = try #require(store as? SQLiteLeaseStore)
+        let sqlite = try #require(store.driver as? SQLiteLeaseStore)
         #expect(sqlite.path == path)
-        let result = try await store.acquire(key: "k", holder: "h", ttl: .seconds(5), metadata: nil)
+        let result = try await store.withRunning { store in
+            try await store.acquire(key: "k", holder: "h", ttl: .seconds(5), metadata: nil)
+        }
         #expect(result.lease != nil)
-        try await store.close()
         #expect(FileManager.default.fileExists(atPath: path))
     }
 
@@ -73,8 +74,7 @@ struct LeaseStoresTests {
             #expect(error.message.contains("AWS_ACCESS_KEY_ID"))
         } else {
             let store = try await LeaseStores.open(url)
-            #expect(store is S3LeaseStore)
-            try await store.close()
+            #expect(store.driver is S3LeaseStore)
         }
     }
 

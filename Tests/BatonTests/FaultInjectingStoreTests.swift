@@ -65,7 +65,7 @@ struct FaultInjectingStoreTests {
         #expect(try await memory.winner(system: "s", round: "r") == nil)
         #expect(Operation.claim.family == .rounds && Operation.members.family == .presence)
         #expect(FaultInjectingStore.Scope.family(.leases).covers(.changes))
-        #expect(!FaultInjectingStore.Scope.family(.leases).covers(.close))
+        #expect(!FaultInjectingStore.Scope.family(.leases).covers(.run))
     }
 
     @Test func aLostReplyIsAppliedButReportedAsFailure() async throws {
@@ -118,13 +118,20 @@ struct FaultInjectingStoreTests {
         let lease = Lease(key: "k", holder: "a", token: 1, ttl: .seconds(5))
         store.partition()
         #expect(store.partitionMode == .failing)
-        await expectCode(.storeUnavailable) { try await store.acquire(key: "k", holder: "a", ttl: .seconds(5)) }
+        await expectCode(.storeUnavailable) {
+            try await store.acquire(key: "k", holder: "a", ttl: .seconds(5), metadata: nil)
+        }
         await expectCode(.storeUnavailable) { try await store.renew(lease, ttl: .seconds(5)) }
         await expectCode(.storeUnavailable) { try await store.release(lease) }
         await expectCode(.storeUnavailable) { try await store.current(key: "k") }
-        await expectCode(.storeUnavailable) { try await store.claim(system: "s", round: "r", candidate: "a") }
+        await expectCode(.storeUnavailable) {
+            try await store.claim(system: "s", round: "r", candidate: "a", retention: RoundElection.defaultRetention)
+        }
         await expectCode(.storeUnavailable) { try await store.winner(system: "s", round: "r") }
-        await expectCode(.storeUnavailable) { try await store.complete(system: "s", round: "r", by: .anonymous("x")) }
+        await expectCode(.storeUnavailable) {
+            try await store.complete(
+                system: "s", round: "r", by: .anonymous("x"), retention: RoundElection.defaultRetention)
+        }
         await expectCode(.storeUnavailable) { try await store.completion(system: "s", round: "r") }
         await expectCode(.storeUnavailable) { try await store.heartbeat(group: "g", member: "m", ttl: .seconds(5)) }
         await expectCode(.storeUnavailable) { try await store.leave(group: "g", member: "m") }
@@ -132,13 +139,13 @@ struct FaultInjectingStoreTests {
         await expectCode(.storeUnavailable) {
             for try await _ in try store.changes(key: "k") {}
         }
-        await expectCode(.storeUnavailable) { try await store.close() }
+        await expectCode(.storeUnavailable) { try await store.run() }
         for operation in Operation.allCases {
             #expect(store.callCount(operation) == 1, "\(operation) was not counted once")
         }
         store.heal()
         #expect(store.partitionMode == nil)
-        #expect(try await store.acquire(key: "k", holder: "a", ttl: .seconds(5)).lease != nil)
+        #expect(try await store.acquire(key: "k", holder: "a", ttl: .seconds(5), metadata: nil).lease != nil)
     }
 
     @Test func partitionEndsOpenChangeStreams() async throws {
@@ -175,7 +182,7 @@ struct FaultInjectingStoreTests {
 
     @Test func hangingPartitionHoldsCallsUntilHealed() async throws {
         store.partition(.hanging)
-        let call = Task { try await store.acquire(key: "k", holder: "a", ttl: .seconds(5)) }
+        let call = Task { try await store.acquire(key: "k", holder: "a", ttl: .seconds(5), metadata: nil) }
         await store.waitForHangingCalls(atLeast: 1)
         #expect(try await memory.current(key: "k") == nil)
         store.heal()
@@ -184,7 +191,7 @@ struct FaultInjectingStoreTests {
 
     @Test func partitionDuringLatencyFailsTheCallInFlight() async throws {
         store.setFault(.latency(.seconds(1)), for: .operation(.acquire))
-        let call = Task { try await store.acquire(key: "k", holder: "a", ttl: .seconds(5)) }
+        let call = Task { try await store.acquire(key: "k", holder: "a", ttl: .seconds(5), metadata: nil) }
         await clock.waitForSleepers(atLeast: 1)
         store.partition()
         clock.advance(by: .seconds(1))
@@ -192,22 +199,23 @@ struct FaultInjectingStoreTests {
         #expect(try await memory.current(key: "k") == nil)
     }
 
-    @Test func validationComesBeforeFaults() async throws {
+    @Test func theFrontValidatesBeforeTheFaultedDriverIsCalled() async throws {
         store.partition()
-        await expectCode(.invalidArgument) { try await store.acquire(key: "", holder: "a", ttl: .seconds(5)) }
-        await expectCode(.invalidArgument) { try await store.heartbeat(group: "g", member: "m", ttl: .zero) }
-        #expect(throws: BatonError.self) { try store.changes(key: "bad\nkey") }
-        #expect(store.callCount(.acquire) == 1 && store.callCount(.heartbeat) == 1 && store.callCount(.changes) == 1)
-        store.resetCallCounts()
+        let front = LeaseStore(store)
+        await expectCode(.invalidArgument) { try await front.acquire(key: "", holder: "a", ttl: .seconds(5)) }
+        await expectCode(.invalidArgument) { try await front.heartbeat(group: "g", member: "m", ttl: .zero) }
+        #expect(throws: BatonError.self) { try front.changes(key: "bad\nkey") }
         #expect(store.totalCallCount == 0)
     }
 
-    @Test func closeCanBeFaultedAndThenReachesTheStore() async throws {
+    @Test func runCanBeFaultedAndThenRunsTheStore() async throws {
         store.setFault(.fail, for: .family(.lifecycle))
-        await expectCode(.storeUnavailable) { try await store.close() }
+        await expectCode(.storeUnavailable) { try await store.run() }
         #expect(try await memory.current(key: "k") == nil, "the memory store must still be open")
         store.clearFaults()
-        try await store.close()
+        let running = Task { try await store.run() }
+        running.cancel()
+        try await running.value
         await expectCode(.storeUnavailable) { try await memory.current(key: "k") }
     }
 

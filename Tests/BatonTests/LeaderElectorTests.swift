@@ -70,14 +70,14 @@ final class EventLog: Sendable {
     let clock = ManualClock()
     let configuration = ElectorConfiguration(ttl: .seconds(10))  // renew every 3.33 s, margin 1 s
 
-    func makeElector(_ store: any LeaseStore, holder: String, key: String = "job") throws -> LeaderElector {
+    func makeElector(_ store: LeaseStore, holder: String, key: String = "job") throws -> LeaderElector {
         try LeaderElector(store: store, key: key, holder: holder, configuration: configuration, clock: clock, seed: 7)
     }
 
     @Test func electedThenRenewsOnSchedule() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -95,7 +95,7 @@ final class EventLog: Sendable {
     @Test func storeDownDemotesAtTheDeadlineBeforeTheTermCanPass() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let workCancelled = Mutex(false)
         let work = Task {
@@ -122,7 +122,7 @@ final class EventLog: Sendable {
         let leader = try await memory.current(key: "job")
         #expect(leader?.holder == "a")
         #expect((leader?.remaining ?? .zero) >= .seconds(1))
-        let other = try await memory.acquire(key: "job", holder: "b", ttl: .seconds(10))
+        let other = try await memory.acquire(key: "job", holder: "b", ttl: .seconds(10), metadata: nil)
         #expect(other.lease == nil)
         await #expect(throws: BatonError.self) { try await work.value }
         do {
@@ -135,7 +135,7 @@ final class EventLog: Sendable {
     @Test func slowRenewsKeepLeadership() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -159,8 +159,8 @@ final class EventLog: Sendable {
 
     @Test func resignHandsOverWithoutWaitingForExpiry() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let a = try makeElector(store, holder: "a")
-        let b = try makeElector(store, holder: "b")
+        let a = try makeElector(LeaseStore(store), holder: "a")
+        let b = try makeElector(LeaseStore(store), holder: "b")
         let logA = EventLog(a)
         let logB = EventLog(b)
         let runA = Task { try await a.run() }
@@ -185,9 +185,9 @@ final class EventLog: Sendable {
     /// A waiting candidate costs the store nothing at steady state: the change feed wakes it.
     @Test func aWaitingCandidateDoesNotPollTheStore() async throws {
         let memory = MemoryLeaseStore(clock: clock)
-        _ = try await memory.acquire(key: "job", holder: "leader", ttl: .seconds(3600))
+        _ = try await memory.acquire(key: "job", holder: "leader", ttl: .seconds(3600), metadata: nil)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "b")
+        let elector = try makeElector(LeaseStore(store), holder: "b")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.wait("b to follow the leader") { events in
@@ -207,7 +207,7 @@ final class EventLog: Sendable {
 
     @Test func cancellationReleasesTheLease() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -220,7 +220,7 @@ final class EventLog: Sendable {
 
     @Test func gracefulShutdownResigns() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let group = ServiceGroup(services: [elector], logger: .init(label: "test"))
         let run = Task { try await group.run() }
@@ -233,7 +233,7 @@ final class EventLog: Sendable {
 
     @Test func withLeadershipCampaignsRunsAndResignsOnItsOwn() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let token = try await elector.withLeadership { lease in lease.token }
         #expect(token >= 1)
         #expect(try await store.current(key: "job") == nil, "resigned when the work returned")
@@ -241,7 +241,7 @@ final class EventLog: Sendable {
 
     @Test func withLeadershipUnderRunKeepsLeading() async throws {
         let store = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -255,8 +255,8 @@ final class EventLog: Sendable {
     @Test func aWaitingCandidateTakesOverWhenTheLeaderCrashes() async throws {
         let store = MemoryLeaseStore(clock: clock)
         // A "crashed" leader: it took the key and never renews or releases.
-        _ = try await store.acquire(key: "job", holder: "crashed", ttl: .seconds(10))
-        let elector = try makeElector(store, holder: "b")
+        _ = try await store.acquire(key: "job", holder: "crashed", ttl: .seconds(10), metadata: nil)
+        let elector = try makeElector(LeaseStore(store), holder: "b")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.wait("b to see the crashed leader") { events in
@@ -276,7 +276,7 @@ final class EventLog: Sendable {
             backoff: .init(initial: .milliseconds(50), maximum: .milliseconds(100))
         )
         let elector = try LeaderElector(
-            store: store,
+            store: LeaseStore(store),
             key: "job",
             holder: "a",
             configuration: fastRetries,
@@ -310,16 +310,17 @@ final class EventLog: Sendable {
         let store = MemoryLeaseStore()
         let tooSlow = ElectorConfiguration(ttl: .seconds(3), renewInterval: .seconds(3))
         let error = #expect(throws: BatonError.self) {
-            try LeaderElector(store: store, key: "k", holder: "a", configuration: tooSlow)
+            try LeaderElector(store: LeaseStore(store), key: "k", holder: "a", configuration: tooSlow)
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains("renewInterval") == true)
         let short = #expect(throws: BatonError.self) {
-            try LeaderElector(store: store, key: "k", holder: "a", configuration: .init(ttl: .milliseconds(50)))
+            try LeaderElector(
+                store: LeaseStore(store), key: "k", holder: "a", configuration: .init(ttl: .milliseconds(50)))
         }
         #expect(short?.message.contains("ttl") == true)
         let badKey = #expect(throws: BatonError.self) {
-            try LeaderElector(store: store, key: "", holder: "a")
+            try LeaderElector(store: LeaseStore(store), key: "", holder: "a")
         }
         #expect(badKey?.code == .invalidArgument)
     }

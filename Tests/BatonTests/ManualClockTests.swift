@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import Testing
 
@@ -164,13 +164,13 @@ struct ManualClockTests {
     @Test func drivesMemoryStoreExpiry() async throws {
         let clock = ManualClock()
         let store = MemoryLeaseStore(clock: clock)
-        let result = try await store.acquire(key: "job", holder: "a", ttl: .seconds(10))
+        let result = try await store.acquire(key: "job", holder: "a", ttl: .seconds(10), metadata: nil)
         let lease = try #require(result.lease)
         clock.advance(by: .milliseconds(9_999))
         #expect(try await store.current(key: "job")?.remaining == .milliseconds(1))
         clock.advance(by: .milliseconds(1))
         #expect(try await store.current(key: "job") == nil)
-        let next = try await store.acquire(key: "job", holder: "b", ttl: .seconds(10))
+        let next = try await store.acquire(key: "job", holder: "b", ttl: .seconds(10), metadata: nil)
         #expect((next.lease?.token ?? 0) > lease.token)
     }
 }

@@ -1,5 +1,6 @@
 import Baton
 import BatonTestKit
+import ServiceLifecycle
 import Testing
 
 /// The memory store on its own manual clock: ``elapse(_:)`` advances the clock, so expiry costs no real time.
@@ -9,14 +10,14 @@ import Testing
 /// bounded real-time waits absorb that.
 struct MemoryStoreHarness: StoreHarness {
     let clock = ManualClock()
-    let store: any LeaseStore
+    let store: LeaseStore
     var changeTimeout: Duration = .seconds(10)
 
-    init(wrap: (MemoryLeaseStore, ManualClock) -> any LeaseStore = { store, _ in store }) {
-        store = wrap(MemoryLeaseStore(clock: clock), clock)
+    init(wrap: (MemoryLeaseStore, ManualClock) -> any LeaseStoreDriver = { store, _ in store }) {
+        store = LeaseStore(wrap(MemoryLeaseStore(clock: clock), clock))
     }
 
-    func makeStore() async throws -> any LeaseStore { store }
+    func makeStore() async throws -> LeaseStore { store }
 
     func elapse(_ duration: Duration) async throws {
         clock.advance(by: duration)
@@ -55,11 +56,13 @@ struct MemoryStoreConformanceTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func closingTheMemoryStoreEndsOpenChangeStreams() async throws {
-        let store = MemoryLeaseStore(clock: ManualClock())
+    func stoppingTheMemoryStoreEndsOpenChangeStreams() async throws {
+        let store = LeaseStore.memory(clock: ManualClock())
         var changes = try store.changes(key: "k").makeAsyncIterator()
         #expect(try await changes.next() == .some(nil))
-        try await store.close()
+        let running = Task { try await store.run() }
+        running.cancel()
+        try await running.value
         await expectCode(.storeUnavailable) { _ = try await changes.next() }
         await expectCode(.storeUnavailable) { try await store.current(key: "k") }
     }
@@ -96,15 +99,6 @@ struct MemoryStoreConformanceTests {
         #expect(failure?.message.contains("expected one of 20") == true)
     }
 
-    @Test func suiteRejectsAStoreThatSkipsValidation() async throws {
-        let harness = MemoryStoreHarness { store, _ in BrokenStore(base: store, flaw: .membersUnvalidated) }
-        let failure = await runExpectingFailure(
-            "validation: heartbeat, leave and members reject malformed arguments with invalidArgument",
-            harness
-        )
-        #expect(failure?.message.contains("members with") == true)
-    }
-
     @Test func unexpectedErrorsBecomeConformanceFailures() async throws {
         let check = ConformanceCheck("throws a store error") { _ in
             throw BatonError.storeUnavailable("down")
@@ -136,16 +130,17 @@ struct MemoryStoreConformanceTests {
 }
 
 /// A store with one deliberate contract violation, to show that the suite notices it.
-private struct BrokenStore: LeaseStore {
+private struct BrokenStore: LeaseStoreDriver {
     enum Flaw {
         case releaseIgnored
         case silentChanges
         case everyClaimWins
-        case membersUnvalidated
     }
 
-    let base: any LeaseStore
+    let base: any LeaseStoreDriver
     let flaw: Flaw
+    var storeName: String { "broken" }
+    var needsRun: Bool { false }
 
     func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
         try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
@@ -194,11 +189,10 @@ private struct BrokenStore: LeaseStore {
     }
 
     func members(group: String) async throws -> [String] {
-        if flaw == .membersUnvalidated, (try? BatonValidation.name(group, "group")) == nil { return [] }
-        return try await base.members(group: group)
+        try await base.members(group: group)
     }
 
-    func close() async throws {
-        try await base.close()
+    func run() async throws {
+        try await base.run()
     }
 }

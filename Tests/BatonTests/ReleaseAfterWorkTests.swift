@@ -44,7 +44,7 @@ final class StubbornWork: Sendable {
     let configuration = ElectorConfiguration(ttl: .seconds(10))  // renew every 3.33 s, margin 1 s
 
     func makeElector(
-        _ store: any LeaseStore,
+        _ store: LeaseStore,
         holder: String,
         configuration: ElectorConfiguration? = nil
     ) throws -> LeaderElector {
@@ -68,7 +68,7 @@ final class StubbornWork: Sendable {
     func leadWithStubbornWork() async throws -> Leading {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.waitForElection()
@@ -106,7 +106,7 @@ final class StubbornWork: Sendable {
     @Test func cancellingASelfCampaigningWithLeadershipReleasesAfterTheWork() async throws {
         let memory = MemoryLeaseStore(clock: clock)
         let store = FaultInjectingStore(wrapping: memory, clock: clock)
-        let elector = try makeElector(store, holder: "a")
+        let elector = try makeElector(LeaseStore(store), holder: "a")
         let work = StubbornWork()
         let lead = Task { try await elector.withLeadership { _ in await work.run() } }
         #expect(try await eventually { work.started }, "the work started")
@@ -142,7 +142,7 @@ final class StubbornWork: Sendable {
 
     @Test func theWorkReadsItsDeadlineAsRenewsMoveIt() async throws {
         let memory = MemoryLeaseStore(clock: clock)
-        let elector = try makeElector(memory, holder: "a")
+        let elector = try makeElector(LeaseStore(memory), holder: "a")
         let log = EventLog(elector)
         #expect(elector.timeLeft == nil)
         let run = Task { try await elector.run() }
@@ -173,7 +173,7 @@ final class StubbornWork: Sendable {
         }
         // Polling (the fallback while a feed is down) is far off: only the check can find the expiry in time.
         let configuration = ElectorConfiguration(ttl: .seconds(10), pollInterval: .seconds(600))
-        let elector = try makeElector(store, holder: "a", configuration: configuration)
+        let elector = try makeElector(LeaseStore(store), holder: "a", configuration: configuration)
         let log = EventLog(elector)
         let run = Task { try await elector.run() }
         await log.wait("a sees b lead") { events in

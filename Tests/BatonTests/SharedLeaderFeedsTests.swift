@@ -1,3 +1,4 @@
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import Synchronization
 import Testing

@@ -14,7 +14,12 @@ func storeName(_ string: String) -> String {
 }
 
 /// Counts the operations sent through it, by operation, and the change-feed values delivered.
-final class CountingStore: LeaseStore {
+final class CountingStore: LeaseStoreDriver {
+    /// The base store's name.
+    var storeName: String { base.storeName }
+    /// False: the base store is run by its owner, and shared.
+    var needsRun: Bool { false }
+
     enum Operation: Int, CaseIterable {
         case acquire, renew, release, current, changesSubscribed, changeDelivered
         case claim, winner, complete, completion, heartbeat, leave, members
@@ -22,12 +27,13 @@ final class CountingStore: LeaseStore {
         var label: String { "\(self)" }
     }
 
-    let base: any LeaseStore
+    let base: any LeaseStoreDriver
     private let counts = Mutex([Int](repeating: 0, count: Operation.allCases.count))
     private let failureCount = Atomic<Int>(0)
 
-    init(_ base: any LeaseStore) {
-        self.base = base
+    /// Counts what is sent to the driver of `base`, which its owner runs.
+    init(_ base: LeaseStore) {
+        self.base = base.driver
     }
 
     func count(_ operation: Operation) -> Int { counts.withLock { $0[operation.rawValue] } }
@@ -125,6 +131,6 @@ final class CountingStore: LeaseStore {
         try await counted(.members) { try await base.members(group: group) }
     }
 
-    /// Closes nothing: the base store is shared and closed by its owner.
-    func close() async throws {}
+    /// Runs nothing: the base store is shared and run by its owner.
+    func run() async throws {}
 }

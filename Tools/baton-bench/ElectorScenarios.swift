@@ -56,12 +56,13 @@ struct ScaleLeasesCommand: AsyncParsableCommand {
 
     func run() async throws {
         let base = try await LeaseStores.open(options.store)
+        let running = Task { try await base.run() }
         let store = CountingStore(base)
         let configuration = ElectorConfiguration(ttl: .seconds(ttl))
         let run = UInt32.random(in: 0...UInt32.max)
         let electors = try (0..<leases).map { index in
             try LeaderElector(
-                store: store,
+                store: LeaseStore(store),
                 key: "bench-scale-\(run)-\(index)",
                 holder: "bench-\(run)",
                 configuration: configuration,
@@ -106,7 +107,8 @@ struct ScaleLeasesCommand: AsyncParsableCommand {
                 "window_s": Int(windowSeconds.rounded()),
             ]
         }
-        try await base.close()
+        running.cancel()
+        try await running.value
         emit(
             result.merging([
                 "name": options.name ?? "scale-leases",
@@ -136,12 +138,13 @@ struct WaitersCommand: AsyncParsableCommand {
 
     func run() async throws {
         let base = try await LeaseStores.open(options.store)
+        let running = Task { try await base.run() }
         let store = CountingStore(base)
         let run = UInt32.random(in: 0...UInt32.max)
         let key = "bench-waiters-\(run)"
         let electors = try (0..<waiters).map { index in
             try LeaderElector(
-                store: store,
+                store: LeaseStore(store),
                 key: key,
                 holder: "candidate-\(index)",
                 configuration: ElectorConfiguration(ttl: .seconds(ttl)),
@@ -192,7 +195,8 @@ struct WaitersCommand: AsyncParsableCommand {
                 "acquires_per_release_all": acquires,
             ]) { $1 }
         }
-        try await base.close()
+        running.cancel()
+        try await running.value
         emit(
             result.merging([
                 "name": options.name ?? "scale-waiters",
@@ -239,12 +243,13 @@ struct StoreCostCommand: AsyncParsableCommand {
 
     func run() async throws {
         let base = try await LeaseStores.open(options.store)
+        let running = Task { try await base.run() }
         let run = UInt32.random(in: 0...UInt32.max)
         let key = "bench-cost-\(run)"
         let stores = (0...candidates).map { _ in CountingStore(base) }
         let electors = try stores.enumerated().map { index, store in
             try LeaderElector(
-                store: store,
+                store: LeaseStore(store),
                 key: key,
                 holder: "candidate-\(index)",
                 configuration: ElectorConfiguration(ttl: .seconds(ttl)),
@@ -281,7 +286,8 @@ struct StoreCostCommand: AsyncParsableCommand {
                 "window_s": seconds,
             ]
         }
-        try await base.close()
+        running.cancel()
+        try await running.value
         emit(
             result.merging([
                 "name": options.name ?? "store-cost",

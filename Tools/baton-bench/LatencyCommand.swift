@@ -17,6 +17,7 @@ struct LatencyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await LeaseStores.open(options.store)
+        let running = Task { try await store.run() }
         let key = "bench-latency-\(getpid())"
         let clock = ContinuousClock()
         var acquires = LatencySummary()
@@ -36,7 +37,8 @@ struct LatencyCommand: AsyncParsableCommand {
                 renews.record(renewed)
             }
         }
-        try await store.close()
+        running.cancel()
+        try await running.value
         let storeLabel = storeName(options.store)
         for (operation, summary) in [("acquire (new term)", acquires), ("renew", renews)] {
             emit(
@@ -67,6 +69,7 @@ struct ClaimsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await LeaseStores.open(options.store)
+        let running = Task { try await store.run() }
         let prefix = "bench-\(UInt32.random(in: 0...UInt32.max))"
         let ttl = Duration.milliseconds(ttlMs)
         // Warm up: connections, prepared statements, scripts.
@@ -111,7 +114,8 @@ struct ClaimsCommand: AsyncParsableCommand {
             for try await summary in group { latencies.merge(summary) }
         }
         let seconds = (clock.now - started).milliseconds / 1000
-        try await store.close()
+        running.cancel()
+        try await running.value
         guard won.value == count else {
             throw BenchFailure("only \(won.value) of \(count) fresh claims were won: the store is not empty")
         }

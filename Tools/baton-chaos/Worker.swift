@@ -69,50 +69,53 @@ extension BatonChaosCommand {
             let stubborn = StubbornWindow()
             let tick = Duration.milliseconds(self.tick)
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigusr1)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while !stopping.isSet && !Task.isCancelled {
-                        do {
-                            try await elector.withLeadership { lease in
-                                guard !stopping.isSet else { return }
-                                log.append(.start, token: lease.token)
-                                // Cancellation at demotion is checked before every record, except while the body
-                                // is stubborn (the resign-busy fault), when it keeps working regardless.
-                                func done() -> Bool { Task.isCancelled && !stubborn.isOpen }
-                                while !done() && !stopping.isSet {
-                                    if stubborn.isOpen {
-                                        // A sleep in a task of its own is not cut short by this task's cancellation.
-                                        await Task { try? await Task.sleep(for: tick) }.value
-                                    } else {
-                                        try? await Task.sleep(for: tick)
+            try await store.withRunning { _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        while !stopping.isSet && !Task.isCancelled {
+                            do {
+                                try await elector.withLeadership { lease in
+                                    guard !stopping.isSet else { return }
+                                    log.append(.start, token: lease.token)
+                                    // Cancellation at demotion is checked before every record, except while the body
+                                    // is stubborn (the resign-busy fault), when it keeps working regardless.
+                                    func done() -> Bool { Task.isCancelled && !stubborn.isOpen }
+                                    while !done() && !stopping.isSet {
+                                        if stubborn.isOpen {
+                                            // A sleep in a task of its own is not cut short by this task's cancellation.
+                                            await Task { try? await Task.sleep(for: tick) }.value
+                                        } else {
+                                            try? await Task.sleep(for: tick)
+                                        }
+                                        if done() { break }
+                                        log.append(.tick, token: lease.token)
                                     }
-                                    if done() { break }
-                                    log.append(.tick, token: lease.token)
+                                    log.append(.end, token: lease.token)
                                 }
-                                log.append(.end, token: lease.token)
+                            } catch {
+                                // Leadership lost while working, or the campaign was cancelled: campaign again.
                             }
-                        } catch {
-                            // Leadership lost while working, or the campaign was cancelled: campaign again.
                         }
                     }
-                }
-                for await signal in signals {
-                    if signal == .sigusr1 {
-                        let text = stubbornFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
-                        let milliseconds = text.flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                        stubborn.open(for: milliseconds ?? 0)
-                        elector.resign()
-                        continue
+                    for await signal in signals {
+                        if signal == .sigusr1 {
+                            let text = stubbornFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+                            let milliseconds = text.flatMap {
+                                Int64($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                            }
+                            stubborn.open(for: milliseconds ?? 0)
+                            elector.resign()
+                            continue
+                        }
+                        stopping.set()
+                        break
                     }
-                    stopping.set()
-                    break
+                    // Let a running term record its end and release; then cancel a campaign that still waits.
+                    try await Task.sleep(for: tick * 4)
+                    group.cancelAll()
+                    try await group.waitForAll()
                 }
-                // Let a running term record its end and release; then cancel a campaign that still waits.
-                try await Task.sleep(for: tick * 4)
-                group.cancelAll()
-                try await group.waitForAll()
             }
-            try? await store.close()
         }
     }
 }

@@ -73,7 +73,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// The store campaigned on.
-    public let store: any LeaseStore
+    public let store: LeaseStore
     /// The key campaigned for.
     public let key: String
     /// This elector's identity in the store.
@@ -97,7 +97,7 @@ public final class LeaderElector: Service, Sendable {
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed key or holder, or a configuration whose values do
     ///   not fit together (see ``ElectorConfiguration/validate()``).
     public convenience init(
-        store: any LeaseStore,
+        store: LeaseStore,
         key: String,
         holder: String = LeaderElector.defaultHolder,
         configuration: ElectorConfiguration = ElectorConfiguration(),
@@ -123,7 +123,7 @@ public final class LeaderElector: Service, Sendable {
     ///   - logger: where the elector logs, with the key and holder as metadata.
     ///   - seed: seeds the retry jitter, so a test can replay a run; nil picks a random seed.
     public init<C: Clock>(
-        store: any LeaseStore,
+        store: LeaseStore,
         key: String,
         holder: String = LeaderElector.defaultHolder,
         configuration: ElectorConfiguration = ElectorConfiguration(),

@@ -17,14 +17,14 @@ public struct RoundElection: Sendable {
     public static let defaultRetention: Duration = .seconds(7 * 24 * 3600)
 
     /// The store the rounds live in.
-    public let store: any LeaseStore
+    public let store: LeaseStore
     /// The system whose rounds these are.
     public let system: String
     /// How long round records are kept.
     public let retention: Duration
 
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed system name or retention.
-    public init(store: any LeaseStore, system: String, retention: Duration = RoundElection.defaultRetention) throws {
+    public init(store: LeaseStore, system: String, retention: Duration = RoundElection.defaultRetention) throws {
         try BatonValidation.name(system, "system")
         try BatonValidation.duration(retention, "retention")
         self.store = store

@@ -1,5 +1,5 @@
 /// The checks every store applies to its arguments before any I/O.
-public enum BatonValidation {
+@_spi(BatonStoreKit) public enum BatonValidation {
     /// The longest name, in UTF-8 bytes.
     public static let maxNameBytes = 256
     /// The largest metadata, in UTF-8 bytes.

@@ -5,7 +5,7 @@ import Synchronization
 /// A store calls ``notify(_:)`` when it knows a key changed (a write in this process, a file-change
 /// notification, a pub/sub message); each subscriber's stream then yields once. Signals carry no data: the
 /// subscriber reads the store again. Signals to a slow subscriber are coalesced, and nothing ever blocks.
-public final class ChangeSignals: Sendable {
+@_spi(BatonStoreKit) public final class ChangeSignals: Sendable {
     private struct State {
         var nextID = 0
         var subscribers: [String: [Int: AsyncStream<Void>.Continuation]] = [:]

@@ -8,7 +8,7 @@
 ///
 /// The reading task belongs to the returned sequence: it stops when the consumer stops iterating or is
 /// cancelled.
-public enum LeaderChangeFeed {
+@_spi(BatonStoreKit) public enum LeaderChangeFeed {
     /// Makes the sequence. Create `signals` (for example with ``ChangeSignals/subscribe(_:)``) before calling
     /// this, so that no change is missed between subscribing and the first read.
     public static func make(

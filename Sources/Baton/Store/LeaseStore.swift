@@ -1,115 +1,266 @@
-/// A store that Baton elects over: leases for continuous leadership, rounds for one-shot elections, and
-/// presence for "who is taking part".
+import ServiceLifecycle
+
+/// A store that Baton elects over: the one front every caller uses, over the ``LeaseStoreDriver`` of one kind
+/// of store (SQLite, Redis, etcd, PostgreSQL, S3, memory).
 ///
-/// ## The contract every store keeps
+/// The front does what every store would otherwise repeat, in one place and the same way for all of them:
+/// - **Arguments are checked before any I/O.** Keys, holders, systems, rounds, candidates, groups and members
+///   are 1–256 bytes of UTF-8 without control characters; metadata is at most 4 KiB; ttls and retentions are
+///   1 ms to 366 days. Anything else throws ``BatonError/Code/invalidArgument`` naming what is wrong.
+/// - **Every request has a deadline** (``Configuration/requestTimeout``). A request without an answer by then
+///   is cancelled and throws ``BatonError/Code/timeout``; its outcome is unknown.
+/// - **Errors are ``BatonError``s.** What a driver did not map becomes ``BatonError/Code/storeUnavailable``
+///   naming only the error's type, so no client error can carry a password into a log.
+/// - **Metrics** for every request, with the dimensions `store` and `operation`:
+///   `baton_store_requests_total` (counter), `baton_store_request_duration_seconds` (timer) and
+///   `baton_store_request_errors_total` (counter, also with `code`).
 ///
-/// - **Atomic on the store.** Every operation is one compare-and-set, transaction or server-side script. No
-///   operation reads and then writes from the client, so two callers can never both succeed where only one may.
-/// - **Validation first.** Every name (key, holder, system, round, candidate, group, member) is 1–256 bytes of
-///   UTF-8 with no control characters, metadata is at most 4 KiB, durations are positive; anything else throws
-///   ``BatonError/Code/invalidArgument`` before any I/O (use ``BatonValidation``).
-/// - **Fencing tokens.** Every new term of a key gets a token strictly greater than every token the key had
-///   before, also after the key was released or expired. Renewals keep the token.
-/// - **Expiry by one clock.** A store judges expiry by a clock of its own (the server's, or one host's
-///   monotonic clock), never by comparing wall clocks of different hosts. A term granted by a request sent at
-///   local time `t0` with time to live `ttl` never expires before `t0 + ttl`. A store that can start a term
-///   without a request (etcd, for a term handed over on release) answers with a lease whose ``Lease/ttl`` is
-///   shorter than asked: the time the term is sure to last, counted from the call.
-/// - **Errors.** "Held by someone else" is an answer (``AcquireResult/held(by:)``, ``BatonError/Code/lost``);
-///   "the store failed" is ``BatonError/Code/storeUnavailable`` or ``BatonError/Code/timeout``, after which the
-///   outcome is unknown and the call may be retried with the same arguments.
-/// - **Cancellation.** Cancelling the calling task abandons the wait for an answer and throws
-///   `CancellationError` or a ``BatonError``; the store may or may not have applied the operation (as with a
-///   timeout), so callers retry or let the ttl run out.
+/// ## Running the store
 ///
-/// `BatonTestKit`'s conformance suite checks all of this for any store.
-public protocol LeaseStore: Sendable {
+/// A store is a ServiceLifecycle `Service`: its connections, listeners and keep-alives live in ``run()``. Put it
+/// in the `ServiceGroup` of your service, before the electors that use it, so a graceful shutdown stops the
+/// electors first (their last release reaches the store) and the store last:
+///
+/// ```swift
+/// let store = LeaseStore(try SQLiteLeaseStore(path: "baton.db"))
+/// let elector = LeaderElector(store: store, key: "nightly-cleaner", holder: "host-a")
+/// let group = ServiceGroup(services: [store, elector], logger: logger)
+/// try await group.run()
+/// ```
+///
+/// For a script or a test, ``withRunning(_:)`` runs the store around a closure. A call made while the store is
+/// not running waits up to ``Configuration/startTimeout`` for ``run()`` to begin (services of one group start
+/// together), then throws ``BatonError/Code/storeUnavailable`` saying that `run()` was not called: a forgotten
+/// `run()` is a clear error, never a hang.
+public struct LeaseStore: Service, Sendable {
+    /// How the front bounds requests.
+    public struct Configuration: Sendable {
+        /// The longest a request may take before it is cancelled and throws ``BatonError/Code/timeout``.
+        /// Ten seconds by default. Electors bound their own requests more tightly (a renew must answer within
+        /// the renew interval), so this matters for direct callers.
+        public var requestTimeout: Duration
+        /// How long a call made before ``LeaseStore/run()`` has begun waits for it, one second by default.
+        public var startTimeout: Duration
+
+        /// The defaults: requests within 10 s, a second's wait for `run()`.
+        public init(requestTimeout: Duration = .seconds(10), startTimeout: Duration = .seconds(1)) {
+            self.requestTimeout = requestTimeout
+            self.startTimeout = startTimeout
+        }
+    }
+
+    /// The driver this front wraps.
+    public let driver: any LeaseStoreDriver
+    let core: LeaseStoreCore
+
+    /// A front over `driver`.
+    /// - Parameters:
+    ///   - driver: the store's driver, not yet running; this front runs it in ``run()``.
+    ///   - configuration: request deadlines.
+    ///   - clock: times deadlines (a `ManualClock` in tests).
+    public init<C: Clock>(
+        _ driver: some LeaseStoreDriver,
+        configuration: Configuration = Configuration(),
+        clock: C = ContinuousClock()
+    ) where C.Duration == Duration {
+        self.driver = driver
+        self.core = LeaseStoreCore(
+            storeName: driver.storeName,
+            needsRun: driver.needsRun,
+            configuration: configuration,
+            clock: BatonClock(clock)
+        )
+    }
+
+    /// A new, empty store in this process's memory (``MemoryLeaseStore``); it needs no ``run()``.
+    /// - Parameter clock: judges expiry and deadlines; `ManualClock` from `BatonTestKit` makes them
+    ///   deterministic in tests.
+    public static func memory<C: Clock>(clock: C = ContinuousClock()) -> LeaseStore where C.Duration == Duration {
+        LeaseStore(MemoryLeaseStore(clock: clock), clock: clock)
+    }
+
+    /// The kind of store (`sqlite`, `redis`, ...).
+    public var storeName: String { core.storeName }
+
+    /// Runs the store's background work until the task is cancelled or a graceful shutdown ends it; calls
+    /// made meanwhile reach the store. A store runs once: calling `run()` again throws
+    /// ``BatonError/Code/invalidArgument``.
+    /// - Throws: what the driver's run throws (it cannot open its file, its credentials are refused).
+    public func run() async throws {
+        try core.started()
+        defer { core.ended() }
+        try await driver.run()
+    }
+
+    /// Runs the store while `body` runs, then stops it: for scripts, tools and tests that need no
+    /// `ServiceGroup`.
+    /// - Returns: what `body` returns.
+    /// - Throws: what `body` throws, or what the store's ``run()`` threw if it ended first.
+    public func withRunning<T>(_ body: (LeaseStore) async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            do {
+                let value = try await body(self)
+                group.cancelAll()
+                while (try? await group.next()) != nil {}
+                return value
+            } catch {
+                group.cancelAll()
+                // A store that failed to run explains the body's failure better than the body's own error.
+                while true {
+                    do {
+                        guard try await group.next() != nil else { break }
+                    } catch is CancellationError {
+                        break
+                    } catch let runError {
+                        throw runError
+                    }
+                }
+                throw error
+            }
+        }
+    }
+
     // MARK: Leases
 
     /// Takes `key` for `holder` if it is free or expired, or renews it if `holder` already holds it.
     ///
     /// A free or expired key starts a new term with a new, larger fencing token; the holder's own live term
-    /// keeps its token and gets a new time to live and the given metadata.
+    /// keeps its token and gets a new time to live and the given metadata (up to 4 KiB published to everyone).
     /// - Returns: ``AcquireResult/acquired(_:)`` with the lease, or ``AcquireResult/held(by:)`` with the leader.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`, `unauthorized`.
-    func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String? = nil) async throws
+        -> AcquireResult
+    {
+        try BatonValidation.name(key, "key")
+        try BatonValidation.name(holder, "holder")
+        try BatonValidation.duration(ttl, "ttl")
+        try BatonValidation.metadata(metadata)
+        return try await core.perform(.acquire) { [driver] in
+            try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+        }
+    }
 
     /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`.
     ///
     /// Atomic: succeeds only while the key is still in this term (same holder and token).
     /// - Returns: the renewed lease (same token).
     /// - Throws: ``BatonError`` `lost` if the term is over; `invalidArgument`, `storeUnavailable`, `timeout`.
-    func renew(_ lease: Lease, ttl: Duration) async throws -> Lease
+    public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
+        try BatonValidation.lease(lease)
+        try BatonValidation.duration(ttl, "ttl")
+        return try await core.perform(.renew) { [driver] in try await driver.renew(lease, ttl: ttl) }
+    }
 
     /// Ends the term of `lease` at once, so the next candidate can take the key without waiting for expiry.
     ///
     /// A compare-and-delete: a no-op if the key is no longer in this term. The key's token history is kept, so
     /// the next term still gets a larger token.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
-    func release(_ lease: Lease) async throws
+    public func release(_ lease: Lease) async throws {
+        try BatonValidation.lease(lease)
+        try await core.perform(.release) { [driver] in try await driver.release(lease) }
+    }
 
     /// The current leader of `key`, or nil if the key is free or expired.
-    func current(key: String) async throws -> LeaderInfo?
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func current(key: String) async throws -> LeaderInfo? {
+        try BatonValidation.name(key, "key")
+        return try await core.perform(.current) { [driver] in try await driver.current(key: key) }
+    }
 
-    /// Leader observations for `key`: the current leader first, then each change (a new term, a release, an
-    /// expiry, new metadata). Consecutive equal observations are not repeated; a burst of changes may be
-    /// coalesced to the latest.
-    ///
-    /// Stores with push deliver changes as they happen; others poll behind the same API. The sequence ends with
-    /// an error when the store fails; subscribe again to go on. It ends when the consuming task is cancelled.
+    /// Leader observations for `key`: the current leader first, then each change (see
+    /// ``LeaseStoreDriver/changes(key:)``). The sequence ends with an error when the store fails or is not
+    /// running; subscribe again to go on. It ends when the consuming task is cancelled.
     /// - Throws: ``BatonError`` `invalidArgument` at once for a malformed key.
-    func changes(key: String) throws -> LeaderChanges
+    public func changes(key: String) throws -> LeaderChanges {
+        try BatonValidation.name(key, "key")
+        if core.isRunning { return try driver.changes(key: key) }
+        let (stream, continuation) = LeaderChanges.makeStream()
+        let task = Task { [driver, core] in
+            do {
+                try await core.awaitRunning(.changes)
+                for try await leader in try driver.changes(key: key) { continuation.yield(leader) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
 
     // MARK: Rounds
 
     /// Claims one round of `system` for `candidate`. The first claim wins; the winner claiming again wins again
-    /// (so a retry after a timeout never turns the winner into a loser).
-    ///
-    /// The record is kept for `retention`, after which the round may be claimed afresh.
-    func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
+    /// (so a retry after a timeout never turns the winner into a loser). The record is kept for `retention`.
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func claim(
+        system: String, round: String, candidate: String, retention: Duration = RoundElection.defaultRetention
+    ) async throws -> ClaimResult {
+        try BatonValidation.round(system: system, round: round)
+        try BatonValidation.name(candidate, "candidate")
+        try BatonValidation.duration(retention, "retention")
+        return try await core.perform(.claim) { [driver] in
+            try await driver.claim(system: system, round: round, candidate: candidate, retention: retention)
+        }
+    }
 
     /// The winner of a round, or nil if it has not been claimed (or its record expired).
-    func winner(system: String, round: String) async throws -> String?
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func winner(system: String, round: String) async throws -> String? {
+        try BatonValidation.round(system: system, round: round)
+        return try await core.perform(.winner) { [driver] in try await driver.winner(system: system, round: round) }
+    }
 
     /// Records the completion of a round under the rules of ``RoundRules/complete(_:by:system:round:)``.
-    ///
     /// - Throws: ``BatonError`` `notWinner` (a named candidate that did not win), `alreadyCompleted` (another
     ///   identity completed first), `invalidArgument`, `storeUnavailable`, `timeout`.
-    func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws
+    public func complete(
+        system: String, round: String, by completer: Completer, retention: Duration = RoundElection.defaultRetention
+    ) async throws {
+        try BatonValidation.round(system: system, round: round)
+        try BatonValidation.name(completer.identity, "completer")
+        try BatonValidation.duration(retention, "retention")
+        try await core.perform(.complete) { [driver] in
+            try await driver.complete(system: system, round: round, by: completer, retention: retention)
+        }
+    }
 
     /// The identity whose completion of the round is recorded, or nil.
-    func completion(system: String, round: String) async throws -> String?
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func completion(system: String, round: String) async throws -> String? {
+        try BatonValidation.round(system: system, round: round)
+        return try await core.perform(.completion) { [driver] in
+            try await driver.completion(system: system, round: round)
+        }
+    }
 
     // MARK: Presence
 
     /// Marks `member` of `group` alive for `ttl`.
-    func heartbeat(group: String, member: String, ttl: Duration) async throws
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func heartbeat(group: String, member: String, ttl: Duration) async throws {
+        try BatonValidation.name(group, "group")
+        try BatonValidation.name(member, "member")
+        try BatonValidation.duration(ttl, "ttl")
+        try await core.perform(.heartbeat) { [driver] in
+            try await driver.heartbeat(group: group, member: member, ttl: ttl)
+        }
+    }
 
     /// Removes `member` from `group` at once.
-    func leave(group: String, member: String) async throws
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func leave(group: String, member: String) async throws {
+        try BatonValidation.name(group, "group")
+        try BatonValidation.name(member, "member")
+        try await core.perform(.leave) { [driver] in try await driver.leave(group: group, member: member) }
+    }
 
     /// The members of `group` whose last heartbeat has not expired, sorted.
-    func members(group: String) async throws -> [String]
-
-    // MARK: Lifecycle
-
-    /// Closes connections and files. Further calls fail with ``BatonError/Code/storeUnavailable``.
-    func close() async throws
-}
-
-extension LeaseStore {
-    /// Takes `key` for `holder` with no metadata.
-    public func acquire(key: String, holder: String, ttl: Duration) async throws -> AcquireResult {
-        try await acquire(key: key, holder: holder, ttl: ttl, metadata: nil)
-    }
-
-    /// Claims a round with the default retention of seven days.
-    public func claim(system: String, round: String, candidate: String) async throws -> ClaimResult {
-        try await claim(system: system, round: round, candidate: candidate, retention: RoundElection.defaultRetention)
-    }
-
-    /// Completes a round, keeping the record for the default retention of seven days.
-    public func complete(system: String, round: String, by completer: Completer) async throws {
-        try await complete(system: system, round: round, by: completer, retention: RoundElection.defaultRetention)
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func members(group: String) async throws -> [String] {
+        try BatonValidation.name(group, "group")
+        return try await core.perform(.members) { [driver] in try await driver.members(group: group) }
     }
 }

@@ -1,12 +1,18 @@
+import ServiceLifecycle
 import Synchronization
 
-/// A store held in this process's memory: the reference implementation of ``LeaseStore``.
+/// A store held in this process's memory: the reference implementation of ``LeaseStoreDriver``.
 ///
 /// Use it for tests, for electing among tasks of one process, and as the model the other stores are checked
 /// against. Every operation is one critical section under a lock, so it is atomic. Expiry is judged by the
 /// injected clock (a `ManualClock` in tests), changes are pushed to waiting candidates at once, and expiries
 /// are seen by a timer at the term's remaining time. Nothing survives the process.
-public final class MemoryLeaseStore: LeaseStore {
+public final class MemoryLeaseStore: LeaseStoreDriver {
+    /// `memory`.
+    public var storeName: String { "memory" }
+    /// False: the store answers without ``run()``.
+    public var needsRun: Bool { false }
+
     private struct Term {
         var holder: String
         var token: FencingToken
@@ -50,10 +56,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        try BatonValidation.duration(ttl, "ttl")
-        try BatonValidation.metadata(metadata)
         let now = clock.now()
         let (result, changed) = try state.withLock { state throws(BatonError) -> (AcquireResult, Bool) in
             try Self.checkOpen(state)
@@ -79,8 +81,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try BatonValidation.lease(lease)
-        try BatonValidation.duration(ttl, "ttl")
         let now = clock.now()
         let (renewed, changed) = try state.withLock { state throws(BatonError) -> (Lease, Bool) in
             try Self.checkOpen(state)
@@ -103,7 +103,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func release(_ lease: Lease) async throws {
-        try BatonValidation.lease(lease)
         let released = try state.withLock { state throws(BatonError) -> Bool in
             try Self.checkOpen(state)
             guard let term = state.terms[lease.key], term.holder == lease.holder, term.token == lease.token else {
@@ -116,7 +115,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func current(key: String) async throws -> LeaderInfo? {
-        try BatonValidation.name(key, "key")
         let now = clock.now()
         return try state.withLock { state throws(BatonError) -> LeaderInfo? in
             try Self.checkOpen(state)
@@ -126,7 +124,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func changes(key: String) throws -> LeaderChanges {
-        try BatonValidation.name(key, "key")
         let signals = signals.subscribe(key)
         return LeaderChangeFeed.make(clock: clock, pollInterval: pollInterval, signals: signals) { [self] in
             try await current(key: key)
@@ -135,9 +132,6 @@ public final class MemoryLeaseStore: LeaseStore {
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(candidate, "candidate")
-        try BatonValidation.duration(retention, "retention")
         let now = clock.now()
         return try state.withLock { state throws(BatonError) -> ClaimResult in
             try Self.checkOpen(state)
@@ -157,9 +151,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try BatonValidation.round(system: system, round: round)
-        try BatonValidation.name(completer.identity, "completer")
-        try BatonValidation.duration(retention, "retention")
         let now = clock.now()
         try state.withLock { state throws(BatonError) in
             try Self.checkOpen(state)
@@ -175,9 +166,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
-        try BatonValidation.duration(ttl, "ttl")
         let now = clock.now()
         try state.withLock { state throws(BatonError) in
             try Self.checkOpen(state)
@@ -186,8 +174,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func leave(group: String, member: String) async throws {
-        try BatonValidation.name(group, "group")
-        try BatonValidation.name(member, "member")
         try state.withLock { state throws(BatonError) in
             try Self.checkOpen(state)
             state.presence[group]?[member] = nil
@@ -195,7 +181,6 @@ public final class MemoryLeaseStore: LeaseStore {
     }
 
     public func members(group: String) async throws -> [String] {
-        try BatonValidation.name(group, "group")
         let now = clock.now()
         return try state.withLock { state throws(BatonError) -> [String] in
             try Self.checkOpen(state)
@@ -205,7 +190,10 @@ public final class MemoryLeaseStore: LeaseStore {
         }
     }
 
-    public func close() async throws {
+    /// Waits until cancelled or shut down gracefully, then closes the store: later calls throw
+    /// ``BatonError/Code/storeUnavailable``. The store answers without it, so running it is optional.
+    public func run() async throws {
+        try? await gracefulShutdown()
         state.withLock { $0.closed = true }
         signals.finishAll()
     }
@@ -213,7 +201,6 @@ public final class MemoryLeaseStore: LeaseStore {
     // MARK: Helpers
 
     private func roundRecord(system: String, round: String) throws -> RoundRecord? {
-        try BatonValidation.round(system: system, round: round)
         let now = clock.now()
         return try state.withLock { state throws(BatonError) -> RoundRecord? in
             try Self.checkOpen(state)

@@ -8,7 +8,7 @@ import Synchronization
 /// last observed (at once when the key's feed already runs, else after its first read), then gets each change.
 /// It ends with the feed's error when the feed fails (the next subscription starts a new feed), and the feed stops
 /// when its last subscriber stops.
-public final class SharedLeaderFeeds: Sendable {
+@_spi(BatonStoreKit) public final class SharedLeaderFeeds: Sendable {
     private struct Feed {
         var subscribers: [Int: LeaderChanges.Continuation] = [:]
         /// The last observation, once there is one.

@@ -2,7 +2,7 @@
 ///
 /// It wraps any `Clock` whose durations are `Duration` (`ContinuousClock` in production, `ManualClock` from
 /// `BatonTestKit` in tests), so the types that take a clock need not be generic over it.
-public struct BatonClock: Sendable {
+@_spi(BatonStoreKit) public struct BatonClock: Sendable {
     private let nowFunction: @Sendable () -> Duration
     private let sleepFunction: @Sendable (Duration) async throws -> Void
 

@@ -3,7 +3,7 @@
 /// The units are `ms` (milliseconds), `s` (seconds), `m` (minutes), `h` (hours) and `d` (days of 24 hours).
 /// The number is a non-negative decimal integer; underscores, signs, fractions, spaces and upper-case units are
 /// not accepted. Zero is accepted here: whether a zero duration makes sense is for the caller to check (for
-/// example with ``BatonValidation/duration(_:_:)``).
+/// example with the check of ttls the stores apply).
 ///
 /// - Throws: ``BatonError`` `invalidArgument` saying what is wrong with `text` and which forms are accepted.
 public func parseBatonDuration(_ text: String) throws(BatonError) -> Duration {

@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Hummingbird
 
 /// v2: leases over JSON.

@@ -202,7 +202,7 @@ struct RoundScript {
         case complete(Completer, expect: Outcome)
     }
 
-    let store: any LeaseStore
+    let store: LeaseStore
     let system: String
     let round: String
 

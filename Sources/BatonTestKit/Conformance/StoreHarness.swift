@@ -6,7 +6,7 @@ import Baton
 /// ```swift
 /// struct RedisHarness: StoreHarness {
 ///     let store: RedisLeaseStore
-///     func makeStore() async throws -> any LeaseStore { store }
+///     func makeStore() async throws -> LeaseStore { store }
 ///     func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
 ///     var ttl: Duration { .seconds(1) }
 /// }
@@ -21,7 +21,7 @@ import Baton
 /// groups, holders) made unique with random suffixes, so ``makeStore()`` may return one shared store.
 public protocol StoreHarness: Sendable {
     /// The store to check: a new one, or one shared by all checks. Checks never close it.
-    func makeStore() async throws -> any LeaseStore
+    func makeStore() async throws -> LeaseStore
 
     /// Lets at least `duration` of the store's time pass: advance a manual clock, or sleep for real when the
     /// store is a real server. Afterwards every term, round record and heartbeat that the store was asked to

@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 
 extension LeaseStoreConformance {
     static let validationChecks: [ConformanceCheck] = [

@@ -14,7 +14,7 @@ import Testing
 
 /// A service over `store` (a fresh memory store by default) on 127.0.0.1 and a port the kernel picks.
 func makeServer(
-    store: any LeaseStore = MemoryLeaseStore(),
+    store: LeaseStore = .memory(),
     _ configure: (inout BatonHTTPServer.Configuration) -> Void = { _ in }
 ) -> BatonHTTPServer {
     var configuration = BatonHTTPServer.Configuration(host: "127.0.0.1", port: 0)

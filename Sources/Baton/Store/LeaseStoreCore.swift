@@ -1,0 +1,205 @@
+import CoreMetrics
+import Metrics
+import Synchronization
+
+/// The operations of a store, named as metrics and errors name them.
+enum StoreOperation: String, CaseIterable, Sendable {
+    case acquire, renew, release, current, changes, claim, winner, complete, completion, heartbeat, leave, members
+}
+
+/// The shared part of every copy of one ``LeaseStore``: whether it runs, the request deadline, the metrics.
+final class LeaseStoreCore: Sendable {
+    private enum RunState {
+        case idle(waiters: [Int: CheckedContinuation<Void, Never>], next: Int)
+        case running
+        case ended
+    }
+
+    /// The metrics of one operation.
+    private struct OperationMetrics: Sendable {
+        let requests: Counter
+        let duration: Metrics.Timer
+    }
+
+    let storeName: String
+    private let needsRun: Bool
+    private let configuration: LeaseStore.Configuration
+    private let clock: BatonClock
+    private let state = Mutex(RunState.idle(waiters: [:], next: 0))
+    private let metrics: [StoreOperation: OperationMetrics]
+
+    init(storeName: String, needsRun: Bool, configuration: LeaseStore.Configuration, clock: BatonClock) {
+        self.storeName = storeName
+        self.needsRun = needsRun
+        self.configuration = configuration
+        self.clock = clock
+        var metrics: [StoreOperation: OperationMetrics] = [:]
+        for operation in StoreOperation.allCases {
+            let dimensions = [("store", storeName), ("operation", operation.rawValue)]
+            metrics[operation] = OperationMetrics(
+                requests: Counter(label: "baton_store_requests_total", dimensions: dimensions),
+                duration: Metrics.Timer(label: "baton_store_request_duration_seconds", dimensions: dimensions)
+            )
+        }
+        self.metrics = metrics
+    }
+
+    // MARK: Lifecycle
+
+    /// True once `run()` has begun and until it returns (always, for a store that needs no run).
+    var isRunning: Bool {
+        if !needsRun { return true }
+        return state.withLock { if case .running = $0 { true } else { false } }
+    }
+
+    /// Marks the store running and wakes the calls waiting for it.
+    func started() throws(BatonError) {
+        let waiters = try state.withLock { state throws(BatonError) -> [CheckedContinuation<Void, Never>] in
+            guard case .idle(let waiters, _) = state else {
+                throw .invalidArgument("the \(storeName) store's run() was called twice; a store runs once")
+            }
+            state = .running
+            return Array(waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Marks the store ended: later calls fail at once.
+    func ended() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state = .ended }
+            if case .idle(let waiters, _) = state { return Array(waiters.values) }
+            return []
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the store runs; waits up to the start timeout for `run()` to begin.
+    /// - Throws: ``BatonError`` `storeUnavailable` naming the missing `run()`, or saying the store has stopped.
+    func awaitRunning(_ operation: StoreOperation) async throws {
+        guard needsRun else { return }
+        switch state.withLock({ $0 }) {
+        case .running: return
+        case .ended: throw stopped(operation)
+        case .idle: break
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.waitForStart() }
+            group.addTask { try await self.clock.sleep(for: self.configuration.startTimeout) }
+            defer { group.cancelAll() }
+            _ = try await group.next()
+        }
+        switch state.withLock({ $0 }) {
+        case .running: return
+        case .ended: throw stopped(operation)
+        case .idle:
+            throw BatonError.storeUnavailable(
+                "the \(storeName) store is not running, so \(operation.rawValue) cannot reach it: call the store's "
+                    + "run() first (add the store to your ServiceGroup before its electors, or use "
+                    + "LeaseStore.withRunning)"
+            )
+        }
+    }
+
+    private func stopped(_ operation: StoreOperation) -> BatonError {
+        .storeUnavailable(
+            "the \(storeName) store has stopped (its run() returned), so \(operation.rawValue) cannot reach it")
+    }
+
+    private func waitForStart() async {
+        let id = state.withLock { state -> Int? in
+            guard case .idle(let waiters, let next) = state else { return nil }
+            state = .idle(waiters: waiters, next: next + 1)
+            return next
+        }
+        guard let id else { return }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    guard case .idle(var waiters, let next) = state, !Task.isCancelled else { return true }
+                    waiters[id] = continuation
+                    state = .idle(waiters: waiters, next: next)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard case .idle(var waiters, let next) = state else { return nil }
+                let waiter = waiters.removeValue(forKey: id)
+                state = .idle(waiters: waiters, next: next)
+                return waiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    // MARK: Requests
+
+    /// Runs one request of the driver: once the store runs, within the request deadline, with errors mapped to
+    /// ``BatonError`` and the request counted.
+    func perform<T: Sendable>(
+        _ operation: StoreOperation,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        if needsRun, !isRunning { try await awaitRunning(operation) }
+        let metrics = metrics[operation]!
+        metrics.requests.increment()
+        let start = ContinuousClock.now
+        defer { metrics.duration.recordInterval(since: start) }
+        do {
+            return try await withDeadline(operation, body)
+        } catch let error as BatonError {
+            countError(operation, error.code.description)
+            throw error
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            countError(operation, BatonError.Code.storeUnavailable.description)
+            throw BatonError.storeUnavailable(
+                "\(operation.rawValue) failed in the \(storeName) store (\(type(of: error)))", underlying: error)
+        }
+    }
+
+    private enum Outcome<T: Sendable>: Sendable {
+        case answered(T)
+        case timedOut
+    }
+
+    private func withDeadline<T: Sendable>(
+        _ operation: StoreOperation,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let timeout = configuration.requestTimeout
+        let outcome = try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
+            group.addTask { .answered(try await body()) }
+            group.addTask {
+                try await self.clock.sleep(for: timeout)
+                return .timedOut
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+        switch outcome {
+        case .answered(let value): return value
+        case .timedOut:
+            throw BatonError.timeout(
+                "\(operation.rawValue) got no answer from the \(storeName) store within \(timeout)")
+        }
+    }
+
+    private func countError(_ operation: StoreOperation, _ code: String) {
+        Counter(
+            label: "baton_store_request_errors_total",
+            dimensions: [("store", storeName), ("operation", operation.rawValue), ("code", code)]
+        ).increment()
+    }
+}
+
+extension Metrics.Timer {
+    /// Records the time since `start` on the continuous clock.
+    fileprivate func recordInterval(since start: ContinuousClock.Instant) {
+        let elapsed = start.duration(to: .now)
+        record(duration: elapsed)
+    }
+}

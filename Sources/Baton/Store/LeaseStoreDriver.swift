@@ -1,0 +1,128 @@
+import ServiceLifecycle
+
+/// What a store implements so Baton can elect over it: leases for continuous leadership, rounds for one-shot
+/// elections, and presence for "who is taking part", each as an atomic primitive of the store.
+///
+/// Users never call a driver directly: they hold a ``LeaseStore``, the front that wraps a driver and does what
+/// every store would otherwise repeat — checks every argument before any I/O, bounds every request by a deadline,
+/// maps unknown errors, records metrics, and refuses calls with a clear error while the store is not running.
+/// A driver therefore receives only well-formed arguments (names of 1–256 bytes of UTF-8 without control
+/// characters, metadata of at most 4 KiB, durations of 1 ms to 366 days) and needs no validation of its own.
+///
+/// ## Lifecycle
+///
+/// A driver is a ServiceLifecycle `Service`. Its background work — connections, listeners, keep-alives,
+/// sweepers, pollers — starts in `run()` and nowhere else (not in `init`, not lazily on a first call), and ends
+/// when `run()` returns: on cancellation of its task or at graceful shutdown. Operations called after `run()`
+/// has started wait, within their deadline, until the store is ready; operations after it ended throw
+/// ``BatonError/Code/storeUnavailable``.
+///
+/// ## The contract every store keeps
+///
+/// - **Atomic on the store.** Every operation is one compare-and-set, transaction or server-side script. No
+///   operation reads and then writes from the client, so two callers can never both succeed where only one may.
+/// - **Fencing tokens.** Every new term of a key gets a token strictly greater than every token the key had
+///   before, also after the key was released or expired. Renewals keep the token.
+/// - **Expiry by one clock.** A store judges expiry by a clock of its own (the server's, or one host's
+///   monotonic clock), never by comparing wall clocks of different hosts. A term granted by a request sent at
+///   local time `t0` with time to live `ttl` never expires before `t0 + ttl`. A store that can start a term
+///   without a request (etcd, for a term handed over on release) answers with a lease whose ``Lease/ttl`` is
+///   shorter than asked: the time the term is sure to last, counted from the call.
+/// - **Terms belong to the store.** Any driver instance on the same store renews, releases and observes a term
+///   given its key, holder and token.
+/// - **Errors.** "Held by someone else" is an answer (``AcquireResult/held(by:)``, ``BatonError/Code/lost``);
+///   "the store failed" is ``BatonError/Code/storeUnavailable`` or ``BatonError/Code/timeout``, after which the
+///   outcome is unknown and the call may be retried with the same arguments. A driver maps its client's errors
+///   to ``BatonError`` with messages that never contain credentials; anything else reaching the front becomes
+///   `storeUnavailable` naming only the error's type.
+/// - **Cancellation.** Cancelling the calling task abandons the wait for an answer and throws
+///   `CancellationError` or a ``BatonError``; the store may or may not have applied the operation (as with a
+///   timeout), so callers retry or let the ttl run out. The front cancels an operation at its deadline.
+///
+/// ## Growing the protocol
+///
+/// The operations to come — listing the leases under a prefix, waiter queues in arrival order, semaphores of N
+/// slots — arrive as new requirements with default implementations that throw
+/// ``BatonError/Code/invalidArgument`` ("not supported by this store"), so a driver written against this
+/// version keeps compiling and says clearly what it cannot do.
+///
+/// `BatonTestKit`'s conformance suite checks all of this for any driver, through a ``LeaseStore``.
+public protocol LeaseStoreDriver: Service {
+    /// A short, lowercase name of the kind of store (`sqlite`, `redis`), for errors, logs and metrics.
+    var storeName: String { get }
+
+    /// Whether operations need `run()` to be going. True for every store with connections or files; the
+    /// in-memory store answers without it.
+    var needsRun: Bool { get }
+
+    // MARK: Leases
+
+    /// Takes `key` for `holder` if it is free or expired, or renews it if `holder` already holds it.
+    ///
+    /// A free or expired key starts a new term with a new, larger fencing token; the holder's own live term
+    /// keeps its token and gets a new time to live and the given metadata.
+    /// - Returns: ``AcquireResult/acquired(_:)`` with the lease, or ``AcquireResult/held(by:)`` with the leader.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`, `unauthorized`.
+    func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult
+
+    /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`.
+    ///
+    /// Atomic: succeeds only while the key is still in this term (same holder and token).
+    /// - Returns: the renewed lease (same token).
+    /// - Throws: ``BatonError`` `lost` if the term is over; `storeUnavailable`, `timeout`.
+    func renew(_ lease: Lease, ttl: Duration) async throws -> Lease
+
+    /// Ends the term of `lease` at once, so the next candidate can take the key without waiting for expiry.
+    ///
+    /// A compare-and-delete: a no-op if the key is no longer in this term. The key's token history is kept, so
+    /// the next term still gets a larger token.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    func release(_ lease: Lease) async throws
+
+    /// The current leader of `key`, or nil if the key is free or expired.
+    func current(key: String) async throws -> LeaderInfo?
+
+    /// Leader observations for `key`: the current leader first, then each change (a new term, a release, an
+    /// expiry, new metadata). Consecutive equal observations are not repeated; a burst of changes may be
+    /// coalesced to the latest.
+    ///
+    /// Stores with push deliver changes as they happen; others poll behind the same API. The sequence ends with
+    /// an error when the store fails; subscribe again to go on. It ends when the consuming task is cancelled.
+    func changes(key: String) throws -> LeaderChanges
+
+    // MARK: Rounds
+
+    /// Claims one round of `system` for `candidate`. The first claim wins; the winner claiming again wins again
+    /// (so a retry after a timeout never turns the winner into a loser).
+    ///
+    /// The record is kept for `retention`, after which the round may be claimed afresh.
+    func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
+
+    /// The winner of a round, or nil if it has not been claimed (or its record expired).
+    func winner(system: String, round: String) async throws -> String?
+
+    /// Records the completion of a round under the rules of ``RoundRules/complete(_:by:system:round:)``.
+    ///
+    /// - Throws: ``BatonError`` `notWinner` (a named candidate that did not win), `alreadyCompleted` (another
+    ///   identity completed first), `storeUnavailable`, `timeout`.
+    func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws
+
+    /// The identity whose completion of the round is recorded, or nil.
+    func completion(system: String, round: String) async throws -> String?
+
+    // MARK: Presence
+
+    /// Marks `member` of `group` alive for `ttl`.
+    func heartbeat(group: String, member: String, ttl: Duration) async throws
+
+    /// Removes `member` from `group` at once.
+    func leave(group: String, member: String) async throws
+
+    /// The members of `group` whose last heartbeat has not expired, sorted.
+    func members(group: String) async throws -> [String]
+}
+
+extension LeaseStoreDriver {
+    /// True: the driver needs `run()`.
+    public var needsRun: Bool { true }
+}
