@@ -1,6 +1,4 @@
 import Baton
-import Logging
-import PostgresNIO
 import Testing
 
 @testable import BatonPostgres
@@ -12,7 +10,7 @@ import Testing
         guard let url = try TestServer.url(), let root = try TestServer.variable("BATON_TEST_POSTGRES_TLS_ROOT")
         else { return }
         let name = unique("baton-tls")
-        let store = try await PostgresLeaseStore(
+        let store = try PostgresLeaseStore(
             url: try StoreURL("\(url)?sslmode=verify-full&sslrootcert=\(root)&application_name=\(name)")
         )
         try await using(store) { store in
@@ -24,7 +22,7 @@ import Testing
             try await changes.wait("the holder") { $0.last??.holder == "a" }
             // The pool's connection and the listening connection (which may still be connecting) are encrypted.
             try await waitUntil("two encrypted sessions") {
-                let (count, encrypted) = try await sessions(named: name, url: url)
+                let (count, encrypted) = try await TestServer.sessions(named: name, url: url)
                 #expect(encrypted, "\(count) sessions named \(name), not all encrypted")
                 return count >= 2
             }
@@ -35,26 +33,24 @@ import Testing
     @Test func requireEncryptsWithoutCheckingAndVerifyFullRefusesAnUnknownCertificate() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-tls-require")
-        let store = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require&application_name=\(name)"))
+        let store = try PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require&application_name=\(name)"))
         try await using(store) { store in
             _ = try await store.current(key: unique("tls"))
-            let (count, encrypted) = try await sessions(named: name, url: url)
+            let (count, encrypted) = try await TestServer.sessions(named: name, url: url)
             #expect(count >= 1 && encrypted)
         }
         // The self-signed certificate is not among the system's trust roots.
-        let code = await batonErrorCode {
-            _ = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=verify-full"))
-        }
-        #expect(code == .storeUnavailable)
+        let unverified = try PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=verify-full"))
+        #expect(await batonErrorCode { try await unverified.run() } == .storeUnavailable)
     }
 
     @Test func disableConnectsInTheClear() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-plain")
-        let store = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=disable&application_name=\(name)"))
+        let store = try PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=disable&application_name=\(name)"))
         try await using(store) { store in
             _ = try await store.current(key: unique("plain"))
-            let (count, encrypted) = try await sessions(named: name, url: url)
+            let (count, encrypted) = try await TestServer.sessions(named: name, url: url)
             #expect(count >= 1 && !encrypted)
         }
     }
@@ -84,32 +80,5 @@ import Testing
         } catch {
             #expect(!"\(error)".contains("topsecret"))
         }
-    }
-
-    /// How many sessions carry `applicationName` on the server, and whether all of them use TLS.
-    private func sessions(named applicationName: String, url: StoreURL) async throws -> (Int, Bool) {
-        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
-        let logger = Logger(label: "baton.tests")
-        let connection = try await PostgresConnection.connect(
-            configuration: try settings.connectionConfiguration(.init()),
-            id: 1,
-            logger: logger
-        )
-        let rows: [PostgresRow]
-        do {
-            rows = try await connection.query(
-                """
-                SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_activity a
-                JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = \(applicationName)
-                """,
-                logger: logger
-            ).collect()
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-        try await connection.close()
-        let (count, encrypted) = try #require(rows.first).decode((Int64, Bool).self)
-        return (Int(count), encrypted)
     }
 }
