@@ -73,13 +73,15 @@ import Testing
     }
 
     /// A request whose connection died silently ends when the front's deadline cancels it, and gives the
-    /// connection up, so the pool's next request gets a working one (the pool here has only one).
+    /// connection up, so the pool's next request gets a working one (the pool here has only one). Without TLS:
+    /// closing a TLS connection waits for the peer's close_notify, which a silent peer never sends, so the pool
+    /// learns of the close only after the TLS shutdown timeout (its requests fail at once meanwhile).
     @Test func aRequestOnASilentConnectionEndsAtTheDeadlineAndFreesItsConnection() async throws {
         guard let url = try TestServer.url(), let host = url.hosts.first, let port = host.port else { return }
         let proxy = try BlackholeProxy(forwardingTo: host.name, port: port)
         defer { proxy.close() }
         let driver = try PostgresLeaseStore(
-            url: try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres"),
+            url: try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres?sslmode=disable"),
             configuration: .init(maximumConnections: 1)
         )
         let clock = ManualClock()
@@ -94,10 +96,16 @@ import Testing
             clock.advance(by: LeaseStore.Configuration().requestTimeout)
             try await waitUntil("the stalled request ended") { stalled.value != nil }
             #expect(stalled.value.flatMap { $0 } == .timeout)
-            let next = Outcome<BatonError.Code?>()
-            Task { next.set(await batonErrorCode { _ = try await store.current(key: key) }) }
-            try await waitUntil("the next request answered") { next.value != nil }
-            #expect(next.value.flatMap { $0 } == nil, "\(String(describing: next.value))")
+            // The pool may hand out the closed connection once more before it learns of the close (the request
+            // fails at once, and is retried); no request waits on the silent connection again.
+            var answered = false
+            for _ in 0..<3 where !answered {
+                let next = Outcome<BatonError.Code?>()
+                Task { next.set(await batonErrorCode { _ = try await driver.current(key: key) }) }
+                try await waitUntil("the next request ended") { next.value != nil }
+                answered = next.value.flatMap { $0 } == nil
+            }
+            #expect(answered)
         }
     }
 }
