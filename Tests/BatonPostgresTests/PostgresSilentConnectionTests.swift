@@ -26,8 +26,9 @@ struct PostgresSilentConnectionTests {
         let proxy = try BlackholeProxy(forwardingTo: host.name, port: port)
         defer { proxy.close() }
         let clock = ManualClock()
+        // Without TLS, whose shutdown would wait for the silent peer's close_notify before the socket closes.
         let driver = try PostgresLeaseStore(
-            url: try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres"),
+            url: try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres?sslmode=disable"),
             configuration: .init(maximumConnections: 1),
             clock: clock
         )
