@@ -10,12 +10,14 @@ import PostgresNIO
 /// fails, or does not answer a keep-alive query (sent every `keepAlive`) within `keepAliveTimeout`, is closed
 /// (one that died silently is replaced within about `keepAlive + keepAliveTimeout`); every subscriber is
 /// woken (so that feeds read the store and report it if it is down) and the loop connects again after a
-/// backoff of 100 ms doubling up to 5 s.
+/// backoff of 100 ms doubling up to 5 s. The keep-alive interval, its timeout and the backoff are timed by the
+/// store's clock.
 struct PostgresChangeListener: Sendable {
     let settings: PostgresConnection.Configuration
     let channel: String
     let keepAlive: Duration
     let keepAliveTimeout: Duration
+    let clock: BatonClock
     let signals: ChangeSignals
     let logger: Logger
     let redactedURL: String
@@ -42,7 +44,7 @@ struct PostgresChangeListener: Sendable {
             }
             if Task.isCancelled { break }
             signals.notifyAll()
-            try? await Task.sleep(for: backoff)
+            try? await clock.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
         }
     }
@@ -62,10 +64,8 @@ struct PostgresChangeListener: Sendable {
                     }
                     group.addTask {
                         while true {
-                            try await Task.sleep(for: keepAlive)
-                            _ = try await PostgresDeadline.run(keepAliveTimeout, closing: connection) { connection in
-                                try await connection.query("SELECT 1", logger: logger).collect().count
-                            }
+                            try await clock.sleep(for: keepAlive)
+                            try await check(connection)
                         }
                     }
                     try await group.next()
@@ -82,34 +82,17 @@ struct PostgresChangeListener: Sendable {
         backoff = .milliseconds(100)
     }
 
-    private struct ListenerEnded: Error {}
-}
-
-/// Deadlines for work on one connection: a query cannot be cancelled, but closing its connection fails it.
-enum PostgresDeadline {
-    /// Thrown when the deadline passed.
-    struct Passed: Error {}
-
-    /// Runs `body` with `connection`; if `limit` passes first, closes the connection (which fails whatever
-    /// runs on it) and throws ``Passed``.
-    static func run<T: Sendable>(
-        _ limit: Duration,
-        closing connection: PostgresConnection,
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body(connection) }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            guard let first = try await group.next(), let value = first else {
+    /// Asks `connection` for `SELECT 1` within the keep-alive timeout; past it, the connection is closed (a
+    /// query cannot be cancelled otherwise) and ``PostgresDeadline/Passed`` thrown.
+    private func check(_ connection: PostgresConnection) async throws {
+        _ = try await PostgresDeadline.run(keepAliveTimeout, clock: clock) {
+            try await withTaskCancellationHandler {
+                try await connection.query("SELECT 1", logger: logger).collect().count
+            } onCancel: {
                 let _: EventLoopFuture<Void> = connection.close()
-                group.cancelAll()
-                throw Passed()
             }
-            group.cancelAll()
-            return value
         }
     }
+
+    private struct ListenerEnded: Error {}
 }

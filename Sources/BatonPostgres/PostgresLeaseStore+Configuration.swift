@@ -1,8 +1,9 @@
 @_spi(BatonStoreKit) import Baton
 
 extension PostgresLeaseStore {
-    /// How a ``PostgresLeaseStore`` uses its database: where its tables live, how long it waits, how many
-    /// connections it opens.
+    /// How a ``PostgresLeaseStore`` uses its database: where its tables live, how long it waits for a connection
+    /// to open, how many connections it opens, how it checks its listening connection. Requests are bounded by
+    /// the ``LeaseStore`` front's deadline (``LeaseStore/Configuration/requestTimeout``).
     public struct Configuration: Sendable {
         /// The schema that holds Baton's tables (`baton_leases`, `baton_rounds`, `baton_presence`, `baton_meta`)
         /// and names the notification channel (`baton_changes_<schema>`). Default `public`; another schema is
@@ -12,11 +13,6 @@ extension PostgresLeaseStore {
         /// needs quoting and the channel name stays within PostgreSQL's 63 bytes). A store URL may set it with
         /// the query item `schema=NAME`.
         public var schema: String
-
-        /// How long one operation may take, waiting for a connection included, before it fails with
-        /// ``BatonError/Code/timeout`` (its outcome is then unknown, as the contract allows). A query still
-        /// running then is abandoned by closing its connection. Default 10 s; 1 ms to 1 hour.
-        public var operationTimeout: Duration
 
         /// How long opening one connection may take. Default 10 s; 1 ms to 1 hour.
         public var connectTimeout: Duration
@@ -46,7 +42,6 @@ extension PostgresLeaseStore {
         /// Creates a configuration.
         public init(
             schema: String = "public",
-            operationTimeout: Duration = .seconds(10),
             connectTimeout: Duration = .seconds(10),
             maximumConnections: Int = 10,
             changesPollInterval: Duration? = nil,
@@ -54,7 +49,6 @@ extension PostgresLeaseStore {
             listenerKeepAliveTimeout: Duration = .seconds(1)
         ) {
             self.schema = schema
-            self.operationTimeout = operationTimeout
             self.connectTimeout = connectTimeout
             self.maximumConnections = maximumConnections
             self.changesPollInterval = changesPollInterval
@@ -66,7 +60,7 @@ extension PostgresLeaseStore {
         func validate() throws(BatonError) {
             try Self.validate(schema: schema)
             for (value, name) in [
-                (operationTimeout, "operationTimeout"), (connectTimeout, "connectTimeout"),
+                (connectTimeout, "connectTimeout"),
                 (listenerKeepAlive, "listenerKeepAlive"), (listenerKeepAliveTimeout, "listenerKeepAliveTimeout"),
             ] {
                 if value < .milliseconds(1) || value > .seconds(3600) {

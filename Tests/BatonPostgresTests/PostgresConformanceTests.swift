@@ -4,12 +4,12 @@ import BatonTestKit
 import Testing
 
 /// Every check of the conformance suite on a real PostgreSQL server (`BATON_TEST_POSTGRES_URL`, started by
-/// `scripts/test`). Each check opens a store instance of its own, with its pool and its listening connection,
+/// `scripts/test`). Each check runs a store instance of its own, with its pool and its listening connection,
 /// as separate processes would; all share one database.
 @Suite struct PostgresConformanceTests {
     struct Harness: StoreHarness {
-        let store: PostgresLeaseStore
-        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
+        let store: LeaseStore
+        func makeStore() async throws -> LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
         var ttl: Duration { .seconds(1) }
@@ -17,7 +17,7 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
-        guard let store = try await TestServer.store() else { return }
+        guard let store = try TestServer.store() else { return }
         try await using(store) { store in
             await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
         }

@@ -13,10 +13,15 @@ import Testing
             let script = try TestServer.variable("BATON_TEST_POSTGRES_RESTART")
         else { return }
         let url = try StoreURL(urlText)
-        let configuration = PostgresLeaseStore.Configuration(operationTimeout: .seconds(2), maximumConnections: 2)
-        let leaderStore = try await PostgresLeaseStore(url: url, configuration: configuration)
-        let otherStore = try await PostgresLeaseStore(url: url, configuration: configuration)
-        try await usingAll([leaderStore, otherStore]) { _ in
+        let configuration = PostgresLeaseStore.Configuration(maximumConnections: 2)
+        let stores = try (0..<2).map { _ in
+            LeaseStore(
+                try PostgresLeaseStore(url: url, configuration: configuration),
+                configuration: .init(requestTimeout: .seconds(2))
+            )
+        }
+        try await usingAll(stores) { stores in
+            let (leaderStore, otherStore) = (stores[0], stores[1])
             let key = unique("restart")
             let ttl: Duration = .seconds(60)
             var lease = try #require(

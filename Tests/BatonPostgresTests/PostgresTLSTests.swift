@@ -1,7 +1,5 @@
 import Baton
 import BatonTestKit
-import Logging
-import PostgresNIO
 import Testing
 
 @testable import BatonPostgres
@@ -13,7 +11,7 @@ import Testing
         guard let url = try TestServer.url(), let root = try TestServer.variable("BATON_TEST_POSTGRES_TLS_ROOT")
         else { return }
         let name = unique("baton-tls")
-        let store = try await PostgresLeaseStore(
+        let store = try PostgresLeaseStore(
             url: try StoreURL("\(url)?sslmode=verify-full&sslrootcert=\(root)&application_name=\(name)")
         )
         try await using(store) { store in
@@ -24,8 +22,8 @@ import Testing
             defer { changes.cancel() }
             try #require(try await changes.wait { $0.last??.holder == "a" }, "the holder")
             // The pool's connection and the listening connection (which may still be connecting) are encrypted.
-            let allEncrypted = try await eventually {
-                let (count, encrypted) = try await sessions(named: name, url: url)
+            try await waitUntil("two encrypted sessions") {
+                let (count, encrypted) = try await TestServer.sessions(named: name, url: url)
                 #expect(encrypted, "\(count) sessions named \(name), not all encrypted")
                 return count >= 2
             }
@@ -37,26 +35,24 @@ import Testing
     @Test func requireEncryptsWithoutCheckingAndVerifyFullRefusesAnUnknownCertificate() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-tls-require")
-        let store = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require&application_name=\(name)"))
+        let store = try PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=require&application_name=\(name)"))
         try await using(store) { store in
             _ = try await store.current(key: unique("tls"))
-            let (count, encrypted) = try await sessions(named: name, url: url)
+            let (count, encrypted) = try await TestServer.sessions(named: name, url: url)
             #expect(count >= 1 && encrypted)
         }
         // The self-signed certificate is not among the system's trust roots.
-        let code = await batonErrorCode {
-            _ = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=verify-full"))
-        }
-        #expect(code == .storeUnavailable)
+        let unverified = try PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=verify-full"))
+        #expect(await batonErrorCode { try await unverified.run() } == .storeUnavailable)
     }
 
     @Test func disableConnectsInTheClear() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-plain")
-        let store = try await PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=disable&application_name=\(name)"))
+        let store = try PostgresLeaseStore(url: try StoreURL("\(url)?sslmode=disable&application_name=\(name)"))
         try await using(store) { store in
             _ = try await store.current(key: unique("plain"))
-            let (count, encrypted) = try await sessions(named: name, url: url)
+            let (count, encrypted) = try await TestServer.sessions(named: name, url: url)
             #expect(count >= 1 && !encrypted)
         }
     }
@@ -86,32 +82,5 @@ import Testing
         } catch {
             #expect(!"\(error)".contains("topsecret"))
         }
-    }
-
-    /// How many sessions carry `applicationName` on the server, and whether all of them use TLS.
-    private func sessions(named applicationName: String, url: StoreURL) async throws -> (Int, Bool) {
-        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
-        let logger = Logger(label: "baton.tests")
-        let connection = try await PostgresConnection.connect(
-            configuration: try settings.connectionConfiguration(.init()),
-            id: 1,
-            logger: logger
-        )
-        let rows: [PostgresRow]
-        do {
-            rows = try await connection.query(
-                """
-                SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_activity a
-                JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = \(applicationName)
-                """,
-                logger: logger
-            ).collect()
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-        try await connection.close()
-        let (count, encrypted) = try #require(rows.first).decode((Int64, Bool).self)
-        return (Int(count), encrypted)
     }
 }

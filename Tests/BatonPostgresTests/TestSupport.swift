@@ -1,8 +1,11 @@
 import Baton
-import BatonPostgres
 import BatonTestKit
 import Foundation
+import Logging
+import PostgresNIO
 import Testing
+
+@testable import BatonPostgres
 
 /// The PostgreSQL servers `scripts/test` starts, named by environment variables (see ``RealServer``).
 enum TestServer {
@@ -16,47 +19,76 @@ enum TestServer {
         try variable("BATON_TEST_POSTGRES_URL").map { try StoreURL($0) }
     }
 
-    /// Opens a store on the shared server with a small pool, or nil outside CI without a server.
+    /// A store on the shared server with a small pool, or nil outside CI without a server. It is not running.
     static func store(
         _ configuration: PostgresLeaseStore.Configuration = .init(maximumConnections: 4)
-    ) async throws -> PostgresLeaseStore? {
+    ) throws -> PostgresLeaseStore? {
         guard let url = try url() else { return nil }
-        return try await PostgresLeaseStore(url: url, configuration: configuration)
+        return try PostgresLeaseStore(url: url, configuration: configuration)
+    }
+
+    /// How many sessions carry `applicationName` on the server at `url`, and whether all of them use TLS.
+    static func sessions(named applicationName: String, url: StoreURL) async throws -> (count: Int, encrypted: Bool) {
+        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
+        let logger = Logger(label: "baton.tests")
+        let connection = try await PostgresConnection.connect(
+            configuration: try settings.connectionConfiguration(.init()),
+            id: 1,
+            logger: logger
+        )
+        let rows: [PostgresRow]
+        do {
+            rows = try await connection.query(
+                """
+                SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_activity a
+                JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = \(applicationName)
+                """,
+                logger: logger
+            ).collect()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+        let (count, encrypted) = try #require(rows.first).decode((Int64, Bool).self)
+        return (Int(count), encrypted)
     }
 }
 
-/// Runs `body` with `store`, closing the store afterwards also when `body` throws.
-func using<T>(_ store: PostgresLeaseStore, _ body: (PostgresLeaseStore) async throws -> T) async throws -> T {
-    do {
-        let result = try await body(store)
-        try await store.close()
-        return result
-    } catch {
-        try? await store.close()
-        throw error
+/// Runs `store` behind a ``LeaseStore`` front while `body` runs, then stops it (also when `body` throws).
+func using<T>(_ store: PostgresLeaseStore, _ body: (LeaseStore) async throws -> T) async throws -> T {
+    try await LeaseStore(store).withRunning(body)
+}
+
+/// Runs `stores` while `body` runs, then stops them all (also when `body` throws).
+func usingAll<T>(_ stores: [LeaseStore], _ body: ([LeaseStore]) async throws -> T) async throws -> T {
+    try await usingAll(stores[...], running: [], body)
+}
+
+private func usingAll<T>(
+    _ stores: ArraySlice<LeaseStore>,
+    running: [LeaseStore],
+    _ body: ([LeaseStore]) async throws -> T
+) async throws -> T {
+    guard let first = stores.first else { return try await body(running) }
+    return try await first.withRunning { store in
+        try await usingAll(stores.dropFirst(), running: running + [store], body)
     }
 }
 
-/// Runs `body` with `stores`, closing them all afterwards also when `body` throws.
-func usingAll<T>(_ stores: [PostgresLeaseStore], _ body: ([PostgresLeaseStore]) async throws -> T) async throws -> T {
-    let result: Result<T, any Error>
-    do {
-        result = .success(try await body(stores))
-    } catch {
-        result = .failure(error)
-    }
-    for store in stores { try? await store.close() }
-    return try result.get()
-}
-
-/// The code of the `BatonError` that `body` throws, or nil if it throws something else or nothing.
-func batonErrorCode(_ body: () async throws -> Void) async -> BatonError.Code? {
+/// The `BatonError` that `body` throws, or nil if it throws something else or nothing.
+func batonError(_ body: () async throws -> Void) async -> BatonError? {
     do {
         try await body()
         return nil
     } catch let error as BatonError {
-        return error.code
+        return error
     } catch {
         return nil
     }
+}
+
+/// The code of the `BatonError` that `body` throws, or nil if it throws something else or nothing.
+func batonErrorCode(_ body: () async throws -> Void) async -> BatonError.Code? {
+    await batonError(body)?.code
 }

@@ -1,0 +1,148 @@
+@_spi(BatonStoreKit) import Baton
+import Logging
+import PostgresNIO
+
+extension PostgresLeaseStore {
+    // MARK: Leases
+
+    /// Takes `key` for `holder` if it is free or expired (a new term, with the key's last token plus one), or
+    /// renews it if `holder` holds it (same token, new ttl and metadata).
+    ///
+    /// One `INSERT … ON CONFLICT DO UPDATE` statement, judged by the server's clock. A new term or new metadata
+    /// notifies every store's ``changes(key:)``.
+    /// - Returns: ``AcquireResult/acquired(_:)``, or ``AcquireResult/held(by:)`` with the leader and its time left.
+    /// - Throws: ``BatonError`` `invalidArgument` for metadata with a NUL character (PostgreSQL `text` cannot
+    ///   hold it); `storeUnavailable`, `timeout`, `unauthorized`.
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try Self.validate(metadata: metadata)
+        let query = schema.acquire(
+            key: key,
+            holder: holder,
+            ttlMilliseconds: Self.milliseconds(ttl),
+            metadata: metadata
+        )
+        let row = try await perform("acquire of \(key)") { connection, logger in
+            try await Self.leaseRows(connection.query(query, logger: logger)).first
+        }
+        guard let row else {
+            throw BatonError.storeUnavailable("acquire of \(key) on \(redactedURL) returned no row")
+        }
+        if row.holder == holder {
+            return .acquired(Lease(key: key, holder: holder, token: row.token, ttl: ttl, metadata: row.metadata))
+        }
+        return .held(by: row.info)
+    }
+
+    /// Extends the term of `lease` to `ttl` from now (by the server's clock) and publishes `lease.metadata`, if
+    /// the key is still in that term (same holder and token, not expired).
+    ///
+    /// One `UPDATE` statement. New metadata notifies every store's ``changes(key:)``.
+    /// - Returns: the lease with the new ttl (same token).
+    /// - Throws: ``BatonError`` `lost` if the term is over; `invalidArgument` for metadata with a NUL character;
+    ///   `storeUnavailable`, `timeout`.
+    public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
+        try Self.validate(metadata: lease.metadata)
+        let query = schema.renew(
+            key: lease.key,
+            holder: lease.holder,
+            token: lease.token,
+            ttlMilliseconds: Self.milliseconds(ttl),
+            metadata: lease.metadata
+        )
+        let renewed = try await perform("renew of \(lease.key)") { connection, logger in
+            try await connection.query(query, logger: logger).collect().count
+        }
+        guard renewed > 0 else { throw BatonError.lost(key: lease.key) }
+        var result = lease
+        result.ttl = ttl
+        return result
+    }
+
+    /// Ends the term of `lease` at once if the key is still in that term (same holder and token); a no-op
+    /// otherwise. The row keeps its token, so the next term gets a larger one.
+    ///
+    /// One `UPDATE` statement. A release notifies every store's ``changes(key:)``.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    public func release(_ lease: Lease) async throws {
+        let query = schema.release(key: lease.key, holder: lease.holder, token: lease.token)
+        try await perform("release of \(lease.key)") { connection, logger in
+            try await connection.query(query, logger: logger).collect().count
+        }
+    }
+
+    /// The current leader of `key` with its time left by the server's clock, or nil if the key is free or
+    /// expired.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    public func current(key: String) async throws -> LeaderInfo? {
+        try await current(key: key, timeout: nil)
+    }
+
+    /// ``current(key:)``, within `timeout` if one is given (the connection is closed if it passes).
+    private func current(key: String, timeout: Duration?) async throws -> LeaderInfo? {
+        let query = schema.current(key: key)
+        return try await perform("read of \(key)", timeout: timeout) { connection, logger in
+            try await Self.leaseRows(connection.query(query, logger: logger)).first?.info
+        }
+    }
+
+    /// Leader observations for `key`, pushed by `LISTEN`/`NOTIFY` (see ``PostgresLeaseStore``): the current
+    /// leader first, then each change. Asks ``run()`` to start this store's listening connection if it has not
+    /// yet.
+    ///
+    /// The sequence ends with the store's error when a read fails (the database is down: subscribe again
+    /// later, or the store stopped), and ends when the consuming task is cancelled.
+    /// - Throws: ``BatonError`` `storeUnavailable` if the store has stopped.
+    public func changes(key: String) throws -> LeaderChanges {
+        if gate.isEnded { throw stopped("changes of \(key)") }
+        let subscription = signals.subscribe(key)
+        listenRequests.yield()
+        return LeaderChangeFeed.make(
+            clock: clock,
+            pollInterval: configuration.changesPollInterval,
+            signals: subscription
+        ) { [self] in
+            // A feed's read that takes longer than a check of the listener's connection would is taken for a
+            // connection that died silently (a pool connection leased before its own check found it dead): the
+            // connection is closed and the feed fails, so its elector polls meanwhile and subscribes again,
+            // instead of waiting for the request deadline.
+            try await current(key: key, timeout: feedReadTimeout)
+        }
+    }
+
+    /// A row of `baton_leases` as the statements return it.
+    private struct LeaseRow: Sendable {
+        var token: Int64
+        var holder: String?
+        var metadata: String?
+        var ttlMilliseconds: Int64?
+        var remainingMicroseconds: Int64?
+
+        var info: LeaderInfo {
+            LeaderInfo(
+                holder: holder ?? "",
+                token: token,
+                metadata: metadata,
+                ttl: ttlMilliseconds.map { .milliseconds($0) },
+                remaining: remainingMicroseconds.map { .microseconds($0) }
+            )
+        }
+    }
+
+    private static func leaseRows(_ rows: PostgresRowSequence) async throws -> [LeaseRow] {
+        var result: [LeaseRow] = []
+        for try await (token, holder, metadata, ttl, remaining) in rows.decode(
+            (Int64, String?, String?, Int64?, Int64?).self
+        ) {
+            result.append(
+                LeaseRow(
+                    token: token,
+                    holder: holder,
+                    metadata: metadata,
+                    ttlMilliseconds: ttl,
+                    remainingMicroseconds: remaining
+                )
+            )
+        }
+        return result
+    }
+}

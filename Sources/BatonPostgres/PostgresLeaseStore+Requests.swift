@@ -1,0 +1,93 @@
+import Baton
+import Logging
+import PostgresNIO
+import Synchronization
+
+extension PostgresLeaseStore {
+    /// Runs `body` on one connection of the pool once the store is ready, mapping errors to ``BatonError``.
+    ///
+    /// The request is bounded by the caller: the front's deadline cancels it. Cancelling it gives up the wait for
+    /// a connection, or closes the connection it runs on (which fails its query at once; a query cannot be
+    /// cancelled otherwise), so a request on a connection that died silently ends when it is cancelled. With a
+    /// `timeout`, the request is also cancelled when that much time passed on the store's clock (a change feed's
+    /// read, which no front bounds).
+    @discardableResult
+    func perform<T: Sendable>(
+        _ operation: String,
+        timeout: Duration? = nil,
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
+        let logger = logger
+        do {
+            let client = try await ready(for: operation)
+            guard let timeout else { return try await Self.onConnection(client, logger, body) }
+            return try await PostgresDeadline.run(timeout, clock: clock) {
+                try await Self.onConnection(client, logger, body)
+            }
+        } catch {
+            throw Self.storeError(error, operation: operation, url: redactedURL)
+        }
+    }
+
+    /// Runs `body` in a transaction on one connection of the pool (see ``perform(_:timeout:_:)``).
+    func transaction<T: Sendable>(
+        _ operation: String,
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
+        try await perform(operation) { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
+                try await body(connection, logger)
+            }
+        }
+    }
+
+    /// Runs `body` on a connection leased from `client`; cancelling the task cancels the wait for a connection
+    /// or closes the connection in use.
+    static func onConnection<T: Sendable>(
+        _ client: PostgresClient,
+        _ logger: Logger,
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
+        let leased = LeasedConnection()
+        return try await withTaskCancellationHandler {
+            try await client.withConnection { connection in
+                try leased.begin(connection)
+                defer { leased.end() }
+                return try await body(connection, logger)
+            }
+        } onCancel: {
+            leased.cancel()
+        }
+    }
+}
+
+/// The connection a request has leased, so that cancelling the request closes it.
+private final class LeasedConnection: Sendable {
+    private struct State {
+        var connection: PostgresConnection?
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Records the connection the request now uses.
+    /// - Throws: `CancellationError` if the request was cancelled already (the connection goes back unused).
+    func begin(_ connection: PostgresConnection) throws {
+        try state.withLock { state throws in
+            if state.cancelled { throw CancellationError() }
+            state.connection = connection
+        }
+    }
+
+    /// The request is done with its connection.
+    func end() { state.withLock { $0.connection = nil } }
+
+    /// The request is cancelled: closes its connection if it holds one, which fails the query running on it.
+    func cancel() {
+        let connection = state.withLock { state -> PostgresConnection? in
+            state.cancelled = true
+            return state.connection
+        }
+        if let connection { let _: EventLoopFuture<Void> = connection.close() }
+    }
+}

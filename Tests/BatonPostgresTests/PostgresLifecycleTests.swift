@@ -1,0 +1,121 @@
+import Baton
+import BatonPostgres
+import BatonTestKit
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// What runs where: nothing before `run()`, everything closed after it, and requests that end when cancelled.
+@Suite struct PostgresLifecycleTests {
+    @Test func aRequestBeforeRunFailsWithStoreUnavailableNamingRun() async throws {
+        guard let driver = try TestServer.store() else { return }
+        let clock = ManualClock()
+        let store = LeaseStore(driver, clock: clock)
+        let request = Task { await batonError { _ = try await store.current(key: unique("early")) } }
+        // The front waits for run() to begin for its start timeout, on its clock.
+        await clock.waitForSleepers(atLeast: 1)
+        clock.advance(by: LeaseStore.Configuration().startTimeout)
+        let error = try #require(await request.value)
+        #expect(error.code == .storeUnavailable)
+        #expect(error.message.contains("run()"), "\(error.message)")
+    }
+
+    @Test func aRequestMadeWhileRunStartsWaitsUntilTheStoreIsReady() async throws {
+        guard let driver = try TestServer.store() else { return }
+        let key = unique("starting")
+        let early = Task { try await driver.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil) }
+        try await using(driver) { store in
+            let lease = try #require(try await early.value.lease)
+            #expect(try await store.current(key: key)?.holder == "a")
+            try await store.release(lease)
+        }
+    }
+
+    @Test func stoppingRunClosesEveryConnectionAndEndsTheFeeds() async throws {
+        guard let url = try TestServer.url() else { return }
+        let name = unique("baton-stop")
+        let driver = try PostgresLeaseStore(url: try StoreURL("\(url)?application_name=\(name)"))
+        let store = LeaseStore(driver)
+        let key = unique("stop")
+        let feed = try await store.withRunning { store in
+            let feed = Observations(try store.changes(key: key))
+            try await feed.wait("the first observation") { !$0.isEmpty }
+            // The pool's connection and the listening connection.
+            try await waitUntil("two sessions") { try await TestServer.sessions(named: name, url: url).count >= 2 }
+            return feed
+        }
+        defer { feed.cancel() }
+        try await waitUntil("the feed ended") { feed.ended }
+        #expect((feed.error as? BatonError)?.code == .storeUnavailable, "\(String(describing: feed.error))")
+        try await waitUntil("every session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
+        #expect(await batonErrorCode { _ = try await store.current(key: key) } == .storeUnavailable)
+        #expect(await batonErrorCode { _ = try await driver.current(key: key) } == .storeUnavailable)
+        #expect(await batonErrorCode { _ = try driver.changes(key: key) } == .storeUnavailable)
+        #expect(await batonErrorCode { try await driver.run() } == .invalidArgument)
+    }
+
+    @Test func aGracefulShutdownStopsTheStore() async throws {
+        guard let url = try TestServer.url() else { return }
+        let name = unique("baton-shutdown")
+        let store = LeaseStore(try PostgresLeaseStore(url: try StoreURL("\(url)?application_name=\(name)")))
+        let group = ServiceGroup(services: [store], logger: Logger(label: "baton.tests"))
+        let running = Task { try await group.run() }
+        let key = unique("shutdown")
+        let feed = Observations(try store.changes(key: key))
+        defer { feed.cancel() }
+        try await feed.wait("the first observation") { !$0.isEmpty }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        try await waitUntil("the feed ended") { feed.ended }
+        try await waitUntil("every session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
+        #expect(await batonErrorCode { _ = try await store.current(key: key) } == .storeUnavailable)
+    }
+
+    /// A request whose connection died silently ends when the front's deadline cancels it, and gives the
+    /// connection up, so the pool's next request gets a working one (the pool here has only one). Without TLS:
+    /// closing a TLS connection waits for the peer's close_notify, which a silent peer never sends, so the pool
+    /// learns of the close only after the TLS shutdown timeout (its requests fail at once meanwhile).
+    @Test func aRequestOnASilentConnectionEndsAtTheDeadlineAndFreesItsConnection() async throws {
+        guard let url = try TestServer.url(), let host = url.hosts.first, let port = host.port else { return }
+        let proxy = try BlackholeProxy(forwardingTo: host.name, port: port)
+        defer { proxy.close() }
+        let driver = try PostgresLeaseStore(
+            url: try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres?sslmode=disable"),
+            configuration: .init(maximumConnections: 1)
+        )
+        let clock = ManualClock()
+        let store = LeaseStore(driver, clock: clock)
+        try await store.withRunning { store in
+            let key = unique("silent")
+            _ = try await store.current(key: key)
+            #expect(proxy.blackholeOpenConnections() >= 1)
+            let stalled = Outcome<BatonError.Code?>()
+            Task { stalled.set(await batonErrorCode { _ = try await store.current(key: key) }) }
+            await clock.waitForSleepers(atLeast: 1)
+            clock.advance(by: LeaseStore.Configuration().requestTimeout)
+            try await waitUntil("the stalled request ended") { stalled.value != nil }
+            #expect(stalled.value.flatMap { $0 } == .timeout)
+            // The pool may hand out the closed connection once more before it learns of the close (the request
+            // fails at once, and is retried); no request waits on the silent connection again.
+            var answered = false
+            for _ in 0..<3 where !answered {
+                let next = Outcome<BatonError.Code?>()
+                Task { next.set(await batonErrorCode { _ = try await driver.current(key: key) }) }
+                try await waitUntil("the next request ended") { next.value != nil }
+                answered = next.value.flatMap { $0 } == nil
+            }
+            #expect(answered)
+        }
+    }
+}
+
+/// A value a task sets once, for a test to wait for without waiting on the task itself.
+final class Outcome<Value: Sendable>: Sendable {
+    private let state = Mutex<Value?>(nil)
+
+    /// The value, once set.
+    var value: Value? { state.withLock { $0 } }
+
+    func set(_ value: Value) { state.withLock { $0 = value } }
+}
