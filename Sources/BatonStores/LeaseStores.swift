@@ -35,7 +35,7 @@ public enum LeaseStores {
     public static func open(_ url: StoreURL) async throws -> LeaseStore {
         switch url.kind {
         case .memory: return LeaseStore(MemoryLeaseStore())
-        case .sqlite: return LeaseStore(try await SQLiteLeaseStore(path: url.path))
+        case .sqlite: return LeaseStore(try SQLiteLeaseStore(path: url.path))
         case .postgres: return LeaseStore(try await PostgresLeaseStore(url: url))
         case .redis: return LeaseStore(try RedisLeaseStore(url: url))
         case .etcd: return LeaseStore(try EtcdLeaseStore(url: url))
