@@ -1,6 +1,6 @@
 @_spi(BatonStoreKit) import Baton
-import Synchronization
 import SQLiteNIO
+import Synchronization
 
 extension SQLiteLeaseStore {
     /// How often an instance deletes expired round and presence rows (during a claim or a heartbeat), in
