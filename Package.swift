@@ -232,7 +232,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonSQLiteTests",
-            dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
+            dependencies: [
+                "Baton", "BatonSQLite", "BatonTestKit",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import Baton
 import BatonTestKit
 import Foundation
+import ServiceLifecycleTestKit
 import Testing
 
 @testable import BatonSQLite
@@ -59,6 +60,21 @@ import Testing
             // The lease was not released: it expires.
             try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { other throws in
                 #expect(try await other.current(key: "k")?.holder == "h")
+            }
+        }
+    }
+
+    @Test func aGracefulShutdownEndsRunAndClosesTheFile() async throws {
+        try await withDatabase { path throws in
+            try await testGracefulShutdown { trigger in
+                let driver = try SQLiteLeaseStore(path: path)
+                let run = Task { try await driver.run() }
+                _ = try await driver.acquire(key: "k", holder: "h", ttl: .seconds(60), metadata: nil)
+                #expect(!openDescriptors(of: path).isEmpty)
+                trigger.triggerGracefulShutdown()
+                try await run.value
+                #expect(openDescriptors(of: path) == [])
+                #expect(await batonErrorCode { _ = try await driver.current(key: "k") } == .storeUnavailable)
             }
         }
     }
