@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "Baton",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -237,7 +238,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonSQLiteTests",
-            dependencies: ["Baton", "BatonSQLite", "BatonTestKit"],
+            dependencies: [
+                "Baton", "BatonSQLite", "BatonTestKit",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -12,7 +12,7 @@ import UnixSignals
 
 /// README.md, "Library"; GettingStarted.md, "Lead a key": the whole `main.swift` of a first app.
 func firstApp() async throws {
-    let store = LeaseStore(try await SQLiteLeaseStore(path: "baton.db"))
+    let store = LeaseStore(try SQLiteLeaseStore(path: "baton.db"))
     let holder = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : LeaderElector.defaultHolder
     let elector = try LeaderElector(store: store, key: "jobs/cleaner", holder: holder)
     try await store.withRunning { _ in

@@ -1,16 +1,62 @@
+@_spi(BatonStoreKit) import Baton
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
 
-/// The clocks and the boot identity of this host, as every process on it sees them.
+/// The clock every process of this host reads alike, by which ``SQLiteLeaseStore`` judges expiry by default.
 ///
-/// Lease and presence expiry is judged by `CLOCK_BOOTTIME`: it is monotonic, shared by all processes of the
-/// host, and keeps counting while the machine is suspended (so a suspended host does not extend a lease). It
-/// restarts at each boot, which is why every row that carries a boot-clock time also carries the boot id: a
-/// row written under another boot id is expired, whatever its time says.
-enum HostClock {
+/// It reads `CLOCK_BOOTTIME`: monotonic, shared by all processes of the host, and counting on while the machine
+/// is suspended (so a suspended host does not extend a lease). It restarts at each boot, which is why its
+/// ``epoch()`` is the boot id: a row written under another boot has expired, whatever its time says.
+public struct HostClock: SQLiteExpiryClock {
+    /// A reading of `CLOCK_BOOTTIME`: the time since this host booted.
+    public struct Instant: InstantProtocol, Sendable {
+        /// Nanoseconds since boot.
+        public var nanoseconds: Int64
+
+        /// The instant `nanoseconds` after boot.
+        public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+
+        /// This instant moved by `duration`.
+        public func advanced(by duration: Duration) -> Instant {
+            Instant(nanoseconds: nanoseconds + duration.batonNanoseconds)
+        }
+
+        /// The time from this instant to `other`.
+        public func duration(to other: Instant) -> Duration { .nanoseconds(other.nanoseconds - nanoseconds) }
+
+        /// Whether `lhs` comes before `rhs`.
+        public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+    }
+
+    /// The host's clock.
+    public init() {}
+
+    /// Now, by `CLOCK_BOOTTIME`.
+    public var now: Instant { Instant(nanoseconds: Self.bootNanoseconds()) }
+
+    /// One nanosecond.
+    public var minimumResolution: Duration { .nanoseconds(1) }
+
+    /// Sleeps until `deadline` by this clock. Throws `CancellationError` if the task is cancelled.
+    public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
+        // The continuous clock may count differently across a suspension; sleep again until this one agrees.
+        while now < deadline {
+            try await Task.sleep(for: now.duration(to: deadline), tolerance: tolerance, clock: .continuous)
+        }
+    }
+
+    /// The boot id, or nil if it cannot be read.
+    public func epoch() -> String? { Self.bootID() }
+
+    /// Nanoseconds since boot.
+    public func nanoseconds(at instant: Instant) -> Int64 { instant.nanoseconds }
+
+    // MARK: Readings
+
     /// Nanoseconds of `CLOCK_BOOTTIME` (time since this host booted, including suspension).
     static func bootNanoseconds() -> Int64 {
         nanoseconds(of: CLOCK_BOOTTIME)

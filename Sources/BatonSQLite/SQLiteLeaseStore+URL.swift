@@ -8,7 +8,7 @@ extension SQLiteLeaseStore: URLOpenableStore {
 
     /// A store on the file `url` names, with the default configuration.
     public static func open(_ url: StoreURL) async throws -> SQLiteLeaseStore {
-        try await SQLiteLeaseStore(path: path(of: url))
+        try SQLiteLeaseStore(path: path(of: url))
     }
 
     /// The file of a `sqlite:` URL: `sqlite:PATH`, or `sqlite:///abs/path` with an empty authority.

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// Every check of the conformance suite on the SQLite store: all checks share one database file, each with a
-/// store instance (a connection and a change watcher) of its own, as separate processes on one host would.
+/// running store instance (a connection and a change watcher) of its own, as separate processes on one host would.
 @Suite struct SQLiteConformanceTests {
     static let directory: URL = {
         let directory = FileManager.default.temporaryDirectory
@@ -15,8 +15,8 @@ import Testing
     }()
 
     struct Harness: StoreHarness {
-        let store: SQLiteLeaseStore
-        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
+        let store: LeaseStore
+        func makeStore() async throws -> LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
         var ttl: Duration { .seconds(1) }
@@ -25,8 +25,8 @@ import Testing
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
         let path = Self.directory.appendingPathComponent("shared.db").path
-        let store = try await SQLiteLeaseStore(path: path)
-        await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
-        try await store.close()
+        try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { store in
+            await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
+        }
     }
 }

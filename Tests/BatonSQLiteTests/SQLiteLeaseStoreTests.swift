@@ -109,21 +109,21 @@ import Testing
     @Test func tokensSurviveCloseAndReopen() async throws {
         try await withDatabase { path throws in
             let key = unique("durable")
-            let a = try await SQLiteLeaseStore(path: path)
-            let first = try #require(try await a.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: "m").lease)
-            try await a.close()
+            let first = try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { a in
+                try #require(try await a.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: "m").lease)
+            }
 
             // A lease held when its process went away is still held (same boot).
-            let b = try await SQLiteLeaseStore(path: path)
-            let held = try #require(try await b.current(key: key))
-            #expect(held.holder == "a" && held.token == first.token && held.metadata == "m")
-            try await b.release(first)
-            try await b.close()
+            try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { b in
+                let held = try #require(try await b.current(key: key))
+                #expect(held.holder == "a" && held.token == first.token && held.metadata == "m")
+                try await b.release(first)
+            }
 
-            let c = try await SQLiteLeaseStore(path: path)
-            let next = try #require(try await c.acquire(key: key, holder: "c", ttl: .seconds(10), metadata: nil).lease)
-            #expect(next.token == first.token + 1)
-            try await c.close()
+            try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { c in
+                let next = try #require(try await c.acquire(key: key, holder: "c", ttl: .seconds(10)).lease)
+                #expect(next.token == first.token + 1)
+            }
         }
     }
 
@@ -161,27 +161,31 @@ import Testing
 
     @Test func busyBeyondTheTimeoutIsATimeout() async throws {
         try await withDatabase { path throws in
-            let a = try await SQLiteLeaseStore(path: path)
-            let b = try await SQLiteLeaseStore(path: path, configuration: .init(busyTimeout: .milliseconds(100)))
-            let (locked, lockedContinuation) = AsyncStream<Void>.makeStream()
-            // `a` holds the write lock for a while, as a stuck process would.
-            let holder = Task {
-                try await a.withSession("test") { db in
-                    try await db.execute("BEGIN IMMEDIATE")
-                    lockedContinuation.yield()
-                    try? await Task.sleep(for: .milliseconds(1500))
-                    try await db.execute("ROLLBACK")
+            let a = LeaseStore(try SQLiteLeaseStore(path: path))
+            let b = LeaseStore(try SQLiteLeaseStore(path: path, configuration: .init(busyTimeout: .milliseconds(100))))
+            try await a.withRunning { a in
+                try await b.withRunning { b in
+                    // `b` has opened and set up the file before `a` takes the lock.
+                    #expect(try await b.current(key: "k") == nil)
+                    let (locked, lockedContinuation) = AsyncStream<Void>.makeStream()
+                    // `a` holds the write lock for a while, as a stuck process would.
+                    let holder = Task {
+                        try await a.sqlite.withSession("test") { db in
+                            try await db.execute("BEGIN IMMEDIATE")
+                            lockedContinuation.yield()
+                            try? await Task.sleep(for: .milliseconds(1500))
+                            try await db.execute("ROLLBACK")
+                        }
+                    }
+                    for await _ in locked { break }
+                    let code = await batonErrorCode {
+                        _ = try await b.acquire(key: "k", holder: "b", ttl: .seconds(1))
+                    }
+                    #expect(code == .timeout)
+                    try await holder.value
+                    #expect(try await b.acquire(key: "k", holder: "b", ttl: .seconds(1)).lease != nil)
                 }
             }
-            for await _ in locked { break }
-            let code = await batonErrorCode {
-                _ = try await b.acquire(key: "k", holder: "b", ttl: .seconds(1), metadata: nil)
-            }
-            #expect(code == .timeout)
-            try await holder.value
-            #expect(try await b.acquire(key: "k", holder: "b", ttl: .seconds(1), metadata: nil).lease != nil)
-            try await a.close()
-            try await b.close()
         }
     }
 
@@ -223,47 +227,14 @@ import Testing
         }
     }
 
-    @Test func closedStoreIsUnavailable() async throws {
-        try await withDatabase { path throws in
-            let store = try await SQLiteLeaseStore(path: path)
-            let recorder = ChangeRecorder(try store.changes(key: "k"))
-            #expect(try await recorder.wait { $0.count == 1 })
-            try await store.close()
-            try await store.close()
-            #expect(await batonErrorCode { _ = try await store.current(key: "k") } == .storeUnavailable)
-            #expect(
-                await batonErrorCode {
-                    _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1), metadata: nil)
-                }
-                    == .storeUnavailable)
-            #expect(try await recorder.waitForEnd())
-            #expect((recorder.error as? BatonError)?.code == .storeUnavailable)
-        }
-    }
-
-    @Test func storeDroppedWithoutCloseDoesNotCrash() async throws {
-        try await withDatabase { path throws in
-            do {
-                let store = try await SQLiteLeaseStore(path: path)
-                _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1), metadata: nil)
-                let recorder = ChangeRecorder(try store.changes(key: "k"))
-                #expect(try await recorder.wait { $0.count == 1 })
-                recorder.cancel()
-                _ = try await recorder.waitForEnd()
-            }
-            try await Task.sleep(for: .milliseconds(100))
-            let again = try await SQLiteLeaseStore(path: path)
-            #expect(try await again.current(key: "k")?.holder == "h")
-            try await again.close()
-        }
-    }
-
     @Test func createsWALDatabaseAndChangeFile() async throws {
         try await withDatabase { path throws in
-            let store = try await SQLiteLeaseStore(path: path)
-            #expect(FileManager.default.fileExists(atPath: path + "-notify"))
-            #expect(FileManager.default.fileExists(atPath: path + "-wal"))
-            try await store.close()
+            try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { store throws in
+                // An answer means run() has opened the file.
+                #expect(try await store.current(key: "k") == nil)
+                #expect(FileManager.default.fileExists(atPath: path + "-notify"))
+                #expect(FileManager.default.fileExists(atPath: path + "-wal"))
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Foundation
 import Synchronization
 import Testing
@@ -20,8 +21,8 @@ func withTwoStores<T: Sendable>(
     _ body: @Sendable (LeaseStore, LeaseStore) async throws -> T
 ) async throws -> T {
     try await withDatabase { path throws in
-        let first = LeaseStore(try await SQLiteLeaseStore(path: path, configuration: configuration))
-        let second = LeaseStore(try await SQLiteLeaseStore(path: path, configuration: configuration))
+        let first = LeaseStore(try SQLiteLeaseStore(path: path, configuration: configuration))
+        let second = LeaseStore(try SQLiteLeaseStore(path: path, configuration: configuration))
         return try await first.withRunning { first in
             try await second.withRunning { second in try await body(first, second) }
         }
@@ -34,7 +35,7 @@ func withStore<T: Sendable>(
     _ body: @Sendable (LeaseStore) async throws -> T
 ) async throws -> T {
     try await withDatabase { path throws in
-        try await LeaseStore(try await SQLiteLeaseStore(path: path, configuration: configuration)).withRunning(body)
+        try await LeaseStore(try SQLiteLeaseStore(path: path, configuration: configuration)).withRunning(body)
     }
 }
 
@@ -64,4 +65,36 @@ final class Locked<Value: Sendable>: Sendable {
 extension LeaseStore {
     /// The SQLite driver under this front, for checks of its internals.
     var sqlite: SQLiteLeaseStore { driver as! SQLiteLeaseStore }
+}
+
+/// An expiry clock driven by hand: `BatonTestKit`'s `ManualClock`, under a fixed epoch. Store instances sharing
+/// one file and one of these agree on expiry, as processes sharing the host clock do.
+struct ManualExpiryClock: SQLiteExpiryClock {
+    let manual: ManualClock
+    var epochName: String? = "manual"
+
+    var now: ManualClock.Instant { manual.now }
+    var minimumResolution: Duration { manual.minimumResolution }
+
+    func sleep(until deadline: ManualClock.Instant, tolerance: Duration? = nil) async throws {
+        try await manual.sleep(until: deadline, tolerance: tolerance)
+    }
+
+    func epoch() -> String? { epochName }
+
+    func nanoseconds(at instant: ManualClock.Instant) -> Int64 {
+        let (seconds, attoseconds) = instant.offset.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// The descriptors of this process open on `path` or its `-wal`, `-shm` and `-notify` files.
+func openDescriptors(of path: String) -> [String] {
+    let names = [path, path + "-wal", path + "-shm", path + "-notify"]
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return entries.filter { entry in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)")
+        else { return false }
+        return names.contains(target)
+    }
 }

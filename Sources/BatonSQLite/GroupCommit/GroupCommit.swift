@@ -1,0 +1,240 @@
+import Logging
+import Synchronization
+
+/// Runs the operations that concurrent tasks of one process make on a ``GroupCommitResource`` in turns, with one
+/// transaction, and so one commit, for all the writes of a turn.
+///
+/// Operations that arrive while a turn runs wait for the next, which takes them all (up to `maxTurnSize`, oldest
+/// first). It runs their writes in one transaction, each inside a savepoint of its own, answers them once
+/// committed, and then runs the reads. A write that throws is rolled back to its savepoint and leaves the others
+/// alone; a transaction that cannot begin or commit fails all its writes (none of them was done). One commit
+/// serves every write of the turn: with thousands of writers in one process, the resource's commit rate does not
+/// bound them, and a queue of single reads ahead of the writes does not delay them.
+///
+/// Turns run only inside ``run(on:)``, on one task; operations queued before it starts wait for it. Waiting for
+/// a turn can be cancelled (the operation is then not run and throws `CancellationError`); once its turn has
+/// come, an operation runs to its end and its answer is returned. After ``finish(_:)``, the turn already running
+/// ends, and every waiting and later operation throws the error `finish` was given.
+final class GroupCommit<Resource: GroupCommitResource>: Sendable {
+    /// An operation waiting for its turn.
+    private struct Pending: Sendable {
+        var id: UInt64
+        var operation: String
+        var isWrite: Bool
+        var body: @Sendable (Resource) async throws -> any Sendable
+        var continuation: CheckedContinuation<any Sendable, any Error>
+    }
+
+    private struct State {
+        /// Operations waiting for the next turn, by id (ids rise in arrival order).
+        var pending: [UInt64: Pending] = [:]
+        var nextID: UInt64 = 0
+        /// The runner, parked until an operation arrives or the group commit finishes.
+        var idleRunner: CheckedContinuation<Void, Never>?
+        /// Set by ``finish(_:)``: the error of every operation from then on, given the operation's name.
+        var finished: (@Sendable (String) -> any Error)?
+    }
+
+    private let state = Mutex(State())
+    private let maxTurnSize: Int
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - maxTurnSize: the most operations in one turn, so that one transaction does not hold the resource
+    ///     (which others may wait for) for long.
+    ///   - logger: where a failed rollback is reported.
+    init(maxTurnSize: Int = 1000, logger: Logger) {
+        precondition(maxTurnSize > 0, "a turn needs room for one operation")
+        self.maxTurnSize = maxTurnSize
+        self.logger = logger
+    }
+
+    /// How many operations wait for their turn now.
+    var queuedOperations: Int { state.withLock { $0.pending.count } }
+
+    /// Runs `body` as one write of the next turn: in the turn's transaction, in a savepoint of its own, answered
+    /// once the transaction is committed.
+    /// - Throws: what `body` throws (its write is then undone), what the transaction's begin or commit threw
+    ///   (nothing of the turn was kept), `CancellationError` if cancelled before the turn came, or the error of
+    ///   ``finish(_:)``.
+    func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Resource) async throws -> T)
+        async throws -> T
+    {
+        try await enqueue(operation, isWrite: true, body)
+    }
+
+    /// Runs `body` as a read of the next turn, after the turn's writes are committed, outside any transaction.
+    /// - Throws: what `body` throws, `CancellationError` if cancelled before the turn came, or the error of
+    ///   ``finish(_:)``.
+    func read<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Resource) async throws -> T)
+        async throws -> T
+    {
+        try await enqueue(operation, isWrite: false, body)
+    }
+
+    /// Runs turns on `resource` until ``finish(_:)`` is called. Returns when the last turn has ended, so the
+    /// resource may be closed then.
+    ///
+    /// It does not stop on cancellation of its task: call ``finish(_:)`` for that (for example from a
+    /// cancellation handler), so that a turn is never cut short.
+    func run(on resource: Resource) async {
+        while let turn = await nextTurn() {
+            await runTurn(turn, on: resource)
+        }
+    }
+
+    /// Ends the turns: the turn running now ends, every waiting and later operation throws `error(operation)`,
+    /// and ``run(on:)`` returns (or returns at once when called later). Only the first call counts.
+    func finish(_ error: @escaping @Sendable (_ operation: String) -> any Error) {
+        let (left, runner) = state.withLock { state -> ([Pending], CheckedContinuation<Void, Never>?) in
+            guard state.finished == nil else { return ([], nil) }
+            state.finished = error
+            defer {
+                state.pending = [:]
+                state.idleRunner = nil
+            }
+            return (Array(state.pending.values), state.idleRunner)
+        }
+        for operation in left.sorted(by: { $0.id < $1.id }) {
+            operation.continuation.resume(throwing: error(operation.operation))
+        }
+        runner?.resume()
+    }
+
+    // MARK: Queue
+
+    private func enqueue<T: Sendable>(
+        _ operation: String,
+        isWrite: Bool,
+        _ body: @escaping @Sendable (Resource) async throws -> T
+    ) async throws -> T {
+        let id = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        let value = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
+                let outcome = state.withLock { state -> QueueOutcome in
+                    // The cancellation flag is set before the handler runs, and the handler takes this mutex:
+                    // either it ran already (and found nothing to remove), so the flag is visible here, or it
+                    // will run later and find this operation waiting.
+                    if Task.isCancelled { return .cancelled }
+                    if let finished = state.finished { return .finished(finished(operation)) }
+                    state.pending[id] = Pending(
+                        id: id,
+                        operation: operation,
+                        isWrite: isWrite,
+                        body: { resource in try await body(resource) },
+                        continuation: continuation
+                    )
+                    defer { state.idleRunner = nil }
+                    return .queued(state.idleRunner)
+                }
+                switch outcome {
+                case .queued(let runner): runner?.resume()
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .finished(let error): continuation.resume(throwing: error)
+                }
+            }
+        } onCancel: {
+            state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(throwing: CancellationError())
+        }
+        // `body` returned a T: the value is the one it returned.
+        return value as! T
+    }
+
+    /// The operations of the next turn, oldest first, waiting for one to arrive; nil once finished.
+    private func nextTurn() async -> [Pending]? {
+        while true {
+            let next = state.withLock { state -> NextTurn<Pending> in
+                if state.finished != nil { return .finished }
+                let ids = state.pending.keys.sorted().prefix(maxTurnSize)
+                if ids.isEmpty { return .wait }
+                return .turn(ids.compactMap { state.pending.removeValue(forKey: $0) })
+            }
+            switch next {
+            case .turn(let turn): return turn
+            case .finished: return nil
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { state -> Bool in
+                        if state.finished != nil || !state.pending.isEmpty { return true }
+                        state.idleRunner = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    // MARK: Turns
+
+    private func runTurn(_ turn: [Pending], on resource: Resource) async {
+        let writes = turn.filter(\.isWrite)
+        if !writes.isEmpty {
+            for (write, answer) in zip(writes, await commit(writes, on: resource)) {
+                write.continuation.resume(with: answer)
+            }
+        }
+        for read in turn where !read.isWrite {
+            do {
+                read.continuation.resume(returning: try await read.body(resource))
+            } catch {
+                read.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Runs `writes` in one transaction and returns each one's answer, in order.
+    private func commit(_ writes: [Pending], on resource: Resource) async -> [Result<any Sendable, any Error>] {
+        do {
+            try await resource.begin()
+        } catch {
+            return writes.map { _ in .failure(error) }
+        }
+        var answers: [Result<any Sendable, any Error>] = []
+        answers.reserveCapacity(writes.count)
+        do {
+            for write in writes {
+                try await resource.savepoint()
+                do {
+                    let value = try await write.body(resource)
+                    try await resource.releaseSavepoint()
+                    answers.append(.success(value))
+                } catch {
+                    try await resource.rollbackToSavepoint()
+                    answers.append(.failure(error))
+                }
+            }
+            try await resource.commit()
+            return answers
+        } catch {
+            // A savepoint or the commit failed: nothing of the transaction is kept.
+            do {
+                try await resource.rollback()
+            } catch let rollbackError {
+                logger.warning(
+                    "baton: rollback failed",
+                    metadata: ["operation": "\(writes[0].operation)", "error": "\(rollbackError)"]
+                )
+            }
+            return writes.map { _ in .failure(error) }
+        }
+    }
+}
+
+/// What became of an operation handed to a ``GroupCommit``.
+private enum QueueOutcome {
+    /// Queued; the runner to wake, if it was idle.
+    case queued(CheckedContinuation<Void, Never>?)
+    case cancelled
+    case finished(any Error)
+}
+
+/// What a ``GroupCommit``'s runner does next.
+private enum NextTurn<Operation> {
+    case turn([Operation])
+    case finished
+    case wait
+}
