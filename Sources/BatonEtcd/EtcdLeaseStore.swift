@@ -108,9 +108,7 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
     ///   other than `ca_file` (TLS only), or whose TLS setup fails.
     public init<C: Clock>(url: StoreURL, configuration: Configuration = Configuration(), clock: C) throws
     where C.Duration == Duration {
-        guard url.kind == .etcd else {
-            throw BatonError.invalidArgument("\(url) is not an etcd:// or etcds:// URL")
-        }
+        try Self.checkShape(of: url)
         for item in url.queryItems where !(item.name == "ca_file" && url.usesTLS) {
             throw BatonError.invalidArgument(
                 "an etcd store URL takes no query item \(item.name) (etcds:// takes ca_file=PATH): \(url)"

@@ -17,7 +17,7 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = LeaseStore(try EtcdLeaseStore(url))
         await #expect(throws: Never.self) {
             try await store.withRunning { store in try await check.run(Harness(store: store)) }

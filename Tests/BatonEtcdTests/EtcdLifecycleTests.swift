@@ -27,7 +27,7 @@ import Testing
     /// not left to expire), its change feed ends with `storeUnavailable`, its client is closed, and later calls
     /// fail with `storeUnavailable`.
     @Test func cancellingRunClosesTheStore() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         let store = try EtcdLeaseStore(url)
         let key = unique("close")
@@ -61,7 +61,7 @@ import Testing
 
     /// A store runs once.
     @Test func aStoreRunsOnce() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
         try await withRunning([store]) {}
         await #expect(throws: BatonError.self) { try await store.run() }

@@ -11,7 +11,7 @@ import Testing
     /// 100 candidates queue behind a leader; each tries when the change feed reports no leader (and once a second
     /// besides). Released one by one, they lead in exactly the order they arrived, each with a larger token.
     @Test func hundredWaitingCandidatesLeadInArrivalOrder() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
         try await withRunning([store]) { try await hundredCandidates(store) }
     }
@@ -80,7 +80,7 @@ import Testing
     /// nothing in its store watches the key, the store's upkeep revokes its lease, so it does not block the
     /// candidates behind it (long before etcd would expire it).
     @Test func abandonedCandidateLeavesTheQueue() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
         let clock = ManualClock()
         let other = try EtcdLeaseStore(url: try StoreURL(url), clock: clock)
@@ -111,7 +111,7 @@ import Testing
     /// once, the successor's own store still tells its subscribers "no leader" (so its elector acquires), and that
     /// acquire takes the term with the successor's place in the queue as the token.
     @Test func releaseHandsTheKeyToTheNextCandidate() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         let successorStore = try EtcdLeaseStore(url)
         let observerStore = try EtcdLeaseStore(url)
@@ -164,7 +164,7 @@ import Testing
 
     @Test("a handed-over candidate whose lease was not kept alive lately starts its term with a keep-alive")
     func staleHandedOverCandidateStartsWithAKeepAlive() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         // The successor's store runs on a clock of the test's: no upkeep within the test, so the successor's
         // lease is kept alive only by its grant, and the time since then is the test's to set.

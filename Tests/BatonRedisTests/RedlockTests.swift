@@ -17,7 +17,7 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithThreeNodes(_ check: ConformanceCheck) async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
         let store = try RedisLeaseStore(url)
         do {
             try await check.run(Harness(store: store))
@@ -30,7 +30,7 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithOneNodeOfThreeDown(_ check: ConformanceCheck) async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDLOCK_DOWN_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_DOWN_URL") else { return }
         let store = try RedisLeaseStore(url)
         do {
             try await check.run(Harness(store: store))
@@ -44,7 +44,7 @@ import Testing
     /// A term is written to every live node with one token; with two of three nodes down nothing can be
     /// acquired, and the answer is `storeUnavailable`, not `held`.
     @Test func majorityIsRequired() async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
         let parsed = try StoreURL(url)
         let store = try RedisLeaseStore(url)
         let key = unique("redlock")
