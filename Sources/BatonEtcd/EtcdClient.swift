@@ -94,6 +94,14 @@ final class EtcdClient: Sendable {
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// Signs in with the URL's credentials, if it has any, so credentials etcd refuses are known at once.
+    /// - Throws: ``Baton/BatonError`` `unauthorized` when etcd refuses them; `storeUnavailable` or `timeout`
+    ///   when no endpoint answers (the credentials are then tried again by the next request).
+    func signIn() async throws {
+        guard credentials != nil else { return }
+        try await call("sign in") { _, _ in }
+    }
+
     /// Options for one call: ``callTimeout``, and no waiting for a connection that is down (so a dead
     /// endpoint fails fast and the next one is tried).
     func options() -> CallOptions {

@@ -149,7 +149,9 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
     /// Runs the store: its connections, the upkeep of waiting candidates, the watches of followed keys and the
     /// keep-alive stream, until the task is cancelled or a graceful shutdown begins; then leaves every queue
     /// (revoking its candidates' leases), ends the watches and closes the connections, and returns.
-    /// - Throws: ``Baton/BatonError`` `invalidArgument` if the store ran before (a store runs once).
+    /// - Throws: ``Baton/BatonError`` `unauthorized` if etcd refuses the URL's credentials (the store then
+    ///   closes); `invalidArgument` if the store ran before (a store runs once). An etcd that cannot be reached
+    ///   is not an error here: requests fail until it answers.
     public func run() async throws {
         try lifecycle.start()
         // The work runs in a task that `run()` awaits to its end, not in a child task: cancelling `run()` asks
@@ -165,6 +167,7 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
         } onCancel: {
             self.lifecycle.requestStop()
         }
+        if let failure = lifecycle.failure { throw failure }
     }
 
     /// The store's work, each part a child task, until a stop is requested and the store has closed.
@@ -172,6 +175,15 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.client.runConnections() }
             group.addTask { await self.upkeepLoop() }
+            group.addTask {
+                do {
+                    try await self.client.signIn()
+                } catch let error as BatonError where error.code == .unauthorized {
+                    self.lifecycle.fail(error)
+                } catch {
+                    // Unreachable for now: the next request signs in.
+                }
+            }
             group.addTask {
                 await self.lifecycle.stopRequested()
                 await self.close()

@@ -21,6 +21,7 @@ final class EtcdLifecycle: Sendable {
         var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
         var nextWaiter = 0
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        var failure: BatonError?
     }
 
     private let state = Mutex(State())
@@ -56,6 +57,15 @@ final class EtcdLifecycle: Sendable {
         }
         for waiter in waiters { waiter.resume() }
     }
+
+    /// The store cannot go on (etcd refused its credentials): `run()` closes it and throws `error`.
+    func fail(_ error: BatonError) {
+        state.withLock { $0.failure = $0.failure ?? error }
+        requestStop()
+    }
+
+    /// Why the store stopped, if it failed.
+    var failure: BatonError? { state.withLock { $0.failure } }
 
     /// Returns once ``requestStop()`` was called.
     func stopRequested() async {

@@ -39,15 +39,14 @@ import Testing
                     == .won)
         }
 
-        let refused = try EtcdLeaseStore(badURL)
-        try await withRunning([refused]) {
-            await #expect {
-                _ = try await refused.current(key: key)
-            } throws: { error in
-                let error = error as? BatonError
-                return error?.code == .unauthorized && !"\(error!)".contains("wrong")
-                    && !String(reflecting: error!).contains("wrong")
-            }
+        // Refused credentials stop the store: its run() throws `unauthorized`, as does a request made meanwhile.
+        let refused = LeaseStore(try EtcdLeaseStore(badURL))
+        await #expect {
+            try await refused.withRunning { refused in _ = try await refused.current(key: key) }
+        } throws: { error in
+            let error = error as? BatonError
+            return error?.code == .unauthorized && !"\(error!)".contains("wrong")
+                && !String(reflecting: error!).contains("wrong")
         }
     }
 
