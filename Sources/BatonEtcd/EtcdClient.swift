@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwiftProtobuf
@@ -17,10 +17,13 @@ final class EtcdClient: Sendable {
 
     private let endpoints: [Endpoint]
     private let credentials: (user: String, password: String)?
-    private let requestTimeout: Duration
+    private let clock: BatonClock
     private let state = Mutex(State())
-    /// The tasks that run each endpoint's connections (`GRPCClient.runConnections()`); ended by ``close()``.
-    private let runners: Mutex<[Task<Void, Never>]> = Mutex([])
+
+    /// The bound on one gRPC call, so no request (the store's own background ones included) waits forever on a
+    /// connection that stopped answering; callers' requests are bounded, usually more tightly, by the
+    /// ``Baton/LeaseStore`` front's deadline.
+    static let callTimeout: Duration = .seconds(5)
 
     private struct State {
         var active = 0
@@ -32,7 +35,7 @@ final class EtcdClient: Sendable {
         hosts: [(host: String, port: Int)],
         security: Transport.TransportSecurity,
         credentials: (user: String, password: String)?,
-        requestTimeout: Duration,
+        clock: BatonClock,
         keepalive: (interval: Duration, timeout: Duration)?
     ) throws {
         var endpoints: [Endpoint] = []
@@ -69,32 +72,41 @@ final class EtcdClient: Sendable {
         }
         self.endpoints = endpoints
         self.credentials = credentials
-        self.requestTimeout = requestTimeout
+        self.clock = clock
     }
 
-    /// Starts each endpoint's connection task. Called once, by the store's initializer; ``close()`` ends them.
-    func start() {
-        let tasks = endpoints.map { endpoint in
-            Task<Void, Never> { try? await endpoint.client.runConnections() }
+    /// Runs every endpoint's connections until ``close()`` (or cancellation) ends them: the store's `run()`
+    /// runs this as a child task.
+    func runConnections() async {
+        await withDiscardingTaskGroup { group in
+            for endpoint in endpoints {
+                group.addTask { try? await endpoint.client.runConnections() }
+            }
         }
-        runners.withLock { $0 = tasks }
     }
 
-    /// Shuts every connection down; later calls fail with `storeUnavailable`.
-    func close() async {
+    /// Begins shutting every connection down (``runConnections()`` returns once they are closed); later calls
+    /// fail with `storeUnavailable`.
+    func close() {
         state.withLock { $0.closed = true }
         for endpoint in endpoints { endpoint.client.beginGracefulShutdown() }
-        let tasks = runners.withLock { $0 }
-        for task in tasks { await task.value }
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// Options for one call: the request timeout, and no waiting for a connection that is down (so a dead
+    /// Signs in with the URL's credentials, if it has any, so credentials etcd refuses are known at once.
+    /// - Throws: ``Baton/BatonError`` `unauthorized` when etcd refuses them; `storeUnavailable` or `timeout`
+    ///   when no endpoint answers (the credentials are then tried again by the next request).
+    func signIn() async throws {
+        guard credentials != nil else { return }
+        try await call("sign in") { _, _ in }
+    }
+
+    /// Options for one call: ``callTimeout``, and no waiting for a connection that is down (so a dead
     /// endpoint fails fast and the next one is tried).
-    func options(timeout: Duration? = nil) -> CallOptions {
+    func options() -> CallOptions {
         var options = CallOptions.defaults
-        options.timeout = timeout ?? requestTimeout
+        options.timeout = Self.callTimeout
         options.waitForReady = false
         return options
     }
@@ -117,7 +129,7 @@ final class EtcdClient: Sendable {
         var reauthenticated = false
         var attempt = 0
         while attempt < attempts {
-            if attempt == endpoints.count { try await Task.sleep(for: .milliseconds(50)) }
+            if attempt == endpoints.count { try await clock.sleep(for: .milliseconds(50)) }
             let index = (start + attempt) % endpoints.count
             let endpoint = endpoints[index]
             do {

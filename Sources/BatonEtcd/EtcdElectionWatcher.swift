@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import Synchronization
 
@@ -33,63 +33,86 @@ final class EtcdElectionWatcher: Sendable {
     }
 
     private let state = Mutex(State())
+    private let client: EtcdClient
+    private let prefix: Data
+    private let clock: BatonClock
+    private let read: @Sendable () async throws -> (election: [EtcdLeaseStore.Candidate], revision: Int64)
+    private let wakes: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
-    /// Starts watching `prefix`; `read` reads the election after every change.
+    /// A watcher of `prefix`, which ``run()`` watches; `read` reads the election after every change, and
+    /// `clock` times the pauses before a failed watch is set up again.
     init(
         client: EtcdClient,
         prefix: Data,
+        clock: BatonClock,
         read: @escaping @Sendable () async throws -> (election: [EtcdLeaseStore.Candidate], revision: Int64)
     ) {
-        let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        self.wake = wake
-        // The task holds the watcher until `stop()` ends it (the store stops every watcher it made).
-        let task = Task { [self] in
-            await withDiscardingTaskGroup { group in
-                group.addTask {
-                    var failures = 0
-                    while !Task.isCancelled, !client.isClosed {
-                        let started = ContinuousClock.now
-                        do {
-                            try await EtcdLeaseStore.watch(client, prefix: prefix) { answer in
-                                if !self.apply(answer) { wake.yield() }
-                            }
-                        } catch {
-                            self.state.withLock { state in
-                                state.watching = false
-                                state.generation += 1
-                            }
-                            if Task.isCancelled || client.isClosed { break }
-                            // Read again, so a change during the gap is not missed (or the read's error ends the
-                            // feeds); a watch that ran for a while before failing starts the backoff afresh.
-                            wake.yield()
-                            failures = ContinuousClock.now - started > .seconds(5) ? 1 : failures + 1
-                            try? await Task.sleep(for: .milliseconds(min(2000, 50 * (1 << min(failures, 6)))))
-                        }
+        self.client = client
+        self.prefix = prefix
+        self.clock = clock
+        self.read = read
+        (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Watches the prefix and reads the election after every change until ``stop()`` or cancellation (the
+    /// store runs it as a child task of its `run()`); then finishes every subscriber's stream, with `endError`
+    /// as the last snapshot when the store stopped.
+    func run(endError: @escaping @Sendable () -> (any Error)?) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.watch() }
+            for await _ in wakes {
+                let generation = self.state.withLock { $0.generation }
+                do {
+                    let (election, revision) = try await read()
+                    self.state.withLock { state in
+                        state.latest = election
+                        state.latestRevision = revision
+                        state.latestGeneration = generation
+                        Self.publish(.success(election), in: state)
                     }
-                    wake.finish()
+                } catch {
+                    self.state.withLock { Self.publish(.failure(error), in: $0) }
                 }
-                for await _ in wakes {
-                    let generation = self.state.withLock { $0.generation }
-                    do {
-                        let (election, revision) = try await read()
-                        self.state.withLock { state in
-                            state.latest = election
-                            state.latestRevision = revision
-                            state.latestGeneration = generation
-                            Self.publish(.success(election), in: state)
-                        }
-                    } catch {
-                        self.state.withLock { Self.publish(.failure(error), in: $0) }
-                    }
-                }
-                group.cancelAll()
             }
-            let subscribers = self.state.withLock { Array($0.subscribers.values) }
-            for subscriber in subscribers { subscriber.finish() }
+            group.cancelAll()
         }
-        self.task.withLock { $0 = task }
+        let error = endError()
+        let subscribers = state.withLock { state in
+            state.watching = false
+            defer { state.subscribers = [:] }
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers {
+            if let error { subscriber.yield(.failure(error)) }
+            subscriber.finish()
+        }
+    }
+
+    /// The watch, set up again after each failure (with a pause that grows while it keeps failing), until the
+    /// task is cancelled or the client closed.
+    private func watch() async {
+        var failures = 0
+        while !Task.isCancelled, !client.isClosed {
+            let started = clock.now()
+            do {
+                try await EtcdLeaseStore.watch(client, prefix: prefix) { answer in
+                    if !self.apply(answer) { self.wake.yield() }
+                }
+            } catch {
+                state.withLock { state in
+                    state.watching = false
+                    state.generation += 1
+                }
+                if Task.isCancelled || client.isClosed { break }
+                // Read again, so a change during the gap is not missed (or the read's error ends the feeds); a
+                // watch that ran for a while before failing starts the backoff afresh.
+                wake.yield()
+                failures = clock.now() - started > .seconds(5) ? 1 : failures + 1
+                try? await clock.sleep(for: .milliseconds(min(2000, 50 * (1 << min(failures, 6)))))
+            }
+        }
+        wake.finish()
     }
 
     /// Counts a watch answer; when it only deletes candidates of the fresh snapshot or rewrites them on their own
@@ -162,9 +185,10 @@ final class EtcdElectionWatcher: Sendable {
         if !published { wake.yield() }
     }
 
-    /// Removes a subscriber.
+    /// Removes a subscriber and finishes its stream.
     func unsubscribe(_ id: Int) {
-        state.withLock { $0.subscribers[id] = nil }
+        let subscriber = state.withLock { $0.subscribers.removeValue(forKey: id) }
+        subscriber?.finish()
     }
 
     /// Whether no one subscribes.
@@ -175,8 +199,8 @@ final class EtcdElectionWatcher: Sendable {
         state.withLock { $0.fresh }
     }
 
+    /// Ends ``run()``: the watch stops and the subscribers' streams finish.
     func stop() {
-        task.withLock { $0?.cancel() }
         wake.finish()
     }
 }

@@ -6,9 +6,10 @@ import Synchronization
 /// One `LeaseKeepAlive` stream per store, shared by every keep-alive of every lease: a keep-alive is one message
 /// on an open stream, answered by one message with the lease's TTL (0 when etcd no longer has the lease).
 ///
-/// The stream opens on first use and is opened again after it ends. etcd (or a proxy, or the connection) can end
-/// a stream at any time; a keep-alive whose stream ended before its answer came is sent again on a new stream,
-/// once (a keep-alive is safe to repeat), within its timeout. Only a second failure reaches the caller.
+/// The stream opens with the first keep-alive, as a child task of the store's `run()`, and is opened again after
+/// it ends. etcd (or a proxy, or the connection) can end a stream at any time; a keep-alive whose stream ended
+/// before its answer came is sent again on a new stream, once (a keep-alive is safe to repeat), within its
+/// timeout. Only a second failure reaches the caller.
 ///
 /// etcd answers a stream's keep-alives one by one in the order they came, so the n-th answer for a lease on a
 /// stream is the answer to the n-th request for it there (``KeepAliveLedger``). A request whose caller stopped
@@ -24,7 +25,6 @@ final class EtcdKeepAliveStream: Sendable {
         var stream = 0
         var waiting = KeepAliveLedger<Continuation>()
         var nextID = 0
-        var task: Task<Void, Never>?
         var closed = false
     }
 
@@ -34,14 +34,18 @@ final class EtcdKeepAliveStream: Sendable {
     }
 
     private let client: EtcdClient
+    private let lifecycle: EtcdLifecycle
     private let state = Mutex(State())
 
-    init(client: EtcdClient) {
+    /// A stream over `client`, run (once opened) as work of `lifecycle`: a child task of the store's `run()`.
+    init(client: EtcdClient, lifecycle: EtcdLifecycle) {
         self.client = client
+        self.lifecycle = lifecycle
     }
 
     /// Refreshes `lease`; returns the TTL etcd answered (0: the lease is gone). Fails with `timeout` after
-    /// `timeout`, and with the stream's error if the stream fails first.
+    /// `timeout` (the time an answer may take on the network, not a decision of the store's: real time), and
+    /// with the stream's error if the stream fails first.
     func keepAlive(_ lease: Int64, timeout: Duration) async throws -> Int64 {
         try await withThrowingTaskGroup(of: Int64.self) { group in
             group.addTask {
@@ -65,15 +69,15 @@ final class EtcdKeepAliveStream: Sendable {
         }
     }
 
-    /// Ends the stream; later keep-alives fail with `storeUnavailable`.
+    /// Ends the stream (its request side finishes, which ends the call); later keep-alives fail with
+    /// `storeUnavailable`.
     func close() {
-        let (task, waiting) = state.withLock { state in
+        let waiting = state.withLock { state in
             state.closed = true
             state.writer?.finish()
             state.writer = nil
-            return (state.task, state.waiting.removeAll())
+            return state.waiting.removeAll()
         }
-        task?.cancel()
         for waiter in waiting {
             waiter.resume(throwing: BatonError.storeUnavailable("the etcd store is closed"))
         }
@@ -91,7 +95,8 @@ final class EtcdKeepAliveStream: Sendable {
                     case fail(any Error)
                 }
                 let step = state.withLock { state -> Step in
-                    if state.closed { return .fail(BatonError.storeUnavailable("the etcd store is closed")) }
+                    // A store that is closing runs no new stream (and then its keep-alive would wait for nothing).
+                    if state.closed || lifecycle.isStopped { return .fail(EtcdLifecycle.stopped) }
                     // Checked under the lock that the cancellation handler takes: a request cancelled before it
                     // was recorded is not sent (nothing would resume it).
                     if Task.isCancelled { return .fail(CancellationError()) }
@@ -119,8 +124,9 @@ final class EtcdKeepAliveStream: Sendable {
         state.writer = writer
         let stream = state.stream
         let client = self.client
-        // The task holds the stream object until the stream ends; `close()` ends it.
-        state.task = Task { [self] in
+        // The job holds the stream object until the stream ends; `close()` ends it, and so does the end of the
+        // store's `run()`, whose child task it is.
+        lifecycle.spawn { [self] in
             var options = client.options()
             options.timeout = nil
             let failure: any Error

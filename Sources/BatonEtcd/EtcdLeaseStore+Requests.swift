@@ -57,7 +57,7 @@ extension EtcdLeaseStore {
     /// Refreshes a lease over the store's `LeaseKeepAlive` stream; returns the TTL etcd answered, 0 if the
     /// lease is gone.
     func keepAlive(_ lease: Int64) async throws -> Int64 {
-        try await keepAlives.keepAlive(lease, timeout: configuration.requestTimeout)
+        try await keepAlives.keepAlive(lease, timeout: EtcdClient.callTimeout)
     }
 
     /// Watches every key under `prefix`, calling `onChange` with the answer once the watch is set up and after

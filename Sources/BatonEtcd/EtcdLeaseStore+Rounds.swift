@@ -8,6 +8,7 @@ extension EtcdLeaseStore {
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws
         -> ClaimResult
     {
+        try await lifecycle.ready()
         return try await updateRound(system: system, round: round, retention: retention) { record in
             let (result, updated) = RoundRules.claim(record, candidate: candidate)
             return .success((result, updated))
@@ -15,16 +16,19 @@ extension EtcdLeaseStore {
     }
 
     public func winner(system: String, round: String) async throws -> String? {
+        try await lifecycle.ready()
         return try await readRound(system: system, round: round)?.record.winner
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
+        try await lifecycle.ready()
         try await updateRound(system: system, round: round, retention: retention) { record in
             RoundRules.complete(record, by: completer, system: system, round: round).map { ((), $0) }
         }
     }
 
     public func completion(system: String, round: String) async throws -> String? {
+        try await lifecycle.ready()
         return try await readRound(system: system, round: round)?.record.completedBy
     }
 
@@ -51,7 +55,7 @@ extension EtcdLeaseStore {
                 )
                 if answer.succeeded { return result }
             } else {
-                let lease = try await grant(Self.ttlSeconds(retention))
+                let lease = try await grant(EtcdCampaignMachine.ttlSeconds(retention))
                 let answer = try await txn(
                     "record the round",
                     compare: [.createRevision(of: key, equals: 0)],
@@ -82,7 +86,8 @@ extension EtcdLeaseStore {
     // MARK: Presence
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        let lease = try await grant(Self.ttlSeconds(ttl))
+        try await lifecycle.ready()
+        let lease = try await grant(EtcdCampaignMachine.ttlSeconds(ttl))
         let key = EtcdKeyLayout.presenceKey(group: group, member: member)
         let answer = try await txn(
             "heartbeat",
@@ -96,6 +101,7 @@ extension EtcdLeaseStore {
     }
 
     public func leave(group: String, member: String) async throws {
+        try await lifecycle.ready()
         let key = EtcdKeyLayout.presenceKey(group: group, member: member)
         let answer = try await txn("leave", compare: [], success: [.get(key), .delete(key)])
         if let previous = answer.responses.first?.responseRange.kvs.first?.lease, previous != 0 {
@@ -104,6 +110,7 @@ extension EtcdLeaseStore {
     }
 
     public func members(group: String) async throws -> [String] {
+        try await lifecycle.ready()
         let prefix = EtcdKeyLayout.presencePrefix(group)
         let answer = try await txn("list members", compare: [], success: [.rangeByCreation(prefix)])
         let kvs = answer.responses.first?.responseRange.kvs ?? []

@@ -7,8 +7,9 @@ import Testing
 /// connections, leases and watches, as separate processes would).
 @Suite struct EtcdConformanceTests {
     struct Harness: StoreHarness {
-        let store: EtcdLeaseStore
-        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
+        /// The store's front, running for the whole check.
+        let store: LeaseStore
+        func makeStore() async throws -> LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // etcd counts lease TTLs in whole seconds, and `scripts/test` starts it with a 150 ms minimum TTL.
         var ttl: Duration { .seconds(1) }
@@ -17,8 +18,9 @@ import Testing
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
         guard let url = try EtcdTestServer.value() else { return }
-        let store = try EtcdLeaseStore(url)
-        await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
-        try await store.close()
+        let store = LeaseStore(try EtcdLeaseStore(url))
+        await #expect(throws: Never.self) {
+            try await store.withRunning { store in try await check.run(Harness(store: store)) }
+        }
     }
 }

@@ -28,23 +28,26 @@ import Testing
         else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("tls")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(10), metadata: nil).lease)
-        #expect(try await store.current(key: key)?.holder == "a")
-        try await store.release(lease)
-        #expect(
-            try await store.claim(
-                system: unique("tls"), round: "r", candidate: "a", retention: RoundElection.defaultRetention) == .won)
-        try await store.close()
+        try await withRunning([store]) {
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(10), metadata: nil).lease)
+            #expect(try await store.current(key: key)?.holder == "a")
+            try await store.release(lease)
+            #expect(
+                try await store.claim(
+                    system: unique("tls"), round: "r", candidate: "a", retention: RoundElection.defaultRetention)
+                    == .won)
+        }
 
-        let refused = try EtcdLeaseStore(badURL)
+        // Refused credentials stop the store: its run() throws `unauthorized`, as does a request made meanwhile.
+        let refused = LeaseStore(try EtcdLeaseStore(badURL))
         await #expect {
-            _ = try await refused.current(key: key)
+            try await refused.withRunning { refused in _ = try await refused.current(key: key) }
         } throws: { error in
             let error = error as? BatonError
             return error?.code == .unauthorized && !"\(error!)".contains("wrong")
                 && !String(reflecting: error!).contains("wrong")
         }
-        try await refused.close()
     }
 
     /// The first endpoint of the URL is down: requests go to the next one.
@@ -55,18 +58,19 @@ import Testing
         for variable in ["BATON_TEST_ETCD_URL", "BATON_TEST_ETCDS_URL"] {
             guard let url = try EtcdTestServer.value(variable) else { return }
             let store = try EtcdLeaseStore(url)
-            var lease = try #require(
-                try await store.acquire(key: unique("busy"), holder: "a", ttl: .seconds(10), metadata: nil).lease)
-            for round in 0..<300 {
-                do {
-                    lease = try await store.renew(lease, ttl: .seconds(10))
-                } catch {
-                    Issue.record("renew \(round) over \(variable) failed: \(error)")
-                    break
+            try await withRunning([store]) {
+                var lease = try #require(
+                    try await store.acquire(key: unique("busy"), holder: "a", ttl: .seconds(10), metadata: nil).lease)
+                for round in 0..<300 {
+                    do {
+                        lease = try await store.renew(lease, ttl: .seconds(10))
+                    } catch {
+                        Issue.record("renew \(round) over \(variable) failed: \(error)")
+                        break
+                    }
                 }
+                try await store.release(lease)
             }
-            try await store.release(lease)
-            try await store.close()
         }
     }
 
@@ -74,10 +78,12 @@ import Testing
         guard let url = try EtcdTestServer.value(), let live = EtcdTestServer.endpoint(of: url) else { return }
         let dead = try EtcdRestartTests.Server.freePort()
         let store = try EtcdLeaseStore("etcd://127.0.0.1:\(dead),\(live)")
-        let key = unique("failover")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(10), metadata: nil).lease)
-        #expect(try await store.current(key: key)?.token == lease.token)
-        try await store.release(lease)
-        try await store.close()
+        try await withRunning([store]) {
+            let key = unique("failover")
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(10), metadata: nil).lease)
+            #expect(try await store.current(key: key)?.token == lease.token)
+            try await store.release(lease)
+        }
     }
 }

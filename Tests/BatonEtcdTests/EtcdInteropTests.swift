@@ -67,16 +67,18 @@ import Testing
     @Test func etcdctlObservesBatonLeader() async throws {
         guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
-        let key = unique("interop-observe")
-        let lease = try #require(
-            try await store.acquire(key: key, holder: "baton-a", ttl: .seconds(30), metadata: "10.0.0.7:8080").lease)
-        let observer = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", "-l", key])
-        let seen = try await eventually { observer.text.contains("10.0.0.7:8080") }
-        observer.stop()
-        #expect(seen, "etcdctl elect -l printed: \(observer.text)")
-        #expect(observer.text.hasPrefix(key + "/"), "etcdctl elect -l printed: \(observer.text)")
-        try await store.release(lease)
-        try await store.close()
+        try await withRunning([store]) {
+            let key = unique("interop-observe")
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "baton-a", ttl: .seconds(30), metadata: "10.0.0.7:8080").lease
+            )
+            let observer = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", "-l", key])
+            let seen = try await eventually { observer.text.contains("10.0.0.7:8080") }
+            observer.stop()
+            #expect(seen, "etcdctl elect -l printed: \(observer.text)")
+            #expect(observer.text.hasPrefix(key + "/"), "etcdctl elect -l printed: \(observer.text)")
+            try await store.release(lease)
+        }
     }
 
     /// An `etcdctl elect KEY PROPOSAL` process that leads is Baton's leader (holder and metadata are its
@@ -84,39 +86,42 @@ import Testing
     @Test func batonSeesEtcdctlLeaderAndQueuesBehindIt() async throws {
         guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
-        let key = unique("interop-etcdctl-leads")
-        let leader = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", key, "etcdctl-proposal"])
-        defer { leader.stop(SIGKILL) }
-        #expect(try await eventually { leader.text.contains("etcdctl-proposal") }, "etcdctl never led")
-        let current = try await store.current(key: key)
-        #expect(current?.holder == "etcdctl-proposal" && current?.metadata == "etcdctl-proposal")
-        let refused = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil)
-        #expect(refused == .held(by: try #require(current)))
-        leader.stop()
-        let lease = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil).lease
-        #expect(lease != nil && lease!.token > current!.token)
-        if let lease { try await store.release(lease) }
-        try await store.close()
+        try await withRunning([store]) {
+            let key = unique("interop-etcdctl-leads")
+            let leader = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", key, "etcdctl-proposal"])
+            defer { leader.stop(SIGKILL) }
+            #expect(try await eventually { leader.text.contains("etcdctl-proposal") }, "etcdctl never led")
+            let current = try await store.current(key: key)
+            #expect(current?.holder == "etcdctl-proposal" && current?.metadata == "etcdctl-proposal")
+            let refused = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil)
+            #expect(refused == .held(by: try #require(current)))
+            leader.stop()
+            let lease = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil).lease
+            #expect(lease != nil && lease!.token > current!.token)
+            if let lease { try await store.release(lease) }
+        }
     }
 
     /// An `etcdctl elect` that arrives while Baton leads waits, and leads as soon as Baton releases.
     @Test func etcdctlWaitsForBatonLeader() async throws {
         guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
-        let key = unique("interop-baton-leads")
-        let lease = try #require(
-            try await store.acquire(key: key, holder: "baton-a", ttl: .seconds(30), metadata: nil).lease)
-        let waiting = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", key, "etcdctl-next"])
-        defer { waiting.stop(SIGKILL) }
-        // etcdctl is queued behind Baton: its key exists, and it has not printed its proposal.
-        #expect(try await eventually { try Self.candidateKeys(binary, endpoint: endpoint, key: key).count == 2 })
-        #expect(!waiting.text.contains("etcdctl-next"), "etcdctl led while Baton held the key")
-        try await store.release(lease)
-        #expect(
-            try await eventually { waiting.text.contains("etcdctl-next") }, "etcdctl did not lead after the release")
-        let current = try await store.current(key: key)
-        #expect(current?.holder == "etcdctl-next" && current!.token > lease.token)
-        waiting.stop()
-        try await store.close()
+        try await withRunning([store]) {
+            let key = unique("interop-baton-leads")
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "baton-a", ttl: .seconds(30), metadata: nil).lease)
+            let waiting = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", key, "etcdctl-next"])
+            defer { waiting.stop(SIGKILL) }
+            // etcdctl is queued behind Baton: its key exists, and it has not printed its proposal.
+            #expect(try await eventually { try Self.candidateKeys(binary, endpoint: endpoint, key: key).count == 2 })
+            #expect(!waiting.text.contains("etcdctl-next"), "etcdctl led while Baton held the key")
+            try await store.release(lease)
+            #expect(
+                try await eventually { waiting.text.contains("etcdctl-next") }, "etcdctl did not lead after the release"
+            )
+            let current = try await store.current(key: key)
+            #expect(current?.holder == "etcdctl-next" && current!.token > lease.token)
+            waiting.stop()
+        }
     }
 }

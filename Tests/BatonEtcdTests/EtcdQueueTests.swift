@@ -13,6 +13,10 @@ import Testing
     @Test func hundredWaitingCandidatesLeadInArrivalOrder() async throws {
         guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
+        try await withRunning([store]) { try await hundredCandidates(store) }
+    }
+
+    private func hundredCandidates(_ store: EtcdLeaseStore) async throws {
         let key = unique("fifo")
         let ttl = Duration.seconds(60)
         let holders = (0..<101).map { "candidate-\($0)" }
@@ -32,8 +36,9 @@ import Testing
                 let changes = try store.changes(key: key)
                 group.addTask {
                     subscribed.update { $0 += 1 }
-                    // A candidate tries when the feed reports no leader, and besides once a second: the order
-                    // under test is the queue's, whoever wakes first.
+                    // A candidate tries when the feed reports no leader, and besides once a second (a fallback
+                    // wake-up, as an elector's poll is: no decision waits for it): the order under test is the
+                    // queue's, whoever wakes first.
                     let (wakeUps, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
                     let feed = Task {
                         for try await leader in changes where leader == nil { wake.yield() }
@@ -69,56 +74,55 @@ import Testing
         let tokens = [first.token] + order.map(\.1)
         #expect(zip(tokens, tokens.dropFirst()).allSatisfy { $0 < $1 }, "tokens not rising: \(tokens)")
         #expect(try await store.current(key: key) == nil)
-        try await store.close()
     }
 
-    /// A candidate that stops trying leaves the queue: once its last try is a ttl old and nothing in its store
-    /// watches the key, its key is removed, so it does not block the candidates behind it.
+    /// A candidate that stops trying leaves the queue: once its last try is a ttl old on its store's clock and
+    /// nothing in its store watches the key, the store's upkeep revokes its lease, so it does not block the
+    /// candidates behind it (long before etcd would expire it).
     @Test func abandonedCandidateLeavesTheQueue() async throws {
         guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
-        let other = try EtcdLeaseStore(url)
+        let clock = ManualClock()
+        let other = try EtcdLeaseStore(url: try StoreURL(url), clock: clock)
         let key = unique("abandon")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
-        #expect(try await other.acquire(key: key, holder: "quitter", ttl: .seconds(1), metadata: nil).lease == nil)
-        let late = try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil)
-        #expect(late.lease == nil)
-        // "late" keeps trying; "quitter" stops. After its ttl the store removes its key.
-        try await Task.sleep(for: .seconds(2.5))
-        try await store.release(lease)
-        let next = try #require(
-            try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil).lease)
-        #expect(next.token > lease.token)
-        try await other.release(next)
-        try await store.close()
-        try await other.close()
+        try await withRunning([store, other]) {
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+            #expect(try await other.acquire(key: key, holder: "quitter", ttl: .seconds(30), metadata: nil).lease == nil)
+            let late = try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil)
+            #expect(late.lease == nil)
+            #expect(try await store.readElection(key).contains { $0.holder == "quitter" })
+            // "late" keeps trying; "quitter" stops. Past its ttl on the store's clock the upkeep revokes its lease
+            // (etcd would keep it for 30 s more).
+            await clock.waitForSleepers(atLeast: 1)
+            clock.advance(by: .seconds(31))
+            #expect(
+                try await eventually { try await !store.readElection(key).contains { $0.holder == "quitter" } },
+                "the abandoned candidate is still in the queue")
+            try await store.release(lease)
+            let next = try #require(
+                try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil).lease)
+            #expect(next.token > lease.token)
+            try await other.release(next)
+        }
     }
+
     /// A graceful handover is one transaction of the releasing leader: every other store sees the successor lead at
     /// once, the successor's own store still tells its subscribers "no leader" (so its elector acquires), and that
     /// acquire takes the term with the successor's place in the queue as the token.
-    @Test("a handed-over term is promised what the last keep-alive ensures, and not less than half the ttl")
-    func sureTermOfAHandedOverCandidate() {
-        let now = ContinuousClock.now
-        func campaign(keptAliveAgo ago: Duration, ttlSeconds: Int64) -> EtcdLeaseStore.Campaign {
-            EtcdLeaseStore.Campaign(
-                lease: 1, ttlSeconds: ttlSeconds, revision: 2, leading: false, metadata: nil, lastTry: now,
-                lastKeepAlive: now - ago)
-        }
-        let sure = EtcdLeaseStore.sureTerm
-        #expect(sure(campaign(keptAliveAgo: .seconds(2), ttlSeconds: 10), .seconds(10), now) == .seconds(8))
-        #expect(sure(campaign(keptAliveAgo: .zero, ttlSeconds: 10), .seconds(10), now) == .seconds(10))
-        // Never more than asked (etcd's whole seconds round a ttl up).
-        #expect(sure(campaign(keptAliveAgo: .zero, ttlSeconds: 2), .milliseconds(1500), now) == .milliseconds(1500))
-        // Half the ttl or less left: a keep-alive starts the term instead.
-        #expect(sure(campaign(keptAliveAgo: .seconds(5), ttlSeconds: 10), .seconds(10), now) == nil)
-        #expect(sure(campaign(keptAliveAgo: .seconds(12), ttlSeconds: 10), .seconds(10), now) == nil)
-    }
-
     @Test func releaseHandsTheKeyToTheNextCandidate() async throws {
         guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         let successorStore = try EtcdLeaseStore(url)
         let observerStore = try EtcdLeaseStore(url)
+        try await withRunning([leaderStore, successorStore, observerStore]) {
+            try await handOver(leaderStore, successorStore, observerStore)
+        }
+    }
+
+    private func handOver(
+        _ leaderStore: EtcdLeaseStore, _ successorStore: EtcdLeaseStore, _ observerStore: EtcdLeaseStore
+    ) async throws {
         let key = unique("handover")
         let lease = try #require(
             try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
@@ -156,19 +160,26 @@ import Testing
         #expect(next.ttl < .seconds(60) && next.ttl > .seconds(30), "the term's promise: \(next.ttl)")
         #expect(try await successorFeed.next()??.holder == "b", "after its acquire the successor's store reports it")
         try await successorStore.release(next)
-        try await leaderStore.close()
-        try await successorStore.close()
-        try await observerStore.close()
     }
 
     @Test("a handed-over candidate whose lease was not kept alive lately starts its term with a keep-alive")
     func staleHandedOverCandidateStartsWithAKeepAlive() async throws {
         guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
-        // No maintenance within the test: the successor's lease is kept alive only by its grant.
+        // The successor's store runs on a clock of the test's: no upkeep within the test, so the successor's
+        // lease is kept alive only by its grant, and the time since then is the test's to set.
+        let clock = ManualClock()
         var lazy = EtcdLeaseStore.Configuration()
         lazy.maintenanceInterval = .seconds(60)
-        let successorStore = try EtcdLeaseStore(url: try StoreURL(url), configuration: lazy)
+        let successorStore = try EtcdLeaseStore(url: try StoreURL(url), configuration: lazy, clock: clock)
+        try await withRunning([leaderStore, successorStore]) {
+            try await staleHandover(leaderStore, successorStore, clock: clock, url: url)
+        }
+    }
+
+    private func staleHandover(
+        _ leaderStore: EtcdLeaseStore, _ successorStore: EtcdLeaseStore, clock: ManualClock, url: String
+    ) async throws {
         let key = unique("stale-handover")
         let ttl = Duration.seconds(2)
         let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
@@ -182,19 +193,17 @@ import Testing
         {
             try await Task.sleep(for: .milliseconds(10))
         }
-        // More than half the ttl since the successor's grant: its store cannot promise the term without asking.
-        try await Task.sleep(for: .milliseconds(1100))
+        // More than half the ttl since the successor's grant, on its store's clock: the store cannot promise the
+        // term without asking (etcd, on its own clock, still has the lease).
+        clock.advance(by: .milliseconds(1100))
         try await leaderStore.release(lease)
         let observer = try EtcdLeaseStore(url)
-        let observed = try await observer.current(key: key)
-        try await observer.close()
+        let observed = try await withRunning([observer]) { try await observer.current(key: key) }
         #expect(observed?.holder == "b", "the release handed the key over: \(String(describing: observed))")
         #expect(try await successorFeed.next() == .some(nil))
         let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease)
         #expect(next.ttl == ttl, "a keep-alive starts a whole term")
         #expect(next.token > lease.token)
         try await successorStore.release(next)
-        try await leaderStore.close()
-        try await successorStore.close()
     }
 }

@@ -56,15 +56,14 @@ import Testing
             try process.run()
             self.process = process
             let store = try EtcdLeaseStore(url)
-            for _ in 0..<200 {
-                if (try? await store.members(group: "probe")) != nil {
-                    try await store.close()
-                    return
+            let answered = try await withRunning([store]) {
+                for _ in 0..<200 {
+                    if (try? await store.members(group: "probe")) != nil { return true }
+                    try await Task.sleep(for: .milliseconds(50))
                 }
-                try await Task.sleep(for: .milliseconds(50))
+                return false
             }
-            try await store.close()
-            throw BatonError.storeUnavailable("etcd on \(clientPort) did not start")
+            if !answered { throw BatonError.storeUnavailable("etcd on \(clientPort) did not start") }
         }
 
         /// Stops etcd with SIGTERM and waits for it to exit.
@@ -92,43 +91,45 @@ import Testing
     @Test func leaderDemotesByDeadlineWhileEtcdIsDownAndLeadsAgainAfter() async throws {
         guard let server = try Self.makeServer() else { return }
         try await server.start()
-        let store = try EtcdLeaseStore(server.url)
-        let ttl = Duration.seconds(3)
-        let elector = try LeaderElector(
-            store: LeaseStore(store),
-            key: unique("restart"),
-            holder: "leader",
-            configuration: ElectorConfiguration(ttl: ttl),
-            clock: ContinuousClock()
-        )
-        let recorder = EventRecorder(elector.events)
-        let running = Task { try await elector.run() }
-        defer {
+        let store = LeaseStore(try EtcdLeaseStore(server.url))
+        try await store.withRunning { store in
+            let ttl = Duration.seconds(3)
+            let elector = try LeaderElector(
+                store: store,
+                key: unique("restart"),
+                holder: "leader",
+                configuration: ElectorConfiguration(ttl: ttl),
+                clock: ContinuousClock()
+            )
+            let recorder = EventRecorder(elector.events)
+            let running = Task { try await elector.run() }
+            defer {
+                running.cancel()
+                recorder.cancel()
+            }
+            let elected = try await eventually {
+                recorder.events.contains { if case .elected = $0.1 { true } else { false } }
+            }
+            try #require(elected, "the elector never led: \(recorder.events.map(\.1))")
+
+            let stoppedAt = ContinuousClock.now
+            server.stop()
+            let demoted = try await eventually(timeout: ttl * 3) {
+                recorder.events.contains { if case .demoted = $0.1 { true } else { false } }
+            }
+            try #require(demoted, "the elector did not demote while etcd was down: \(recorder.events.map(\.1))")
+            let demotedAt = try #require(recorder.events.first { if case .demoted = $0.1 { true } else { false } }?.0)
+            #expect(
+                demotedAt < stoppedAt + ttl, "demoted \(demotedAt - stoppedAt) after etcd stopped; the ttl is \(ttl)")
+
+            try await server.start()
+            let electedAgain = try await eventually(timeout: .seconds(30)) {
+                recorder.events.filter { if case .elected = $0.1 { true } else { false } }.count >= 2
+            }
+            #expect(electedAgain, "the elector did not lead again after etcd came back: \(recorder.events.map(\.1))")
             running.cancel()
-            recorder.cancel()
+            _ = await running.result
         }
-        let elected = try await eventually {
-            recorder.events.contains { if case .elected = $0.1 { true } else { false } }
-        }
-        try #require(elected, "the elector never led: \(recorder.events.map(\.1))")
-
-        let stoppedAt = ContinuousClock.now
-        server.stop()
-        let demoted = try await eventually(timeout: ttl * 3) {
-            recorder.events.contains { if case .demoted = $0.1 { true } else { false } }
-        }
-        try #require(demoted, "the elector did not demote while etcd was down: \(recorder.events.map(\.1))")
-        let demotedAt = try #require(recorder.events.first { if case .demoted = $0.1 { true } else { false } }?.0)
-        #expect(demotedAt < stoppedAt + ttl, "demoted \(demotedAt - stoppedAt) after etcd stopped; the ttl is \(ttl)")
-
-        try await server.start()
-        let electedAgain = try await eventually(timeout: .seconds(30)) {
-            recorder.events.filter { if case .elected = $0.1 { true } else { false } }.count >= 2
-        }
-        #expect(electedAgain, "the elector did not lead again after etcd came back: \(recorder.events.map(\.1))")
-        running.cancel()
-        _ = await running.result
-        try await store.close()
         server.stop()
     }
 }

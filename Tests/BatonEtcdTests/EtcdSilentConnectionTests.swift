@@ -33,35 +33,36 @@ struct EtcdHandoverConfirmationTests {
         let leaderStore = try EtcdLeaseStore(url)
         let successorStore = try EtcdLeaseStore("etcd://127.0.0.1:\(proxy.port)")
         let key = unique("silent-handover")
-        let ttl = Duration.seconds(10)
-        let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
-        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease == nil)
-        var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
-        var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
-        #expect(try await successorFeed.next()??.holder == "a")
-        #expect(try await leaderFeed.next()??.holder == "a")
-        try await waitForFreshViews(of: key, in: [leaderStore, successorStore])
-        // The leader hands the key over; the successor's watch shows it.
-        try await leaderStore.release(lease)
-        #expect(try await successorFeed.next() == .some(nil))
-        try await waitForFreshViews(of: key, in: [successorStore])
-        let handed = try #require(try await leaderStore.current(key: key))
-        #expect(handed.holder == "b")
-        // The successor's connection goes silent, and its term ends behind the watch's back (here a
-        // compare-and-delete of its keys from another store; an operator's delete would do the same).
-        proxy.blackholeOpenConnections()
-        try await leaderStore.release(Lease(key: key, holder: "b", token: handed.token, ttl: ttl, metadata: nil))
-        #expect(try await leaderStore.current(key: key) == nil)
-        // The successor's acquire must not start the ended term from its snapshot: it reads first (and, once its
-        // connection is replaced, leads with a new term).
-        let result = try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil)
-        if let next = result.lease {
-            #expect(next.token > handed.token, "the ended term \(handed.token) was started from a stale snapshot")
-            try await successorStore.release(next)
+        try await withRunning([leaderStore, successorStore]) {
+            let ttl = Duration.seconds(10)
+            let lease = try #require(
+                try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
+            #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease == nil)
+            var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
+            var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
+            #expect(try await successorFeed.next()??.holder == "a")
+            #expect(try await leaderFeed.next()??.holder == "a")
+            try await waitForFreshViews(of: key, in: [leaderStore, successorStore])
+            // The leader hands the key over; the successor's watch shows it.
+            try await leaderStore.release(lease)
+            #expect(try await successorFeed.next() == .some(nil))
+            try await waitForFreshViews(of: key, in: [successorStore])
+            let handed = try #require(try await leaderStore.current(key: key))
+            #expect(handed.holder == "b")
+            // The successor's connection goes silent, and its term ends behind the watch's back (here a
+            // compare-and-delete of its keys from another store; an operator's delete would do the same).
+            proxy.blackholeOpenConnections()
+            try await leaderStore.release(Lease(key: key, holder: "b", token: handed.token, ttl: ttl, metadata: nil))
+            #expect(try await leaderStore.current(key: key) == nil)
+            // The successor's acquire must not start the ended term from its snapshot: it reads first (and, once its
+            // connection is replaced, leads with a new term).
+            let result = try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil)
+            if let next = result.lease {
+                #expect(next.token > handed.token, "the ended term \(handed.token) was started from a stale snapshot")
+                try await successorStore.release(next)
+            }
+            proxy.close()
         }
-        proxy.close()
-        try await successorStore.close()
-        try await leaderStore.close()
     }
 
     private func waitForFreshViews(of key: String, in stores: [EtcdLeaseStore]) async throws {

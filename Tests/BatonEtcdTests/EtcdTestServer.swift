@@ -1,4 +1,5 @@
 import Baton
+import BatonEtcd
 import BatonTestKit
 import Foundation
 import Synchronization
@@ -47,4 +48,23 @@ final class Shared<Value: Sendable>: Sendable {
     var value: Value { state.withLock { $0 } }
 
     func update(_ body: (inout Value) -> Void) { state.withLock { body(&$0) } }
+}
+
+/// Runs every store of `stores` (through a ``LeaseStore`` front, as an application would) while `body` runs,
+/// then cancels their runs and waits until they have closed.
+@discardableResult
+func withRunning<T>(_ stores: [EtcdLeaseStore], _ body: () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for store in stores { group.addTask { try await LeaseStore(store).run() } }
+        do {
+            let value = try await body()
+            group.cancelAll()
+            try await group.waitForAll()
+            return value
+        } catch {
+            group.cancelAll()
+            while (try? await group.next()) != nil {}
+            throw error
+        }
+    }
 }

@@ -1,0 +1,259 @@
+import Baton
+
+/// The decisions of an ``EtcdLeaseStore``'s campaigns, with no I/O, no clock of its own and no lock.
+///
+/// The store feeds it what happened (a holder tries, etcd answered a keep-alive, a lease moved, a term ended)
+/// together with the time of its clock and, where it matters, the latest fresh view of the key's queue from the
+/// store's watch; the machine answers what to do next, and the store does it. So every decision here is a
+/// function of the inputs and the times given, and tests drive it on explicit times:
+/// - when a waiting candidate can be refused from the watch's view alone, with no request;
+/// - whether a term handed over on release may start with no write, and for how long it is then sure
+///   (``sureTerm(of:asked:now:)``);
+/// - when a candidate's keys move to a lease of a new ttl;
+/// - where a candidate stands in a queue (``position(of:in:)``) and whom a releasing leader hands the key to;
+/// - which waiting candidates' leases are kept alive, which are abandoned (their holders stopped trying), and
+///   when the lease of a leader that handed its key over is revoked.
+struct EtcdCampaignMachine {
+    /// Who campaigns for a key through this store.
+    struct CampaignID: Hashable, Sendable {
+        let key: String
+        let holder: String
+    }
+
+    /// A candidate of this store: its etcd lease and the create revision of its key. Times are the store
+    /// clock's.
+    struct Campaign: Sendable {
+        var lease: Int64
+        var ttlSeconds: Int64
+        var revision: Int64
+        var leading: Bool
+        var metadata: String?
+        /// When its holder last tried to acquire.
+        var lastTry: Duration
+        /// When the last keep-alive of its lease that etcd answered went out (or the lease's grant did).
+        var lastKeepAlive: Duration
+    }
+
+    /// How long after a graceful handover the releasing leader's lease, which then holds no key, is revoked:
+    /// later than the successor's check (etcd would apply a revoke sent at once before it), and soon enough that
+    /// no lease lingers for its whole ttl.
+    static let revokeDelay: Duration = .milliseconds(500)
+
+    private(set) var campaigns: [CampaignID: Campaign] = [:]
+    /// Leases to revoke once their time comes.
+    private var pendingRevokes: [(lease: Int64, due: Duration)] = []
+
+    // MARK: Acquire
+
+    /// How an acquire begins.
+    enum AcquireStart {
+        /// No candidate of this store for the holder: grant a lease and join the queue.
+        case join
+        /// The watch's fresh view shows the candidate behind another one: refused, with no request.
+        case held(LeaderInfo)
+        /// A candidate of this store: go on with it, after moving its keys onto a lease of `moveTo` seconds
+        /// when that is set (the ttl asked differs from its lease's TTL).
+        case campaign(Campaign, moveTo: Int64?)
+    }
+
+    /// A holder tries to acquire `id` at `now`, with `view` the fresh view of the key's queue, if any.
+    mutating func startAcquire(_ id: CampaignID, ttl: Duration, view: [EtcdLeaseStore.Candidate]?, now: Duration)
+        -> AcquireStart
+    {
+        guard var campaign = campaigns[id] else { return .join }
+        campaign.lastTry = now
+        campaigns[id] = campaign
+        // A waiting candidate that the watch shows still behind another needs no request: the store keeps its
+        // lease alive, and the watch wakes its holder when the queue moves.
+        if !campaign.leading, let view, case .behind(let leader) = Self.position(of: campaign.lease, in: view) {
+            return .held(leader)
+        }
+        let seconds = Self.ttlSeconds(ttl)
+        return .campaign(campaign, moveTo: seconds == campaign.ttlSeconds ? nil : seconds)
+    }
+
+    /// What a candidate of this store sends to take the key.
+    enum AcquireAttempt: Equatable {
+        /// The view shows the key handed over to this candidate, and its lease is sure to live for `sure`: a read
+        /// confirms the handover (a silent watch shows an old queue, so it is never taken on its word), and the
+        /// term then starts with no write, promised for `sure`. If the read does not confirm it, go on as
+        /// ``keepAliveAndCheckHandover``.
+        case confirmHandover(sure: Duration)
+        /// A keep-alive (the term's ttl counts from it) together with a read whether the key was handed over;
+        /// if it was not, lead with a write if the candidate is the head.
+        case keepAliveAndCheckHandover
+        /// A keep-alive together with the write that leads if the candidate is the head (or renews its lead).
+        case keepAliveAndLead
+    }
+
+    /// The attempt of `campaign` at `now` for a term of `ttl`, with `view` the fresh view of the queue, if any.
+    static func attempt(
+        _ campaign: Campaign, ttl: Duration, metadata: String?, view: [EtcdLeaseStore.Candidate]?, now: Duration
+    ) -> AcquireAttempt {
+        // A leader, or a candidate with new metadata to publish, writes anyway.
+        guard !campaign.leading, metadata == campaign.metadata else { return .keepAliveAndLead }
+        let shown = view?.first.map { $0.lease == campaign.lease && !$0.waiting } ?? false
+        if shown, let sure = sureTerm(of: campaign, asked: ttl, now: now) { return .confirmHandover(sure: sure) }
+        return .keepAliveAndCheckHandover
+    }
+
+    /// How long the lease of a waiting candidate is sure to live from `now` (its last keep-alive went out at
+    /// `lastKeepAlive`, and etcd counts the lease's TTL from when it got it), capped at the ttl asked; nil when
+    /// no more than half of that is left, and a keep-alive should start the term instead.
+    static func sureTerm(of campaign: Campaign, asked ttl: Duration, now: Duration) -> Duration? {
+        let left = campaign.lastKeepAlive + .seconds(campaign.ttlSeconds) - now
+        return left > ttl / 2 ? min(ttl, left) : nil
+    }
+
+    /// Where a candidate stands in a queue.
+    enum Position: Equatable {
+        /// Its key is not in the queue (its lease or its keys are gone).
+        case absent
+        /// Its key is the oldest.
+        case head
+        /// Another key is older; `LeaderInfo` is that head, leading or about to.
+        case behind(LeaderInfo)
+    }
+
+    /// Where the candidate of `lease` stands in `election` (candidates in queue order).
+    static func position(of lease: Int64, in election: [EtcdLeaseStore.Candidate]) -> Position {
+        guard election.contains(where: { $0.lease == lease }) else { return .absent }
+        if election.first?.lease == lease { return .head }
+        return .behind(EtcdLeaseStore.leaderOrHead(of: election))
+    }
+
+    // MARK: Campaign records
+
+    /// A candidate joined the queue (leading or waiting).
+    mutating func joined(_ id: CampaignID, _ campaign: Campaign) {
+        campaigns[id] = campaign
+    }
+
+    /// The candidate on `lease` took the term; false if its campaign has moved on (another lease, or gone).
+    mutating func markLeading(_ id: CampaignID, lease: Int64, metadata: String?) -> Bool {
+        guard campaigns[id]?.lease == lease else { return false }
+        campaigns[id]?.leading = true
+        campaigns[id]?.metadata = metadata
+        return true
+    }
+
+    /// The candidate's keys moved from `old`'s lease onto `lease` of `ttlSeconds`, granted from `grantedAt`
+    /// (the create revision, and so the token and the place in the queue, stay). Returns the moved campaign;
+    /// the old lease holds no keys and is revoked by the caller.
+    mutating func moved(_ id: CampaignID, from old: Campaign, to lease: Int64, ttlSeconds: Int64, grantedAt: Duration)
+        -> Campaign
+    {
+        var moved = old
+        moved.lease = lease
+        moved.ttlSeconds = ttlSeconds
+        moved.lastKeepAlive = grantedAt
+        campaigns[id] = moved
+        return moved
+    }
+
+    /// A keep-alive of the candidate's `lease`, sent at `sentAt`, was answered: etcd still has it.
+    mutating func keptAlive(_ id: CampaignID, lease: Int64, sentAt: Duration) {
+        guard campaigns[id]?.lease == lease else { return }
+        campaigns[id]?.lastKeepAlive = sentAt
+    }
+
+    /// The candidate on `lease` is gone (its lease or keys are gone, or it failed to join).
+    mutating func forget(_ id: CampaignID, lease: Int64) {
+        if campaigns[id]?.lease == lease { campaigns[id] = nil }
+    }
+
+    /// The leading campaign of the term `token`, which a renew may extend; nil if this store holds no such term.
+    func renewable(_ id: CampaignID, token: Int64) -> Campaign? {
+        guard let campaign = campaigns[id], campaign.revision == token, campaign.leading else { return nil }
+        return campaign
+    }
+
+    /// A renew published `metadata`.
+    mutating func renewed(_ id: CampaignID, lease: Int64, metadata: String?) {
+        guard campaigns[id]?.lease == lease else { return }
+        campaigns[id]?.metadata = metadata
+    }
+
+    /// The term `token` is released: its campaign leaves this store (nil if this store does not know the term).
+    mutating func release(_ id: CampaignID, token: Int64) -> Campaign? {
+        guard let campaign = campaigns[id], campaign.revision == token else { return nil }
+        campaigns[id] = nil
+        return campaign
+    }
+
+    /// Whether the candidate of `lease` for `key` waits here: its holder has not taken the term yet.
+    func isWaiting(key: String, lease: Int64) -> Bool {
+        campaigns.contains { $0.key.key == key && $0.value.lease == lease && !$0.value.leading }
+    }
+
+    // MARK: Handover
+
+    /// The next candidate a releasing leader hands the key to.
+    struct Successor {
+        let candidate: EtcdLeaseStore.Candidate
+        let holder: String
+        let lease: Int64
+    }
+
+    /// Whom the leader `campaign` hands the key to on release: the next candidate of `view` (the fresh view of
+    /// the queue), when the leader heads it and that candidate is a Baton candidate still waiting. Nil without a
+    /// fresh view, or with no such candidate: then the release just leaves.
+    static func successor(of campaign: Campaign, view: [EtcdLeaseStore.Candidate]?) -> Successor? {
+        guard let view, view.first?.lease == campaign.lease, let next = view.dropFirst().first,
+            let holder = next.holder, next.waiting, let lease = next.lease
+        else { return nil }
+        return Successor(candidate: next, holder: holder, lease: lease)
+    }
+
+    /// The leader's keys were handed over at `now`: its lease, holding none now, is revoked after
+    /// ``revokeDelay``.
+    mutating func revokeLater(_ lease: Int64, now: Duration) {
+        pendingRevokes.append((lease, now + Self.revokeDelay))
+    }
+
+    // MARK: Upkeep
+
+    /// The work of one round of upkeep.
+    struct Upkeep {
+        /// Leases to revoke now: abandoned candidates', and those of handovers whose delay is over.
+        var revoke: [Int64] = []
+        /// Waiting candidates whose leases get a keep-alive now (record the answer with ``keptAlive(_:lease:sentAt:)``
+        /// or ``forget(_:lease:)``).
+        var keepAlive: [(id: CampaignID, lease: Int64)] = []
+    }
+
+    /// The upkeep due at `now`, with `watched` the keys some ``EtcdLeaseStore/changes(key:)`` subscriber of this
+    /// store follows. A waiting candidate whose holder neither tried within its ttl nor follows its key is
+    /// abandoned (its lease revoked, so its key leaves the queue); the others' leases get a keep-alive once a
+    /// third of their TTL has passed since the last one. Leaders' leases are kept alive only by renew.
+    mutating func upkeep(now: Duration, watched: Set<String>) -> Upkeep {
+        var upkeep = Upkeep()
+        for (id, campaign) in campaigns where !campaign.leading {
+            let ttl = Duration.seconds(campaign.ttlSeconds)
+            if !watched.contains(id.key), now - campaign.lastTry > ttl {
+                upkeep.revoke.append(campaign.lease)
+                campaigns[id] = nil
+            } else if now - campaign.lastKeepAlive >= ttl / 3 {
+                upkeep.keepAlive.append((id, campaign.lease))
+            }
+        }
+        upkeep.revoke += pendingRevokes.filter { $0.due <= now }.map(\.lease)
+        pendingRevokes.removeAll { $0.due <= now }
+        return upkeep
+    }
+
+    /// The store closes: every lease it still has, to revoke so its keys leave their queues at once.
+    mutating func close() -> [Int64] {
+        defer {
+            campaigns = [:]
+            pendingRevokes = []
+        }
+        return campaigns.values.map(\.lease) + pendingRevokes.map(\.lease)
+    }
+
+    /// A ttl in etcd's whole seconds, rounded up (the store may expire a term later than asked, never earlier).
+    static func ttlSeconds(_ ttl: Duration) -> Int64 {
+        let (seconds, attoseconds) = ttl.components
+        return max(1, seconds + (attoseconds > 0 ? 1 : 0))
+    }
+}

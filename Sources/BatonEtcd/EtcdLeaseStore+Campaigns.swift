@@ -1,0 +1,239 @@
+@_spi(BatonStoreKit) import Baton
+import Foundation
+import Synchronization
+
+extension EtcdLeaseStore {
+    // MARK: Campaigns
+
+    /// The acquire of a holder without a live candidate key: grant a lease, put the key, and lead at once if
+    /// the queue was empty, else stay in the queue.
+    func join(_ id: CampaignID, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        let ttlSeconds = EtcdCampaignMachine.ttlSeconds(ttl)
+        // etcd counts the new lease's TTL from when it gets the grant, after this.
+        let granted = clock.now()
+        let leaseID = try await grant(ttlSeconds)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: leaseID)
+        let prefix = EtcdKeyLayout.electionPrefix(id.key)
+        let value = Data((metadata ?? "").utf8)
+        func puts(_ mark: String) -> [Etcdserverpb_RequestOp] {
+            [
+                .put(ours, value: value, lease: leaseID),
+                .put(
+                    EtcdKeyLayout.campaignKey(id.key, lease: leaseID),
+                    value: Data((mark + id.holder).utf8),
+                    lease: leaseID
+                ),
+            ]
+        }
+        let answer: Etcdserverpb_TxnResponse
+        do {
+            answer = try await txn(
+                "acquire",
+                compare: [.createRevision(of: ours, equals: 0), .noKeys(under: prefix)],
+                success: puts(Self.leadingMark),
+                failure: [
+                    .nested(compare: [.createRevision(of: ours, equals: 0)], success: puts(Self.waitingMark))
+                ] + Self.electionReads(id.key)
+            )
+        } catch {
+            try? await revoke(leaseID)
+            throw error
+        }
+        var campaign = Campaign(
+            lease: leaseID,
+            ttlSeconds: ttlSeconds,
+            revision: answer.header.revision,
+            leading: answer.succeeded,
+            metadata: metadata,
+            lastTry: clock.now(),
+            lastKeepAlive: granted
+        )
+        if answer.succeeded {
+            state.withLock { $0.machine.joined(id, campaign) }
+            return .acquired(
+                Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata))
+        }
+        let election = Self.parseElection(id.key, answer.responses.dropFirst())
+        guard let mine = election.first(where: { $0.lease == leaseID }) else {
+            try? await revoke(leaseID)
+            throw BatonError.storeUnavailable("acquire: etcd did not store the candidate key of \(id.holder)")
+        }
+        campaign.revision = mine.revision
+        state.withLock { $0.machine.joined(id, campaign) }
+        switch EtcdCampaignMachine.position(of: leaseID, in: election) {
+        case .head:
+            // The head of the queue already (elections named KEY/... share the prefix but not the queue).
+            if let result = try await tryLead(id, campaign, ttl: ttl, metadata: metadata) { return result }
+            return .held(by: Self.leaderOrHead(of: election))
+        case .behind(let leader):
+            return .held(by: leader)
+        case .absent:
+            return .held(by: Self.leaderOrHead(of: election))
+        }
+    }
+
+    /// The acquire of a holder whose candidate key is in the queue: lead if it is the head (in one transaction
+    /// with the check), else answer who is ahead. Nil when the key is gone.
+    func tryLead(_ id: CampaignID, _ campaign: Campaign, ttl: Duration, metadata: String?) async throws
+        -> AcquireResult?
+    {
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let lead: [Etcdserverpb_RequestOp] = [
+            .put(ours, value: Data((metadata ?? "").utf8), keepLease: true),
+            .put(
+                EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease),
+                value: Data((Self.leadingMark + id.holder).utf8),
+                keepLease: true
+            ),
+        ]
+        let lease = Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata)
+        let answer = try await txn(
+            "acquire",
+            compare: [
+                .createRevision(of: ours, equals: campaign.revision),
+                .noKeys(under: EtcdKeyLayout.electionPrefix(id.key), createdBefore: campaign.revision),
+            ],
+            success: lead,
+            failure: Self.electionReads(id.key)
+        )
+        if answer.succeeded {
+            markLeading(id, campaign, metadata: metadata)
+            return .acquired(lease)
+        }
+        let election = Self.parseElection(id.key, answer.responses[...])
+        switch EtcdCampaignMachine.position(of: campaign.lease, in: election) {
+        case .absent:
+            return nil
+        case .head:
+            // Head of this queue, but a key of an election named KEY/... is older: lead with the plain check.
+            let confirm = try await txn(
+                "acquire",
+                compare: [.createRevision(of: ours, equals: campaign.revision)],
+                success: lead
+            )
+            guard confirm.succeeded else { return nil }
+            markLeading(id, campaign, metadata: metadata)
+            return .acquired(lease)
+        case .behind(let leader):
+            return .held(by: leader)
+        }
+    }
+
+    /// Marks a campaign as leading, and has its key's watcher tell this store's subscribers again: they were
+    /// told "no leader" while the campaign waited here, and the watch may have shown its lead before this mark.
+    func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
+        let watcher = state.withLock { state -> EtcdElectionWatcher? in
+            guard state.machine.markLeading(id, lease: campaign.lease, metadata: metadata) else { return nil }
+            return state.watchers[id.key]
+        }
+        watcher?.republish()
+    }
+
+    /// Whether this store's watch of `key` has an up-to-date view of its queue (for tests).
+    func hasFreshView(of key: String) -> Bool {
+        state.withLock { $0.watchers[key] }?.freshSnapshot != nil
+    }
+
+    /// Whether the leader before this waiting candidate handed it the key: its key is the oldest and its campaign
+    /// record carries the leading mark. A read, no write.
+    func handedOver(_ id: CampaignID, _ campaign: Campaign) async throws -> Bool {
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let answer = try await txn(
+            "acquire",
+            compare: [
+                .createRevision(of: ours, equals: campaign.revision),
+                .noKeys(under: EtcdKeyLayout.electionPrefix(id.key), createdBefore: campaign.revision),
+                .value(
+                    of: EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease),
+                    equals: Data((Self.leadingMark + id.holder).utf8)
+                ),
+            ],
+            success: []
+        )
+        return answer.succeeded
+    }
+
+    /// A graceful handover: the releasing leader deletes its keys and, in the same transaction, marks the next
+    /// Baton candidate in the queue as leading, so the successor's acquire is a check rather than a write (the
+    /// successor's store keeps reporting it as waiting to its own subscribers until its holder acquires; if the
+    /// holder never does, its lease runs out within the ttl as a leader's would). Whom to hand over to is
+    /// ``EtcdCampaignMachine/successor(of:view:)``'s decision; with no successor nothing is done here. Returns
+    /// whether the keys were deleted.
+    func handOver(_ key: String, from campaign: Campaign) async throws -> Bool {
+        let view = state.withLock { $0.watchers[key]?.freshSnapshot }
+        guard let successor = EtcdCampaignMachine.successor(of: campaign, view: view) else { return false }
+        let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.lease)
+        let leave: [Etcdserverpb_RequestOp] = [
+            .delete(ours), .delete(EtcdKeyLayout.campaignKey(key, lease: campaign.lease)),
+        ]
+        _ = try await txn(
+            "release",
+            compare: [
+                .createRevision(of: ours, equals: campaign.revision),
+                .createRevision(of: successor.candidate.key, equals: successor.candidate.revision),
+            ],
+            success: leave + [
+                .put(
+                    EtcdKeyLayout.campaignKey(key, lease: successor.lease),
+                    value: Data((Self.leadingMark + successor.holder).utf8),
+                    keepLease: true
+                ),
+                // Rewritten unchanged, so every watcher of the election sees the handover in one event batch.
+                .put(successor.candidate.key, value: Data(successor.candidate.value.utf8), keepLease: true),
+            ],
+            failure: leave
+        )
+        return true
+    }
+
+    /// Moves a candidate's keys onto a new lease of `ttlSeconds` (the create revision stays, so the token and
+    /// the place in the queue stay); the campaign as it is now.
+    func move(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64) async throws -> Campaign {
+        let granted = clock.now()
+        let newLease = try await grant(ttlSeconds)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let answer = try await txn(
+            "move to a lease of the new ttl",
+            compare: [.createRevision(of: ours, equals: campaign.revision)],
+            success: [
+                .put(ours, lease: newLease),
+                .put(EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease), lease: newLease),
+            ]
+        )
+        guard answer.succeeded else {
+            try? await revoke(newLease)
+            return campaign
+        }
+        // The keys keep the old lease's hex in their names; the old lease itself has no keys left.
+        let moved = state.withLock {
+            $0.machine.moved(id, from: campaign, to: newLease, ttlSeconds: ttlSeconds, grantedAt: granted)
+        }
+        try? await revoke(campaign.lease)
+        return moved
+    }
+
+    func forget(_ id: CampaignID, lease: Int64) {
+        state.withLock { $0.machine.forget(id, lease: lease) }
+    }
+
+    /// One round of upkeep, as ``EtcdCampaignMachine/upkeep(now:watched:)`` decides: keeps the leases of waiting
+    /// candidates alive while their holders go on trying, removes the keys of those that stopped, and revokes the
+    /// leases of handovers whose delay is over.
+    func upkeep() async {
+        let now = clock.now()
+        let work = state.withLock { state in
+            state.machine.upkeep(now: now, watched: Set(state.watchers.keys))
+        }
+        for lease in work.revoke { try? await revoke(lease) }
+        for (id, lease) in work.keepAlive {
+            guard let left = try? await keepAlive(lease) else { continue }
+            state.withLock { state in
+                if left > 0 {
+                    state.machine.keptAlive(id, lease: lease, sentAt: now)
+                } else {
+                    state.machine.forget(id, lease: lease)
+                }
+            }
+        }
+    }
+}
