@@ -1,4 +1,6 @@
 import Baton
+import Logging
+import ServiceLifecycle
 import Testing
 
 @testable import BatonRedis
@@ -51,5 +53,21 @@ struct RedisLifecycleTests {
         } throws: { error in
             (error as? BatonError)?.code == .storeUnavailable
         }
+    }
+
+    /// In a `ServiceGroup`, a graceful shutdown ends the store's `run()`, which closes its connections.
+    @Test func gracefulShutdownEndsRun() async throws {
+        guard let url = RedisTestServer.url() else { return }
+        let driver = try RedisLeaseStore(url)
+        let store = LeaseStore(driver)
+        let group = ServiceGroup(services: [store], logger: Logger(label: "redis-lifecycle-test"))
+        let running = Task { try await group.run() }
+        _ = try await store.current(key: unique("graceful"))
+        let connections = driver.openConnections
+        #expect(!connections.isEmpty)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(connections.allSatisfy { !$0.isActive })
+        #expect(driver.openConnections.isEmpty)
     }
 }

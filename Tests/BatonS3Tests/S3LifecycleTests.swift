@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Baton
+import Logging
 import NIOCore
+import ServiceLifecycle
 import Testing
 
 @testable import BatonS3
@@ -41,7 +43,7 @@ struct S3LifecycleTests {
             (error as? BatonError)?.code == .storeUnavailable
         }
         await #expect {
-            _ = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:1/"), deadline: .now() + .seconds(1))
+            _ = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:1/"), timeout: .seconds(1))
         } throws: { error in
             (error as? HTTPClientError) == .alreadyShutdown
         }
@@ -54,6 +56,23 @@ struct S3LifecycleTests {
             _ = try await driver.current(key: key)
         } throws: { error in
             (error as? BatonError)?.code == .storeUnavailable
+        }
+    }
+
+    /// In a `ServiceGroup`, a graceful shutdown ends the store's `run()`, which shuts its HTTP client down.
+    @Test func gracefulShutdownEndsRun() async throws {
+        guard let driver = try S3TestServer.store() else { return }
+        let store = LeaseStore(driver)
+        let group = ServiceGroup(services: [store], logger: Logger(label: "s3-lifecycle-test"))
+        let running = Task { try await group.run() }
+        _ = try await store.current(key: unique("graceful"))
+        let http = try await driver.session.client()
+        await group.triggerGracefulShutdown()
+        try await running.value
+        await #expect {
+            _ = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:1/"), timeout: .seconds(1))
+        } throws: { error in
+            (error as? HTTPClientError) == .alreadyShutdown
         }
     }
 }
