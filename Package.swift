@@ -165,7 +165,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The in-process drivers of scripts/bench, and the percentile summary every scenario goes through.
+        // Tooling, kept in Tools/ apart from the products. The in-process drivers of scripts/bench, and the
+        // percentile summary every scenario goes through.
         .executableTarget(
             name: "baton-bench",
             dependencies: [
@@ -175,11 +176,13 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Tools/baton-bench",
             swiftSettings: swiftSettings
         ),
         // The fault-injection suite of scripts/chaos: the property checker, and the processes it drives.
         .target(
             name: "BatonChaos",
+            path: "Tools/BatonChaos",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -188,10 +191,12 @@ let package = Package(
                 "Baton",
                 "BatonChaos",
                 "BatonStores",
+                "BatonTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
+            path: "Tools/baton-chaos",
             swiftSettings: swiftSettings
         ),
         .testTarget(

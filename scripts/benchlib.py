@@ -2,7 +2,6 @@
 import json
 import os
 import select
-import socket
 import subprocess
 import time
 
@@ -46,12 +45,6 @@ def summarize(samples_ms):
     output = subprocess.run([os.environ["BATON_BENCH"], "summary"], input="\n".join(map(str, samples_ms)),
                             capture_output=True, text=True, check=True).stdout
     return json.loads(output)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def store_name(url):

@@ -100,9 +100,7 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL that is not an etcd URL, takes query items
     ///   other than `ca_file` (TLS only), or whose TLS setup fails.
     public init(url: StoreURL, configuration: Configuration = Configuration()) throws {
-        guard url.kind == .etcd else {
-            throw BatonError.invalidArgument("\(url) is not an etcd:// or etcds:// URL")
-        }
+        try Self.checkShape(of: url)
         for item in url.queryItems where !(item.name == "ca_file" && url.usesTLS) {
             throw BatonError.invalidArgument(
                 "an etcd store URL takes no query item \(item.name) (etcds:// takes ca_file=PATH): \(url)"

@@ -42,14 +42,12 @@ struct PostgresConnectionSettings: Sendable {
     static let knownItems = ["sslmode", "sslrootcert", "sslcert", "sslkey", "schema", "application_name"]
 
     init(_ url: StoreURL) throws(BatonError) {
-        guard url.kind == .postgres else {
-            throw .invalidArgument("the PostgreSQL store needs a postgres:// URL, not \(url)")
-        }
+        try PostgresLeaseStore.checkShape(of: url)
         guard url.hosts.count == 1, let host = url.hosts.first else {
             throw .invalidArgument("a postgres:// store URL names exactly one host: \(url)")
         }
         self.host = host.name
-        self.port = host.port ?? StoreURL.Kind.postgres.defaultPort ?? 5432
+        self.port = host.port ?? 5432
         self.user = url.user ?? "postgres"
         self.password = url.password
         var database = url.path

@@ -101,9 +101,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         clock: C
     ) throws where C.Duration == Duration {
-        guard url.kind == .redis else {
-            throw BatonError.invalidArgument("\(url) is not a redis:// or rediss:// URL")
-        }
+        try Self.checkShape(of: url)
         var database = 0
         if url.path.count > 1 {
             guard let number = Int(url.path.dropFirst()), (0...1_000_000).contains(number) else {

@@ -89,9 +89,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
         configuration: Configuration = Configuration(),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
-        guard url.kind == .s3, let bucket = url.bucket, let prefix = url.s3Prefix else {
-            throw BatonError.invalidArgument("\(url) is not an s3:// URL")
-        }
+        let (bucket, prefix) = try Self.bucketAndPrefix(of: url)
         for item in url.queryItems where item.name != "endpoint" && item.name != "region" {
             throw BatonError.invalidArgument(
                 "an s3 store URL takes the query items endpoint and region, not \(item.name): \(url)"

@@ -86,7 +86,7 @@ public enum SilentConnectionScenario {
         proxy: BlackholeProxy,
         limit: Duration
     ) async throws -> Outcome {
-        let following = try await eventually(within: .seconds(10)) {
+        let following = try await eventually(timeout: .seconds(10)) {
             if case .follower(let leader) = elector.role { leader?.holder == "leader" } else { false }
         }
         guard following else {
@@ -98,18 +98,9 @@ public enum SilentConnectionScenario {
         try await Task.sleep(for: .milliseconds(200))
         renewing.cancel()
         let crashed = ContinuousClock.now
-        let led = try await eventually(within: limit) {
+        let led = try await eventually(timeout: limit) {
             if case .leader = elector.role { true } else { false }
         }
         return Outcome(takeover: led ? ContinuousClock.now - crashed : nil, blackholed: blackholed)
-    }
-
-    private static func eventually(within limit: Duration, _ condition: () -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return condition()
     }
 }

@@ -170,17 +170,6 @@ extension BatonCommand {
 
         // MARK: Continuous leadership
 
-        private enum ChildRun: Sendable {
-            /// A stop signal came first.
-            case notStarted
-            /// The term of this token was over before the command could start (demoted, or past its deadline).
-            case termOver(FencingToken)
-            /// The command was stopped by its keeper at the term's deadline.
-            case stoppedByKeeper
-            /// The command ran and ended.
-            case exited(ChildProcess.Exit)
-        }
-
         private func runLeader(store: LeaseStore, holder: String, timing: RunTiming) async throws -> Int32 {
             let configuration = ElectorConfiguration(
                 ttl: timing.ttl,
@@ -192,23 +181,24 @@ extension BatonCommand {
             logger.logLevel = .critical
             let elector = try LeaderElector(
                 store: store, key: key, holder: holder, configuration: configuration, logger: logger)
+            let reporter = StatusReporter(key: key, holder: holder, command: commandName, quiet: quiet)
             let supervisor = RunSupervisor(
-                grace: timing.grace, resignOnLoss: !retry, resign: { elector.resign() },
+                grace: timing.grace, resignOnLoss: !retry, retry: retry, resign: { elector.resign() },
                 timeLeft: { token in
                     // The term's time left, live; its token checked on both sides of the read.
                     guard elector.role.lease?.token == token, let left = elector.timeLeft,
                         elector.role.lease?.token == token
                     else { return nil }
                     return left
-                })
-            let reporter = StatusReporter(key: key, holder: holder, quiet: quiet)
+                },
+                reporter: reporter)
             let signals = StopSignals { supervisor.received($0) }
             defer { signals.cancel() }
             let jobControl = StopSignals(StopSignals.jobControl) { supervisor.jobControl($0) }
             defer { jobControl.cancel() }
             let events = elector.events
             return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await reporter.follow(events, supervisor: supervisor) }
+                group.addTask { await supervisor.follow(events) }
                 defer { group.cancelAll() }
                 // The campaign belongs to run(), not to withLeadership: when the command is gone, resign() lets
                 // the elector release whatever it holds, also a lease an acquire in flight is still granting
@@ -217,8 +207,7 @@ extension BatonCommand {
                 await supervisor.waitForCampaign()
                 let status: Int32
                 do {
-                    status = try await lead(
-                        elector, holder: holder, supervisor: supervisor, reporter: reporter, timing: timing)
+                    status = try await lead(elector, holder: holder, supervisor: supervisor, reporter: reporter)
                 } catch {
                     elector.resign()
                     try? await campaign
@@ -230,7 +219,8 @@ extension BatonCommand {
             }
         }
 
-        /// Campaigns and runs the command while leader, once or (with --retry) after every loss.
+        /// Campaigns and runs the command while leader, once or (with --retry) after every loss, doing what the
+        /// supervisor's machine decides after each campaign.
         ///
         /// The command is prepared (its keeper forked, see ``ChildProcess/prepare(_:environment:)``) before each
         /// campaign, so that being elected only has to launch it: a handover costs the command's own start-up,
@@ -239,110 +229,96 @@ extension BatonCommand {
             _ elector: LeaderElector,
             holder: String,
             supervisor: RunSupervisor,
-            reporter: StatusReporter,
-            timing: RunTiming
+            reporter: StatusReporter
         ) async throws -> Int32 {
-            let command = self.command
             var environment = ProcessInfo.processInfo.environment
             environment["BATON_KEY"] = key
             environment["BATON_HOLDER"] = holder
             // Each term's token is added at the launch.
             environment["BATON_TOKEN"] = nil
+            var next = supervisor.campaignAsked()
             while true {
-                if let signal = supervisor.stopSignal { return 128 + signal }
-                let child: ChildProcess
-                do {
-                    child = try await ChildProcess.prepare(command, environment: environment)
-                } catch {
-                    CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
-                    return error.exitCode
+                switch next {
+                case .proceed:
+                    break
+                case .campaignAgain(let pause):
+                    if let pause { try? await Task.sleep(for: pause) }
+                    next = supervisor.campaignAsked()
+                    continue
+                case .reportLoss:
+                    await reportLoss(supervisor: supervisor, reporter: reporter)
+                    next = supervisor.lossReported()
+                    continue
+                case .propagateCancellation:
+                    throw CancellationError()
+                case .exit(let status):
+                    return status
                 }
-                // Not started in this campaign (a stop signal, a store error): its keeper ends unused.
-                defer { child.abandon() }
-                do {
-                    let run = try await elector.withLeadership { lease -> ChildRun in
-                        supervisor.elected(lease)
-                        guard !Task.isCancelled else { return .notStarted }
-                        // Decided under the supervisor's lock, with the term's kill time read last: no launch for
-                        // a term already over. The keeper refuses it too if its SIGTERM time passes on the way.
-                        let written: Int32
-                        switch supervisor.launch(child, for: lease, entry: "BATON_TOKEN=\(lease.token)") {
-                        case .stopping: return .notStarted
-                        case .termOver: return .termOver(lease.token)
-                        case .sent(let result): written = result
-                        }
-                        do {
-                            if try await child.launchOutcome(written: written) == .refused {
-                                supervisor.finished()
-                                return .termOver(lease.token)
-                            }
-                        } catch {
-                            supervisor.finished()
-                            throw error
-                        }
-                        reporter.status("elected: \(lease.key) (token \(lease.token)); running \(command[0])")
-                        supervisor.started(child)
-                        let exit = await withTaskCancellationHandler {
-                            await child.exitWithGroup(grace: timing.grace)
-                        } onCancel: {
-                            child.stop(SIGTERM, grace: timing.grace, once: true)
-                        }
-                        supervisor.finished()
-                        // Stopped by its keeper's watchdog: the term's deadline has passed (`baton` may have been
-                        // stopped until after it), so the term is lost, however the command exited.
-                        if child.watchdogSignal != nil { return .stoppedByKeeper }
-                        if !Task.isCancelled {
-                            // The command ended by itself or on a stop signal, and nothing of its group is left:
-                            // the run is over, so the key goes to the next candidate now, not after the return.
-                            supervisor.ended(exit)
-                            elector.resign()
-                        }
-                        return .exited(exit)
-                    }
-                    switch run {
-                    case .notStarted:
-                        return 128 + (supervisor.stopSignal ?? SIGTERM)
-                    case .termOver(let token):
-                        CommandOutcome.printError(
-                            "lost leadership of \(key) (token \(token)) before \(commandName) could start: the term "
-                                + "ended or its deadline passed first; \(commandName) was not started")
-                        if let signal = supervisor.stopSignal { return 128 + signal }
-                        guard retry else { return CommandOutcome.leadershipLost }
-                        reporter.status("campaigning again for \(key) (--retry)")
-                        // The elector may still hold the term for a moment before its demotion is seen: a short
-                        // pause keeps the next attempt from spinning on it.
-                        try? await Task.sleep(for: .milliseconds(20))
-                    case .stoppedByKeeper:
-                        if let status = await reportLoss(supervisor: supervisor, reporter: reporter, timing: timing) {
-                            return status
-                        }
-                    case .exited(let exit):
-                        return exit.code
-                    }
-                } catch let error as ChildProcess.SpawnError {
-                    CommandOutcome.printError("cannot run \(commandName): \(error.reason)")
-                    return error.exitCode
-                } catch let error as BatonError where error.code == .lost {
-                    // The resign after the command's end can end the term before the work's return is seen.
-                    if let exit = supervisor.endedCommand { return exit.code }
-                    if let status = await reportLoss(supervisor: supervisor, reporter: reporter, timing: timing) {
-                        return status
-                    }
-                } catch is CancellationError {
-                    // The elector left the election because a stop signal arrived while waiting.
-                    guard let signal = supervisor.stopSignal else { throw CancellationError() }
-                    return 128 + signal
-                }
+                next = supervisor.campaignEnded(
+                    try await campaign(elector, environment: environment, supervisor: supervisor, reporter: reporter))
             }
         }
 
-        /// Says why the last term was lost and how its command was stopped; returns the exit status, or nil to
-        /// campaign again (--retry).
-        private func reportLoss(
+        /// One campaign: prepares the command, waits for leadership and runs the command in the term; returns how
+        /// it ended.
+        private func campaign(
+            _ elector: LeaderElector,
+            environment: [String: String],
             supervisor: RunSupervisor,
-            reporter: StatusReporter,
-            timing: RunTiming
-        ) async -> Int32? {
+            reporter: StatusReporter
+        ) async throws -> RunStateMachine.CampaignEnd {
+            let child: ChildProcess
+            do {
+                child = try await ChildProcess.prepare(command, environment: environment)
+            } catch {
+                return .spawnFailed(error)
+            }
+            // Not started in this campaign (a stop signal, a store error): its keeper ends unused.
+            defer { child.abandon() }
+            do {
+                return try await elector.withLeadership { lease -> RunStateMachine.CampaignEnd in
+                    supervisor.elected(lease)
+                    guard !Task.isCancelled else { return .notStarted }
+                    // Decided under the supervisor's lock, with the term's deadline read last: no launch for a term
+                    // already over. The keeper refuses it too if its SIGTERM time passes on the way.
+                    let written: Int32
+                    switch supervisor.launch(child, for: lease, entry: "BATON_TOKEN=\(lease.token)") {
+                    case .stopping: return .notStarted
+                    case .termOver: return .termOver(lease.token)
+                    case .sent(let result): written = result
+                    }
+                    do {
+                        if try await child.launchOutcome(written: written) == .refused {
+                            supervisor.finished()
+                            return .termOver(lease.token)
+                        }
+                    } catch {
+                        supervisor.finished()
+                        throw error
+                    }
+                    reporter.status("elected: \(lease.key) (token \(lease.token)); running \(commandName)")
+                    supervisor.started(child)
+                    let exit = await withTaskCancellationHandler {
+                        await child.exitWithGroup(grace: supervisor.grace)
+                    } onCancel: {
+                        supervisor.workCancelled()
+                    }
+                    switch supervisor.commandEnded(exit, watchdogSignal: child.watchdogSignal) {
+                    case .stoppedByKeeper: return .stoppedByKeeper
+                    case .exited(let exit): return .exited(exit)
+                    }
+                }
+            } catch let error as ChildProcess.SpawnError {
+                return .spawnFailed(error)
+            } catch let error as BatonError where error.code == .lost {
+                return .lost
+            } catch is CancellationError {
+                return .cancelled
+            }
+        }
+
+        /// Says why the last term was lost and how its command was stopped.
+        private func reportLoss(supervisor: RunSupervisor, reporter: StatusReporter) async {
             let ended = supervisor.lastTerm
             let reason: DemotionReason? =
                 if let ended {
@@ -350,25 +326,16 @@ extension BatonCommand {
                 } else {
                     nil
                 }
-            var message = "lost leadership of \(key)"
-            if let ended { message += " (token \(ended.token))" }
-            message += ": \(StatusReporter.explain(reason))"
+            var stopped: StatusReporter.StoppedCommand?
             if let child = ended?.child, child.launchRefused {
-                message += "; \(commandName) was not started (its keeper refused the launch after the term's deadline)"
+                stopped = .refused
             } else if let child = ended?.child {
                 let exit = await child.exit()
-                let killed = child.wasKilled || child.watchdogSignal == SIGKILL
-                message +=
-                    killed
-                    ? "; \(commandName) was killed with SIGKILL after the \(RunTiming.format(timing.grace)) grace"
-                    : "; \(commandName) was stopped with SIGTERM (exit status \(exit.code))"
-                if child.watchdogSignal != nil { message += " by its keeper at the term's deadline" }
+                stopped = .stopped(
+                    exit: exit, killed: child.wasKilled || child.watchdogSignal == SIGKILL,
+                    byKeeper: child.watchdogSignal != nil)
             }
-            CommandOutcome.printError(message)
-            if let signal = supervisor.stopSignal { return 128 + signal }
-            guard retry else { return CommandOutcome.leadershipLost }
-            reporter.status("campaigning again for \(key) (--retry)")
-            return nil
+            reporter.lost(token: ended?.token, reason: reason, command: stopped, grace: supervisor.grace)
         }
 
         // MARK: Cron mode

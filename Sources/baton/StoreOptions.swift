@@ -8,7 +8,7 @@ struct StoreOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The store: memory:, sqlite:PATH, ... (default: $BATON_STORE, else \(StoreURL.defaultString)).",
+            "The store: memory:, sqlite:PATH, ... (default: $BATON_STORE, else \(LeaseStores.defaultURL)).",
             valueName: "url"
         )
     )
@@ -21,11 +21,13 @@ struct StoreOptions: ParsableArguments {
 
     /// The store URL from the value of `--store`, if given, else a non-empty `BATON_STORE` in `environment`,
     /// else `sqlite:baton.db`.
-    /// - Throws: ``BatonError`` `invalidArgument` starting with `--store: ` for a malformed URL.
+    /// - Throws: ``BatonError`` `invalidArgument` starting with `--store: ` for a malformed URL or an unknown scheme.
     static func storeURL(option: String?, environment: [String: String]) throws(BatonError) -> StoreURL {
-        let text = option ?? environment["BATON_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? StoreURL.defaultString
-        do {
-            return try StoreURL(text)
+        let text = option ?? environment["BATON_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? LeaseStores.defaultURL
+        do throws(BatonError) {
+            let url = try StoreURL(text)
+            _ = try LeaseStores.kind(for: url.scheme)
+            return url
         } catch {
             throw .invalidArgument("--store: \(error.message)")
         }

@@ -58,9 +58,11 @@ struct CommandOutputTests {
     @Test("the store is --store, else BATON_STORE, else sqlite:baton.db")
     func storeResolution() throws {
         let resolve = StoreOptions.storeURL(option:environment:)
-        #expect(try resolve(nil, [:]) == StoreURL.default)
-        #expect(try resolve(nil, ["BATON_STORE": ""]) == StoreURL.default)
-        #expect(try resolve(nil, ["BATON_STORE": "memory:"]).kind == .memory)
+        #expect(try resolve(nil, [:]) == StoreURL("sqlite:baton.db"))
+        #expect(try resolve(nil, ["BATON_STORE": ""]) == StoreURL("sqlite:baton.db"))
+        #expect(try resolve(nil, ["BATON_STORE": "memory:"]).scheme == "memory")
+        let unknown = #expect(throws: BatonError.self) { try resolve("mysql://h", [:]) }
+        #expect(unknown?.message.hasPrefix("--store: unknown store URL scheme") == true)
         #expect(try resolve("sqlite:/tmp/x.db", ["BATON_STORE": "memory:"]).path == "/tmp/x.db")
         let error = #expect(throws: BatonError.self) { try resolve("redis://u:sekret@h:x", [:]) }
         #expect(error?.message.hasPrefix("--store: ") == true)

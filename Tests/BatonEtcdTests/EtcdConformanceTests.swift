@@ -16,7 +16,7 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
         await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
         try await store.close()

@@ -1,5 +1,6 @@
 import Baton
 import BatonEtcd
+import BatonTestKit
 import Testing
 
 /// URLs, TLS, auth and failover between endpoints.
@@ -22,8 +23,8 @@ import Testing
     /// TLS with a private certificate authority and user/password auth; a wrong password is `unauthorized`,
     /// and the password never appears in the error.
     @Test func tlsAndAuth() async throws {
-        guard let url = EtcdTestServer.value("BATON_TEST_ETCDS_URL"),
-            let badURL = EtcdTestServer.value("BATON_TEST_ETCDS_BAD_PASSWORD_URL")
+        guard let url = try EtcdTestServer.value("BATON_TEST_ETCDS_URL"),
+            let badURL = try EtcdTestServer.value("BATON_TEST_ETCDS_BAD_PASSWORD_URL")
         else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("tls")
@@ -52,7 +53,7 @@ import Testing
     /// (each a keep-alive on the shared stream and a transaction), in plain text and over TLS.
     @Test func aBusyConnectionIsNotDropped() async throws {
         for variable in ["BATON_TEST_ETCD_URL", "BATON_TEST_ETCDS_URL"] {
-            guard let url = EtcdTestServer.value(variable) else { return }
+            guard let url = try EtcdTestServer.value(variable) else { return }
             let store = try EtcdLeaseStore(url)
             var lease = try #require(
                 try await store.acquire(key: unique("busy"), holder: "a", ttl: .seconds(10), metadata: nil).lease)
@@ -70,7 +71,7 @@ import Testing
     }
 
     @Test func failsOverToTheNextEndpoint() async throws {
-        guard let url = EtcdTestServer.value(), let live = EtcdTestServer.endpoint(of: url) else { return }
+        guard let url = try EtcdTestServer.value(), let live = EtcdTestServer.endpoint(of: url) else { return }
         let dead = try EtcdRestartTests.Server.freePort()
         let store = try EtcdLeaseStore("etcd://127.0.0.1:\(dead),\(live)")
         let key = unique("failover")

@@ -1,5 +1,6 @@
 import Baton
 import BatonEtcd
+import BatonTestKit
 import Foundation
 import Synchronization
 import Testing
@@ -41,8 +42,8 @@ import Testing
         }
     }
 
-    static func setup() -> (url: String, endpoint: String, etcdctl: String)? {
-        guard let url = EtcdTestServer.value(), let etcdctl = EtcdTestServer.value("BATON_TEST_ETCDCTL"),
+    static func setup() throws -> (url: String, endpoint: String, etcdctl: String)? {
+        guard let url = try EtcdTestServer.value(), let etcdctl = try EtcdTestServer.value("BATON_TEST_ETCDCTL"),
             let endpoint = EtcdTestServer.endpoint(of: url)
         else { return nil }
         return (url, endpoint, etcdctl)
@@ -64,7 +65,7 @@ import Testing
 
     /// `etcdctl elect -l KEY` prints the Baton leader's key (`KEY/<lease hex>`) and metadata.
     @Test func etcdctlObservesBatonLeader() async throws {
-        guard let (url, endpoint, binary) = Self.setup() else { return }
+        guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("interop-observe")
         let lease = try #require(
@@ -81,7 +82,7 @@ import Testing
     /// An `etcdctl elect KEY PROPOSAL` process that leads is Baton's leader (holder and metadata are its
     /// proposal); a Baton candidate queues behind it and leads once etcdctl resigns on SIGINT.
     @Test func batonSeesEtcdctlLeaderAndQueuesBehindIt() async throws {
-        guard let (url, endpoint, binary) = Self.setup() else { return }
+        guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("interop-etcdctl-leads")
         let leader = try Etcdctl(binary, endpoint: endpoint, arguments: ["elect", key, "etcdctl-proposal"])
@@ -100,7 +101,7 @@ import Testing
 
     /// An `etcdctl elect` that arrives while Baton leads waits, and leads as soon as Baton releases.
     @Test func etcdctlWaitsForBatonLeader() async throws {
-        guard let (url, endpoint, binary) = Self.setup() else { return }
+        guard let (url, endpoint, binary) = try Self.setup() else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("interop-baton-leads")
         let lease = try #require(

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Synchronization
 import Testing
 
@@ -10,7 +11,7 @@ import Testing
     /// 100 candidates queue behind a leader; each tries when the change feed reports no leader (and once a second
     /// besides). Released one by one, they lead in exactly the order they arrived, each with a larger token.
     @Test func hundredWaitingCandidatesLeadInArrivalOrder() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
         let key = unique("fifo")
         let ttl = Duration.seconds(60)
@@ -74,7 +75,7 @@ import Testing
     /// A candidate that stops trying leaves the queue: once its last try is a ttl old and nothing in its store
     /// watches the key, its key is removed, so it does not block the candidates behind it.
     @Test func abandonedCandidateLeavesTheQueue() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
         let other = try EtcdLeaseStore(url)
         let key = unique("abandon")
@@ -114,7 +115,7 @@ import Testing
     }
 
     @Test func releaseHandsTheKeyToTheNextCandidate() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         let successorStore = try EtcdLeaseStore(url)
         let observerStore = try EtcdLeaseStore(url)
@@ -162,7 +163,7 @@ import Testing
 
     @Test("a handed-over candidate whose lease was not kept alive lately starts its term with a keep-alive")
     func staleHandedOverCandidateStartsWithAKeepAlive() async throws {
-        guard let url = EtcdTestServer.value() else { return }
+        guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         // No maintenance within the test: the successor's lease is kept alive only by its grant.
         var lazy = EtcdLeaseStore.Configuration()

@@ -1,5 +1,6 @@
 import Baton
 import BatonEtcd
+import BatonTestKit
 import Foundation
 import Testing
 
@@ -81,7 +82,7 @@ import Testing
     }
 
     static func makeServer() throws -> Server? {
-        guard let binary = EtcdTestServer.value("BATON_TEST_ETCD_SERVER") else { return nil }
+        guard let binary = try EtcdTestServer.value("BATON_TEST_ETCD_SERVER") else { return nil }
         return try Server(binary: binary)
     }
 

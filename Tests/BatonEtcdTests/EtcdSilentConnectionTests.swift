@@ -10,9 +10,8 @@ import Testing
 struct EtcdSilentConnectionTests {
     @Test("a waiting candidate whose connection was blackholed takes over from a crashed leader within 3 ttl")
     func blackholedWaiterTakesOver() async throws {
-        guard let url = EtcdTestServer.value(), let host = try StoreURL(url).hosts.first, let port = host.port else {
-            return
-        }
+        guard let url = try EtcdTestServer.value(), let host = try StoreURL(url).hosts.first, let port = host.port
+        else { return }
         let proxy = try BlackholeProxy(forwardingTo: host.name, port: port)
         defer { proxy.close() }
         let leaderStore = try EtcdLeaseStore(url)
@@ -28,9 +27,8 @@ struct EtcdSilentConnectionTests {
 struct EtcdHandoverConfirmationTests {
     @Test("a term handed over and then ended behind a silent watch is not started from the watch's snapshot")
     func staleSnapshotDoesNotStartATerm() async throws {
-        guard let url = EtcdTestServer.value(), let host = try StoreURL(url).hosts.first, let port = host.port else {
-            return
-        }
+        guard let url = try EtcdTestServer.value(), let host = try StoreURL(url).hosts.first, let port = host.port
+        else { return }
         let proxy = try BlackholeProxy(forwardingTo: host.name, port: port)
         let leaderStore = try EtcdLeaseStore(url)
         let successorStore = try EtcdLeaseStore("etcd://127.0.0.1:\(proxy.port)")

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Foundation
 import Synchronization
 import Testing
@@ -6,17 +7,11 @@ import Testing
 /// The etcd servers and tools `scripts/test` provides: `BATON_TEST_ETCD_URL` (one member), `BATON_TEST_ETCDS_URL`
 /// (TLS and user/password auth) and `BATON_TEST_ETCDS_BAD_PASSWORD_URL`, `BATON_TEST_ETCD_SERVER` (the etcd binary,
 /// for tests that run a server of their own) and `BATON_TEST_ETCDCTL`. Without them a test passes trivially
-/// outside CI, and fails under `CI=true` (a missing server is never a skip there).
+/// outside CI, and fails under `CI=true` (see ``RealServer``).
 enum EtcdTestServer {
-    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
-
-    /// The value of `variable`, or nil after recording an issue under CI.
-    static func value(_ variable: String = "BATON_TEST_ETCD_URL") -> String? {
-        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
-        if isCI {
-            Issue.record("\(variable) is not set under CI=true: scripts/test must start etcd and export it")
-        }
-        return nil
+    /// The value of `variable` (see ``RealServer/require(_:)``).
+    static func value(_ variable: String = "BATON_TEST_ETCD_URL") throws -> String? {
+        try RealServer.require(variable)
     }
 
     /// The first endpoint of an `etcd://` URL as `host:port`, for etcdctl.
@@ -24,19 +19,6 @@ enum EtcdTestServer {
         guard let host = (try? StoreURL(url))?.hosts.first else { return nil }
         return "\(host.name):\(host.port ?? 2379)"
     }
-}
-
-/// A unique name, so tests sharing a server never collide.
-func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }
-
-/// Waits until `condition` holds, polling every 5 ms for at most `timeout`. Returns whether it held.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-    return try await condition()
 }
 
 /// Records the events of a ``LeaderElector`` with the monotonic time each arrived, consuming them in a task.

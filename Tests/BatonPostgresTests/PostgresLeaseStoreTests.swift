@@ -1,5 +1,6 @@
 import Baton
 import BatonPostgres
+import BatonTestKit
 import Foundation
 import Synchronization
 import Testing
@@ -57,7 +58,8 @@ import Testing
             lastToken = lease.token
             if round == 0 {
                 _ = try await stores[winnerIndex].renew(lease, ttl: .milliseconds(200))
-                try await waitUntil("the short term expires") { try await stores[0].current(key: key) == nil }
+                try #require(
+                    try await eventually { try await stores[0].current(key: key) == nil }, "the short term expires")
             } else {
                 try await stores[winnerIndex].release(lease)
             }
@@ -73,19 +75,19 @@ import Testing
                 let lease = try #require(
                     try await holderStore.acquire(key: key, holder: "a", ttl: .seconds(120), metadata: "addr-a").lease
                 )
-                let observations = Observations(try waiterStore.changes(key: key))
+                let observations = ChangeRecorder(try waiterStore.changes(key: key))
                 defer { observations.cancel() }
-                try await observations.wait("the holder") { $0.last??.holder == "a" }
+                try #require(try await observations.wait { $0.last??.holder == "a" }, "the holder")
                 let released = ContinuousClock.now
                 try await holderStore.release(lease)
-                try await observations.wait("nil after the release") { $0.last == .some(nil) }
+                try #require(try await observations.wait { $0.last == .some(nil) }, "nil after the release")
                 // Pushed, not found by a poll or an expiry: a 120 s term was released and seen within seconds.
                 #expect(ContinuousClock.now - released < .seconds(5))
                 let next = try #require(
                     try await waiterStore.acquire(key: key, holder: "b", ttl: .seconds(120), metadata: nil).lease
                 )
                 #expect(next.token > lease.token)
-                try await observations.wait("the new holder") { $0.last??.holder == "b" }
+                try #require(try await observations.wait { $0.last??.holder == "b" }, "the new holder")
                 try await waiterStore.release(next)
             }
         }
@@ -158,62 +160,4 @@ import Testing
             #expect(code == .invalidArgument)
         }
     }
-}
-
-/// Waits, checking every 20 ms for at most `timeout`, until `condition` holds; fails the test otherwise.
-func waitUntil(
-    _ what: String,
-    timeout: Duration = .seconds(10),
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    if try await condition() { return }
-    Issue.record("timed out after \(timeout) waiting until \(what)")
-    throw CancellationError()
-}
-
-/// Collects what a ``LeaseStore/changes(key:)`` sequence yields, in a task of its own.
-final class Observations: Sendable {
-    private struct State {
-        var values: [LeaderInfo?] = []
-        var ended = false
-        var error: (any Error)?
-    }
-
-    private let state = Mutex(State())
-    private let task = Mutex<Task<Void, Never>?>(nil)
-
-    init(_ changes: LeaderChanges) {
-        let task = Task { [self] in
-            do {
-                for try await info in changes { self.state.withLock { $0.values.append(info) } }
-                self.state.withLock { $0.ended = true }
-            } catch {
-                self.state.withLock { state in
-                    state.ended = true
-                    state.error = error
-                }
-            }
-        }
-        self.task.withLock { $0 = task }
-    }
-
-    var values: [LeaderInfo?] { state.withLock { $0.values } }
-    var ended: Bool { state.withLock { $0.ended } }
-    var error: (any Error)? { state.withLock { $0.error } }
-
-    /// Waits until `condition` holds for the values so far (at most `timeout`).
-    func wait(
-        _ what: String,
-        timeout: Duration = .seconds(10),
-        until condition: @escaping ([LeaderInfo?]) -> Bool
-    ) async throws {
-        try await waitUntil(what, timeout: timeout) { condition(self.values) }
-    }
-
-    func cancel() { task.withLock { $0?.cancel() } }
 }

@@ -1,5 +1,6 @@
 import Baton
 import BatonPostgres
+import BatonTestKit
 import Foundation
 import Synchronization
 import Testing
@@ -21,9 +22,9 @@ import Testing
             var lease = try #require(
                 try await leaderStore.acquire(key: key, holder: "leader", ttl: ttl, metadata: "before").lease
             )
-            let watcher = Observations(try otherStore.changes(key: key))
+            let watcher = ChangeRecorder(try otherStore.changes(key: key))
             defer { watcher.cancel() }
-            try await watcher.wait("the leader") { $0.last??.token == lease.token }
+            try #require(try await watcher.wait { $0.last??.token == lease.token }, "the leader")
 
             // Renew without pause while the server restarts: every failure must say "store down", never "lost".
             let restarted = Mutex(false)
@@ -46,7 +47,7 @@ import Testing
             #expect(failures.allSatisfy { $0 == .storeUnavailable || $0 == .timeout }, "renew failed with \(failures)")
 
             // Once the pool has reconnected, the same term goes on: renewals keep the token, the lease is held.
-            try await waitUntil("a renewal succeeds after the restart") {
+            let renewed = try await eventually {
                 do {
                     lease.metadata = "after"
                     let renewed = try await leaderStore.renew(lease, ttl: ttl)
@@ -56,6 +57,7 @@ import Testing
                     return false
                 }
             }
+            try #require(renewed, "a renewal succeeds after the restart")
             let current = try await otherStore.current(key: key)
             #expect(current?.holder == "leader" && current?.token == lease.token && current?.metadata == "after")
             let refused = try await otherStore.acquire(key: key, holder: "other", ttl: ttl, metadata: nil)
@@ -66,11 +68,12 @@ import Testing
             #expect(leader.holder == "leader" && leader.token == lease.token)
 
             // The listening connection came back too: a new subscriber sees the release at once.
-            let follower = Observations(try otherStore.changes(key: key))
+            let follower = ChangeRecorder(try otherStore.changes(key: key))
             defer { follower.cancel() }
-            try await follower.wait("the leader after the restart") { $0.last??.metadata == "after" }
+            try #require(try await follower.wait { $0.last??.metadata == "after" }, "the leader after the restart")
             try await leaderStore.release(lease)
-            try await follower.wait("nil after the release", timeout: .seconds(5)) { $0.last == .some(nil) }
+            try #require(
+                try await follower.wait(timeout: .seconds(5)) { $0.last == .some(nil) }, "nil after the release")
             let next = try #require(
                 try await otherStore.acquire(key: key, holder: "other", ttl: ttl, metadata: nil).lease)
             #expect(next.token > lease.token)

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Logging
 import PostgresNIO
 import Testing
@@ -19,15 +20,16 @@ import Testing
             let key = unique("tls")
             let lease = try #require(
                 try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
-            let changes = Observations(try store.changes(key: key))
+            let changes = ChangeRecorder(try store.changes(key: key))
             defer { changes.cancel() }
-            try await changes.wait("the holder") { $0.last??.holder == "a" }
+            try #require(try await changes.wait { $0.last??.holder == "a" }, "the holder")
             // The pool's connection and the listening connection (which may still be connecting) are encrypted.
-            try await waitUntil("two encrypted sessions") {
+            let allEncrypted = try await eventually {
                 let (count, encrypted) = try await sessions(named: name, url: url)
                 #expect(encrypted, "\(count) sessions named \(name), not all encrypted")
                 return count >= 2
             }
+            try #require(allEncrypted, "two encrypted sessions")
             try await store.release(lease)
         }
     }

@@ -1,27 +1,14 @@
 import Baton
 import BatonPostgres
+import BatonTestKit
 import Foundation
 import Testing
 
-/// The PostgreSQL servers `scripts/test` starts, named by environment variables.
+/// The PostgreSQL servers `scripts/test` starts, named by environment variables (see ``RealServer``).
 enum TestServer {
-    /// A required variable was missing under `CI=true`.
-    struct Missing: Error, CustomStringConvertible {
-        var variable: String
-        var description: String {
-            "\(variable) is not set, and under CI=true a missing PostgreSQL server is a failure "
-                + "(scripts/test starts one)"
-        }
-    }
-
-    /// The value of `variable`: under `CI=true` a missing one throws; otherwise it is nil and the test returns
-    /// early (run `scripts/test` to get a server).
+    /// The value of `variable` (see ``RealServer/require(_:)``).
     static func variable(_ variable: String) throws -> String? {
-        let environment = ProcessInfo.processInfo.environment
-        if let value = environment[variable], !value.isEmpty { return value }
-        if environment["CI"] == "true" { throw Missing(variable: variable) }
-        print("note: \(variable) is not set; skipping (scripts/test starts PostgreSQL)")
-        return nil
+        try RealServer.require(variable)
     }
 
     /// The shared test server's URL, or nil outside CI without one.
@@ -61,9 +48,6 @@ func usingAll<T>(_ stores: [PostgresLeaseStore], _ body: ([PostgresLeaseStore]) 
     for store in stores { try? await store.close() }
     return try result.get()
 }
-
-/// A unique name, so tests sharing a database never collide.
-func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }
 
 /// The code of the `BatonError` that `body` throws, or nil if it throws something else or nothing.
 func batonErrorCode(_ body: () async throws -> Void) async -> BatonError.Code? {

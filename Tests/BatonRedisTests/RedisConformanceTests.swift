@@ -17,7 +17,7 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
-        guard let url = RedisTestServer.url() else { return }
+        guard let url = try RedisTestServer.url() else { return }
         try await withRedisStore(url) { store, _ in
             await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
         }

@@ -1,5 +1,6 @@
 import Baton
 import BatonRedis
+import BatonTestKit
 import Foundation
 import Testing
 
@@ -8,7 +9,7 @@ import Testing
 @Suite struct RedisConnectionTests {
     /// Leases and pushed changes over TLS with a password.
     @Test func tlsWithPassword() async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
         try await withRedisStore(url) { store, _ in
             let key = unique("tls")
             let recorder = ChangeRecorder(try store.changes(key: key))
@@ -23,7 +24,7 @@ import Testing
 
     /// A wrong password is `unauthorized`, and neither the password given nor the right one is in the error.
     @Test func wrongPasswordIsUnauthorizedAndNotPrinted() async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
         let wrong = url.replacingOccurrences(of: ":baton-test-secret@", with: ":not-the-password@")
         do {
             // The call fails, or the store's run() ends first with the same error.
@@ -38,7 +39,7 @@ import Testing
 
     /// Credentials the server refuses end the store's run() with `unauthorized`, without any call.
     @Test func refusedCredentialsEndRun() async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
         let wrong = url.replacingOccurrences(of: ":baton-test-secret@", with: ":not-the-password@")
         let store = LeaseStore(try RedisLeaseStore(wrong))
         await #expect {
@@ -50,7 +51,7 @@ import Testing
 
     /// A server certificate from an authority the client does not trust is refused: `storeUnavailable`.
     @Test func untrustedCertificateIsRefused() async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
         let untrusted = String(url.prefix { $0 != "?" })
         try await withRedisStore(untrusted) { store, _ in
             await #expect {

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Logging
 import ServiceLifecycle
 import Testing
@@ -10,7 +11,7 @@ import Testing
 struct RedisLifecycleTests {
     /// A call through the front before `run()` fails with `storeUnavailable` saying that `run()` is missing.
     @Test func callBeforeRunIsRefused() async throws {
-        guard let url = RedisTestServer.url() else { return }
+        guard let url = try RedisTestServer.url() else { return }
         let driver = try RedisLeaseStore(url)
         let store = LeaseStore(driver, configuration: .init(startTimeout: .milliseconds(50)))
         await #expect {
@@ -25,7 +26,7 @@ struct RedisLifecycleTests {
     /// Cancelling `run()` closes every connection (commands' and pub/sub), ends the change feeds with the
     /// store's error, and later calls fail, through the front and on the driver itself.
     @Test func cancellingRunClosesConnections() async throws {
-        guard let url = RedisTestServer.url() else { return }
+        guard let url = try RedisTestServer.url() else { return }
         let driver = try RedisLeaseStore(url)
         let store = LeaseStore(driver)
         let running = Task { try await store.run() }
@@ -57,7 +58,7 @@ struct RedisLifecycleTests {
 
     /// In a `ServiceGroup`, a graceful shutdown ends the store's `run()`, which closes its connections.
     @Test func gracefulShutdownEndsRun() async throws {
-        guard let url = RedisTestServer.url() else { return }
+        guard let url = try RedisTestServer.url() else { return }
         let driver = try RedisLeaseStore(url)
         let store = LeaseStore(driver)
         let group = ServiceGroup(services: [store], logger: Logger(label: "redis-lifecycle-test"))

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Foundation
 import NIOPosix
 import Testing
@@ -91,17 +92,12 @@ import Testing
         }
     }
 
-    static func makeServer() -> Server? {
-        let environment = ProcessInfo.processInfo.environment
-        guard let binary = environment["BATON_TEST_REDIS_SERVER"],
-            let port = environment["BATON_TEST_REDIS_RESTART_PORT"].flatMap(Int.init)
-        else {
-            if RedisTestServer.isCI {
-                Issue.record("BATON_TEST_REDIS_SERVER and BATON_TEST_REDIS_RESTART_PORT must be set under CI=true")
-            }
-            return nil
-        }
-        return Server(binary: binary, port: port)
+    static func makeServer() throws -> Server? {
+        guard let binary = try RealServer.require("BATON_TEST_REDIS_SERVER"),
+            let port = try RealServer.require("BATON_TEST_REDIS_RESTART_PORT")
+        else { return nil }
+        let number = try #require(Int(port), "BATON_TEST_REDIS_RESTART_PORT is not a port number: \(port)")
+        return Server(binary: binary, port: number)
     }
 
     /// Retries `body` while the store is unavailable (the client reconnecting), for at most five seconds.
@@ -120,7 +116,7 @@ import Testing
     /// `storeUnavailable` (never `held` or `lost`); after it is back the old term is gone (renew is `lost`), and
     /// the next term's token is still larger, floored at the server's clock.
     @Test func restartMidLease() async throws {
-        guard let server = Self.makeServer() else { return }
+        guard let server = try Self.makeServer() else { return }
         try await server.start()
         let url = "redis://127.0.0.1:\(server.port)"
         try await withRedisStore(url) { store, _ in
@@ -160,7 +156,7 @@ import Testing
     /// A change feed watching a key when the server restarts either ends with the store's error or goes on; a
     /// feed subscribed again after the restart sees the new leader pushed.
     @Test func changesAfterRestart() async throws {
-        guard let server = Self.makeServer() else { return }
+        guard let server = try Self.makeServer() else { return }
         try await server.start()
         let url = "redis://127.0.0.1:\(server.port)"
         try await withRedisStore(url) { watcher, _ in

@@ -9,7 +9,7 @@ import Testing
 struct RedisSilentConnectionTests {
     @Test("a waiting candidate whose connections were blackholed takes over from a crashed leader within 3 ttl")
     func blackholedWaiterTakesOver() async throws {
-        guard let url = RedisTestServer.url(), let port = RedisTestServer.port(of: url) else { return }
+        guard let url = try RedisTestServer.url(), let port = RedisTestServer.port(of: url) else { return }
         let proxy = try BlackholeProxy(forwardingTo: "127.0.0.1", port: port)
         defer { proxy.close() }
         let leaderStore = LeaseStore(try RedisLeaseStore(url))

@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Foundation
 import Testing
 
@@ -26,7 +27,7 @@ struct RedisSubscriberTests {
 
     @Test("channels of keys nobody watches any more are unsubscribed as other keys are watched")
     func channelsOfDroppedKeysAreUnsubscribed() async throws {
-        guard let url = RedisTestServer.url() else { return }
+        guard let url = try RedisTestServer.url() else { return }
         try await withRedisStore(url) { store, driver in
             let prefix = unique("subscriptions")
             let dropped = (0..<40).map { "\(prefix)-dropped-\($0)" }
@@ -44,7 +45,7 @@ struct RedisSubscriberTests {
 
     @Test("a key watched again, or read again on a change, stays subscribed once")
     func rereadingAKeyKeepsOneSubscription() async throws {
-        guard let url = RedisTestServer.url() else { return }
+        guard let url = try RedisTestServer.url() else { return }
         try await withRedisStore(url) { store, driver in
             let key = unique("resubscribe")
             let first = try await watch(store, [key])

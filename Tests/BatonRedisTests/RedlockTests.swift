@@ -17,20 +17,20 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithThreeNodes(_ check: ConformanceCheck) async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
         try await withRedisStore(url) { store, _ in try await check.run(Harness(store: store)) }
     }
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithOneNodeOfThreeDown(_ check: ConformanceCheck) async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDLOCK_DOWN_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_DOWN_URL") else { return }
         try await withRedisStore(url) { store, _ in try await check.run(Harness(store: store)) }
     }
 
     /// A term is written to every live node with one token; with two of three nodes down nothing can be
     /// acquired, and the answer is `storeUnavailable`, not `held`.
     @Test func majorityIsRequired() async throws {
-        guard let url = RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
+        guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
         let parsed = try StoreURL(url)
         try await withRedisStore(url) { store, _ in
             let key = unique("redlock")

@@ -1,4 +1,5 @@
 import BatonS3
+import BatonTestKit
 import Foundation
 import Testing
 
@@ -97,8 +98,6 @@ import Testing
         print(json.dumps(answers))
         """#
 
-    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
-
     /// What botocore signs for `cases` in `region`, or nil (after recording an issue under CI) without botocore.
     static func botocore(_ cases: [Case], region: String) throws -> [String]? {
         let process = Process()
@@ -113,7 +112,7 @@ import Testing
         do {
             try process.run()
         } catch {
-            if isCI { Issue.record("python3 cannot be started under CI=true: \(error)") }
+            if RealServer.isCI { Issue.record("python3 cannot be started under CI=true: \(error)") }
             return nil
         }
         input.fileHandleForWriting.write(try JSONEncoder().encode(cases))
@@ -122,7 +121,7 @@ import Testing
         let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            if isCI || !problem.contains("ModuleNotFoundError") {
+            if RealServer.isCI || !problem.contains("ModuleNotFoundError") {
                 Issue.record("python3 with botocore failed (scripts/test installs boto3): \(problem)")
             }
             return nil

@@ -153,7 +153,7 @@ import Testing
     }
 
     @Test func wrongCredentialsAreAClearUnauthorizedErrorWithoutTheSecret() async throws {
-        guard let (_, key) = S3TestServer.server() else { return }
+        guard let (_, key) = try S3TestServer.server() else { return }
         let secret = "not-the-secret-\(unique("s"))"
         let store = try #require(
             try S3TestServer.store(

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Baton
+import BatonTestKit
 import Logging
 import NIOCore
 import ServiceLifecycle

@@ -1,28 +1,20 @@
 @_spi(BatonStoreKit) import Baton
 @_spi(BatonStoreKit) import BatonS3
+import BatonTestKit
 import Foundation
 import Testing
 
 /// The S3-compatible server `scripts/test` started (moto with signature verification on): `BATON_TEST_S3_URL`
 /// and the access key of an IAM user it created, `BATON_TEST_S3_ACCESS_KEY_ID` and
 /// `BATON_TEST_S3_SECRET_ACCESS_KEY`. Without them a test passes trivially outside CI, and fails under `CI=true`
-/// (a missing server is never a skip there).
+/// (see ``RealServer``).
 enum S3TestServer {
-    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
-
-    /// The server's URL and key, or nil after recording an issue under CI.
-    static func server() -> (url: String, credentials: S3Credentials)? {
-        let environment = ProcessInfo.processInfo.environment
-        guard let url = environment["BATON_TEST_S3_URL"], !url.isEmpty,
-            let id = environment["BATON_TEST_S3_ACCESS_KEY_ID"], !id.isEmpty,
-            let secret = environment["BATON_TEST_S3_SECRET_ACCESS_KEY"], !secret.isEmpty
-        else {
-            if isCI {
-                let variables = "BATON_TEST_S3_URL, BATON_TEST_S3_ACCESS_KEY_ID or BATON_TEST_S3_SECRET_ACCESS_KEY"
-                Issue.record("\(variables) is not set under CI=true: scripts/test must start moto_server")
-            }
-            return nil
-        }
+    /// The server's URL and key (see ``RealServer/require(_:)``).
+    static func server() throws -> (url: String, credentials: S3Credentials)? {
+        guard let url = try RealServer.require("BATON_TEST_S3_URL"),
+            let id = try RealServer.require("BATON_TEST_S3_ACCESS_KEY_ID"),
+            let secret = try RealServer.require("BATON_TEST_S3_SECRET_ACCESS_KEY")
+        else { return nil }
         return (url, S3Credentials(accessKeyID: id, secretAccessKey: secret))
     }
 
@@ -32,7 +24,7 @@ enum S3TestServer {
         clock: BatonClock = .continuous,
         credentials: S3Credentials? = nil
     ) throws -> S3LeaseStore? {
-        guard let (url, key) = server() else { return nil }
+        guard let (url, key) = try server() else { return nil }
         var configuration = S3LeaseStore.Configuration(
             pollInterval: pollInterval,
             idlePollInterval: .milliseconds(250),
@@ -53,6 +45,3 @@ func withRunning<T>(_ drivers: [S3LeaseStore], _ body: ([LeaseStore]) async thro
         return try await body(stores)
     }
 }
-
-/// A unique name, so tests sharing a server never collide.
-func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }

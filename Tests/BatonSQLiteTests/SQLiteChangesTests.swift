@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Testing
 
 @testable import BatonSQLite

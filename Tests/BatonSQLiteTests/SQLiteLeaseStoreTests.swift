@@ -1,4 +1,5 @@
 import Baton
+import BatonTestKit
 import Foundation
 import Testing
 

@@ -38,69 +38,6 @@ func withStore<T: Sendable>(
     }
 }
 
-/// A unique name, so checks sharing a store never collide.
-func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }
-
-/// Records what a ``LeaseStore/changes(key:)`` sequence yields, consuming it in a task of its own.
-final class ChangeRecorder: Sendable {
-    private struct State {
-        var observations: [LeaderInfo?] = []
-        var finished = false
-        var error: (any Error)?
-    }
-
-    private let state = Locked(State())
-    private let task = Locked<Task<Void, Never>?>(nil)
-
-    init(_ changes: LeaderChanges) {
-        let task = Task { [state] in
-            do {
-                for try await info in changes {
-                    state.withLock { $0.observations.append(info) }
-                }
-                state.withLock { $0.finished = true }
-            } catch {
-                state.withLock { state in
-                    state.finished = true
-                    state.error = error
-                }
-            }
-        }
-        self.task.withLock { $0 = task }
-    }
-
-    var observations: [LeaderInfo?] { state.withLock { $0.observations } }
-    var finished: Bool { state.withLock { $0.finished } }
-    var error: (any Error)? { state.withLock { $0.error } }
-
-    /// Waits until `condition` holds for the observations, checking every 10 ms, for at most `timeout`.
-    /// - Returns: whether it held.
-    @discardableResult
-    func wait(
-        timeout: Duration = .seconds(3),
-        until condition: ([LeaderInfo?]) -> Bool
-    ) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if condition(observations) { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return condition(observations)
-    }
-
-    /// Waits until the sequence ends, for at most `timeout`. Returns whether it ended.
-    func waitForEnd(timeout: Duration = .seconds(3)) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if finished { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return finished
-    }
-
-    func cancel() { task.withLock { $0?.cancel() } }
-}
-
 /// The code of the `BatonError` that `body` throws, or nil if it throws something else or nothing.
 func batonErrorCode(_ body: () async throws -> Void) async -> BatonError.Code? {
     do {

@@ -18,7 +18,7 @@ struct LongPollTests {
             async let waiting = server.post(
                 "/v2/leases/db", json(["holder": "b", "ttl_ms": 60_000, "wait_ms": 60_000]))
             // Release once the waiter follows the store's change feed, so that the wait is real.
-            try await waitUntil { store.callCount(.changes) >= 1 }
+            #expect(try await eventually { store.callCount(.changes) >= 1 })
             let released = ContinuousClock.now
             #expect(try await server.delete("/v2/leases/db", json(["holder": "a", "token": first])).status == 204)
             let answer = try await waiting
@@ -79,7 +79,7 @@ struct LongPollTests {
             _ = try await server.post("/v2/leases/db", json(["holder": "a", "ttl_ms": 60_000]))
             async let waiting = server.post(
                 "/v2/leases/db", json(["holder": "b", "ttl_ms": 5_000, "wait_ms": 120_000]))
-            try await waitUntil { store.callCount(.changes) >= 1 }
+            #expect(try await eventually { store.callCount(.changes) >= 1 })
             let start = ContinuousClock.now
             await server.group.triggerGracefulShutdown()
             let answer = try await waiting
@@ -87,18 +87,4 @@ struct LongPollTests {
             #expect(ContinuousClock.now - start < .seconds(5))
         }
     }
-}
-
-/// Polls `condition` every 20 ms for at most `limit`; fails the test if it never holds.
-func waitUntil(
-    _ limit: Duration = .seconds(10),
-    sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("the condition did not hold within \(limit)", sourceLocation: sourceLocation)
 }

@@ -87,3 +87,54 @@ struct LeaseStoresTests {
         #expect(!"\(error)".contains("secret"))
     }
 }
+
+/// What each store refuses in its URL, checked by the store that declared the scheme before any I/O.
+@Suite("store URLs")
+struct StoreURLRulesTests {
+    @Test("the default is sqlite:baton.db")
+    func defaultStore() throws {
+        #expect(LeaseStores.defaultURL == "sqlite:baton.db")
+        let url = try StoreURL(LeaseStores.defaultURL)
+        #expect(url.scheme == "sqlite" && url.path == "baton.db" && url.description == "sqlite:baton.db")
+    }
+
+    @Test("every scheme is declared by exactly one store")
+    func schemesAreUnique() {
+        let schemes = LeaseStores.schemes
+        #expect(Set(schemes).count == schemes.count)
+        #expect(schemes == ["memory", "sqlite", "redis", "rediss", "etcd", "etcds", "postgres", "postgresql", "s3"])
+    }
+
+    @Test(
+        "a URL its store refuses is an invalidArgument error that says what is wrong and never shows the password",
+        arguments: [
+            ("mysql://u:sekret@h", #"unknown store URL scheme "mysql"; known schemes: memory, sqlite, redis, rediss"#),
+            ("http://h", "known schemes: memory, sqlite, redis, rediss, etcd, etcds, postgres, postgresql, s3"),
+            ("memory:x", "takes nothing after the scheme"),
+            ("sqlite:", "empty path"),
+            ("sqlite://", "empty path"),
+            ("sqlite:?mode=ro", "empty path"),
+            ("sqlite:b.db?mode=ro", "takes no query item mode"),
+            ("sqlite://host/baton.db", "names a file, not a host"),
+            ("sqlite:a%00b", "control character"),
+            ("redis:h:6379", "needs // and a host"),
+            ("redis://", "needs // and a host"),
+            ("redis://:sekret@", "needs // and a host"),
+            ("redis:///0", "needs // and a host"),
+            ("redis://h:1/abc", "is a database number"),
+            ("redis://h:1/-1", "is a database number"),
+            ("etcd://h:2379/prefix", "has no path"),
+            ("etcd:h", "needs // and a host"),
+            ("s3://bucket:9000/p/", "names one bucket, without a port"),
+            ("s3://b1,b2/p/", "names one bucket, without a port"),
+            ("s3://AKIA:sekret@bucket/p/", "carries no credentials"),
+            ("postgres:h", "needs // and a host"),
+        ]
+    )
+    func refused(text: String, expected: String) async {
+        let error = await #expect(throws: BatonError.self) { _ = try await LeaseStores.open(text) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains(expected) == true, "\(error?.message ?? "no error")")
+        #expect(error?.message.contains("sek") == false, "\(error?.message ?? "")")
+    }
+}

@@ -24,27 +24,37 @@ struct DurationParsingTests {
     @Test(
         "refuses anything else, saying what is wrong and what is accepted",
         arguments: [
-            ("", "empty duration"),
-            ("10", "the unit is missing"),
-            ("s", "does not start with a number"),
-            ("-5s", "does not start with a number"),
-            ("+5s", "does not start with a number"),
-            (" 5s", "does not start with a number"),
-            ("1.5s", "unknown unit \".5s\""),
-            ("5 s", "unknown unit \" s\""),
-            ("5S", "unknown unit \"S\""),
-            ("5sec", "unknown unit \"sec\""),
-            ("5us", "unknown unit \"us\""),
-            ("1_000ms", "unknown unit \"_000ms\""),
-            ("5s ", "unknown unit \"s \""),
-            ("١٢s", "does not start with a number"),
+            "empty duration": [""],
+            "the unit is missing": ["10"],
+            "does not start with a number": ["s", "-5s", "+5s", " 5s", "١٢s"],
         ]
     )
-    func refuses(text: String, expected: String) {
-        let error = #expect(throws: BatonError.self) { try parseBatonDuration(text) }
-        #expect(error?.code == .invalidArgument)
-        #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
-        #expect(error?.message.contains("250ms, 10s, 5m, 2h, 7d") == true)
+    func refuses(expected: String, texts: [String]) {
+        for text in texts { expectRefusal(of: text, saying: expected) }
+    }
+
+    @Test(
+        "refuses an unknown unit, quoting it",
+        arguments: [
+            "1.5s": ".5s", "5 s": " s", "5S": "S", "5sec": "sec", "5us": "us", "1_000ms": "_000ms", "5s ": "s ",
+        ]
+    )
+    func refusesUnknownUnits(text: String, unit: String) {
+        expectRefusal(of: text, saying: "unknown unit \"\(unit)\"")
+    }
+
+    /// `text` is refused as an invalid argument whose message says `expected` and lists the accepted forms.
+    private func expectRefusal(
+        of text: String,
+        saying expected: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let error = #expect(throws: BatonError.self, "\(text)", sourceLocation: sourceLocation) {
+            try parseBatonDuration(text)
+        }
+        #expect(error?.code == .invalidArgument, sourceLocation: sourceLocation)
+        #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")", sourceLocation: sourceLocation)
+        #expect(error?.message.contains("250ms, 10s, 5m, 2h, 7d") == true, sourceLocation: sourceLocation)
     }
 
     @Test(

@@ -66,22 +66,6 @@ final class EventLog: Sendable {
     }
 }
 
-/// Waits (bounded in real time) until `condition` holds.
-func eventually(
-    _ what: String,
-    seconds: Double = 10,
-    sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async rethrows {
-    let clock = ContinuousClock()
-    let deadline = clock.now + .milliseconds(Int(seconds * 1000))
-    while clock.now < deadline {
-        if try await condition() { return }
-        try? await Task.sleep(for: .milliseconds(2))
-    }
-    Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
-}
-
 @Suite struct LeaderElectorTests {
     let clock = ManualClock()
     let configuration = ElectorConfiguration(ttl: .seconds(10))  // renew every 3.33 s, margin 1 s
@@ -100,7 +84,7 @@ func eventually(
         #expect(elector.role.lease?.holder == "a")
         #expect(store.callCount(.renew) == 0)
         clock.advance(by: .seconds(4))
-        await eventually("a renew") { store.callCount(.renew) >= 1 }
+        #expect(try await eventually { store.callCount(.renew) >= 1 }, "a renew")
         #expect(elector.role.isLeader)
         run.cancel()
         try await run.value
@@ -133,7 +117,7 @@ func eventually(
         clock.advance(to: ManualClock.Instant(offset: .seconds(9)))
         await log.waitForDemotion()
         #expect(log.demotions == [.deadlineReached])
-        await eventually("the work to be cancelled") { workCancelled.withLock { $0 } }
+        #expect(try await eventually { workCancelled.withLock { $0 } }, "the work to be cancelled")
         // The store still holds a's term for one more second: nobody else can have started.
         let leader = try await memory.current(key: "job")
         #expect(leader?.holder == "a")
@@ -209,7 +193,7 @@ func eventually(
         await log.wait("b to follow the leader") { events in
             events.contains { if case .leaderChanged(let info) = $0 { info?.holder == "leader" } else { false } }
         }
-        await eventually("the acquire to be answered") { store.callCount(.acquire) == 1 }
+        #expect(try await eventually { store.callCount(.acquire) == 1 }, "the acquire to be answered")
         for _ in 0..<120 {
             clock.advance(by: .seconds(1))
             await Task.yield()
@@ -308,11 +292,12 @@ func eventually(
         }
         #expect(elector.role == .detached)
         // Hundreds of failures, more than the unread streams buffer (256 events each).
-        await eventually("300 failed acquires", seconds: 60) {
+        let failed = try await eventually(timeout: .seconds(60)) {
             clock.advance(by: .milliseconds(200))
             return store.callCount(.acquire) >= 300
         }
-        await eventually("300 events recorded") { log.all.count >= 300 }
+        #expect(failed, "300 failed acquires")
+        #expect(try await eventually { log.all.count >= 300 }, "300 events recorded")
         store.heal()
         clock.advance(by: .seconds(6))
         await log.waitForElection()

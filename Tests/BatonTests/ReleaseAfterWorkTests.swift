@@ -74,7 +74,7 @@ final class StubbornWork: Sendable {
         await log.waitForElection()
         let work = StubbornWork()
         let lead = Task { try await elector.withLeadership { _ in await work.run() } }
-        await eventually("the work started") { work.started }
+        #expect(try await eventually { work.started }, "the work started")
         return Leading(memory: memory, store: store, elector: elector, log: log, run: run, work: work, lead: lead)
     }
 
@@ -96,9 +96,9 @@ final class StubbornWork: Sendable {
         #expect(try await memory.current(key: "job")?.holder == "a")
 
         work.finish()
-        await eventually("the release once the work returned") { store.callCount(.release) == 1 }
+        #expect(try await eventually { store.callCount(.release) == 1 }, "the release once the work returned")
         // The call is counted when it starts: its effect follows.
-        try await eventually("the key free") { try await memory.current(key: "job") == nil }
+        #expect(try await eventually { try await memory.current(key: "job") == nil }, "the key free")
         try await run.value
         await #expect(throws: BatonError.self) { try await lead.value }
     }
@@ -109,7 +109,7 @@ final class StubbornWork: Sendable {
         let elector = try makeElector(LeaseStore(store), holder: "a")
         let work = StubbornWork()
         let lead = Task { try await elector.withLeadership { _ in await work.run() } }
-        await eventually("the work started") { work.started }
+        #expect(try await eventually { work.started }, "the work started")
 
         lead.cancel()
         await windowForAWrongRelease()
@@ -117,9 +117,9 @@ final class StubbornWork: Sendable {
         #expect(try await memory.current(key: "job")?.holder == "a")
 
         work.finish()
-        await eventually("the release once the work returned") { store.callCount(.release) == 1 }
+        #expect(try await eventually { store.callCount(.release) == 1 }, "the release once the work returned")
         // The call is counted when it starts: its effect follows.
-        try await eventually("the key free") { try await memory.current(key: "job") == nil }
+        #expect(try await eventually { try await memory.current(key: "job") == nil }, "the key free")
         _ = try? await lead.value
     }
 
@@ -179,7 +179,7 @@ final class StubbornWork: Sendable {
         await log.wait("a sees b lead") { events in
             events.contains { if case .leaderChanged(let info) = $0 { info?.holder == "b" } else { false } }
         }
-        await eventually("the feed delivered") { store.deliveredChangeCount >= 1 }
+        #expect(try await eventually { store.deliveredChangeCount >= 1 }, "the feed delivered")
         store.silenceChanges(true)
         // Manual time goes on a second at a time (real time in between lets the elector act on each step).
         for _ in 0..<40 where log.elections.isEmpty {

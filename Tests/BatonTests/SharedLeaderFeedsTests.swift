@@ -1,4 +1,5 @@
 @_spi(BatonStoreKit) import Baton
+import BatonTestKit
 import Synchronization
 import Testing
 
@@ -32,14 +33,6 @@ import Testing
             made.withLock { $0[index] }.continuation.finish(throwing: BatonError.storeUnavailable("gone"))
         }
         func isStopped(_ index: Int) -> Bool { made.withLock { $0[index].stopped } }
-    }
-
-    static func eventually(_ condition: () -> Bool) async -> Bool {
-        for _ in 0..<500 {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-        return condition()
     }
 
     let a = LeaderInfo(holder: "a", token: 1)
@@ -77,13 +70,13 @@ import Testing
             var iterator = feeds.subscribe("k") { underlying.make() }.makeAsyncIterator()
             while try await iterator.next() != nil {}
         }
-        #expect(await Self.eventually { underlying.count == 1 })
+        #expect(try await eventually(timeout: .seconds(1)) { underlying.count == 1 })
         first.cancel()
         _ = await first.result
         #expect(!underlying.isStopped(0), "one subscriber is left")
         second.cancel()
         _ = await second.result
-        #expect(await Self.eventually { underlying.isStopped(0) })
+        #expect(try await eventually(timeout: .seconds(1)) { underlying.isStopped(0) })
         var again = feeds.subscribe("k") { underlying.make() }.makeAsyncIterator()
         #expect(underlying.count == 2)
         underlying.send(b, to: 1)

@@ -7,9 +7,9 @@ struct StoreURLTests {
 
     @Test("memory:")
     func memory() throws {
-        for text in ["memory:", "memory://", "MEMORY:", "  memory:\n"] {
+        #expect(try StoreURL("memory://").description == "memory://")
+        for text in ["memory:", "MEMORY:", "  memory:\n"] {
             let url = try StoreURL(text)
-            #expect(url.kind == .memory)
             #expect(url.scheme == "memory")
             #expect(url.hosts.isEmpty)
             #expect(url.path.isEmpty)
@@ -32,7 +32,6 @@ struct StoreURLTests {
     )
     func sqlite(text: String, path: String) throws {
         let url = try StoreURL(text)
-        #expect(url.kind == .sqlite)
         #expect(url.scheme == "sqlite")
         #expect(url.path == path)
         #expect(url.hosts.isEmpty)
@@ -40,26 +39,14 @@ struct StoreURLTests {
         #expect(try StoreURL(url.description) == url)
     }
 
-    @Test("the default is sqlite:baton.db")
-    func defaultStore() throws {
-        #expect(StoreURL.defaultString == "sqlite:baton.db")
-        #expect(try StoreURL(StoreURL.defaultString) == StoreURL.default)
-        #expect(StoreURL.default.kind == .sqlite)
-        #expect(StoreURL.default.path == "baton.db")
-        #expect(StoreURL.default.description == "sqlite:baton.db")
-    }
-
     @Test("redis://host:port")
     func redisPlain() throws {
         let url = try StoreURL("redis://127.0.0.1:6379")
-        #expect(url.kind == .redis)
         #expect(url.scheme == "redis")
-        #expect(!url.usesTLS)
         #expect(url.hosts == [StoreURL.Host("127.0.0.1", port: 6379)])
         #expect(url.user == nil && url.password == nil)
         #expect(url.path.isEmpty)
         #expect(url.description == "redis://127.0.0.1:6379")
-        #expect(StoreURL.Kind.redis.defaultPort == 6379)
     }
 
     @Test("redis://user:pass@host:port/db")
@@ -84,16 +71,13 @@ struct StoreURLTests {
     @Test("rediss:// asks for TLS")
     func rediss() throws {
         let url = try StoreURL("rediss://user:sekret@redis.example.com:6380/0")
-        #expect(url.kind == .redis)
         #expect(url.scheme == "rediss")
-        #expect(url.usesTLS)
         #expect(url.description == "rediss://user:***@redis.example.com:6380/0")
     }
 
     @Test("redis://h1:p1,h2:p2,h3:p3 names a Redlock quorum")
     func redisQuorum() throws {
         let url = try StoreURL("redis://:sekret@10.0.0.1:6379,10.0.0.2:6380,redis-3")
-        #expect(url.kind == .redis)
         #expect(
             url.hosts == [
                 StoreURL.Host("10.0.0.1", port: 6379), StoreURL.Host("10.0.0.2", port: 6380), StoreURL.Host("redis-3"),
@@ -106,14 +90,10 @@ struct StoreURLTests {
     @Test("etcd:// and etcds:// with one or several hosts")
     func etcd() throws {
         let one = try StoreURL("etcd://127.0.0.1:2379")
-        #expect(one.kind == .etcd)
-        #expect(!one.usesTLS)
         #expect(one.hosts == [StoreURL.Host("127.0.0.1", port: 2379)])
 
         let three = try StoreURL("etcds://root:sekret@e1:2379,e2:2379,e3:2379")
-        #expect(three.kind == .etcd)
         #expect(three.scheme == "etcds")
-        #expect(three.usesTLS)
         #expect(three.hosts.map(\.name) == ["e1", "e2", "e3"])
         #expect(three.hosts.allSatisfy { $0.port == 2379 })
         #expect(three.user == "root")
@@ -125,7 +105,6 @@ struct StoreURLTests {
     func postgres() throws {
         for scheme in ["postgres", "postgresql"] {
             let url = try StoreURL("\(scheme)://baton:sekret@db.internal:5432/elections?sslmode=require")
-            #expect(url.kind == .postgres)
             #expect(url.scheme == scheme)
             #expect(url.user == "baton")
             #expect(url.password == "sekret")
@@ -141,19 +120,14 @@ struct StoreURLTests {
     @Test("s3://bucket/prefix/?endpoint=URL&region=R")
     func s3() throws {
         let url = try StoreURL("s3://baton-locks/prod/elections/?endpoint=http://127.0.0.1:9000&region=eu-west-1")
-        #expect(url.kind == .s3)
-        #expect(url.bucket == "baton-locks")
         #expect(url.hosts == [StoreURL.Host("baton-locks")])
         #expect(url.path == "/prod/elections/")
-        #expect(url.s3Prefix == "prod/elections/")
         #expect(url.queryValue("endpoint") == "http://127.0.0.1:9000")
         #expect(url.queryValue("region") == "eu-west-1")
         #expect(url.description == "s3://baton-locks/prod/elections/?endpoint=http://127.0.0.1:9000&region=eu-west-1")
 
         let bare = try StoreURL("s3://bucket")
-        #expect(bare.s3Prefix == "")
         #expect(bare.queryItems.isEmpty)
-        #expect(try StoreURL("redis://h").bucket == nil)
     }
 
     @Test("IPv6 addresses go in brackets")
@@ -220,25 +194,13 @@ struct StoreURLTests {
     // MARK: Bad input
 
     @Test(
-        "bad input is an invalidArgument error that says what is wrong and never shows the password",
+        "malformed URLs are an invalidArgument error that says what is wrong and never shows the password",
         arguments: [
             ("", "starts with a scheme"),
             ("baton.db", "starts with a scheme"),
             ("//sekret@h", "starts with a scheme"),
             ("1redis://h", "starts with a scheme"),
-            ("mysql://u:sekret@h", #"unknown store URL scheme "mysql"; known schemes: memory, sqlite, redis, rediss"#),
-            ("http://h", "known schemes: memory, sqlite, redis, rediss, etcd, etcds, postgres, postgresql, s3"),
-            ("memory:x", "takes nothing after the scheme"),
-            ("sqlite:", "empty path"),
-            ("sqlite://", "empty path"),
-            ("sqlite:?mode=ro", "empty path"),
-            ("sqlite://host/baton.db", "names a file, not a host"),
-            ("sqlite:a%zz.db", #"the sqlite path "a%zz.db" has a malformed percent-escape"#),
-            ("sqlite:a%00b", "control character"),
-            ("redis:h:6379", "needs // and a host"),
-            ("redis://", "has no host"),
-            ("redis://:sekret@", "has no host"),
-            ("redis:///0", "has no host"),
+            ("sqlite:a%zz.db", #"the path "a%zz.db" has a malformed percent-escape"#),
             ("redis://h:0", #"bad port "0""#),
             ("redis://u:sekret@h:65536", #"bad port "65536""#),
             ("redis://h:", #"bad port """#),
@@ -253,12 +215,6 @@ struct StoreURLTests {
             ("redis://[::1:6379", "lacks its closing ]"),
             ("redis://[::1]6379", "has text after its closing ]"),
             ("redis://[zz]:1", "not a valid IPv6 address"),
-            ("redis://h:1/abc", "is a database number"),
-            ("redis://h:1/-1", "is a database number"),
-            ("etcd://h:2379/prefix", "has no path"),
-            ("s3://bucket:9000/p/", "names one bucket, without a port"),
-            ("s3://b1,b2/p/", "names one bucket, without a port"),
-            ("s3://AKIA:sekret@bucket/p/", "carries no credentials"),
             ("postgres://u:sek%ZZret@h/db", "the password has a malformed percent-escape"),
             ("postgres://u:sek%C3ret@h/db", "the password is not UTF-8"),
             ("postgres://u:sekret/x@h/db", "percent-encode them as %2F, %3F, %40"),

@@ -1,5 +1,6 @@
-# Shell helpers shared by scripts/test and scripts/chaos (sourced, not run): installing what is missing, free
-# loopback ports, starting servers in the background. The sourcing script sets WORK_DIR before starting servers.
+# shellcheck shell=bash
+# Shell helpers shared by scripts/test, scripts/chaos and scripts/bench (sourced, not run): installing what is
+# missing, free loopback ports, starting servers in the background. The sourcing script sets WORK_DIR before starting servers.
 
 APT_UPDATED=false
 SERVER_PIDS=()

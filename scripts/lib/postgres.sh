@@ -1,4 +1,6 @@
-# PostgreSQL helpers shared by scripts/test and scripts/chaos (sourced after scripts/lib/common.sh).
+# shellcheck shell=bash
+# PostgreSQL helpers shared by scripts/test, scripts/chaos and scripts/bench (sourced after
+# scripts/lib/common.sh).
 # initdb and postgres refuse to run as root: every server runs as the postgres user, in PG_DIR (which the
 # sourcing script sets, under WORK_DIR).
 
@@ -8,6 +10,7 @@ need_postgres() {
     PG_BIN=$(pg_config --bindir)
     if [[ ! -x $PG_BIN/initdb ]]; then
         # pg_config can come from libpq-dev alone; the server is the postgresql package.
+        # shellcheck disable=SC2034 # read by need_apt (scripts/lib/common.sh)
         APT_UPDATED=true
         say "apt-get update; apt-get install -y postgresql (no initdb in $PG_BIN)"
         apt-get update -qq

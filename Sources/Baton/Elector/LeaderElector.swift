@@ -45,12 +45,12 @@ import Synchronization
 public final class LeaderElector: Service, Sendable {
     typealias Input = ElectorStateMachine.Input
 
-    private struct TermWaiter {
+    struct TermWaiter {
         var token: FencingToken
         var continuation: CheckedContinuation<DemotionReason, Never>
     }
 
-    private struct Shared {
+    struct Shared {
         var role: ElectorRole = .detached
         var running = false
         var input: AsyncStream<Input>.Continuation?
@@ -81,11 +81,11 @@ public final class LeaderElector: Service, Sendable {
     /// The validated configuration.
     public let configuration: ElectorConfiguration
 
-    private let clock: BatonClock
-    private let logger: Logger
-    private let metrics: ElectorMetrics
-    private let seed: UInt64
-    private let shared = Mutex(Shared())
+    let clock: BatonClock
+    let logger: Logger
+    let metrics: ElectorMetrics
+    let seed: UInt64
+    let shared = Mutex(Shared())
 
     /// Creates an elector on the host's continuous clock.
     /// - Parameters:
@@ -214,7 +214,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Marks the campaign as running and returns its input stream, or nil if a campaign already runs.
-    private func claimCampaign() -> AsyncStream<Input>? {
+    func claimCampaign() -> AsyncStream<Input>? {
         let (inputs, input) = AsyncStream.makeStream(of: Input.self)
         let claimed = shared.withLock { shared in
             if shared.running { return false }
@@ -226,7 +226,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Waits until no campaign runs (or the caller is cancelled).
-    private func waitUntilIdle() async {
+    func waitUntilIdle() async {
         let id = shared.withLock { $0.takeID() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -243,7 +243,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Runs one campaign, fed by `inputs`, until it finishes.
-    private func campaign(_ inputs: AsyncStream<Input>) async {
+    func campaign(_ inputs: AsyncStream<Input>) async {
         guard let input = shared.withLock({ $0.input }) else { return }
         logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
         var machine = ElectorStateMachine(settings: .init(configuration), seed: seed)
@@ -337,12 +337,12 @@ public final class LeaderElector: Service, Sendable {
 
     // MARK: Leading
 
-    private enum LeadOutcome<T: Sendable>: Sendable {
+    enum LeadOutcome<T: Sendable>: Sendable {
         case finished(T)
         case demoted(DemotionReason)
     }
 
-    private func lead<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
+    func lead<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
         // Counted as the term's work from the moment it is handed the lease until the body has returned.
         let lease = try await waitForLeadership()
         defer { workReturned(lease.token) }
@@ -390,7 +390,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Waits until the term of `lease` ends here, or the caller is cancelled (then returns `.resigned`).
-    private func waitForDemotion(of lease: Lease) async -> DemotionReason {
+    func waitForDemotion(of lease: Lease) async -> DemotionReason {
         let id = shared.withLock { $0.takeID() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<DemotionReason, Never>) in
@@ -407,247 +407,9 @@ public final class LeaderElector: Service, Sendable {
         }
     }
 
-    // MARK: Performing actions
-
-    /// Performs `actions`; returns true when the run is over. `deadline` is the deadline of the term led after
-    /// them, if any.
-    private func perform(
-        _ actions: [ElectorStateMachine.Action],
-        deadline: Duration?,
-        in group: inout DiscardingTaskGroup,
-        requests: StoreRequests,
-        input: AsyncStream<Input>.Continuation
-    ) async -> Bool {
-        for action in actions {
-            switch action {
-            case .acquire(let id):
-                requests.start { await self.sendAcquire(id, into: input) }
-            case .renew(let id, let lease):
-                requests.start { await self.sendRenew(id, lease, into: input) }
-            case .release(let release):
-                group.addTask { await self.releaseAfterWork(release) }
-            case .schedule(let time):
-                group.addTask {
-                    try? await self.clock.sleep(until: time)
-                    input.yield(.tick)
-                }
-            case .elected(let lease):
-                becameLeader(lease, deadline: deadline)
-            case .extended(let lease):
-                extended(lease, deadline: deadline)
-            case .demoted(let lease, let reason):
-                lostLeadership(lease, reason)
-            case .leaderChanged(let info):
-                observedLeader(info)
-            case .storeError(let error):
-                storeFailed(error)
-            case .checkPresence(let id):
-                requests.start { await self.checkPresence(id, into: input) }
-            case .check(let id):
-                requests.start { await self.check(id, into: input) }
-            case .finish(let release):
-                if let release { await releaseAfterWork(release) }
-                if configuration.quorum != nil { await leavePresence() }
-                return true
-            }
-        }
-        return false
-    }
-
-    private func sendAcquire(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
-        let started = clock.now()
-        let answer: Input
-        do {
-            switch try await store.acquire(
-                key: key,
-                holder: holder,
-                ttl: configuration.ttl,
-                metadata: configuration.metadata
-            ) {
-            case .acquired(let lease): answer = .acquired(id, lease)
-            case .held(let info): answer = .held(id, info)
-            }
-            metrics.acquireDuration.recordNanoseconds((clock.now() - started).batonNanoseconds)
-        } catch {
-            if Task.isCancelled { return }
-            answer = .acquireFailed(id, Self.batonError(error))
-        }
-        input.yield(answer)
-    }
-
-    private func sendRenew(
-        _ id: ElectorStateMachine.RequestID,
-        _ lease: Lease,
-        into input: AsyncStream<Input>.Continuation
-    ) async {
-        let answer: Input
-        do {
-            answer = .renewed(id, try await store.renew(lease, ttl: configuration.ttl))
-        } catch {
-            if Task.isCancelled { return }
-            let error = Self.batonError(error)
-            if error.code == .lost {
-                answer = .renewLost(id)
-            } else {
-                metrics.renewFailures.increment()
-                answer = .renewFailed(id, error)
-            }
-        }
-        input.yield(answer)
-    }
-
-    /// Reads the store's current leader of the key for a waiting candidate whose feed looks healthy.
-    private func check(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
-        let answer: Input
-        do {
-            answer = .checked(id, try await store.current(key: key))
-        } catch {
-            if Task.isCancelled { return }
-            answer = .checkFailed(id, Self.batonError(error))
-        }
-        input.yield(answer)
-    }
-
-    /// Quorum mode: heartbeats this elector into its presence group and counts the live members.
-    private func checkPresence(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
-        let group = configuration.presenceGroup ?? key
-        let answer: Input
-        do {
-            try await store.heartbeat(group: group, member: holder, ttl: configuration.ttl)
-            answer = .presence(id, alive: try await store.members(group: group).count)
-        } catch {
-            if Task.isCancelled { return }
-            answer = .presenceFailed(id, Self.batonError(error))
-        }
-        input.yield(answer)
-    }
-
-    /// Quorum mode: leaves the presence group at the end of a run, so the others count one member fewer at once.
-    private func leavePresence() async {
-        let store = self.store
-        let group = configuration.presenceGroup ?? key
-        let holder = self.holder
-        await uncancelled("leave the presence group") { try await store.leave(group: group, member: holder) }
-    }
-
-    /// Follows the store's change feed for the key, resubscribing with backoff when it fails.
-    private func followChanges(into input: AsyncStream<Input>.Continuation) async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                for try await info in try store.changes(key: key) {
-                    failures = 0
-                    input.yield(.observed(info))
-                }
-            } catch {
-                if Task.isCancelled { return }
-                failures += 1
-                logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
-            }
-            if Task.isCancelled { return }
-            input.yield(.feedLost)
-            let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
-            do { try await clock.sleep(for: delay) } catch { return }
-        }
-    }
-
-    // MARK: Release after work
-
-    /// The work of the term `token` handed to a ``withLeadership(_:)`` body has returned.
-    private func workReturned(_ token: FencingToken) {
-        let waiters = shared.withLock { shared -> [CheckedContinuation<Bool, Never>] in
-            let left = (shared.work[token] ?? 1) - 1
-            shared.work[token] = left > 0 ? left : nil
-            guard left <= 0 else { return [] }
-            let ready = shared.workWaiters.filter { $0.value.token == token }
-            for id in ready.keys { shared.workWaiters[id] = nil }
-            return ready.values.map(\.continuation)
-        }
-        for waiter in waiters { waiter.resume(returning: true) }
-    }
-
-    /// Waits, even if the calling task is cancelled, until no work of the term `token` runs (true) or the
-    /// elector's clock reaches `deadline` first (false).
-    private func waitForWork(of token: FencingToken, until deadline: Duration) async -> Bool {
-        let id = shared.withLock { $0.takeID() }
-        let clock = self.clock
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let idle = shared.withLock { shared in
-                if shared.work[token] == nil { return true }
-                shared.workWaiters[id] = (token, continuation)
-                return false
-            }
-            if idle {
-                continuation.resume(returning: true)
-                return
-            }
-            // Unstructured on purpose: the wait must not end with the caller's cancellation, only with the work or
-            // at the deadline.
-            Task { [weak self] in
-                try? await clock.sleep(until: deadline)
-                self?.shared.withLock { $0.workWaiters.removeValue(forKey: id) }?.continuation.resume(returning: false)
-            }
-        }
-    }
-
-    /// Releases the term of `release` once its work has returned; if the work is still running at the term's
-    /// deadline, releases nothing (the store's ttl frees the key: a successor may start after it, and the work
-    /// that is still running can only be refused by its fencing token).
-    private func releaseAfterWork(_ release: ElectorStateMachine.Release) async {
-        let token = release.lease.token
-        let busy = shared.withLock { $0.work[token] != nil }
-        if busy {
-            logger.info("waiting for the work to return before releasing", metadata: ["baton.token": "\(token)"])
-        }
-        if await waitForWork(of: token, until: release.workDeadline) {
-            await releaseUncancelled(release.lease)
-        } else {
-            metrics.releaseSkipped.increment()
-            logger.warning(
-                "the work was still running at the term's deadline: not releasing; the key expires after its ttl",
-                metadata: ["baton.token": "\(token)"])
-        }
-    }
-
-    /// Releases `lease` even if the calling task is cancelled, waiting at most the release timeout.
-    private func releaseUncancelled(_ lease: Lease) async {
-        let store = self.store
-        let logger = self.logger
-        await uncancelled("release; the term will expire") {
-            try await store.release(lease)
-            logger.info("released", metadata: ["baton.token": "\(lease.token)"])
-        }
-    }
-
-    /// Runs `operation` even if the calling task is cancelled, waiting at most the release timeout; logs a
-    /// warning naming `what` if it fails or times out.
-    private func uncancelled(_ what: String, _ operation: @escaping @Sendable () async throws -> Void) async {
-        let logger = self.logger
-        let clock = self.clock
-        let timeout = configuration.releaseTimeout
-        let gate = OnceGate()
-        // Unstructured tasks on purpose: they must not inherit the caller's cancellation. Both end on their own
-        // (the operation when the store answers, the timer at the timeout or when cancelled below). The operation
-        // goes first and ahead of other work: a release is what the next leader waits for.
-        Task(priority: .high) {
-            do {
-                try await operation()
-            } catch {
-                logger.warning("failed: \(what)", metadata: ["baton.error": "\(error)"])
-            }
-            gate.open()
-        }
-        let timer = Task {
-            try? await clock.sleep(for: timeout)
-            if gate.open() { logger.warning("timed out: \(what)") }
-        }
-        await gate.wait()
-        timer.cancel()
-    }
-
     // MARK: Publishing state
 
-    private func becameLeader(_ lease: Lease, deadline: Duration?) {
+    func becameLeader(_ lease: Lease, deadline: Duration?) {
         let waiters = shared.withLock { shared in
             shared.role = .leader(lease)
             shared.deadline = deadline
@@ -663,7 +425,7 @@ public final class LeaderElector: Service, Sendable {
         for waiter in waiters { waiter.resume(returning: lease) }
     }
 
-    private func extended(_ lease: Lease, deadline: Duration?) {
+    func extended(_ lease: Lease, deadline: Duration?) {
         shared.withLock { shared in
             shared.role = .leader(lease)
             shared.deadline = deadline
@@ -671,7 +433,7 @@ public final class LeaderElector: Service, Sendable {
         emit(.renewed(lease))
     }
 
-    private func lostLeadership(_ lease: Lease, _ reason: DemotionReason) {
+    func lostLeadership(_ lease: Lease, _ reason: DemotionReason) {
         let waiters = shared.withLock { shared in
             shared.role = reason == .deadlineReached ? .detached : .follower(of: nil)
             shared.deadline = nil
@@ -690,7 +452,7 @@ public final class LeaderElector: Service, Sendable {
         emit(.demoted(lease, reason))
     }
 
-    private func observedLeader(_ info: LeaderInfo?) {
+    func observedLeader(_ info: LeaderInfo?) {
         shared.withLock { shared in
             if shared.role.lease == nil, info?.holder != holder { shared.role = .follower(of: info) }
         }
@@ -698,7 +460,7 @@ public final class LeaderElector: Service, Sendable {
         emit(.leaderChanged(info))
     }
 
-    private func storeFailed(_ error: BatonError) {
+    func storeFailed(_ error: BatonError) {
         shared.withLock { shared in
             if shared.role.lease == nil { shared.role = .detached }
         }
@@ -707,7 +469,7 @@ public final class LeaderElector: Service, Sendable {
         emit(.storeError(error))
     }
 
-    private func emit(_ event: ElectorEvent) {
+    func emit(_ event: ElectorEvent) {
         let subscribers = shared.withLock { Array($0.subscribers.values) }
         for subscriber in subscribers { subscriber.yield(event) }
     }
@@ -715,73 +477,5 @@ public final class LeaderElector: Service, Sendable {
     static func batonError(_ error: any Error) -> BatonError {
         if let error = error as? BatonError { return error }
         return .storeUnavailable("store call failed: \(error)", underlying: error)
-    }
-}
-
-/// The store requests of one campaign (acquire, renew, check, presence), each in a task of its own: the campaign
-/// acts on their answers as they come and, when it ends, cancels those still in flight instead of waiting for them.
-private final class StoreRequests: Sendable {
-    private struct State {
-        var next = 0
-        var tasks: [Int: Task<Void, Never>] = [:]
-        var cancelled = false
-    }
-
-    private let state = Mutex(State())
-
-    /// Starts `request` unless the campaign has ended.
-    func start(_ request: @escaping @Sendable () async -> Void) {
-        state.withLock { state in
-            guard !state.cancelled else { return }
-            let id = state.next
-            state.next += 1
-            state.tasks[id] = Task { [weak self] in
-                await request()
-                _ = self?.state.withLock { $0.tasks.removeValue(forKey: id) }
-            }
-        }
-    }
-
-    /// Cancels every request in flight, and any started later.
-    func cancelAll() {
-        let tasks = state.withLock { state in
-            state.cancelled = true
-            defer { state.tasks = [:] }
-            return Array(state.tasks.values)
-        }
-        for task in tasks { task.cancel() }
-    }
-}
-
-/// A one-shot gate: ``wait()`` returns once ``open()`` has been called, whichever comes first.
-private final class OnceGate: Sendable {
-    private struct State {
-        var isOpen = false
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    /// Opens the gate; returns true for the call that opened it.
-    @discardableResult
-    func open() -> Bool {
-        let (opened, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-            if state.isOpen { return (false, nil) }
-            state.isOpen = true
-            defer { state.waiter = nil }
-            return (true, state.waiter)
-        }
-        waiter?.resume()
-        return opened
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let isOpen = state.withLock { state in
-                if !state.isOpen { state.waiter = continuation }
-                return state.isOpen
-            }
-            if isOpen { continuation.resume() }
-        }
     }
 }

@@ -1,11 +1,15 @@
-/// The address of a store, as written on the command line, in configuration and in `BATON_STORE`.
+/// The address of a store, as written on the command line, in configuration and in `BATON_STORE`: a scheme
+/// naming the kind of store, then either `//` and an authority (`[user[:password]@]host[:port][,host[:port]...]`)
+/// with an optional path and query, or an opaque path and query (`sqlite:baton.db`, `memory:`).
 ///
-/// The forms, one per store:
+/// The core parses the shape and knows no store: each store declares the schemes it answers to and checks the
+/// parts it takes (``URLOpenableStore``), and `BatonStores` opens a URL with the store that declared its scheme.
+/// The forms of Baton's own stores:
 ///
 /// | form | store |
 /// |---|---|
 /// | `memory:` | ``MemoryLeaseStore``, this process only |
-/// | `sqlite:PATH` | an SQLite file, relative to the working directory or absolute; the default is `sqlite:baton.db` |
+/// | `sqlite:PATH` | an SQLite file, relative to the working directory or absolute (the default is `sqlite:baton.db`) |
 /// | `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS) | one Redis node |
 /// | `redis://h1:p1,h2:p2,h3:p3` | a Redlock quorum over independent Redis nodes |
 /// | `etcd://host:port[,host:port...]`, `etcds://...` (TLS) | an etcd v3 cluster |
@@ -14,213 +18,90 @@
 ///
 /// The parser is written for these forms rather than taken from `Foundation.URL`, which cannot read an
 /// authority with several hosts. User, password, path and query items are percent-decoded (`%40` is `@`); a
-/// `+` stays a `+`. What each store makes of the path and the query items (a Redis database number, a PostgreSQL
-/// `sslmode`, an S3 `endpoint`) is checked by that store, except where the form above leaves no doubt.
+/// `+` stays a `+`.
 ///
 /// ``description`` prints the URL with the password and secret-looking query values replaced by `***`, and
 /// errors never contain them either, so a `StoreURL` may be logged.
 public struct StoreURL: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
-    /// Which store a URL names: one value per store, shared by the schemes that are spellings of it
-    /// (`redis` and `rediss`, `postgres` and `postgresql`).
-    public struct Kind: Sendable, Hashable, CustomStringConvertible {
-        /// The store's name, as in "the redis store".
-        public let name: String
-        /// The port a host without one gets, if the store has a usual one.
-        public let defaultPort: Int?
-
-        private init(_ name: String, defaultPort: Int? = nil) {
-            self.name = name
-            self.defaultPort = defaultPort
-        }
-
-        /// The in-process store.
-        public static let memory = Kind("memory")
-        /// The embedded SQLite store.
-        public static let sqlite = Kind("sqlite")
-        /// Redis: one node, or a Redlock quorum of several.
-        public static let redis = Kind("redis", defaultPort: 6379)
-        /// etcd v3.
-        public static let etcd = Kind("etcd", defaultPort: 2379)
-        /// PostgreSQL.
-        public static let postgres = Kind("postgres", defaultPort: 5432)
-        /// An S3-compatible object store.
-        public static let s3 = Kind("s3")
-
-        /// The store's name.
-        public var description: String { name }
-    }
-
-    /// One host of the authority: a name or an address, and a port if one was given.
+    /// One host of the authority, with its port if the URL gives one.
     public struct Host: Sendable, Hashable, CustomStringConvertible {
-        /// The host name or address; an IPv6 address without its brackets.
+        /// The host name or address (an IPv6 address without its brackets).
         public var name: String
-        /// The port, 1–65535, if given.
+        /// The port, if written.
         public var port: Int?
 
-        /// Creates a host.
+        /// A host.
         public init(_ name: String, port: Int? = nil) {
             self.name = name
             self.port = port
         }
 
-        /// `name:port`, with brackets around an IPv6 address.
+        /// `name:port`, with IPv6 addresses in brackets.
         public var description: String {
             let shownName = name.contains(":") ? "[\(name)]" : name
-            guard let port else { return shownName }
-            return "\(shownName):\(port)"
+            return port.map { "\(shownName):\($0)" } ?? shownName
         }
     }
 
-    /// One `name=value` pair of the query, percent-decoded. A pair written without `=` has an empty value.
+    /// One `name=value` item of the query, percent-decoded.
     public struct QueryItem: Sendable, Hashable {
-        /// The name.
+        /// The item's name.
         public var name: String
-        /// The value.
+        /// The item's value (empty for an item written without `=`).
         public var value: String
 
-        /// Creates a query item.
+        /// An item.
         public init(name: String, value: String) {
             self.name = name
             self.value = value
         }
     }
 
-    /// The scheme as written, lower-cased: `memory`, `sqlite`, `redis`, `rediss`, `etcd`, `etcds`, `postgres`,
-    /// `postgresql` or `s3`.
+    /// The scheme as written, lower-cased (`sqlite`, `rediss`, ...).
     public let scheme: String
-    /// The store the scheme names.
-    public let kind: Kind
-    /// Whether the scheme asks for TLS (`rediss`, `etcds`). PostgreSQL says so with `sslmode`, S3 with the
-    /// endpoint's scheme.
-    public let usesTLS: Bool
+    /// Whether the URL has an authority: `//` after the scheme (`redis://...`, also `sqlite:///abs/path` with an
+    /// empty one).
+    public let hasAuthority: Bool
     /// The user name, if the URL has one (`redis://:pass@host` has a password but no user).
     public let user: String?
     /// The password, if the URL has one. Never printed: ``description`` shows `***`.
     public let password: String?
-    /// The hosts of the authority, in the order written; empty for `memory:` and `sqlite:`. For `s3://` the
-    /// single host is the bucket.
+    /// The hosts of the authority, in the order written; empty without an authority or with an empty one.
     public let hosts: [Host]
-    /// The path, percent-decoded: the file for `sqlite:`, `/db` for Redis and PostgreSQL, `/prefix/` for S3,
-    /// and otherwise empty.
+    /// The path, percent-decoded: what follows the authority (`/db`, `/prefix/`), or everything after the scheme
+    /// up to the query when there is no authority (`baton.db` for `sqlite:baton.db`).
     public let path: String
     /// The query items, in the order written.
     public let queryItems: [QueryItem]
-
-    /// The schemes this parser knows, in the order shown in error messages.
-    public static let knownSchemes = [
-        "memory", "sqlite", "redis", "rediss", "etcd", "etcds", "postgres", "postgresql", "s3",
-    ]
-
-    /// `sqlite:baton.db`, the store used when none is named.
-    public static let defaultString = "sqlite:baton.db"
-
-    /// The store used when none is named: the SQLite file `baton.db` in the working directory.
-    public static var `default`: StoreURL {
-        StoreURL(scheme: "sqlite", kind: .sqlite, path: "baton.db")
-    }
-
-    private init(
-        scheme: String,
-        kind: Kind,
-        usesTLS: Bool = false,
-        user: String? = nil,
-        password: String? = nil,
-        hosts: [Host] = [],
-        path: String = "",
-        queryItems: [QueryItem] = []
-    ) {
-        self.scheme = scheme
-        self.kind = kind
-        self.usesTLS = usesTLS
-        self.user = user
-        self.password = password
-        self.hosts = hosts
-        self.path = path
-        self.queryItems = queryItems
-    }
 
     /// The value of the first query item called `name`, if any.
     public func queryValue(_ name: String) -> String? {
         queryItems.first { $0.name == name }?.value
     }
 
-    /// The bucket of an `s3://` URL.
-    public var bucket: String? { kind == .s3 ? hosts.first?.name : nil }
-
-    /// The key prefix of an `s3://` URL: the path without its leading `/` (`baton/` for `s3://b/baton/`).
-    public var s3Prefix: String? {
-        guard kind == .s3 else { return nil }
-        return path.hasPrefix("/") ? String(path.dropFirst()) : path
-    }
-
     // MARK: Parsing
 
-    /// Parses a store URL in one of the forms listed in the type's documentation. Surrounding whitespace is
-    /// ignored.
+    /// Parses a store URL: a scheme, then an authority, path and query, or an opaque path and query. Surrounding
+    /// whitespace is ignored. Which schemes exist and what each store accepts is checked when the URL is opened.
     ///
-    /// - Throws: ``BatonError`` `invalidArgument` naming what is wrong: an unknown scheme (with the known ones), a
-    ///   missing host, a bad port, an empty SQLite path, a malformed percent-escape, a part the store does not
-    ///   take. The message never contains the password.
+    /// - Throws: ``BatonError`` `invalidArgument` naming what is wrong: no scheme, an empty host between commas, a
+    ///   bad port, an invalid host name, a malformed percent-escape, an `@` after the authority. The message never
+    ///   contains the password.
     public init(_ string: String) throws(BatonError) {
         let text = Substring(string).trimmingWhitespace()
         guard let colon = text.firstIndex(of: ":"), Self.isScheme(text[..<colon]) else {
             throw .invalidArgument(
-                "a store URL starts with a scheme, such as memory:, sqlite:PATH or redis://host:port; known schemes: "
-                    + Self.knownSchemes.joined(separator: ", ")
+                "a store URL starts with a scheme, such as memory:, sqlite:PATH or redis://host:port"
             )
         }
         let scheme = text[..<colon].lowercased()
         let rest = text[text.index(after: colon)...]
-        switch scheme {
-        case "memory":
-            guard rest.isEmpty || rest == "//" else {
-                throw .invalidArgument("a memory: store URL takes nothing after the scheme; write memory:")
-            }
-            self.init(scheme: scheme, kind: .memory)
-        case "sqlite":
-            try self.init(sqlite: rest)
-        case "redis", "rediss", "etcd", "etcds", "postgres", "postgresql", "s3":
-            try self.init(network: scheme, rest)
-        default:
-            throw .invalidArgument(
-                "unknown store URL scheme \(BatonValidation.preview(scheme)); known schemes: "
-                    + Self.knownSchemes.joined(separator: ", ")
-            )
-        }
-    }
-
-    private init(sqlite rest: Substring) throws(BatonError) {
-        let example = "write sqlite:PATH, e.g. sqlite:baton.db or sqlite:/var/lib/baton/baton.db"
-        var pathPart = rest
-        if rest.hasPrefix("//") {
-            // sqlite:///abs/path is sqlite:/abs/path written with an empty authority.
-            pathPart = rest.dropFirst(2)
-            guard pathPart.isEmpty || pathPart.hasPrefix("/") else {
-                throw .invalidArgument("a sqlite: store URL names a file, not a host; \(example)")
-            }
-        }
-        let (rawPath, query) = Self.splitQuery(pathPart)
-        let path = try Self.decode(rawPath, "sqlite path")
-        if path.isEmpty {
-            throw .invalidArgument("the sqlite: store URL has an empty path; \(example)")
-        }
-        if path.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            throw .invalidArgument("the sqlite path contains a control character")
-        }
-        self.init(scheme: "sqlite", kind: .sqlite, path: path, queryItems: try Self.parseQuery(query))
-    }
-
-    private init(network scheme: String, _ rest: Substring) throws(BatonError) {
-        let kind: Kind
-        switch scheme {
-        case "redis", "rediss": kind = .redis
-        case "etcd", "etcds": kind = .etcd
-        case "postgres", "postgresql": kind = .postgres
-        default: kind = .s3
-        }
-        let form = Self.form(of: kind)
         guard rest.hasPrefix("//") else {
-            throw .invalidArgument("the store URL needs // and a host after \(scheme):, as in \(form)")
+            let (rawPath, query) = Self.splitQuery(rest)
+            self.init(
+                scheme: scheme, hasAuthority: false, user: nil, password: nil, hosts: [],
+                path: try Self.decode(rawPath, "path"), queryItems: try Self.parseQuery(query))
+            return
         }
         let afterSlashes = rest.dropFirst(2)
         let authorityEnd = afterSlashes.firstIndex { $0 == "/" || $0 == "?" } ?? afterSlashes.endIndex
@@ -229,22 +110,11 @@ public struct StoreURL: Sendable, Hashable, CustomStringConvertible, CustomRefle
         // pieces would otherwise pass for a port, a path or a query item and be printed.
         if afterSlashes[authorityEnd...].contains("@") {
             throw .invalidArgument(
-                "the \(scheme): store URL has an '@' after its host part (\(form)); if the user name or password "
-                    + "contains '/', '?' or '@', percent-encode them as %2F, %3F, %40 (also an '@' in a path or query)"
+                "the \(scheme): store URL has an '@' after its host part; if the user name or password contains "
+                    + "'/', '?' or '@', percent-encode them as %2F, %3F, %40 (also an '@' in a path or query)"
             )
         }
-        try self.init(network: scheme, kind: kind, authority: authority, afterSlashes[authorityEnd...])
-    }
-
-    private init(
-        network scheme: String,
-        kind: Kind,
-        authority: Substring,
-        _ afterAuthority: Substring
-    ) throws(BatonError) {
-        let form = Self.form(of: kind)
-        let (rawPath, query) = Self.splitQuery(afterAuthority)
-
+        let (rawPath, query) = Self.splitQuery(afterSlashes[authorityEnd...])
         var user: String?
         var password: String?
         var hostList = authority
@@ -259,64 +129,42 @@ public struct StoreURL: Sendable, Hashable, CustomStringConvertible, CustomRefle
             }
             if user?.isEmpty == true { user = nil }
         }
-
-        let hosts = try Self.parseHosts(hostList, scheme: scheme, form: form)
-        let path = try Self.decode(rawPath, "path")
-        let queryItems = try Self.parseQuery(query)
-
-        switch kind {
-        case .redis:
-            if !(path.isEmpty || path == "/" || (path.hasPrefix("/") && Self.isDigits(path.dropFirst()))) {
-                let shown = BatonValidation.preview(path)
-                throw .invalidArgument("the path of a \(scheme): store URL is a database number, as in /0: \(shown)")
-            }
-        case .etcd:
-            if !(path.isEmpty || path == "/") {
-                throw .invalidArgument("an \(scheme): store URL has no path: \(form)")
-            }
-        case .s3:
-            if user != nil || password != nil {
-                throw .invalidArgument(
-                    "an s3: store URL carries no credentials; they come from AWS_ACCESS_KEY_ID and "
-                        + "AWS_SECRET_ACCESS_KEY: \(form)"
-                )
-            }
-            if hosts.count != 1 || hosts[0].port != nil {
-                throw .invalidArgument("an s3: store URL names one bucket, without a port: \(form)")
-            }
-        default:
-            break
-        }
         self.init(
             scheme: scheme,
-            kind: kind,
-            usesTLS: scheme == "rediss" || scheme == "etcds",
+            hasAuthority: true,
             user: user,
             password: password,
-            hosts: hosts,
-            path: path,
-            queryItems: queryItems
+            hosts: try Self.parseHosts(hostList, scheme: scheme),
+            path: try Self.decode(rawPath, "path"),
+            queryItems: try Self.parseQuery(query)
         )
     }
 
-    private static func form(of kind: Kind) -> String {
-        switch kind {
-        case .redis: "redis://[user:pass@]host:port[/db] or redis://h1:p1,h2:p2,h3:p3"
-        case .etcd: "etcd://host:port[,host:port...]"
-        case .postgres: "postgres://user:pass@host:port/db"
-        default: "s3://bucket/prefix/?endpoint=URL&region=R"
-        }
+    private init(
+        scheme: String,
+        hasAuthority: Bool,
+        user: String?,
+        password: String?,
+        hosts: [Host],
+        path: String,
+        queryItems: [QueryItem]
+    ) {
+        self.scheme = scheme
+        self.hasAuthority = hasAuthority
+        self.user = user
+        self.password = password
+        self.hosts = hosts
+        self.path = path
+        self.queryItems = queryItems
     }
 
-    private static func parseHosts(_ list: Substring, scheme: String, form: String) throws(BatonError) -> [Host] {
-        if list.isEmpty {
-            throw .invalidArgument("the \(scheme): store URL has no host: \(form)")
-        }
+    private static func parseHosts(_ list: Substring, scheme: String) throws(BatonError) -> [Host] {
+        if list.isEmpty { return [] }
         var hosts: [Host] = []
         for (index, entry) in list.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
             let which = "host \(index + 1) of the \(scheme): store URL"
             if entry.isEmpty {
-                throw .invalidArgument("\(which) is missing (an empty entry between commas): \(form)")
+                throw .invalidArgument("\(which) is missing (an empty entry between commas)")
             }
             var name: Substring
             var portText: Substring?
@@ -346,7 +194,7 @@ public struct StoreURL: Sendable, Hashable, CustomStringConvertible, CustomRefle
                     name = entry
                 }
                 if name.isEmpty {
-                    throw .invalidArgument("\(which) has a port but no host name: \(form)")
+                    throw .invalidArgument("\(which) has a port but no host name")
                 }
                 if !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }) {
                     throw .invalidArgument(
@@ -449,22 +297,16 @@ public struct StoreURL: Sendable, Hashable, CustomStringConvertible, CustomRefle
     /// The URL with the password, and the values of query items whose names mention a password, secret, token,
     /// credential or key, replaced by `***`. Parsing the description of a URL without secrets gives the same URL.
     public var description: String {
-        switch kind {
-        case .memory:
-            return "memory:"
-        case .sqlite:
-            return "sqlite:" + Self.encode(path, keeping: "/") + queryDescription
-        default:
-            var text = scheme + "://"
-            if user != nil || password != nil {
-                text += Self.encode(user ?? "", keeping: "")
-                if password != nil { text += ":***" }
-                text += "@"
-            }
-            text += hosts.map(\.description).joined(separator: ",")
-            text += Self.encode(path, keeping: "/")
-            return text + queryDescription
+        guard hasAuthority else { return scheme + ":" + Self.encode(path, keeping: "/") + queryDescription }
+        var text = scheme + "://"
+        if user != nil || password != nil {
+            text += Self.encode(user ?? "", keeping: "")
+            if password != nil { text += ":***" }
+            text += "@"
         }
+        text += hosts.map(\.description).joined(separator: ",")
+        text += Self.encode(path, keeping: "/")
+        return text + queryDescription
     }
 
     /// The fields, with the password and secret query values redacted, for `dump` and debuggers.

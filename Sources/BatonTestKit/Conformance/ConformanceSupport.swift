@@ -4,9 +4,7 @@ import Synchronization
 /// Helpers shared by the checks.
 enum Conformance {
     /// A name no other check or run uses: `baton-conformance-<label>-<random hex>`.
-    static func unique(_ label: String) -> String {
-        "baton-conformance-\(label)-\(String(UInt64.random(in: .min ... .max), radix: 16))"
-    }
+    static func unique(_ label: String) -> String { BatonTestKit.unique("baton-conformance-\(label)") }
 
     /// A ttl that does not run out during a check: far longer than the check takes on any store.
     static func longTTL(_ harness: any StoreHarness) -> Duration {

@@ -9,46 +9,63 @@ import Musl
 import Darwin
 #endif
 
-/// The status lines `baton run` prints on standard error while it waits for leadership (who holds the key,
-/// since when), silenced by `--quiet`. Standard output belongs to the command.
+/// The lines `baton run` prints on standard error: status lines (who holds the key while it waits, since when;
+/// retries), silenced by `--quiet`, and errors, always printed. Standard output belongs to the command. It prints
+/// what ``RunStateMachine`` reports and decides nothing.
 struct StatusReporter: Sendable {
     /// The key campaigned for.
     var key: String
     /// This candidate's identity.
     var holder: String
+    /// The name the command is given in messages.
+    var command: String
     /// Whether status lines are silenced (errors are always printed).
     var quiet: Bool
 
-    /// Reports the events of one elector until the stream ends or the task is cancelled, telling `supervisor`
-    /// about each one.
-    func follow(_ events: AsyncStream<ElectorEvent>, supervisor: RunSupervisor) async {
-        var seen: (holder: String, token: FencingToken, since: String)?
-        var failing = false
-        for await event in events {
-            switch event {
-            case .leaderChanged(let info):
-                failing = false
-                guard let info, info.holder != holder else { continue }
-                if seen?.holder != info.holder || seen?.token != info.token {
-                    seen = (info.holder, info.token, Self.clockTime())
-                }
-                status("waiting: \(key) is held by \(info.holder) (token \(info.token)) since \(seen!.since)")
-            case .elected(let lease):
-                failing = false
-                seen = nil
-                supervisor.electionReported(lease)
-            case .renewed(let lease):
-                failing = false
-                // The keeper's watchdog gets the term's new kill time.
-                supervisor.renewed(lease)
-            case .demoted(let lease, let reason):
-                supervisor.demoted(lease, reason)
-            case .storeError(let error):
-                if !failing { status("\(CommandOutcome.message(for: error)); retrying") }
-                failing = true
-            }
-            supervisor.campaignProgressed()
+    /// Prints `report`.
+    func print(_ report: RunStateMachine.Report) {
+        switch report {
+        case .waiting(let holder, let token, let since):
+            status("waiting: \(key) is held by \(holder) (token \(token)) since \(since)")
+        case .storeError(let message):
+            status("\(message); retrying")
+        case .campaigningAgain:
+            status("campaigning again for \(key) (--retry)")
+        case .termOverBeforeStart(let token):
+            CommandOutcome.printError(
+                "lost leadership of \(key) (token \(token)) before \(command) could start: the term ended or its "
+                    + "deadline passed first; \(command) was not started")
+        case .cannotRun(let reason):
+            CommandOutcome.printError("cannot run \(command): \(reason)")
         }
+    }
+
+    /// How the command of a lost term ended, for ``lost(token:reason:command:grace:)``.
+    enum StoppedCommand {
+        /// Its keeper refused the launch after the term's deadline: it never ran.
+        case refused
+        /// It was stopped; `killed`: with SIGKILL; `byKeeper`: by its keeper's watchdog.
+        case stopped(exit: ChildProcess.Exit, killed: Bool, byKeeper: Bool)
+    }
+
+    /// Says why the term of `token` (if known) was lost for `reason` and how its command was stopped.
+    func lost(token: FencingToken?, reason: DemotionReason?, command stopped: StoppedCommand?, grace: Duration) {
+        var message = "lost leadership of \(key)"
+        if let token { message += " (token \(token))" }
+        message += ": \(Self.explain(reason))"
+        switch stopped {
+        case .refused:
+            message += "; \(command) was not started (its keeper refused the launch after the term's deadline)"
+        case .stopped(let exit, let killed, let byKeeper):
+            message +=
+                killed
+                ? "; \(command) was killed with SIGKILL after the \(RunTiming.format(grace)) grace"
+                : "; \(command) was stopped with SIGTERM (exit status \(exit.code))"
+            if byKeeper { message += " by its keeper at the term's deadline" }
+        case nil:
+            break
+        }
+        CommandOutcome.printError(message)
     }
 
     /// Prints `baton: <line>` on standard error unless quiet.

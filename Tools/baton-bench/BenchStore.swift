@@ -1,4 +1,5 @@
 import Baton
+import BatonStores
 import Synchronization
 
 /// A benchmark that could not measure what it set out to (the figures would be meaningless).
@@ -9,8 +10,8 @@ struct BenchFailure: Error, CustomStringConvertible {
 
 /// The short store name used in the results (`sqlite`, `postgres`, `redis`, ...).
 func storeName(_ string: String) -> String {
-    guard let url = try? StoreURL(string) else { return "?" }
-    return "\(url.kind)"
+    guard let url = try? StoreURL(string), let kind = try? LeaseStores.kind(for: url.scheme) else { return "?" }
+    return kind.urlSchemes[0]
 }
 
 /// Counts the operations sent through it, by operation, and the change-feed values delivered.

@@ -1,0 +1,152 @@
+import CoreMetrics
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+extension LeaderElector {
+    // MARK: Performing actions
+
+    /// Performs `actions`; returns true when the run is over. `deadline` is the deadline of the term led after
+    /// them, if any.
+    func perform(
+        _ actions: [ElectorStateMachine.Action],
+        deadline: Duration?,
+        in group: inout DiscardingTaskGroup,
+        requests: StoreRequests,
+        input: AsyncStream<Input>.Continuation
+    ) async -> Bool {
+        for action in actions {
+            switch action {
+            case .acquire(let id):
+                requests.start { await self.sendAcquire(id, into: input) }
+            case .renew(let id, let lease):
+                requests.start { await self.sendRenew(id, lease, into: input) }
+            case .release(let release):
+                group.addTask { await self.releaseAfterWork(release) }
+            case .schedule(let time):
+                group.addTask {
+                    try? await self.clock.sleep(until: time)
+                    input.yield(.tick)
+                }
+            case .elected(let lease):
+                becameLeader(lease, deadline: deadline)
+            case .extended(let lease):
+                extended(lease, deadline: deadline)
+            case .demoted(let lease, let reason):
+                lostLeadership(lease, reason)
+            case .leaderChanged(let info):
+                observedLeader(info)
+            case .storeError(let error):
+                storeFailed(error)
+            case .checkPresence(let id):
+                requests.start { await self.checkPresence(id, into: input) }
+            case .check(let id):
+                requests.start { await self.check(id, into: input) }
+            case .finish(let release):
+                if let release { await releaseAfterWork(release) }
+                if configuration.quorum != nil { await leavePresence() }
+                return true
+            }
+        }
+        return false
+    }
+
+    func sendAcquire(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+        let started = clock.now()
+        let answer: Input
+        do {
+            switch try await store.acquire(
+                key: key,
+                holder: holder,
+                ttl: configuration.ttl,
+                metadata: configuration.metadata
+            ) {
+            case .acquired(let lease): answer = .acquired(id, lease)
+            case .held(let info): answer = .held(id, info)
+            }
+            metrics.acquireDuration.recordNanoseconds((clock.now() - started).batonNanoseconds)
+        } catch {
+            if Task.isCancelled { return }
+            answer = .acquireFailed(id, Self.batonError(error))
+        }
+        input.yield(answer)
+    }
+
+    func sendRenew(
+        _ id: ElectorStateMachine.RequestID,
+        _ lease: Lease,
+        into input: AsyncStream<Input>.Continuation
+    ) async {
+        let answer: Input
+        do {
+            answer = .renewed(id, try await store.renew(lease, ttl: configuration.ttl))
+        } catch {
+            if Task.isCancelled { return }
+            let error = Self.batonError(error)
+            if error.code == .lost {
+                answer = .renewLost(id)
+            } else {
+                metrics.renewFailures.increment()
+                answer = .renewFailed(id, error)
+            }
+        }
+        input.yield(answer)
+    }
+
+    /// Reads the store's current leader of the key for a waiting candidate whose feed looks healthy.
+    func check(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+        let answer: Input
+        do {
+            answer = .checked(id, try await store.current(key: key))
+        } catch {
+            if Task.isCancelled { return }
+            answer = .checkFailed(id, Self.batonError(error))
+        }
+        input.yield(answer)
+    }
+
+    /// Quorum mode: heartbeats this elector into its presence group and counts the live members.
+    func checkPresence(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+        let group = configuration.presenceGroup ?? key
+        let answer: Input
+        do {
+            try await store.heartbeat(group: group, member: holder, ttl: configuration.ttl)
+            answer = .presence(id, alive: try await store.members(group: group).count)
+        } catch {
+            if Task.isCancelled { return }
+            answer = .presenceFailed(id, Self.batonError(error))
+        }
+        input.yield(answer)
+    }
+
+    /// Quorum mode: leaves the presence group at the end of a run, so the others count one member fewer at once.
+    func leavePresence() async {
+        let store = self.store
+        let group = configuration.presenceGroup ?? key
+        let holder = self.holder
+        await uncancelled("leave the presence group") { try await store.leave(group: group, member: holder) }
+    }
+
+    /// Follows the store's change feed for the key, resubscribing with backoff when it fails.
+    func followChanges(into input: AsyncStream<Input>.Continuation) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                for try await info in try store.changes(key: key) {
+                    failures = 0
+                    input.yield(.observed(info))
+                }
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
+            }
+            if Task.isCancelled { return }
+            input.yield(.feedLost)
+            let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
+            do { try await clock.sleep(for: delay) } catch { return }
+        }
+    }
+
+}
