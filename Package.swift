@@ -271,13 +271,23 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         // S3 store (BatonS3)
         .testTarget(
             name: "BatonS3Tests",
-            dependencies: ["Baton", "BatonS3", "BatonTestKit"],
+            dependencies: [
+                "Baton",
+                "BatonS3",
+                "BatonTestKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Examples: built with the tests by scripts/test, which also runs the fenced worker against its ledger.

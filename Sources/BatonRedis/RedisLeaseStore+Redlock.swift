@@ -40,7 +40,7 @@ extension RedisLeaseStore {
     func redlockAcquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
         var proposal = Self.wallClockMicroseconds()
         for attempt in 0..<4 {
-            if attempt > 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 1...10))) }
+            if attempt > 0 { try await clock.sleep(for: .milliseconds(Int.random(in: 1...10))) }
             let started = clock.now()
             // The first node that answers serializes contenders: only one of them is granted there, and the others
             // are told who leads without troubling the other nodes. Then the rest, at once, with the same token.

@@ -41,24 +41,29 @@ import ServiceLifecycle
 /// majority too, and release is sent to every node. Redlock's fencing tokens are not those of a consensus
 /// protocol, and its safety rests on timing; `RedisLeaseStore+Redlock.swift` says exactly what it guarantees and
 /// what it does not (Kleppmann's critique), and what Baton does about it.
+///
+/// ## Lifecycle
+///
+/// The store is a ServiceLifecycle `Service`: run it (in a `ServiceGroup`, or with
+/// ``Baton/LeaseStore/withRunning(_:)``) through the ``Baton/LeaseStore`` that wraps it. Making it connects
+/// nothing. Its connections are made in ``run()``: the first to each node as it starts (so credentials the
+/// server refuses end `run()` with ``Baton/BatonError/Code/unauthorized``), the others as operations need them,
+/// by connecting work that `run()` owns; an operation asks for a connection and waits for it. When `run()` ends
+/// (its task cancelled, or a graceful shutdown) every connection and the pub/sub connections close, and every
+/// ``changes(key:)`` sequence ends with ``Baton/BatonError/Code/storeUnavailable``.
 public final class RedisLeaseStore: LeaseStoreDriver {
     /// `redis`.
     public var storeName: String { "redis" }
-    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
-    public var needsRun: Bool { false }
-
-    /// Runs until cancelled or shut down gracefully, then closes the store.
-    public func run() async throws {
-        try? await gracefulShutdown()
-        try await close()
-    }
 
     let nodes: [RedisNodeClient]
     let layout: RedisKeyLayout
     let configuration: Configuration
     let signals = ChangeSignals()
     let subscriber: RedisSubscriber
-    let clock = BatonClock(ContinuousClock())
+    /// Where every connection is made, in ``run()``.
+    let loop = RedisConnectionLoop()
+    /// Times Redlock's validity, the change feeds' expiry timers and reconnection backoff.
+    let clock: BatonClock
     /// How the store is named in errors and logs: the URL without its password.
     let name: String
     /// How every connection checks that the server still answers; nil without probes.
@@ -67,17 +72,35 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     /// The number of nodes that must agree: all of one, or a majority of several.
     var quorum: Int { nodes.count / 2 + 1 }
 
-    /// Creates a store for `url`; connections are made on first use.
+    /// Creates a store for `url`; it connects once it runs (see ``run()``).
     /// - Parameters:
     ///   - url: a `redis://` or `rediss://` URL, with one host or several (Redlock).
+    ///   - configuration: pool size, timeouts, probes, key prefix, TLS and Redlock's drift allowance.
     ///   - eventLoopGroup: where connections run; the shared NIO group by default.
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL that is not a Redis URL, a bad database
-    ///   number, an unknown query item, or a TLS setup that fails. Nothing is sent before the first operation.
-    public init(
+    ///   number, an unknown query item, or a TLS setup that fails. Nothing is sent before ``run()``.
+    public convenience init(
         url: StoreURL,
         configuration: Configuration = Configuration(),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) throws {
+        try self.init(url: url, configuration: configuration, eventLoopGroup: eventLoopGroup, clock: ContinuousClock())
+    }
+
+    /// Creates a store for `url` whose timing runs on `clock`; it connects once it runs (see ``run()``).
+    /// - Parameters:
+    ///   - url: a `redis://` or `rediss://` URL, with one host or several (Redlock).
+    ///   - configuration: pool size, timeouts, probes, key prefix, TLS and Redlock's drift allowance.
+    ///   - eventLoopGroup: where connections run; the shared NIO group by default.
+    ///   - clock: times Redlock's validity, the expiry timers of ``changes(key:)`` and the backoff between
+    ///     connection attempts (a `ManualClock` in tests). Expiry itself is the server's.
+    /// - Throws: ``Baton/BatonError`` `invalidArgument` as ``init(url:configuration:eventLoopGroup:)`` does.
+    public init<C: Clock>(
+        url: StoreURL,
+        configuration: Configuration = Configuration(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        clock: C
+    ) throws where C.Duration == Duration {
         try Self.checkShape(of: url)
         var database = 0
         if url.path.count > 1 {
@@ -94,6 +117,46 @@ public final class RedisLeaseStore: LeaseStoreDriver {
         if configuration.keyPrefix.isEmpty {
             throw BatonError.invalidArgument("the Redis key prefix is empty")
         }
+        let endpoints = try Self.endpoints(url: url, database: database, configuration: configuration)
+        let clock = BatonClock(clock)
+        self.clock = clock
+        self.configuration = configuration
+        self.probe = endpoints.first?.probe
+        self.name = url.description
+        self.layout = RedisKeyLayout(prefix: configuration.keyPrefix, database: database)
+        let loop = loop
+        self.nodes = endpoints.map {
+            RedisNodeClient(
+                endpoint: $0,
+                group: eventLoopGroup,
+                poolSize: configuration.poolSize,
+                loop: loop,
+                clock: clock
+            )
+        }
+        self.subscriber = RedisSubscriber(
+            endpoints: endpoints,
+            group: eventLoopGroup,
+            loop: loop,
+            signals: signals,
+            layout: layout
+        )
+    }
+
+    /// Creates a store for the URL in `string`. See ``init(url:configuration:eventLoopGroup:clock:)``.
+    public convenience init<C: Clock>(
+        _ string: String,
+        configuration: Configuration = Configuration(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        clock: C = ContinuousClock()
+    ) throws where C.Duration == Duration {
+        try self.init(url: StoreURL(string), configuration: configuration, eventLoopGroup: eventLoopGroup, clock: clock)
+    }
+
+    /// One endpoint per host of `url`, sharing one TLS context and one probe.
+    private static func endpoints(url: StoreURL, database: Int, configuration: Configuration) throws
+        -> [RedisEndpoint]
+    {
         var tls: NIOSSLContext?
         if url.usesTLS {
             do {
@@ -111,7 +174,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
                 timeout: .nanoseconds(configuration.probeTimeout.batonNanoseconds)
             )
         }
-        let endpoints = url.hosts.map { host in
+        return url.hosts.map { host in
             RedisEndpoint(
                 host: host.name,
                 port: host.port ?? 6379,
@@ -124,28 +187,6 @@ public final class RedisLeaseStore: LeaseStoreDriver {
                 probe: probe
             )
         }
-        self.configuration = configuration
-        self.probe = probe
-        self.name = url.description
-        self.layout = RedisKeyLayout(prefix: configuration.keyPrefix, database: database)
-        self.nodes = endpoints.map {
-            RedisNodeClient(endpoint: $0, group: eventLoopGroup, poolSize: configuration.poolSize)
-        }
-        self.subscriber = RedisSubscriber(
-            endpoints: endpoints,
-            group: eventLoopGroup,
-            signals: signals,
-            layout: layout
-        )
-    }
-
-    /// Creates a store for the URL in `string`. See ``init(url:configuration:eventLoopGroup:)``.
-    public convenience init(
-        _ string: String,
-        configuration: Configuration = Configuration(),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    ) throws {
-        try self.init(url: StoreURL(string), configuration: configuration, eventLoopGroup: eventLoopGroup)
     }
 
     // MARK: Leases
@@ -260,14 +301,6 @@ public final class RedisLeaseStore: LeaseStoreDriver {
             guard let member = element.string else { throw unexpected(reply, "members") }
             return member
         }.sorted()
-    }
-
-    // MARK: Lifecycle
-
-    public func close() async throws {
-        signals.finishAll()
-        await subscriber.close()
-        for node in nodes { await node.close() }
     }
 
     // MARK: One node

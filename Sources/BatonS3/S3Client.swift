@@ -9,7 +9,8 @@ import NIOHTTP1
 ///
 /// Maps what S3 answers to what the store needs: a status, an ETag, a body; `403` becomes
 /// ``Baton/BatonError/Code/unauthorized`` naming S3's error code (never the secret), an unreachable endpoint
-/// `storeUnavailable`, a request that takes longer than the timeout `timeout`.
+/// `storeUnavailable`. Requests go through the HTTP client of the running store (``S3Session``); they have no
+/// deadline of their own: the ``Baton/LeaseStore`` front bounds each store operation, which may make several.
 final class S3Client: Sendable {
     /// What S3 answered.
     struct Response: Sendable {
@@ -21,7 +22,7 @@ final class S3Client: Sendable {
         var errorCode: String? { XMLScan.values(of: "Code", in: body).first }
     }
 
-    let http: HTTPClient
+    let session: S3Session
     let signer: SigV4Signer
     let bucket: String
     /// `scheme://host[:port]` of the endpoint.
@@ -30,22 +31,19 @@ final class S3Client: Sendable {
     let host: String
     /// The path before an object key: `/bucket/` path-style, `/` virtual-hosted.
     let basePath: String
-    let timeout: Duration
     /// How the store is named in errors: the redacted store URL.
     let name: String
 
     init(
-        http: HTTPClient,
+        session: S3Session,
         signer: SigV4Signer,
         bucket: String,
         endpoint: String?,
-        timeout: Duration,
         name: String
     ) throws {
-        self.http = http
+        self.session = session
         self.signer = signer
         self.bucket = bucket
-        self.timeout = timeout
         self.name = name
         if let endpoint {
             guard let url = URL(string: endpoint), let scheme = url.scheme?.lowercased(),
@@ -108,16 +106,15 @@ final class S3Client: Sendable {
             request.headers.add(name: "content-length", value: String(body.count))
             request.body = .bytes(ByteBuffer(bytes: body))
         }
+        let http = try await session.client()
         let response: HTTPClientResponse
         var bytes: [UInt8]
         do {
-            response = try await http.execute(request, timeout: .nanoseconds(timeout.batonNanoseconds))
+            response = try await http.execute(request, deadline: .distantFuture)
             let buffer = try await response.body.collect(upTo: 8 << 20)
             bytes = Array(buffer.readableBytesView)
-        } catch let error as HTTPClientError
-            where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
-        {
-            throw BatonError.timeout("\(name): \(method) \(path) got no answer within \(timeout)")
+        } catch let error as HTTPClientError where error == .connectTimeout {
+            throw BatonError.timeout("\(name): \(method) \(path) could not connect in time")
         } catch is CancellationError {
             throw CancellationError()
         } catch {

@@ -8,26 +8,23 @@ extension S3LeaseStore {
         public var pollInterval: Duration?
         /// How often ``S3LeaseStore/changes(key:)`` reads the lease object while nobody holds the key.
         public var idlePollInterval: Duration
-        /// How long one request may take before it fails with ``Baton/BatonError/Code/timeout``.
-        public var requestTimeout: Duration
         /// The credentials; nil (the default) reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
         /// `AWS_SESSION_TOKEN`.
         public var credentials: S3Credentials?
         /// The monotonic clock that times takeovers and expiry; the host's continuous clock by default.
         @_spi(BatonStoreKit) public var clock: BatonClock
 
-        /// The defaults: poll at ttl/4 (1 s while the key is free), 5 s per request, credentials from the
-        /// environment, the host's continuous clock.
+        /// The defaults: poll at ttl/4 (1 s while the key is free), credentials from the environment, the host's
+        /// continuous clock. Requests have no timeout of their own: the ``Baton/LeaseStore`` front bounds every
+        /// operation (``Baton/LeaseStore/Configuration/requestTimeout``).
         public init<C: Clock>(
             pollInterval: Duration? = nil,
             idlePollInterval: Duration = .seconds(1),
-            requestTimeout: Duration = .seconds(5),
             credentials: S3Credentials? = nil,
             clock: C = ContinuousClock()
         ) where C.Duration == Duration {
             self.pollInterval = pollInterval
             self.idlePollInterval = idlePollInterval
-            self.requestTimeout = requestTimeout
             self.credentials = credentials
             self.clock = BatonClock(clock)
         }

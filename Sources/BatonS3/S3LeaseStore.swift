@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 @_spi(BatonStoreKit) import Baton
 import Foundation
 import NIOHTTP1
@@ -46,28 +45,27 @@ import Synchronization
 /// `write` is random per write: S3's ETag of a simple upload is the MD5 of the content, and every write must
 /// change it. With `s3://bucket/baton/` the lease of `orders` is the object `baton/lease.orders`.
 ///
+/// ## Lifecycle
+///
+/// The store is a ServiceLifecycle `Service`: run it (in a `ServiceGroup`, or with
+/// ``Baton/LeaseStore/withRunning(_:)``) through the ``Baton/LeaseStore`` that wraps it. Making it sends nothing;
+/// ``run()`` makes the HTTP client that every request goes through and shuts it down when it ends, which also
+/// ends the polls of ``changes(key:)``.
+///
 /// ``changes(key:)`` polls the lease object every ``Configuration/pollInterval`` (a quarter of the ttl by
 /// default), and at once after a write through this store; the subscribers of a key in one store share one poll.
 public final class S3LeaseStore: LeaseStoreDriver {
     /// `s3`.
     public var storeName: String { "s3" }
-    /// False for now: the store still opens its connections as it is made, so it answers before ``run()``.
-    public var needsRun: Bool { false }
-
-    /// Runs until cancelled or shut down gracefully, then closes the store.
-    public func run() async throws {
-        try? await gracefulShutdown()
-        try await close()
-    }
-
     let client: S3Client
     let prefix: String
     let configuration: Configuration
     let clock: BatonClock
     let signals = ChangeSignals()
+    /// The HTTP client while ``run()`` runs.
+    let session: S3Session
     private let feeds = SharedLeaderFeeds()
     private let sightings = Mutex<[String: Sighting]>([:])
-    private let closed = Mutex(false)
 
     /// An ETag and when this store first saw it.
     struct Sighting {
@@ -79,7 +77,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
         var term: String?
     }
 
-    /// Creates a store for an `s3://` URL. Nothing is sent before the first operation.
+    /// Creates a store for an `s3://` URL. Nothing is sent, and no HTTP client made, before ``run()``.
     /// - Parameters:
     ///   - url: `s3://bucket/prefix/?endpoint=URL&region=R`.
     ///   - environment: where credentials, the region and the endpoint are looked up when the URL and
@@ -101,13 +99,13 @@ public final class S3LeaseStore: LeaseStoreDriver {
         let region =
             url.queryValue("region") ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
         let endpoint = url.queryValue("endpoint") ?? environment["AWS_ENDPOINT_URL_S3"]
-        // The process-wide client: its connections are shared, and a store dropped without close() leaks nothing.
+        let session = S3Session(name: url.description)
+        self.session = session
         self.client = try S3Client(
-            http: HTTPClient.shared,
+            session: session,
             signer: SigV4Signer(credentials: credentials, region: region),
             bucket: bucket,
             endpoint: endpoint.flatMap { $0.isEmpty ? nil : $0 },
-            timeout: configuration.requestTimeout,
             name: url.description
         )
         self.prefix = prefix
@@ -127,7 +125,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
     // MARK: Leases
 
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        try checkOpen()
         let object = leaseObject(key)
         // A lost race is answered with the winner; a second 412 in a row only means the winner wrote again.
         for _ in 0..<3 {
@@ -159,7 +156,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        try checkOpen()
         let object = leaseObject(lease.key)
         let state = LeaseState(
             holder: lease.holder,
@@ -192,7 +188,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func release(_ lease: Lease) async throws {
-        try checkOpen()
         let object = leaseObject(lease.key)
         guard let current = try await readLease(object), current.state.isTerm(of: lease) else { return }
         var released = current.state
@@ -206,7 +201,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func current(key: String) async throws -> LeaderInfo? {
-        try checkOpen()
         let object = leaseObject(key)
         guard let current = try await readLease(object), !current.state.released,
             !isExpired(object, etag: current.etag)
@@ -215,7 +209,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func changes(key: String) throws -> LeaderChanges {
-        try checkOpen()
+        if session.hasEnded { throw session.endedError }
         return feeds.subscribe(key) { feed(key) }
     }
 
@@ -241,7 +235,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        try checkOpen()
         let object = roundObject(system, round)
         for _ in 0..<5 {
             let (record, condition) = try await readRound(object)
@@ -254,12 +247,10 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func winner(system: String, round: String) async throws -> String? {
-        try checkOpen()
         return try await readRound(roundObject(system, round)).record?.record.winner
     }
 
     public func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
-        try checkOpen()
         let object = roundObject(system, round)
         for _ in 0..<5 {
             let (record, condition) = try await readRound(object)
@@ -276,14 +267,12 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func completion(system: String, round: String) async throws -> String? {
-        try checkOpen()
         return try await readRound(roundObject(system, round)).record?.record.completedBy
     }
 
     // MARK: Presence
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {
-        try checkOpen()
         let object = presencePrefix(group) + Self.encodeName(member)
         let state = PresenceState(member: member, ttlMilliseconds: ttl.batonMilliseconds)
         let response = try await client.send(.PUT, key: object, body: Array(try JSONEncoder().encode(state)))
@@ -295,7 +284,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func leave(group: String, member: String) async throws {
-        try checkOpen()
         let object = presencePrefix(group) + Self.encodeName(member)
         let response = try await client.send(.DELETE, key: object)
         guard response.status.code / 100 == 2 || response.status == .notFound else {
@@ -305,7 +293,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func members(group: String) async throws -> [String] {
-        try checkOpen()
         let folder = presencePrefix(group)
         var found: [(object: String, etag: String)] = []
         var continuation: String?
@@ -331,17 +318,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
             if !isExpired(object, etag: etag) { alive.append(member) }
         }
         return alive.sorted()
-    }
-
-    // MARK: Lifecycle
-
-    public func close() async throws {
-        let wasClosed = closed.withLock { closed in
-            defer { closed = true }
-            return closed
-        }
-        guard !wasClosed else { return }
-        signals.finishAll()
     }
 
     // MARK: Objects
@@ -373,10 +349,6 @@ public final class S3LeaseStore: LeaseStoreDriver {
 
     /// A random write id: 64 bits in hex.
     static func newWriteID() -> String { String(UInt64.random(in: .min ... .max), radix: 16) }
-
-    private func checkOpen() throws {
-        if closed.withLock({ $0 }) { throw BatonError.storeUnavailable("\(client.name) is closed") }
-    }
 
     // MARK: Sightings
 

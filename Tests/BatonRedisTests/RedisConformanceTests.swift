@@ -7,8 +7,8 @@ import Testing
 /// connections and pub/sub connection, as separate processes would).
 @Suite struct RedisConformanceTests {
     struct Harness: StoreHarness {
-        let store: RedisLeaseStore
-        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
+        let store: LeaseStore
+        func makeStore() async throws -> LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Longer than SQLite's 500 ms: three suites (one node, Redlock, Redlock with a node down) run their checks
         // at once on a two-core machine, and a few store calls must fit in a fraction of the ttl.
@@ -18,8 +18,8 @@ import Testing
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
         guard let url = try RedisTestServer.url() else { return }
-        let store = try RedisLeaseStore(url)
-        await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
-        try await store.close()
+        try await withRedisStore(url) { store, _ in
+            await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
+        }
     }
 }

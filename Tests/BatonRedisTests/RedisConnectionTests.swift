@@ -10,58 +10,69 @@ import Testing
     /// Leases and pushed changes over TLS with a password.
     @Test func tlsWithPassword() async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
-        let store = try RedisLeaseStore(url)
-        let key = unique("tls")
-        let recorder = ChangeRecorder(try store.changes(key: key))
-        #expect(try await recorder.wait { $0 == [nil] })
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
-        #expect(try await recorder.wait { $0.last??.token == lease.token })
-        try await store.release(lease)
-        #expect(try await recorder.wait { $0.count == 3 && $0.last == .some(nil) })
-        recorder.cancel()
-        try await store.close()
+        try await withRedisStore(url) { store, _ in
+            let key = unique("tls")
+            let recorder = ChangeRecorder(try store.changes(key: key))
+            #expect(try await recorder.wait { $0 == [nil] })
+            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            #expect(try await recorder.wait { $0.last??.token == lease.token })
+            try await store.release(lease)
+            #expect(try await recorder.wait { $0.count == 3 && $0.last == .some(nil) })
+            recorder.cancel()
+        }
     }
 
     /// A wrong password is `unauthorized`, and neither the password given nor the right one is in the error.
     @Test func wrongPasswordIsUnauthorizedAndNotPrinted() async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
         let wrong = url.replacingOccurrences(of: ":baton-test-secret@", with: ":not-the-password@")
-        let store = try RedisLeaseStore(wrong)
         do {
-            _ = try await store.current(key: "k")
+            // The call fails, or the store's run() ends first with the same error.
+            try await withRedisStore(wrong) { store, _ in _ = try await store.current(key: "k") }
             Issue.record("a wrong password was accepted")
         } catch let error as BatonError {
             #expect(error.code == .unauthorized)
             let printed = "\(error) \(String(reflecting: error))"
             #expect(!printed.contains("not-the-password") && !printed.contains("baton-test-secret"), "\(printed)")
         }
-        try await store.close()
+    }
+
+    /// Credentials the server refuses end the store's run() with `unauthorized`, without any call.
+    @Test func refusedCredentialsEndRun() async throws {
+        guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
+        let wrong = url.replacingOccurrences(of: ":baton-test-secret@", with: ":not-the-password@")
+        let store = LeaseStore(try RedisLeaseStore(wrong))
+        await #expect {
+            try await store.run()
+        } throws: { error in
+            (error as? BatonError)?.code == .unauthorized
+        }
     }
 
     /// A server certificate from an authority the client does not trust is refused: `storeUnavailable`.
     @Test func untrustedCertificateIsRefused() async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDISS_URL") else { return }
         let untrusted = String(url.prefix { $0 != "?" })
-        let store = try RedisLeaseStore(untrusted)
-        await #expect {
-            _ = try await store.current(key: "k")
-        } throws: { error in
-            (error as? BatonError)?.code == .storeUnavailable
-        }
-        try await store.close()
-    }
-
-    /// Nothing listening: `storeUnavailable`, at once again while the client backs off.
-    @Test func unreachableServer() async throws {
-        let store = try RedisLeaseStore("redis://127.0.0.1:1")
-        for _ in 0..<3 {
+        try await withRedisStore(untrusted) { store, _ in
             await #expect {
-                _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1), metadata: nil)
+                _ = try await store.current(key: "k")
             } throws: { error in
                 (error as? BatonError)?.code == .storeUnavailable
             }
         }
-        try await store.close()
+    }
+
+    /// Nothing listening: `storeUnavailable`, at once again while the client backs off.
+    @Test func unreachableServer() async throws {
+        try await withRedisStore("redis://127.0.0.1:1") { store, _ in
+            for _ in 0..<3 {
+                await #expect {
+                    _ = try await store.acquire(key: "k", holder: "h", ttl: .seconds(1))
+                } throws: { error in
+                    (error as? BatonError)?.code == .storeUnavailable
+                }
+            }
+        }
     }
 
     /// URLs that are not for this store, or carry what it does not take, are refused before any I/O.

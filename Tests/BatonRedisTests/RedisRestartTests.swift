@@ -34,19 +34,17 @@ import Testing
             try process.run()
             self.process = process
             // Bounded wait until it answers.
-            let store = try RedisLeaseStore("redis://127.0.0.1:\(port)")
-            for _ in 0..<100 {
-                if await Self.answers(store) {
-                    try await store.close()
-                    return
+            let started = try await withRedisStore("redis://127.0.0.1:\(port)") { store, _ in
+                for _ in 0..<100 {
+                    if await Self.answers(store) { return true }
+                    try await Task.sleep(for: .milliseconds(50))
                 }
-                try await Task.sleep(for: .milliseconds(50))
+                return false
             }
-            try await store.close()
-            throw BatonError.storeUnavailable("redis-server on \(port) did not start")
+            if !started { throw BatonError.storeUnavailable("redis-server on \(port) did not start") }
         }
 
-        private static func answers(_ store: RedisLeaseStore) async -> Bool {
+        private static func answers(_ store: LeaseStore) async -> Bool {
             do {
                 _ = try await store.current(key: "probe")
                 return true
@@ -120,11 +118,19 @@ import Testing
     @Test func restartMidLease() async throws {
         guard let server = try Self.makeServer() else { return }
         try await server.start()
-        let store = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
-        let other = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
+        let url = "redis://127.0.0.1:\(server.port)"
+        try await withRedisStore(url) { store, _ in
+            try await withRedisStore(url) { other, _ in
+                try await checkRestartMidLease(server, store, other)
+            }
+        }
+        try await server.stop()
+    }
+
+    private func checkRestartMidLease(_ server: Server, _ store: LeaseStore, _ other: LeaseStore) async throws {
         let key = unique("restart")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
-        #expect(try await other.acquire(key: key, holder: "b", ttl: .seconds(30), metadata: nil).lease == nil)
+        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+        #expect(try await other.acquire(key: key, holder: "b", ttl: .seconds(30)).lease == nil)
 
         try await server.stop()
         await #expect {
@@ -135,8 +141,7 @@ import Testing
         try await server.start()
 
         let next = try #require(
-            try await retrying { try await other.acquire(key: key, holder: "b", ttl: .seconds(30), metadata: nil) }
-                .lease)
+            try await retrying { try await other.acquire(key: key, holder: "b", ttl: .seconds(30)) }.lease)
         #expect(next.token > lease.token, "the token after the restart \(next.token) is not above \(lease.token)")
         await #expect {
             _ = try await retrying { try await store.renew(lease, ttl: .seconds(30)) }
@@ -146,9 +151,6 @@ import Testing
         let current = try await retrying { try await store.current(key: key) }
         #expect(current?.holder == "b" && current?.token == next.token)
         try await other.release(next)
-        try await store.close()
-        try await other.close()
-        try await server.stop()
     }
 
     /// A change feed watching a key when the server restarts either ends with the store's error or goes on; a
@@ -156,23 +158,24 @@ import Testing
     @Test func changesAfterRestart() async throws {
         guard let server = try Self.makeServer() else { return }
         try await server.start()
-        let watcher = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
-        let writer = try RedisLeaseStore("redis://127.0.0.1:\(server.port)")
-        let key = unique("resubscribe")
-        _ = try await writer.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil)
-        let before = ChangeRecorder(try watcher.changes(key: key))
-        #expect(try await before.wait { $0.last??.holder == "a" })
-        try await server.stop()
-        try await server.start()
-        let after = ChangeRecorder(try await retrying { try watcher.changes(key: key) })
-        #expect(try await after.wait { $0.count == 1 && $0[0] == nil } || after.finished)
-        _ = try await retrying { try await writer.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil) }
-        let pushed = try await after.wait { $0.last??.holder == "b" }
-        #expect(pushed, "observations after the restart: \(after.observations)")
-        before.cancel()
-        after.cancel()
-        try await watcher.close()
-        try await writer.close()
+        let url = "redis://127.0.0.1:\(server.port)"
+        try await withRedisStore(url) { watcher, _ in
+            try await withRedisStore(url) { writer, _ in
+                let key = unique("resubscribe")
+                _ = try await writer.acquire(key: key, holder: "a", ttl: .seconds(60))
+                let before = ChangeRecorder(try watcher.changes(key: key))
+                #expect(try await before.wait { $0.last??.holder == "a" })
+                try await server.stop()
+                try await server.start()
+                let after = ChangeRecorder(try await retrying { try watcher.changes(key: key) })
+                #expect(try await after.wait { $0.count == 1 && $0[0] == nil } || after.finished)
+                _ = try await retrying { try await writer.acquire(key: key, holder: "b", ttl: .seconds(60)) }
+                let pushed = try await after.wait { $0.last??.holder == "b" }
+                #expect(pushed, "observations after the restart: \(after.observations)")
+                before.cancel()
+                after.cancel()
+            }
+        }
         try await server.stop()
     }
 }

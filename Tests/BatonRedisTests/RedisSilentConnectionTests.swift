@@ -12,10 +12,10 @@ struct RedisSilentConnectionTests {
         guard let url = try RedisTestServer.url(), let port = RedisTestServer.port(of: url) else { return }
         let proxy = try BlackholeProxy(forwardingTo: "127.0.0.1", port: port)
         defer { proxy.close() }
-        let leaderStore = try RedisLeaseStore(url)
-        let waitingStore = try RedisLeaseStore("redis://127.0.0.1:\(proxy.port)")
+        let leaderStore = LeaseStore(try RedisLeaseStore(url))
+        let waitingStore = LeaseStore(try RedisLeaseStore("redis://127.0.0.1:\(proxy.port)"))
         let failure = try await SilentConnectionScenario.check(
-            leaderStore: LeaseStore(leaderStore), waitingStore: LeaseStore(waitingStore), proxy: proxy)
+            leaderStore: leaderStore, waitingStore: waitingStore, proxy: proxy)
         #expect(failure == nil, "\(failure ?? "")")
     }
 }

@@ -19,3 +19,14 @@ enum RedisTestServer {
         (try? StoreURL(url))?.hosts.first?.port
     }
 }
+
+/// Runs a store for `url` while `body` runs, through the front every caller uses; `body` gets the front and the
+/// store's driver (for tests that look inside).
+@discardableResult
+func withRedisStore<T>(
+    _ url: String,
+    _ body: (LeaseStore, RedisLeaseStore) async throws -> T
+) async throws -> T {
+    let driver = try RedisLeaseStore(url)
+    return try await LeaseStore(driver).withRunning { store in try await body(store, driver) }
+}

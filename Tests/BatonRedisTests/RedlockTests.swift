@@ -7,8 +7,8 @@ import Testing
 /// the third node down (nothing listens on its port).
 @Suite struct RedlockTests {
     struct Harness: StoreHarness {
-        let store: RedisLeaseStore
-        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
+        let store: LeaseStore
+        func makeStore() async throws -> LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Longer than SQLite's 500 ms: three suites (one node, Redlock, Redlock with a node down) run their checks
         // at once on a two-core machine, and a few store calls must fit in a fraction of the ttl.
@@ -18,27 +18,13 @@ import Testing
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithThreeNodes(_ check: ConformanceCheck) async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
-        let store = try RedisLeaseStore(url)
-        do {
-            try await check.run(Harness(store: store))
-        } catch {
-            try? await store.close()
-            throw error
-        }
-        try await store.close()
+        try await withRedisStore(url) { store, _ in try await check.run(Harness(store: store)) }
     }
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithOneNodeOfThreeDown(_ check: ConformanceCheck) async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_DOWN_URL") else { return }
-        let store = try RedisLeaseStore(url)
-        do {
-            try await check.run(Harness(store: store))
-        } catch {
-            try? await store.close()
-            throw error
-        }
-        try await store.close()
+        try await withRedisStore(url) { store, _ in try await check.run(Harness(store: store)) }
     }
 
     /// A term is written to every live node with one token; with two of three nodes down nothing can be
@@ -46,30 +32,32 @@ import Testing
     @Test func majorityIsRequired() async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
         let parsed = try StoreURL(url)
-        let store = try RedisLeaseStore(url)
-        let key = unique("redlock")
-        let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30), metadata: nil).lease)
-        for host in parsed.hosts {
-            let single = try RedisLeaseStore("redis://\(host)")
-            let leader = try await single.current(key: key)
-            #expect(
-                leader?.holder == "a" && leader?.token == lease.token, "node \(host) has \(String(describing: leader))")
-            try await single.close()
-        }
-        try await store.release(lease)
+        try await withRedisStore(url) { store, _ in
+            let key = unique("redlock")
+            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            for host in parsed.hosts {
+                let leader = try await withRedisStore("redis://\(host)") { single, _ in
+                    try await single.current(key: key)
+                }
+                #expect(
+                    leader?.holder == "a" && leader?.token == lease.token,
+                    "node \(host) has \(String(describing: leader))")
+            }
+            try await store.release(lease)
 
-        let deadPorts = "redis://\(parsed.hosts[0]),127.0.0.1:1,127.0.0.1:2"
-        let minority = try RedisLeaseStore(deadPorts)
-        await #expect {
-            _ = try await minority.acquire(key: key, holder: "b", ttl: .seconds(30), metadata: nil)
-        } throws: { error in
-            (error as? BatonError)?.code == .storeUnavailable
+            let deadPorts = "redis://\(parsed.hosts[0]),127.0.0.1:1,127.0.0.1:2"
+            try await withRedisStore(deadPorts) { minority, _ in
+                await #expect {
+                    _ = try await minority.acquire(key: key, holder: "b", ttl: .seconds(30))
+                } throws: { error in
+                    (error as? BatonError)?.code == .storeUnavailable
+                }
+            }
+            // The grant on the one live node was released again.
+            let left = try await withRedisStore("redis://\(parsed.hosts[0])") { single, _ in
+                try await single.current(key: key)
+            }
+            #expect(left == nil)
         }
-        // The grant on the one live node was released again.
-        let single = try RedisLeaseStore("redis://\(parsed.hosts[0])")
-        #expect(try await single.current(key: key) == nil)
-        try await single.close()
-        try await minority.close()
-        try await store.close()
     }
 }

@@ -7,8 +7,8 @@ import Testing
 /// own connections and its own sightings, as separate processes would).
 @Suite struct S3ConformanceTests {
     struct Harness: StoreHarness {
-        let store: S3LeaseStore
-        func makeStore() async throws -> LeaseStore { LeaseStore(store) }
+        let store: LeaseStore
+        func makeStore() async throws -> LeaseStore { store }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Twice Redis's 1 s: every check runs at once against one moto_server process (Python), and on a loaded
         // two-core machine a renew and two reads took more than half of a 1 s ttl.
@@ -17,8 +17,9 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
-        guard let store = try S3TestServer.store() else { return }
-        await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
-        try await store.close()
+        guard let driver = try S3TestServer.store() else { return }
+        try await withRunning([driver]) { stores in
+            await #expect(throws: Never.self) { try await check.run(Harness(store: stores[0])) }
+        }
     }
 }

@@ -9,55 +9,48 @@ import Testing
 @Suite struct S3LeaseStoreTests {
     static let ttl: Duration = .seconds(10)
 
-    /// Stores standing for separate processes, each on its own manual clock; all closed after `body`.
+    /// Running stores standing for separate processes, each on its own manual clock; all stopped after `body`.
     func withStores<T>(
         _ count: Int,
-        _ body: ([S3LeaseStore], [ManualClock]) async throws -> T
+        _ body: ([LeaseStore], [ManualClock]) async throws -> T
     ) async throws -> T? {
-        var stores: [S3LeaseStore] = []
+        var drivers: [S3LeaseStore] = []
         var clocks: [ManualClock] = []
         for _ in 0..<count {
             let clock = ManualClock()
             guard let store = try S3TestServer.store(clock: BatonClock(clock)) else { return nil }
-            stores.append(store)
+            drivers.append(store)
             clocks.append(clock)
         }
-        do {
-            let result = try await body(stores, clocks)
-            for store in stores { try await store.close() }
-            return result
-        } catch {
-            for store in stores { try? await store.close() }
-            throw error
-        }
+        return try await withRunning(drivers) { stores in try await body(stores, clocks) }
     }
 
     @Test func aHeldLeaseIsTakenOnlyAfterTheSameETagWasSeenForAFullTTL() async throws {
         _ = try await withStores(2) { stores, clocks in
             let key = unique("takeover")
             let old = try #require(
-                try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl, metadata: nil).lease)
+                try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl).lease)
             // The candidate starts timing when it first sees the lease object.
             guard
                 case .held(let leader) = try await stores[1].acquire(
-                    key: key, holder: "new", ttl: Self.ttl, metadata: nil)
+                    key: key, holder: "new", ttl: Self.ttl)
             else {
                 Issue.record("a live lease was taken")
                 return
             }
             #expect(leader.holder == "old" && leader.token == old.token && leader.remaining == Self.ttl)
             clocks[1].advance(by: Self.ttl - .milliseconds(1))
-            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl, metadata: nil).lease == nil)
+            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl).lease == nil)
             // A renewal writes a new ETag, which restarts the candidate's timer.
             _ = try await stores[0].renew(old, ttl: Self.ttl)
             clocks[1].advance(by: .milliseconds(1))
-            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl, metadata: nil).lease == nil)
+            #expect(try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl).lease == nil)
             clocks[1].advance(by: Self.ttl - .milliseconds(1))
             #expect(try await stores[1].current(key: key)?.holder == "old")
             clocks[1].advance(by: .milliseconds(1))
             #expect(try await stores[1].current(key: key) == nil)
             let taken = try #require(
-                try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl, metadata: nil).lease)
+                try await stores[1].acquire(key: key, holder: "new", ttl: Self.ttl).lease)
             #expect(taken.token == old.token + 1)
         }
     }
@@ -67,15 +60,15 @@ import Testing
         _ = try await withStores(3) { stores, clocks in
             let key = unique("race-\(round)")
             let old = try #require(
-                try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl, metadata: nil).lease)
+                try await stores[0].acquire(key: key, holder: "old", ttl: Self.ttl).lease)
             for index in 1...2 {
                 #expect(
-                    try await stores[index].acquire(key: key, holder: "c\(index)", ttl: Self.ttl, metadata: nil).lease
+                    try await stores[index].acquire(key: key, holder: "c\(index)", ttl: Self.ttl).lease
                         == nil)
                 clocks[index].advance(by: Self.ttl)
             }
-            async let first = stores[1].acquire(key: key, holder: "c1", ttl: Self.ttl, metadata: nil)
-            async let second = stores[2].acquire(key: key, holder: "c2", ttl: Self.ttl, metadata: nil)
+            async let first = stores[1].acquire(key: key, holder: "c1", ttl: Self.ttl)
+            async let second = stores[2].acquire(key: key, holder: "c2", ttl: Self.ttl)
             let results = try await [first, second]
             let winners = results.compactMap(\.lease)
             try #require(winners.count == 1, "\(results)")
@@ -94,7 +87,7 @@ import Testing
             let key = unique("paused")
             let leaderClock = ManualClock()
             let elector = try LeaderElector(
-                store: LeaseStore(stores[0]),
+                store: stores[0],
                 key: key,
                 holder: "leader",
                 configuration: ElectorConfiguration(ttl: Self.ttl),
@@ -111,10 +104,10 @@ import Testing
             let held = try #require(lease)
             // The leader is paused (its clock stands still); the candidate times the unchanged ETag and takes over.
             #expect(
-                try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl, metadata: nil).lease == nil)
+                try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl).lease == nil)
             clocks[1].advance(by: Self.ttl)
             let taken = try #require(
-                try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl, metadata: nil).lease)
+                try await stores[1].acquire(key: key, holder: "candidate", ttl: Self.ttl).lease)
             #expect(taken.token == held.token + 1)
             // The leader wakes up for its renewal, well before its own deadline: the store answers 412, so `lost`.
             await leaderClock.waitForSleepers(atLeast: 1)
@@ -134,10 +127,10 @@ import Testing
         _ = try await withStores(2) { stores, clocks in
             let key = unique("lost")
             let held = try #require(
-                try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl, metadata: nil).lease)
-            _ = try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl, metadata: nil)
+                try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl).lease)
+            _ = try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl)
             clocks[1].advance(by: Self.ttl)
-            _ = try #require(try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl, metadata: nil).lease)
+            _ = try #require(try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl).lease)
             let error = await #expect(throws: BatonError.self) { try await stores[0].renew(held, ttl: Self.ttl) }
             #expect(error?.code == .lost)
             // A release of the taken term changes nothing.
@@ -150,11 +143,11 @@ import Testing
         _ = try await withStores(2) { stores, _ in
             let key = unique("release")
             let first = try #require(
-                try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl, metadata: nil).lease)
+                try await stores[0].acquire(key: key, holder: "a", ttl: Self.ttl).lease)
             try await stores[0].release(first)
             #expect(try await stores[1].current(key: key) == nil)
             let second = try #require(
-                try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl, metadata: nil).lease)
+                try await stores[1].acquire(key: key, holder: "b", ttl: Self.ttl).lease)
             #expect(second.token == first.token + 1)
         }
     }
@@ -167,8 +160,10 @@ import Testing
                 credentials: S3Credentials(accessKeyID: key.accessKeyID, secretAccessKey: secret)
             )
         )
-        let error = await #expect(throws: BatonError.self) {
-            try await store.acquire(key: unique("auth"), holder: "a", ttl: Self.ttl, metadata: nil)
+        let error = try await withRunning([store]) { stores in
+            await #expect(throws: BatonError.self) {
+                try await stores[0].acquire(key: unique("auth"), holder: "a", ttl: Self.ttl)
+            }
         }
         #expect(error?.code == .unauthorized)
         let text = "\(error.map { String(describing: $0) } ?? "") \(error.map { String(reflecting: $0) } ?? "")"
@@ -176,7 +171,6 @@ import Testing
         #expect(text.contains(key.accessKeyID))
         #expect(!text.contains(secret))
         #expect(!text.contains(key.secretAccessKey))
-        try await store.close()
     }
 
     @Test func missingCredentialsAreNamed() {

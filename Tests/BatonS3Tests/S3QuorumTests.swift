@@ -7,10 +7,10 @@ import Testing
 @Suite struct S3QuorumTests {
     @Test func leaderStepsDownWithoutAQuorum() async throws {
         guard let first = try S3TestServer.store(), let second = try S3TestServer.store() else { return }
-        await #expect(throws: Never.self) {
-            try await QuorumScenario.run(first: LeaseStore(first), second: LeaseStore(second))
+        try await withRunning([first, second]) { stores in
+            await #expect(throws: Never.self) {
+                try await QuorumScenario.run(first: stores[0], second: stores[1])
+            }
         }
-        try await first.close()
-        try await second.close()
     }
 }

@@ -34,3 +34,14 @@ enum S3TestServer {
         return try S3LeaseStore(url, configuration: configuration, environment: [:])
     }
 }
+
+/// Runs a front over each of `drivers` while `body` runs, then stops them.
+@discardableResult
+func withRunning<T>(_ drivers: [S3LeaseStore], _ body: ([LeaseStore]) async throws -> T) async throws -> T {
+    let stores = drivers.map { LeaseStore($0) }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        for store in stores { group.addTask { try await store.run() } }
+        defer { group.cancelAll() }
+        return try await body(stores)
+    }
+}

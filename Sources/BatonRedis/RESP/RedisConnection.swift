@@ -77,16 +77,29 @@ final class RedisConnection: Sendable {
                     )
                 }
             }
+        // Cancelling the connecting task (the store's run() ending) stops the wait at once; a channel connected
+        // after that is closed as it arrives, and a handshake under way is ended by closing its channel.
+        let connecting = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+        let connected = RedisPending<any Channel>()
+        connecting.whenComplete { connected.resolve($0) }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+            channel = try await connected.value()
+        } catch is CancellationError {
+            connecting.whenSuccess { $0.close(promise: nil) }
+            throw CancellationError()
         } catch let error as ChannelError where error == .connectTimeout(.nanoseconds(0)) {
             throw BatonError.timeout("connecting to \(peer) timed out")
         } catch {
             throw BatonError.storeUnavailable("cannot connect to \(peer): \(error)", underlying: error)
         }
         do {
-            let version = try await handshake(channel: channel, endpoint: endpoint)
+            let version = try await withTaskCancellationHandler {
+                try await handshake(channel: channel, endpoint: endpoint)
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            try Task.checkCancellation()
             return RedisConnection(channel: channel, protocolVersion: version, endpoint: endpoint)
         } catch {
             try? await channel.close()

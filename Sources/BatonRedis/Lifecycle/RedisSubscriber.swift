@@ -15,7 +15,7 @@ import Synchronization
 final class RedisSubscriber: Sendable {
     private struct Node {
         var connection: RedisConnection?
-        var connecting: Task<RedisConnection, any Error>?
+        var connecting: RedisPending<RedisConnection>?
         /// Keys whose SUBSCRIBE the server has confirmed on `connection`.
         var confirmed: Set<String> = []
         /// Keys subscribed since `confirmed` was last cleared of keys nobody watches any more.
@@ -34,11 +34,19 @@ final class RedisSubscriber: Sendable {
     private let group: any EventLoopGroup
     private let signals: ChangeSignals
     private let layout: RedisKeyLayout
+    private let loop: RedisConnectionLoop
     private let state: Mutex<State>
 
-    init(endpoints: [RedisEndpoint], group: any EventLoopGroup, signals: ChangeSignals, layout: RedisKeyLayout) {
+    init(
+        endpoints: [RedisEndpoint],
+        group: any EventLoopGroup,
+        loop: RedisConnectionLoop,
+        signals: ChangeSignals,
+        layout: RedisKeyLayout
+    ) {
         self.endpoints = endpoints
         self.group = group
+        self.loop = loop
         self.signals = signals
         self.layout = layout
         self.state = Mutex(State(nodes: Array(repeating: Node(), count: endpoints.count)))
@@ -131,36 +139,52 @@ final class RedisSubscriber: Sendable {
     private func connection(node index: Int) async throws -> RedisConnection {
         enum Step {
             case ready(RedisConnection)
-            case wait(Task<RedisConnection, any Error>)
+            case wait(RedisPending<RedisConnection>, submit: Bool)
         }
         let step = try state.withLock { state throws(BatonError) -> Step in
-            if state.closed { throw .storeUnavailable("the Redis store is closed") }
+            if state.closed { throw closedError }
             if let connection = state.nodes[index].connection, connection.isActive { return .ready(connection) }
-            if let task = state.nodes[index].connecting { return .wait(task) }
-            let endpoint = endpoints[index]
-            let group = group
-            let task = Task<RedisConnection, any Error> { [weak self] in
-                do {
-                    let connection = try await RedisConnection.connect(
-                        to: endpoint,
-                        group: group,
-                        subscriber: true,
-                        onPush: { [weak self] push in self?.received(push) }
-                    )
-                    let pushed = await Self.expiryIsPushed(on: connection)
-                    self?.connected(connection, node: index, expiryIsPushed: pushed)
-                    return connection
-                } catch {
-                    self?.state.withLock { $0.nodes[index].connecting = nil }
-                    throw error
-                }
-            }
-            state.nodes[index].connecting = task
-            return .wait(task)
+            if let pending = state.nodes[index].connecting { return .wait(pending, submit: false) }
+            let pending = RedisPending<RedisConnection>()
+            state.nodes[index].connecting = pending
+            return .wait(pending, submit: true)
         }
         switch step {
-        case .ready(let connection): return connection
-        case .wait(let task): return try await task.value
+        case .ready(let connection):
+            return connection
+        case .wait(let pending, let submit):
+            if submit, !loop.submit({ [self] in await connect(node: index, pending) }) {
+                state.withLock { state in
+                    if state.nodes[index].connecting === pending { state.nodes[index].connecting = nil }
+                }
+                pending.resolve(.failure(closedError))
+            }
+            return try await pending.value()
+        }
+    }
+
+    private var closedError: BatonError {
+        .storeUnavailable("the Redis store is closed (its run() has returned)")
+    }
+
+    /// Connects the pub/sub connection of node `index`: the loop's work, in the store's `run()`.
+    private func connect(node index: Int, _ pending: RedisPending<RedisConnection>) async {
+        do {
+            let connection = try await RedisConnection.connect(
+                to: endpoints[index],
+                group: group,
+                subscriber: true,
+                onPush: { [weak self] push in self?.received(push) }
+            )
+            let pushed = await Self.expiryIsPushed(on: connection)
+            if connected(connection, node: index, expiryIsPushed: pushed) {
+                pending.resolve(.success(connection))
+            } else {
+                pending.resolve(.failure(closedError))
+            }
+        } catch {
+            state.withLock { $0.nodes[index].connecting = nil }
+            pending.resolve(.failure(error is CancellationError ? closedError : error))
         }
     }
 
@@ -179,7 +203,7 @@ final class RedisSubscriber: Sendable {
         return flags.contains("K") && (flags.contains("x") || flags.contains("A"))
     }
 
-    private func connected(_ connection: RedisConnection, node index: Int, expiryIsPushed: Bool) {
+    private func connected(_ connection: RedisConnection, node index: Int, expiryIsPushed: Bool) -> Bool {
         let keep = state.withLock { state -> Bool in
             state.nodes[index].connecting = nil
             guard !state.closed else { return false }
@@ -188,7 +212,7 @@ final class RedisSubscriber: Sendable {
         }
         guard keep else {
             connection.channel.close(promise: nil)
-            return
+            return false
         }
         connection.channel.closeFuture.whenComplete { [weak self] _ in
             guard let self else { return }
@@ -201,6 +225,7 @@ final class RedisSubscriber: Sendable {
             // Messages may have been missed: everyone reads again (and subscribes again).
             if dropped { signals.notifyAll() }
         }
+        return true
     }
 
     private func received(_ push: RESPValue) {
@@ -213,16 +238,22 @@ final class RedisSubscriber: Sendable {
         signals.notify(key)
     }
 
-    /// Closes the connections; ``ensureSubscribed(_:needed:)`` fails afterwards.
+    /// The pub/sub connections open now.
+    var openConnections: [RedisConnection] {
+        state.withLock { state in state.nodes.compactMap(\.connection).filter(\.isActive) }
+    }
+
+    /// Closes the connections; ``ensureSubscribed(_:needed:)`` fails afterwards. Called when the store's `run()`
+    /// ends, after its ``RedisConnectionLoop`` has stopped.
     func close() async {
-        let (connections, tasks) = state.withLock { state in
+        let (connections, pending) = state.withLock { state in
             state.closed = true
             let connections = state.nodes.compactMap(\.connection)
-            let tasks = state.nodes.compactMap(\.connecting)
+            let pending = state.nodes.compactMap(\.connecting)
             state.nodes = state.nodes.map { _ in Node() }
-            return (connections, tasks)
+            return (connections, pending)
         }
+        for waiting in pending { waiting.resolve(.failure(closedError)) }
         for connection in connections { await connection.close() }
-        for task in tasks { if let connection = try? await task.value { await connection.close() } }
     }
 }
