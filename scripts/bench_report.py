@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md and bench-results.json from the JSON lines the scenarios of scripts/bench printed.
 
-Usage: bench_report.py --quick|--full BUILD_SECONDS RUN_SECONDS RESULT...
+Usage: bench_report.py --quick|--full|--some BUILD_SECONDS RUN_SECONDS RESULT...
+
+Results of kind "baseline-comparison" (scripts/bench --baseline, which describes the two builds in the environment:
+BATON_BENCH_BASELINE_REV, BATON_BENCH_BASELINE_COMMIT, BATON_BENCH_CURRENT_COMMIT, BATON_BENCH_COMMAND) go to a
+section of their own, "Against the baseline", and to bench-results.json's `baseline_comparison`; a run of nothing
+else leaves the rest of both files as they were.
 """
 import json
 import os
@@ -119,11 +124,115 @@ HOW_TO_READ = """\
 """
 
 
+BASELINE_HEADING = "## Against the baseline"
+
+
+def baseline_section(comparisons, previous, host, today):
+    """bench-results.json's `baseline_comparison` after this run: this run's comparisons (`scripts/bench
+    --baseline`, described by the environment it sets), joined to those of the run before when both compared the
+    same two commits; without comparisons, the run before's."""
+    if not comparisons:
+        return previous
+    section = {"baseline_rev": os.environ.get("BATON_BENCH_BASELINE_REV"),
+               "baseline_commit": os.environ.get("BATON_BENCH_BASELINE_COMMIT"),
+               "current_commit": os.environ.get("BATON_BENCH_CURRENT_COMMIT"),
+               "machine": host, "date": today, "commands": [os.environ.get("BATON_BENCH_COMMAND", "scripts/bench")],
+               "results": comparisons}
+    if previous and all(previous.get(k) == section[k] for k in ("baseline_commit", "current_commit")):
+        again = {(r["name"], r["scenario"]) for r in comparisons}
+        section["results"] = [r for r in previous["results"] if (r["name"], r["scenario"]) not in again] + comparisons
+        section["commands"] = [c for c in previous["commands"] if c not in section["commands"]] + section["commands"]
+    return section
+
+
+def comparison_label(r):
+    return f"{r['name']}, {r['operation']}" if r.get("operation") else r["name"]
+
+
+def verdicts(section):
+    """One line per comparison: the ratio new/old and whether it is within 10%."""
+    lines = []
+    for r in section["results"]:
+        if r.get("failed"):
+            lines.append(f"{r['name']}: failed (status {r['status']}; its output is above the report in the run's log)")
+            continue
+        verdict = "within 10%" if r["within_10_percent"] else f"NOT within 10% ({(r['ratio_median'] - 1) * 100:.0f}% slower)"
+        lines.append(f"{comparison_label(r)}: new/old median {r['ratio_median']:.2f} ({ms(r['new']['median_ms'])} vs "
+                     f"{ms(r['old']['median_ms'])}), p90 {r['ratio_p90']:.2f}: {verdict}")
+    return lines
+
+
+def baseline_lines(section):
+    """BENCHMARKS.md's section for a comparison with a baseline build."""
+    old, new = section.get("baseline_commit") or "unknown", section.get("current_commit") or "unknown"
+    commands = ", ".join(f"`{c}`" for c in section["commands"])
+    lines = [BASELINE_HEADING, "",
+             f"Measured by {commands} on {section['date']}: {section['machine']}. The baseline "
+             f"{section['baseline_rev']} (old, commit {old[:12]}) and this build (new, commit {new[:12]}"
+             f"{' with changes' if new.endswith('-dirty') else ''}), both release builds, in turn in one loop on the "
+             "same store server: handovers round by round, latency in blocks of rounds (one `baton-bench latency` "
+             "each; a build's median and p90 are the medians of its blocks'). Ratio = new ÷ old; within 10% when "
+             "the medians' ratio is at most 1.10.", "",
+             "| scenario | store | old median | old p90 | new median | new p90 | new/old median | new/old p90 | "
+             "rounds per build | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in section["results"]:
+        if r.get("failed"):
+            lines.append(f"| {r['name']} | – | – | – | – | – | – | – | – | **failed** (status {r['status']}) |")
+            continue
+        scenario = r["scenario"]
+        lines.append(f"| {scenario} | {r['store']} | {ms(r['old']['median_ms'])} | {ms(r['old']['p90_ms'])} | "
+                     f"{ms(r['new']['median_ms'])} | {ms(r['new']['p90_ms'])} | {r['ratio_median']:.2f} | "
+                     f"{r['ratio_p90']:.2f} | {r['new']['rounds']} | "
+                     f"{'within 10%' if r['within_10_percent'] else '**not within 10%**'} |")
+    return lines
+
+
+def splice(text, section_lines):
+    """`text` (BENCHMARKS.md) with its baseline section replaced by `section_lines`, or these added before "How to
+    read this"."""
+    block = "\n".join(section_lines) + "\n"
+    if BASELINE_HEADING in text:
+        start = text.index(BASELINE_HEADING)
+        end = text.find("\n## ", start)
+        return text[:start] + block + ("\n" + text[end + 1:] if end >= 0 else "")
+    anchor = text.find("## How to read this")
+    if anchor >= 0:
+        return text[:anchor] + block + "\n" + text[anchor:]
+    return text + ("\n" if text else "") + block
+
+
+def report_comparisons_only(comparisons, host, today):
+    """A run that only compared builds: the comparison's section of BENCHMARKS.md and of bench-results.json
+    replaced, the rest of both left as they are."""
+    try:
+        with open("bench-results.json") as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        previous = {"machine": host, "date": today}
+    section = baseline_section(comparisons, previous.get("baseline_comparison"), host, today)
+    previous["baseline_comparison"] = section
+    with open("bench-results.json", "w") as f:
+        json.dump(previous, f, indent=2)
+    try:
+        text = open("BENCHMARKS.md").read()
+    except OSError:
+        text = "# Benchmarks\n\n"
+    lines = baseline_lines(section)
+    open("BENCHMARKS.md", "w").write(splice(text, lines))
+    print("\n".join(lines + [""] + verdicts(section)))
+
+
 def main():
     mode, build_s, run_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     results = [json.loads(r) for r in sys.argv[4:]]
+    comparisons = [r for r in results if r.get("kind") == "baseline-comparison"]
+    results = [r for r in results if r.get("kind") != "baseline-comparison"]
     host = machine()
     today = time.strftime("%Y-%m-%d")
+    if comparisons and not results:
+        report_comparisons_only(comparisons, host, today)
+        return
+    previous_section = None
     measured = f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {today}: {host}."
     remeasured = []
     if mode == "--some":
@@ -133,7 +242,8 @@ def main():
                 previous = json.load(f)
         except (OSError, ValueError):
             previous = None
-        if previous:
+        previous_section = (previous or {}).get("baseline_comparison")
+        if previous and "results" in previous:
             names = [r.get("name") for r in results]
             merged, placed = [], set()
             for r in previous["results"]:
@@ -156,9 +266,11 @@ def main():
                         f"{previous['date']}; {shown}: {host}.")
             mode, build_s, run_s = "--" + previous["mode"], previous["build_seconds"], previous["run_seconds"] + run_s
             today = previous["date"]
+    section = baseline_section(comparisons, previous_section, host, time.strftime("%Y-%m-%d"))
     with open("bench-results.json", "w") as f:
         json.dump({"machine": host, "mode": mode.strip("-"), "build_seconds": build_s, "run_seconds": run_s,
-                   "date": today, "remeasured": remeasured, "results": results}, f, indent=2)
+                   "date": today, "remeasured": remeasured, "results": results,
+                   **({"baseline_comparison": section} if section else {})}, f, indent=2)
     lines = ["# Benchmarks", "",
              measured,
              "The machine is shared and noisy and the load generators run",
@@ -200,10 +312,14 @@ def main():
             ratio = f"{r['requests_per_s'] / alive['requests_per_s']:.2f}" if alive else "–"
             lines.append(f"| {r['scenario']} | {r['store']} | {r['requests_per_s']:.0f} | {ms(r['p50_ms'])} | "
                          f"{ms(r['p90_ms'])} | {ms(r['p99_ms'])} | {r['requests']} | {r['errors']} | {ratio} |")
+    if section:
+        lines += [""] + baseline_lines(section)
     lines += ["", HOW_TO_READ.rstrip()]
     text = "\n".join(lines) + "\n"
     open("BENCHMARKS.md", "w").write(text)
     print(text)
+    if section:
+        print("\n".join(verdicts(section)))
 
 
 if __name__ == "__main__":
