@@ -39,14 +39,14 @@ import Testing
         let store = LeaseStore(driver)
         let key = unique("stop")
         let feed = try await store.withRunning { store in
-            let feed = Observations(try store.changes(key: key))
-            try await feed.wait("the first observation") { !$0.isEmpty }
+            let feed = ChangeRecorder(try store.changes(key: key))
+            try #require(try await feed.wait { !$0.isEmpty }, "the first observation")
             // The pool's connection and the listening connection.
             try await waitUntil("two sessions") { try await TestServer.sessions(named: name, url: url).count >= 2 }
             return feed
         }
         defer { feed.cancel() }
-        try await waitUntil("the feed ended") { feed.ended }
+        try await waitUntil("the feed ended") { feed.finished }
         #expect((feed.error as? BatonError)?.code == .storeUnavailable, "\(String(describing: feed.error))")
         try await waitUntil("every session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
         #expect(await batonErrorCode { _ = try await store.current(key: key) } == .storeUnavailable)
@@ -62,12 +62,12 @@ import Testing
         let group = ServiceGroup(services: [store], logger: Logger(label: "baton.tests"))
         let running = Task { try await group.run() }
         let key = unique("shutdown")
-        let feed = Observations(try store.changes(key: key))
+        let feed = ChangeRecorder(try store.changes(key: key))
         defer { feed.cancel() }
-        try await feed.wait("the first observation") { !$0.isEmpty }
+        try #require(try await feed.wait { !$0.isEmpty }, "the first observation")
         await group.triggerGracefulShutdown()
         try await running.value
-        try await waitUntil("the feed ended") { feed.ended }
+        try await waitUntil("the feed ended") { feed.finished }
         try await waitUntil("every session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
         #expect(await batonErrorCode { _ = try await store.current(key: key) } == .storeUnavailable)
     }

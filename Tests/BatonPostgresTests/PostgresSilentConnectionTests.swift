@@ -35,10 +35,10 @@ struct PostgresSilentConnectionTests {
         try await using(driver) { store in
             // A subscription starts the listener; ended at once, it leaves no feed that would read the store
             // (over the pool's connection, which goes silent too) when the listener wakes every feed.
-            let feed = Observations(try store.changes(key: unique("keepalive")))
-            try await feed.wait("the first observation") { !$0.isEmpty }
+            let feed = ChangeRecorder(try store.changes(key: unique("keepalive")))
+            try #require(try await feed.wait { !$0.isEmpty }, "the first observation")
             feed.cancel()
-            try await waitUntil("the feed ended") { feed.ended }
+            try await waitUntil("the feed ended") { feed.finished }
             _ = try await store.current(key: unique("keepalive"))
             // The pool's connection and the listening connection; the listener waits for its next check.
             try await waitUntil("two proxied connections, the listener waiting for its check") {

@@ -92,3 +92,9 @@ func batonError(_ body: () async throws -> Void) async -> BatonError? {
 func batonErrorCode(_ body: () async throws -> Void) async -> BatonError.Code? {
     await batonError(body)?.code
 }
+
+/// Waits in real time until `condition` holds (see ``BatonTestKit/eventually(timeout:interval:_:)``); fails the
+/// test, naming `what`, if it does not within `timeout`.
+func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    try #require(try await eventually(timeout: timeout, condition), "timed out after \(timeout) waiting until \(what)")
+}
