@@ -6,9 +6,9 @@ extension PostgresLeaseStore: URLOpenableStore {
     /// One server and database; `sslmode` and the other options as query items.
     public static let urlForms = ["postgres://user:pass@host:port/db[?sslmode=...]"]
 
-    /// A store for `url` with the default configuration (see ``init(url:configuration:logger:)``).
+    /// A store for `url` with the default configuration (see ``init(url:configuration:logger:clock:)``).
     public static func open(_ url: StoreURL) async throws -> PostgresLeaseStore {
-        try await PostgresLeaseStore(url: url)
+        try PostgresLeaseStore(url: url)
     }
 
     /// Checks what every PostgreSQL URL must be: a postgres scheme and a host.
