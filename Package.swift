@@ -344,7 +344,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonStoresTests",
-            dependencies: ["Baton", "BatonStores", "BatonSQLite", "BatonS3"],
+            dependencies: ["Baton", "BatonStores", "BatonSQLite", "BatonS3", "BatonPostgres"],
             swiftSettings: swiftSettings
         ),
         // etcd store (BatonEtcd)

@@ -42,8 +42,24 @@ extension PostgresLeaseStore {
     }
 
     /// Runs `body` on a connection leased from `client`; cancelling the task cancels the wait for a connection
-    /// or closes the connection in use.
+    /// or closes the connection in use. A connection found closed by another request's cancellation is
+    /// replaced once.
     static func onConnection<T: Sendable>(
+        _ client: PostgresClient,
+        _ logger: Logger,
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
+        do {
+            return try await onOneConnection(client, logger, body)
+        } catch let error as PSQLError where error.code == .clientClosedConnection && !Task.isCancelled {
+            // Not this request's cancellation: another request, cancelled, closed the connection as it went back
+            // to the pool, and the pool lent it out again before it was gone. The outcome is unknown, as after a
+            // timeout, and every operation may be retried with the same arguments: once, on another connection.
+            return try await onOneConnection(client, logger, body)
+        }
+    }
+
+    private static func onOneConnection<T: Sendable>(
         _ client: PostgresClient,
         _ logger: Logger,
         _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T

@@ -169,10 +169,11 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     /// Runs the store: its connection pool, the schema setup, and (from the first ``changes(key:)`` on) its
     /// `LISTEN` connection, until the task is cancelled or a graceful shutdown begins. Then ends every
     /// ``changes(key:)`` sequence, closes every connection, and returns.
-    /// - Throws: ``BatonError`` `unauthorized` if the server refuses the credentials; `storeUnavailable` if it
-    ///   cannot be reached or the tables cannot be set up (or were written by a newer Baton); `timeout` if
-    ///   connecting takes longer than ``Configuration/connectTimeout``; `invalidArgument` if the store ran
-    ///   before.
+    ///
+    /// A server that cannot be reached yet is tried again until it answers (requests fail meanwhile with
+    /// `storeUnavailable` or `timeout` naming why), so the store comes up when its database does.
+    /// - Throws: ``BatonError`` `unauthorized` if the server refuses the credentials; `storeUnavailable` if the
+    ///   tables cannot be set up (or were written by a newer Baton); `invalidArgument` if the store ran before.
     public func run() async throws {
         let ranBefore = state.withLock { state in
             defer { state.runCalled = true }
@@ -192,18 +193,76 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await client.run() }
             do {
-                try await prepareSchema()
+                try await prepareSchemaRetrying()
             } catch {
                 group.cancelAll()
                 if Task.isCancelled { return }
-                let failure = Self.storeError(error, operation: "opening the store", url: redactedURL)
-                if let failure = failure as? BatonError { gate.end(failure) }
-                throw failure
+                if let failure = error as? BatonError { gate.end(failure) }
+                throw error
             }
             gate.open(client)
             await serveListenRequests(in: &group)
             gate.end(stopped(nil))
             group.cancelAll()
+        }
+    }
+
+    /// Prepares the schema, trying again while the server cannot be reached (after a pause of 200 ms doubling up
+    /// to 5 s on the store's clock; requests meanwhile fail at once with the last failure), so a store started
+    /// before its database comes up when the database does.
+    /// - Throws: what does not heal by waiting: refused credentials, tables of a newer Baton;
+    ///   `CancellationError` when the task is cancelled.
+    private func prepareSchemaRetrying() async throws {
+        var pause = Duration.milliseconds(200)
+        while true {
+            do {
+                return try await prepareSchema()
+            } catch {
+                try Task.checkCancellation()
+                let failure = Self.storeError(error, operation: "opening the store", url: redactedURL)
+                guard Self.healsByWaiting(error), let failure = failure as? BatonError,
+                    failure.code == .storeUnavailable || failure.code == .timeout
+                else { throw failure }
+                var retrying = failure
+                retrying.message += "; trying again in \(pause)"
+                gate.failing(retrying)
+                logger.debug(
+                    "baton: the PostgreSQL store cannot start yet",
+                    metadata: ["url": "\(redactedURL)", "error": "\(failure)", "retry_in": "\(pause)"]
+                )
+                try await clock.sleep(for: pause)
+                pause = min(pause * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Whether a failure to start may pass once the server is up: a server that cannot be reached, closes the
+    /// connection, is starting or shutting down, or has no free connection. Not: what the schema check itself
+    /// throws (tables of another version), TLS failures (a certificate that is not trusted, a server without
+    /// TLS), refused credentials and other errors the server answers with.
+    static func healsByWaiting(_ error: any Error) -> Bool {
+        switch error {
+        case is BatonError:
+            return false
+        case let error as PSQLError:
+            if let underlying = error.underlying, underlying is NIOSSLError || underlying is NIOSSLExtraError {
+                return false
+            }
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .uncleanShutdown:
+                return true
+            case .server:
+                // Starting up, shutting down, too many connections, or a connection-class error (08...).
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return ["57P01", "57P02", "57P03", "53300"].contains(state) || state.hasPrefix("08")
+            default:
+                return false
+            }
+        case is NIOSSLError, is NIOSSLExtraError:
+            return false
+        default:
+            // A connection that could not be made or timed out (NIO's errors, the connect deadline).
+            return true
         }
     }
 

@@ -6,9 +6,13 @@ import Synchronization
 /// `run()` calls ``open(_:)`` with what operations need (a connection pool) once it is ready, and ``end(_:)``
 /// when it stops or fails to start. ``value()`` returns the opened value, waiting for it while `run()` is
 /// starting (for as long as the calling task is not cancelled), and throws the end's error after ``end(_:)``.
+/// While a start attempt has failed and `run()` tries again (``failing(_:)``), ``value()`` throws that failure
+/// at once instead of waiting.
 final class ReadinessGate<Value: Sendable>: Sendable {
     private enum State {
         case starting(waiters: [Int: CheckedContinuation<Value, any Error>], next: Int)
+        /// The last start attempt failed with the error; `run()` tries again.
+        case failing(BatonError, next: Int)
         case ready(Value)
         case ended(BatonError)
     }
@@ -20,11 +24,36 @@ final class ReadinessGate<Value: Sendable>: Sendable {
     /// Makes `value` available to every waiting and later ``value()`` call. Does nothing once ended.
     func open(_ value: Value) {
         let waiters = state.withLock { state -> [CheckedContinuation<Value, any Error>] in
-            guard case .starting(let waiters, _) = state else { return [] }
-            state = .ready(value)
-            return Array(waiters.values)
+            switch state {
+            case .starting(let waiters, _):
+                state = .ready(value)
+                return Array(waiters.values)
+            case .failing:
+                state = .ready(value)
+                return []
+            case .ready, .ended:
+                return []
+            }
         }
         for waiter in waiters { waiter.resume(returning: value) }
+    }
+
+    /// A start attempt failed with `error` and `run()` will try again: waiting and later ``value()`` calls throw
+    /// `error` until the gate opens or ends. Does nothing once opened or ended.
+    func failing(_ error: BatonError) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Value, any Error>] in
+            switch state {
+            case .starting(let waiters, let next):
+                state = .failing(error, next: next)
+                return Array(waiters.values)
+            case .failing(_, let next):
+                state = .failing(error, next: next)
+                return []
+            case .ready, .ended:
+                return []
+            }
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
     }
 
     /// Ends the gate: waiting and later ``value()`` calls throw `error`. The first end's error stays.
@@ -49,7 +78,7 @@ final class ReadinessGate<Value: Sendable>: Sendable {
         let now = try state.withLock { state throws -> Lookup in
             switch state {
             case .ready(let value): return .ready(value)
-            case .ended(let error): throw error
+            case .ended(let error), .failing(let error, _): throw error
             case .starting(let waiters, let next):
                 state = .starting(waiters: waiters, next: next + 1)
                 return .wait(next)
@@ -72,7 +101,7 @@ final class ReadinessGate<Value: Sendable>: Sendable {
                 let outcome = state.withLock { state -> Result<Value, any Error>? in
                     switch state {
                     case .ready(let value): return .success(value)
-                    case .ended(let error): return .failure(error)
+                    case .ended(let error), .failing(let error, _): return .failure(error)
                     case .starting(var waiters, let next):
                         if Task.isCancelled { return .failure(CancellationError()) }
                         waiters[id] = continuation

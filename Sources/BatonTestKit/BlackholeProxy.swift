@@ -52,6 +52,7 @@ public final class BlackholeProxy: Sendable {
         var silent: Set<Int> = []
         var nextID = 0
         var closed = false
+        var droppedBytes = 0
     }
 
     private let state = Mutex(State())
@@ -95,23 +96,25 @@ public final class BlackholeProxy: Sendable {
     /// Switches the mode: to ``Mode/cut`` closes every connection, to ``Mode/drop`` silences the open ones, and
     /// away from ``Mode/drop`` closes the silenced ones. Setting the current mode again does nothing.
     public func setMode(_ mode: Mode) {
-        let ended = state.withLock { state -> [Connection] in
-            guard state.mode != mode, !state.closed else { return [] }
+        // Sockets are shut down and closed only under the lock, so no file descriptor is used after another
+        // thread closed it (and the system gave its number to a socket of someone else's).
+        state.withLock { state in
+            guard state.mode != mode, !state.closed else { return }
             let wasDrop = state.mode == .drop
             state.mode = mode
             if mode == .drop {
                 state.silent.formUnion(state.connections.keys)
-                return []
+                return
             }
             if mode == .cut {
                 state.silent = []
-                return Array(state.connections.values)
+                for connection in state.connections.values { Self.shut(connection) }
+                return
             }
-            guard wasDrop else { return [] }
-            defer { state.silent = [] }
-            return state.silent.compactMap { state.connections[$0] }
+            guard wasDrop else { return }
+            for id in state.silent { state.connections[id].map(Self.shut) }
+            state.silent = []
         }
-        for connection in ended { Self.shut(connection) }
     }
 
     /// Makes every connection open now drop what it gets from either side from now on; returns how many.
@@ -126,29 +129,42 @@ public final class BlackholeProxy: Sendable {
     /// The number of connections open now.
     public var openConnections: Int { state.withLock { $0.connections.count } }
 
+    /// The number of bytes silenced connections have read and thrown away (both ways), so a test knows that a
+    /// request was sent into the silence.
+    public var droppedBytes: Int { state.withLock { $0.droppedBytes } }
+
+    /// The number of connections forwarded since the proxy started, open or not.
+    public var forwardedConnections: Int { state.withLock { $0.nextID } }
+
     /// Stops listening and closes every connection.
     public func close() {
-        let connections = state.withLock { state -> [Connection] in
-            if state.closed { return [] }
+        state.withLock { state in
+            if state.closed { return }
             state.closed = true
             // Ends the wait of bytes held in `blackhole` mode.
             state.mode = .cut
-            return Array(state.connections.values)
+            // Wakes the accept loop, which closes the listening socket.
+            shutdown(listener, Int32(SHUT_RDWR))
+            for connection in state.connections.values { Self.shut(connection) }
         }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for connection in connections { Self.shut(connection) }
     }
 
     private func acceptLoop() {
         while true {
             let client = accept(listener, nil, nil)
-            let (closed, cut) = state.withLock { ($0.closed, $0.mode == .cut) }
-            if closed {
-                if client >= 0 { Glibc.close(client) }
-                Glibc.close(listener)
-                return
+            let (closed, cut) = state.withLock { state in
+                if state.closed {
+                    if client >= 0 { Glibc.close(client) }
+                    Glibc.close(listener)
+                }
+                return (state.closed, state.mode == .cut)
             }
-            guard client >= 0 else { continue }
+            if closed { return }
+            guard client >= 0 else {
+                // Out of descriptors or an aborted connection: try again, without spinning.
+                usleep(1_000)
+                continue
+            }
             if cut {
                 Glibc.close(client)
                 continue
@@ -181,13 +197,12 @@ public final class BlackholeProxy: Sendable {
         }
         let remaining = Atomic(2)
         let finish: @Sendable () -> Void = { [self] in
-            shutdown(client, Int32(SHUT_RDWR))
-            shutdown(upstream, Int32(SHUT_RDWR))
-            if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                state.withLock { state in
-                    state.connections.removeValue(forKey: id)
-                    state.silent.remove(id)
-                }
+            state.withLock { state in
+                shutdown(client, Int32(SHUT_RDWR))
+                shutdown(upstream, Int32(SHUT_RDWR))
+                guard remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
+                state.connections.removeValue(forKey: id)
+                state.silent.remove(id)
                 Glibc.close(client)
                 Glibc.close(upstream)
             }
@@ -207,7 +222,11 @@ public final class BlackholeProxy: Sendable {
         while true {
             let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count <= 0 { return }
-            let (silent, now) = state.withLock { ($0.silent.contains(id), $0.mode) }
+            let (silent, now) = state.withLock { state in
+                let silent = state.silent.contains(id)
+                if silent { state.droppedBytes += count }
+                return (silent, state.mode)
+            }
             if silent { continue }
             var current = now
             while current == .blackhole {

@@ -159,7 +159,7 @@ extension BatonCommand {
                 let holder = id ?? LeaderElector.defaultHolder
                 try BatonValidation.name(holder, "--id")
                 try BatonValidation.metadata(metadata)
-                return try await options.withStore(retrying: retry) { store in
+                return try await options.withStore { store in
                     try await runLeader(store: store, holder: holder, timing: timing)
                 }
             }

@@ -35,30 +35,9 @@ struct StoreOptions: ParsableArguments {
 
     /// Opens the store, runs it while `body` runs with it, and stops it, also when `body` throws.
     ///
-    /// With `retrying`, a store that cannot be reached yet (`storeUnavailable`, `timeout`) is opened again, after
-    /// a pause that doubles up to 5 s, until it answers (or a signal ends the process: nothing is held yet); each
-    /// failure is reported on standard error. Any other error ends at once.
-    func withStore<Value>(
-        retrying: Bool = false,
-        _ body: (LeaseStore) async throws -> Value
-    ) async throws -> Value {
-        let url = try storeURL()
-        let store = retrying ? try await Self.openRetrying(url) : try await LeaseStores.open(url)
-        return try await store.withRunning(body)
-    }
-
-    private static func openRetrying(_ url: StoreURL) async throws -> LeaseStore {
-        var pause = Duration.milliseconds(200)
-        while true {
-            do {
-                return try await LeaseStores.open(url)
-            } catch let error as BatonError where error.code == .storeUnavailable || error.code == .timeout {
-                CommandOutcome.printError(
-                    "cannot open the store \(url): \(CommandOutcome.message(for: error)); --retry: trying again in \(pause)"
-                )
-                try await Task.sleep(for: pause)
-                pause = min(pause * 2, .seconds(5))
-            }
-        }
+    /// Opening connects to nothing: a store that cannot be reached yet is reported by the operations `body`
+    /// makes (which an elector tries again), and its `run()` keeps trying to connect.
+    func withStore<Value>(_ body: (LeaseStore) async throws -> Value) async throws -> Value {
+        try await LeaseStores.open(try storeURL()).withRunning(body)
     }
 }

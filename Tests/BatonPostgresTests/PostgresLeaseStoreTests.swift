@@ -121,15 +121,25 @@ import Testing
 
     @Test func anUnreachableServerIsStoreUnavailableAndThePasswordIsNeverShown() async throws {
         let url = try StoreURL("postgres://baton:hunter2secret@127.0.0.1:1/db?sslmode=disable")
-        let driver = try PostgresLeaseStore(url: url, configuration: .init(connectTimeout: .seconds(2)))
-        let error = try #require(await batonError { try await driver.run() })
+        let clock = ManualClock()
+        let driver = try PostgresLeaseStore(url: url, configuration: .init(connectTimeout: .seconds(2)), clock: clock)
+        let running = Task { try await driver.run() }
+        // run() keeps trying (its pause on the store's clock); meanwhile requests fail at once, saying why.
+        await clock.waitForSleepers(atLeast: 1)
+        #expect(clock.nextDeadline == clock.now + .milliseconds(200))
+        let error = try #require(await batonError { _ = try await driver.current(key: "k") })
         #expect(error.code == .storeUnavailable)
+        #expect(error.message.contains("cannot connect") && error.message.contains("trying again"))
+        #expect(error.message.contains("postgres://baton:***@127.0.0.1:1/db"))
         #expect(!error.description.contains("hunter2secret"))
         #expect(!String(reflecting: error).contains("hunter2secret"))
-        #expect(error.message.contains("postgres://baton:***@127.0.0.1:1/db"))
-        // Requests learn why the store could not start.
-        let request = try #require(await batonError { _ = try await driver.current(key: "k") })
-        #expect(request.code == .storeUnavailable && request.message.contains("cannot connect"))
+        // The next attempt comes after the pause, and the pause doubles.
+        clock.advance(by: .milliseconds(200))
+        try await waitUntil("the second pause") { clock.nextDeadline == clock.now + .milliseconds(400) }
+        // Cancelled, run() ends and requests say the store has stopped.
+        running.cancel()
+        _ = try? await running.value
+        #expect(await batonError { _ = try await driver.current(key: "k") }?.message.contains("has stopped") == true)
     }
 
     @Test func metadataWithNULIsRefusedBeforeAnyIO() async throws {

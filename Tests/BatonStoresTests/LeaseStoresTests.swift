@@ -1,4 +1,5 @@
 import Baton
+import BatonPostgres
 import BatonS3
 import BatonSQLite
 import BatonStores
@@ -78,13 +79,16 @@ struct LeaseStoresTests {
         }
     }
 
-    @Test("postgres:// connects at once, so a server that is not there is a store error, not a bad URL")
+    @Test("postgres:// connects when the store runs: a server that is not there is a store error, not a bad URL")
     func postgres() async throws {
+        let store = try await LeaseStores.open("postgres://baton:secret@127.0.0.1:1/baton")
+        #expect(store.driver is PostgresLeaseStore)
         let error = try await #require(throws: BatonError.self) {
-            try await LeaseStores.open("postgres://baton:secret@127.0.0.1:1/baton")
+            try await store.withRunning { store in _ = try await store.current(key: "k") }
         }
         #expect(error.code == .storeUnavailable || error.code == .timeout)
         #expect(!"\(error)".contains("secret"))
+        #expect(!String(reflecting: error).contains("secret"))
     }
 }
 
