@@ -195,9 +195,13 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
                 BatonError.storeUnavailable("\(operation) failed: the SQLite store at \(path) is closed")
             }
         }
+        // The turns run in a task that `run()` awaits to its end, not in this task: a cancelled task would have
+        // SQLiteNIO skip the statements of the turn running then (leaving its transaction open and the file's
+        // write lock taken). Cancelling `run()` finishes the turns instead, after the one running now.
+        let turns = Task { await commits.run(on: opened.session) }
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
-                await commits.run(on: opened.session)
+                await turns.value
             } onCancel: {
                 finish()
             }

@@ -3,8 +3,9 @@ import SQLiteNIO
 
 /// Statements on a store's connection, for the operations of one turn of its ``GroupCommit``.
 ///
-/// Every statement runs to its end even if the calling task is cancelled (SQLiteNIO's async calls would skip a
-/// statement not yet started, which could leave a transaction open and the file's write lock taken).
+/// Statements are SQLiteNIO's async calls, which skip a statement not yet started when the calling task is
+/// cancelled (that could leave a transaction open and the file's write lock taken): they run only in the store's
+/// turns, in a task that is never cancelled, and in the setup of `run()`, whose connection is closed if it is.
 struct SQLiteSession: GroupCommitResource {
     let connection: SQLiteConnection
     /// The epoch of the store's expiry clock (the boot id): rows written under another one have expired.
@@ -12,8 +13,10 @@ struct SQLiteSession: GroupCommitResource {
 
     /// The rows `sql` returns.
     func rows(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
-        let answer: EventLoopFuture<[SQLiteRow]> = connection.query(sql, binds)
-        return try await answer.get()
+        // The async call answers from the store's SQLite thread, without a hop through an event loop. It skips a
+        // statement if the calling task is cancelled, and the turns run in a task that is never cancelled (see
+        // ``SQLiteLeaseStore/run()``).
+        try await connection.query(sql, binds)
     }
 
     /// Runs `sql`, ignoring any rows.
