@@ -52,7 +52,6 @@ public final class BlackholeProxy: Sendable {
         var silent: Set<Int> = []
         var nextID = 0
         var closed = false
-        var droppedBytes = 0
     }
 
     private let state = Mutex(State())
@@ -128,10 +127,6 @@ public final class BlackholeProxy: Sendable {
 
     /// The number of connections open now.
     public var openConnections: Int { state.withLock { $0.connections.count } }
-
-    /// The number of bytes silenced connections have read and thrown away (both ways), so a test knows that a
-    /// request was sent into the silence.
-    public var droppedBytes: Int { state.withLock { $0.droppedBytes } }
 
     /// The number of connections forwarded since the proxy started, open or not.
     public var forwardedConnections: Int { state.withLock { $0.nextID } }
@@ -222,11 +217,7 @@ public final class BlackholeProxy: Sendable {
         while true {
             let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if count <= 0 { return }
-            let (silent, now) = state.withLock { state in
-                let silent = state.silent.contains(id)
-                if silent { state.droppedBytes += count }
-                return (silent, state.mode)
-            }
+            let (silent, now) = state.withLock { ($0.silent.contains(id), $0.mode) }
             if silent { continue }
             var current = now
             while current == .blackhole {
