@@ -170,11 +170,16 @@ struct ChildProcessTests {
 
     @Test("on a stop, SIGKILL comes no later than the keeper's kill time, however long the grace")
     func stopKillsByTheKeepersKillTime() async throws {
+        let scratch = try Scratch()
+        let ready = scratch.path("ready")
         let child = try await ChildProcess.prepare(
-            ["sh", "-c", "trap '' TERM; while :; do sleep 0.02; done"], environment: ["PATH": "/usr/bin:/bin"])
+            ["sh", "-c", "trap '' TERM; : > \"$1\"; while :; do sleep 0.02; done", "sh", ready],
+            environment: ["PATH": "/usr/bin:/bin"])
         let killAt = BootTime.now + .milliseconds(3000)
         // The keeper's own SIGTERM comes at `killAt − 1 s`; baton's stop asks for a 10 s grace.
         #expect(try await child.launch(term: 1, killAt: killAt, grace: .seconds(1)) == .running)
+        // The command ignores SIGTERM from now on (a stop sent before its trap would end it at once).
+        #expect(await Self.waitUntil(.seconds(2)) { FileManager.default.fileExists(atPath: ready) })
         let stopped = ContinuousClock.now
         child.stop(SIGTERM, grace: .seconds(10))
         let due = try #require(child.killDue)
