@@ -35,7 +35,7 @@ extension SQLiteLeaseStore {
             return error
         case let error as SQLiteError:
             switch error.reason {
-            case .busy, .busyTimeout, .busyInRecovery, .busyInSnapshot, .locked:
+            case let reason where reason.isBusy:
                 return BatonError(
                     code: .timeout,
                     message: "\(operation) on the SQLite store at \(path) failed: the database stayed locked "
@@ -54,6 +54,16 @@ extension SQLiteLeaseStore {
                 "\(operation) on the SQLite store at \(path) failed: \(error)",
                 underlying: error
             )
+        }
+    }
+}
+
+extension SQLiteError.Reason {
+    /// Another connection holds a lock this one needs.
+    var isBusy: Bool {
+        switch self {
+        case .busy, .busyTimeout, .busyInRecovery, .busyInSnapshot, .locked: true
+        default: false
         }
     }
 }

@@ -11,8 +11,31 @@ enum SQLiteSchema {
     static let version = 1
 
     /// Sets the connection up (busy timeout, WAL mode, synchronous level) and creates the tables if needed.
+    ///
+    /// Processes that set up a fresh file at the same moment meet locks that SQLite answers `SQLITE_BUSY` at
+    /// once, without its busy handler (switching the file to WAL takes an exclusive lock); such a setup is tried
+    /// again, a few milliseconds later, until the busy timeout has passed.
     /// - Throws: ``BatonError`` `storeUnavailable` if the file was written by a newer Baton; SQLite's errors.
     static func prepare(
+        _ db: SQLiteSession,
+        configuration: SQLiteLeaseStore.Configuration,
+        path: String,
+        logger: Logger
+    ) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: configuration.busyTimeout)
+        var pause = Duration.milliseconds(2)
+        while true {
+            do {
+                return try await prepareOnce(db, configuration: configuration, path: path, logger: logger)
+            } catch let error as SQLiteError where error.reason.isBusy && clock.now < deadline {
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(50))
+            }
+        }
+    }
+
+    private static func prepareOnce(
         _ db: SQLiteSession,
         configuration: SQLiteLeaseStore.Configuration,
         path: String,

@@ -111,10 +111,12 @@ final class ListResource: GroupCommitResource {
     @Test func writesQueuedDuringATurnShareOneTransaction() async throws {
         try await withRunning { commits, resource in
             let (blocker, release) = await holdTurn(commits)
-            let writes = ["a", "b", "c"].map { value in
-                Task { try await commits.write(value) { $0.insert(value) } }
+            var writes: [Task<Void, any Error>] = []
+            for (index, value) in ["a", "b", "c"].enumerated() {
+                // One at a time, so that the queue's order is the order asserted.
+                writes.append(Task { try await commits.write(value) { $0.insert(value) } })
+                try await waitForQueue(commits, index + 1)
             }
-            try await waitForQueue(commits, 3)
             release.yield()
             try await blocker.value
             for write in writes { try await write.value }

@@ -147,4 +147,29 @@ import Testing
             }
         }
     }
+
+    /// Processes starting together on a fresh file all get it set up: the locks SQLite refuses at once while
+    /// another connection switches the file to WAL are waited out, not reported as a timeout.
+    @Test func storesSettingUpAFreshFileAtOnceAllStart() async throws {
+        var failures: [String] = []
+        for _ in 0..<100 {
+            try await withDatabase { path throws in
+                try await withThrowingTaskGroup(of: String?.self) { group in
+                    for _ in 0..<3 {
+                        group.addTask {
+                            let store = LeaseStore(try SQLiteLeaseStore(path: path))
+                            do {
+                                try await store.withRunning { _ = try await $0.current(key: "k") }
+                                return nil
+                            } catch {
+                                return "\(error)"
+                            }
+                        }
+                    }
+                    for try await failure in group { failures += failure.map { [$0] } ?? [] }
+                }
+            }
+        }
+        #expect(failures == [])
+    }
 }
