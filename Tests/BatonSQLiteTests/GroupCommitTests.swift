@@ -126,6 +126,28 @@ final class ListResource: GroupCommitResource {
         }
     }
 
+    @Test func aLoneWriteNeedsNoSavepoint() async throws {
+        try await withRunning { commits, resource in
+            try await commits.write("alone") { $0.insert("alone") }
+            #expect(resource.committed == ["alone"])
+            #expect(resource.calls == ["begin", "commit"])
+        }
+    }
+
+    @Test func aLoneFailingWriteRollsTheTransactionBack() async throws {
+        try await withRunning { commits, resource in
+            try await commits.write("kept") { $0.insert("kept") }
+            await #expect(throws: ListResource.Failure(what: "write")) {
+                try await commits.write("failing") { resource in
+                    resource.insert("failing")
+                    throw ListResource.Failure(what: "write")
+                }
+            }
+            #expect(resource.committed == ["kept"])
+            #expect(resource.calls.suffix(2) == ["begin", "rollback"])
+        }
+    }
+
     @Test func aFailingWriteIsRolledBackAlone() async throws {
         try await withRunning { commits, resource in
             let (blocker, release) = await holdTurn(commits)

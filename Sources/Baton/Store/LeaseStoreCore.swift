@@ -161,28 +161,28 @@ final class LeaseStoreCore: Sendable {
         }
     }
 
-    private enum Outcome<T: Sendable>: Sendable {
-        case answered(T)
-        case timedOut
-    }
-
+    /// Runs `body` in a task of its own, cancelled at the request deadline (the request is then a `timeout`,
+    /// whatever `body` threw on its cancellation) or when the caller is cancelled.
     private func withDeadline<T: Sendable>(
         _ operation: StoreOperation,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let timeout = configuration.requestTimeout
-        let outcome = try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
-            group.addTask { .answered(try await body()) }
-            group.addTask {
-                try await self.clock.sleep(for: timeout)
-                return .timedOut
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
+        let timedOut = TimeoutFlag()
+        let request = Task { try await body() }
+        let deadline = clock.schedule(at: clock.now() + timeout) {
+            timedOut.value.store(true, ordering: .sequentiallyConsistent)
+            request.cancel()
         }
-        switch outcome {
-        case .answered(let value): return value
-        case .timedOut:
+        defer { deadline.cancel() }
+        do {
+            return try await withTaskCancellationHandler {
+                try await request.value
+            } onCancel: {
+                request.cancel()
+            }
+        } catch {
+            guard timedOut.value.load(ordering: .sequentiallyConsistent) else { throw error }
             throw BatonError.timeout(
                 "\(operation.rawValue) got no answer from the \(storeName) store within \(timeout)")
         }
@@ -194,6 +194,11 @@ final class LeaseStoreCore: Sendable {
             dimensions: [("store", storeName), ("operation", operation.rawValue), ("code", code)]
         ).increment()
     }
+}
+
+/// Set when a request's deadline has passed.
+private final class TimeoutFlag: Sendable {
+    let value = Atomic(false)
 }
 
 extension Metrics.Timer {

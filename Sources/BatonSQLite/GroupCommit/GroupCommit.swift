@@ -5,7 +5,8 @@ import Synchronization
 /// transaction, and so one commit, for all the writes of a turn.
 ///
 /// Operations that arrive while a turn runs wait for the next, which takes them all (up to `maxTurnSize`, oldest
-/// first). It runs their writes in one transaction, each inside a savepoint of its own, answers them once
+/// first). It runs their writes in one transaction, each inside a savepoint of its own (a lone write needs none:
+/// rolling the transaction back undoes it alone), answers them once
 /// committed, and then runs the reads. A write that throws is rolled back to its savepoint and leaves the others
 /// alone; a transaction that cannot begin or commit fails all its writes (none of them was done). One commit
 /// serves every write of the turn: with thousands of writers in one process, the resource's commit rate does not
@@ -193,6 +194,7 @@ final class GroupCommit<Resource: GroupCommitResource>: Sendable {
         } catch {
             return writes.map { _ in .failure(error) }
         }
+        if writes.count == 1 { return [await commitAlone(writes[0], on: resource)] }
         var answers: [Result<any Sendable, any Error>] = []
         answers.reserveCapacity(writes.count)
         do {
@@ -220,6 +222,32 @@ final class GroupCommit<Resource: GroupCommitResource>: Sendable {
                 )
             }
             return writes.map { _ in .failure(error) }
+        }
+    }
+
+    /// Runs the one write of a turn in the transaction begun for it, without a savepoint: rolling the
+    /// transaction back undoes that write alone.
+    private func commitAlone(_ write: Pending, on resource: Resource) async -> Result<any Sendable, any Error> {
+        let value: any Sendable
+        do {
+            value = try await write.body(resource)
+        } catch {
+            do {
+                try await resource.rollback()
+            } catch let rollbackError {
+                logger.warning(
+                    "baton: rollback failed",
+                    metadata: ["operation": "\(write.operation)", "error": "\(rollbackError)"]
+                )
+            }
+            return .failure(error)
+        }
+        do {
+            try await resource.commit()
+            return .success(value)
+        } catch {
+            try? await resource.rollback()
+            return .failure(error)
         }
     }
 }
