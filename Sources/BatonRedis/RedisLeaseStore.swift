@@ -55,6 +55,10 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     /// `redis`.
     public var storeName: String { "redis" }
 
+    /// The event loop of the store's command connections: requests run there (see
+    /// ``Baton/LeaseStoreDriver/requestExecutor``).
+    public var requestExecutor: (any TaskExecutor)? { commandLoop }
+
     let nodes: [RedisNodeClient]
     let layout: RedisKeyLayout
     let configuration: Configuration
@@ -62,6 +66,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     let subscriber: RedisSubscriber
     /// Where every connection is made, in ``run()``.
     let loop = RedisConnectionLoop()
+    private let commandLoop: EventLoopTaskExecutor
     /// Times Redlock's validity, the change feeds' expiry timers and reconnection backoff.
     let clock: BatonClock
     /// How the store is named in errors and logs: the URL without its password.
@@ -125,10 +130,14 @@ public final class RedisLeaseStore: LeaseStoreDriver {
         self.name = url.description
         self.layout = RedisKeyLayout(prefix: configuration.keyPrefix, database: database)
         let loop = loop
+        // Every command connection on one loop, where the requests run too: a request and its reply never
+        // switch threads.
+        let commandLoop = EventLoopTaskExecutor(eventLoopGroup.next())
+        self.commandLoop = commandLoop
         self.nodes = endpoints.map {
             RedisNodeClient(
                 endpoint: $0,
-                group: eventLoopGroup,
+                group: commandLoop.eventLoop,
                 poolSize: configuration.poolSize,
                 loop: loop,
                 clock: clock

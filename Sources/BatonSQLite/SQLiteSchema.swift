@@ -7,6 +7,9 @@ import SQLiteNIO
 /// The layout is in the documentation of ``SQLiteLeaseStore``. Creation is idempotent, so any number of
 /// processes may set up the same file at once.
 enum SQLiteSchema {
+    /// How long setting up a file waits out other processes' locks at least.
+    static let setupPatience = Duration.seconds(5)
+
     /// The schema version this code writes and reads.
     static let version = 1
 
@@ -14,7 +17,7 @@ enum SQLiteSchema {
     ///
     /// Processes that set up a fresh file at the same moment meet locks that SQLite answers `SQLITE_BUSY` at
     /// once, without its busy handler (switching the file to WAL takes an exclusive lock); such a setup is tried
-    /// again, a few milliseconds later, until the busy timeout has passed.
+    /// again, a few milliseconds later, until the busy timeout (at least ``setupPatience``) has passed.
     /// - Throws: ``BatonError`` `storeUnavailable` if the file was written by a newer Baton; SQLite's errors.
     static func prepare(
         _ db: SQLiteSession,
@@ -23,7 +26,9 @@ enum SQLiteSchema {
         logger: Logger
     ) async throws {
         let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: configuration.busyTimeout)
+        // At least a few seconds, whatever the busy timeout: setting a file up happens once per process, and a
+        // short busy timeout is chosen for the requests that come after.
+        let deadline = clock.now.advanced(by: max(configuration.busyTimeout, setupPatience))
         var pause = Duration.milliseconds(2)
         while true {
             do {

@@ -53,13 +53,14 @@ import Testing
     }
 
     @Test func presenceAcrossInstances() async throws {
-        try await withTwoStores { a, b throws in
+        let clock = ManualClock()
+        try await withTwoStores(clock: clock) { a, b throws in
             let group = unique("workers")
             try await a.heartbeat(group: group, member: "zeta", ttl: .seconds(10))
             try await b.heartbeat(group: group, member: "alpha", ttl: .seconds(10))
             try await b.heartbeat(group: group, member: "brief", ttl: .milliseconds(150))
             #expect(try await a.members(group: group) == ["alpha", "brief", "zeta"])
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: .milliseconds(150))
             #expect(try await a.members(group: group) == ["alpha", "zeta"])
             try await a.leave(group: group, member: "zeta")
             #expect(try await b.members(group: group) == ["alpha"])

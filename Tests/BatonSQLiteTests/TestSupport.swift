@@ -29,6 +29,21 @@ func withTwoStores<T: Sendable>(
     }
 }
 
+/// Two stores on one fresh file whose expiry follows `clock`, both running while `body` runs.
+func withTwoStores<T: Sendable>(
+    clock: ManualClock,
+    _ body: @Sendable (LeaseStore, LeaseStore) async throws -> T
+) async throws -> T {
+    try await withDatabase { path throws in
+        let expiry = ManualExpiryClock(manual: clock)
+        let first = LeaseStore(try SQLiteLeaseStore(path: path, clock: expiry))
+        let second = LeaseStore(try SQLiteLeaseStore(path: path, clock: expiry))
+        return try await first.withRunning { first in
+            try await second.withRunning { second in try await body(first, second) }
+        }
+    }
+}
+
 /// One store on a fresh file, running while `body` runs.
 func withStore<T: Sendable>(
     configuration: SQLiteLeaseStore.Configuration = .init(),

@@ -23,6 +23,18 @@ struct LeaseStoreFrontTests {
         #expect(try await store.current(key: "k") == nil)
     }
 
+    @Test func onTheHostClockAHangingRequestTimesOutAndTheOthersAnswer() async throws {
+        let faults = FaultInjectingStore(wrapping: MemoryLeaseStore())
+        faults.setFault(.hang, for: .operation(.acquire))
+        let store = LeaseStore(faults, configuration: .init(requestTimeout: .milliseconds(200)))
+        let hanging = Task { try await store.acquire(key: "k", holder: "a", ttl: .seconds(10)) }
+        // Requests that answer meanwhile are not held up by the watcher of the hanging one's deadline.
+        for _ in 0..<100 { #expect(try await store.current(key: "k") == nil) }
+        await expectCode(.timeout) { try await hanging.value }
+        faults.clearFaults()
+        #expect(try await store.acquire(key: "k", holder: "a", ttl: .seconds(10)).lease?.holder == "a")
+    }
+
     @Test func aCallBeforeRunWaitsForItThenGoesThrough() async throws {
         let clock = ManualClock()
         let driver = RunGatedDriver()

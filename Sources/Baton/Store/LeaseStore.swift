@@ -67,6 +67,7 @@ public struct LeaseStore: Service, Sendable {
         self.core = LeaseStoreCore(
             storeName: driver.storeName,
             needsRun: driver.needsRun,
+            requestExecutor: driver.requestExecutor,
             configuration: configuration,
             clock: BatonClock(clock)
         )

@@ -23,14 +23,24 @@ final class LeaseStoreCore: Sendable {
 
     let storeName: String
     private let needsRun: Bool
+    private let requestExecutor: (any TaskExecutor)?
     private let configuration: LeaseStore.Configuration
     private let clock: BatonClock
     private let state = Mutex(RunState.idle(waiters: [:], next: 0))
     private let metrics: [StoreOperation: OperationMetrics]
+    private let deadlines: RequestDeadlines
 
-    init(storeName: String, needsRun: Bool, configuration: LeaseStore.Configuration, clock: BatonClock) {
+    init(
+        storeName: String,
+        needsRun: Bool,
+        requestExecutor: (any TaskExecutor)?,
+        configuration: LeaseStore.Configuration,
+        clock: BatonClock
+    ) {
         self.storeName = storeName
         self.needsRun = needsRun
+        self.requestExecutor = requestExecutor
+        self.deadlines = RequestDeadlines(clock: clock, timeout: configuration.requestTimeout)
         self.configuration = configuration
         self.clock = clock
         var metrics: [StoreOperation: OperationMetrics] = [:]
@@ -161,7 +171,7 @@ final class LeaseStoreCore: Sendable {
         }
     }
 
-    /// Runs `body` in a task of its own, cancelled at the request deadline (the request is then a `timeout`,
+    /// Runs `body` in a task of its own (on the driver's executor, if it has one), cancelled at the request deadline (the request is then a `timeout`,
     /// whatever `body` threw on its cancellation) or when the caller is cancelled.
     private func withDeadline<T: Sendable>(
         _ operation: StoreOperation,
@@ -169,12 +179,12 @@ final class LeaseStoreCore: Sendable {
     ) async throws -> T {
         let timeout = configuration.requestTimeout
         let timedOut = TimeoutFlag()
-        let request = Task { try await body() }
-        let deadline = clock.schedule(at: clock.now() + timeout) {
+        let request = Task(executorPreference: requestExecutor) { try await body() }
+        let deadline = deadlines.set {
             timedOut.value.store(true, ordering: .sequentiallyConsistent)
             request.cancel()
         }
-        defer { deadline.cancel() }
+        defer { deadlines.drop(deadline) }
         do {
             return try await withTaskCancellationHandler {
                 try await request.value

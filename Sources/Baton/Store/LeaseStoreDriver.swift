@@ -55,6 +55,14 @@ public protocol LeaseStoreDriver: Service {
     /// in-memory store answers without it.
     var needsRun: Bool { get }
 
+    /// Where the front runs this driver's requests, or nil for Swift's global executor.
+    ///
+    /// The front runs each request in a task of its own, so that the request's deadline can cancel it without
+    /// cancelling the caller. A driver whose requests are answered on one NIO event loop gives that loop as a
+    /// task executor: the request then starts and is answered on the loop's thread, and costs no more thread
+    /// switches than a call made without a deadline.
+    var requestExecutor: (any TaskExecutor)? { get }
+
     // MARK: Leases
 
     /// Takes `key` for `holder` if it is free or expired, or renews it if `holder` already holds it.
@@ -125,4 +133,7 @@ public protocol LeaseStoreDriver: Service {
 extension LeaseStoreDriver {
     /// True: the driver needs `run()`.
     public var needsRun: Bool { true }
+
+    /// Nil: requests run on Swift's global executor.
+    public var requestExecutor: (any TaskExecutor)? { nil }
 }
