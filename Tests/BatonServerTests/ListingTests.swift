@@ -48,7 +48,7 @@ struct ListingTests {
             let allKeys = try #require(try all.object()["leases"] as? [[String: Any]]).map { $0["key"] as? String }
             #expect(allKeys == ["team-a", "team-a/a", "team-a/b", "team-a/é", "team-ab/x"])
 
-            let limited = try await client.get("/v2/leases?prefix=team-a&limit=2").object()
+            let limited = try await client.get("/v2/leases?prefix=team-a&limit=0002").object()
             #expect(limited["truncated"] as? Bool == true)
             #expect((limited["leases"] as? [[String: Any]])?.map { $0["key"] as? String } == ["team-a", "team-a/a"])
 
@@ -91,6 +91,7 @@ struct ListingTests {
             "/v2/leases?prefix=a%07b", "/v2/leases?limit=0", "/v2/leases?limit=10001", "/v2/leases?limit=abc",
             "/v2/leases?limit=", "/v2/leases?limit=-1", "/v2/leases?prefix=" + String(repeating: "p", count: 257),
             "/v2/rounds/nightly?limit=1001", "/v2/rounds/nightly?limit=1.5", "/v2/rounds/a%00b",
+            "/v2/leases?limit=99999999999999999999999", "/v2/leases?limit=%2B5",
         ]
     )
     func badInput(path: String) async throws {

@@ -86,7 +86,7 @@ extension BatonHTTPServer {
     /// `?limit=N`: a whole number from 1 to `max`, `default` when absent.
     private func queryLimit(_ request: Request, default value: Int, max: Int) throws(APIError) -> Int {
         guard let text = try queryText("limit", request) else { return value }
-        guard !text.isEmpty, text.utf8.count <= 6, text.utf8.allSatisfy({ (48...57).contains($0) }),
+        guard !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }),
             let limit = Int(text),
             (1...max).contains(limit)
         else {
