@@ -12,8 +12,10 @@ extension EtcdLeaseStore {
     /// One transaction reads, at one revision, every key under `prefix` and Baton's campaign records under it. A
     /// key counts as a candidate of election `KEY` when it is `KEY/<lease ID in lower-case hex>` attached to a
     /// lease (etcd's `concurrency.Election` layout, so keys of `etcdctl elect` are listed too); other keys, and
-    /// Baton's own records under `baton/campaign/`, `baton/round/` and `baton/presence/`, are not. etcd does not
-    /// tell a term's time left without a request per lease, so it is not given (`remaining` is nil).
+    /// Baton's own records under `baton/campaign/`, `baton/round/` and `baton/presence/`, are not. The first
+    /// `limit` leaders' time left is then read from their etcd leases (`LeaseTimeToLive`, one request each, a
+    /// few at a time), in whole seconds rounded down; a key written by another client without a lease of its own
+    /// has none.
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func leases(prefix: String, limit: Int) async throws -> [HeldLease] {
         try await lifecycle.ready()
@@ -41,10 +43,51 @@ extension EtcdLeaseStore {
             guard let name = Self.electionName(of: kv.key.dropFirst(Self.ownAreas[0].count)) else { continue }
             records[name, default: []].append(kv)
         }
-        return keys.compactMap { name, kvs in
+        let held = keys.compactMap { name, kvs -> (lease: HeldLease, id: Int64?)? in
             let election = Self.candidates(name, keys: kvs, records: records[name] ?? [])
-            return Self.leader(of: election).map { HeldLease(key: name, leader: $0) }
+            return Self.leader(of: election).map { (HeldLease(key: name, leader: $0), election.first?.lease) }
         }
+        let first = held.sorted { ListingLimits.precedes($0.lease.key, $1.lease.key) }.prefix(limit)
+        return try await withTimeLeft(Array(first))
+    }
+
+    /// The leases with the time left of their etcd leases (`LeaseTimeToLive`, a few at a time): whole seconds,
+    /// rounded down by etcd, so never more than is left.
+    private func withTimeLeft(_ held: [(lease: HeldLease, id: Int64?)]) async throws -> [HeldLease] {
+        var answers: [HeldLease] = []
+        var start = 0
+        while start < held.count {
+            let batch = held[start..<min(start + 16, held.count)]
+            start += batch.count
+            let answered = try await withThrowingTaskGroup(of: (Int, HeldLease).self) { group in
+                for (index, entry) in batch.enumerated() {
+                    group.addTask {
+                        var lease = entry.lease
+                        if let id = entry.id, let (left, granted) = try await self.timeToLive(id) {
+                            lease.leader.remaining = left > 0 ? .seconds(left) : nil
+                            lease.leader.ttl = granted > 0 ? .seconds(granted) : nil
+                        }
+                        return (index, lease)
+                    }
+                }
+                var found = [HeldLease?](repeating: nil, count: batch.count)
+                for try await (index, lease) in group { found[index] = lease }
+                return found.compactMap { $0 }
+            }
+            answers += answered
+        }
+        return answers
+    }
+
+    /// The seconds left and granted of an etcd lease; nil if etcd no longer has it.
+    private func timeToLive(_ id: Int64) async throws -> (left: Int64, granted: Int64)? {
+        let request = Etcdserverpb_LeaseTimeToLiveRequest.with { $0.id = id }
+        let options = client.options()
+        let response = try await client.call("read a lease's time left") { grpc, metadata in
+            try await Etcdserverpb_Lease.Client(wrapping: grpc).leaseTimeToLive(
+                request, metadata: metadata, options: options)
+        }
+        return response.ttl < 0 ? nil : (response.ttl, response.grantedTtl)
     }
 
     /// The kept rounds of `system` (their records' leases have not expired), with winner and completer.

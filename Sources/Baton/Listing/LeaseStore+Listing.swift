@@ -4,8 +4,8 @@ extension LeaseStore {
     /// The held leases whose key starts with `prefix`, sorted by key: which keys are held, by whom, until when.
     ///
     /// Each lease comes with its leader as ``current(key:)`` reports it: holder, fencing token, metadata, and
-    /// the time left as far as the store can tell (see the store's documentation; etcd does not tell it, S3
-    /// tells what this process has seen of the term). Released and expired terms are not listed. A listing reads
+    /// the time left as far as the store can tell (see the store's documentation; etcd tells it in whole
+    /// seconds, S3 what this process has seen of the term). Released and expired terms are not listed. A listing reads
     /// the store, and need not be one atomic snapshot of it.
     /// - Parameters:
     ///   - prefix: 0–256 bytes of UTF-8 without control characters, matched byte by byte; empty (the default)
