@@ -39,8 +39,15 @@ extension EtcdLeaseStore {
     /// The candidates in queue order, from the answers of ``electionReads(_:)``.
     static func parseElection(_ key: String, _ responses: ArraySlice<Etcdserverpb_ResponseOp>) -> [Candidate] {
         guard responses.count >= 2 else { return [] }
-        let keys = responses[responses.startIndex].responseRange.kvs
-        let records = responses[responses.startIndex + 1].responseRange.kvs
+        return candidates(
+            key,
+            keys: responses[responses.startIndex].responseRange.kvs,
+            records: responses[responses.startIndex + 1].responseRange.kvs
+        )
+    }
+
+    /// The candidates of `key` in queue order, from its election keys and campaign records (others are skipped).
+    static func candidates(_ key: String, keys: [Mvccpb_KeyValue], records: [Mvccpb_KeyValue]) -> [Candidate] {
         let electionPrefix = EtcdKeyLayout.electionPrefix(key)
         let campaignPrefix = EtcdKeyLayout.campaignPrefix(key)
         var marks: [String: (holder: String, waiting: Bool)] = [:]

@@ -72,10 +72,15 @@ extension EtcdLeaseStore {
         let key = EtcdKeyLayout.roundKey(system: system, round: round)
         let answer = try await txn("read the round", compare: [], success: [.get(key)])
         guard let kv = answer.responses.first?.responseRange.kvs.first else { return nil }
-        let lines = String(decoding: kv.value, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        return (Self.decodeRound(kv.value), kv.modRevision)
+    }
+
+    /// The record stored as a round key's value (see ``encode(_:)``).
+    static func decodeRound(_ value: Data) -> RoundRecord {
+        let lines = String(decoding: value, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         let winner = lines.first.map(String.init).flatMap { $0.isEmpty ? nil : $0 }
         let completedBy = lines.count > 1 && !lines[1].isEmpty ? String(lines[1]) : nil
-        return (RoundRecord(winner: winner, completedBy: completedBy), kv.modRevision)
+        return RoundRecord(winner: winner, completedBy: completedBy)
     }
 
     /// Winner and completer on two lines (names never hold control characters, so a newline separates them).

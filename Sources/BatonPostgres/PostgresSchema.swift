@@ -248,7 +248,34 @@ struct PostgresSchema: Sendable {
         )
     }
 
+    /// The live terms of keys from `prefix` up to `end` (nil: no end), in key order, at most `limit`: key, token,
+    /// holder, metadata, ttl_ms, remaining microseconds.
+    func leases(prefix: String, end: String?, limit: Int) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                WITH clock AS (SELECT clock_timestamp() AS now)
+                SELECT l.key, l.token, l.holder, l.metadata, l.ttl_ms, \(remainingMicroseconds("l.expires_at"))
+                FROM \(leases) AS l, clock
+                WHERE l.key >= $1 AND ($2::text IS NULL OR l.key < $2::text) AND starts_with(l.key, $1)
+                    AND l.holder IS NOT NULL AND l.expires_at > clock.now
+                ORDER BY l.key LIMIT $3
+                """,
+            binds: Self.binds(.text(prefix), .text(end), .bigint(Int64(limit)))
+        )
+    }
+
     // MARK: Rounds
+
+    /// The live rounds of `system`, the greatest name first, at most `limit`: round, winner, completed_by.
+    func rounds(system: String, limit: Int) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                SELECT round, winner, completed_by FROM \(rounds)
+                WHERE system = $1 AND expires_at > clock_timestamp() ORDER BY round DESC LIMIT $2
+                """,
+            binds: Self.binds(.text(system), .bigint(Int64(limit)))
+        )
+    }
 
     /// Makes sure a row exists to lock: an already-expired placeholder if the round has none.
     func ensureRound(system: String, round: String) -> PostgresQuery {

@@ -160,7 +160,7 @@ extension RedisLeaseStore {
     }
 
     /// Runs `body` on every node at once; the answers in node order.
-    private func onEveryNode<T: Sendable>(
+    func onEveryNode<T: Sendable>(
         _ body: @escaping @Sendable (RedisNodeClient) async throws -> T
     ) async -> [Result<T, any Error>] {
         await onNodes(Array(nodes.indices), body)
@@ -207,7 +207,7 @@ extension RedisLeaseStore {
         return counts.values.max { $0.0 < $1.0 }?.1
     }
 
-    private func firstError<T>(_ answers: [Result<T, any Error>], _ what: String) -> BatonError {
+    func firstError<T>(_ answers: [Result<T, any Error>], _ what: String) -> BatonError {
         for answer in answers {
             if case .failure(let error) = answer, let error = error as? BatonError {
                 return BatonError(

@@ -383,7 +383,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     }
 
     /// `{holder, token, has metadata, metadata, ttl ms, pttl}` as a leader.
-    private func leaderInfo(_ parts: [RESPValue]) -> LeaderInfo? {
+    func leaderInfo(_ parts: [RESPValue]) -> LeaderInfo? {
         guard parts.count == 6, let holder = parts[0].string, let token = parts[1].int64,
             let hasMetadata = parts[2].int64, let ttl = parts[4].int64, let pttl = parts[5].int64
         else { return nil }

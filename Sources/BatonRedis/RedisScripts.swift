@@ -145,3 +145,25 @@ enum RedisScripts {
             """
     )
 }
+
+extension RedisScripts {
+    /// The terms of many leases at once, for listings. KEYS: lease hashes. Returns one entry per key: `{}` if
+    /// the key holds no term, else `{holder, token, has metadata, metadata, ttl ms, pttl}` as ``current``.
+    static let currentMany = RedisScript(
+        name: "currentMany",
+        source: """
+            local out = {}
+            for i, key in ipairs(KEYS) do
+              local cur = redis.call('HMGET', key, 'holder', 'token', 'metadata', 'ttl')
+              if cur[1] then
+                local has = 0
+                if cur[3] then has = 1 end
+                out[i] = {cur[1], cur[2], has, cur[3] or '', cur[4] or '0', redis.call('PTTL', key)}
+              else
+                out[i] = {}
+              end
+            end
+            return out
+            """
+    )
+}

@@ -38,7 +38,7 @@ import Synchronization
 ///
 /// | object | holds |
 /// |---|---|
-/// | `<prefix>lease.<key>` | JSON `{"holder","token","ttl_ms","metadata"?,"released","write"}` |
+/// | `<prefix>lease.<key>` | JSON `{"holder","token","ttl_ms","metadata"?,"key","released","write"}` |
 /// | `<prefix>round.<system>.<round>` | JSON `{"winner"?,"completed_by"?,"retention_ms","write"}` |
 /// | `<prefix>presence.<group>.<member>` | JSON `{"member","ttl_ms","write"}`, rewritten by every heartbeat |
 ///
@@ -143,7 +143,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
                 }
             }
             let state = LeaseState(
-                holder: holder, token: token, ttlMilliseconds: ttl.batonMilliseconds, metadata: metadata)
+                holder: holder, token: token, ttlMilliseconds: ttl.batonMilliseconds, metadata: metadata, key: key)
             if try await write(object, state, condition: condition, ttl: ttl, term: state.term) {
                 signals.notify(key)
                 return .acquired(Lease(key: key, holder: holder, token: token, ttl: ttl, metadata: metadata))
@@ -161,7 +161,8 @@ public final class S3LeaseStore: LeaseStoreDriver {
             holder: lease.holder,
             token: lease.token,
             ttlMilliseconds: ttl.batonMilliseconds,
-            metadata: lease.metadata
+            metadata: lease.metadata,
+            key: lease.key
         )
         // The ETag this store last saw is usually its own last write of this term: write against it at once,
         // and read only when S3 refuses (412), to tell a lost term from a stale ETag (a write whose answer was
@@ -293,7 +294,19 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     public func members(group: String) async throws -> [String] {
-        let folder = presencePrefix(group)
+        var alive: [String] = []
+        for (object, etag) in try await listObjects(under: presencePrefix(group)) {
+            guard let (member, ttl) = try await presence(object, etag: etag) else { continue }
+            note(object, etag: etag, ttl: ttl, term: member)
+            if !isExpired(object, etag: etag) { alive.append(member) }
+        }
+        return alive.sorted()
+    }
+
+    // MARK: Objects
+
+    /// Every object whose key starts with `folder`, with its ETag (ListObjectsV2, page by page).
+    func listObjects(under folder: String) async throws -> [(object: String, etag: String)] {
         var found: [(object: String, etag: String)] = []
         var continuation: String?
         repeat {
@@ -311,16 +324,8 @@ public final class S3LeaseStore: LeaseStoreDriver {
             let truncated = XMLScan.values(of: "IsTruncated", in: document).first == "true"
             continuation = truncated ? XMLScan.values(of: "NextContinuationToken", in: document).first : nil
         } while continuation != nil
-        var alive: [String] = []
-        for (object, etag) in found {
-            guard let (member, ttl) = try await presence(object, etag: etag) else { continue }
-            note(object, etag: etag, ttl: ttl, term: member)
-            if !isExpired(object, etag: etag) { alive.append(member) }
-        }
-        return alive.sorted()
+        return found
     }
-
-    // MARK: Objects
 
     func leaseObject(_ key: String) -> String { prefix + "lease." + Self.encodeName(key) }
 
@@ -332,6 +337,13 @@ public final class S3LeaseStore: LeaseStoreDriver {
 
     /// A name as it appears in an object key (see the layout in the type's documentation).
     static func encodeName(_ name: String) -> String {
+        let encoded = escapeName(name)
+        guard encoded.utf8.count > 400 else { return encoded }
+        return "~" + SigV4Signer.payloadHash(Array(name.utf8))
+    }
+
+    /// A name with every byte but ASCII letters, digits and `-` written `_XX`, however long.
+    static func escapeName(_ name: String) -> String {
         let digits = Array("0123456789ABCDEF".utf8)
         var encoded: [UInt8] = []
         for byte in name.utf8 {
@@ -343,8 +355,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
                 encoded += [UInt8(ascii: "_"), digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]]
             }
         }
-        guard encoded.count > 400 else { return String(decoding: encoded, as: UTF8.self) }
-        return "~" + SigV4Signer.payloadHash(Array(name.utf8))
+        return String(decoding: encoded, as: UTF8.self)
     }
 
     /// A random write id: 64 bits in hex.
@@ -353,7 +364,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
     // MARK: Sightings
 
     /// Records that `object` has `etag` now, keeping the first time this ETag was seen.
-    private func note(_ object: String, etag: String, ttl: Duration?, term: String? = nil) {
+    func note(_ object: String, etag: String, ttl: Duration?, term: String? = nil) {
         let now = clock.now()
         sightings.withLock { sightings in
             if var sighting = sightings[object], sighting.etag == etag {
@@ -367,7 +378,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     /// Whether `object` has had `etag` for at least its ttl on this host's clock.
-    private func isExpired(_ object: String, etag: String) -> Bool {
+    func isExpired(_ object: String, etag: String) -> Bool {
         let now = clock.now()
         return sightings.withLock { sightings in
             guard let sighting = sightings[object], sighting.etag == etag, let ttl = sighting.ttl else { return false }
@@ -376,7 +387,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
     }
 
     /// The time left of `object`'s current ETag, as this store can tell.
-    private func remaining(_ object: String, etag: String) -> Duration? {
+    func remaining(_ object: String, etag: String) -> Duration? {
         let now = clock.now()
         return sightings.withLock { sightings in
             guard let sighting = sightings[object], sighting.etag == etag, let ttl = sighting.ttl else { return nil }
@@ -391,14 +402,14 @@ public final class S3LeaseStore: LeaseStoreDriver {
         var etag: String
     }
 
-    private func readLease(_ object: String) async throws -> Read<LeaseState>? {
+    func readLease(_ object: String) async throws -> Read<LeaseState>? {
         guard let (state, etag) = try await read(LeaseState.self, object) else { return nil }
         note(object, etag: etag, ttl: .milliseconds(state.ttlMilliseconds), term: state.term)
         return Read(state: state, etag: etag)
     }
 
     /// The round's record unless it outlived its retention, and the condition a write must carry.
-    private func readRound(
+    func readRound(
         _ object: String
     ) async throws -> (record: RoundState?, condition: (name: String, value: String)) {
         guard let (state, etag) = try await read(RoundState.self, object) else { return (nil, ("if-none-match", "*")) }
@@ -457,7 +468,7 @@ public final class S3LeaseStore: LeaseStoreDriver {
         return true
     }
 
-    private func leaderInfo(_ read: Read<LeaseState>, object: String) -> LeaderInfo {
+    func leaderInfo(_ read: Read<LeaseState>, object: String) -> LeaderInfo {
         LeaderInfo(
             holder: read.state.holder,
             token: read.state.token,
@@ -480,6 +491,9 @@ struct LeaseState: Codable, Sendable, Hashable {
     var token: FencingToken
     var ttlMilliseconds: Int64
     var metadata: String?
+    /// The key, so that a listing can name the keys whose object is named by a hash (nil in objects written
+    /// before it was recorded).
+    var key: String?
     var released = false
     /// Random per write. S3's ETag of a simple PUT is the MD5 of the content, so without it a renewal that
     /// writes the same holder, token, ttl and metadata would keep the ETag, and candidates would count the
@@ -487,7 +501,7 @@ struct LeaseState: Codable, Sendable, Hashable {
     var write = S3LeaseStore.newWriteID()
 
     enum CodingKeys: String, CodingKey {
-        case holder, token, metadata, released, write
+        case holder, token, metadata, key, released, write
         case ttlMilliseconds = "ttl_ms"
     }
 

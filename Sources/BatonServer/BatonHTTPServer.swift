@@ -125,6 +125,8 @@ public struct BatonHTTPServer: Sendable {
             route(.delete, "/v2/leases/{key}", [204, 400, 409, 500], release),
             route(.get, "/v2/leases/{key}", [200, 400, 404, 500], leader),
             route(.get, "/v2/leases/{key}/watch", [200, 400, 500], watch),
+            route(.get, "/v2/leases", [200, 400, 500], listLeases),
+            route(.get, "/v2/rounds/{system}", [200, 400, 403, 500], listRounds),
             route(.get, "/healthz", [200], open: true, healthz),
             route(.get, "/readyz", [200, 503], readyz),
             route(.get, "/metrics", [200], metricsText),

@@ -8,6 +8,9 @@ public struct BatonRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client's address, if the connection has one (requests sent straight to the router in tests have none).
     public let remoteAddress: SocketAddress?
+    /// What the caller may read in listings: ``ReadScope/everything`` unless a middleware (authentication) narrows
+    /// it before the route runs.
+    public var readScope: ReadScope = .everything
 
     /// Creates the context of a request arriving on `source.channel`.
     public init(source: ApplicationRequestContextSource) {

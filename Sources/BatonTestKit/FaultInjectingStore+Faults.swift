@@ -42,14 +42,18 @@ extension FaultInjectingStore {
         case leave
         /// ``LeaseStore/members(group:)``.
         case members
+        /// ``LeaseStore/leases(prefix:limit:)``.
+        case leases
+        /// ``LeaseStore/rounds(system:limit:)``.
+        case rounds
         /// ``LeaseStoreDriver/run()``.
         case run
 
         /// The family the operation belongs to.
         public var family: Family {
             switch self {
-            case .acquire, .renew, .release, .current, .changes: .leases
-            case .claim, .winner, .complete, .completion: .rounds
+            case .acquire, .renew, .release, .current, .changes, .leases: .leases
+            case .claim, .winner, .complete, .completion, .rounds: .rounds
             case .heartbeat, .leave, .members: .presence
             case .run: .lifecycle
             }

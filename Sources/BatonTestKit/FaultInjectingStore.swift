@@ -392,6 +392,22 @@ public final class FaultInjectingStore: LeaseStoreDriver {
         }
     }
 
+    /// Forwards to the wrapped store's `leases`, with the faults that apply.
+    public func leases(prefix: String, limit: Int) async throws -> [HeldLease] {
+        try await perform(.leases) {
+        } call: {
+            try await base.leases(prefix: prefix, limit: limit)
+        }
+    }
+
+    /// Forwards to the wrapped store's `rounds`, with the faults that apply.
+    public func rounds(system: String, limit: Int) async throws -> [RoundSummary] {
+        try await perform(.rounds) {
+        } call: {
+            try await base.rounds(system: system, limit: limit)
+        }
+    }
+
     /// Runs the wrapped store, once the faults that apply let it start.
     public func run() async throws {
         try await perform(.run) {

@@ -23,7 +23,8 @@ struct BatonCommand: AsyncParsableCommand {
               baton leader jobs/mailer --json
             """,
         subcommands: [
-            Serve.self, Run.self, Elect.self, Complete.self, Leader.self, Watch.self, Resign.self, Campaign.self,
+            Serve.self, Run.self, Elect.self, Complete.self, Leader.self, List.self, Watch.self, Resign.self,
+            Campaign.self,
         ]
     )
 

@@ -167,4 +167,49 @@ struct CommandLineTests {
         let leader = try baton(["leader", "jobs/cleaner", "--json"] + store)
         #expect(leader.status == 1 && leader.standardOutput == "no leader\n")
     }
+
+    @Test("list shows the lease another process holds, then nothing once it is released, and the rounds")
+    func listAcrossProcesses() throws {
+        let database = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "baton-cli-\(UUID().uuidString).db")
+        defer {
+            for suffix in ["", "-wal", "-shm", "-notify"] {
+                try? FileManager.default.removeItem(atPath: database.path + suffix)
+            }
+        }
+        let store = ["--store", "sqlite:" + database.path]
+        let listInside = [try Self.executable().path, "list", "jobs/", "--json"] + store
+        let held = try baton(
+            ["run", "--key", "jobs/mailer", "--id", "host-a", "--metadata", "http://h:1/"] + store + ["--"] + listInside
+        )
+        #expect(held.status == 0, "\(held.standardError)")
+        let line = try #require(held.standardOutput.split(separator: "\n").first { $0.hasPrefix("{") })
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let leases = try #require(object["leases"] as? [[String: Any]])
+        #expect(leases.count == 1)
+        #expect(leases.first?["key"] as? String == "jobs/mailer")
+        #expect(leases.first?["holder"] as? String == "host-a")
+        #expect(leases.first?["metadata"] as? String == "http://h:1/")
+        #expect(object["truncated"] as? Bool == false)
+
+        let after = try baton(["list", "jobs/"] + store)
+        #expect(after.status == 0 && after.standardOutput == "no leases held\n", "\(after.standardError)")
+
+        #expect(try baton(["elect", "nightly", "2026-11-23", "--candidate", "host-a"] + store).status == 0)
+        #expect(try baton(["complete", "nightly", "2026-11-23", "--candidate", "host-a"] + store).status == 0)
+        #expect(try baton(["elect", "nightly", "2026-11-24", "--candidate", "host-b"] + store).status == 0)
+        let rounds = try baton(["list", "--rounds", "nightly"] + store)
+        #expect(rounds.status == 0, "\(rounds.standardError)")
+        #expect(
+            rounds.standardOutput
+                == "ROUND       WINNER  COMPLETED BY\n2026-11-24  host-b  -\n2026-11-23  host-a  host-a\n")
+        let limited = try baton(["list", "--rounds", "nightly", "--limit", "1"] + store)
+        #expect(limited.standardOutput.split(separator: "\n").count == 2)
+        #expect(limited.standardError.contains("more rounds"))
+
+        let bad = try baton(["list", "jobs/\u{7}"] + store)
+        #expect(bad.status == 2 && bad.standardError.hasPrefix("baton: prefix "))
+        let badLimit = try baton(["list", "--limit", "0"] + store)
+        #expect(badLimit.status == 2 && badLimit.standardError.contains("--limit must be 1–10000"))
+    }
 }

@@ -86,3 +86,72 @@ struct CommandOutputTests {
         #expect(throws: BatonError.self) { try Candidate.resolve("") }
     }
 }
+
+@Suite("baton list: output")
+struct ListOutputTests {
+    @Test("leases print as a table with a header, - where unknown")
+    func leaseTable() {
+        let listing = LeaseListing(
+            leases: [
+                HeldLease(
+                    key: "jobs/mailer",
+                    leader: LeaderInfo(
+                        holder: "host-a", token: 7, metadata: "http://h:1/", remaining: .milliseconds(9998))
+                ),
+                HeldLease(key: "jobs/x", leader: LeaderInfo(holder: "b", token: 12)),
+            ],
+            isTruncated: false
+        )
+        #expect(
+            ListReport.table(listing)
+                == """
+                KEY          HOLDER  TOKEN  LEFT    METADATA
+                jobs/mailer  host-a  7      9.998s  "http://h:1/"
+                jobs/x       b       12     -       -
+                """
+        )
+        #expect(ListReport.table(LeaseListing(leases: [], isTruncated: false)) == "no leases held")
+    }
+
+    @Test("leases in JSON carry every field, null where unknown")
+    func leaseJSON() throws {
+        let listing = LeaseListing(
+            leases: [
+                HeldLease(
+                    key: "k",
+                    leader: LeaderInfo(holder: "h", token: 3, ttl: .seconds(10), remaining: .milliseconds(1500)))
+            ],
+            isTruncated: true
+        )
+        #expect(
+            try ListReport.json(listing, prefix: "")
+                == #"{"leases":[{"holder":"h","key":"k","metadata":null,"remaining_ms":1500,"token":3,"ttl_ms":10000}],"#
+                + #""prefix":"","truncated":true}"#
+        )
+    }
+
+    @Test("rounds print as a table and as JSON")
+    func rounds() throws {
+        let listing = RoundListing(
+            rounds: [
+                RoundSummary(round: "2026-01-02", winner: "host-b"),
+                RoundSummary(round: "2026-01-01", winner: "host-a", completedBy: "host-a"),
+            ],
+            isTruncated: false
+        )
+        #expect(
+            ListReport.table(listing)
+                == """
+                ROUND       WINNER  COMPLETED BY
+                2026-01-02  host-b  -
+                2026-01-01  host-a  host-a
+                """
+        )
+        #expect(
+            try ListReport.json(listing, system: "nightly")
+                == #"{"rounds":[{"completed_by":null,"round":"2026-01-02","winner":"host-b"},"#
+                + #"{"completed_by":"host-a","round":"2026-01-01","winner":"host-a"}],"system":"nightly","truncated":false}"#
+        )
+        #expect(ListReport.table(RoundListing(rounds: [], isTruncated: false)) == "no rounds kept")
+    }
+}

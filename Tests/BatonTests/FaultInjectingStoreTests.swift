@@ -136,6 +136,8 @@ struct FaultInjectingStoreTests {
         await expectCode(.storeUnavailable) { try await store.heartbeat(group: "g", member: "m", ttl: .seconds(5)) }
         await expectCode(.storeUnavailable) { try await store.leave(group: "g", member: "m") }
         await expectCode(.storeUnavailable) { try await store.members(group: "g") }
+        await expectCode(.storeUnavailable) { try await store.leases(prefix: "", limit: 10) }
+        await expectCode(.storeUnavailable) { try await store.rounds(system: "s", limit: 10) }
         await expectCode(.storeUnavailable) {
             for try await _ in try store.changes(key: "k") {}
         }

@@ -11,6 +11,8 @@ import ServiceLifecycle
 ///   is cancelled and throws ``BatonError/Code/timeout``; its outcome is unknown.
 /// - **Errors are ``BatonError``s.** What a driver did not map becomes ``BatonError/Code/storeUnavailable``
 ///   naming only the error's type, so no client error can carry a password into a log.
+/// - **Listings** (``leases(prefix:limit:)``, ``rounds(system:limit:)``) are bounded by a limit the front checks,
+///   and sorted by the front whatever order the store reads in.
 /// - **Metrics** for every request, with the dimensions `store` and `operation`:
 ///   `baton_store_requests_total` (counter), `baton_store_request_duration_seconds` (timer) and
 ///   `baton_store_request_errors_total` (counter, also with `code`).

@@ -5,6 +5,7 @@ import Synchronization
 /// The operations of a store, named as metrics and errors name them.
 enum StoreOperation: String, CaseIterable, Sendable {
     case acquire, renew, release, current, changes, claim, winner, complete, completion, heartbeat, leave, members
+    case leases, rounds
 }
 
 /// The shared part of every copy of one ``LeaseStore``: whether it runs, the request deadline, the metrics.

@@ -39,12 +39,19 @@ import ServiceLifecycle
 ///   `CancellationError` or a ``BatonError``; the store may or may not have applied the operation (as with a
 ///   timeout), so callers retry or let the ttl run out. The front cancels an operation at its deadline.
 ///
+/// ## Listings
+///
+/// ``leases(prefix:limit:)`` and ``rounds(system:limit:)`` answer operators' "which keys are held, by whom,
+/// until when?" and "who ran the recent rounds?". They read, never write, and need not be atomic snapshots;
+/// the front checks the prefix, system and limit, asks for one entry more than the limit (to tell whether the
+/// listing was cut short), sorts and trims.
+///
 /// ## Growing the protocol
 ///
-/// The operations to come — listing the leases under a prefix, waiter queues in arrival order, semaphores of N
-/// slots — arrive as new requirements with default implementations that throw
-/// ``BatonError/Code/invalidArgument`` ("not supported by this store"), so a driver written against this
-/// version keeps compiling and says clearly what it cannot do.
+/// New operations (listings were the first; waiter queues in arrival order and semaphores of N slots are to come)
+/// arrive as new requirements with default implementations that throw ``BatonError/Code/invalidArgument`` ("not
+/// supported by this store"), so a driver written against an earlier version keeps compiling and says clearly
+/// what it cannot do.
 ///
 /// `BatonTestKit`'s conformance suite checks all of this for any driver, through a ``LeaseStore``.
 public protocol LeaseStoreDriver: Service {
@@ -98,6 +105,18 @@ public protocol LeaseStoreDriver: Service {
     /// an error when the store fails; subscribe again to go on. It ends when the consuming task is cancelled.
     func changes(key: String) throws -> LeaderChanges
 
+    /// The held leases whose key starts with `prefix` (byte by byte; empty: every key), each with its leader as
+    /// ``current(key:)`` would report it (holder, token, metadata, ttl and time left as far as the store can
+    /// tell), for listings.
+    ///
+    /// Released and expired terms are not listed. The answer holds at least the first `limit` such leases in
+    /// the byte order of their keys' UTF-8 (``ListingLimits/precedes(_:_:)``), or all of them if there are
+    /// fewer; it may hold more, in any order: the front sorts and trims. A listing need not be one atomic
+    /// snapshot of the store (a term may start or end while it is read), but each lease listed was held when
+    /// the store read it.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    func leases(prefix: String, limit: Int) async throws -> [HeldLease]
+
     // MARK: Rounds
 
     /// Claims one round of `system` for `candidate`. The first claim wins; the winner claiming again wins again
@@ -118,6 +137,14 @@ public protocol LeaseStoreDriver: Service {
     /// The identity whose completion of the round is recorded, or nil.
     func completion(system: String, round: String) async throws -> String?
 
+    /// The rounds of `system` whose records are kept (not past their retention), each with its winner and
+    /// completer, for listings.
+    ///
+    /// The answer holds at least the first `limit` such rounds in descending byte order of their names' UTF-8,
+    /// or all of them if there are fewer; it may hold more, in any order: the front sorts and trims.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    func rounds(system: String, limit: Int) async throws -> [RoundSummary]
+
     // MARK: Presence
 
     /// Marks `member` of `group` alive for `ttl`.
@@ -136,4 +163,14 @@ extension LeaseStoreDriver {
 
     /// Nil: requests run on Swift's global executor.
     public var requestExecutor: (any TaskExecutor)? { nil }
+
+    /// Throws ``BatonError/Code/invalidArgument``: a driver that does not implement listings says so.
+    public func leases(prefix: String, limit: Int) async throws -> [HeldLease] {
+        throw BatonError.invalidArgument("listing leases is not supported by the \(storeName) store")
+    }
+
+    /// Throws ``BatonError/Code/invalidArgument``: a driver that does not implement listings says so.
+    public func rounds(system: String, limit: Int) async throws -> [RoundSummary] {
+        throw BatonError.invalidArgument("listing rounds is not supported by the \(storeName) store")
+    }
 }

@@ -123,6 +123,19 @@ public final class MemoryLeaseStore: LeaseStoreDriver {
         }
     }
 
+    /// The live terms whose key starts with `prefix`, sorted by key, at most `limit`.
+    public func leases(prefix: String, limit: Int) async throws -> [HeldLease] {
+        let now = clock.now()
+        let held = try state.withLock { state throws(BatonError) -> [HeldLease] in
+            try Self.checkOpen(state)
+            return state.terms.compactMap { key, term in
+                guard term.expiresAt > now, ListingLimits.key(key, hasPrefix: prefix) else { return nil }
+                return HeldLease(key: key, leader: Self.info(term, now: now))
+            }
+        }
+        return Array(held.sorted { ListingLimits.precedes($0.key, $1.key) }.prefix(limit))
+    }
+
     public func changes(key: String) throws -> LeaderChanges {
         let signals = signals.subscribe(key)
         return LeaderChangeFeed.make(clock: clock, pollInterval: pollInterval, signals: signals) { [self] in
@@ -163,6 +176,19 @@ public final class MemoryLeaseStore: LeaseStoreDriver {
 
     public func completion(system: String, round: String) async throws -> String? {
         try roundRecord(system: system, round: round)?.completedBy
+    }
+
+    /// The kept rounds of `system`, the greatest name first, at most `limit`.
+    public func rounds(system: String, limit: Int) async throws -> [RoundSummary] {
+        let now = clock.now()
+        let rounds = try state.withLock { state throws(BatonError) -> [RoundSummary] in
+            try Self.checkOpen(state)
+            return state.rounds.compactMap { id, stored in
+                guard id.system == system, stored.expiresAt > now else { return nil }
+                return RoundSummary(round: id.round, record: stored.record)
+            }
+        }
+        return Array(rounds.sorted { ListingLimits.precedes($1.round, $0.round) }.prefix(limit))
     }
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws {

@@ -6,6 +6,7 @@ enum JSONOutput: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiter
     case bool(Bool)
     case null
     case object([(String, JSONOutput)])
+    case array([JSONOutput])
 
     init(stringLiteral value: String) { self = .string(value) }
     init(integerLiteral value: Int64) { self = .integer(value) }
@@ -39,6 +40,13 @@ enum JSONOutput: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiter
                 value.write(to: &text)
             }
             text += "}"
+        case .array(let values):
+            text += "["
+            for (index, value) in values.enumerated() {
+                if index > 0 { text += "," }
+                value.write(to: &text)
+            }
+            text += "]"
         }
     }
 

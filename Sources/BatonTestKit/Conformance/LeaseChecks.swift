@@ -257,20 +257,29 @@ extension LeaseStoreConformance {
         "expiry: after the ttl another holder takes over with a larger token; the old lease is lost"
     ) { harness in
         let store = try await harness.makeStore()
-        let key = Conformance.unique("expiry")
         let long = Conformance.longTTL(harness)
-        let old = try Conformance.acquired(
-            try await store.acquire(key: key, holder: "holder-a", ttl: harness.ttl, metadata: nil),
-            "the short term"
-        )
-        let leader = try Conformance.held(
-            try await store.acquire(key: key, holder: "holder-b", ttl: long, metadata: nil),
-            "acquire by another holder before expiry"
-        )
-        try expect(
-            leader.holder == "holder-a" && leader.token == old.token,
-            "acquire before expiry was refused naming \(Conformance.show(leader)), expected \(old)"
-        )
+        var (key, old) = ("", Lease(key: "", holder: "", token: 0, ttl: .seconds(1)))
+        // On a store that runs in real time, a slow machine can answer the second acquire only after the first
+        // term's ttl; such an attempt proves nothing either way and is made again (at most three times).
+        for attempt in 1...3 {
+            key = Conformance.unique("expiry")
+            let sent = ContinuousClock.now
+            old = try Conformance.acquired(
+                try await store.acquire(key: key, holder: "holder-a", ttl: harness.ttl, metadata: nil),
+                "the short term"
+            )
+            let answer = try await store.acquire(key: key, holder: "holder-b", ttl: long, metadata: nil)
+            if case .acquired(let taken) = answer, ContinuousClock.now - sent >= harness.ttl, attempt < 3 {
+                try await store.release(taken)
+                continue
+            }
+            let leader = try Conformance.held(answer, "acquire by another holder before expiry")
+            try expect(
+                leader.holder == "holder-a" && leader.token == old.token,
+                "acquire before expiry was refused naming \(Conformance.show(leader)), expected \(old)"
+            )
+            break
+        }
         try await harness.elapse(harness.ttl * 2)
         let expired = try await store.current(key: key)
         try expect(expired == nil, "current(key:) after expiry is \(Conformance.show(expired)), expected nil")
@@ -300,13 +309,23 @@ extension LeaseStoreConformance {
         // are answered; such an attempt proves nothing either way and is made again (at most three times).
         for attempt in 1...3 {
             let key = Conformance.unique("renew")
+            let acquireSent = ContinuousClock.now
             let lease = try Conformance.acquired(
                 try await store.acquire(key: key, holder: "holder-a", ttl: harness.ttl, metadata: nil),
                 "the short term"
             )
             try await harness.elapse(harness.ttl / 2)
             let renewSent = ContinuousClock.now
-            let renewed = try await store.renew(lease, ttl: harness.ttl)
+            let renewed: Lease
+            do {
+                renewed = try await store.renew(lease, ttl: harness.ttl)
+            } catch let error as BatonError
+                where error.code == .lost && ContinuousClock.now - acquireSent >= harness.ttl && attempt < 3
+            {
+                // Answered only after the first ttl had passed: the term may have expired before the renewal
+                // reached the store, which proves nothing.
+                continue
+            }
             try expect(
                 renewed.token == lease.token && renewed.holder == lease.holder && renewed.key == lease.key,
                 "renew returned \(renewed), expected the same term as \(lease)"

@@ -152,7 +152,7 @@ public enum LeaseStoreConformance {
     /// Every check, in a stable order, with unique names.
     public static let checks: [ConformanceCheck] =
         leaseChecks + changeChecks + roundChecks + presenceChecks
-        + validationChecks
+        + listingChecks + validationChecks
 
     /// The check named `name`, if any.
     public static func check(named name: String) -> ConformanceCheck? {
