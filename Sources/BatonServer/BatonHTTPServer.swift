@@ -29,6 +29,8 @@ public struct BatonHTTPServer: Sendable {
     /// The logger of the service.
     public let logger: Logger
     let metrics: HTTPMetrics
+    /// The tokens accepted now: ``Configuration-swift.struct/access`` at first, then what ``reloadAccess(_:)`` gave.
+    let currentAccess: CurrentAccess
 
     /// Creates the service.
     /// - Parameters:
@@ -48,6 +50,7 @@ public struct BatonHTTPServer: Sendable {
         self.registry = registry
         self.logger = logger
         self.metrics = HTTPMetrics(registry: registry)
+        self.currentAccess = CurrentAccess(configuration.accessPolicy)
     }
 
     /// Every route of the service: method, path template, statuses. `docs/openapi.json` documents exactly these.
@@ -58,9 +61,9 @@ public struct BatonHTTPServer: Sendable {
         let router = Router(context: BatonRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics, logger: logger))
         let table = routeTable()
-        if let policy = configuration.accessPolicy {
+        if configuration.accessPolicy != nil {
             let open = Set(table.filter(\.description.isOpen).map(\.description.path))
-            router.add(middleware: BearerTokenMiddleware(policy: policy, openPaths: open))
+            router.add(middleware: BearerTokenMiddleware(policy: currentAccess, openPaths: open))
         }
         for route in table {
             router.on(RouterPath(route.description.path), method: route.description.method, use: route.handler)

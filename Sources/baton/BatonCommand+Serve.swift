@@ -29,7 +29,9 @@ extension BatonCommand {
                 tokens scoped to key prefixes, a JSON file {"tokens": [{"name": "team-a", "sha256": "<hex>", \
                 "read": ["shared/"], "write": ["team-a/"]}]} (see docs/http.md); both may be given. The access \
                 file must not be writable by group or others, nor readable by them if it holds a token in the \
-                clear ("token" rather than "sha256"). Send tokens over HTTPS only: --tls-cert and --tls-key.
+                clear ("token" rather than "sha256"). SIGHUP reads the access file again (an invalid file is not \
+                used: the previous tokens stay, and the error is logged). Send tokens over HTTPS only: --tls-cert \
+                and --tls-key.
                 """
         )
 
@@ -129,9 +131,13 @@ extension BatonCommand {
                         "listening on \(scheme)://\(address), store \(url), authentication \(authentication)"
                     )
                 }
+                var services: [any Service] = [store, application]
+                if let access {
+                    services.insert(AccessFileReloader(path: access.path, server: server, logger: logger), at: 1)
+                }
                 var groupConfiguration = ServiceGroupConfiguration(
                     // Stopped in reverse order: the HTTP server first, the store last.
-                    services: [store, application],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )

@@ -108,6 +108,41 @@ struct ServeAccessTests {
         }
     }
 
+    @Test("SIGHUP reads the access file again; an invalid one leaves the previous tokens")
+    func reloadOnHangUp() async throws {
+        try await withTemporaryDirectory { directory in
+            func file(_ token: String) -> String { #"{"tokens": [{"token": "\#(token)", "read": [""]}]}"# }
+            let path = try Self.write(file("first-token"), "access.json", in: directory, mode: 0o600)
+            try await withHTTPClient { client in
+                let serve = try ServeProcess([
+                    "--host", "127.0.0.1", "--port", "0", "--store", "memory:", "--access-file", path,
+                ])
+                defer { serve.stop() }
+                let service = RemoteService(port: try await serve.waitUntilListening(), client: client)
+                func status(_ token: String) async throws -> Int {
+                    try await service.get("/v2/leases/k", headers: [("Authorization", "Bearer \(token)")]).status
+                }
+                #expect(try await status("first-token") == 404)
+                #expect(try await status("second-token") == 401)
+
+                _ = try Self.write(file("second-token"), "access.json", in: directory, mode: 0o600)
+                serve.send(SIGHUP)
+                #expect(await Self.says(serve, "reloaded the access file \(path): 1 token"))
+                #expect(try await status("second-token") == 404)
+                #expect(try await status("first-token") == 401)
+
+                _ = try Self.write("{", "access.json", in: directory, mode: 0o600)
+                serve.send(SIGHUP)
+                #expect(await Self.says(serve, "the access file was not reloaded; the previous tokens stay"))
+                #expect(try await status("second-token") == 404)
+
+                serve.send(SIGTERM)
+                #expect(try await serve.waitForExit() == 0)
+                #expect(!serve.output.contents.contains("second-token"))
+            }
+        }
+    }
+
     @Test("TLS options: one without the other, or a key of another certificate, stop the start with exit 2")
     func badTLSOptions() async throws {
         try await withTemporaryDirectory { directory in

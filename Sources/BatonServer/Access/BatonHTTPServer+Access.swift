@@ -1,4 +1,5 @@
 import Hummingbird
+import Synchronization
 
 extension BatonHTTPServer {
     /// What a route does to the name in one of its path parameters: the lease key, or the system of a round.
@@ -49,5 +50,31 @@ extension BatonHTTPServer {
             status: .forbidden, code: "forbidden",
             message: "this token may not \(operation.rawValue) \(what); ask for a token whose scope covers it",
             details: [(field, .string(name)), ("access", .string(operation.rawValue))])
+    }
+}
+
+extension BatonHTTPServer {
+    /// Replaces the scoped tokens (``Configuration-swift.struct/access``) for the requests that arrive from now on,
+    /// e.g. after the access file changed; ``Configuration-swift.struct/authToken`` stays accepted. Has no effect on
+    /// a server configured without authentication (it asks for no token at all), and `configuration` keeps showing
+    /// the tokens it started with.
+    public func reloadAccess(_ access: AccessPolicy) {
+        var configuration = self.configuration
+        configuration.access = access
+        currentAccess.policy = configuration.accessPolicy
+    }
+
+    /// The tokens the service accepts now, read by every request and replaced by ``reloadAccess(_:)``.
+    final class CurrentAccess: Sendable {
+        private let current: Mutex<AccessPolicy?>
+
+        init(_ policy: AccessPolicy?) {
+            current = Mutex(policy)
+        }
+
+        var policy: AccessPolicy? {
+            get { current.withLock { $0 } }
+            set { current.withLock { $0 = newValue } }
+        }
     }
 }

@@ -7,10 +7,10 @@ import Hummingbird
 struct BearerTokenMiddleware: RouterMiddleware {
     typealias Context = BatonRequestContext
 
-    private let policy: AccessPolicy
+    private let policy: BatonHTTPServer.CurrentAccess
     private let openPaths: Set<String>
 
-    init(policy: AccessPolicy, openPaths: Set<String>) {
+    init(policy: BatonHTTPServer.CurrentAccess, openPaths: Set<String>) {
         self.policy = policy
         self.openPaths = openPaths
     }
@@ -31,7 +31,7 @@ struct BearerTokenMiddleware: RouterMiddleware {
             throw Self.refusal("the Authorization header must be Bearer TOKEN")
         }
         let token = header.dropFirst(scheme.count).drop { $0 == " " }
-        guard let scope = policy.scope(ofToken: token) else {
+        guard let scope = policy.policy?.scope(ofToken: token) else {
             throw Self.refusal("the bearer token is not valid")
         }
         var context = context
