@@ -1,4 +1,5 @@
 import Baton
+import HummingbirdTLS
 
 extension BatonHTTPServer {
     /// How the service listens, what it accepts, and how long it waits.
@@ -8,8 +9,15 @@ extension BatonHTTPServer {
         /// The TCP port to listen on; 8080 by default, 0 for one the kernel picks.
         public var port: Int
         /// The bearer token every request but `/alive` and `/healthz` must carry (`Authorization: Bearer TOKEN`),
-        /// or nil for no authentication. Compared in constant time; never logged.
+        /// or nil for no authentication. Compared in constant time; never logged. The token may read and write
+        /// every key; ``access`` gives tokens scoped to key prefixes (both may be set).
         public var authToken: String?
+        /// Bearer tokens scoped to key prefixes (outside its scope a request is answered `403`), or nil. With
+        /// ``authToken`` also set, that token is accepted too, with full access.
+        public var access: AccessPolicy?
+        /// The TLS server configuration (certificate chain and private key) to serve HTTPS, or nil for plain HTTP.
+        /// ``BatonHTTPServer/tlsConfiguration(certificateFile:privateKeyFile:)`` reads it from PEM files.
+        public var tls: TLSConfiguration?
         /// The largest request body accepted, in bytes; a larger body is answered `400`. 16 KiB by default.
         public var maxBodyBytes: Int
         /// How long a client may take to send one request, head and body, once the connection is ready for it
@@ -25,6 +33,19 @@ extension BatonHTTPServer {
         /// How long round records are kept (the v1 API). Seven days by default.
         public var retention: Duration
 
+        /// The tokens the service accepts: ``access`` and ``authToken`` together, or nil for no authentication.
+        var accessPolicy: AccessPolicy? {
+            var policy = access
+            if let authToken {
+                if policy == nil {
+                    policy = AccessPolicy(token: authToken)
+                } else {
+                    policy?.merge(AccessPolicy(token: authToken))
+                }
+            }
+            return policy
+        }
+
         /// The shortest lease ttl accepted: 100 ms.
         public static let minimumTTL: Duration = .milliseconds(100)
         /// The longest lease ttl accepted: one hour.
@@ -37,6 +58,8 @@ extension BatonHTTPServer {
             host: String = "0.0.0.0",
             port: Int = 8080,
             authToken: String? = nil,
+            access: AccessPolicy? = nil,
+            tls: TLSConfiguration? = nil,
             maxBodyBytes: Int = 16 * 1024,
             requestReadTimeout: Duration = .seconds(30),
             storeTimeout: Duration = .seconds(10),
@@ -46,6 +69,8 @@ extension BatonHTTPServer {
             self.host = host
             self.port = port
             self.authToken = authToken
+            self.access = access
+            self.tls = tls
             self.maxBodyBytes = maxBodyBytes
             self.requestReadTimeout = requestReadTimeout
             self.storeTimeout = storeTimeout

@@ -1,5 +1,7 @@
 @_spi(BatonStoreKit) import Baton
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
 import Prometheus
@@ -27,6 +29,8 @@ public struct BatonHTTPServer: Sendable {
     /// The logger of the service.
     public let logger: Logger
     let metrics: HTTPMetrics
+    /// The tokens accepted now: ``Configuration-swift.struct/access`` at first, then what ``reloadAccess(_:)`` gave.
+    let currentAccess: CurrentAccess
 
     /// Creates the service.
     /// - Parameters:
@@ -46,6 +50,7 @@ public struct BatonHTTPServer: Sendable {
         self.registry = registry
         self.logger = logger
         self.metrics = HTTPMetrics(registry: registry)
+        self.currentAccess = CurrentAccess(configuration.accessPolicy)
     }
 
     /// Every route of the service: method, path template, statuses. `docs/openapi.json` documents exactly these.
@@ -56,9 +61,9 @@ public struct BatonHTTPServer: Sendable {
         let router = Router(context: BatonRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics, logger: logger))
         let table = routeTable()
-        if let token = configuration.authToken {
+        if configuration.accessPolicy != nil {
             let open = Set(table.filter(\.description.isOpen).map(\.description.path))
-            router.add(middleware: BearerTokenMiddleware(token: token, openPaths: open))
+            router.add(middleware: BearerTokenMiddleware(policy: currentAccess, openPaths: open))
         }
         for route in table {
             router.on(RouterPath(route.description.path), method: route.description.method, use: route.handler)
@@ -67,21 +72,31 @@ public struct BatonHTTPServer: Sendable {
     }
 
     /// The Hummingbird application: HTTP/1.1 on ``Configuration-swift.struct/host`` and
-    /// ``Configuration-swift.struct/port``, with the request read deadline. Run it as a `Service`.
+    /// ``Configuration-swift.struct/port`` (over TLS with ``Configuration-swift.struct/tls``), with the request read
+    /// deadline. Run it as a `Service`; a TLS configuration that cannot be used makes it throw when it starts.
     /// - Parameter onServerRunning: called once the server listens, with its channel (whose `localAddress` tells
     ///   the port when the configuration asked for port 0).
     public func makeApplication(
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<BatonRequestContext>> {
         let readTimeout = TimeAmount.nanoseconds(configuration.requestReadTimeout.batonNanoseconds)
+        var server = HTTPServerBuilder.http1(
+            configuration: .init(
+                additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)],
+                idleTimeout: nil
+            )
+        )
+        if let tls = configuration.tls {
+            do {
+                server = try .tls(server, tlsConfiguration: tls)
+            } catch {
+                // Never plain HTTP in place of HTTPS: the server fails to start with the error.
+                server = HTTPServerBuilder { _ in throw error }
+            }
+        }
         return Application(
             router: makeRouter(),
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)],
-                    idleTimeout: nil
-                )
-            ),
+            server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "baton"
@@ -91,7 +106,7 @@ public struct BatonHTTPServer: Sendable {
         )
     }
 
-    /// One route: its description and its handler.
+    /// One route: its description and its handler (which checks the token's scope first, see ``KeyAccess``).
     struct Route: Sendable {
         var description: RouteDescription
         var handler: @Sendable (Request, BatonRequestContext) async throws -> Response
@@ -99,34 +114,39 @@ public struct BatonHTTPServer: Sendable {
 
     /// The one table of routes, so that the router and ``routes`` cannot disagree.
     func routeTable() -> [Route] {
-        let auth: Set<Int> = configuration.authToken == nil ? [] : [401]
+        let authenticated = configuration.accessPolicy != nil
         func route(
             _ method: HTTPRequest.Method,
             _ path: String,
             _ statuses: Set<Int>,
             open: Bool = false,
+            access: KeyAccess? = nil,
             _ handler: @escaping @Sendable (Request, BatonRequestContext) async throws -> Response
         ) -> Route {
-            Route(
-                description: RouteDescription(
-                    method: method, path: path, statuses: open ? statuses : statuses.union(auth), isOpen: open),
-                handler: handler
+            var statuses = statuses
+            if authenticated && !open { statuses.insert(401) }
+            if authenticated && access != nil { statuses.insert(403) }
+            return Route(
+                description: RouteDescription(method: method, path: path, statuses: statuses, isOpen: open),
+                handler: access.map { checking($0, handler) } ?? handler
             )
         }
         return [
-            route(.get, "/api/v1/elect/{system}/{round}", [202, 204, 400, 500], elect),
-            route(.get, "/api/v1/elected/{system}/{round}", [200, 204, 400, 500], elected),
-            route(.get, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], complete),
-            route(.post, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], complete),
-            route(.get, "/api/v1/completed/{system}/{round}", [200, 204, 400, 500], completed),
+            route(.get, "/api/v1/elect/{system}/{round}", [202, 204, 400, 500], access: .write("system"), elect),
+            route(.get, "/api/v1/elected/{system}/{round}", [200, 204, 400, 500], access: .read("system"), elected),
+            route(.get, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], access: .write("system"), complete),
+            route(
+                .post, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], access: .write("system"), complete),
+            route(
+                .get, "/api/v1/completed/{system}/{round}", [200, 204, 400, 500], access: .read("system"), completed),
             route(.get, "/alive", [200], open: true, alive),
-            route(.post, "/v2/leases/{key}", [200, 400, 409, 500], acquire),
-            route(.put, "/v2/leases/{key}", [200, 400, 409, 500], renew),
-            route(.delete, "/v2/leases/{key}", [204, 400, 409, 500], release),
-            route(.get, "/v2/leases/{key}", [200, 400, 404, 500], leader),
-            route(.get, "/v2/leases/{key}/watch", [200, 400, 500], watch),
+            route(.post, "/v2/leases/{key}", [200, 400, 409, 500], access: .write("key"), acquire),
+            route(.put, "/v2/leases/{key}", [200, 400, 409, 500], access: .write("key"), renew),
+            route(.delete, "/v2/leases/{key}", [204, 400, 409, 500], access: .write("key"), release),
+            route(.get, "/v2/leases/{key}", [200, 400, 404, 500], access: .read("key"), leader),
+            route(.get, "/v2/leases/{key}/watch", [200, 400, 500], access: .read("key"), watch),
             route(.get, "/v2/leases", [200, 400, 500], listLeases),
-            route(.get, "/v2/rounds/{system}", [200, 400, 403, 500], listRounds),
+            route(.get, "/v2/rounds/{system}", [200, 400, 500], access: .read("system"), listRounds),
             route(.get, "/healthz", [200], open: true, healthz),
             route(.get, "/readyz", [200, 503], readyz),
             route(.get, "/metrics", [200], metricsText),
@@ -190,7 +210,8 @@ extension String {
         return String(validating: bytes, as: UTF8.self)
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    /// The value of one hex digit (`0`–`9`, `a`–`f`, `A`–`F`), or nil.
+    static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10

@@ -8,14 +8,16 @@ public struct BatonRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client's address, if the connection has one (requests sent straight to the router in tests have none).
     public let remoteAddress: SocketAddress?
-    /// What the caller may read in listings: ``ReadScope/everything`` unless a middleware (authentication) narrows
-    /// it before the route runs.
-    public var readScope: ReadScope = .everything
+    /// What the request's bearer token may read and write: ``AccessScope/unrestricted`` when the service asks for no
+    /// token or for the single ``BatonHTTPServer/Configuration-swift.struct/authToken``; set by the authentication
+    /// middleware before any route runs. A route that lists keys shows only those ``AccessScope/canRead(_:)`` allows.
+    public internal(set) var access: AccessScope
 
     /// Creates the context of a request arriving on `source.channel`.
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
+        self.access = .unrestricted
     }
 
     /// Bodies are read by the handlers with their own limit

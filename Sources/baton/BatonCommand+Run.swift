@@ -23,7 +23,9 @@ extension BatonCommand {
             discussion: """
                 Campaigns for KEY and, once elected, starts CMD in a process group of its own with BATON_KEY, \
                 BATON_TOKEN (the fencing token) and BATON_HOLDER in its environment; standard input, output and \
-                error are CMD's. While CMD runs, baton renews the lease.
+                error are CMD's. While CMD runs, baton renews the lease. CMD's environment is baton's without \
+                the store's: BATON_STORE, BATON_STORE_FILE and, for an s3: store, the AWS credentials are withheld \
+                unless --pass-store-credentials.
 
                 - CMD exits: baton releases the key at once (the next candidate starts within milliseconds) and \
                 exits with CMD's status (128 + N if signal N ended it).
@@ -111,6 +113,13 @@ extension BatonCommand {
         @Flag(help: "Print no status lines on standard error; errors are still printed.")
         var quiet = false
 
+        @Flag(
+            name: .customLong("pass-store-credentials"),
+            help: ArgumentHelp(
+                "Hand CMD the store's variables: BATON_STORE, BATON_STORE_FILE and, for an s3: store, "
+                    + "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (withheld by default)."))
+        var passStoreCredentials = false
+
         @Option(help: ArgumentHelp("Cron mode: elect one winner of this round of system KEY.", valueName: "round"))
         var round: String?
 
@@ -163,6 +172,14 @@ extension BatonCommand {
                     try await runLeader(store: store, holder: holder, timing: timing)
                 }
             }
+        }
+
+        /// The environment CMD starts with: baton's own, without the store's variables unless
+        /// `--pass-store-credentials` (``StoreOptions/commandEnvironment(_:store:passCredentials:)``).
+        private func commandEnvironment() throws(BatonError) -> [String: String] {
+            StoreOptions.commandEnvironment(
+                ProcessInfo.processInfo.environment, store: try options.storeURL(),
+                passCredentials: passStoreCredentials)
         }
 
         /// The name CMD is given in messages.
@@ -231,7 +248,7 @@ extension BatonCommand {
             supervisor: RunSupervisor,
             reporter: StatusReporter
         ) async throws -> Int32 {
-            var environment = ProcessInfo.processInfo.environment
+            var environment = try commandEnvironment()
             environment["BATON_KEY"] = key
             environment["BATON_HOLDER"] = holder
             // Each term's token is added at the launch.
@@ -368,7 +385,7 @@ extension BatonCommand {
                 }
                 if let signal = supervisor.stopSignal { return 128 + signal }
                 guard supervisor.beginStarting() else { return 128 + (supervisor.stopSignal ?? SIGTERM) }
-                var environment = ProcessInfo.processInfo.environment
+                var environment = try commandEnvironment()
                 environment["BATON_KEY"] = key
                 environment["BATON_ROUND"] = round
                 environment["BATON_HOLDER"] = candidate

@@ -19,10 +19,19 @@ extension BatonCommand {
             abstract: "Run the HTTP election service: gone-compatible rounds (v1), JSON leases (v2), metrics.",
             discussion: """
                 Every option can also be set in the environment: BATON_HOST, BATON_PORT, BATON_STORE, \
-                BATON_AUTH_TOKEN_FILE, BATON_LOG_LEVEL (an option wins over the environment). Logs one line \
-                when it listens, with the address and the store URL (passwords shown as ***). SIGTERM or SIGINT \
-                stops it gracefully: it stops accepting connections, finishes the requests in flight, answers \
-                waiting long polls and ends event streams, then closes the store.
+                BATON_STORE_FILE, BATON_AUTH_TOKEN_FILE, BATON_ACCESS_FILE, BATON_TLS_CERT, BATON_TLS_KEY, \
+                BATON_LOG_LEVEL (an option wins over the environment). Logs one line when it listens, with the \
+                address and the store URL (passwords shown as ***). SIGTERM or SIGINT stops it gracefully: it \
+                stops accepting connections, finishes the requests in flight, answers waiting long polls and ends \
+                event streams, then closes the store.
+
+                Access: --auth-token-file gives one bearer token that may do everything; --access-file gives \
+                tokens scoped to key prefixes, a JSON file {"tokens": [{"name": "team-a", "sha256": "<hex>", \
+                "read": ["shared/"], "write": ["team-a/"]}]} (see docs/http.md); both may be given. The access \
+                file must not be writable by group or others, nor readable by them if it holds a token in the \
+                clear ("token" rather than "sha256"). SIGHUP reads the access file again (an invalid file is not \
+                used: the previous tokens stay, and the error is logged). Send tokens over HTTPS only: --tls-cert \
+                and --tls-key.
                 """
         )
 
@@ -44,6 +53,33 @@ extension BatonCommand {
         )
         var authTokenFile: String?
 
+        @Option(
+            name: .customLong("access-file"),
+            help: ArgumentHelp(
+                "A JSON file of bearer tokens, each with the key prefixes it may read and write "
+                    + "(default: $BATON_ACCESS_FILE).",
+                valueName: "path"
+            )
+        )
+        var accessFile: String?
+
+        @Option(
+            name: .customLong("tls-cert"),
+            help: ArgumentHelp(
+                "Serve HTTPS with the certificate chain in this PEM file, the server's certificate first "
+                    + "(default: $BATON_TLS_CERT); needs --tls-key.",
+                valueName: "path"
+            )
+        )
+        var tlsCertificate: String?
+
+        @Option(
+            name: .customLong("tls-key"),
+            help: ArgumentHelp(
+                "The unencrypted PEM private key of --tls-cert (default: $BATON_TLS_KEY).", valueName: "path")
+        )
+        var tlsKey: String?
+
         @Option(help: ArgumentHelp("How long v1 round records are kept: 2h, 7d.", valueName: "time"))
         var retention: String = "7d"
 
@@ -62,6 +98,8 @@ extension BatonCommand {
                 let settings = try ServeSettings(
                     host: host, port: port, authTokenFile: authTokenFile, logLevel: logLevel,
                     environment: environment)
+                let access = try ServeSettings.accessPolicy(file: accessFile, environment: environment)
+                let tls = try ServeSettings.tls(certificate: tlsCertificate, key: tlsKey, environment: environment)
                 let retention = try parseDurationOption(retention, option: "--retention")
                 let url = try options.storeURL()
 
@@ -77,22 +115,29 @@ extension BatonCommand {
                 let server = BatonHTTPServer(
                     store: store,
                     configuration: .init(
-                        host: settings.host, port: settings.port, authToken: settings.authToken, retention: retention),
+                        host: settings.host, port: settings.port, authToken: settings.authToken,
+                        access: access?.policy, tls: tls, retention: retention),
                     registry: registry,
                     logger: logger
                 )
                 let listening = Atomic<Bool>(false)
-                let authentication = settings.authToken == nil ? "off" : "bearer token"
+                let authentication = ServeSettings.describeAuthentication(
+                    token: settings.authToken != nil, access: access)
+                let scheme = tls == nil ? "http" : "https"
                 let application = server.makeApplication { channel in
                     listening.store(true, ordering: .relaxed)
                     let address = channel.localAddress.map(Self.describe) ?? "\(settings.host):\(settings.port)"
                     logger.notice(
-                        "listening on http://\(address), store \(url), authentication \(authentication)"
+                        "listening on \(scheme)://\(address), store \(url), authentication \(authentication)"
                     )
+                }
+                var services: [any Service] = [store, application]
+                if let access {
+                    services.insert(AccessFileReloader(path: access.path, server: server, logger: logger), at: 1)
                 }
                 var groupConfiguration = ServiceGroupConfiguration(
                     // Stopped in reverse order: the HTTP server first, the store last.
-                    services: [store, application],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )

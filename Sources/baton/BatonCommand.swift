@@ -9,7 +9,8 @@ struct BatonCommand: AsyncParsableCommand {
         discussion: """
             The store is chosen by URL with --store or BATON_STORE (default sqlite:baton.db): memory:, \
             sqlite:PATH; later redis://host:port, etcd://host:port, postgres://user:pass@host:port/db and \
-            s3://bucket/prefix/?endpoint=URL&region=R.
+            s3://bucket/prefix/?endpoint=URL&region=R. A URL with a password belongs in a file, named with \
+            --store-file or BATON_STORE_FILE, since ps shows command lines.
 
             Exit status: 0 success (won, completed, a leader exists); 1 the store said no (lost, not the winner, \
             already completed, no leader); 2 invalid argument (a malformed name, duration or store URL); \

@@ -57,7 +57,9 @@ struct CommandOutputTests {
 
     @Test("the store is --store, else BATON_STORE, else sqlite:baton.db")
     func storeResolution() throws {
-        let resolve = StoreOptions.storeURL(option:environment:)
+        let resolve = { (option: String?, environment: [String: String]) throws(BatonError) in
+            try StoreOptions.storeURL(option: option, file: nil, environment: environment)
+        }
         #expect(try resolve(nil, [:]) == StoreURL("sqlite:baton.db"))
         #expect(try resolve(nil, ["BATON_STORE": ""]) == StoreURL("sqlite:baton.db"))
         #expect(try resolve(nil, ["BATON_STORE": "memory:"]).scheme == "memory")

@@ -50,10 +50,10 @@ struct AuthTests {
     @Test("the comparison is exact")
     func comparison() {
         let expected = Array("abc".utf8)
-        #expect(BearerTokenMiddleware.constantTimeEquals(Array("abc".utf8), expected))
-        #expect(!BearerTokenMiddleware.constantTimeEquals(Array("abd".utf8), expected))
-        #expect(!BearerTokenMiddleware.constantTimeEquals(Array("ab".utf8), expected))
-        #expect(!BearerTokenMiddleware.constantTimeEquals(Array("abcd".utf8), expected))
-        #expect(!BearerTokenMiddleware.constantTimeEquals([], expected))
+        #expect(AccessPolicy.constantTimeEquals(Array("abc".utf8), expected))
+        #expect(!AccessPolicy.constantTimeEquals(Array("abd".utf8), expected))
+        #expect(!AccessPolicy.constantTimeEquals(Array("ab".utf8), expected))
+        #expect(!AccessPolicy.constantTimeEquals(Array("abcd".utf8), expected))
+        #expect(!AccessPolicy.constantTimeEquals([], expected))
     }
 }

@@ -1,15 +1,17 @@
 import Hummingbird
 
 /// Requires `Authorization: Bearer TOKEN` on every route but the open ones (`/alive`, `/healthz`), and answers
-/// `401` with a JSON error otherwise. The token is compared in constant time and never logged.
+/// `401` with a JSON error otherwise. A token the ``AccessPolicy`` accepts puts its ``AccessScope`` in the request
+/// context, where the routes check it (``BatonRequestContext/access``). Tokens are compared as SHA-256 digests in
+/// constant time and never logged.
 struct BearerTokenMiddleware: RouterMiddleware {
     typealias Context = BatonRequestContext
 
-    private let expected: [UInt8]
+    private let policy: BatonHTTPServer.CurrentAccess
     private let openPaths: Set<String>
 
-    init(token: String, openPaths: Set<String>) {
-        self.expected = Array(token.utf8)
+    init(policy: BatonHTTPServer.CurrentAccess, openPaths: Set<String>) {
+        self.policy = policy
         self.openPaths = openPaths
     }
 
@@ -29,9 +31,11 @@ struct BearerTokenMiddleware: RouterMiddleware {
             throw Self.refusal("the Authorization header must be Bearer TOKEN")
         }
         let token = header.dropFirst(scheme.count).drop { $0 == " " }
-        guard Self.constantTimeEquals(Array(token.utf8), expected) else {
+        guard let scope = policy.policy?.scope(ofToken: token) else {
             throw Self.refusal("the bearer token is not valid")
         }
+        var context = context
+        context.access = scope
         return try await next(request, context)
     }
 
@@ -39,16 +43,5 @@ struct BearerTokenMiddleware: RouterMiddleware {
         APIError(
             status: .unauthorized, code: "unauthorized", message: message,
             headers: [.wwwAuthenticate: "Bearer realm=\"baton\""])
-    }
-
-    /// Whether `given` equals `expected`, taking time that depends only on the length of `expected`: every byte
-    /// is compared whatever the first difference, so the time does not tell how much of a guess was right.
-    static func constantTimeEquals(_ given: [UInt8], _ expected: [UInt8]) -> Bool {
-        var difference = UInt64(truncatingIfNeeded: given.count ^ expected.count)
-        for index in expected.indices {
-            let byte = index < given.count ? given[index] : 0
-            difference |= UInt64(byte ^ expected[index])
-        }
-        return difference == 0
     }
 }

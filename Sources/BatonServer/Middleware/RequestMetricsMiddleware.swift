@@ -68,6 +68,7 @@ final class HTTPMetrics: Sendable {
 }
 
 /// The outermost middleware: turns every error into its JSON answer and counts every answer in ``HTTPMetrics``.
+/// A `5xx` answer carries a `request_id`; the warning logged with the same id has the detail the answer leaves out.
 struct RequestMetricsMiddleware: RouterMiddleware {
     typealias Context = BatonRequestContext
 
@@ -84,31 +85,36 @@ struct RequestMetricsMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            response = Self.answer(for: error, request: request)
-            if response.status.code >= 500 {
+            var answer = Self.answer(for: error, request: request)
+            if answer.status.code >= 500 {
+                let (identified, id) = answer.identified()
+                answer = identified
                 logger.warning(
                     "request failed",
                     metadata: [
                         "method": "\(request.method)", "route": "\(context.endpointPath ?? "unmatched")",
-                        "status": "\(response.status.code)", "error": "\(APIError.from(error).message)",
+                        "status": "\(answer.status.code)", "request_id": "\(id)",
+                        "error": "\(answer.logDetail ?? answer.message)",
                     ])
             }
+            response = answer.response
         }
         let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
         metrics.record(route: route, method: request.method, status: response.status, duration: .now - start)
         return response
     }
 
-    /// The JSON answer for an error thrown by a handler, the router or another middleware.
-    static func answer(for error: any Error, request: Request) -> Response {
-        if let error = error as? APIError { return error.response }
+    /// The JSON answer for an error thrown by a handler, the router or another middleware. A `5xx` gets a
+    /// `request_id` that the log line with its detail also carries.
+    static func answer(for error: any Error, request: Request) -> APIError {
+        if let error = error as? APIError { return error }
         if let error = error as? HTTPError {
             if error.status == .notFound {
-                return APIError.notFound("no route for \(request.method) \(request.uri.path)").response
+                return APIError.notFound("no route for \(request.method) \(request.uri.path)")
             }
             let message = error.body ?? error.status.reasonPhrase
-            return APIError(status: error.status, code: "http_\(error.status.code)", message: message).response
+            return APIError(status: error.status, code: "http_\(error.status.code)", message: message)
         }
-        return APIError.from(error).response
+        return APIError.from(error)
     }
 }

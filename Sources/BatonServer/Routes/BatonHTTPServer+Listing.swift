@@ -5,7 +5,7 @@ import Hummingbird
 extension BatonHTTPServer {
     /// `GET /v2/leases?prefix=P&limit=N`: 200 `{"prefix", "leases": [{"key", "holder", "token", "metadata",
     /// "ttl_ms", "remaining_ms"}], "truncated"}` — the held leases whose key starts with `P` (default: every
-    /// key) that the caller may read (``BatonRequestContext/readScope``), sorted by key, at most `N` (1–10,000,
+    /// key) that the caller may read (``BatonRequestContext/access``), sorted by key, at most `N` (1–10,000,
     /// default 1,000). `truncated` says that more are held.
     @Sendable func listLeases(_ request: Request, _ context: BatonRequestContext) async throws -> Response {
         let prefix = try queryText("prefix", request) ?? ""
@@ -15,7 +15,7 @@ extension BatonHTTPServer {
             throw APIError.badRequest(error.message)
         }
         let limit = try queryLimit(request, default: ListingLimits.defaultLeases, max: ListingLimits.maxLeases)
-        let listing = try await leaseListing(prefix: prefix, limit: limit, scope: context.readScope)
+        let listing = try await leaseListing(prefix: prefix, limit: limit, scope: context.access)
         let leases = listing.leases.map { held -> JSONOutput in
             .object([
                 ("key", .string(held.key)),
@@ -40,9 +40,6 @@ extension BatonHTTPServer {
     @Sendable func listRounds(_ request: Request, _ context: BatonRequestContext) async throws -> Response {
         let system = try name("system", context)
         let limit = try queryLimit(request, default: ListingLimits.defaultRounds, max: ListingLimits.maxRounds)
-        guard context.readScope.allows(system) else {
-            throw APIError(status: .forbidden, code: "forbidden", message: "this caller may not read \(system)")
-        }
         let store = self.store
         let listing = try await withStore("rounds") { try await store.rounds(system: system, limit: limit) }
         let rounds = listing.rounds.map { summary -> JSONOutput in
@@ -61,15 +58,15 @@ extension BatonHTTPServer {
     }
 
     /// The held leases under `prefix` that `scope` lets the caller read, sorted by key, at most `limit`: one
-    /// store listing per prefix of ``ReadScope/storePrefixes(within:)``, merged.
-    func leaseListing(prefix: String, limit: Int, scope: ReadScope) async throws -> LeaseListing {
+    /// store listing per prefix of ``AccessScope/readablePrefixes(within:)``, merged.
+    func leaseListing(prefix: String, limit: Int, scope: AccessScope) async throws -> LeaseListing {
         let store = self.store
         var held: [String: HeldLease] = [:]
         var truncated = false
-        for storePrefix in scope.storePrefixes(within: prefix) {
+        for storePrefix in scope.readablePrefixes(within: prefix) {
             let listing = try await withStore("leases") { try await store.leases(prefix: storePrefix, limit: limit) }
             truncated = truncated || listing.isTruncated
-            for lease in listing.leases where scope.allows(lease.key) { held[lease.key] = lease }
+            for lease in listing.leases where scope.canRead(lease.key) { held[lease.key] = lease }
         }
         let sorted = held.values.sorted { ListingLimits.precedes($0.key, $1.key) }
         return LeaseListing(leases: Array(sorted.prefix(limit)), isTruncated: truncated || sorted.count > limit)

@@ -1,5 +1,6 @@
 import Baton
 import Hummingbird
+import Logging
 import Prometheus
 
 /// Health, readiness and metrics.
@@ -9,17 +10,24 @@ extension BatonHTTPServer {
         .json(.ok, .object([("status", "ok")]))
     }
 
-    /// `GET /readyz`: 200 if the store answers a read within the store timeout, else 503 with the reason.
+    /// `GET /readyz`: 200 if the store answers a read within the store timeout, else 503 with the kind of failure
+    /// (`reason`: `store_unavailable` or `timeout`) and a `request_id`; the store's own message, which may name hosts,
+    /// users, paths or key ids, is logged (a warning with the same `request_id`), never answered.
     @Sendable func readyz(_ request: Request, _ context: BatonRequestContext) async throws -> Response {
         let store = self.store
         do {
             _ = try await withStore("current") { try await store.current(key: "baton/readyz") }
             return .json(.ok, .object([("status", "ready")]))
         } catch {
-            let reason = APIError.from(error).message
+            let (answer, id) = APIError.from(error).identified()
+            logger.warning(
+                "not ready", metadata: ["request_id": "\(id)", "error": "\(answer.logDetail ?? answer.message)"])
             return .json(
                 .serviceUnavailable,
-                .object([("error", .string(reason)), ("code", "not_ready"), ("status", "not ready")]))
+                .object([
+                    ("error", .string(answer.message)), ("code", "not_ready"), ("status", "not ready"),
+                    ("reason", .string(answer.code)), ("request_id", .string(id)),
+                ]))
         }
     }
 

@@ -54,8 +54,10 @@ extension BatonHTTPServer {
                         case .keepAlive:
                             try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                         case .feedEnded(let error):
-                            let message = error.map { APIError.from($0).message } ?? "the store closed the feed"
-                            logger.debug("watch feed ended", metadata: ["key": "\(key)", "reason": "\(message)"])
+                            let answer = error.map { APIError.from($0) }
+                            let message = answer?.message ?? "the store closed the feed"
+                            let reason = answer.map { $0.logDetail ?? $0.message } ?? message
+                            logger.debug("watch feed ended", metadata: ["key": "\(key)", "reason": "\(reason)"])
                             let data = JSONOutput.object([("error", .string(message))])
                             try await writer.write(ByteBuffer(string: "event: error\ndata: \(data.text)\n\n"))
                             return

@@ -12,7 +12,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
     /// A machine-readable code: `invalid_argument`, `held`, `lost`, `not_winner`, `already_completed`,
     /// `not_found`, `unauthorized`, `forbidden`, `store_unavailable`, `timeout`, `internal`.
     var code: String
-    /// What is wrong, for people. Never contains a secret.
+    /// What is wrong, for people. Never contains a secret, nor (in a `5xx`) a host, user, path or key id.
     var message: String
     /// More fields of the body, after `error` and `code`.
     var details: [(String, JSONOutput)] = []
@@ -27,6 +27,10 @@ struct APIError: Error, HTTPResponseError, Sendable {
         APIError(status: .notFound, code: "not_found", message: message)
     }
 
+    /// What went wrong in detail, for the log only: a store's own message may name hosts, users, file paths or
+    /// key ids, which an answer never does (passwords are redacted in the log too).
+    var logDetail: String?
+
     /// The error answer for `error`, thrown by a store or a handler.
     ///
     /// | error | status |
@@ -37,6 +41,9 @@ struct APIError: Error, HTTPResponseError, Sendable {
     /// | `held`, `lost` | 409 |
     /// | `storeUnavailable`, `timeout`, `unauthorized` (the store refused Baton's credentials) | 500, `retry: true` |
     /// | anything else | 500 |
+    ///
+    /// A `500` says only what kind of failure it was (`store_unavailable`, `timeout`, `internal`); the store's own
+    /// message, which may name a host, a user, a path or a key id, goes to ``logDetail``.
     static func from(_ error: any Error) -> APIError {
         if let error = error as? APIError { return error }
         guard let error = error as? BatonError else {
@@ -45,7 +52,9 @@ struct APIError: Error, HTTPResponseError, Sendable {
                     status: .serviceUnavailable, code: "cancelled", message: "the request was cancelled",
                     details: [("retry", true)])
             }
-            return APIError(status: .internalServerError, code: "internal", message: String(describing: error))
+            return APIError(
+                status: .internalServerError, code: "internal", message: "the service failed to answer",
+                logDetail: String(describing: error))
         }
         switch error.code {
         case .invalidArgument:
@@ -63,19 +72,28 @@ struct APIError: Error, HTTPResponseError, Sendable {
         case .timeout:
             return APIError(
                 status: .internalServerError, code: "timeout",
-                message: "the store timed out: \(error.message); the outcome is unknown and a retry is safe",
-                details: [("retry", true)])
+                message: "the store did not answer in time; the outcome is unknown and a retry is safe",
+                details: [("retry", true)], logDetail: "the store timed out: \(error.message)")
         case .unauthorized:
             return APIError(
                 status: .internalServerError, code: "store_unavailable",
-                message: "the store refused the service's credentials: \(error.message)",
-                details: [("retry", true)])
+                message: "the store refused the service's credentials; the outcome is unknown and a retry is safe",
+                details: [("retry", true)], logDetail: "the store refused the credentials: \(error.message)")
         default:
             return APIError(
                 status: .internalServerError, code: "store_unavailable",
-                message: "the store is unavailable: \(error.message); the outcome is unknown and a retry is safe",
-                details: [("retry", true)])
+                message: "the store is unavailable; the outcome is unknown and a retry is safe",
+                details: [("retry", true)], logDetail: "the store is unavailable: \(error.message)")
         }
+    }
+
+    /// The answer with a request id (`request_id`, 16 hex digits) in its body, to find its ``logDetail`` in the log.
+    func identified() -> (answer: APIError, id: String) {
+        let id = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let padded = String(repeating: "0", count: 16 - id.count) + id
+        var answer = self
+        answer.details.append(("request_id", .string(padded)))
+        return (answer, padded)
     }
 
     /// The JSON body.

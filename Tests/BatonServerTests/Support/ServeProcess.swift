@@ -66,13 +66,13 @@ final class ServeProcess {
         try process.run()
     }
 
-    /// Waits (at most 30 s) for the line `listening on http://HOST:PORT` and returns the port.
+    /// Waits (at most 30 s) for the line `listening on http://HOST:PORT` (or `https://`) and returns the port.
     @discardableResult
     func waitUntilListening() async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let text = output.contents
-            if let range = text.range(of: "listening on http://") {
+            if let start = text.range(of: "listening on "), let range = text[start.upperBound...].range(of: "://") {
                 let rest = text[range.upperBound...]
                 let address = rest.prefix { !$0.isWhitespace && $0 != "," }
                 if let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) {
