@@ -47,6 +47,35 @@ struct ContractTests {
         }
     }
 
+    @Test("every response of every operation is explicit: no `default`, and a schema for every body")
+    func explicitResponses() throws {
+        let document = try OpenAPITests.document()
+        let paths = try #require(document["paths"] as? [String: [String: [String: Any]]])
+        let shared = try #require((document["components"] as? [String: Any])?["responses"] as? [String: Any])
+        var responses = 0
+        for (path, operations) in paths {
+            for (method, operation) in operations {
+                let answers = try #require(operation["responses"] as? [String: [String: Any]])
+                #expect(answers["default"] == nil, "\(method) \(path) has a catch-all default response")
+                for (status, answer) in answers {
+                    let resolved: [String: Any]
+                    if let reference = answer["$ref"] as? String {
+                        let name = try #require(reference.split(separator: "/").last.map(String.init))
+                        resolved = try #require(shared[name] as? [String: Any], "\(reference)")
+                    } else {
+                        resolved = answer
+                    }
+                    let content = resolved["content"] as? [String: [String: Any]] ?? [:]
+                    for (mediaType, body) in content {
+                        #expect(body["schema"] != nil, "\(method) \(path) \(status) \(mediaType) has no schema")
+                    }
+                    responses += 1
+                }
+            }
+        }
+        #expect(responses > 50)
+    }
+
     @Test("a path that is not documented stays a 404, whatever the method")
     func unknownPath() async throws {
         try await makeServer().test(.router) { client in
