@@ -79,7 +79,7 @@ struct ContractTests {
     @Test("a path that is not documented stays a 404, whatever the method")
     func unknownPath() async throws {
         try await makeServer().test(.router) { client in
-            for path in ["/nope", "/v2/leases", "/v2/leases/k/watch/more", "/api/v1/elect/s"] {
+            for path in ["/nope", "/v2/nope/k", "/v2/leases/k/watch/more", "/api/v1/elect/s"] {
                 for method in ["GET", "PATCH"] {
                     let answer = try await client.call(method, path, body: nil, headers: [])
                     #expect(answer.status == 404, "\(method) \(path): \(answer)")
