@@ -56,11 +56,13 @@ public struct BatonHTTPServer: Sendable {
     /// Every route of the service: method, path template, statuses. `docs/openapi.json` documents exactly these.
     public var routes: [RouteDescription] { routeTable().map(\.description) }
 
-    /// The router with every route and middleware: metrics and error answers outermost, then authentication.
+    /// The router with every route and middleware: metrics and error answers outermost, then `405` for a known
+    /// path with another method, then authentication.
     public func makeRouter() -> Router<BatonRequestContext> {
         let router = Router(context: BatonRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics, logger: logger))
         let table = routeTable()
+        router.add(middleware: MethodNotAllowedMiddleware(table: RouteMethodTable(table.map(\.description))))
         if configuration.accessPolicy != nil {
             let open = Set(table.filter(\.description.isOpen).map(\.description.path))
             router.add(middleware: BearerTokenMiddleware(policy: currentAccess, openPaths: open))

@@ -25,28 +25,37 @@ extension BatonHTTPServer {
         }
     }
 
+    /// The identity of a v1 request. Both `?candidate=` and `X-Baton-Candidate` are checked when present, even
+    /// when the query wins, so that a request the API document calls invalid is never answered as if it were
+    /// valid. The header is printable ASCII only (a header carries bytes, not UTF-8); other names go in the query.
     func identity(_ request: Request, _ context: BatonRequestContext) throws(APIError) -> V1Identity {
-        let named: (value: String, field: String)? =
-            if let query = request.uri.queryParameters["candidate"] {
-                (String(query), "candidate")
-            } else if let header = request.headers[.batonCandidate] {
-                (header, "X-Baton-Candidate")
-            } else {
-                nil
+        let header = request.headers[.batonCandidate]
+        if let header {
+            try Self.checkName(header, "X-Baton-Candidate")
+            if header.unicodeScalars.contains(where: { !$0.isASCII }) {
+                throw .badRequest(
+                    "X-Baton-Candidate must be printable ASCII (1–256 characters); send other names as ?candidate=")
             }
-        if let named {
-            do {
-                try BatonValidation.name(named.value, named.field)
-            } catch {
-                throw .badRequest(error.message)
-            }
-            return .named(named.value)
         }
+        if let query = request.uri.queryParameters["candidate"] {
+            let value = String(query)
+            try Self.checkName(value, "candidate")
+            return .named(value)
+        }
+        if let header { return .named(header) }
         guard let remote = context.remoteIdentity else {
             throw .badRequest(
                 "the client's address is unknown; name the candidate with ?candidate=ID or X-Baton-Candidate")
         }
         return .remote(remote)
+    }
+
+    private static func checkName(_ value: String, _ field: String) throws(APIError) {
+        do {
+            try BatonValidation.name(value, field)
+        } catch {
+            throw .badRequest(error.message)
+        }
     }
 
     /// `GET /api/v1/elect/{system}/{round}`: 202 for the winner (again on every retry), 204 for a loser, at once.

@@ -19,10 +19,11 @@ extension BatonHTTPServer {
         let ttl = try body.requiredMilliseconds("ttl_ms", in: Self.ttlRange)
         let wait = try body.milliseconds("wait_ms", in: Self.waitRange) ?? .zero
         let metadata = try metadataField(body)
-        let result = try await acquireWaiting(key: key, holder: holder, ttl: ttl, metadata: metadata, wait: wait)
+        let (result, started) = try await acquireWaiting(
+            key: key, holder: holder, ttl: ttl, metadata: metadata, wait: wait)
         switch result {
         case .acquired(let lease):
-            return .json(.ok, Self.json(lease))
+            return .json(.ok, Self.json(lease, grantedAt: started))
         case .held(let leader):
             throw Self.conflict(.held(by: leader), leader: leader)
         }
@@ -48,8 +49,9 @@ extension BatonHTTPServer {
         }
         do {
             let renewing = lease
+            let started = ContinuousClock.now
             let renewed = try await withStore("renew") { try await store.renew(renewing, ttl: ttl) }
-            return .json(.ok, Self.json(renewed))
+            return .json(.ok, Self.json(renewed, grantedAt: started))
         } catch let error as BatonError where error.code == .lost {
             let current = try? await withStore("current") { try await store.current(key: key) }
             throw Self.conflict(.lost(key: key, Self.termOver(holder, token)), leader: current ?? nil)
@@ -121,13 +123,16 @@ extension BatonHTTPServer {
         "the term of \(holder) with token \(token) is over (released, expired or taken over)"
     }
 
-    /// `{"key", "holder", "token", "ttl_ms", "metadata"}`.
-    static func json(_ lease: Lease) -> JSONOutput {
-        .object([
+    /// `{"key", "holder", "token", "ttl_ms", "remaining_ms", "metadata"}`: `ttl_ms` counts from the store call
+    /// that granted the lease (started at `grantedAt`), `remaining_ms` from now, when the answer is written.
+    static func json(_ lease: Lease, grantedAt: ContinuousClock.Instant) -> JSONOutput {
+        let remaining = lease.ttl - (ContinuousClock.now - grantedAt)
+        return .object([
             ("key", .string(lease.key)),
             ("holder", .string(lease.holder)),
             ("token", .integer(lease.token)),
             ("ttl_ms", .integer(lease.ttl.batonMilliseconds)),
+            ("remaining_ms", .integer(max(0, remaining.batonMilliseconds))),
             ("metadata", .optional(lease.metadata)),
         ])
     }

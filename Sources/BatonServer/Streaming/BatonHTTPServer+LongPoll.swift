@@ -20,19 +20,21 @@ extension BatonHTTPServer {
     /// each time the feed says nobody leads (a release or an expiry), so the answer comes as soon as the key is
     /// free. An attempt under way is never abandoned for the deadline: a lease the store granted is always
     /// answered. Graceful shutdown ends the wait at once with the last leader seen.
+    /// - Returns: the outcome, and when the attempt that granted a lease started (its ttl counts from there).
     func acquireWaiting(
         key: String,
         holder: String,
         ttl: Duration,
         metadata: String?,
         wait: Duration
-    ) async throws -> AcquireResult {
+    ) async throws -> (result: AcquireResult, started: ContinuousClock.Instant) {
         let store = self.store
         let attempt = { @Sendable in
             try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
         }
+        let firstStarted = ContinuousClock.now
         let first = try await withStore("acquire", attempt)
-        guard case .held(var leader) = first, wait > .zero else { return first }
+        guard case .held(var leader) = first, wait > .zero else { return (first, firstStarted) }
 
         let deadline = ContinuousClock.now + wait
         let feed = try store.changes(key: key)
@@ -61,17 +63,18 @@ extension BatonHTTPServer {
                             leader = observed
                             continue
                         }
+                        let started = ContinuousClock.now
                         switch try await withStore("acquire", attempt) {
-                        case .acquired(let lease): return .acquired(lease)
+                        case .acquired(let lease): return (.acquired(lease), started)
                         case .held(let current): leader = current
                         }
                     case .feedEnded(let error?):
                         throw error
                     case .feedEnded(nil), .deadline, .shutdown:
-                        return .held(by: leader)
+                        return (.held(by: leader), .now)
                     }
                 }
-                return .held(by: leader)
+                return (.held(by: leader), .now)
             } onGracefulShutdown: {
                 continuation.yield(.shutdown)
             }
