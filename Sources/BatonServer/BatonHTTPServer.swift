@@ -27,6 +27,7 @@ public struct BatonHTTPServer: Sendable {
     /// The logger of the service.
     public let logger: Logger
     let metrics: HTTPMetrics
+    let limiters: ServiceLimiters
 
     /// Creates the service.
     /// - Parameters:
@@ -46,6 +47,7 @@ public struct BatonHTTPServer: Sendable {
         self.registry = registry
         self.logger = logger
         self.metrics = HTTPMetrics(registry: registry)
+        self.limiters = ServiceLimiters(configuration.limits, registry: registry)
     }
 
     /// Every route of the service: method, path template, statuses. `docs/openapi.json` documents exactly these.
@@ -67,18 +69,26 @@ public struct BatonHTTPServer: Sendable {
     }
 
     /// The Hummingbird application: HTTP/1.1 on ``Configuration-swift.struct/host`` and
-    /// ``Configuration-swift.struct/port``, with the request read deadline. Run it as a `Service`.
+    /// ``Configuration-swift.struct/port``, with the connection cap, the request read deadline and the write
+    /// timeout (``Configuration-swift.struct/Limits``). Run it as a `Service`.
     /// - Parameter onServerRunning: called once the server listens, with its channel (whose `localAddress` tells
     ///   the port when the configuration asked for port 0).
     public func makeApplication(
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<BatonRequestContext>> {
         let readTimeout = TimeAmount.nanoseconds(configuration.requestReadTimeout.batonNanoseconds)
+        let writeTimeout = TimeAmount.nanoseconds(configuration.limits.effectiveWriteTimeout.batonNanoseconds)
+        let limiters = self.limiters
         return Application(
             router: makeRouter(),
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)],
+                    additionalChannelHandlers: [
+                        ConnectionLimitHandler(slots: limiters.connections),
+                        RequestReadTimeoutHandler(timeout: readTimeout),
+                        ClientGoneHandler(),
+                        WriteTimeoutHandler(timeout: writeTimeout) { limiters.metrics.writeTimeouts.increment() },
+                    ],
                     idleTimeout: nil
                 )
             ),
@@ -120,11 +130,11 @@ public struct BatonHTTPServer: Sendable {
             route(.post, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], complete),
             route(.get, "/api/v1/completed/{system}/{round}", [200, 204, 400, 500], completed),
             route(.get, "/alive", [200], open: true, alive),
-            route(.post, "/v2/leases/{key}", [200, 400, 409, 500], acquire),
+            route(.post, "/v2/leases/{key}", [200, 400, 409, 429, 500, 503], acquire),
             route(.put, "/v2/leases/{key}", [200, 400, 409, 500], renew),
             route(.delete, "/v2/leases/{key}", [204, 400, 409, 500], release),
             route(.get, "/v2/leases/{key}", [200, 400, 404, 500], leader),
-            route(.get, "/v2/leases/{key}/watch", [200, 400, 500], watch),
+            route(.get, "/v2/leases/{key}/watch", [200, 400, 429, 500, 503], watch),
             route(.get, "/healthz", [200], open: true, healthz),
             route(.get, "/readyz", [200, 503], readyz),
             route(.get, "/metrics", [200], metricsText),

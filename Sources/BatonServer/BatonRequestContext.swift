@@ -8,11 +8,15 @@ public struct BatonRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client's address, if the connection has one (requests sent straight to the router in tests have none).
     public let remoteAddress: SocketAddress?
+    /// Completed when the client's connection closes, so that a long poll or an event stream whose client left
+    /// gives its slot back at once.
+    let connectionClosed: EventLoopFuture<Void>
 
     /// Creates the context of a request arriving on `source.channel`.
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
+        self.connectionClosed = source.channel.closeFuture
     }
 
     /// Bodies are read by the handlers with their own limit

@@ -28,6 +28,8 @@ extension BatonCommand {
 
         @OptionGroup var options: StoreOptions
 
+        @OptionGroup(title: "Limits") var limitOptions: ServeLimitOptions
+
         @Option(help: ArgumentHelp("The address to listen on (default: $BATON_HOST, else 0.0.0.0).", valueName: "host"))
         var host: String?
 
@@ -63,6 +65,7 @@ extension BatonCommand {
                     host: host, port: port, authTokenFile: authTokenFile, logLevel: logLevel,
                     environment: environment)
                 let retention = try parseDurationOption(retention, option: "--retention")
+                let limits = try limitOptions.limits()
                 let url = try options.storeURL()
 
                 let logger = {
@@ -72,12 +75,14 @@ extension BatonCommand {
                 }()
                 let registry = PrometheusCollectorRegistry()
                 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+                ServeLimitOptions.raiseOpenFileLimit(for: limits, logger: logger)
 
                 let store = try await LeaseStores.open(url)
                 let server = BatonHTTPServer(
                     store: store,
                     configuration: .init(
-                        host: settings.host, port: settings.port, authToken: settings.authToken, retention: retention),
+                        host: settings.host, port: settings.port, authToken: settings.authToken, retention: retention,
+                        limits: limits),
                     registry: registry,
                     logger: logger
                 )

@@ -19,7 +19,9 @@ extension BatonHTTPServer {
         let ttl = try body.requiredMilliseconds("ttl_ms", in: Self.ttlRange)
         let wait = try body.milliseconds("wait_ms", in: Self.waitRange) ?? .zero
         let metadata = try metadataField(body)
-        let result = try await acquireWaiting(key: key, holder: holder, ttl: ttl, metadata: metadata, wait: wait)
+        let result = try await acquireWaiting(
+            key: key, holder: holder, ttl: ttl, metadata: metadata, wait: wait,
+            connectionClosed: context.connectionClosed)
         switch result {
         case .acquired(let lease):
             return .json(.ok, Self.json(lease))
