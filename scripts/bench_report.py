@@ -87,7 +87,8 @@ def summary_row(r):
                 "bound: 300 MiB, p99 10 ms", f"{r['rss_mib'] / 300:.2f} of memory", command)
     if kind == "slow-reader":
         return (r["scenario"], r["store"], f"closed {r['closed_after_s']} s after it stopped reading "
-                f"({r['changes']} changes of 4 KiB)", f"write timeout: {r['write_timeout_s']} s",
+                f"({r['changes']} changes of 4 KiB; {r['send_queue_kib']} KiB queued in the kernel)",
+                f"write timeout: {r['write_timeout_s']} s",
                 f"{r['closed_after_s'] / r['write_timeout_s']:.2f}", command)
     if kind == "count":
         return (r["scenario"], r["store"], f"leader {r['leader_ops']} commands, waiting candidate "
@@ -129,7 +130,8 @@ HOW_TO_READ = """\
   key, opened by one asyncio client; resident memory (VmRSS) with all of them open, and 2,000 sequential `/alive`
   requests from another process meanwhile. **Slow reader**: one more stream whose client never reads (4 KiB receive
   buffer) while leader changes with 4 KiB of metadata are made on its key; the time counts from the first change
-  to the server closing the connection, so it includes filling the socket buffers before the write timeout starts.
+  to the server closing the connection, so it includes the time the kernel kept taking bytes into the socket's
+  send buffer (megabytes, shown); the write timeout runs from a write the kernel does not take in full.
 - **Store cost**: store requests per minute through the store API (counted by a wrapper around it) by the leader
   and by each waiting candidate, at steady state; a leader needs 60 / (ttl/3) renews per minute. The change feed's
   own traffic (Redis pub/sub, PostgreSQL LISTEN, SQLite's inotify wake-ups) is not a request and is not counted;

@@ -14,8 +14,9 @@ Starts one `baton serve` (the release build) on a free loopback port with a fres
 4. slow reader: one more stream on a socket with a 4 KiB receive buffer that never reads; leader changes with
    4 KiB of metadata each are made on its key as fast as one client can (acquire, release, ...), until the
    server's `baton_http_write_timeouts_total` counts it. Reports the time from the first change made after the
-   client stopped reading to the server closing the connection (which includes filling the socket buffers; the
-   write timeout runs from the first write that could not be sent).
+   client stopped reading to the server closing the connection. That includes the time the kernel keeps taking
+   the stream's bytes into the socket's send buffer (which grows to megabytes; its largest size, read from
+   /proc/net/tcp, is reported): the write timeout runs from a write that the kernel does not take in full.
 
 Usage: bench_watchers.py BATON_BINARY WORK_DIR WATCHERS [WRITE_TIMEOUT_S]
 Prints one JSON line per result: {"kind": "watchers", ...} and {"kind": "slow-reader", ...}.
@@ -136,6 +137,17 @@ async def watchers_scenario(port, pid, count):
             "alive_p50_ms": percentile(samples, 0.50), "alive_p99_ms": percentile(samples, 0.99)}
 
 
+def send_queue(server_port, client_port):
+    """Bytes in the server's send queue of its connection to `client_port` (from /proc/net/tcp), or None."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                return int(queues.split(":")[0], 16)
+    return None
+
+
 def slow_reader(port, write_timeout_s):
     slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -147,6 +159,9 @@ def slow_reader(port, write_timeout_s):
     changes = 0
     started = time.monotonic()
     closed_at = None
+    client_port = slow.getsockname()[1]
+    # How much the kernel took for the slow client before the close: the server's send queue at its largest.
+    largest = 0
     while time.monotonic() - started < 120:
         body = json.dumps({"holder": f"h{changes}", "ttl_ms": 60000, "metadata": metadata})
         client.request("POST", "/v2/leases/slow-reader", body=body, headers={"Content-Type": "application/json"})
@@ -155,13 +170,18 @@ def slow_reader(port, write_timeout_s):
                        headers={"Content-Type": "application/json"})
         client.getresponse().read()
         changes += 2
+        queued = send_queue(port, client_port)
+        if queued is not None and queued > largest:
+            largest = queued
         if (metric(port, "baton_http_write_timeouts_total") or 0) > before:
             closed_at = time.monotonic()
             break
     slow.close()
     if closed_at is None:
         raise RuntimeError(f"the slow reader was not disconnected within 120 s ({changes} changes)")
-    return {"write_timeout_s": write_timeout_s, "closed_after_s": round(closed_at - started, 2), "changes": changes}
+    return {"write_timeout_s": write_timeout_s, "closed_after_s": round(closed_at - started, 2),
+            "send_queue_kib": round(largest / 1024),
+            "changes": changes}
 
 
 def main():

@@ -156,15 +156,21 @@ struct LimitTests {
             let metadata = String(repeating: "m", count: 4096)
             let start = ContinuousClock.now
             var cycles = 0
-            while try await metric(server, "baton_http_open_streams") != 0 {
-                guard ContinuousClock.now - start < .seconds(60) else {
-                    throw TestFailure("the slow reader was not disconnected within 60 s (\(cycles) changes)")
+            do {
+                while try await metric(server, "baton_http_open_streams") != 0 {
+                    guard ContinuousClock.now - start < .seconds(60) else {
+                        throw TestFailure("the slow reader was not disconnected within 60 s (\(cycles) changes)")
+                    }
+                    let acquired = try await server.post(
+                        "/v2/leases/busy", json(["holder": "h\(cycles)", "ttl_ms": 60_000, "metadata": metadata]))
+                    _ = try await server.delete(
+                        "/v2/leases/busy", json(["holder": "h\(cycles)", "token": try token(acquired)]))
+                    cycles += 1
                 }
-                let acquired = try await server.post(
-                    "/v2/leases/busy", json(["holder": "h\(cycles)", "ttl_ms": 60_000, "metadata": metadata]))
-                _ = try await server.delete(
-                    "/v2/leases/busy", json(["holder": "h\(cycles)", "token": try token(acquired)]))
-                cycles += 1
+            } catch {
+                // Reset the connection, so that the stream's blocked write fails and the service can shut down.
+                await slow.close()
+                throw error
             }
             #expect(try await metric(server, "baton_http_write_timeouts_total") == 1)
 

@@ -8,7 +8,9 @@ import NIOHTTPTypes
 /// Hummingbird's response writer waits while the channel is not writable, so a client that stops reading would
 /// otherwise hold its task, its socket and its store subscription forever. Closing the channel fails the waiting
 /// write, which ends the handler's task (an event stream ends, its slot is freed). Only writes that stay unsent
-/// count: a stream with nothing to say is no slow reader.
+/// count: a stream with nothing to say is no slow reader. The socket's send buffer is fixed at
+/// ``sendBufferBytes``, so that what a stalled client holds in the kernel stays small and the timeout starts soon
+/// after the client stops reading.
 final class WriteTimeoutHandler: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
@@ -23,6 +25,16 @@ final class WriteTimeoutHandler: ChannelOutboundHandler, RemovableChannelHandler
     init(timeout: TimeAmount, onTimeout: @escaping @Sendable () -> Void) {
         self.timeout = timeout
         self.onTimeout = onTimeout
+    }
+
+    /// The send buffer of each connection's socket: a fixed 64 KiB (the kernel doubles it) instead of Linux's
+    /// autotuning, which lets a stalled connection take megabytes of kernel memory and keeps taking bytes for
+    /// seconds before a write stays unsent.
+    static let sendBufferBytes = 64 * 1024
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let option = ChannelOptions.socketOption(.so_sndbuf)
+        try? context.channel.syncOptions?.setOption(option, value: SocketOptionValue(Self.sendBufferBytes))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
