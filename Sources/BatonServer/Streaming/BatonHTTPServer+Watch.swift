@@ -2,6 +2,7 @@ import Baton
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 extension BatonHTTPServer {
@@ -39,11 +40,18 @@ extension BatonHTTPServer {
         let capacity = configuration.limits.streamBufferSize
         let logger = self.logger
         let connectionClosed = context.connectionClosed
+        let eventLoop = context.eventLoop
         let body = ResponseBody { writer in
             defer { permit.release() }
             let outbox = StreamOutbox<LeaderInfo?, WatchEnding>(capacity: capacity)
             // A client that leaves gives its slot back at once, not at the next keep-alive's failed write.
             connectionClosed.whenComplete { _ in outbox.finish(.clientGone) }
+            // A timer of the connection's event loop rather than a task per stream: idle streams are most streams.
+            let interval = TimeAmount.nanoseconds(max(keepAlive, .milliseconds(1)).batonNanoseconds)
+            let ticker = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                outbox.postKeepAlive()
+            }
+            defer { ticker.cancel() }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 defer { group.cancelAll() }
                 group.addTask {
@@ -51,12 +59,6 @@ extension BatonHTTPServer {
                         outbox.post($0)
                     } ended: {
                         outbox.finish(.feedEnded($0))
-                    }
-                }
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: keepAlive)
-                        outbox.postKeepAlive()
                     }
                 }
                 try await withGracefulShutdownHandler {
