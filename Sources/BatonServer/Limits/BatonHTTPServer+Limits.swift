@@ -5,8 +5,8 @@ extension BatonHTTPServer.Configuration {
     ///
     /// Over a per-key cap the answer is `429 Too Many Requests`, over a global cap `503 Service Unavailable`, both
     /// with `Retry-After` (``retryAfterPerKey``, ``retryAfterGlobal``) and a JSON error whose `limit` names the cap;
-    /// `baton_http_rejected_total{limit=...}` counts them. The defaults let one service hold 10,000 idle event
-    /// streams (and as many waiting long polls) in well under 300 MB.
+    /// `baton_http_rejected_total{limit=...}` counts them. The defaults admit 10,000 idle event
+    /// streams (and as many waiting long polls); `scripts/bench http-watchers` measures the memory they take.
     ///
     /// A value below 1 counts as 1; `baton serve` refuses such values with an error naming the option.
     public struct Limits: Sendable, Equatable {
