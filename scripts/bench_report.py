@@ -81,6 +81,15 @@ def summary_row(r):
         return (r["scenario"], r["store"], f"leader {r['leader_requests_per_min']}/min, each waiting candidate "
                 f"{r['waiting_requests_per_min']}/min", f"renews needed: {r['expected_leader_renews_per_min']}/min",
                 f"{r['leader_requests_per_min'] / r['expected_leader_renews_per_min']:.2f}", command)
+    if kind == "watchers":
+        return (r["scenario"], r["store"], f"{r['rss_mib']} MiB resident ({r['idle_rss_mib']} MiB before), "
+                f"/alive p50 {ms(r['alive_p50_ms'])}, p99 {ms(r['alive_p99_ms'])}",
+                "bound: 300 MiB, p99 10 ms", f"{r['rss_mib'] / 300:.2f} of memory", command)
+    if kind == "slow-reader":
+        return (r["scenario"], r["store"], f"closed {r['closed_after_s']} s after it stopped reading "
+                f"({r['changes']} changes of 4 KiB; {r['send_queue_kib']} KiB queued in the kernel)",
+                f"write timeout: {r['write_timeout_s']} s",
+                f"{r['closed_after_s'] / r['write_timeout_s']:.2f}", command)
     if kind == "count":
         return (r["scenario"], r["store"], f"leader {r['leader_ops']} commands, waiting candidate "
                 f"{r['follower_ops']}", "–", "–", f"`{r['command']}`")
@@ -117,6 +126,12 @@ HOW_TO_READ = """\
   requests that follow are counted. About 1,000 acquire attempts per release is a thundering herd (every waiter is
   woken and tries); 1 would be a queue, which etcd is: only the next candidate is woken, the others see the new
   leader.
+- **Idle SSE watchers**: one `baton serve` on SQLite holds 10,000 event streams, each on its own connection and
+  key, opened by one asyncio client; resident memory (VmRSS) with all of them open, and 2,000 sequential `/alive`
+  requests from another process meanwhile. **Slow reader**: one more stream whose client never reads (4 KiB receive
+  buffer) while leader changes with 4 KiB of metadata are made on its key; the time counts from the first change
+  to the server closing the connection, so it includes the time the kernel kept taking bytes into the socket's
+  send buffer (megabytes, shown); the write timeout runs from a write the kernel does not take in full.
 - **Store cost**: store requests per minute through the store API (counted by a wrapper around it) by the leader
   and by each waiting candidate, at steady state; a leader needs 60 / (ttl/3) renews per minute. The change feed's
   own traffic (Redis pub/sub, PostgreSQL LISTEN, SQLite's inotify wake-ups) is not a request and is not counted;

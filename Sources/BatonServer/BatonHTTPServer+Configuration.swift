@@ -32,6 +32,8 @@ extension BatonHTTPServer {
         public var keepAliveInterval: Duration
         /// How long round records are kept (the v1 API). Seven days by default.
         public var retention: Duration
+        /// Caps on connections, event streams and long polls, and the write timeout for clients that stop reading.
+        public var limits: Limits
 
         /// The tokens the service accepts: ``access`` and ``authToken`` together, or nil for no authentication.
         var accessPolicy: AccessPolicy? {
@@ -64,7 +66,8 @@ extension BatonHTTPServer {
             requestReadTimeout: Duration = .seconds(30),
             storeTimeout: Duration = .seconds(10),
             keepAliveInterval: Duration = .seconds(15),
-            retention: Duration = RoundElection.defaultRetention
+            retention: Duration = RoundElection.defaultRetention,
+            limits: Limits = Limits()
         ) {
             self.host = host
             self.port = port
@@ -76,6 +79,7 @@ extension BatonHTTPServer {
             self.storeTimeout = storeTimeout
             self.keepAliveInterval = keepAliveInterval
             self.retention = retention
+            self.limits = limits
         }
     }
 }

@@ -31,6 +31,7 @@ public struct BatonHTTPServer: Sendable {
     let metrics: HTTPMetrics
     /// The tokens accepted now: ``Configuration-swift.struct/access`` at first, then what ``reloadAccess(_:)`` gave.
     let currentAccess: CurrentAccess
+    let limiters: ServiceLimiters
 
     /// Creates the service.
     /// - Parameters:
@@ -51,6 +52,7 @@ public struct BatonHTTPServer: Sendable {
         self.logger = logger
         self.metrics = HTTPMetrics(registry: registry)
         self.currentAccess = CurrentAccess(configuration.accessPolicy)
+        self.limiters = ServiceLimiters(configuration.limits, registry: registry)
     }
 
     /// Every route of the service: method, path template, statuses. `docs/openapi.json` documents exactly these.
@@ -74,17 +76,25 @@ public struct BatonHTTPServer: Sendable {
     }
 
     /// The Hummingbird application: HTTP/1.1 on ``Configuration-swift.struct/host`` and
-    /// ``Configuration-swift.struct/port`` (over TLS with ``Configuration-swift.struct/tls``), with the request read
-    /// deadline. Run it as a `Service`; a TLS configuration that cannot be used makes it throw when it starts.
+    /// ``Configuration-swift.struct/port`` (over TLS with ``Configuration-swift.struct/tls``), with the connection
+    /// cap, the request read deadline and the write timeout (``Configuration-swift.struct/Limits``). Run it as a
+    /// `Service`; a TLS configuration that cannot be used makes it throw when it starts.
     /// - Parameter onServerRunning: called once the server listens, with its channel (whose `localAddress` tells
     ///   the port when the configuration asked for port 0).
     public func makeApplication(
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<BatonRequestContext>> {
         let readTimeout = TimeAmount.nanoseconds(configuration.requestReadTimeout.batonNanoseconds)
+        let writeTimeout = TimeAmount.nanoseconds(configuration.limits.effectiveWriteTimeout.batonNanoseconds)
+        let limiters = self.limiters
         var server = HTTPServerBuilder.http1(
             configuration: .init(
-                additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)],
+                additionalChannelHandlers: [
+                    ConnectionLimitHandler(slots: limiters.connections),
+                    RequestReadTimeoutHandler(timeout: readTimeout),
+                    ClientGoneHandler(),
+                    WriteTimeoutHandler(timeout: writeTimeout) { limiters.metrics.writeTimeouts.increment() },
+                ],
                 idleTimeout: nil
             )
         )
@@ -142,11 +152,11 @@ public struct BatonHTTPServer: Sendable {
             route(
                 .get, "/api/v1/completed/{system}/{round}", [200, 204, 400, 500], access: .read("system"), completed),
             route(.get, "/alive", [200], open: true, alive),
-            route(.post, "/v2/leases/{key}", [200, 400, 409, 500], access: .write("key"), acquire),
+            route(.post, "/v2/leases/{key}", [200, 400, 409, 429, 500, 503], access: .write("key"), acquire),
             route(.put, "/v2/leases/{key}", [200, 400, 409, 500], access: .write("key"), renew),
             route(.delete, "/v2/leases/{key}", [204, 400, 409, 500], access: .write("key"), release),
             route(.get, "/v2/leases/{key}", [200, 400, 404, 500], access: .read("key"), leader),
-            route(.get, "/v2/leases/{key}/watch", [200, 400, 500], access: .read("key"), watch),
+            route(.get, "/v2/leases/{key}/watch", [200, 400, 429, 500, 503], access: .read("key"), watch),
             route(.get, "/v2/leases", [200, 400, 500], listLeases),
             route(.get, "/v2/rounds/{system}", [200, 400, 500], access: .read("system"), listRounds),
             route(.get, "/healthz", [200], open: true, healthz),

@@ -12,12 +12,19 @@ public struct BatonRequestContext: RequestContext {
     /// token or for the single ``BatonHTTPServer/Configuration-swift.struct/authToken``; set by the authentication
     /// middleware before any route runs. A route that lists keys shows only those ``AccessScope/canRead(_:)`` allows.
     public internal(set) var access: AccessScope
+    /// Completed when the client's connection closes, so that a long poll or an event stream whose client left
+    /// gives its slot back at once.
+    let connectionClosed: EventLoopFuture<Void>
+    /// The event loop of the client's connection, for cheap timers (an event stream's keep-alive).
+    let eventLoop: any EventLoop
 
     /// Creates the context of a request arriving on `source.channel`.
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
         self.access = .unrestricted
+        self.connectionClosed = source.channel.closeFuture
+        self.eventLoop = source.channel.eventLoop
     }
 
     /// Bodies are read by the handlers with their own limit

@@ -37,6 +37,8 @@ extension BatonCommand {
 
         @OptionGroup var options: StoreOptions
 
+        @OptionGroup(title: "Limits") var limitOptions: ServeLimitOptions
+
         @Option(help: ArgumentHelp("The address to listen on (default: $BATON_HOST, else 0.0.0.0).", valueName: "host"))
         var host: String?
 
@@ -101,6 +103,7 @@ extension BatonCommand {
                 let access = try ServeSettings.accessPolicy(file: accessFile, environment: environment)
                 let tls = try ServeSettings.tls(certificate: tlsCertificate, key: tlsKey, environment: environment)
                 let retention = try parseDurationOption(retention, option: "--retention")
+                let limits = try limitOptions.limits()
                 let url = try options.storeURL()
 
                 let logger = {
@@ -110,13 +113,14 @@ extension BatonCommand {
                 }()
                 let registry = PrometheusCollectorRegistry()
                 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+                ServeLimitOptions.raiseOpenFileLimit(for: limits, logger: logger)
 
                 let store = try await LeaseStores.open(url)
                 let server = BatonHTTPServer(
                     store: store,
                     configuration: .init(
                         host: settings.host, port: settings.port, authToken: settings.authToken,
-                        access: access?.policy, tls: tls, retention: retention),
+                        access: access?.policy, tls: tls, retention: retention, limits: limits),
                     registry: registry,
                     logger: logger
                 )

@@ -126,6 +126,14 @@ struct ServeCommandTests {
         #expect(try await token.waitForExit() == 2)
         #expect(token.output.contents.contains("--auth-token-file: cannot read /nonexistent/token"))
 
+        let streams = try ServeProcess(["--max-streams-per-key", "0", "--store", "memory:"])
+        #expect(try await streams.waitForExit() == 2)
+        #expect(streams.output.contents.contains("--max-streams-per-key must be at least 1, got 0"))
+
+        let writeTimeout = try ServeProcess(["--write-timeout", "soon", "--store", "memory:"])
+        #expect(try await writeTimeout.waitForExit() == 2)
+        #expect(writeTimeout.output.contents.contains("--write-timeout"))
+
         let level = try ServeProcess(["--store", "memory:"], environment: ["BATON_LOG_LEVEL": "loud"])
         #expect(try await level.waitForExit() == 2)
         #expect(level.output.contents.contains("--log-level"))

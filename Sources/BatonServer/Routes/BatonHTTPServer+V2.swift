@@ -20,7 +20,8 @@ extension BatonHTTPServer {
         let wait = try body.milliseconds("wait_ms", in: Self.waitRange) ?? .zero
         let metadata = try metadataField(body)
         let (result, started) = try await acquireWaiting(
-            key: key, holder: holder, ttl: ttl, metadata: metadata, wait: wait)
+            key: key, holder: holder, ttl: ttl, metadata: metadata, wait: wait,
+            connectionClosed: context.connectionClosed)
         switch result {
         case .acquired(let lease):
             return .json(.ok, Self.json(lease, grantedAt: started))

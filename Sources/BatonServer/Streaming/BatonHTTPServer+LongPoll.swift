@@ -1,4 +1,5 @@
 import Baton
+import NIOCore
 import ServiceLifecycle
 
 extension BatonHTTPServer {
@@ -10,7 +11,7 @@ extension BatonHTTPServer {
         case feedEnded((any Error)?)
         /// `wait_ms` is over.
         case deadline
-        /// The service is shutting down.
+        /// The service is shutting down, or the client left.
         case shutdown
     }
 
@@ -20,13 +21,19 @@ extension BatonHTTPServer {
     /// each time the feed says nobody leads (a release or an expiry), so the answer comes as soon as the key is
     /// free. An attempt under way is never abandoned for the deadline: a lease the store granted is always
     /// answered. Graceful shutdown ends the wait at once with the last leader seen.
+    ///
+    /// A wait takes a slot of ``Configuration-swift.struct/Limits/maxLongPolls`` and
+    /// ``Configuration-swift.struct/Limits/maxLongPollsPerKey``; with none free the request is answered `503` or
+    /// `429` (the first attempt, which found the key held, changed nothing). A client that leaves (its connection
+    /// closes) ends the wait at once.
     /// - Returns: the outcome, and when the attempt that granted a lease started (its ttl counts from there).
     func acquireWaiting(
         key: String,
         holder: String,
         ttl: Duration,
         metadata: String?,
-        wait: Duration
+        wait: Duration,
+        connectionClosed: EventLoopFuture<Void>
     ) async throws -> (result: AcquireResult, started: ContinuousClock.Instant) {
         let store = self.store
         let attempt = { @Sendable in
@@ -36,9 +43,12 @@ extension BatonHTTPServer {
         let first = try await withStore("acquire", attempt)
         guard case .held(var leader) = first, wait > .zero else { return (first, firstStarted) }
 
+        let permit = try limiters.longPolls.admit(key: key)
+        defer { permit.release() }
         let deadline = ContinuousClock.now + wait
         let feed = try store.changes(key: key)
         let (events, continuation) = AsyncStream.makeStream(of: WaitEvent.self)
+        connectionClosed.whenComplete { _ in continuation.yield(.shutdown) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             defer {
                 continuation.finish()

@@ -2,15 +2,18 @@ import Baton
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 extension BatonHTTPServer {
-    /// What an event stream writes.
-    private enum WatchEvent: Sendable {
-        case observed(LeaderInfo?)
+    /// How an event stream ends.
+    private enum WatchEnding: Sendable {
+        /// The store's change feed ended, with the error if it failed.
         case feedEnded((any Error)?)
-        case keepAlive
+        /// The service is shutting down.
         case shutdown
+        /// The client's connection closed.
+        case clientGone
     }
 
     /// `GET /v2/leases/{key}/watch`: Server-Sent Events, one `leader` event per observation of the store's change
@@ -18,42 +21,56 @@ extension BatonHTTPServer {
     /// every ``Configuration-swift.struct/keepAliveInterval``.
     ///
     /// The stream ends after an `error` event if the store's feed fails (reconnect to go on), and cleanly at
-    /// graceful shutdown.
+    /// graceful shutdown. It takes a slot of ``Configuration-swift.struct/Limits/maxStreams`` and
+    /// ``Configuration-swift.struct/Limits/maxStreamsPerKey`` while open (`503` or `429` when none is free). For a
+    /// client that reads slower than leaders change, at most
+    /// ``Configuration-swift.struct/Limits/streamBufferSize`` changes wait, the oldest dropped first, so the
+    /// newest leader always arrives; a client that stops reading is disconnected after the write timeout.
     @Sendable func watch(_ request: Request, _ context: BatonRequestContext) async throws -> Response {
         let key = try name("key", context)
-        let feed = try store.changes(key: key)
+        let permit = try limiters.streams.admit(key: key)
+        let feed: LeaderChanges
+        do {
+            feed = try store.changes(key: key)
+        } catch {
+            permit.release()
+            throw error
+        }
         let keepAlive = configuration.keepAliveInterval
+        let capacity = configuration.limits.streamBufferSize
         let logger = self.logger
+        let connectionClosed = context.connectionClosed
+        let eventLoop = context.eventLoop
         let body = ResponseBody { writer in
-            let (events, continuation) = AsyncStream.makeStream(of: WatchEvent.self)
+            defer { permit.release() }
+            let outbox = StreamOutbox<LeaderInfo?, WatchEnding>(capacity: capacity)
+            // A client that leaves gives its slot back at once, not at the next keep-alive's failed write.
+            connectionClosed.whenComplete { _ in outbox.finish(.clientGone) }
+            // A timer of the connection's event loop rather than a task per stream: idle streams are most streams.
+            let interval = TimeAmount.nanoseconds(max(keepAlive, .milliseconds(1)).batonNanoseconds)
+            let ticker = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                outbox.postKeepAlive()
+            }
+            defer { ticker.cancel() }
             try await withThrowingTaskGroup(of: Void.self) { group in
-                defer {
-                    continuation.finish()
-                    group.cancelAll()
-                }
+                defer { group.cancelAll() }
                 group.addTask {
                     await forward(feed) {
-                        continuation.yield(.observed($0))
+                        outbox.post($0)
                     } ended: {
-                        continuation.yield(.feedEnded($0))
-                    }
-                }
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: keepAlive)
-                        continuation.yield(.keepAlive)
+                        outbox.finish(.feedEnded($0))
                     }
                 }
                 try await withGracefulShutdownHandler {
                     try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-                    for await event in events {
-                        switch event {
-                        case .observed(let leader):
+                    while let item = await outbox.next() {
+                        switch item {
+                        case .event(let leader):
                             let data = JSONOutput.object([("key", .string(key)), ("leader", Self.json(leader))])
                             try await writer.write(ByteBuffer(string: "event: leader\ndata: \(data.text)\n\n"))
                         case .keepAlive:
                             try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                        case .feedEnded(let error):
+                        case .end(.feedEnded(let error)):
                             let answer = error.map { APIError.from($0) }
                             let message = answer?.message ?? "the store closed the feed"
                             let reason = answer.map { $0.logDetail ?? $0.message } ?? message
@@ -61,12 +78,12 @@ extension BatonHTTPServer {
                             let data = JSONOutput.object([("error", .string(message))])
                             try await writer.write(ByteBuffer(string: "event: error\ndata: \(data.text)\n\n"))
                             return
-                        case .shutdown:
+                        case .end(.shutdown), .end(.clientGone):
                             return
                         }
                     }
                 } onGracefulShutdown: {
-                    continuation.yield(.shutdown)
+                    outbox.finish(.shutdown)
                 }
             }
             try await writer.finish(nil)

@@ -10,7 +10,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
     /// The HTTP status.
     var status: HTTPResponse.Status
     /// A machine-readable code: `invalid_argument`, `held`, `lost`, `not_winner`, `already_completed`,
-    /// `not_found`, `unauthorized`, `forbidden`, `store_unavailable`, `timeout`, `internal`.
+    /// `not_found`, `unauthorized`, `forbidden`, `store_unavailable`, `timeout`, `over_limit`, `internal`.
     var code: String
     /// What is wrong, for people. Never contains a secret, nor (in a `5xx`) a host, user, path or key id.
     var message: String
