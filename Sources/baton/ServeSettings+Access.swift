@@ -91,12 +91,19 @@ extension ServeSettings {
 
     /// The permission bits of the file at `path` (following symbolic links, as a mounted secret often is one).
     private static func permissions(of path: String, option: String) throws(BatonError) -> mode_t {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            let reason = String(cString: strerror(errno))
+        let attributes: [FileAttributeKey: Any]
+        do {
+            // The file a symbolic link leads to: attributesOfItem reads the link itself.
+            let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            attributes = try FileManager.default.attributesOfItem(atPath: target)
+        } catch {
+            let reason = (error as NSError).localizedDescription
             throw .invalidArgument("\(option) \(path): cannot read the file: \(reason)")
         }
-        return info.st_mode & 0o7777
+        guard let bits = (attributes[.posixPermissions] as? NSNumber)?.uint16Value else {
+            throw .invalidArgument("\(option) \(path): cannot read the file's permissions")
+        }
+        return mode_t(bits) & 0o7777
     }
 
     private static func octal(_ mode: mode_t) -> String {
