@@ -9,7 +9,10 @@ import Testing
     struct Harness: StoreHarness {
         /// The store's front, running for the whole check.
         let store: LeaseStore
+        /// A second store on the same etcd, running for the whole check.
+        let other: LeaseStore
         func makeStore() async throws -> LeaseStore { store }
+        func makeOtherInstance() async throws -> LeaseStore { other }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // etcd counts lease TTLs in whole seconds, and `scripts/test` starts it with a 150 ms minimum TTL.
         var ttl: Duration { .seconds(1) }
@@ -19,8 +22,11 @@ import Testing
     func conformance(_ check: ConformanceCheck) async throws {
         guard let url = try EtcdTestServer.value() else { return }
         let store = LeaseStore(try EtcdLeaseStore(url))
+        let other = LeaseStore(try EtcdLeaseStore(url))
         await #expect(throws: Never.self) {
-            try await store.withRunning { store in try await check.run(Harness(store: store)) }
+            try await store.withRunning { store in
+                try await other.withRunning { other in try await check.run(Harness(store: store, other: other)) }
+            }
         }
     }
 }

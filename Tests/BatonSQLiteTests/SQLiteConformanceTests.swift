@@ -16,7 +16,10 @@ import Testing
 
     struct Harness: StoreHarness {
         let store: LeaseStore
+        /// A second store instance on the same file, with its own connection and change watcher.
+        let other: LeaseStore
         func makeStore() async throws -> LeaseStore { store }
+        func makeOtherInstance() async throws -> LeaseStore { other }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
         var ttl: Duration { .seconds(1) }
@@ -26,7 +29,9 @@ import Testing
     func conformance(_ check: ConformanceCheck) async throws {
         let path = Self.directory.appendingPathComponent("shared.db").path
         try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { store in
-            await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
+            try await LeaseStore(try SQLiteLeaseStore(path: path)).withRunning { other in
+                await #expect(throws: Never.self) { try await check.run(Harness(store: store, other: other)) }
+            }
         }
     }
 }

@@ -12,6 +12,8 @@ extension BatonHTTPServer {
         case deadline
         /// The service is shutting down.
         case shutdown
+        /// Time to ask again, which keeps the holder's place in the store's queue of waiting candidates.
+        case reask
     }
 
     /// Takes `key` for `holder`, waiting up to `wait` for it to become free.
@@ -20,6 +22,10 @@ extension BatonHTTPServer {
     /// each time the feed says nobody leads (a release or an expiry), so the answer comes as soon as the key is
     /// free. An attempt under way is never abandoned for the deadline: a lease the store granted is always
     /// answered. Graceful shutdown ends the wait at once with the last leader seen.
+    ///
+    /// Only an acquire that waits (`wait` positive) is a waiting candidate's: on a store that queues waiting
+    /// candidates (etcd) it keeps the holder's place in the queue, and the wait asks again every third of the ttl
+    /// to keep it, so a client that goes away leaves the queue within about a ttl. A plain 409 leaves no trace.
     func acquireWaiting(
         key: String,
         holder: String,
@@ -28,8 +34,9 @@ extension BatonHTTPServer {
         wait: Duration
     ) async throws -> AcquireResult {
         let store = self.store
+        let waits = wait > .zero
         let attempt = { @Sendable in
-            try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+            try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waits)
         }
         let first = try await withStore("acquire", attempt)
         guard case .held(var leader) = first, wait > .zero else { return first }
@@ -53,14 +60,17 @@ extension BatonHTTPServer {
                 try? await Task.sleep(until: deadline)
                 continuation.yield(.deadline)
             }
+            if store.queuesWaiters {
+                group.addTask {
+                    while (try? await Task.sleep(for: ttl / 3)) != nil { continuation.yield(.reask) }
+                }
+            }
             return try await withGracefulShutdownHandler {
                 for await event in events {
                     switch event {
-                    case .observed(let observed):
-                        if let observed, observed.holder != holder {
-                            leader = observed
-                            continue
-                        }
+                    case .observed(let observed?) where observed.holder != holder:
+                        leader = observed
+                    case .observed, .reask:
                         switch try await withStore("acquire", attempt) {
                         case .acquired(let lease): return .acquired(lease)
                         case .held(let current): leader = current
