@@ -58,6 +58,15 @@ struct ReplicaTests {
             let leader = try await b.get(path)
             #expect((try? leader.object()["holder"] as? String) == "next")
             #expect(try await a.put(path, json(["holder": "client", "token": term, "ttl_ms": 60_000])).status == 409)
+
+            // A client that queued (a long poll that ran out) and went away blocks the key for about a ttl at most.
+            let polled = try await b.post(path, json(["holder": "queued", "ttl_ms": 1_000, "wait_ms": 1_500]))
+            #expect(polled.status == 409)
+            try await Task.sleep(for: .seconds(3))
+            let nextTerm = try token(next)
+            #expect(try await b.delete(path, json(["holder": "next", "token": nextTerm])).status == 204)
+            let after = try await a.post(path, json(["holder": "after", "ttl_ms": 60_000]))
+            #expect(after.status == 200, "3 s after a 1 s long poll ended, its client still blocks the key: \(after)")
         }
     }
 }
