@@ -2,6 +2,11 @@ import Baton
 
 /// The decisions of an ``EtcdLeaseStore``'s campaigns, with no I/O, no clock of its own and no lock.
 ///
+/// What it records of a candidate is what this store instance last learnt of it, never the authority: a term is
+/// etcd's, and any instance renews, releases and observes it from its key, holder and token. Every request made
+/// from a record is checked in etcd (the key's create revision and lease), and a record that etcd contradicts is
+/// forgotten and read again (``adopt(_:_:ttlSeconds:keptAliveAt:now:)``).
+///
 /// The store feeds it what happened (a holder tries, etcd answered a keep-alive, a lease moved, a term ended)
 /// together with the time of its clock and, where it matters, the latest fresh view of the key's queue from the
 /// store's watch; the machine answers what to do next, and the store does it. So every decision here is a
@@ -11,8 +16,12 @@ import Baton
 ///   (``sureTerm(of:asked:now:)``);
 /// - when a candidate's keys move to a lease of a new ttl;
 /// - where a candidate stands in a queue (``position(of:in:)``) and whom a releasing leader hands the key to;
-/// - which waiting candidates' leases are kept alive, which are abandoned (their holders stopped trying), and
-///   when the lease of a leader that handed its key over is revoked.
+/// - which records of waiting candidates are dropped (their holders stopped asking here), which leases the store
+///   revokes when it closes, and when the lease of a leader that handed its key over is revoked.
+///
+/// A waiting candidate's lease is kept alive only by its holder's asks (each waiting acquire sends one
+/// keep-alive), never by the instance that made it, so a candidate that stops asking leaves the queue within its
+/// ttl, whichever instance it asked through.
 struct EtcdCampaignMachine {
     /// Who campaigns for a key through this store.
     struct CampaignID: Hashable, Sendable {
@@ -20,10 +29,14 @@ struct EtcdCampaignMachine {
         let holder: String
     }
 
-    /// A candidate of this store: its etcd lease and the create revision of its key. Times are the store
-    /// clock's.
+    /// A candidate as this store last knew it: its etcd lease and the create revision of its key. Times are the
+    /// store clock's.
     struct Campaign: Sendable {
+        /// The lease its keys are attached to.
         var lease: Int64
+        /// The lease ID in its keys' names (`KEY/<hex>`): the lease it joined with, which a move to a lease of
+        /// another ttl does not change.
+        var name: Int64
         var ttlSeconds: Int64
         var revision: Int64
         var leading: Bool
@@ -49,8 +62,9 @@ struct EtcdCampaignMachine {
     enum AcquireStart {
         /// No candidate of this store for the holder: grant a lease and join the queue.
         case join
-        /// The watch's fresh view shows the candidate behind another one: refused, with no request.
-        case held(LeaderInfo)
+        /// The watch's fresh view shows the candidate behind another one: refused after a keep-alive of its lease
+        /// (which keeps its place), with no other request.
+        case held(LeaderInfo, Campaign)
         /// A candidate of this store: go on with it, after moving its keys onto a lease of `moveTo` seconds
         /// when that is set (the ttl asked differs from its lease's TTL).
         case campaign(Campaign, moveTo: Int64?)
@@ -63,10 +77,10 @@ struct EtcdCampaignMachine {
         guard var campaign = campaigns[id] else { return .join }
         campaign.lastTry = now
         campaigns[id] = campaign
-        // A waiting candidate that the watch shows still behind another needs no request: the store keeps its
-        // lease alive, and the watch wakes its holder when the queue moves.
+        // A waiting candidate that the watch shows still behind another needs only a keep-alive: the watch wakes
+        // its holder when the queue moves.
         if !campaign.leading, let view, case .behind(let leader) = Self.position(of: campaign.lease, in: view) {
-            return .held(leader)
+            return .held(leader, campaign)
         }
         let seconds = Self.ttlSeconds(ttl)
         return .campaign(campaign, moveTo: seconds == campaign.ttlSeconds ? nil : seconds)
@@ -124,9 +138,46 @@ struct EtcdCampaignMachine {
 
     // MARK: Campaign records
 
-    /// A candidate joined the queue (leading or waiting).
+    /// A candidate joined the queue (leading or waiting), or this store learnt it from etcd.
     mutating func joined(_ id: CampaignID, _ campaign: Campaign) {
         campaigns[id] = campaign
+    }
+
+    /// A candidate read from etcd (it joined through another store instance, or this one's record is out of
+    /// date), whose lease a keep-alive sent at `keptAliveAt` found alive with a TTL of `ttlSeconds`. Recorded and
+    /// returned; nil for a key not written by a Baton candidate of `id`'s holder.
+    mutating func adopt(
+        _ id: CampaignID, _ candidate: EtcdLeaseStore.Candidate, ttlSeconds: Int64, keptAliveAt: Duration,
+        now: Duration
+    ) -> Campaign? {
+        guard candidate.holder == id.holder, let lease = candidate.lease, let name = candidate.name else { return nil }
+        let campaign = Campaign(
+            lease: lease,
+            name: name,
+            ttlSeconds: ttlSeconds,
+            revision: candidate.revision,
+            leading: !candidate.waiting,
+            metadata: candidate.value.isEmpty ? nil : candidate.value,
+            lastTry: now,
+            lastKeepAlive: keptAliveAt
+        )
+        campaigns[id] = campaign
+        return campaign
+    }
+
+    /// The holder's own candidate in `election` other than the one on `lease` (it joined through another store
+    /// instance, or before this process restarted): the oldest, if any.
+    static func ownCandidate(of holder: String, in election: [EtcdLeaseStore.Candidate], other lease: Int64?)
+        -> EtcdLeaseStore.Candidate?
+    {
+        election.first { $0.holder == holder && $0.lease != nil && $0.lease != lease && $0.name != nil }
+    }
+
+    /// The term of `holder` with fencing token `token` in `election`, if it is still there and taken.
+    static func term(of holder: String, token: Int64, in election: [EtcdLeaseStore.Candidate])
+        -> EtcdLeaseStore.Candidate?
+    {
+        election.first { $0.revision == token && $0.holder == holder && !$0.waiting && $0.lease != nil }
     }
 
     /// The candidate on `lease` took the term; false if its campaign has moved on (another lease, or gone).
@@ -192,17 +243,18 @@ struct EtcdCampaignMachine {
     struct Successor {
         let candidate: EtcdLeaseStore.Candidate
         let holder: String
-        let lease: Int64
+        /// The lease ID in its keys' names.
+        let name: Int64
     }
 
     /// Whom the leader `campaign` hands the key to on release: the next candidate of `view` (the fresh view of
     /// the queue), when the leader heads it and that candidate is a Baton candidate still waiting. Nil without a
     /// fresh view, or with no such candidate: then the release just leaves.
     static func successor(of campaign: Campaign, view: [EtcdLeaseStore.Candidate]?) -> Successor? {
-        guard let view, view.first?.lease == campaign.lease, let next = view.dropFirst().first,
-            let holder = next.holder, next.waiting, let lease = next.lease
+        guard let view, view.first?.revision == campaign.revision, let next = view.dropFirst().first,
+            let holder = next.holder, next.waiting, let name = next.name
         else { return nil }
-        return Successor(candidate: next, holder: holder, lease: lease)
+        return Successor(candidate: next, holder: holder, name: name)
     }
 
     /// The leader's keys were handed over at `now`: its lease, holding none now, is revoked after
@@ -213,42 +265,29 @@ struct EtcdCampaignMachine {
 
     // MARK: Upkeep
 
-    /// The work of one round of upkeep.
-    struct Upkeep {
-        /// Leases to revoke now: abandoned candidates', and those of handovers whose delay is over.
-        var revoke: [Int64] = []
-        /// Waiting candidates whose leases get a keep-alive now (record the answer with ``keptAlive(_:lease:sentAt:)``
-        /// or ``forget(_:lease:)``).
-        var keepAlive: [(id: CampaignID, lease: Int64)] = []
-    }
-
-    /// The upkeep due at `now`, with `watched` the keys some ``EtcdLeaseStore/changes(key:)`` subscriber of this
-    /// store follows. A waiting candidate whose holder neither tried within its ttl nor follows its key is
-    /// abandoned (its lease revoked, so its key leaves the queue); the others' leases get a keep-alive once a
-    /// third of their TTL has passed since the last one. Leaders' leases are kept alive only by renew.
-    mutating func upkeep(now: Duration, watched: Set<String>) -> Upkeep {
-        var upkeep = Upkeep()
-        for (id, campaign) in campaigns where !campaign.leading {
-            let ttl = Duration.seconds(campaign.ttlSeconds)
-            if !watched.contains(id.key), now - campaign.lastTry > ttl {
-                upkeep.revoke.append(campaign.lease)
-                campaigns[id] = nil
-            } else if now - campaign.lastKeepAlive >= ttl / 3 {
-                upkeep.keepAlive.append((id, campaign.lease))
-            }
+    /// Leases to revoke at `now`: those of handovers whose delay is over. Records of waiting candidates whose
+    /// holders have not asked through this store for longer than their ttl are dropped (their leases, kept alive
+    /// only by their holders' asks, run out in etcd by themselves unless the holders ask through another instance).
+    mutating func upkeep(now: Duration) -> [Int64] {
+        for (id, campaign) in campaigns
+        where !campaign.leading && now - campaign.lastTry > .seconds(campaign.ttlSeconds) {
+            campaigns[id] = nil
         }
-        upkeep.revoke += pendingRevokes.filter { $0.due <= now }.map(\.lease)
+        let due = pendingRevokes.filter { $0.due <= now }.map(\.lease)
         pendingRevokes.removeAll { $0.due <= now }
-        return upkeep
+        return due
     }
 
-    /// The store closes: every lease it still has, to revoke so its keys leave their queues at once.
+    /// The store closes: the leases to revoke so their keys leave their queues at once: the waiting candidates
+    /// that asked through this store, and the handovers' pending revokes. Terms are not revoked: a term is the
+    /// store's, not this instance's (its holder may go on renewing it through another instance), and an elector
+    /// releases its own term before its store closes.
     mutating func close() -> [Int64] {
         defer {
             campaigns = [:]
             pendingRevokes = []
         }
-        return campaigns.values.map(\.lease) + pendingRevokes.map(\.lease)
+        return campaigns.values.filter { !$0.leading }.map(\.lease) + pendingRevokes.map(\.lease)
     }
 
     /// A ttl in etcd's whole seconds, rounded up (the store may expire a term later than asked, never earlier).

@@ -5,9 +5,11 @@ import Synchronization
 extension EtcdLeaseStore {
     // MARK: Campaigns
 
-    /// The acquire of a holder without a live candidate key: grant a lease, put the key, and lead at once if
-    /// the queue was empty, else stay in the queue.
-    func join(_ id: CampaignID, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+    /// The acquire of a holder without a candidate this store knows: grant a lease, put the key, and lead at once
+    /// if the queue was empty, else stay in the queue if `waiting` (an acquire that does not wait revokes the lease
+    /// before it answers, which removes its key). If the queue shows that the holder has a candidate already
+    /// (joined through another store instance), the new key leaves again and the acquire goes on with that one.
+    func join(_ id: CampaignID, ttl: Duration, metadata: String?, waiting: Bool) async throws -> AcquireResult {
         let ttlSeconds = EtcdCampaignMachine.ttlSeconds(ttl)
         // etcd counts the new lease's TTL from when it gets the grant, after this.
         let granted = clock.now()
@@ -41,6 +43,7 @@ extension EtcdLeaseStore {
         }
         var campaign = Campaign(
             lease: leaseID,
+            name: leaseID,
             ttlSeconds: ttlSeconds,
             revision: answer.header.revision,
             leading: answer.succeeded,
@@ -54,22 +57,48 @@ extension EtcdLeaseStore {
                 Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata))
         }
         let election = Self.parseElection(id.key, answer.responses.dropFirst())
+        if let own = EtcdCampaignMachine.ownCandidate(of: id.holder, in: election, other: leaseID) {
+            try? await revoke(leaseID)
+            return try await rejoin(id, own, election: election, ttl: ttl, metadata: metadata)
+        }
         guard let mine = election.first(where: { $0.lease == leaseID }) else {
             try? await revoke(leaseID)
             throw BatonError.storeUnavailable("acquire: etcd did not store the candidate key of \(id.holder)")
         }
         campaign.revision = mine.revision
         state.withLock { $0.machine.joined(id, campaign) }
+        let result: AcquireResult
         switch EtcdCampaignMachine.position(of: leaseID, in: election) {
         case .head:
             // The head of the queue already (elections named KEY/... share the prefix but not the queue).
-            if let result = try await tryLead(id, campaign, ttl: ttl, metadata: metadata) { return result }
-            return .held(by: Self.leaderOrHead(of: election))
+            result =
+                try await tryLead(id, campaign, ttl: ttl, metadata: metadata)
+                ?? .held(by: Self.leaderOrHead(of: election))
         case .behind(let leader):
-            return .held(by: leader)
+            result = .held(by: leader)
         case .absent:
-            return .held(by: Self.leaderOrHead(of: election))
+            result = .held(by: Self.leaderOrHead(of: election))
         }
+        if case .held = result, !waiting {
+            // Refused, and its holder does not wait: it leaves no trace.
+            forget(id, lease: leaseID)
+            try? await revoke(leaseID)
+        }
+        return result
+    }
+
+    /// Goes on with the holder's candidate `own` that joined through another store instance (or before a
+    /// restart): its live term is renewed, its place in the queue kept.
+    private func rejoin(
+        _ id: CampaignID, _ own: Candidate, election: [Candidate], ttl: Duration, metadata: String?
+    ) async throws -> AcquireResult {
+        let others = election.filter { $0.revision != own.revision }
+        guard let campaign = try await adopt(id, own) else { return .held(by: Self.leaderOrHead(of: others)) }
+        let seconds = EtcdCampaignMachine.ttlSeconds(ttl)
+        let moveTo = seconds == campaign.ttlSeconds ? nil : seconds
+        if let result = try await go(id, campaign, moveTo: moveTo, ttl: ttl, metadata: metadata) { return result }
+        forget(id, lease: campaign.lease)
+        return .held(by: Self.leaderOrHead(of: others))
     }
 
     /// The acquire of a holder whose candidate key is in the queue: lead if it is the head (in one transaction
@@ -77,11 +106,11 @@ extension EtcdLeaseStore {
     func tryLead(_ id: CampaignID, _ campaign: Campaign, ttl: Duration, metadata: String?) async throws
         -> AcquireResult?
     {
-        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.name)
         let lead: [Etcdserverpb_RequestOp] = [
             .put(ours, value: Data((metadata ?? "").utf8), keepLease: true),
             .put(
-                EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease),
+                EtcdKeyLayout.campaignKey(id.key, lease: campaign.name),
                 value: Data((Self.leadingMark + id.holder).utf8),
                 keepLease: true
             ),
@@ -91,6 +120,7 @@ extension EtcdLeaseStore {
             "acquire",
             compare: [
                 .createRevision(of: ours, equals: campaign.revision),
+                .lease(of: ours, equals: campaign.lease),
                 .noKeys(under: EtcdKeyLayout.electionPrefix(id.key), createdBefore: campaign.revision),
             ],
             success: lead,
@@ -108,7 +138,9 @@ extension EtcdLeaseStore {
             // Head of this queue, but a key of an election named KEY/... is older: lead with the plain check.
             let confirm = try await txn(
                 "acquire",
-                compare: [.createRevision(of: ours, equals: campaign.revision)],
+                compare: [
+                    .createRevision(of: ours, equals: campaign.revision), .lease(of: ours, equals: campaign.lease),
+                ],
                 success: lead
             )
             guard confirm.succeeded else { return nil }
@@ -137,14 +169,15 @@ extension EtcdLeaseStore {
     /// Whether the leader before this waiting candidate handed it the key: its key is the oldest and its campaign
     /// record carries the leading mark. A read, no write.
     func handedOver(_ id: CampaignID, _ campaign: Campaign) async throws -> Bool {
-        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.name)
         let answer = try await txn(
             "acquire",
             compare: [
                 .createRevision(of: ours, equals: campaign.revision),
+                .lease(of: ours, equals: campaign.lease),
                 .noKeys(under: EtcdKeyLayout.electionPrefix(id.key), createdBefore: campaign.revision),
                 .value(
-                    of: EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease),
+                    of: EtcdKeyLayout.campaignKey(id.key, lease: campaign.name),
                     equals: Data((Self.leadingMark + id.holder).utf8)
                 ),
             ],
@@ -162,9 +195,9 @@ extension EtcdLeaseStore {
     func handOver(_ key: String, from campaign: Campaign) async throws -> Bool {
         let view = state.withLock { $0.watchers[key]?.freshSnapshot }
         guard let successor = EtcdCampaignMachine.successor(of: campaign, view: view) else { return false }
-        let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.lease)
+        let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.name)
         let leave: [Etcdserverpb_RequestOp] = [
-            .delete(ours), .delete(EtcdKeyLayout.campaignKey(key, lease: campaign.lease)),
+            .delete(ours), .delete(EtcdKeyLayout.campaignKey(key, lease: campaign.name)),
         ]
         _ = try await txn(
             "release",
@@ -174,7 +207,7 @@ extension EtcdLeaseStore {
             ],
             success: leave + [
                 .put(
-                    EtcdKeyLayout.campaignKey(key, lease: successor.lease),
+                    EtcdKeyLayout.campaignKey(key, lease: successor.name),
                     value: Data((Self.leadingMark + successor.holder).utf8),
                     keepLease: true
                 ),
@@ -187,22 +220,23 @@ extension EtcdLeaseStore {
     }
 
     /// Moves a candidate's keys onto a new lease of `ttlSeconds` (the create revision stays, so the token and
-    /// the place in the queue stay); the campaign as it is now.
-    func move(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64) async throws -> Campaign {
+    /// the place in the queue stay); the campaign as it is now, or nil if its keys are gone or on another lease
+    /// than this store knew.
+    func move(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64) async throws -> Campaign? {
         let granted = clock.now()
         let newLease = try await grant(ttlSeconds)
-        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.lease)
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.name)
         let answer = try await txn(
             "move to a lease of the new ttl",
-            compare: [.createRevision(of: ours, equals: campaign.revision)],
+            compare: [.createRevision(of: ours, equals: campaign.revision), .lease(of: ours, equals: campaign.lease)],
             success: [
                 .put(ours, lease: newLease),
-                .put(EtcdKeyLayout.campaignKey(id.key, lease: campaign.lease), lease: newLease),
+                .put(EtcdKeyLayout.campaignKey(id.key, lease: campaign.name), lease: newLease),
             ]
         )
         guard answer.succeeded else {
             try? await revoke(newLease)
-            return campaign
+            return nil
         }
         // The keys keep the old lease's hex in their names; the old lease itself has no keys left.
         let moved = state.withLock {
@@ -216,24 +250,11 @@ extension EtcdLeaseStore {
         state.withLock { $0.machine.forget(id, lease: lease) }
     }
 
-    /// One round of upkeep, as ``EtcdCampaignMachine/upkeep(now:watched:)`` decides: keeps the leases of waiting
-    /// candidates alive while their holders go on trying, removes the keys of those that stopped, and revokes the
-    /// leases of handovers whose delay is over.
+    /// One round of upkeep, as ``EtcdCampaignMachine/upkeep(now:)`` decides: revokes the leases of handovers whose
+    /// delay is over. (Waiting candidates' leases are kept alive only by their holders' asks.)
     func upkeep() async {
         let now = clock.now()
-        let work = state.withLock { state in
-            state.machine.upkeep(now: now, watched: Set(state.watchers.keys))
-        }
-        for lease in work.revoke { try? await revoke(lease) }
-        for (id, lease) in work.keepAlive {
-            guard let left = try? await keepAlive(lease) else { continue }
-            state.withLock { state in
-                if left > 0 {
-                    state.machine.keptAlive(id, lease: lease, sentAt: now)
-                } else {
-                    state.machine.forget(id, lease: lease)
-                }
-            }
-        }
+        let revoke = state.withLock { $0.machine.upkeep(now: now) }
+        for lease in revoke { try? await self.revoke(lease) }
     }
 }

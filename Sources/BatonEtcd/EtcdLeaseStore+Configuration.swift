@@ -2,8 +2,9 @@ extension EtcdLeaseStore {
     /// How an ``EtcdLeaseStore`` talks to etcd. Endpoints, credentials and TLS come from the store URL; these
     /// are the rest.
     public struct Configuration: Sendable {
-        /// How often the store checks the candidates waiting in a queue: it keeps their etcd leases alive and
-        /// removes the keys of candidates that stopped trying. Default 250 ms, on the store's clock.
+        /// How often the store does its upkeep: it revokes the leases of leaders that handed their keys over and
+        /// drops what it remembers of waiting candidates whose holders stopped asking through it (their leases,
+        /// kept alive only by their holders' asks, run out in etcd). Default 250 ms, on the store's clock.
         public var maintenanceInterval: Duration = .milliseconds(250)
         /// How often the client sends an HTTP/2 PING on its connection to check that etcd is still there (a
         /// connection whose PING is not answered within ``keepaliveTimeout`` is closed and made again, and its

@@ -12,6 +12,8 @@ extension EtcdLeaseStore {
         var key: Data
         var revision: Int64
         var lease: Int64?
+        /// The lease ID in the key's name (`KEY/<hex>`), if the name is one.
+        var name: Int64?
         var value: String
         /// The holder, for Baton candidates (nil for keys other clients wrote).
         var holder: String?
@@ -65,6 +67,7 @@ extension EtcdLeaseStore {
                 key: kv.key,
                 revision: kv.createRevision,
                 lease: kv.lease == 0 ? nil : kv.lease,
+                name: UInt64(name, radix: 16).map { Int64(bitPattern: $0) },
                 value: String(decoding: kv.value, as: UTF8.self),
                 holder: mark?.holder,
                 waiting: mark?.waiting ?? false

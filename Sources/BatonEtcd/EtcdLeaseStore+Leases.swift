@@ -5,9 +5,21 @@ import Synchronization
 extension EtcdLeaseStore {
     // MARK: Leases
 
-    /// Takes `key` for `holder` through etcd's queue (see the type's documentation), or renews the holder's
-    /// term: joins the queue, or goes on with the holder's candidate as ``EtcdCampaignMachine`` decides.
+    /// An acquire that does not wait: refused, it leaves no trace in etcd (see the type's documentation).
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try await acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: false)
+    }
+
+    /// True: etcd's election is a queue, whose waiting candidates keep their places while they ask.
+    public var queuesWaiters: Bool { true }
+
+    /// Takes `key` for `holder` through etcd's queue (see the type's documentation), or renews the holder's
+    /// term: joins the queue, or goes on with the holder's candidate as ``EtcdCampaignMachine`` decides. A waiting
+    /// acquire that is refused keeps the holder's place in the queue for its ttl; one that does not wait leaves
+    /// the queue before it answers.
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
+        -> AcquireResult
+    {
         try await lifecycle.ready()
         let id = CampaignID(key: key, holder: holder)
         let now = clock.now()
@@ -16,15 +28,34 @@ extension EtcdLeaseStore {
         }
         switch start {
         case .join:
-            return try await join(id, ttl: ttl, metadata: metadata)
-        case .held(let leader):
-            return .held(by: leader)
-        case .campaign(var campaign, let moveTo):
-            if let moveTo { campaign = try await move(id, campaign, ttlSeconds: moveTo) }
-            if let result = try await attempt(id, campaign, ttl: ttl, metadata: metadata) { return result }
+            return try await join(id, ttl: ttl, metadata: metadata, waiting: waiting)
+        case .held(let leader, let campaign):
+            // Its holder asks: one keep-alive keeps its place.
+            let sent = clock.now()
+            if try await keepAlive(campaign.lease) > 0 {
+                state.withLock { $0.machine.keptAlive(id, lease: campaign.lease, sentAt: sent) }
+                return .held(by: leader)
+            }
             forget(id, lease: campaign.lease)
-            return try await join(id, ttl: ttl, metadata: metadata)
+            return try await join(id, ttl: ttl, metadata: metadata, waiting: waiting)
+        case .campaign(let campaign, let moveTo):
+            if let result = try await go(id, campaign, moveTo: moveTo, ttl: ttl, metadata: metadata) { return result }
+            forget(id, lease: campaign.lease)
+            return try await join(id, ttl: ttl, metadata: metadata, waiting: waiting)
         }
+    }
+
+    /// Goes on with a candidate: moves it to a lease of `moveTo` seconds first if that is set, then attempts to
+    /// lead. Nil when its keys are gone or moved by another instance.
+    func go(_ id: CampaignID, _ campaign: Campaign, moveTo: Int64?, ttl: Duration, metadata: String?) async throws
+        -> AcquireResult?
+    {
+        var campaign = campaign
+        if let moveTo {
+            guard let moved = try await move(id, campaign, ttlSeconds: moveTo) else { return nil }
+            campaign = moved
+        }
+        return try await attempt(id, campaign, ttl: ttl, metadata: metadata)
     }
 
     /// The acquire of a candidate of this store: nil when its key is gone (it joins the queue again).
@@ -42,6 +73,7 @@ extension EtcdLeaseStore {
             }
             plan = .keepAliveAndCheckHandover
         }
+        let sent = clock.now()
         switch plan {
         case .confirmHandover:
             return nil
@@ -50,6 +82,7 @@ extension EtcdLeaseStore {
             async let handed = handedOver(id, campaign)
             let (left, wasHanded) = try await (alive, handed)
             guard left > 0 else { return nil }
+            state.withLock { $0.machine.keptAlive(id, lease: campaign.lease, sentAt: sent) }
             if wasHanded {
                 markLeading(id, campaign, metadata: metadata)
                 return .acquired(
@@ -61,49 +94,82 @@ extension EtcdLeaseStore {
             async let alive = keepAlive(campaign.lease)
             async let attempt = tryLead(id, campaign, ttl: ttl, metadata: metadata)
             let (left, result) = try await (alive, attempt)
-            return left > 0 ? result : nil
+            guard left > 0 else { return nil }
+            state.withLock { $0.machine.keptAlive(id, lease: campaign.lease, sentAt: sent) }
+            return result
         }
     }
 
     /// Extends the term with a keep-alive of its lease, checking in the same moment that the key is still the
-    /// term's (and publishing new metadata).
+    /// term's and on that lease (and publishing new metadata). A term this store does not know, or knows out of
+    /// date (another instance moved or ended it), is looked up in etcd by its key, holder and token.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try await lifecycle.ready()
         let id = CampaignID(key: lease.key, holder: lease.holder)
-        guard var campaign = state.withLock({ $0.machine.renewable(id, token: lease.token) }) else {
+        if let known = state.withLock({ $0.machine.renewable(id, token: lease.token) }) {
+            if let renewed = try await renew(lease, ttl: ttl, known) { return renewed }
+            forget(id, lease: known.lease)
+        }
+        let election = try await readElection(lease.key)
+        guard let entry = EtcdCampaignMachine.term(of: lease.holder, token: lease.token, in: election),
+            let campaign = try await adopt(id, entry),
+            let renewed = try await renew(lease, ttl: ttl, campaign)
+        else {
             throw BatonError.lost(key: lease.key)
         }
+        return renewed
+    }
+
+    /// The renew of a term as `campaign` says it is; nil if etcd says otherwise (the key is gone, not this term's,
+    /// or on another lease, or the lease is gone).
+    private func renew(_ lease: Lease, ttl: Duration, _ campaign: Campaign) async throws -> Lease? {
+        let id = CampaignID(key: lease.key, holder: lease.holder)
+        var campaign = campaign
         let seconds = EtcdCampaignMachine.ttlSeconds(ttl)
-        if seconds != campaign.ttlSeconds { campaign = try await move(id, campaign, ttlSeconds: seconds) }
-        let ours = EtcdKeyLayout.candidateKey(lease.key, lease: campaign.lease)
+        if seconds != campaign.ttlSeconds {
+            guard let moved = try await move(id, campaign, ttlSeconds: seconds) else { return nil }
+            campaign = moved
+        }
+        let ours = EtcdKeyLayout.candidateKey(lease.key, lease: campaign.name)
         let success: [Etcdserverpb_RequestOp] =
             lease.metadata == campaign.metadata
             ? [] : [.put(ours, value: Data((lease.metadata ?? "").utf8), keepLease: true)]
         let term = campaign
-        // The keep-alive and the check that the key is still this term's go out together.
+        let sent = clock.now()
+        // The keep-alive and the check that the key is still this term's, on this lease, go out together.
         async let alive = keepAlive(term.lease)
         async let check = txn(
             "renew",
-            compare: [.createRevision(of: ours, equals: term.revision)],
+            compare: [.createRevision(of: ours, equals: term.revision), .lease(of: ours, equals: term.lease)],
             success: success
         )
         let (left, answer) = try await (alive, check)
-        guard left > 0 else {
-            forget(id, lease: campaign.lease)
-            throw BatonError.lost(key: lease.key, "etcd dropped the term's lease")
+        guard left > 0, answer.succeeded else { return nil }
+        state.withLock { state in
+            state.machine.keptAlive(id, lease: term.lease, sentAt: sent)
+            state.machine.renewed(id, lease: term.lease, metadata: lease.metadata)
         }
-        guard answer.succeeded else {
-            forget(id, lease: campaign.lease)
-            throw BatonError.lost(key: lease.key)
-        }
-        state.withLock { $0.machine.renewed(id, lease: term.lease, metadata: lease.metadata) }
         var renewed = lease
         renewed.ttl = ttl
         return renewed
     }
 
+    /// Records a candidate read from etcd, after a keep-alive of its lease (which tells the lease's TTL); nil if
+    /// the lease is gone.
+    func adopt(_ id: CampaignID, _ candidate: Candidate) async throws -> Campaign? {
+        guard let lease = candidate.lease else { return nil }
+        let sent = clock.now()
+        let ttlSeconds = try await keepAlive(lease)
+        guard ttlSeconds > 0 else { return nil }
+        let now = clock.now()
+        return state.withLock { state in
+            state.machine.adopt(id, candidate, ttlSeconds: ttlSeconds, keptAliveAt: sent, now: now)
+        }
+    }
+
     /// Ends the term: hands the key to the next Baton candidate when this store's watch shows one (its lease is
-    /// revoked a moment later), else revokes the term's lease; a term of another store is compare-and-deleted.
+    /// revoked a moment later), else deletes the term's keys (compare-and-delete) and revokes its lease. A term
+    /// this store does not know is looked up in etcd by its key, holder and token.
     public func release(_ lease: Lease) async throws {
         try await lifecycle.ready()
         let id = CampaignID(key: lease.key, holder: lease.holder)
@@ -113,25 +179,30 @@ extension EtcdLeaseStore {
                 // path (etcd would apply the revoke before the successor's check), or at the store's close.
                 let now = clock.now()
                 state.withLock { $0.machine.revokeLater(campaign.lease, now: now) }
-            } else {
-                try await revoke(campaign.lease)
+                return
             }
-            return
+            if try await delete(lease, name: campaign.name) {
+                try? await revoke(campaign.lease)
+                return
+            }
         }
-        // A term this store did not grant (another process of the same holder): compare-and-delete its keys.
+        // Not known here, or known out of date: etcd says where the term is.
         let election = try await readElection(lease.key)
-        guard
-            let entry = election.first(where: { $0.revision == lease.token && $0.holder == lease.holder }),
-            let leaseID = entry.lease
+        guard let entry = EtcdCampaignMachine.term(of: lease.holder, token: lease.token, in: election),
+            let name = entry.name
         else { return }
-        _ = try await txn(
+        if try await delete(lease, name: name), let leaseID = entry.lease { try? await revoke(leaseID) }
+    }
+
+    /// Deletes the keys of the term `lease` named after `name`, if they are still that term's; whether they were.
+    private func delete(_ lease: Lease, name: Int64) async throws -> Bool {
+        let ours = EtcdKeyLayout.candidateKey(lease.key, lease: name)
+        let answer = try await txn(
             "release",
-            compare: [.createRevision(of: entry.key, equals: entry.revision)],
-            success: [
-                .delete(entry.key),
-                .delete(EtcdKeyLayout.campaignKey(lease.key, lease: leaseID)),
-            ]
+            compare: [.createRevision(of: ours, equals: lease.token)],
+            success: [.delete(ours), .delete(EtcdKeyLayout.campaignKey(lease.key, lease: name))]
         )
+        return answer.succeeded
     }
 
     /// The head of the key's queue, unless it is a Baton candidate that has not taken the lead yet.

@@ -194,6 +194,16 @@ extension Etcdserverpb_Compare {
         }
     }
 
+    /// The key is attached to `lease`.
+    static func lease(of key: Data, equals lease: Int64) -> Self {
+        .with {
+            $0.key = key
+            $0.target = .lease
+            $0.result = .equal
+            $0.lease = lease
+        }
+    }
+
     /// The key's value equals `value`.
     static func value(of key: Data, equals value: Data) -> Self {
         .with {

@@ -19,33 +19,46 @@ import Synchronization
 ///
 /// The store contract's ``acquire(key:holder:ttl:metadata:)`` is a try that does not block; on etcd it maps to
 /// the queue like this:
-/// - The first acquire by a holder grants an etcd lease of the ttl (rounded up to whole seconds, as etcd counts)
-///   and puts the holder's candidate key. With no candidate before it, the holder leads at once. Otherwise it
-///   is refused with ``Baton/AcquireResult/held(by:)`` and its key *stays in the queue*, marked waiting.
-/// - A waiting candidate's key keeps its place while its holder goes on trying: the store keeps its lease alive
-///   as long as the holder called acquire within the last ttl or a ``changes(key:)`` subscription to the key is
-///   open in this store (an elector keeps one while it campaigns). When neither holds, the store revokes the
-///   lease and the key leaves the queue.
+/// - **A term is etcd's, not this instance's.** Every candidate has an etcd lease of its own, granted with the
+///   ttl asked (rounded up to whole seconds, as etcd counts). Its key names the lease it joined with, its create
+///   revision is its token, and its campaign record names its holder, so any store instance on the same etcd (a
+///   `baton serve` replica, a restarted process) finds a term from its key, holder and token: a renew through
+///   any instance sends one keep-alive of the term's lease together with a transaction that checks the key is
+///   still that term's and on that lease; a release through any instance deletes the term's keys (compare and
+///   delete) and revokes its lease; the holder acquiring again through any instance renews its term (same token)
+///   instead of queueing behind itself. What an instance remembers of a candidate only saves reads; etcd is
+///   asked again whenever it disagrees.
+/// - The first acquire by a holder grants the lease and puts the holder's candidate key. With no candidate before
+///   it, the holder leads at once. Otherwise it is refused with ``Baton/AcquireResult/held(by:)``, and then:
+///   an acquire that does not wait revokes the lease before it answers, so a plain refusal (an HTTP 409 without
+///   `wait_ms`) leaves no trace; a *waiting* acquire
+///   (``acquire(key:holder:ttl:metadata:waiting:)``, as electors and long polls make) keeps the key in the
+///   queue, marked waiting.
+/// - **A waiting candidate's lease lives while its holder asks.** Each waiting acquire, through any instance,
+///   sends one keep-alive of it (electors and long polls ask every third of the ttl while they wait). Nothing
+///   else keeps it alive — not the instance that made it, not anyone's watch of the key — so a candidate whose
+///   holder stops asking leaves the queue within its ttl, by etcd's own expiry.
 /// - When the keys before it are gone, a waiting candidate is at the head of the queue but does not lead until
 ///   its holder acquires again: until then ``current(key:)`` and ``changes(key:)`` report no leader, which is
 ///   what wakes a waiting elector to try. Only the head can take the key, so terms pass in arrival order.
 /// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
 ///   keys and marks the next Baton candidate as leading. Every other store reports the successor as the leader at
-///   once; the successor's own store still reports "no leader" to its subscribers until its holder acquires. When
-///   that store's watch shows the handover and a read confirms it (a watch whose connection died silently shows an
-///   old queue), the acquire writes nothing: the term starts at once and is promised
-///   (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive ensures, capped at the ttl asked and
-///   given only when more than half of it is left (the store keeps waiting candidates' leases alive every ttl/3);
-///   the elector renews it early enough to keep a full term's slack. Otherwise the acquire is a keep-alive (the
-///   term's ttl counts from it) and a read, not a write. A successor whose holder never acquires loses the key
-///   when its lease runs out, as a stopped leader would.
-/// - A term's lease is kept alive only by ``renew(_:ttl:)`` (a keep-alive on etcd's `LeaseKeepAlive` stream),
-///   so a holder that stops renewing loses the key after its ttl, as the contract says. A keep-alive answered
-///   with a TTL of 0 means etcd dropped the lease: the renew throws `lost` at once, and the key's deletion
-///   reaches every ``changes(key:)`` subscriber through the watch.
+///   once; a store through which the successor's holder has been asking still reports "no leader" to its
+///   subscribers until its holder acquires. When that store's watch shows the handover and a read confirms it (a
+///   watch whose connection died silently shows an old queue), the acquire writes nothing: the term starts at
+///   once and is promised (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive through this
+///   store ensures, capped at the ttl asked and given only when more than half of it is left. Otherwise the
+///   acquire is a keep-alive (the term's ttl counts from it) and a read, not a write. A successor whose holder
+///   never acquires loses the key when its lease runs out, as a stopped leader would.
+/// - A term's lease is kept alive only by ``renew(_:ttl:)`` and by its holder acquiring again, so a holder that
+///   stops renewing loses the key after its ttl, as the contract says. A keep-alive answered with a TTL of 0
+///   means etcd dropped the lease: the renew throws `lost`, and the key's deletion reaches every
+///   ``changes(key:)`` subscriber through the watch.
 /// - One lease per candidate and key: an etcd lease has one TTL, and the contract passes a ttl per call. A
 ///   renew or acquire with a different ttl grants a lease of the new ttl and moves the candidate's keys onto it
-///   (their create revision, and so the token and the place in the queue, is kept).
+///   (their names and create revision, and so the token and the place in the queue, are kept). (A lease shared
+///   by many keys of one process would be a lease that the process keeps alive itself; the keys' names and the
+///   checks above do not assume that a key's lease is its own.)
 ///
 /// etcd enforces a minimum lease TTL of 1.5 election timeouts (1.5 s with the default 1 s election timeout);
 /// a shorter ttl gets that minimum from etcd, so the store expires the term later than asked, never earlier.
@@ -60,15 +73,15 @@ import Synchronization
 /// ## Running
 ///
 /// The store is a ServiceLifecycle `Service`, used through a ``Baton/LeaseStore``: making it opens nothing. Its
-/// ``run()`` runs the gRPC connections, the upkeep of waiting candidates (every
-/// ``Configuration/maintenanceInterval``), each followed key's watch and the keep-alive stream; requests made
-/// before it runs wait for it, requests after it ended throw `storeUnavailable`. When `run()` is cancelled or a
-/// graceful shutdown begins, the store revokes the leases of its candidates (so their keys leave their queues at
-/// once instead of after their ttl), ends every watch (their change feeds end with `storeUnavailable`) and closes
-/// its connections before `run()` returns.
+/// ``run()`` runs the gRPC connections, the upkeep (every ``Configuration/maintenanceInterval``), each followed
+/// key's watch and the keep-alive stream; requests made before it runs wait for it, requests after it ended throw
+/// `storeUnavailable`. When `run()` is cancelled or a graceful shutdown begins, the store revokes the leases of
+/// the waiting candidates that asked through it (so their keys leave their queues at once instead of after their
+/// ttl) — but never a term's lease, which its holder may go on renewing through another instance — ends every
+/// watch (their change feeds end with `storeUnavailable`) and closes its connections before `run()` returns.
 ///
-/// Decisions of time (upkeep, abandoning candidates, promising a handed-over term, the pause before a watch or a
-/// request is tried again) follow the clock given to the initializer; the campaign decisions themselves are
+/// Decisions of time (upkeep, promising a handed-over term, the pause before a watch or a request is tried
+/// again) follow the clock given to the initializer; the campaign decisions themselves are
 /// ``EtcdCampaignMachine``'s.
 public final class EtcdLeaseStore: LeaseStoreDriver {
     /// `etcd`.
@@ -101,9 +114,9 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
     /// - Parameters:
     ///   - url: the endpoints, credentials and TLS settings.
     ///   - configuration: the upkeep interval and the connections' keep-alive pings.
-    ///   - clock: times the upkeep of waiting candidates (their keep-alives, abandoning those whose holders
-    ///     stopped trying), the promise of a term handed over on release, and the pauses before a watch or a
-    ///     request is tried again (a `ManualClock` in tests). etcd expires leases by its own clock.
+    ///   - clock: times the upkeep (revoking the leases of handovers, dropping the records of waiting candidates
+    ///     whose holders stopped asking), the promise of a term handed over on release, and the pauses before a
+    ///     watch or a request is tried again (a `ManualClock` in tests). etcd expires leases by its own clock.
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL that is not an etcd URL, takes query items
     ///   other than `ca_file` (TLS only), or whose TLS setup fails.
     public init<C: Clock>(url: StoreURL, configuration: Configuration = Configuration(), clock: C) throws
@@ -146,9 +159,10 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
 
     // MARK: Lifecycle
 
-    /// Runs the store: its connections, the upkeep of waiting candidates, the watches of followed keys and the
-    /// keep-alive stream, until the task is cancelled or a graceful shutdown begins; then leaves every queue
-    /// (revoking its candidates' leases), ends the watches and closes the connections, and returns.
+    /// Runs the store: its connections, the upkeep, the watches of followed keys and the keep-alive stream, until
+    /// the task is cancelled or a graceful shutdown begins; then takes the waiting candidates that asked through it
+    /// out of their queues (revoking their leases, never a term's), ends the watches and closes the connections,
+    /// and returns.
     /// - Throws: ``Baton/BatonError`` `unauthorized` if etcd refuses the URL's credentials (the store then
     ///   closes); `invalidArgument` if the store ran before (a store runs once). An etcd that cannot be reached
     ///   is not an error here: requests fail until it answers.
@@ -195,8 +209,8 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
         }
     }
 
-    /// Keeps the waiting candidates' leases alive and abandons those whose holders stopped, every
-    /// ``Configuration/maintenanceInterval`` of the store's clock.
+    /// Revokes the leases of handovers whose delay is over and drops the records of waiting candidates whose
+    /// holders stopped asking here, every ``Configuration/maintenanceInterval`` of the store's clock.
     private func upkeepLoop() async {
         while !Task.isCancelled {
             do {
@@ -208,8 +222,9 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
         }
     }
 
-    /// Leaves every queue at once (instead of after the ttl), ends the watches and the keep-alive stream, and
-    /// closes the connections.
+    /// Takes the waiting candidates that asked through this store out of their queues at once (instead of after
+    /// their ttl), ends the watches and the keep-alive stream, and closes the connections. Terms stay: they are
+    /// the store's, not this instance's.
     private func close() async {
         let (leases, watchers) = state.withLock { state in
             defer { state.watchers = [:] }

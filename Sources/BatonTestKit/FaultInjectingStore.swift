@@ -263,9 +263,19 @@ public final class FaultInjectingStore: LeaseStoreDriver {
 
     /// Forwards to the wrapped store's `acquire`, with the faults that apply.
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try await acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: false)
+    }
+
+    /// Whether the wrapped store queues waiting candidates.
+    public var queuesWaiters: Bool { base.queuesWaiters }
+
+    /// Forwards to the wrapped store's `acquire`, waiting or not, with the faults that apply.
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
+        -> AcquireResult
+    {
         try await perform(.acquire) {
         } call: {
-            try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+            try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
         }
     }
 

@@ -93,7 +93,8 @@ import Testing
             #expect(try await eventually { leader.text.contains("etcdctl-proposal") }, "etcdctl never led")
             let current = try await store.current(key: key)
             #expect(current?.holder == "etcdctl-proposal" && current?.metadata == "etcdctl-proposal")
-            let refused = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil)
+            let refused = try await store.acquire(
+                key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil, waiting: true)
             #expect(refused == .held(by: try #require(current)))
             leader.stop()
             let lease = try await store.acquire(key: key, holder: "baton-b", ttl: .seconds(30), metadata: nil).lease

@@ -23,8 +23,8 @@ import Testing
         }
     }
 
-    /// Cancelling `run()` closes the store: its waiting candidate leaves the queue at once (its lease is revoked,
-    /// not left to expire), its change feed ends with `storeUnavailable`, its client is closed, and later calls
+    /// Cancelling `run()` closes the store: the waiting candidate that asked through it leaves the queue at once
+    /// (its lease is revoked, not left to expire), its change feed ends with `storeUnavailable`, its client is closed, and later calls
     /// fail with `storeUnavailable`.
     @Test func cancellingRunClosesTheStore() async throws {
         guard let url = try EtcdTestServer.value() else { return }
@@ -35,7 +35,9 @@ import Testing
             let lease = try #require(
                 try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
             let running = Task { try await LeaseStore(store).run() }
-            #expect(try await store.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil).lease == nil)
+            #expect(
+                try await store.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true).lease
+                    == nil)
             var feed = try store.changes(key: key).makeAsyncIterator()
             #expect(try await feed.next()??.holder == "a")
             #expect(try await leaderStore.readElection(key).count == 2)

@@ -22,7 +22,7 @@ import Testing
         let holders = (0..<101).map { "candidate-\($0)" }
         let first = try #require(try await store.acquire(key: key, holder: holders[0], ttl: ttl, metadata: nil).lease)
         for holder in holders.dropFirst() {
-            let answer = try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: nil)
+            let answer = try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: nil, waiting: true)
             guard case .held(let leader) = answer else {
                 Issue.record("\(holder) was not queued behind \(holders[0]): \(answer)")
                 return
@@ -55,7 +55,9 @@ import Testing
                     }
                     for await _ in wakeUps {
                         guard
-                            let lease = try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: nil).lease
+                            let lease = try await store.acquire(
+                                key: key, holder: holder, ttl: ttl, metadata: nil, waiting: true
+                            ).lease
                         else {
                             continue
                         }
@@ -76,34 +78,55 @@ import Testing
         #expect(try await store.current(key: key) == nil)
     }
 
-    /// A candidate that stops trying leaves the queue: once its last try is a ttl old on its store's clock and
-    /// nothing in its store watches the key, the store's upkeep revokes its lease, so it does not block the
-    /// candidates behind it (long before etcd would expire it).
+    /// A waiting candidate's lease is kept alive only by its holder's asks, through whichever store instance: one
+    /// that goes on asking (through two instances in turn) keeps its place past its ttl although a store watches
+    /// the key, and one that stops asking leaves the queue within about its ttl, by etcd's own expiry.
     @Test func abandonedCandidateLeavesTheQueue() async throws {
         guard let url = try EtcdTestServer.value() else { return }
         let store = try EtcdLeaseStore(url)
-        let clock = ManualClock()
-        let other = try EtcdLeaseStore(url: try StoreURL(url), clock: clock)
+        let other = try EtcdLeaseStore(url)
         let key = unique("abandon")
         try await withRunning([store, other]) {
             let lease = try #require(
                 try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
-            #expect(try await other.acquire(key: key, holder: "quitter", ttl: .seconds(30), metadata: nil).lease == nil)
-            let late = try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil)
-            #expect(late.lease == nil)
-            #expect(try await store.readElection(key).contains { $0.holder == "quitter" })
-            // "late" keeps trying; "quitter" stops. Past its ttl on the store's clock the upkeep revokes its lease
-            // (etcd would keep it for 30 s more).
-            await clock.waitForSleepers(atLeast: 1)
-            clock.advance(by: .seconds(31))
-            #expect(
-                try await eventually { try await !store.readElection(key).contains { $0.holder == "quitter" } },
-                "the abandoned candidate is still in the queue")
+            // Someone watches the key through the store the quitter asked through: that keeps no one's place.
+            var feed = try other.changes(key: key).makeAsyncIterator()
+            #expect(try await feed.next()??.holder == "a")
+            let ttl = Duration.seconds(1)
+            for store in [other, store] {
+                for holder in ["quitter", "stayer"] {
+                    let answer = try await store.acquire(
+                        key: key, holder: holder, ttl: ttl, metadata: nil, waiting: true)
+                    #expect(answer.lease == nil)
+                }
+            }
+            let started = ContinuousClock.now
+            while ContinuousClock.now - started < .seconds(4) {
+                try await Task.sleep(for: .milliseconds(300))
+                let answer = try await other.acquire(key: key, holder: "stayer", ttl: ttl, metadata: nil, waiting: true)
+                #expect(answer.lease == nil)
+            }
+            let holders = try await store.readElection(key).compactMap(\.holder)
+            #expect(holders == ["a", "stayer"], "the queue 4 s after the quitter's last ask: \(holders)")
             try await store.release(lease)
             let next = try #require(
-                try await other.acquire(key: key, holder: "late", ttl: .seconds(60), metadata: nil).lease)
+                try await store.acquire(key: key, holder: "stayer", ttl: ttl, metadata: nil, waiting: true).lease)
             #expect(next.token > lease.token)
             try await other.release(next)
+        }
+    }
+
+    /// A non-waiting acquire that is refused revokes its lease before it answers: its key is not in the queue.
+    @Test func refusedAcquireThatDoesNotWaitLeavesNoKey() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let store = try EtcdLeaseStore(url)
+        let key = unique("no-trace")
+        try await withRunning([store]) {
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+            #expect(try await store.acquire(key: key, holder: "asker", ttl: .seconds(60), metadata: nil).lease == nil)
+            #expect(try await store.readElection(key).compactMap(\.holder) == ["a"])
+            try await store.release(lease)
         }
     }
 
@@ -126,7 +149,10 @@ import Testing
         let key = unique("handover")
         let lease = try #require(
             try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
-        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil).lease == nil)
+        #expect(
+            try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+                .lease
+                == nil)
         // Both stores watch the key, as electors' stores do; their first reads show the whole queue.
         var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
         var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
@@ -152,7 +178,8 @@ import Testing
             try await Task.sleep(for: .milliseconds(10))
         }
         let next = try #require(
-            try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil).lease)
+            try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+                .lease)
         #expect(next.token == seen?.token)
         #expect(next.token > lease.token)
         // Started without a request: the term lasts as long as the last keep-alive (here, the grant) ensures,
@@ -183,7 +210,9 @@ import Testing
         let key = unique("stale-handover")
         let ttl = Duration.seconds(2)
         let lease = try #require(try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
-        #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease == nil)
+        #expect(
+            try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil, waiting: true).lease == nil
+        )
         var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
         var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
         #expect(try await successorFeed.next()??.holder == "a")
@@ -201,7 +230,8 @@ import Testing
         let observed = try await withRunning([observer]) { try await observer.current(key: key) }
         #expect(observed?.holder == "b", "the release handed the key over: \(String(describing: observed))")
         #expect(try await successorFeed.next() == .some(nil))
-        let next = try #require(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease)
+        let next = try #require(
+            try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil, waiting: true).lease)
         #expect(next.ttl == ttl, "a keep-alive starts a whole term")
         #expect(next.token > lease.token)
         try await successorStore.release(next)

@@ -37,7 +37,9 @@ struct EtcdHandoverConfirmationTests {
             let ttl = Duration.seconds(10)
             let lease = try #require(
                 try await leaderStore.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
-            #expect(try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil).lease == nil)
+            #expect(
+                try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil, waiting: true).lease
+                    == nil)
             var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
             var leaderFeed = try leaderStore.changes(key: key).makeAsyncIterator()
             #expect(try await successorFeed.next()??.holder == "a")
@@ -56,7 +58,7 @@ struct EtcdHandoverConfirmationTests {
             #expect(try await leaderStore.current(key: key) == nil)
             // The successor's acquire must not start the ended term from its snapshot: it reads first (and, once its
             // connection is replaced, leads with a new term).
-            let result = try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil)
+            let result = try await successorStore.acquire(key: key, holder: "b", ttl: ttl, metadata: nil, waiting: true)
             if let next = result.lease {
                 #expect(next.token > handed.token, "the ended term \(handed.token) was started from a stale snapshot")
                 try await successorStore.release(next)

@@ -9,7 +9,10 @@ import Testing
 @Suite struct PostgresConformanceTests {
     struct Harness: StoreHarness {
         let store: LeaseStore
+        /// A second store instance on the same database, with its own pool and listener.
+        let other: LeaseStore
         func makeStore() async throws -> LeaseStore { store }
+        func makeOtherInstance() async throws -> LeaseStore { other }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Long enough that a few store calls fit into a fraction of it even on a loaded two-core machine.
         var ttl: Duration { .seconds(1) }
@@ -17,9 +20,9 @@ import Testing
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformance(_ check: ConformanceCheck) async throws {
-        guard let store = try TestServer.store() else { return }
-        try await using(store) { store in
-            await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
+        guard let store = try TestServer.store(), let second = try TestServer.store() else { return }
+        try await usingAll([LeaseStore(store), LeaseStore(second)]) { stores in
+            await #expect(throws: Never.self) { try await check.run(Harness(store: stores[0], other: stores[1])) }
         }
     }
 }

@@ -8,7 +8,10 @@ import Testing
 @Suite struct RedisConformanceTests {
     struct Harness: StoreHarness {
         let store: LeaseStore
+        /// A second store on the same server, with connections of its own, running for the whole check.
+        let other: LeaseStore
         func makeStore() async throws -> LeaseStore { store }
+        func makeOtherInstance() async throws -> LeaseStore { other }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Longer than SQLite's 500 ms: three suites (one node, Redlock, Redlock with a node down) run their checks
         // at once on a two-core machine, and a few store calls must fit in a fraction of the ttl.
@@ -19,7 +22,9 @@ import Testing
     func conformance(_ check: ConformanceCheck) async throws {
         guard let url = try RedisTestServer.url() else { return }
         try await withRedisStore(url) { store, _ in
-            await #expect(throws: Never.self) { try await check.run(Harness(store: store)) }
+            try await withRedisStore(url) { other, _ in
+                await #expect(throws: Never.self) { try await check.run(Harness(store: store, other: other)) }
+            }
         }
     }
 }

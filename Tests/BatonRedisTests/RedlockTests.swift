@@ -8,7 +8,10 @@ import Testing
 @Suite struct RedlockTests {
     struct Harness: StoreHarness {
         let store: LeaseStore
+        /// A second store on the same nodes, with connections of its own, running for the whole check.
+        let other: LeaseStore
         func makeStore() async throws -> LeaseStore { store }
+        func makeOtherInstance() async throws -> LeaseStore { other }
         func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
         // Longer than SQLite's 500 ms: three suites (one node, Redlock, Redlock with a node down) run their checks
         // at once on a two-core machine, and a few store calls must fit in a fraction of the ttl.
@@ -18,13 +21,17 @@ import Testing
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithThreeNodes(_ check: ConformanceCheck) async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_URL") else { return }
-        try await withRedisStore(url) { store, _ in try await check.run(Harness(store: store)) }
+        try await withRedisStore(url) { store, _ in
+            try await withRedisStore(url) { other, _ in try await check.run(Harness(store: store, other: other)) }
+        }
     }
 
     @Test(arguments: LeaseStoreConformance.checks)
     func conformanceWithOneNodeOfThreeDown(_ check: ConformanceCheck) async throws {
         guard let url = try RedisTestServer.url("BATON_TEST_REDLOCK_DOWN_URL") else { return }
-        try await withRedisStore(url) { store, _ in try await check.run(Harness(store: store)) }
+        try await withRedisStore(url) { store, _ in
+            try await withRedisStore(url) { other, _ in try await check.run(Harness(store: store, other: other)) }
+        }
     }
 
     /// A term is written to every live node with one token; with two of three nodes down nothing can be

@@ -19,6 +19,9 @@ struct MemoryStoreHarness: StoreHarness {
 
     func makeStore() async throws -> LeaseStore { store }
 
+    /// Another front over the same in-process store: the memory store has one instance per process.
+    func makeOtherInstance() async throws -> LeaseStore { LeaseStore(store.driver, clock: clock) }
+
     func elapse(_ duration: Duration) async throws {
         clock.advance(by: duration)
     }

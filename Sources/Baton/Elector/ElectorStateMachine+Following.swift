@@ -57,11 +57,7 @@ extension ElectorStateMachine {
                 following.leader = info
                 actions.append(.leaderChanged(info))
             }
-            // While the change feed works it wakes this candidate when the key is released or expires; polling
-            // is only the fallback for a feed that is down.
-            following.retryAt = feedHealthy ? nil : now + settings.pollInterval
-            if let retryAt = following.retryAt { wake(at: retryAt, into: &actions) }
-            armCheck(&following, now: now, into: &actions)
+            planWait(&following, now: now, into: &actions)
             state = .following(following)
 
         case .acquireFailed(let id, let error):
@@ -111,9 +107,10 @@ extension ElectorStateMachine {
                 sendAcquire(&following, now: now, into: &actions)
             } else if info == nil {
                 following.freedDuringRequest = true
-            } else if info != nil, following.failures == 0 {
+            } else if info != nil, following.failures == 0, settings.reaskInterval == nil {
                 // A poll planned while the feed was not yet delivering: the working feed replaces it (a retry
-                // after a store error stays planned), and a check once per ttl watches the feed itself.
+                // after a store error stays planned), and a check once per ttl watches the feed itself. (A
+                // candidate that keeps its place in a queue by asking again keeps its plan.)
                 following.retryAt = nil
                 armCheck(&following, now: now, into: &actions)
             }
@@ -227,9 +224,25 @@ extension ElectorStateMachine {
         wake(at: checkAt, into: &actions)
     }
 
+    /// After a refusal: plans the next try. While the change feed works it wakes this candidate when the key is
+    /// released or expires, so polling is only the fallback for a feed that is down, and a check once per ttl
+    /// watches the feed itself. On a store that queues waiting candidates the candidate instead asks again every
+    /// ``Settings/reaskInterval`` (sooner while the feed is down), which keeps its place in the queue.
+    mutating func planWait(_ following: inout Following, now: Duration, into actions: inout [Action]) {
+        if let reask = settings.reaskInterval {
+            following.retryAt = now + (feedHealthy ? reask : min(reask, settings.pollInterval))
+            wake(at: following.retryAt!, into: &actions)
+            return
+        }
+        following.retryAt = feedHealthy ? nil : now + settings.pollInterval
+        if let retryAt = following.retryAt { wake(at: retryAt, into: &actions) }
+        armCheck(&following, now: now, into: &actions)
+    }
+
     /// While the feed looks healthy and nothing is asked of the store, plans the next check of the store (one read)
-    /// a ttl from now, unless one is planned already.
+    /// a ttl from now, unless one is planned already (or the candidate asks again anyway, see ``planWait``).
     mutating func armCheck(_ following: inout Following, now: Duration, into actions: inout [Action]) {
+        guard settings.reaskInterval == nil else { return }
         guard feedHealthy, following.inFlight == nil, following.check == nil, following.checkAt == nil else { return }
         let checkAt = now + settings.ttl
         following.checkAt = checkAt

@@ -15,7 +15,10 @@
 /// the term's deadline, releases nothing and leaves the key to the store's ttl.
 ///
 /// A waiting candidate whose change feed looks healthy still checks the store once per ttl with one read
-/// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever.
+/// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever. On a store
+/// that queues waiting candidates (etcd) it asks again every third of the ttl instead
+/// (``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves within about a ttl once it
+/// stops asking.
 ///
 /// Quorum mode (``ElectorConfiguration/quorum``) adds presence checks: every renew interval the machine asks for
 /// a heartbeat and a count of the live members (``Action/checkPresence(_:)``). It acquires only while the last
@@ -35,6 +38,9 @@ struct ElectorStateMachine {
         var resignWait: Duration
         /// Quorum mode: the live members needed to lead; nil turns it off.
         var quorum: Int?
+        /// On a store that queues waiting candidates: how often a waiting candidate asks again to keep its place
+        /// (a third of the ttl); such asks replace the once-per-ttl check. Nil on other stores.
+        var reaskInterval: Duration?
 
         init(
             ttl: Duration,
@@ -44,7 +50,8 @@ struct ElectorStateMachine {
             pollInterval: Duration,
             backoff: ElectorConfiguration.Backoff,
             resignWait: Duration,
-            quorum: Int? = nil
+            quorum: Int? = nil,
+            reaskInterval: Duration? = nil
         ) {
             self.ttl = ttl
             self.renewInterval = renewInterval
@@ -54,9 +61,10 @@ struct ElectorStateMachine {
             self.backoff = backoff
             self.resignWait = resignWait
             self.quorum = quorum
+            self.reaskInterval = reaskInterval
         }
 
-        init(_ configuration: ElectorConfiguration) {
+        init(_ configuration: ElectorConfiguration, queuesWaiters: Bool = false) {
             ttl = configuration.ttl
             renewInterval = configuration.effectiveRenewInterval
             margin = configuration.effectiveSafetyMargin
@@ -65,6 +73,7 @@ struct ElectorStateMachine {
             backoff = configuration.backoff
             resignWait = configuration.releaseTimeout
             quorum = configuration.quorum
+            reaskInterval = queuesWaiters ? configuration.ttl / 3 : nil
         }
     }
 

@@ -60,7 +60,8 @@ extension LeaderElector {
                 key: key,
                 holder: holder,
                 ttl: configuration.ttl,
-                metadata: configuration.metadata
+                metadata: configuration.metadata,
+                waiting: true
             ) {
             case .acquired(let lease): answer = .acquired(id, lease)
             case .held(let info): answer = .held(id, info)

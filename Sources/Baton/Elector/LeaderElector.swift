@@ -27,7 +27,8 @@ import Synchronization
 /// shutdown begins; all three release a lease they hold once its work has returned (see "Release after work"
 /// below), so the next candidate starts at once. Store requests still in flight when a campaign ends are cancelled,
 /// not waited for. While waiting, the elector follows the store's change feed, so a release wakes it at once rather
-/// than at its next poll, and reads the store once per ttl in case the feed died silently.
+/// than at its next poll, and reads the store once per ttl in case the feed died silently. On a store that queues
+/// waiting candidates (etcd) it asks again every third of the ttl instead: each ask keeps its place in the queue.
 ///
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
 /// duration of the call and resigns when the work returns.
@@ -246,7 +247,8 @@ public final class LeaderElector: Service, Sendable {
     func campaign(_ inputs: AsyncStream<Input>) async {
         guard let input = shared.withLock({ $0.input }) else { return }
         logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
-        var machine = ElectorStateMachine(settings: .init(configuration), seed: seed)
+        var machine = ElectorStateMachine(
+            settings: .init(configuration, queuesWaiters: store.queuesWaiters), seed: seed)
         let requests = StoreRequests()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in

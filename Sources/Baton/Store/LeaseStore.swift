@@ -130,19 +130,29 @@ public struct LeaseStore: Service, Sendable {
     ///
     /// A free or expired key starts a new term with a new, larger fencing token; the holder's own live term
     /// keeps its token and gets a new time to live and the given metadata (up to 4 KiB published to everyone).
+    ///
+    /// `waiting` says that the caller waits for the key and asks again until it gets it (an elector, a long
+    /// poll). On a store that queues waiting candidates (``queuesWaiters``: etcd) a refused waiting acquire keeps
+    /// the holder's place in the queue for about `ttl`, renewed by each further waiting acquire, so the caller
+    /// asks again at least every third of the ttl; a refused acquire that does not wait leaves no trace in the
+    /// store. Other stores answer both alike.
     /// - Returns: ``AcquireResult/acquired(_:)`` with the lease, or ``AcquireResult/held(by:)`` with the leader.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`, `unauthorized`.
-    public func acquire(key: String, holder: String, ttl: Duration, metadata: String? = nil) async throws
-        -> AcquireResult
-    {
+    public func acquire(
+        key: String, holder: String, ttl: Duration, metadata: String? = nil, waiting: Bool = false
+    ) async throws -> AcquireResult {
         try BatonValidation.name(key, "key")
         try BatonValidation.name(holder, "holder")
         try BatonValidation.duration(ttl, "ttl")
         try BatonValidation.metadata(metadata)
         return try await core.perform(.acquire) { [driver] in
-            try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+            try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
         }
     }
+
+    /// Whether a waiting candidate keeps a place in a queue of the store's own (etcd's election queue), and so
+    /// must ask again (``acquire(key:holder:ttl:metadata:waiting:)``) at least every third of its ttl to keep it.
+    public var queuesWaiters: Bool { driver.queuesWaiters }
 
     /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`.
     ///

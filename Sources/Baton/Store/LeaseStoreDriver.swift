@@ -80,6 +80,22 @@ public protocol LeaseStoreDriver: Service {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`, `unauthorized`.
     func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult
 
+    /// Whether a holder refused by an acquire can keep a place in a queue of the store's own (etcd's election
+    /// queue): then a waiting candidate asks again (``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting`)
+    /// at least every third of its ttl to keep its place, and leaves the queue within about a ttl once it stops.
+    /// False unless the driver says otherwise.
+    var queuesWaiters: Bool { get }
+
+    /// An acquire that says whether its caller waits for the key, asking again until it gets it (an elector, an
+    /// HTTP long poll).
+    ///
+    /// On a store that queues waiting candidates (``queuesWaiters``), a waiting acquire that is refused keeps (or
+    /// takes) the holder's place in the queue for about `ttl`, and each further waiting acquire keeps it again;
+    /// an acquire that does not wait and is refused leaves no trace in the store. Every other store answers it as
+    /// ``acquire(key:holder:ttl:metadata:)`` (the default implementation).
+    func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
+        -> AcquireResult
+
     /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`.
     ///
     /// Atomic: succeeds only while the key is still in this term (same holder and token).
@@ -172,5 +188,15 @@ extension LeaseStoreDriver {
     /// Throws ``BatonError/Code/invalidArgument``: a driver that does not implement listings says so.
     public func rounds(system: String, limit: Int) async throws -> [RoundSummary] {
         throw BatonError.invalidArgument("listing rounds is not supported by the \(storeName) store")
+    }
+
+    /// False: the store keeps no queue of waiting candidates.
+    public var queuesWaiters: Bool { false }
+
+    /// The plain acquire: a store without a queue of waiting candidates answers waiting and other callers alike.
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
+        -> AcquireResult
+    {
+        try await acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
     }
 }

@@ -13,6 +13,8 @@ extension BatonHTTPServer {
         case deadline
         /// The service is shutting down, or the client left.
         case shutdown
+        /// Time to ask again, which keeps the holder's place in the store's queue of waiting candidates.
+        case reask
     }
 
     /// Takes `key` for `holder`, waiting up to `wait` for it to become free.
@@ -22,6 +24,9 @@ extension BatonHTTPServer {
     /// free. An attempt under way is never abandoned for the deadline: a lease the store granted is always
     /// answered. Graceful shutdown ends the wait at once with the last leader seen.
     ///
+    /// Only an acquire that waits (`wait` positive) is a waiting candidate's: on a store that queues waiting
+    /// candidates (etcd) it keeps the holder's place in the queue, and the wait asks again every third of the ttl
+    /// to keep it, so a client that goes away leaves the queue within about a ttl. A plain 409 leaves no trace.
     /// A wait takes a slot of ``Configuration-swift.struct/Limits/maxLongPolls`` and
     /// ``Configuration-swift.struct/Limits/maxLongPollsPerKey``; with none free the request is answered `503` or
     /// `429` (the first attempt, which found the key held, changed nothing). A client that leaves (its connection
@@ -36,8 +41,9 @@ extension BatonHTTPServer {
         connectionClosed: EventLoopFuture<Void>
     ) async throws -> (result: AcquireResult, started: ContinuousClock.Instant) {
         let store = self.store
+        let waits = wait > .zero
         let attempt = { @Sendable in
-            try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+            try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waits)
         }
         let firstStarted = ContinuousClock.now
         let first = try await withStore("acquire", attempt)
@@ -65,14 +71,17 @@ extension BatonHTTPServer {
                 try? await Task.sleep(until: deadline)
                 continuation.yield(.deadline)
             }
+            if store.queuesWaiters {
+                group.addTask {
+                    while (try? await Task.sleep(for: ttl / 3)) != nil { continuation.yield(.reask) }
+                }
+            }
             return try await withGracefulShutdownHandler {
                 for await event in events {
                     switch event {
-                    case .observed(let observed):
-                        if let observed, observed.holder != holder {
-                            leader = observed
-                            continue
-                        }
+                    case .observed(let observed?) where observed.holder != holder:
+                        leader = observed
+                    case .observed, .reask:
                         let started = ContinuousClock.now
                         switch try await withStore("acquire", attempt) {
                         case .acquired(let lease): return (.acquired(lease), started)

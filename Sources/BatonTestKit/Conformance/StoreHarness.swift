@@ -5,15 +5,17 @@ import Baton
 ///
 /// ```swift
 /// struct RedisHarness: StoreHarness {
-///     let store: RedisLeaseStore
+///     let store: LeaseStore
+///     let other: LeaseStore
 ///     func makeStore() async throws -> LeaseStore { store }
+///     func makeOtherInstance() async throws -> LeaseStore { other }
 ///     func elapse(_ duration: Duration) async throws { try await Task.sleep(for: duration) }
 ///     var ttl: Duration { .seconds(1) }
 /// }
 ///
 /// @Test(arguments: LeaseStoreConformance.checks)
 /// func conformance(_ check: ConformanceCheck) async throws {
-///     try await check.run(RedisHarness(store: sharedStore))
+///     try await check.run(RedisHarness(store: sharedStore, other: secondStore))
 /// }
 /// ```
 ///
@@ -22,6 +24,13 @@ import Baton
 public protocol StoreHarness: Sendable {
     /// The store to check: a new one, or one shared by all checks. Checks never close it.
     func makeStore() async throws -> LeaseStore
+
+    /// Another instance of the same store as ``makeStore()``'s, running for the whole check: its own
+    /// connections, watches and whatever it remembers, as another process or another `baton serve` replica on
+    /// the same store has (for the in-memory store, which lives in one process, another front over the same
+    /// driver). Checks never close it. The replica checks acquire through one instance and renew, release and
+    /// observe through the other.
+    func makeOtherInstance() async throws -> LeaseStore
 
     /// Lets at least `duration` of the store's time pass: advance a manual clock, or sleep for real when the
     /// store is a real server. Afterwards every term, round record and heartbeat that the store was asked to
@@ -152,7 +161,7 @@ public enum LeaseStoreConformance {
     /// Every check, in a stable order, with unique names.
     public static let checks: [ConformanceCheck] =
         leaseChecks + changeChecks + roundChecks + presenceChecks
-        + listingChecks + validationChecks
+        + listingChecks + validationChecks + replicaChecks
 
     /// The check named `name`, if any.
     public static func check(named name: String) -> ConformanceCheck? {
