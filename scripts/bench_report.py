@@ -131,7 +131,7 @@ HOW_TO_READ = """\
   requests from another process meanwhile. **Slow reader**: one more stream whose client never reads (4 KiB receive
   buffer) while leader changes with 4 KiB of metadata are made on its key; the time counts from the first change
   to the server closing the connection, so it includes the time the kernel kept taking bytes into the socket's
-  send buffer (megabytes, shown); the write timeout runs from a write the kernel does not take in full.
+  send buffer (shown); the write timeout runs from a write the kernel does not take in full.
 - **Store cost**: store requests per minute through the store API (counted by a wrapper around it) by the leader
   and by each waiting candidate, at steady state; a leader needs 60 / (ttl/3) renews per minute. The change feed's
   own traffic (Redis pub/sub, PostgreSQL LISTEN, SQLite's inotify wake-ups) is not a request and is not counted;
