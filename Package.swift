@@ -7,6 +7,12 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+/// `.product(name:package:)` for each of `names`, all from `package`: for targets that use many products of a few
+/// packages.
+func products(of package: String, _ names: String...) -> [Target.Dependency] {
+    names.map { .product(name: $0, package: package) }
+}
+
 let package = Package(
     name: "baton",
     platforms: [.macOS(.v15)],
@@ -157,10 +163,7 @@ let package = Package(
         .executableTarget(
             name: "baton",
             dependencies: [
-                "Baton",
-                "BatonStores",
-                "CBatonProcess",
-                "BatonServer",
+                "Baton", "BatonStores", "CBatonProcess", "BatonServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -168,9 +171,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ],
+            ] + products(of: "swift-service-lifecycle", "ServiceLifecycle", "UnixSignals"),
             swiftSettings: swiftSettings
         ),
         // Tooling, kept in Tools/ apart from the products. The in-process drivers of scripts/bench, and the
@@ -225,23 +226,16 @@ let package = Package(
         .testTarget(
             name: "BatonServerTests",
             dependencies: [
-                "baton",
-                "Baton",
-                "BatonServer",
-                "BatonTestKit",
+                "baton", "Baton", "BatonServer", "BatonTestKit",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
+            ] + products(of: "hummingbird", "Hummingbird", "HummingbirdTesting")
+                + products(of: "swift-nio", "NIOCore", "NIOHTTP1", "NIOPosix"),
             swiftSettings: swiftSettings
         ),
         .testTarget(
