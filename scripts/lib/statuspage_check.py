@@ -150,8 +150,12 @@ ROW = """(() => {
   const row = document.querySelector('#leases tbody tr[data-key="' + CSS.escape(%s) + '"]');
   if (!row) return null;
   return {holder: row.cells[1].textContent, token: row.cells[2].textContent, left: row.cells[3].textContent,
-          metadata: row.cells[4].textContent, via: row.dataset.via || "", events: row.dataset.events || "0"};
+          metadata: row.cells[4].textContent, via: row.dataset.via || "", watched: row.dataset.watched || "",
+          events: row.dataset.events || "0"};
 })()"""
+
+
+ROW_NODE = """document.querySelector('#leases tbody tr[data-key="' + CSS.escape(%s) + '"]')"""
 
 
 def wait_for_row(page, want, seconds=10):
@@ -220,7 +224,8 @@ def check(args, page):
     shown = wait_for_row(page, {"holder": "host-a", "token": str(first["token"]), "metadata": "10.0.0.5:8080"})
     expect(shown["left"].endswith(" s"), f"the time left is not counting: {shown}")
     expect(page.evaluate("location.hash") == "", "the page left the token in the address bar")
-    page.evaluate("window.__batonCheck = 'same page'; true")
+    row = ROW_NODE % json.dumps(KEY)
+    page.evaluate(f"window.__batonCheck = 'same page'; {row}.__batonCheck = 'same row'; true")
     navigations = sum(1 for event in page.events if event["method"] == "Page.frameNavigated")
     print(f"statuspage: shown {KEY} held by host-a with token {first['token']}, time left {shown['left']}")
 
@@ -231,13 +236,18 @@ def check(args, page):
                          {"holder": "host-b", "ttl_ms": 30000, "metadata": "10.0.0.6:8080"})
     expect(status == 200, f"acquiring {KEY} as host-b answered {status}: {second}")
     expect(second["token"] > first["token"], f"the new term's token {second['token']} is not greater")
+    # The lease's event stream brought the new term into the page (`watched`), which shows it; `via` says whether
+    # the stream or the periodic listing showed it first.
     changed = wait_for_row(page, {"holder": "host-b", "token": str(second["token"]), "metadata": "10.0.0.6:8080",
-                                  "via": "watch"})
+                                  "watched": f"host-b {second['token']}"})
     expect(page.evaluate("window.__batonCheck") == "same page", "the page was reloaded (its marker is gone)")
+    expect(page.evaluate(f"{row}.__batonCheck") == "same row",
+           "the row was made anew, not changed by the stream that showed host-a")
     later = sum(1 for event in page.events if event["method"] == "Page.frameNavigated")
     expect(later == navigations, "the page navigated after it first showed the lease")
-    print(f"statuspage: the same page shows host-b with token {second['token']} from its event stream "
-          f"({changed['events']} events on the row), without a reload")
+    first_shown = "stream" if changed["via"] == "watch" else "listing"
+    print(f"statuspage: the same page shows host-b with token {second['token']}, delivered by its event stream "
+          f"({changed['events']} events on the row; first shown by the {first_shown}), without a reload")
     wait_for_row(page, {"holder": "host-b"}, 5)
     rounds = page.evaluate("Array.from(document.querySelectorAll('#rounds tbody tr'), r => r.innerText)")
     expect(rounds and len(rounds) == 2 and "host-a" in rounds[1], f"the rounds panel shows {rounds}")

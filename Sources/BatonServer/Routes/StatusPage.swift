@@ -83,7 +83,7 @@ enum StatusPage {
         const LIST_EVERY_MS = 3000;
         const LIST_LIMIT = 500;
         const $ = (id) => document.getElementById(id);
-        const rows = new Map();     // key -> {row, lease, deadline, via}
+        const rows = new Map();     // key -> {row, lease, deadline}
         const streams = new Map();  // key -> EventSource
         let token = sessionStorage.getItem("baton.token") || "";
         let prefix = "";
@@ -143,7 +143,7 @@ enum StatusPage {
             row.dataset.key = key;
             for (const name of ["key", "holder", "token", "left", "metadata"]) { row.appendChild(cell(name)); }
             row.cells[0].textContent = key;
-            entry = { row, lease: null, deadline: null, via };
+            entry = { row, lease: null, deadline: null };
             rows.set(key, entry);
             placeRow(key, row);
           }
@@ -151,8 +151,8 @@ enum StatusPage {
           const changed = !before !== !lease || (before && lease &&
             (before.holder !== lease.holder || before.token !== lease.token || before.metadata !== lease.metadata));
           entry.lease = lease;
-          entry.via = via;
-          entry.row.dataset.via = via;
+          // Which source showed the current term first: its event stream, or a listing.
+          if (changed) { entry.row.dataset.via = via; }
           if (remainingMs !== undefined) {
             entry.deadline = remainingMs === null ? null : performance.now() + remainingMs;
           }
@@ -207,6 +207,7 @@ enum StatusPage {
             const sameTerm = before && leader && before.token === leader.token;
             // A new term's time left is not in the event: keep "…" until the listing, asked at once, tells it.
             render(key, leader, sameTerm ? undefined : null, "watch");
+            rows.get(key).row.dataset.watched = leader ? leader.holder + " " + leader.token : "";
             if (!sameTerm || before.metadata !== leader.metadata) { scheduleRelist(); }
             showStreams();
           });
