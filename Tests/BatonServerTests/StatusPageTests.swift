@@ -2,7 +2,9 @@ import AsyncHTTPClient
 import Baton
 import BatonServer
 import Foundation
+import Logging
 import NIOHTTP1
+import Synchronization
 import Testing
 
 @testable import BatonServer
@@ -110,6 +112,30 @@ struct StatusPageTests {
         }
     }
 
+    @Test("a token in the query is never logged, even at trace level")
+    func queryTokenNotLogged() async throws {
+        let lines = LogLines()
+        var logger = Logger(label: "baton.test") { _ in lines }
+        logger.logLevel = .trace
+        var configuration = BatonHTTPServer.Configuration(host: "127.0.0.1", port: 0)
+        configuration.authToken = Self.secret
+        let server = BatonHTTPServer(store: .memory(), configuration: configuration, logger: logger)
+        try await withLiveServer(server) { server in
+            let stream = try await server.open("/v2/leases/k/watch?access_token=\(Self.encoded)")
+            #expect(stream.status.code == 200)
+            var events = EventStreamReader(stream)
+            _ = try await events.nextLeader()
+            #expect(try await server.get("/v2/leases/k/watch?access_token=\(Self.encoded)x").status == 401)
+            #expect(try await server.get("/v2/leases?access_token=\(Self.encoded)").status == 401)
+            #expect(try await server.get("/nope?access_token=\(Self.encoded)").status == 401)
+        }
+        let logged = lines.all
+        #expect(!logged.isEmpty)
+        for line in logged {
+            #expect(!line.contains("page+token") && !line.contains(Self.encoded), "\(line)")
+        }
+    }
+
     @Test("the watch route is told apart by its path")
     func watchPath() {
         #expect(BearerTokenMiddleware.isWatch("/v2/leases/k/watch"))
@@ -118,5 +144,28 @@ struct StatusPageTests {
         #expect(!BearerTokenMiddleware.isWatch("/v2/leases/k/watch/x"))
         #expect(!BearerTokenMiddleware.isWatch("/v2/rounds/k/watch"))
         #expect(!BearerTokenMiddleware.isWatch("/v1/leases/k/watch"))
+    }
+}
+
+/// Every line logged through it, with the logger's and the call's metadata, as text.
+private struct LogLines: LogHandler {
+    private let lines = Lines()
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    var all: [String] { lines.storage.withLock { $0 } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let text = "\(event.level) \(event.message) \(metadata) \(event.metadata ?? [:])"
+        lines.storage.withLock { $0.append(text) }
+    }
+
+    private final class Lines: Sendable {
+        let storage = Mutex<[String]>([])
     }
 }
