@@ -4,7 +4,8 @@
 Drives one page over the DevTools protocol (a small WebSocket client on the standard library only): the page,
 opened with the token in the address's fragment, shows a lease acquired through the API; after the lease is
 released and taken by another holder, the same page (no reload: a marker set in it survives, and no navigation
-happened) shows the new holder and token, delivered by the lease's event stream. Optionally writes a screenshot.
+happened) shows the new holder and token, delivered by the lease's event stream. Optionally writes a screenshot;
+then a prefix typed into the filter leaves only the keys under it (and their streams).
 Exits 1 with a message on any mismatch.
 
 usage: BATON_TOKEN=TOKEN statuspage_check.py --url http://127.0.0.1:PORT --chromium PATH [--screenshot FILE.png]
@@ -257,6 +258,19 @@ def check(args, page):
         with open(args.screenshot, "wb") as file:
             file.write(base64.b64decode(shot["data"]))
         print(f"statuspage: screenshot written to {args.screenshot}")
+    page.evaluate("document.getElementById('prefix-input').value = 'db/'; "
+                  "document.getElementById('prefix-form').requestSubmit(); true")
+    keys, streams = None, None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        keys = page.evaluate("Array.from(document.querySelectorAll('#leases tbody tr'), r => r.dataset.key)")
+        streams = page.evaluate("document.getElementById('stream-state').textContent")
+        if keys == ["db/primary"] and streams.startswith("Live: 1 event stream "):
+            break
+        time.sleep(0.1)
+    expect(keys == ["db/primary"], f"with the prefix db/ the page shows {keys}")
+    expect(streams.startswith("Live: 1 event stream "), f"with one key shown the page says: {streams}")
+    print("statuspage: the prefix filter db/ shows db/primary only, with one event stream")
 
 
 def main():

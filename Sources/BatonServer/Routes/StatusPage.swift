@@ -189,6 +189,7 @@ enum StatusPage {
           const entry = rows.get(key);
           if (entry) { entry.row.remove(); rows.delete(key); }
           unwatch(key);
+          showStreams();
         }
 
         function watch(key) {
