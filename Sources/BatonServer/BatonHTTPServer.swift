@@ -151,6 +151,7 @@ public struct BatonHTTPServer: Sendable {
                 .post, "/api/v1/complete/{system}/{round}", [200, 400, 403, 500], access: .write("system"), complete),
             route(
                 .get, "/api/v1/completed/{system}/{round}", [200, 204, 400, 500], access: .read("system"), completed),
+            route(.get, "/", [200], open: true, statusPage),
             route(.get, "/alive", [200], open: true, alive),
             route(.post, "/v2/leases/{key}", [200, 400, 409, 429, 500, 503], access: .write("key"), acquire),
             route(.put, "/v2/leases/{key}", [200, 400, 409, 500], access: .write("key"), renew),

@@ -48,7 +48,7 @@ extension BatonCommand {
         @Option(
             name: .customLong("auth-token-file"),
             help: ArgumentHelp(
-                "A file holding the bearer token every request but /alive and /healthz must carry "
+                "A file holding the bearer token every request but /, /alive and /healthz must carry "
                     + "(default: $BATON_AUTH_TOKEN_FILE, else no authentication).",
                 valueName: "path"
             )
