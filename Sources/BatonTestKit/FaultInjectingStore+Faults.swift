@@ -18,7 +18,7 @@ extension FaultInjectingStore {
 
     /// One operation of ``LeaseStore``.
     public enum Operation: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
-        /// ``LeaseStore/acquire(key:holder:ttl:metadata:)``.
+        /// ``LeaseStore/acquire(key:holder:ttl:metadata:waiting:)``.
         case acquire
         /// ``LeaseStore/renew(_:ttl:)``.
         case renew

@@ -79,7 +79,7 @@ public struct Lease: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(key) held by \(holder) (token \(token), ttl \(ttl))" }
 }
 
-/// The answer to ``LeaseStore/acquire(key:holder:ttl:metadata:)``.
+/// The answer to ``LeaseStore/acquire(key:holder:ttl:metadata:waiting:)``.
 public enum AcquireResult: Sendable, Hashable {
     /// The caller holds the key: a new term, or its own term renewed.
     case acquired(Lease)
