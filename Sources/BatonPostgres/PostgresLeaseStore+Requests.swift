@@ -49,15 +49,28 @@ extension PostgresLeaseStore {
         _ logger: Logger,
         _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
     ) async throws -> T {
-        do {
-            return try await onOneConnection(client, logger, body)
-        } catch let error as PSQLError where error.code == .clientClosedConnection && !Task.isCancelled {
-            // Not this request's cancellation: another request, cancelled, closed the connection as it went back
-            // to the pool, and the pool lent it out again before it was gone. The outcome is unknown, as after a
-            // timeout, and every operation may be retried with the same arguments: once, on another connection.
-            return try await onOneConnection(client, logger, body)
+        var attempt = 1
+        while true {
+            do {
+                return try await onOneConnection(client, logger, body)
+            } catch let error as PSQLError
+                where error.code == .clientClosedConnection && !Task.isCancelled
+                && attempt < closedConnectionAttempts
+            {
+                // Not this request's cancellation: the connection was closed as it went back to the pool (another
+                // request, cancelled on a silent peer, closed it), and the pool lent it out again before it was
+                // gone. After silent peers several such connections can be lent out one after another. The
+                // outcome is unknown, as after a timeout, and every operation may be retried with the same
+                // arguments: on another connection, until one works, the attempts run out or the request is
+                // cancelled (its deadline).
+                attempt += 1
+                await Task.yield()
+            }
         }
     }
+
+    /// How many connections one request tries when each it is lent turns out to be closed.
+    static let closedConnectionAttempts = 8
 
     private static func onOneConnection<T: Sendable>(
         _ client: PostgresClient,
