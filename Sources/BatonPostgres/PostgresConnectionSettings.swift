@@ -102,11 +102,18 @@ struct PostgresConnectionSettings: Sendable {
         return item.value
     }
 
+    /// How long closing a TLS connection waits for the server's close_notify before the socket closes (NIOSSL's
+    /// default is 5 s). A request cancelled on a silent connection closes it, and until the socket is closed the
+    /// pool goes on lending the connection, whose every query fails at once: a server that is alive answers
+    /// within a round trip, and one that is silent must not keep the connection half-closed for long.
+    static let tlsShutdownTimeout = TimeAmount.milliseconds(250)
+
     /// The TLS configuration for the mode, or nil for `disable`.
     /// - Throws: ``BatonError`` `invalidArgument` if a certificate or key file cannot be read.
     func tlsConfiguration() throws(BatonError) -> TLSConfiguration? {
         if sslMode == .disable { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
+        tls.shutdownTimeout = Self.tlsShutdownTimeout
         switch sslMode {
         case .verifyFull: tls.certificateVerification = .fullVerification
         case .verifyCA: tls.certificateVerification = .noHostnameVerification

@@ -42,8 +42,8 @@ extension PostgresLeaseStore {
     }
 
     /// Runs `body` on a connection leased from `client`; cancelling the task cancels the wait for a connection
-    /// or closes the connection in use. A connection found closed by another request's cancellation is
-    /// replaced once.
+    /// or closes the connection in use. A connection found closed by another request's cancellation is waited
+    /// out and replaced.
     static func onConnection<T: Sendable>(
         _ client: PostgresClient,
         _ logger: Logger,
@@ -51,19 +51,22 @@ extension PostgresLeaseStore {
     ) async throws -> T {
         var attempt = 1
         while true {
+            let leased = LeasedConnection()
             do {
-                return try await onOneConnection(client, logger, body)
+                return try await onOneConnection(client, leased, logger, body)
             } catch let error as PSQLError
                 where error.code == .clientClosedConnection && !Task.isCancelled
                 && attempt < closedConnectionAttempts
             {
                 // Not this request's cancellation: the connection was closed as it went back to the pool (another
-                // request, cancelled on a silent peer, closed it), and the pool lent it out again before it was
-                // gone. After silent peers several such connections can be lent out one after another. The
-                // outcome is unknown, as after a timeout, and every operation may be retried with the same
-                // arguments: on another connection, until one works, the attempts run out or the request is
+                // request, cancelled on a silent peer, closed it). The pool keeps lending such a connection until
+                // its channel is gone, which with TLS takes the TLS shutdown (its close_notify is never answered by
+                // a silent peer; see `PostgresConnectionSettings.tlsShutdownTimeout`). The outcome is unknown, as
+                // after a timeout, and every operation may be retried with the same arguments: once the
+                // connection is gone, on another, until one works, the attempts run out or the request is
                 // cancelled (its deadline).
                 attempt += 1
+                if let connection = leased.used { await closed(connection) }
                 await Task.yield()
             }
         }
@@ -74,11 +77,11 @@ extension PostgresLeaseStore {
 
     private static func onOneConnection<T: Sendable>(
         _ client: PostgresClient,
+        _ leased: LeasedConnection,
         _ logger: Logger,
         _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
     ) async throws -> T {
-        let leased = LeasedConnection()
-        return try await withTaskCancellationHandler {
+        try await withTaskCancellationHandler {
             try await client.withConnection { connection in
                 try leased.begin(connection)
                 defer { leased.end() }
@@ -88,12 +91,56 @@ extension PostgresLeaseStore {
             leased.cancel()
         }
     }
+
+    /// Returns once `connection`'s channel is closed (so the pool lends it no more), or the task is cancelled.
+    private static func closed(_ connection: PostgresConnection) async {
+        if connection.isClosed { return }
+        let waiter = CloseWaiter()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                waiter.wait(continuation)
+                connection.closeFuture.whenComplete { _ in waiter.resume() }
+            }
+        } onCancel: {
+            waiter.resume()
+        }
+    }
+}
+
+/// One continuation resumed once, by the first of a close and a cancellation.
+private final class CloseWaiter: Sendable {
+    private enum State {
+        case idle
+        case waiting(CheckedContinuation<Void, Never>)
+        case done
+    }
+
+    private let state = Mutex(State.idle)
+
+    func wait(_ continuation: CheckedContinuation<Void, Never>) {
+        let resumeNow = state.withLock { state -> Bool in
+            guard case .idle = state else { return true }
+            state = .waiting(continuation)
+            return false
+        }
+        if resumeNow { continuation.resume() }
+    }
+
+    func resume() {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            defer { state = .done }
+            if case .waiting(let continuation) = state { return continuation }
+            return nil
+        }
+        continuation?.resume()
+    }
 }
 
 /// The connection a request has leased, so that cancelling the request closes it.
 private final class LeasedConnection: Sendable {
     private struct State {
         var connection: PostgresConnection?
+        var used: PostgresConnection?
         var cancelled = false
     }
 
@@ -105,8 +152,12 @@ private final class LeasedConnection: Sendable {
         try state.withLock { state throws in
             if state.cancelled { throw CancellationError() }
             state.connection = connection
+            state.used = connection
         }
     }
+
+    /// The connection the request was lent, if it got one.
+    var used: PostgresConnection? { state.withLock { $0.used } }
 
     /// The request is done with its connection.
     func end() { state.withLock { $0.connection = nil } }

@@ -20,6 +20,30 @@ struct PostgresSilentConnectionTests {
         #expect(failure == nil, "\(failure ?? "")")
     }
 
+    @Test("a request after one cancelled on a silent connection gets a new connection, with TLS too")
+    func requestAfterASilentConnectionWasClosed() async throws {
+        guard let url = try TestServer.url(), let host = url.hosts.first, let port = host.port else { return }
+        let proxy = try BlackholeProxy(forwardingTo: host.name, port: port)
+        defer { proxy.close() }
+        // One connection and TLS (the test server offers it): the connection the cancelled request closes goes
+        // on looking open to the pool until its TLS shutdown ends, which the silent peer never answers.
+        let driver = try PostgresLeaseStore(
+            url: try StoreURL("postgres://postgres@127.0.0.1:\(proxy.port)/postgres?sslmode=require"),
+            configuration: .init(maximumConnections: 1)
+        )
+        let store = LeaseStore(driver, configuration: .init(requestTimeout: .seconds(2)))
+        try await store.withRunning { store in
+            let key = unique("silent-pool")
+            _ = try await store.current(key: key)
+            #expect(proxy.blackholeOpenConnections() >= 1)
+            // Unanswered: the deadline cancels it, which closes its connection.
+            await #expect(throws: BatonError.self) { try await store.current(key: key) }
+            // The next request must not be lent the closing connection again and again until it gives up.
+            let acquired = try await store.acquire(key: key, holder: "next", ttl: .seconds(5), metadata: nil)
+            #expect(acquired.lease != nil, "\(acquired)")
+        }
+    }
+
     @Test("the listener checks its connection every keepAlive and replaces it after keepAliveTimeout, on its clock")
     func listenerKeepAliveOnTheStoresClock() async throws {
         guard let url = try TestServer.url(), let host = url.hosts.first, let port = host.port else { return }

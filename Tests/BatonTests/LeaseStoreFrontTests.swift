@@ -35,6 +35,25 @@ struct LeaseStoreFrontTests {
         #expect(try await store.acquire(key: "k", holder: "a", ttl: .seconds(10)).lease?.holder == "a")
     }
 
+    @Test func aRequestWhoseDriverIgnoresCancellationStillEndsAtTheDeadline() async throws {
+        let clock = ManualClock()
+        let driver = DeafDriver()
+        let store = LeaseStore(driver, configuration: .init(requestTimeout: .seconds(3)), clock: clock)
+        let ended = Atomic(false)
+        let call = Task {
+            defer { ended.store(true, ordering: .relaxed) }
+            return try await store.current(key: "k")
+        }
+        await clock.waitForSleepers(atLeast: 1)
+        try #require(try await eventually { driver.waiting }, "the driver got the request")
+        clock.advance(by: .seconds(3))
+        // The driver goes on waiting, cancelled or not; the caller has its answer at the deadline.
+        #expect(try await eventually(timeout: .seconds(5)) { ended.load(ordering: .relaxed) }, "no answer")
+        #expect(driver.waiting)
+        driver.answer()
+        await expectCode(.timeout) { try await call.value }
+    }
+
     @Test func aCallBeforeRunWaitsForItThenGoesThrough() async throws {
         let clock = ManualClock()
         let driver = RunGatedDriver()
@@ -144,6 +163,54 @@ private final class RunGatedDriver: LeaseStoreDriver {
     func renew(_ lease: Lease, ttl: Duration) async throws -> Lease { try await base.renew(lease, ttl: ttl) }
     func release(_ lease: Lease) async throws { try await base.release(lease) }
     func current(key: String) async throws -> LeaderInfo? { try await base.current(key: key) }
+    func changes(key: String) throws -> LeaderChanges { try base.changes(key: key) }
+    func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult {
+        try await base.claim(system: system, round: round, candidate: candidate, retention: retention)
+    }
+    func winner(system: String, round: String) async throws -> String? {
+        try await base.winner(system: system, round: round)
+    }
+    func complete(system: String, round: String, by completer: Completer, retention: Duration) async throws {
+        try await base.complete(system: system, round: round, by: completer, retention: retention)
+    }
+    func completion(system: String, round: String) async throws -> String? {
+        try await base.completion(system: system, round: round)
+    }
+    func heartbeat(group: String, member: String, ttl: Duration) async throws {
+        try await base.heartbeat(group: group, member: member, ttl: ttl)
+    }
+    func leave(group: String, member: String) async throws { try await base.leave(group: group, member: member) }
+    func members(group: String) async throws -> [String] { try await base.members(group: group) }
+}
+
+/// A memory store whose `current` waits until the test answers it, deaf to cancellation (as an await inside a
+/// store client can be).
+private final class DeafDriver: LeaseStoreDriver {
+    private let base = MemoryLeaseStore()
+    private let gate = Mutex<(waiting: Bool, continuation: CheckedContinuation<Void, Never>?)>((false, nil))
+    var storeName: String { "deaf" }
+    var needsRun: Bool { false }
+    var waiting: Bool { gate.withLock { $0.waiting } }
+
+    /// Ends the waiting `current`.
+    func answer() {
+        let continuation = gate.withLock { gate in
+            defer { gate = (false, nil) }
+            return gate.continuation
+        }
+        continuation?.resume()
+    }
+
+    func run() async throws {}
+    func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
+    }
+    func renew(_ lease: Lease, ttl: Duration) async throws -> Lease { try await base.renew(lease, ttl: ttl) }
+    func release(_ lease: Lease) async throws { try await base.release(lease) }
+    func current(key: String) async throws -> LeaderInfo? {
+        await withCheckedContinuation { continuation in gate.withLock { $0 = (true, continuation) } }
+        return try await base.current(key: key)
+    }
     func changes(key: String) throws -> LeaderChanges { try base.changes(key: key) }
     func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult {
         try await base.claim(system: system, round: round, candidate: candidate, retention: retention)

@@ -172,30 +172,36 @@ final class LeaseStoreCore: Sendable {
         }
     }
 
-    /// Runs `body` in a task of its own (on the driver's executor, if it has one), cancelled at the request deadline (the request is then a `timeout`,
-    /// whatever `body` threw on its cancellation) or when the caller is cancelled.
+    /// Runs `body` in a task of its own (on the driver's executor, if it has one), cancelled when the caller is
+    /// cancelled or at the request deadline. At the deadline the request is a `timeout` at once, whatever `body`
+    /// does with its cancellation: a driver's await that ignores cancellation cannot hold the caller past it (the
+    /// cancelled `body` ends in the background).
     private func withDeadline<T: Sendable>(
         _ operation: StoreOperation,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
+        let outcome = RequestOutcome<T>()
+        let request = Task(executorPreference: requestExecutor) {
+            do {
+                outcome.finish(.success(try await body()))
+            } catch {
+                outcome.finish(.failure(error))
+            }
+        }
         let timeout = configuration.requestTimeout
-        let timedOut = TimeoutFlag()
-        let request = Task(executorPreference: requestExecutor) { try await body() }
+        let storeName = storeName
         let deadline = deadlines.set {
-            timedOut.value.store(true, ordering: .sequentiallyConsistent)
+            outcome.finish(
+                .failure(
+                    BatonError.timeout(
+                        "\(operation.rawValue) got no answer from the \(storeName) store within \(timeout)")))
             request.cancel()
         }
         defer { deadlines.drop(deadline) }
-        do {
-            return try await withTaskCancellationHandler {
-                try await request.value
-            } onCancel: {
-                request.cancel()
-            }
-        } catch {
-            guard timedOut.value.load(ordering: .sequentiallyConsistent) else { throw error }
-            throw BatonError.timeout(
-                "\(operation.rawValue) got no answer from the \(storeName) store within \(timeout)")
+        return try await withTaskCancellationHandler {
+            try await outcome.value()
+        } onCancel: {
+            request.cancel()
         }
     }
 
@@ -207,9 +213,48 @@ final class LeaseStoreCore: Sendable {
     }
 }
 
-/// Set when a request's deadline has passed.
-private final class TimeoutFlag: Sendable {
-    let value = Atomic(false)
+/// The outcome of one request: the first of its body's result and its deadline, delivered to the one caller.
+private final class RequestOutcome<T: Sendable>: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<T, any Error>)
+        case done(Result<T, any Error>)
+        case delivered
+    }
+
+    private let state = Mutex(State.pending)
+
+    /// Settles the outcome, unless it is settled already (a body ending after its deadline).
+    func finish(_ result: Result<T, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            switch state {
+            case .pending:
+                state = .done(result)
+                return nil
+            case .waiting(let continuation):
+                state = .delivered
+                return continuation
+            case .done, .delivered:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    /// The outcome, once settled.
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let settled = state.withLock { state -> Result<T, any Error>? in
+                if case .done(let result) = state {
+                    state = .delivered
+                    return result
+                }
+                state = .waiting(continuation)
+                return nil
+            }
+            if let settled { continuation.resume(with: settled) }
+        }
+    }
 }
 
 extension Metrics.Timer {
