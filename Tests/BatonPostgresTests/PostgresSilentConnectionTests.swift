@@ -34,7 +34,16 @@ struct PostgresSilentConnectionTests {
         let store = LeaseStore(driver, configuration: .init(requestTimeout: .seconds(2)))
         try await store.withRunning { store in
             let key = unique("silent-pool")
-            _ = try await store.current(key: key)
+            // The first answer may wait for the schema's setup, which other tests' stores share.
+            let answered = try await eventually(timeout: .seconds(30)) {
+                do {
+                    _ = try await store.current(key: key)
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            try #require(answered, "the store never answered")
             #expect(proxy.blackholeOpenConnections() >= 1)
             // Unanswered: the deadline cancels it, which closes its connection.
             await #expect(throws: BatonError.self) { try await store.current(key: key) }

@@ -122,7 +122,7 @@ final class RedisConnection: Sendable {
         let channel = channel
         let flushQueued = flushQueued
         let peer = endpoint.description
-        channel.eventLoop.execute {
+        let enqueue: @Sendable () -> Void = {
             // On the event loop `isActive` is exact; a closed channel may have lost its handlers already.
             guard channel.isActive else {
                 promise.fail(BatonError.storeUnavailable("the connection to \(peer) is closed"))
@@ -137,6 +137,8 @@ final class RedisConnection: Sendable {
                 }
             }
         }
+        // A request running on the connection's event loop (the store's request executor) writes at once.
+        if channel.eventLoop.inEventLoop { enqueue() } else { channel.eventLoop.execute(enqueue) }
         return try await promise.futureResult.get()
     }
 
