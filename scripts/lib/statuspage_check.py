@@ -175,7 +175,9 @@ def start_chromium(chromium, profile):
         chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
         "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1100,800", "about:blank",
     ]
-    browser = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A session of its own, so that stop_chromium can end the browser's helper processes too.
+    browser = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         line = browser.stderr.readline()
@@ -186,8 +188,25 @@ def start_chromium(chromium, profile):
             # Chromium goes on writing to stderr: read it, so that a full pipe never stops the browser.
             threading.Thread(target=lambda: browser.stderr.read(), daemon=True).start()
             return browser, int(match.group(1))
-    browser.kill()
+    stop_chromium(browser)
     raise Failure("headless Chromium did not start its DevTools endpoint within 20 s")
+
+
+def stop_chromium(browser):
+    """Kills the browser and every process of its session (renderers, crash handler), and waits until they are
+    gone: a helper still running would write into the profile while it is being removed."""
+    try:
+        os.killpg(browser.pid, 9)
+    except ProcessLookupError:
+        pass
+    browser.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(browser.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def page_target(port):
@@ -284,7 +303,8 @@ def main():
     args.token = os.environ.get("BATON_TOKEN", "")
     if not args.token:
         parser.error("set BATON_TOKEN to the service's bearer token")
-    with tempfile.TemporaryDirectory(prefix="baton-chromium-") as profile:
+    # A helper process that outlived the browser must not turn a passed check into a failure at cleanup.
+    with tempfile.TemporaryDirectory(prefix="baton-chromium-", ignore_cleanup_errors=True) as profile:
         browser, port = start_chromium(args.chromium, profile)
         try:
             check(args, DevTools(page_target(port)))
@@ -292,8 +312,7 @@ def main():
             print(f"statuspage: FAILED: {failure}", file=sys.stderr)
             return 1
         finally:
-            browser.kill()
-            browser.wait()
+            stop_chromium(browser)
     print("statuspage: passed")
     return 0
 
