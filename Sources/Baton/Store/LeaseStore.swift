@@ -8,7 +8,8 @@ import ServiceLifecycle
 ///   are 1–256 bytes of UTF-8 without control characters; metadata is at most 4 KiB; ttls and retentions are
 ///   1 ms to 366 days. Anything else throws ``BatonError/Code/invalidArgument`` naming what is wrong.
 /// - **Every request has a deadline** (``Configuration/requestTimeout``). A request without an answer by then
-///   is cancelled and throws ``BatonError/Code/timeout``; its outcome is unknown.
+///   throws ``BatonError/Code/timeout`` at once, and the driver's work on it is cancelled; its outcome is
+///   unknown. The caller is not held past the deadline by a driver that is slow to honour the cancellation.
 /// - **Errors are ``BatonError``s.** What a driver did not map becomes ``BatonError/Code/storeUnavailable``
 ///   naming only the error's type, so no client error can carry a password into a log.
 /// - **Listings** (``leases(prefix:limit:)``, ``rounds(system:limit:)``) are bounded by a limit the front checks,
