@@ -93,20 +93,29 @@ extension PostgresLeaseStore {
     /// later, or the store stopped), and ends when the consuming task is cancelled.
     /// - Throws: ``BatonError`` `storeUnavailable` if the store has stopped.
     public func changes(key: String) throws -> LeaderChanges {
+        try LeaderChanges.observing { try observe(key: key, $0) }
+    }
+
+    /// The push form of ``changes(key:)``.
+    /// - Throws: ``BatonError`` `storeUnavailable` if the store has stopped.
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
         if gate.isEnded { throw stopped("changes of \(key)") }
         let subscription = signals.subscribe(key)
         listenRequests.yield()
-        return LeaderChangeFeed.make(
-            clock: clock,
-            pollInterval: configuration.changesPollInterval,
-            signals: subscription
-        ) { [self] in
+        let read = { @Sendable [self] () async throws -> LeaderInfo? in
             // A feed's read that takes longer than a check of the listener's connection would is taken for a
             // connection that died silently (a pool connection leased before its own check found it dead): the
             // connection is closed and the feed fails, so its elector polls meanwhile and subscribes again,
             // instead of waiting for the request deadline.
             try await current(key: key, timeout: feedReadTimeout)
         }
+        return LeaderChangeFeed.observe(
+            clock: clock,
+            pollInterval: configuration.changesPollInterval,
+            signals: subscription,
+            read: read,
+            observer: observer
+        )
     }
 
     /// A row of `baton_leases` as the statements return it.

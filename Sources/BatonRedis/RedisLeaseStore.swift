@@ -234,9 +234,13 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     }
 
     public func changes(key: String) throws -> LeaderChanges {
+        try LeaderChanges.observing { try observe(key: key, $0) }
+    }
+
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
         let signals = signals.subscribe(key)
         let needed = quorum
-        return LeaderChangeFeed.make(clock: clock, pollInterval: nil, signals: signals) { [self] in
+        let read = { @Sendable [self] () async throws -> LeaderInfo? in
             // Subscribed before reading, so a change right after the read is pushed, not missed. The feed's timer
             // at the term's remaining time stays armed even where the servers push expiry (keyspace
             // notifications): an `expired` event lost with a connection that died silently must not leave waiting
@@ -247,6 +251,8 @@ public final class RedisLeaseStore: LeaseStoreDriver {
             if let ttl = leader?.ttl { probe?.adapt(toTTL: ttl) }
             return leader
         }
+        return LeaderChangeFeed.observe(
+            clock: clock, pollInterval: nil, signals: signals, read: read, observer: observer)
     }
 
     // MARK: Rounds

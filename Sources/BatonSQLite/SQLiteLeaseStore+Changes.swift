@@ -12,14 +12,22 @@ extension SQLiteLeaseStore {
     /// The sequence ends with the error of a failed read, or with ``BatonError/Code/storeUnavailable`` once
     /// ``run()`` has ended; it ends when the consuming task is cancelled.
     public func changes(key: String) throws -> LeaderChanges {
-        let subscription = signals.subscribe(key)
-        return LeaderChangeFeed.make(clock: timer, signals: subscription) { [self] _ in
-            // Asked after each read, which waits for run() to be ready: by then it has tried to watch.
-            let pushed = state.withLock { $0.pushed } ?? true
-            return configuration.changesPollInterval ?? (pushed ? nil : Self.fallbackPollInterval)
-        } read: { [self] in
-            try await current(key: key)
-        }
+        try LeaderChanges.observing { try observe(key: key, $0) }
+    }
+
+    /// The push form of ``changes(key:)``: no task waits while the key does not change.
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
+        LeaderChangeFeed.observe(
+            clock: timer,
+            signals: signals.subscribe(key),
+            pollInterval: { [self] _ in
+                // Asked after each read, which waits for run() to be ready: by then it has tried to watch.
+                let pushed = state.withLock { $0.pushed } ?? true
+                return configuration.changesPollInterval ?? (pushed ? nil : Self.fallbackPollInterval)
+            },
+            read: { [self] in try await current(key: key) },
+            observer: observer
+        )
     }
 
     /// Wakes this instance's subscribers of `key` and, through the change file, every other process's.

@@ -116,7 +116,8 @@ struct ListingTests {
 
     @Test("a listing shows only what the request's read scope allows")
     func scopedListing() async throws {
-        let server = makeServer()
+        // A server with tokens (its routes check scopes); the scope comes from the middleware below, not a token.
+        let server = makeServer { $0.authToken = "unused-token" }
         let router = Router(context: BatonRequestContext.self)
         router.add(middleware: ScopeMiddleware(scope: AccessScope(read: ["team-a/"])))
         for route in server.routeTable() {

@@ -204,6 +204,17 @@ public struct LeaseStore: Service, Sendable {
         return stream
     }
 
+    /// The push form of ``changes(key:)``: the same observations, handed to `observer` one at a time as they
+    /// come, then how the feed ended. On the stores that build their feed from wake-up signals (SQLite, Redis,
+    /// PostgreSQL, the memory store) no task waits while nothing changes, so a process can follow many keys
+    /// cheaply; `observer` must return quickly. Stop it with ``ChangeObservation/cancel()`` (or by dropping it).
+    /// - Throws: ``BatonError`` `invalidArgument` at once for a malformed key.
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
+        try BatonValidation.name(key, "key")
+        if core.isRunning { return try driver.observe(key: key, observer) }
+        return ChangeObservation.forwarding(try changes(key: key), to: observer)
+    }
+
     // MARK: Rounds
 
     /// Claims one round of `system` for `candidate`. The first claim wins; the winner claiming again wins again

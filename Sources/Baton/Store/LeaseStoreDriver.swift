@@ -121,6 +121,11 @@ public protocol LeaseStoreDriver: Service {
     /// an error when the store fails; subscribe again to go on. It ends when the consuming task is cancelled.
     func changes(key: String) throws -> LeaderChanges
 
+    /// The push form of ``changes(key:)``: the same observations handed to `observer` as they come, then the
+    /// end. A store whose feed needs no task while nothing changes implements it (`LeaderChangeFeed` does);
+    /// the default runs a task that reads ``changes(key:)``. The service follows its watchers this way.
+    func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation
+
     /// The held leases whose key starts with `prefix` (byte by byte; empty: every key), each with its leader as
     /// ``current(key:)`` would report it (holder, token, metadata, ttl and time left as far as the store can
     /// tell), for listings.
@@ -188,6 +193,11 @@ extension LeaseStoreDriver {
     /// Throws ``BatonError/Code/invalidArgument``: a driver that does not implement listings says so.
     public func rounds(system: String, limit: Int) async throws -> [RoundSummary] {
         throw BatonError.invalidArgument("listing rounds is not supported by the \(storeName) store")
+    }
+
+    /// A task that hands each element of ``changes(key:)`` to `observer`.
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
+        ChangeObservation.forwarding(try changes(key: key), to: observer)
     }
 
     /// False: the store keeps no queue of waiting candidates.

@@ -137,10 +137,17 @@ public final class MemoryLeaseStore: LeaseStoreDriver {
     }
 
     public func changes(key: String) throws -> LeaderChanges {
-        let signals = signals.subscribe(key)
-        return LeaderChangeFeed.make(clock: clock, pollInterval: pollInterval, signals: signals) { [self] in
-            try await current(key: key)
-        }
+        try LeaderChanges.observing { try observe(key: key, $0) }
+    }
+
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
+        LeaderChangeFeed.observe(
+            clock: clock,
+            pollInterval: pollInterval,
+            signals: signals.subscribe(key),
+            read: { [self] in try await current(key: key) },
+            observer: observer
+        )
     }
 
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult

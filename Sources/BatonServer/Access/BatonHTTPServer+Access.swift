@@ -30,11 +30,16 @@ extension BatonHTTPServer {
         _ handler: @escaping @Sendable (Request, BatonRequestContext) async throws -> Response
     ) -> @Sendable (Request, BatonRequestContext) async throws -> Response {
         { request, context in
-            if !context.access.isUnrestricted, let name = try? name(access.parameter, context) {
-                try Self.require(access.operation, access.parameter, name, in: context.access)
-            }
+            try check(access, context)
             return try await handler(request, context)
         }
+    }
+
+    /// Throws the `403` answer unless the request's scope allows `access` on the name in its path.
+    @inline(never)
+    private func check(_ access: KeyAccess, _ context: BatonRequestContext) throws(APIError) {
+        guard !context.access.isUnrestricted, let name = try? name(access.parameter, context) else { return }
+        try Self.require(access.operation, access.parameter, name, in: context.access)
     }
 
     /// Throws the `403` answer unless `scope` allows `operation` on `name`, the value of `field` (`key`, `system`).

@@ -16,18 +16,26 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
         context: Context,
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
+        // The error's handling is a plain function, so that this frame, which every connection's task keeps
+        // while the connection lives, stays small.
         do {
             return try await next(request, context)
-        } catch let error as HTTPError where error.status == .notFound {
-            guard let allowed = table.methods(forPath: request.uri.path), !allowed.contains(request.method) else {
-                throw error
-            }
-            let allow = allowed.map(\.rawValue).sorted().joined(separator: ", ")
-            throw APIError(
-                status: .methodNotAllowed, code: "method_not_allowed",
-                message: "\(request.method) is not a method of \(request.uri.path); it has \(allow)",
-                headers: [.allow: allow])
+        } catch {
+            throw answer(to: error, request: request)
         }
+    }
+
+    /// The `405` answer for a `404` of a path whose route has other methods; else `error` itself.
+    @inline(never)
+    private func answer(to error: any Error, request: Request) -> any Error {
+        guard let notFound = error as? HTTPError, notFound.status == .notFound,
+            let allowed = table.methods(forPath: request.uri.path), !allowed.contains(request.method)
+        else { return error }
+        let allow = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+        return APIError(
+            status: .methodNotAllowed, code: "method_not_allowed",
+            message: "\(request.method) is not a method of \(request.uri.path); it has \(allow)",
+            headers: [.allow: allow])
     }
 }
 

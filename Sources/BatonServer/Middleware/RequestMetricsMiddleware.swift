@@ -80,28 +80,43 @@ struct RequestMetricsMiddleware: RouterMiddleware {
         context: Context,
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
+        // The work around `next` is in plain functions: this frame stays in the task of every connection (a
+        // long stream's too) for as long as the connection lives, so it holds little more than the response.
         let start = ContinuousClock.now
         let response: Response
         do {
             response = try await next(request, context)
         } catch {
-            var answer = Self.answer(for: error, request: request)
-            if answer.status.code >= 500 {
-                let (identified, id) = answer.identified()
-                answer = identified
-                logger.warning(
-                    "request failed",
-                    metadata: [
-                        "method": "\(request.method)", "route": "\(context.endpointPath ?? "unmatched")",
-                        "status": "\(answer.status.code)", "request_id": "\(id)",
-                        "error": "\(answer.logDetail ?? answer.message)",
-                    ])
-            }
-            response = answer.response
+            response = failed(error, request: request, context: context)
         }
-        let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
-        metrics.record(route: route, method: request.method, status: response.status, duration: .now - start)
+        record(response.status, request: request, context: context, since: start)
         return response
+    }
+
+    /// The answer to a request whose handling threw `error`; a `5xx` is logged with its `request_id`.
+    @inline(never)
+    private func failed(_ error: any Error, request: Request, context: Context) -> Response {
+        var answer = Self.answer(for: error, request: request)
+        if answer.status.code >= 500 {
+            let (identified, id) = answer.identified()
+            answer = identified
+            logger.warning(
+                "request failed",
+                metadata: [
+                    "method": "\(request.method)", "route": "\(context.endpointPath ?? "unmatched")",
+                    "status": "\(answer.status.code)", "request_id": "\(id)",
+                    "error": "\(answer.logDetail ?? answer.message)",
+                ])
+        }
+        return answer.response
+    }
+
+    @inline(never)
+    private func record(
+        _ status: HTTPResponse.Status, request: Request, context: Context, since start: ContinuousClock.Instant
+    ) {
+        let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
+        metrics.record(route: route, method: request.method, status: status, duration: .now - start)
     }
 
     /// The JSON answer for an error thrown by a handler, the router or another middleware. A `5xx` gets a

@@ -52,20 +52,19 @@ extension BatonHTTPServer {
         let permit = try limiters.longPolls.admit(key: key)
         defer { permit.release() }
         let deadline = ContinuousClock.now + wait
-        let feed = try store.changes(key: key)
         let (events, continuation) = AsyncStream.makeStream(of: WaitEvent.self)
+        let observation = try store.observe(key: key) { observed in
+            switch observed {
+            case .leader(let leader): continuation.yield(.observed(leader))
+            case .ended(let error): continuation.yield(.feedEnded(error))
+            }
+        }
         connectionClosed.whenComplete { _ in continuation.yield(.shutdown) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             defer {
+                observation.cancel()
                 continuation.finish()
                 group.cancelAll()
-            }
-            group.addTask {
-                await forward(feed) {
-                    continuation.yield(.observed($0))
-                } ended: {
-                    continuation.yield(.feedEnded($0))
-                }
             }
             group.addTask {
                 try? await Task.sleep(until: deadline)

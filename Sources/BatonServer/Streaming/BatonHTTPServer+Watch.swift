@@ -29,21 +29,32 @@ extension BatonHTTPServer {
     @Sendable func watch(_ request: Request, _ context: BatonRequestContext) async throws -> Response {
         let key = try name("key", context)
         let permit = try limiters.streams.admit(key: key)
-        let feed: LeaderChanges
+        let capacity = configuration.limits.streamBufferSize
+        let outbox = StreamOutbox<LeaderInfo?, WatchEnding>(capacity: capacity)
+        // The store pushes its observations into the outbox: no task per stream waits on the feed, only the one
+        // that writes. Started before answering, so a store that cannot follow the key is answered with its error.
+        let observation: ChangeObservation
         do {
-            feed = try store.changes(key: key)
+            observation = try store.observe(key: key) { observed in
+                switch observed {
+                case .leader(let leader): outbox.post(leader)
+                case .ended(let error): outbox.finish(.feedEnded(error))
+                }
+            }
         } catch {
             permit.release()
             throw error
         }
+        // If the body never runs (the connection is gone first), dropping it drops the observation, which stops it.
         let keepAlive = configuration.keepAliveInterval
-        let capacity = configuration.limits.streamBufferSize
         let logger = self.logger
         let connectionClosed = context.connectionClosed
         let eventLoop = context.eventLoop
         let body = ResponseBody { writer in
-            defer { permit.release() }
-            let outbox = StreamOutbox<LeaderInfo?, WatchEnding>(capacity: capacity)
+            defer {
+                observation.cancel()
+                permit.release()
+            }
             // A client that leaves gives its slot back at once, not at the next keep-alive's failed write.
             connectionClosed.whenComplete { _ in outbox.finish(.clientGone) }
             // A timer of the connection's event loop rather than a task per stream: idle streams are most streams.
@@ -52,39 +63,17 @@ extension BatonHTTPServer {
                 outbox.postKeepAlive()
             }
             defer { ticker.cancel() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                defer { group.cancelAll() }
-                group.addTask {
-                    await forward(feed) {
-                        outbox.post($0)
-                    } ended: {
-                        outbox.finish(.feedEnded($0))
-                    }
+            try await withGracefulShutdownHandler {
+                try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
+                while let item = await outbox.next() {
+                    // What to write is worked out in a plain function: the task of an idle stream then keeps only
+                    // this loop's small frame while it waits.
+                    let (chunk, last) = Self.eventStreamChunk(item, key: key, logger: logger)
+                    if let chunk { try await writer.write(chunk) }
+                    if last { return }
                 }
-                try await withGracefulShutdownHandler {
-                    try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-                    while let item = await outbox.next() {
-                        switch item {
-                        case .event(let leader):
-                            let data = JSONOutput.object([("key", .string(key)), ("leader", Self.json(leader))])
-                            try await writer.write(ByteBuffer(string: "event: leader\ndata: \(data.text)\n\n"))
-                        case .keepAlive:
-                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                        case .end(.feedEnded(let error)):
-                            let answer = error.map { APIError.from($0) }
-                            let message = answer?.message ?? "the store closed the feed"
-                            let reason = answer.map { $0.logDetail ?? $0.message } ?? message
-                            logger.debug("watch feed ended", metadata: ["key": "\(key)", "reason": "\(reason)"])
-                            let data = JSONOutput.object([("error", .string(message))])
-                            try await writer.write(ByteBuffer(string: "event: error\ndata: \(data.text)\n\n"))
-                            return
-                        case .end(.shutdown), .end(.clientGone):
-                            return
-                        }
-                    }
-                } onGracefulShutdown: {
-                    outbox.finish(.shutdown)
-                }
+            } onGracefulShutdown: {
+                outbox.finish(.shutdown)
             }
             try await writer.finish(nil)
         }
@@ -97,5 +86,30 @@ extension BatonHTTPServer {
             ],
             body: body
         )
+    }
+
+    /// The bytes of `item` on an event stream, and whether the stream ends after them.
+    @inline(never)
+    private static func eventStreamChunk(
+        _ item: StreamOutbox<LeaderInfo?, WatchEnding>.Item,
+        key: String,
+        logger: Logger
+    ) -> (ByteBuffer?, last: Bool) {
+        switch item {
+        case .event(let leader):
+            let data = JSONOutput.object([("key", .string(key)), ("leader", json(leader))])
+            return (ByteBuffer(string: "event: leader\ndata: \(data.text)\n\n"), false)
+        case .keepAlive:
+            return (ByteBuffer(string: ": keep-alive\n\n"), false)
+        case .end(.feedEnded(let error)):
+            let answer = error.map { APIError.from($0) }
+            let message = answer?.message ?? "the store closed the feed"
+            let reason = answer.map { $0.logDetail ?? $0.message } ?? message
+            logger.debug("watch feed ended", metadata: ["key": "\(key)", "reason": "\(reason)"])
+            let data = JSONOutput.object([("error", .string(message))])
+            return (ByteBuffer(string: "event: error\ndata: \(data.text)\n\n"), true)
+        case .end(.shutdown), .end(.clientGone):
+            return (nil, true)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
 
@@ -32,9 +33,18 @@ final class WriteTimeoutHandler: ChannelOutboundHandler, RemovableChannelHandler
     /// seconds before a write stays unsent.
     static let sendBufferBytes = 64 * 1024
 
+    /// The send buffer of an event stream's socket (the kernel doubles it): an event is a few hundred bytes and
+    /// nothing else follows on the connection, so a client that stops reading fills it within a few events, and
+    /// the write timeout starts at once rather than after the 128 KiB of ``sendBufferBytes`` filled up.
+    static let streamSendBufferBytes = 8 * 1024
+
     func handlerAdded(context: ChannelHandlerContext) {
+        setSendBuffer(context, bytes: Self.sendBufferBytes)
+    }
+
+    private func setSendBuffer(_ context: ChannelHandlerContext, bytes: Int) {
         let option = ChannelOptions.socketOption(.so_sndbuf)
-        try? context.channel.syncOptions?.setOption(option, value: SocketOptionValue(Self.sendBufferBytes))
+        try? context.channel.syncOptions?.setOption(option, value: SocketOptionValue(bytes))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -44,6 +54,9 @@ final class WriteTimeoutHandler: ChannelOutboundHandler, RemovableChannelHandler
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .head(let head) = unwrapOutboundIn(data), head.headerFields[.contentType] == "text/event-stream" {
+            setSendBuffer(context, bytes: Self.streamSendBufferBytes)
+        }
         let promise = promise ?? context.eventLoop.makePromise()
         unsent.append(.now())
         if timer == nil { arm(context, at: unsent.first! + timeout) }

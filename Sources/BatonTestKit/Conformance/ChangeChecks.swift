@@ -4,6 +4,8 @@ extension LeaseStoreConformance {
     static let changeChecks: [ConformanceCheck] = [
         changesStartWithCurrentLeader,
         changesDeliverEveryKindOfChange,
+        observeDeliversEveryKindOfChange,
+        observeStopsWhenCancelled,
     ]
 
     static let changesStartWithCurrentLeader = ConformanceCheck(
@@ -33,10 +35,53 @@ extension LeaseStoreConformance {
     static let changesDeliverEveryKindOfChange = ConformanceCheck(
         "changes: delivers a new term, new metadata, a release, a takeover and an expiry, in order"
     ) { harness in
+        try await deliversEveryKindOfChange(harness) { store, key in ChangeObserver(try store.changes(key: key)) }
+    }
+
+    static let observeDeliversEveryKindOfChange = ConformanceCheck(
+        "observe: the push form delivers a new term, new metadata, a release, a takeover and an expiry, in order"
+    ) { harness in
+        try await deliversEveryKindOfChange(harness) { store, key in try ChangeObserver(observing: store, key: key) }
+    }
+
+    static let observeStopsWhenCancelled = ConformanceCheck(
+        "observe: a cancelled observation hands on nothing more, while a new one sees the change"
+    ) { harness in
+        let store = try await harness.makeStore()
+        let ttl = Conformance.longTTL(harness)
+        let key = Conformance.unique("observe-cancel")
+        let cancelled = try ChangeObserver(observing: store, key: key)
+        let initial = try await cancelled.expectNext(harness, "nil for a key no one holds")
+        try expect(initial == nil, "the first observation of a free key is \(Conformance.show(initial))")
+        cancelled.stop()
+        let lease = try Conformance.acquired(
+            try await store.acquire(key: key, holder: "holder-a", ttl: ttl, metadata: nil),
+            "the acquire after the cancel"
+        )
+        let fresh = try ChangeObserver(observing: store, key: key)
+        defer { fresh.stop() }
+        let seen = try await fresh.expectNext(harness, "the leader holder-a")
+        try expect(seen?.token == lease.token, "a new observation first saw \(Conformance.show(seen))")
+        try await store.release(lease)
+        let released = try await fresh.expectNext(harness, "nil after the release")
+        try expect(released == nil, "after a release the new observation saw \(Conformance.show(released))")
+        try expect(
+            // Nothing was being delivered when it was cancelled (the key had not changed since its first
+            // observation), so nothing may come after.
+            cancelled.deliveredAfterStop == 0 && cancelled.pending == 0,
+            "a cancelled observation went on: \(cancelled.deliveredAfterStop) observations after cancel()"
+        )
+    }
+
+    /// Follows a key with `follow` through a new term, new metadata, a release, a takeover and an expiry.
+    private static func deliversEveryKindOfChange(
+        _ harness: any StoreHarness,
+        follow: (LeaseStore, String) throws -> ChangeObserver
+    ) async throws {
         let store = try await harness.makeStore()
         let ttl = Conformance.longTTL(harness)
         let key = Conformance.unique("changes")
-        let observer = ChangeObserver(try store.changes(key: key))
+        let observer = try follow(store, key)
         defer { observer.stop() }
         let initial = try await observer.expectNext(harness, "nil for a key no one holds")
         try expect(initial == nil, "the first observation of a free key is \(Conformance.show(initial))")

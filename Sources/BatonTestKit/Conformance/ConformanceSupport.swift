@@ -96,6 +96,11 @@ final class ChangeObserver: Sendable {
 
     private let state = Mutex(State())
     private let consumer = TaskHandle()
+    private let observation = Mutex<ChangeObservation?>(nil)
+    /// Observations handed to the observer after ``stop()`` returned (an observation may stop with one delivery
+    /// under way, not more).
+    private let lateDeliveries = Atomic<Int>(0)
+    private let stopped = Atomic<Bool>(false)
 
     /// Starts consuming `stream`.
     init(_ stream: LeaderChanges) {
@@ -112,10 +117,36 @@ final class ChangeObserver: Sendable {
         }
     }
 
-    /// Stops consuming; the stream's consumer task is cancelled, which ends the subscription.
+    /// Follows `key` through ``LeaseStore/observe(key:_:)``, the push form, instead of a sequence.
+    init(observing store: LeaseStore, key: String) throws {
+        let started = try store.observe(key: key) { [weak self] observed in
+            guard let self else { return }
+            if self.stopped.load(ordering: .acquiring) { self.lateDeliveries.add(1, ordering: .relaxed) }
+            switch observed {
+            case .leader(let info): self.push { $0.buffer.append(info) }
+            case .ended(let error):
+                self.push { state in
+                    state.finished = true
+                    state.error = error
+                }
+            }
+        }
+        observation.withLock { $0 = started }
+    }
+
+    /// Stops consuming; the stream's consumer task is cancelled (or the observation cancelled), which ends the
+    /// subscription.
     func stop() {
         consumer.cancel()
+        observation.withLock { $0 }?.cancel()
+        stopped.store(true, ordering: .releasing)
     }
+
+    /// How many observations reached the observer after ``stop()`` returned.
+    var deliveredAfterStop: Int { lateDeliveries.load(ordering: .relaxed) }
+
+    /// Observations received and not yet taken.
+    var pending: Int { state.withLock { $0.buffer.count } }
 
     /// The next observation, the end of the stream, or ``Event/timedOut`` after `timeout` of real time.
     func next(within timeout: Duration) async -> Event {
