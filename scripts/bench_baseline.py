@@ -6,7 +6,8 @@ checkout's build (new), for `scripts/bench --baseline REV`.
 - handover-run: graceful handover between two `baton run` processes, as bench_handover_run.py measures it;
 - latency: `baton-bench latency` (acquire and renew of one sequential client), ROUNDS rounds per build in BLOCKS
   blocks, each block one process; a build's figure is the median of its blocks' medians (p90: of their p90s), as
-  the command prints percentiles, not samples.
+  the command prints percentiles, not samples. With --cpu N every block's process runs on CPU N only (taskset),
+  for both builds alike.
 
 The builds take turns, old, new, new, old, old, new, ... (round by round for handover, block by block for
 latency), so that a change in the machine's load weighs on both alike and neither always goes first. Each build
@@ -15,6 +16,7 @@ up its own connections).
 
 Usage: bench_baseline.py handover|handover-run OLD_BATON NEW_BATON STORE_URL ROUNDS [--name NAME]
        bench_baseline.py latency OLD_BATON_BENCH NEW_BATON_BENCH STORE_URL ROUNDS [--blocks BLOCKS] [--name NAME]
+                         [--cpu N]
 Prints one JSON object per comparison (latency: acquire and renew), of kind "baseline-comparison": each build's
 figures under "old" and "new", "ratio_median" and "ratio_p90" (new ÷ old) and "within_10_percent" (the medians'
 ratio at most 1.10).
@@ -57,13 +59,14 @@ def handovers(kind, binaries, store, rounds):
     return figures
 
 
-def latency_blocks(programs, store, rounds, blocks, name):
+def latency_blocks(programs, store, rounds, blocks, name, cpu=None):
     """Each build's `baton-bench latency` results, block by block: {operation: {build: [result, ...]}}."""
     per_block = max(1, rounds // blocks)
+    pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
     found = {}
     for build in turns(blocks):
-        output = subprocess.run([programs[build], "latency", "--store", store, "--count", str(per_block),
-                                 "--name", name], capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(pinned + [programs[build], "latency", "--store", store, "--count", str(per_block),
+                                          "--name", name], capture_output=True, text=True, check=True).stdout
         for line in output.splitlines():
             if line.strip():
                 result = json.loads(line)
@@ -111,13 +114,14 @@ def main():
     parser.add_argument("rounds", type=int)
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--name")
+    parser.add_argument("--cpu", type=int)
     arguments = parser.parse_args()
     programs = {"old": arguments.old, "new": arguments.new}
     store = store_name(arguments.store)
     name = arguments.name or f"{arguments.kind}-{store}"
     if arguments.kind == "latency":
         blocks = max(1, arguments.blocks)
-        found = latency_blocks(programs, arguments.store, arguments.rounds, blocks, name)
+        found = latency_blocks(programs, arguments.store, arguments.rounds, blocks, name, arguments.cpu)
         for scenario, results in found.items():
             figures = {build: latency_figures(results[build]) for build in ("old", "new")}
             print(json.dumps(comparison(name, scenario, store, figures,

@@ -59,6 +59,11 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     /// ``Baton/LeaseStoreDriver/requestExecutor``).
     public var requestExecutor: (any TaskExecutor)? { commandLoop }
 
+    /// True for one server: every wait of a request (a connection being made, a reply) ends when the request is
+    /// aborted, so the front runs requests in the caller's task. Redlock's requests keep a task of their own:
+    /// their clean-up after a failed quorum must go on past the deadline.
+    public var honoursRequestAbort: Bool { nodes.count == 1 }
+
     let nodes: [RedisNodeClient]
     let layout: RedisKeyLayout
     let configuration: Configuration

@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import ServiceLifecycle
 import Synchronization
@@ -52,6 +52,40 @@ struct LeaseStoreFrontTests {
         #expect(driver.waiting)
         driver.answer()
         await expectCode(.timeout) { try await call.value }
+    }
+
+    @Test func aDriverThatHonoursAbortRunsInTheCallersTaskAndItsWaitEndsAtTheDeadline() async throws {
+        let clock = ManualClock()
+        let driver = DeafDriver(honoursRequestAbort: true)
+        let store = LeaseStore(driver, configuration: .init(requestTimeout: .seconds(3)), clock: clock)
+        let call = Task { () -> (caller: Int?, code: BatonError.Code?, cancelled: Bool) in
+            let caller = withUnsafeCurrentTask { $0?.hashValue }
+            do {
+                _ = try await store.current(key: "k")
+                return (caller, nil, Task.isCancelled)
+            } catch let error as BatonError {
+                return (caller, error.code, Task.isCancelled)
+            }
+        }
+        await clock.waitForSleepers(atLeast: 1)
+        try #require(try await eventually { driver.waiting }, "the driver got the request")
+        clock.advance(by: .seconds(3))
+        let outcome = try await call.value
+        #expect(outcome.code == .timeout)
+        #expect(outcome.caller != nil && driver.currentRanIn == outcome.caller, "ran in the caller's task")
+        // The deadline ended the driver's wait, without cancelling the caller.
+        #expect(!driver.waiting)
+        #expect(!outcome.cancelled)
+    }
+
+    @Test func cancellingTheCallerEndsARequestRunInItsTask() async throws {
+        let driver = DeafDriver(honoursRequestAbort: true)
+        let store = LeaseStore(driver, configuration: .init(requestTimeout: .seconds(60)))
+        let call = Task { try await store.current(key: "k") }
+        try #require(try await eventually { driver.waiting }, "the driver got the request")
+        call.cancel()
+        await #expect(throws: CancellationError.self) { try await call.value }
+        #expect(!driver.waiting)
     }
 
     @Test func aCallBeforeRunWaitsForItThenGoesThrough() async throws {
@@ -187,10 +221,20 @@ private final class RunGatedDriver: LeaseStoreDriver {
 /// store client can be).
 private final class DeafDriver: LeaseStoreDriver {
     private let base = MemoryLeaseStore()
-    private let gate = Mutex<(waiting: Bool, continuation: CheckedContinuation<Void, Never>?)>((false, nil))
+    private let gate = Mutex<(waiting: Bool, continuation: CheckedContinuation<Void, any Error>?)>((false, nil))
+    private let task = Mutex<Int?>(nil)
+    let honoursRequestAbort: Bool
     var storeName: String { "deaf" }
     var needsRun: Bool { false }
     var waiting: Bool { gate.withLock { $0.waiting } }
+    /// The hash of the task that ran the last `current`.
+    var currentRanIn: Int? { task.withLock { $0 } }
+
+    /// With `honoursRequestAbort`, the waiting `current` ends when its request is aborted; else it waits for
+    /// ``answer()`` whatever happens.
+    init(honoursRequestAbort: Bool = false) {
+        self.honoursRequestAbort = honoursRequestAbort
+    }
 
     /// Ends the waiting `current`.
     func answer() {
@@ -201,6 +245,16 @@ private final class DeafDriver: LeaseStoreDriver {
         continuation?.resume()
     }
 
+    private func wait() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if honoursRequestAbort, let reason = RequestAbort.current?.reason {
+                continuation.resume(throwing: reason)
+                return
+            }
+            gate.withLock { $0 = (true, continuation) }
+        }
+    }
+
     func run() async throws {}
     func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
         try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata)
@@ -208,7 +262,20 @@ private final class DeafDriver: LeaseStoreDriver {
     func renew(_ lease: Lease, ttl: Duration) async throws -> Lease { try await base.renew(lease, ttl: ttl) }
     func release(_ lease: Lease) async throws { try await base.release(lease) }
     func current(key: String) async throws -> LeaderInfo? {
-        await withCheckedContinuation { continuation in gate.withLock { $0 = (true, continuation) } }
+        task.withLock { $0 = withUnsafeCurrentTask { $0?.hashValue } }
+        if honoursRequestAbort {
+            try await RequestAbort.whileWaiting {
+                try await wait()
+            } onAbort: { [self] reason in
+                let continuation = gate.withLock { gate in
+                    defer { gate = (false, nil) }
+                    return gate.continuation
+                }
+                continuation?.resume(throwing: reason)
+            }
+        } else {
+            try await wait()
+        }
         return try await base.current(key: key)
     }
     func changes(key: String) throws -> LeaderChanges { try base.changes(key: key) }

@@ -71,6 +71,7 @@ public struct LeaseStore: Service, Sendable {
             storeName: driver.storeName,
             needsRun: driver.needsRun,
             requestExecutor: driver.requestExecutor,
+            honoursRequestAbort: driver.honoursRequestAbort,
             configuration: configuration,
             clock: BatonClock(clock)
         )

@@ -25,6 +25,7 @@ final class LeaseStoreCore: Sendable {
     let storeName: String
     private let needsRun: Bool
     private let requestExecutor: (any TaskExecutor)?
+    private let honoursRequestAbort: Bool
     private let configuration: LeaseStore.Configuration
     private let clock: BatonClock
     private let state = Mutex(RunState.idle(waiters: [:], next: 0))
@@ -35,12 +36,14 @@ final class LeaseStoreCore: Sendable {
         storeName: String,
         needsRun: Bool,
         requestExecutor: (any TaskExecutor)?,
+        honoursRequestAbort: Bool,
         configuration: LeaseStore.Configuration,
         clock: BatonClock
     ) {
         self.storeName = storeName
         self.needsRun = needsRun
         self.requestExecutor = requestExecutor
+        self.honoursRequestAbort = honoursRequestAbort
         self.deadlines = RequestDeadlines(clock: clock, timeout: configuration.requestTimeout)
         self.configuration = configuration
         self.clock = clock
@@ -180,6 +183,7 @@ final class LeaseStoreCore: Sendable {
         _ operation: StoreOperation,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
+        if honoursRequestAbort { return try await inCallersTask(operation, body) }
         let outcome = RequestOutcome<T>()
         let request = Task(executorPreference: requestExecutor) {
             do {
@@ -202,6 +206,33 @@ final class LeaseStoreCore: Sendable {
             try await outcome.value()
         } onCancel: {
             request.cancel()
+        }
+    }
+
+    /// Runs `body` in the caller's task, for a driver that ends its waits when the request is aborted
+    /// (``LeaseStoreDriver/honoursRequestAbort``): at the deadline, or when the caller is cancelled, the request's
+    /// ``RequestAbort`` fires, and the request ends with the reason (`timeout`, or `CancellationError`).
+    private func inCallersTask<T: Sendable>(
+        _ operation: StoreOperation,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let abort = RequestAbort()
+        let timeout = configuration.requestTimeout
+        let storeName = storeName
+        let deadline = deadlines.set {
+            abort.abort(
+                BatonError.timeout("\(operation.rawValue) got no answer from the \(storeName) store within \(timeout)"))
+        }
+        defer { deadlines.drop(deadline) }
+        do {
+            return try await withTaskCancellationHandler {
+                try await RequestAbort.$current.withValue(abort) { try await body() }
+            } onCancel: {
+                abort.abort(CancellationError())
+            }
+        } catch {
+            // The driver may have wrapped the failure of a wait it saw aborted: the reason is the answer.
+            throw abort.reason ?? error
         }
     }
 

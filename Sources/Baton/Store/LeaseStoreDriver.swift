@@ -70,6 +70,14 @@ public protocol LeaseStoreDriver: Service {
     /// switches than a call made without a deadline.
     var requestExecutor: (any TaskExecutor)? { get }
 
+    /// Whether every wait of this driver's requests ends soon once the request is aborted: its deadline passed or
+    /// its caller was cancelled (`RequestAbort`, of `@_spi(BatonStoreKit)`: each wait registers with
+    /// `RequestAbort.whileWaiting`, for example failing the promise it waits for). The front then runs the
+    /// driver's requests in the caller's own task, which saves a task and two thread switches per request, and
+    /// relies on the driver to end a request at its deadline. False (the default): each request runs in a task
+    /// of its own, which the front abandons at the deadline whatever the driver does.
+    var honoursRequestAbort: Bool { get }
+
     // MARK: Leases
 
     /// Takes `key` for `holder` if it is free or expired, or renews it if `holder` already holds it.
@@ -184,6 +192,9 @@ extension LeaseStoreDriver {
 
     /// Nil: requests run on Swift's global executor.
     public var requestExecutor: (any TaskExecutor)? { nil }
+
+    /// False: each request runs in a task of its own.
+    public var honoursRequestAbort: Bool { false }
 
     /// Throws ``BatonError/Code/invalidArgument``: a driver that does not implement listings says so.
     public func leases(prefix: String, limit: Int) async throws -> [HeldLease] {

@@ -1,3 +1,4 @@
+@_spi(BatonStoreKit) import Baton
 import Synchronization
 
 /// A value that one task will provide and other tasks wait for: a connection being made by the store's `run()`.
@@ -34,6 +35,15 @@ final class RedisPending<Value: Sendable>: Sendable {
             return next
         }
         guard let id else { return try resolvedResult!.get() }
+        return try await RequestAbort.whileWaiting {
+            try await wait(id)
+        } onAbort: { [self] reason in
+            waiter(id)?.resume(throwing: reason)
+        }
+    }
+
+    private func wait(_ id: Int) async throws -> Value {
+        let abort = RequestAbort.current
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let now = state.withLock { state -> Result<Value, any Error>? in
@@ -42,6 +52,8 @@ final class RedisPending<Value: Sendable>: Sendable {
                         return result
                     case .waiting(var waiters, let next):
                         if Task.isCancelled { return .failure(CancellationError()) }
+                        // Aborted before this waiter was in the table, where the abort looks for it.
+                        if let reason = abort?.reason { return .failure(reason) }
                         waiters[id] = continuation
                         state = .waiting(waiters, next: next)
                         return nil
@@ -50,13 +62,17 @@ final class RedisPending<Value: Sendable>: Sendable {
                 if let now { continuation.resume(with: now) }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Value, any Error>? in
-                guard case .waiting(var waiters, let next) = state else { return nil }
-                let waiter = waiters.removeValue(forKey: id)
-                state = .waiting(waiters, next: next)
-                return waiter
-            }
-            waiter?.resume(throwing: CancellationError())
+            waiter(id)?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Takes waiter `id` out of the table, to resume it.
+    private func waiter(_ id: Int) -> CheckedContinuation<Value, any Error>? {
+        state.withLock { state in
+            guard case .waiting(var waiters, let next) = state else { return nil }
+            let waiter = waiters.removeValue(forKey: id)
+            state = .waiting(waiters, next: next)
+            return waiter
         }
     }
 

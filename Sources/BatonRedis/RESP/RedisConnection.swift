@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -139,7 +139,13 @@ final class RedisConnection: Sendable {
         }
         // A request running on the connection's event loop (the store's request executor) writes at once.
         if channel.eventLoop.inEventLoop { enqueue() } else { channel.eventLoop.execute(enqueue) }
-        return try await promise.futureResult.get()
+        // A request the front runs in its caller's task ends at its deadline: the reply, if it comes later, finds
+        // the promise failed and is dropped (the connection stays in line with its commands).
+        return try await RequestAbort.whileWaiting {
+            try await promise.futureResult.get()
+        } onAbort: { reason in
+            promise.fail(reason)
+        }
     }
 
     /// Sends `command` without waiting for a reply: for SUBSCRIBE and UNSUBSCRIBE, answered by pushes.
