@@ -11,7 +11,7 @@ extension SQLiteLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`; `CancellationError` if cancelled while waiting for
     ///   its turn in this instance (nothing was done then).
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        let (result, changed) = try await transaction("acquire of \(key)") { db, now in
+        let (result, changed) = try await transaction("acquire of \(key)", atomic: true) { db, now in
             let row = try await LeaseRow.read(db, key: key)
             let wall = HostClock.wallMilliseconds()
             let expires = now + ttl.batonNanoseconds
@@ -52,12 +52,29 @@ extension SQLiteLeaseStore {
     /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`, if the key is still in
     /// that term (same holder and token, not expired).
     ///
-    /// One `BEGIN IMMEDIATE` transaction. New metadata wakes the subscribers of ``changes(key:)``.
+    /// One `UPDATE` in a `BEGIN IMMEDIATE` transaction (a read and an `UPDATE` when the metadata changes or the
+    /// term is over). New metadata wakes the subscribers of ``changes(key:)``.
     /// - Returns: the lease with the new ttl (same token).
     /// - Throws: ``BatonError`` `lost` if the term is over; `storeUnavailable`, `timeout`; `CancellationError` if
     ///   cancelled while waiting for its turn in this instance.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
-        let changed = try await transaction("renew of \(lease.key)") { db, now in
+        let changed = try await transaction("renew of \(lease.key)", atomic: true) { db, now in
+            // The usual renew (same metadata) is one statement; the read below tells a lost term from new
+            // metadata.
+            let expires = now + ttl.batonNanoseconds
+            let extended = try await db.rows(
+                """
+                UPDATE baton_leases SET ttl_ns = ?, expires_ns = ?, updated_ms = ?
+                WHERE key = ? AND holder = ? AND token = ? AND boot_id = ? AND expires_ns > ? AND metadata IS ?
+                RETURNING token
+                """,
+                [
+                    .int64(ttl.batonNanoseconds), .int64(expires), .int64(HostClock.wallMilliseconds()),
+                    .text(lease.key), .text(lease.holder), .int64(lease.token), .text(db.epoch), .int64(now),
+                    .optionalText(lease.metadata),
+                ]
+            )
+            if !extended.isEmpty { return false }
             guard let row = try await LeaseRow.read(db, key: lease.key), row.isLive(epoch: db.epoch, now: now),
                 row.holder == lease.holder, row.token == lease.token
             else {
@@ -66,7 +83,7 @@ extension SQLiteLeaseStore {
             try await db.execute(
                 "UPDATE baton_leases SET metadata = ?, ttl_ns = ?, expires_ns = ?, updated_ms = ? WHERE key = ?",
                 [
-                    .optionalText(lease.metadata), .int64(ttl.batonNanoseconds), .int64(now + ttl.batonNanoseconds),
+                    .optionalText(lease.metadata), .int64(ttl.batonNanoseconds), .int64(expires),
                     .int64(HostClock.wallMilliseconds()), .text(lease.key),
                 ]
             )
@@ -85,7 +102,7 @@ extension SQLiteLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`; `CancellationError` if cancelled while waiting for
     ///   its turn in this instance.
     public func release(_ lease: Lease) async throws {
-        let released = try await transaction("release of \(lease.key)") { db, _ in
+        let released = try await transaction("release of \(lease.key)", atomic: true) { db, _ in
             let rows = try await db.rows(
                 """
                 UPDATE baton_leases

@@ -102,6 +102,10 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
     /// `sqlite`.
     public var storeName: String { "sqlite" }
 
+    /// True: a request waits only for its turn (see ``GroupCommit``), and that wait ends at the request's deadline,
+    /// so the front runs requests in the caller's task rather than in a task of their own.
+    public var honoursRequestAbort: Bool { true }
+
     /// The database file, as given.
     public let path: String
     /// The configuration the store was made with.
@@ -198,7 +202,10 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
         // The turns run in a task that `run()` awaits to its end, not in this task: a cancelled task would have
         // SQLiteNIO skip the statements of the turn running then (leaving its transaction open and the file's
         // write lock taken). Cancelling `run()` finishes the turns instead, after the one running now.
-        let turns = Task { await commits.run(on: opened.session) }
+        // It runs on the SQLite thread, where its statements run (see ``ThreadPoolExecutor``).
+        let turns = Task(executorPreference: ThreadPoolExecutor(opened.threadPool)) { [commits] in
+            await commits.run(on: opened.session)
+        }
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await turns.value
@@ -295,13 +302,15 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
 
     /// Runs `body` as one write of this instance's next turn: atomic on the file, and committed (on the disk,
     /// with ``Configuration/Synchronous/full``) before this returns. `now` is the expiry clock read after the
-    /// file's write lock was taken.
+    /// file's write lock was taken. An `atomic` body writes with one statement at most and throws a ``BatonError``
+    /// only when it wrote nothing: it needs no savepoint (see ``GroupCommit/write(_:atomic:_:)``).
     func transaction<T: Sendable>(
         _ operation: String,
+        atomic: Bool = false,
         _ body: @escaping @Sendable (SQLiteSession, _ now: Int64) async throws -> T
     ) async throws -> T {
         do {
-            return try await commits.write(operation) { [now] db in try await body(db, now()) }
+            return try await commits.write(operation, atomic: atomic) { [now] db in try await body(db, now()) }
         } catch {
             throw storeError(error, operation: operation)
         }

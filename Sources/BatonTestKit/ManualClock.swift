@@ -113,6 +113,11 @@ public final class ManualClock: Clock, Sendable {
         state.withLock { $0.sleepers.count }
     }
 
+    /// The deadlines of the sleeping tasks, earliest first.
+    public var sleeperDeadlines: [Instant] {
+        state.withLock { state in state.sleepers.entries.values.map(\.tag).sorted() }
+    }
+
     /// The earliest deadline of the sleeping tasks, or nil if none sleeps.
     public var nextDeadline: Instant? {
         state.withLock { state in state.sleepers.entries.values.map(\.tag).min() }

@@ -1,3 +1,4 @@
+import Baton
 import Logging
 import Testing
 
@@ -245,6 +246,73 @@ final class ListResource: GroupCommitResource {
             try await blocker.value
             try await kept.value
             #expect(resource.committed == ["kept"])
+        }
+    }
+
+    /// Queues `writes` (name, atomic, body) one at a time behind a held turn, then lets the turn run them.
+    private func runTurn(
+        _ commits: GroupCommit<ListResource>,
+        _ writes: [(String, Bool, @Sendable (ListResource) throws -> Void)]
+    ) async throws -> [Result<Void, any Error>] {
+        let (blocker, release) = await holdTurn(commits)
+        var tasks: [Task<Void, any Error>] = []
+        for (index, (name, atomic, body)) in writes.enumerated() {
+            tasks.append(Task { try await commits.write(name, atomic: atomic) { try body($0) } })
+            try await waitForQueue(commits, index + 1)
+        }
+        release.yield()
+        try await blocker.value
+        var results: [Result<Void, any Error>] = []
+        for task in tasks { results.append(await task.result) }
+        return results
+    }
+
+    @Test func atomicWritesNeedNoSavepoints() async throws {
+        try await withRunning { commits, resource in
+            let results = try await runTurn(
+                commits,
+                [
+                    ("a", true, { $0.insert("a") }),
+                    ("b", true, { $0.insert("b") }),
+                    ("c", false, { $0.insert("c") }),
+                ])
+            for result in results { try result.get() }
+            #expect(resource.committed == ["a", "b", "c"])
+            #expect(resource.calls == ["begin", "savepoint", "release", "commit"])
+        }
+    }
+
+    @Test func anAtomicWriteRefusedWithABatonErrorLeavesTheOthers() async throws {
+        try await withRunning { commits, resource in
+            let results = try await runTurn(
+                commits,
+                [
+                    ("a", true, { $0.insert("a") }),
+                    ("lost", true, { _ in throw BatonError.lost(key: "k") }),
+                    ("b", true, { $0.insert("b") }),
+                ])
+            try results[0].get()
+            try results[2].get()
+            #expect(throws: BatonError.self) { try results[1].get() }
+            #expect(resource.committed == ["a", "b"])
+            #expect(resource.calls == ["begin", "commit"])
+        }
+    }
+
+    @Test func anAtomicWriteWhoseStatementFailsFailsTheTurn() async throws {
+        try await withRunning { commits, resource in
+            let results = try await runTurn(
+                commits,
+                [
+                    ("a", true, { $0.insert("a") }),
+                    ("failing", true, { _ in throw ListResource.Failure(what: "statement") }),
+                    ("b", true, { $0.insert("b") }),
+                ])
+            for result in results {
+                #expect(throws: ListResource.Failure(what: "statement")) { try result.get() }
+            }
+            #expect(resource.committed == [])
+            #expect(resource.calls == ["begin", "rollback"])
         }
     }
 

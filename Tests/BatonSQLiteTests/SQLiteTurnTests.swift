@@ -22,6 +22,30 @@ import Testing
         return (blocker, releaseContinuation)
     }
 
+    /// Requests run in their callers' tasks (the store honours request aborts): one still waiting for its turn at
+    /// its deadline ends with `timeout` and leaves the queue, so it is never run.
+    @Test func aRequestWaitingForItsTurnAtItsDeadlineTimesOutAndIsNotRun() async throws {
+        let clock = ManualClock()
+        try await withDatabase { path in
+            let store = LeaseStore(
+                try SQLiteLeaseStore(path: path), configuration: .init(requestTimeout: .seconds(1)), clock: clock)
+            #expect(store.driver.honoursRequestAbort)
+            try await store.withRunning { store in
+                let key = unique("turn-deadline")
+                let (blocker, release) = await holdTurn(store.sqlite)
+                let acquire = Task { try await store.acquire(key: key, holder: "late", ttl: .seconds(30)) }
+                while store.sqlite.queuedOperations < 1 { try await Task.sleep(for: .milliseconds(1)) }
+                await clock.waitForSleepers(atLeast: 1)
+                clock.advance(by: .seconds(1))
+                #expect(await batonErrorCode { _ = try await acquire.value } == .timeout)
+                #expect(store.sqlite.queuedOperations == 0)
+                release.yield()
+                try await blocker.value
+                #expect(try await store.current(key: key) == nil)
+            }
+        }
+    }
+
     @Test func aWriteThatThrowsIsRolledBackAloneInItsTurn() async throws {
         try await withTwoStores { a, b in
             let group = unique("turn")

@@ -33,6 +33,10 @@ final class EventLog: Sendable {
         all.compactMap { if case .elected(let lease) = $0 { lease } else { nil } }
     }
 
+    var renewals: Int {
+        all.count { if case .renewed = $0 { true } else { false } }
+    }
+
     var demotions: [DemotionReason] {
         all.compactMap { if case .demoted(_, let reason) = $0 { reason } else { nil } }
     }
@@ -140,14 +144,28 @@ final class EventLog: Sendable {
         let run = Task { try await elector.run() }
         await log.waitForElection()
         store.setFault(.latency(.seconds(2)), for: .operation(.renew))
+        // The clock moves in steps of 500 ms, and each step waits for what it makes happen before the next: a renew
+        // that falls due reaches the store and its 2 s delay, and a delayed renew that ends is answered.
+        let renewInterval = configuration.effectiveRenewInterval
+        var nextRenew = renewInterval
+        var answerAt: Duration?
         var renews = 0
         for step in 1...60 {
-            clock.advance(to: ManualClock.Instant(offset: .milliseconds(500 * step)))
-            await Task.yield()
-            if store.callCount(.renew) > renews {
-                renews = store.callCount(.renew)
-                // Let the delayed renew reach its latency sleep before time moves on.
-                await clock.waitForSleepers(atLeast: 1)
+            let now = Duration.milliseconds(500 * step)
+            clock.advance(to: ManualClock.Instant(offset: now))
+            if let due = answerAt, now >= due {
+                let answered = renews
+                #expect(try await eventually { log.renewals >= answered }, "renew \(answered) answered")
+                answerAt = nil
+            }
+            if answerAt == nil, now >= nextRenew {
+                renews += 1
+                let sent = renews
+                #expect(try await eventually { store.callCount(.renew) >= sent }, "renew \(sent) sent")
+                let end = ManualClock.Instant(offset: now + .seconds(2))
+                #expect(try await eventually { clock.sleeperDeadlines.contains(end) }, "renew \(sent) delayed")
+                answerAt = now + .seconds(2)
+                nextRenew = now + renewInterval
             }
         }
         #expect(store.callCount(.renew) >= 5)

@@ -20,6 +20,10 @@ final class CountingStore: LeaseStoreDriver {
     var storeName: String { base.storeName }
     /// False: the base store is run by its owner, and shared.
     var needsRun: Bool { false }
+    /// The base store's: counting adds no wait of its own.
+    var honoursRequestAbort: Bool { base.honoursRequestAbort }
+    var requestExecutor: (any TaskExecutor)? { base.requestExecutor }
+    var queuesWaiters: Bool { base.queuesWaiters }
 
     enum Operation: Int, CaseIterable {
         case acquire, renew, release, current, changesSubscribed, changeDelivered
@@ -69,6 +73,14 @@ final class CountingStore: LeaseStoreDriver {
         try await counted(.acquire) { try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
     }
 
+    func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
+        -> AcquireResult
+    {
+        try await counted(.acquire) {
+            try await base.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+        }
+    }
+
     func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try await counted(.renew) { try await base.renew(lease, ttl: ttl) }
     }
@@ -82,22 +94,15 @@ final class CountingStore: LeaseStoreDriver {
     }
 
     func changes(key: String) throws -> LeaderChanges {
+        try LeaderChanges.observing { observer in try observe(key: key, observer) }
+    }
+
+    func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
         tally(.changesSubscribed)
-        let upstream = try base.changes(key: key)
-        let (stream, continuation) = LeaderChanges.makeStream()
-        let forward = Task {
-            do {
-                for try await value in upstream {
-                    self.tally(.changeDelivered)
-                    continuation.yield(value)
-                }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
-            }
+        return try base.observe(key: key) { [weak self] observation in
+            if case .leader = observation { self?.tally(.changeDelivered) }
+            observer(observation)
         }
-        continuation.onTermination = { _ in forward.cancel() }
-        return stream
     }
 
     func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult {

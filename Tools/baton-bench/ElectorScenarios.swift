@@ -58,11 +58,13 @@ struct ScaleLeasesCommand: AsyncParsableCommand {
         let base = try await LeaseStores.open(options.store)
         let running = Task { try await base.run() }
         let store = CountingStore(base)
+        // One front for every elector, as an application shares one store.
+        let front = LeaseStore(store)
         let configuration = ElectorConfiguration(ttl: .seconds(ttl))
         let run = UInt32.random(in: 0...UInt32.max)
         let electors = try (0..<leases).map { index in
             try LeaderElector(
-                store: LeaseStore(store),
+                store: front,
                 key: "bench-scale-\(run)-\(index)",
                 holder: "bench-\(run)",
                 configuration: configuration,

@@ -102,6 +102,14 @@ struct ElectorStateMachine {
         case checked(RequestID, LeaderInfo?)
         /// A ``Action/check(_:)`` failed.
         case checkFailed(RequestID, BatonError)
+
+        /// Whether this is the answer to an acquire.
+        var answersAcquire: Bool {
+            switch self {
+            case .acquired, .held, .acquireFailed: true
+            default: false
+            }
+        }
     }
 
     /// A term to give back once its work has returned.

@@ -67,3 +67,106 @@ final class OnceGate: Sendable {
         }
     }
 }
+
+/// The ticks one campaign's state machine asked for, on the host's clock: each is a timer of ``HostTimers``
+/// rather than a task sleeping until its time, so that thousands of electors in one process share one timer task.
+/// Every tick asked for is delivered at its time, as a sleeping task would deliver it.
+final class CampaignTicks: Sendable {
+    private struct State {
+        /// The host timers of the ticks to come, by the campaign's number for each.
+        var timers: [Int: UInt64] = [:]
+        var next = 0
+        var cancelled = false
+    }
+
+    private let origin: ContinuousClock.Instant
+    private let input: AsyncStream<ElectorStateMachine.Input>.Continuation
+    private let state = Mutex(State())
+
+    init(origin: ContinuousClock.Instant, input: AsyncStream<ElectorStateMachine.Input>.Continuation) {
+        self.origin = origin
+        self.input = input
+    }
+
+    /// Delivers a tick once the clock reads `time` (a time of the elector's clock, which starts at `origin`).
+    func schedule(at time: Duration) {
+        state.withLock { state in
+            guard !state.cancelled else { return }
+            let tick = state.next
+            state.next += 1
+            // The action takes this lock, so it finds its timer recorded even if it runs at once.
+            state.timers[tick] = HostTimers.shared.schedule(at: origin.advanced(by: time)) { [weak self] in
+                guard let self else { return }
+                let live = self.state.withLock { $0.timers.removeValue(forKey: tick) != nil }
+                if live { self.input.yield(.tick) }
+            }
+        }
+    }
+
+    /// Cancels every tick still to come, and any asked for later.
+    func cancelAll() {
+        let timers = state.withLock { state in
+            state.cancelled = true
+            defer { state.timers = [:] }
+            return state.timers.values
+        }
+        for id in timers { HostTimers.shared.cancel(id) }
+    }
+}
+
+/// One campaign's following of the store's change feed (see ``LeaderElector/followChanges(_:failures:)``): the
+/// observation under way, or the task waiting to subscribe again, until ``stop()``.
+final class ChangeFollower: Sendable {
+    private struct State {
+        var observation: ChangeObservation?
+        var retry: Task<Void, Never>?
+        var stopped = false
+    }
+
+    let input: AsyncStream<ElectorStateMachine.Input>.Continuation
+    private let state = Mutex(State())
+
+    init(input: AsyncStream<ElectorStateMachine.Input>.Continuation) {
+        self.input = input
+    }
+
+    var isStopped: Bool { state.withLock { $0.stopped } }
+
+    /// Keeps `observation` as the one under way (cancelled at once if stopped already).
+    func observing(_ observation: ChangeObservation) {
+        let stopped = state.withLock { state in
+            if !state.stopped {
+                state.observation = observation
+                state.retry = nil
+            }
+            return state.stopped
+        }
+        if stopped { observation.cancel() }
+    }
+
+    /// Keeps `retry` as the wait before subscribing again (cancelled at once if stopped already).
+    func retrying(_ retry: Task<Void, Never>) {
+        let stopped = state.withLock { state in
+            if !state.stopped {
+                state.observation = nil
+                state.retry = retry
+            }
+            return state.stopped
+        }
+        if stopped { retry.cancel() }
+    }
+
+    /// Stops following: cancels the observation or the wait.
+    func stop() {
+        let (observation, retry) = state.withLock { state in
+            state.stopped = true
+            defer {
+                state.observation = nil
+                state.retry = nil
+            }
+            return (state.observation, state.retry)
+        }
+        observation?.cancel()
+        retry?.cancel()
+    }
+}

@@ -7,15 +7,19 @@ import Synchronization
 extension LeaderElector {
     // MARK: Performing actions
 
-    /// Performs `actions`; returns true when the run is over. `deadline` is the deadline of the term led after
-    /// them, if any.
+    /// Performs `actions`; returns the campaign's end (`.finish`) if they contain it, nil otherwise. `deadline` is
+    /// the deadline of the term led after them, if any.
+    ///
+    /// Not `async`: whatever waits runs in a task of its own, and the end is awaited by the caller. A campaign's
+    /// task keeps the memory of its deepest frames for as long as it runs, and thousands of electors run at once.
     func perform(
         _ actions: [ElectorStateMachine.Action],
         deadline: Duration?,
         in group: inout DiscardingTaskGroup,
         requests: StoreRequests,
+        ticks: CampaignTicks?,
         input: AsyncStream<Input>.Continuation
-    ) async -> Bool {
+    ) -> CampaignEnd? {
         for action in actions {
             switch action {
             case .acquire(let id):
@@ -25,6 +29,12 @@ extension LeaderElector {
             case .release(let release):
                 group.addTask { await self.releaseAfterWork(release) }
             case .schedule(let time):
+                // On the host's clock one task serves the timers of every elector; on a test's clock each tick is
+                // a task sleeping on it.
+                if let ticks {
+                    ticks.schedule(at: time)
+                    continue
+                }
                 group.addTask {
                     try? await self.clock.sleep(until: time)
                     input.yield(.tick)
@@ -44,12 +54,21 @@ extension LeaderElector {
             case .check(let id):
                 requests.start { await self.check(id, into: input) }
             case .finish(let release):
-                if let release { await releaseAfterWork(release) }
-                if configuration.quorum != nil { await leavePresence() }
-                return true
+                return CampaignEnd(release: release)
             }
         }
-        return false
+        return nil
+    }
+
+    /// The end of a campaign: the release of the term led, if any, once its work has returned.
+    struct CampaignEnd {
+        var release: ElectorStateMachine.Release?
+    }
+
+    /// Ends a campaign: releases the term led once its work has returned, and leaves the presence group.
+    func finish(_ end: CampaignEnd) async {
+        if let release = end.release { await releaseAfterWork(release) }
+        if configuration.quorum != nil { await leavePresence() }
     }
 
     func sendAcquire(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
@@ -129,25 +148,40 @@ extension LeaderElector {
         await uncancelled("leave the presence group") { try await store.leave(group: group, member: holder) }
     }
 
-    /// Follows the store's change feed for the key, resubscribing with backoff when it fails.
-    func followChanges(into input: AsyncStream<Input>.Continuation) async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                for try await info in try store.changes(key: key) {
-                    failures = 0
-                    input.yield(.observed(info))
+    /// Follows the store's change feed for the key until `follower` is stopped, resubscribing with backoff when
+    /// it fails. A push observation: no task waits while nothing changes.
+    func followChanges(_ follower: ChangeFollower, failures: Int = 0) {
+        let observation: ChangeObservation
+        do {
+            observation = try store.observe(key: key) { [weak self, weak follower] observation in
+                guard let self, let follower else { return }
+                switch observation {
+                case .leader(let info):
+                    follower.input.yield(.observed(info))
+                case .ended(let error):
+                    if let error { self.logger.debug("change feed failed", metadata: ["baton.error": "\(error)"]) }
+                    self.resubscribe(follower, failures: failures + 1)
                 }
-            } catch {
-                if Task.isCancelled { return }
-                failures += 1
-                logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
             }
-            if Task.isCancelled { return }
-            input.yield(.feedLost)
-            let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
-            do { try await clock.sleep(for: delay) } catch { return }
+        } catch {
+            logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
+            resubscribe(follower, failures: failures + 1)
+            return
         }
+        follower.observing(observation)
     }
 
+    /// After the feed ended: reports it lost and subscribes again after a backoff.
+    private func resubscribe(_ follower: ChangeFollower, failures: Int) {
+        guard !follower.isStopped else { return }
+        follower.input.yield(.feedLost)
+        let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
+        let clock = self.clock
+        follower.retrying(
+            Task { [weak self, weak follower] in
+                do { try await clock.sleep(for: delay) } catch { return }
+                guard let self, let follower, !follower.isStopped else { return }
+                self.followChanges(follower, failures: failures)
+            })
+    }
 }

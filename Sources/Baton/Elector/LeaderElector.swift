@@ -250,19 +250,29 @@ public final class LeaderElector: Service, Sendable {
         var machine = ElectorStateMachine(
             settings: .init(configuration, queuesWaiters: store.queuesWaiters), seed: seed)
         let requests = StoreRequests()
+        let ticks = clock.hostOrigin.map { CampaignTicks(origin: $0, input: input) }
+        // The feed is followed from the first answer to an acquire on: its first reading is then never older than a
+        // term this elector was just granted (a stale "nobody leads" would cost an extra renew).
+        let follower = ChangeFollower(input: input)
+        var following = false
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await self.followChanges(into: input) }
                 var iterator = inputs.makeAsyncIterator()
                 var actions = machine.start(now: clock.now())
                 while true {
-                    if await perform(
-                        actions, deadline: machine.termDeadline, in: &group, requests: requests, input: input)
+                    if let end = perform(
+                        actions, deadline: machine.termDeadline, in: &group, requests: requests, ticks: ticks,
+                        input: input)
                     {
+                        await finish(end)
                         break
                     }
                     if machine.isFinished { break }
                     if let next = await iterator.next() {
+                        if !following, next.answersAcquire {
+                            following = true
+                            followChanges(follower)
+                        }
                         actions = machine.handle(next, now: clock.now())
                     } else {
                         actions = machine.handle(.stop, now: clock.now())
@@ -275,7 +285,9 @@ public final class LeaderElector: Service, Sendable {
         }
         // Requests still in flight are cancelled, not waited for: one hung on a connection that died silently must
         // not keep the campaign from ending (its answer has nobody to go to).
+        follower.stop()
         requests.cancelAll()
+        ticks?.cancelAll()
         input.finish()
         let waiters = shared.withLock { shared in
             shared.running = false

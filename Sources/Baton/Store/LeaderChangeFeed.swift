@@ -83,7 +83,7 @@ import Synchronization
             var last: LeaderInfo?
             var handedOnOnce = false
             var timerAt: Duration?
-            var timer: Task<Void, Never>?
+            var timer: FeedTimer?
         }
 
         private let clock: BatonClock
@@ -206,10 +206,30 @@ import Synchronization
             guard state.timerAt.map({ at < $0 || $0 <= now }) ?? true else { return }
             state.timer?.cancel()
             state.timerAt = at
-            state.timer = Task { [weak self, clock] in
-                guard (try? await clock.sleep(until: at)) != nil else { return }
-                self?.wake()
+            if let origin = clock.hostOrigin {
+                // On the host's clock one task serves the timers of every feed (see ``HostTimers``).
+                state.timer = .host(
+                    HostTimers.shared.schedule(at: origin.advanced(by: at)) { [weak self] in self?.wake() })
+            } else {
+                state.timer = .task(
+                    Task { [weak self, clock] in
+                        guard (try? await clock.sleep(until: at)) != nil else { return }
+                        self?.wake()
+                    })
             }
+        }
+    }
+}
+
+/// The timer of a feed's next timed read: a timer of ``HostTimers`` on the host's clock, else a sleeping task.
+private enum FeedTimer: Sendable {
+    case host(UInt64)
+    case task(Task<Void, Never>)
+
+    func cancel() {
+        switch self {
+        case .host(let id): HostTimers.shared.cancel(id)
+        case .task(let task): task.cancel()
         }
     }
 }

@@ -7,11 +7,14 @@
     private let sleepFunction: @Sendable (Duration) async throws -> Void
     /// Whether this is the host's continuous clock (no test controls it).
     let isHostClock: Bool
+    /// The instant of the origin, when this is the host's continuous clock.
+    let hostOrigin: ContinuousClock.Instant?
 
     /// Wraps `clock`; times are measured from the moment of wrapping.
     public init<C: Clock>(_ clock: C) where C.Duration == Duration {
         self.isHostClock = clock is ContinuousClock
         let origin = clock.now
+        self.hostOrigin = origin as? ContinuousClock.Instant
         self.nowFunction = { origin.duration(to: clock.now) }
         self.sleepFunction = { deadline in
             try await clock.sleep(until: origin.advanced(by: deadline), tolerance: nil)

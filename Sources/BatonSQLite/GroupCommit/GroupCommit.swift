@@ -1,3 +1,4 @@
+@_spi(BatonStoreKit) import Baton
 import Logging
 import Synchronization
 
@@ -22,8 +23,10 @@ final class GroupCommit<Resource: GroupCommitResource>: Sendable {
         var id: UInt64
         var operation: String
         var isWrite: Bool
+        /// A write that needs no savepoint of its own (see ``write(_:atomic:_:)``).
+        var isAtomic = false
         var body: @Sendable (Resource) async throws -> any Sendable
-        var continuation: CheckedContinuation<any Sendable, any Error>
+        var continuation: TurnAnswer
     }
 
     private struct State {
@@ -58,10 +61,16 @@ final class GroupCommit<Resource: GroupCommitResource>: Sendable {
     /// - Throws: what `body` throws (its write is then undone), what the transaction's begin or commit threw
     ///   (nothing of the turn was kept), `CancellationError` if cancelled before the turn came, or the error of
     ///   ``finish(_:)``.
-    func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Resource) async throws -> T)
-        async throws -> T
-    {
-        try await enqueue(operation, isWrite: true, body)
+    ///
+    /// An `atomic` write runs without a savepoint, which saves two statements per write. Its body must write
+    /// with one statement at most and throw a ``BatonError`` only when it wrote nothing; any other error it throws
+    /// (a failed statement) fails the whole turn, as a failed savepoint would.
+    func write<T: Sendable>(
+        _ operation: String,
+        atomic: Bool = false,
+        _ body: @escaping @Sendable (Resource) async throws -> T
+    ) async throws -> T {
+        try await enqueue(operation, isWrite: true, isAtomic: atomic, body)
     }
 
     /// Runs `body` as a read of the next turn, after the turn's writes are committed, outside any transaction.
@@ -107,35 +116,48 @@ final class GroupCommit<Resource: GroupCommitResource>: Sendable {
     private func enqueue<T: Sendable>(
         _ operation: String,
         isWrite: Bool,
+        isAtomic: Bool = false,
         _ body: @escaping @Sendable (Resource) async throws -> T
     ) async throws -> T {
         let id = state.withLock { state in
             state.nextID += 1
             return state.nextID
         }
+        let answer = TurnAnswer()
         let value = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
-                let outcome = state.withLock { state -> QueueOutcome in
-                    // The cancellation flag is set before the handler runs, and the handler takes this mutex:
-                    // either it ran already (and found nothing to remove), so the flag is visible here, or it
-                    // will run later and find this operation waiting.
-                    if Task.isCancelled { return .cancelled }
-                    if let finished = state.finished { return .finished(finished(operation)) }
-                    state.pending[id] = Pending(
-                        id: id,
-                        operation: operation,
-                        isWrite: isWrite,
-                        body: { resource in try await body(resource) },
-                        continuation: continuation
-                    )
-                    defer { state.idleRunner = nil }
-                    return .queued(state.idleRunner)
+            try await RequestAbort.whileWaiting {
+                try await withCheckedThrowingContinuation {
+                    (continuation: CheckedContinuation<any Sendable, any Error>) in
+                    answer.set(continuation)
+                    let outcome = state.withLock { state -> QueueOutcome in
+                        // The cancellation flag is set before the handler runs, and the handler takes this mutex:
+                        // either it ran already (and found nothing to remove), so the flag is visible here, or it
+                        // will run later and find this operation waiting.
+                        if Task.isCancelled { return .cancelled }
+                        if let finished = state.finished { return .finished(finished(operation)) }
+                        state.pending[id] = Pending(
+                            id: id,
+                            operation: operation,
+                            isWrite: isWrite,
+                            isAtomic: isAtomic,
+                            body: { resource in try await body(resource) },
+                            continuation: answer
+                        )
+                        defer { state.idleRunner = nil }
+                        return .queued(state.idleRunner)
+                    }
+                    switch outcome {
+                    case .queued(let runner): runner?.resume()
+                    case .cancelled: answer.resume(throwing: CancellationError())
+                    case .finished(let error): answer.resume(throwing: error)
+                    }
                 }
-                switch outcome {
-                case .queued(let runner): runner?.resume()
-                case .cancelled: continuation.resume(throwing: CancellationError())
-                case .finished(let error): continuation.resume(throwing: error)
-                }
+            } onAbort: { reason in
+                // A request run in its caller's task ends at its deadline: if it still waits for its turn it is
+                // taken out of the queue; if its turn has come, the turn goes on and its answer is dropped. A
+                // cancelled caller still waits for a turn that has come (its answer says what was done).
+                let queued = self.state.withLock { $0.pending.removeValue(forKey: id) } != nil
+                if queued || !(reason is CancellationError) { answer.resume(throwing: reason) }
             }
         } onCancel: {
             state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(throwing: CancellationError())
@@ -199,6 +221,15 @@ final class GroupCommit<Resource: GroupCommitResource>: Sendable {
         answers.reserveCapacity(writes.count)
         do {
             for write in writes {
+                if write.isAtomic {
+                    do {
+                        answers.append(.success(try await write.body(resource)))
+                    } catch let error as BatonError {
+                        // It wrote nothing: the others stand.
+                        answers.append(.failure(error))
+                    }
+                    continue
+                }
                 try await resource.savepoint()
                 do {
                     let value = try await write.body(resource)
@@ -265,4 +296,50 @@ private enum NextTurn<Operation> {
     case turn([Operation])
     case finished
     case wait
+}
+
+/// Where the answer of one operation goes: resumed once, by its turn, by ``GroupCommit/finish(_:)``, or by the
+/// end of its request (whichever comes first; the later ones are dropped).
+final class TurnAnswer: Sendable {
+    private enum State {
+        case unset
+        case waiting(CheckedContinuation<any Sendable, any Error>)
+        /// Answered before the continuation was set: it is resumed with this when set.
+        case early(Result<any Sendable, any Error>)
+        case answered
+    }
+
+    private let state = Mutex(State.unset)
+
+    func set(_ continuation: CheckedContinuation<any Sendable, any Error>) {
+        let early = state.withLock { state -> Result<any Sendable, any Error>? in
+            guard case .early(let result) = state else {
+                state = .waiting(continuation)
+                return nil
+            }
+            state = .answered
+            return result
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<any Sendable, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<any Sendable, any Error>? in
+            switch state {
+            case .unset:
+                state = .early(result)
+                return nil
+            case .waiting(let continuation):
+                state = .answered
+                return continuation
+            case .early, .answered:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    func resume(returning value: any Sendable) { resume(with: .success(value)) }
+
+    func resume(throwing error: any Error) { resume(with: .failure(error)) }
 }
