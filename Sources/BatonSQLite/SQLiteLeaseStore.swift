@@ -22,8 +22,9 @@ import Synchronization
 /// tasks never interleave inside a transaction.
 ///
 /// Writes are committed in groups: the operations of one instance that arrive while others run wait for the
-/// next turn, which runs their writes in one transaction, each in a savepoint of its own (so each stays atomic,
-/// and one that fails is rolled back alone), and then their reads. One commit, and so one sync of the disk,
+/// next turn, which runs their writes in one transaction, each atomic and rolled back alone if it fails (a write
+/// of one statement by itself, any other in a savepoint of its own), and then their reads. The turns run on the
+/// store's SQLite thread, where their statements run, so a turn of many statements wakes no other thread. One commit, and so one sync of the disk,
 /// serves every write of a turn: a process holding thousands of leases is bounded by SQLite's statements, not by
 /// the disk's sync rate.
 ///

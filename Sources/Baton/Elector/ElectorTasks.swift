@@ -80,12 +80,12 @@ final class CampaignTicks: Sendable {
     }
 
     private let origin: ContinuousClock.Instant
-    private let input: AsyncStream<ElectorStateMachine.Input>.Continuation
+    private let send: @Sendable (ElectorStateMachine.Input) -> Void
     private let state = Mutex(State())
 
-    init(origin: ContinuousClock.Instant, input: AsyncStream<ElectorStateMachine.Input>.Continuation) {
+    init(origin: ContinuousClock.Instant, send: @escaping @Sendable (ElectorStateMachine.Input) -> Void) {
         self.origin = origin
-        self.input = input
+        self.send = send
     }
 
     /// Delivers a tick once the clock reads `time` (a time of the elector's clock, which starts at `origin`).
@@ -98,7 +98,7 @@ final class CampaignTicks: Sendable {
             state.timers[tick] = HostTimers.shared.schedule(at: origin.advanced(by: time)) { [weak self] in
                 guard let self else { return }
                 let live = self.state.withLock { $0.timers.removeValue(forKey: tick) != nil }
-                if live { self.input.yield(.tick) }
+                if live { self.send(.tick) }
             }
         }
     }
@@ -123,11 +123,12 @@ final class ChangeFollower: Sendable {
         var stopped = false
     }
 
-    let input: AsyncStream<ElectorStateMachine.Input>.Continuation
+    /// Hands an input to the campaign.
+    let send: @Sendable (ElectorStateMachine.Input) -> Void
     private let state = Mutex(State())
 
-    init(input: AsyncStream<ElectorStateMachine.Input>.Continuation) {
-        self.input = input
+    init(send: @escaping @Sendable (ElectorStateMachine.Input) -> Void) {
+        self.send = send
     }
 
     var isStopped: Bool { state.withLock { $0.stopped } }

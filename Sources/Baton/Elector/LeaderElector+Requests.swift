@@ -15,30 +15,18 @@ extension LeaderElector {
     func perform(
         _ actions: [ElectorStateMachine.Action],
         deadline: Duration?,
-        in group: inout DiscardingTaskGroup,
-        requests: StoreRequests,
-        ticks: CampaignTicks?,
-        input: AsyncStream<Input>.Continuation
+        in campaign: Campaign
     ) -> CampaignEnd? {
         for action in actions {
             switch action {
             case .acquire(let id):
-                requests.start { await self.sendAcquire(id, into: input) }
+                campaign.requests.start { await self.sendAcquire(id, into: campaign) }
             case .renew(let id, let lease):
-                requests.start { await self.sendRenew(id, lease, into: input) }
+                campaign.requests.start { await self.sendRenew(id, lease, into: campaign) }
             case .release(let release):
-                group.addTask { await self.releaseAfterWork(release) }
+                campaign.startRelease { await self.releaseAfterWork(release) }
             case .schedule(let time):
-                // On the host's clock one task serves the timers of every elector; on a test's clock each tick is
-                // a task sleeping on it.
-                if let ticks {
-                    ticks.schedule(at: time)
-                    continue
-                }
-                group.addTask {
-                    try? await self.clock.sleep(until: time)
-                    input.yield(.tick)
-                }
+                campaign.schedule(at: time)
             case .elected(let lease):
                 becameLeader(lease, deadline: deadline)
             case .extended(let lease):
@@ -50,9 +38,9 @@ extension LeaderElector {
             case .storeError(let error):
                 storeFailed(error)
             case .checkPresence(let id):
-                requests.start { await self.checkPresence(id, into: input) }
+                campaign.requests.start { await self.checkPresence(id, into: campaign) }
             case .check(let id):
-                requests.start { await self.check(id, into: input) }
+                campaign.requests.start { await self.check(id, into: campaign) }
             case .finish(let release):
                 return CampaignEnd(release: release)
             }
@@ -71,7 +59,7 @@ extension LeaderElector {
         if configuration.quorum != nil { await leavePresence() }
     }
 
-    func sendAcquire(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+    func sendAcquire(_ id: ElectorStateMachine.RequestID, into campaign: Campaign) async {
         let started = clock.now()
         let answer: Input
         do {
@@ -90,13 +78,13 @@ extension LeaderElector {
             if Task.isCancelled { return }
             answer = .acquireFailed(id, Self.batonError(error))
         }
-        input.yield(answer)
+        campaign.send(answer)
     }
 
     func sendRenew(
         _ id: ElectorStateMachine.RequestID,
         _ lease: Lease,
-        into input: AsyncStream<Input>.Continuation
+        into campaign: Campaign
     ) async {
         let answer: Input
         do {
@@ -111,11 +99,11 @@ extension LeaderElector {
                 answer = .renewFailed(id, error)
             }
         }
-        input.yield(answer)
+        campaign.send(answer)
     }
 
     /// Reads the store's current leader of the key for a waiting candidate whose feed looks healthy.
-    func check(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+    func check(_ id: ElectorStateMachine.RequestID, into campaign: Campaign) async {
         let answer: Input
         do {
             answer = .checked(id, try await store.current(key: key))
@@ -123,11 +111,11 @@ extension LeaderElector {
             if Task.isCancelled { return }
             answer = .checkFailed(id, Self.batonError(error))
         }
-        input.yield(answer)
+        campaign.send(answer)
     }
 
     /// Quorum mode: heartbeats this elector into its presence group and counts the live members.
-    func checkPresence(_ id: ElectorStateMachine.RequestID, into input: AsyncStream<Input>.Continuation) async {
+    func checkPresence(_ id: ElectorStateMachine.RequestID, into campaign: Campaign) async {
         let group = configuration.presenceGroup ?? key
         let answer: Input
         do {
@@ -137,7 +125,7 @@ extension LeaderElector {
             if Task.isCancelled { return }
             answer = .presenceFailed(id, Self.batonError(error))
         }
-        input.yield(answer)
+        campaign.send(answer)
     }
 
     /// Quorum mode: leaves the presence group at the end of a run, so the others count one member fewer at once.
@@ -157,7 +145,7 @@ extension LeaderElector {
                 guard let self, let follower else { return }
                 switch observation {
                 case .leader(let info):
-                    follower.input.yield(.observed(info))
+                    follower.send(.observed(info))
                 case .ended(let error):
                     if let error { self.logger.debug("change feed failed", metadata: ["baton.error": "\(error)"]) }
                     self.resubscribe(follower, failures: failures + 1)
@@ -174,7 +162,7 @@ extension LeaderElector {
     /// After the feed ended: reports it lost and subscribes again after a backoff.
     private func resubscribe(_ follower: ChangeFollower, failures: Int) {
         guard !follower.isStopped else { return }
-        follower.input.yield(.feedLost)
+        follower.send(.feedLost)
         let delay = configuration.backoff.nominalDelay(attempt: max(1, failures))
         let clock = self.clock
         follower.retrying(

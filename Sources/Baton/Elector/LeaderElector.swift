@@ -54,7 +54,8 @@ public final class LeaderElector: Service, Sendable {
     struct Shared {
         var role: ElectorRole = .detached
         var running = false
-        var input: AsyncStream<Input>.Continuation?
+        /// The campaign running now.
+        var campaign: Campaign?
         var nextID = 0
         var subscribers: [Int: AsyncStream<ElectorEvent>.Continuation] = [:]
         var leaderWaiters: [Int: CheckedContinuation<Lease, any Error>] = [:]
@@ -202,8 +203,8 @@ public final class LeaderElector: Service, Sendable {
     /// own, is active, this call waits for it to end and then campaigns.
     public func run() async throws {
         while !Task.isCancelled {
-            if let inputs = claimCampaign() {
-                await campaign(inputs)
+            if let campaign = claimCampaign() {
+                await run(campaign)
                 return
             }
             await withGracefulShutdownHandler {
@@ -214,16 +215,20 @@ public final class LeaderElector: Service, Sendable {
         }
     }
 
-    /// Marks the campaign as running and returns its input stream, or nil if a campaign already runs.
-    func claimCampaign() -> AsyncStream<Input>? {
-        let (inputs, input) = AsyncStream.makeStream(of: Input.self)
+    /// Marks a new campaign as running and returns it, or nil if a campaign already runs.
+    func claimCampaign() -> Campaign? {
+        let campaign = Campaign(
+            elector: self,
+            machine: ElectorStateMachine(
+                settings: .init(configuration, queuesWaiters: store.queuesWaiters), seed: seed)
+        )
         let claimed = shared.withLock { shared in
             if shared.running { return false }
             shared.running = true
-            shared.input = input
+            shared.campaign = campaign
             return true
         }
-        return claimed ? inputs : nil
+        return claimed ? campaign : nil
     }
 
     /// Waits until no campaign runs (or the caller is cancelled).
@@ -243,55 +248,19 @@ public final class LeaderElector: Service, Sendable {
         }
     }
 
-    /// Runs one campaign, fed by `inputs`, until it finishes.
-    func campaign(_ inputs: AsyncStream<Input>) async {
-        guard let input = shared.withLock({ $0.input }) else { return }
+    /// Runs `campaign` until it finishes.
+    func run(_ campaign: Campaign) async {
         logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
-        var machine = ElectorStateMachine(
-            settings: .init(configuration, queuesWaiters: store.queuesWaiters), seed: seed)
-        let requests = StoreRequests()
-        let ticks = clock.hostOrigin.map { CampaignTicks(origin: $0, input: input) }
-        // The feed is followed from the first answer to an acquire on: its first reading is then never older than a
-        // term this elector was just granted (a stale "nobody leads" would cost an extra renew).
-        let follower = ChangeFollower(input: input)
-        var following = false
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                var iterator = inputs.makeAsyncIterator()
-                var actions = machine.start(now: clock.now())
-                while true {
-                    if let end = perform(
-                        actions, deadline: machine.termDeadline, in: &group, requests: requests, ticks: ticks,
-                        input: input)
-                    {
-                        await finish(end)
-                        break
-                    }
-                    if machine.isFinished { break }
-                    if let next = await iterator.next() {
-                        if !following, next.answersAcquire {
-                            following = true
-                            followChanges(follower)
-                        }
-                        actions = machine.handle(next, now: clock.now())
-                    } else {
-                        actions = machine.handle(.stop, now: clock.now())
-                    }
-                }
-                group.cancelAll()
-            }
+            let end = await campaign.run()
+            await finish(end)
         } onGracefulShutdown: {
-            input.yield(.resign)
+            campaign.send(.resign)
         }
-        // Requests still in flight are cancelled, not waited for: one hung on a connection that died silently must
-        // not keep the campaign from ending (its answer has nobody to go to).
-        follower.stop()
-        requests.cancelAll()
-        ticks?.cancelAll()
-        input.finish()
+        await campaign.close()
         let waiters = shared.withLock { shared in
             shared.running = false
-            shared.input = nil
+            shared.campaign = nil
             shared.role = .detached
             shared.deadline = nil
             defer {
@@ -315,7 +284,7 @@ public final class LeaderElector: Service, Sendable {
     /// is confirmed or ``ElectorConfiguration/releaseTimeout`` passed (work still running at the term's deadline
     /// is not waited for, and the key is then left to expire). A no-op if the elector is not running.
     public func resign() {
-        shared.withLock { $0.input }?.yield(.resign)
+        shared.withLock { $0.campaign }?.send(.resign)
     }
 
     /// Runs `body` while this elector leads, and cancels it when leadership ends.
@@ -333,9 +302,9 @@ public final class LeaderElector: Service, Sendable {
     /// - Throws: what `body` throws; ``BatonError`` `lost` if leadership ended while `body` ran;
     ///   `CancellationError` if the caller is cancelled or the elector stops before it is elected.
     public func withLeadership<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
-        guard let inputs = claimCampaign() else { return try await lead(body) }
+        guard let campaign = claimCampaign() else { return try await lead(body) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.campaign(inputs) }
+            group.addTask { await self.run(campaign) }
             do {
                 let value = try await lead(body)
                 resign()
