@@ -36,23 +36,33 @@ extension PostgresLeaseStore {
     /// Extends the term of `lease` to `ttl` from now (by the server's clock) and publishes `lease.metadata`, if
     /// the key is still in that term (same holder and token, not expired).
     ///
-    /// One `UPDATE` statement. New metadata notifies every store's ``changes(key:)``.
+    /// One `UPDATE` statement, shared with the renews of this store that arrive meanwhile (see
+    /// ``RenewalBatcher``): a process with thousands of leases sends a few statements, not one per lease. New
+    /// metadata notifies every store's ``changes(key:)``.
     /// - Returns: the lease with the new ttl (same token).
     /// - Throws: ``BatonError`` `lost` if the term is over; `invalidArgument` for metadata with a NUL character;
     ///   `storeUnavailable`, `timeout`.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try Self.validate(metadata: lease.metadata)
-        let query = schema.renew(
+        let renewal = RenewalBatcher.Renewal(
             key: lease.key,
             holder: lease.holder,
             token: lease.token,
             ttlMilliseconds: Self.milliseconds(ttl),
             metadata: lease.metadata
         )
-        let renewed = try await perform("renew of \(lease.key)") { connection, logger in
-            try await connection.query(query, logger: logger).collect().count
+        let renewed = try await renewals.renew(renewal) { [self] batch in
+            let query = schema.renew(batch)
+            let operation = batch.count == 1 ? "renew of \(batch[0].key)" : "renew of \(batch.count) leases"
+            return try await perform(operation) { connection, logger in
+                var keys = Set<String>()
+                for try await key in try await connection.query(query, logger: logger).decode(String.self) {
+                    keys.insert(key)
+                }
+                return keys
+            }
         }
-        guard renewed > 0 else { throw BatonError.lost(key: lease.key) }
+        guard renewed else { throw BatonError.lost(key: lease.key) }
         var result = lease
         result.ttl = ttl
         return result

@@ -105,6 +105,8 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     public let redactedURL: String
 
     let schema: PostgresSchema
+    /// Sends the renews that arrive together in one statement.
+    let renewals = RenewalBatcher()
     let logger: Logger
     let clock: BatonClock
     let signals = ChangeSignals()

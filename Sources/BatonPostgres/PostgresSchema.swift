@@ -208,18 +208,27 @@ struct PostgresSchema: Sendable {
         "floor(extract(epoch FROM (\(column) - clock.now)) * 1000000)::bigint"
     }
 
-    /// Extends a live term of `holder` with `token`; returns one row if it did, none if the term is over.
-    func renew(key: String, holder: String, token: Int64, ttlMilliseconds: Int64, metadata: String?) -> PostgresQuery {
-        PostgresQuery(
+    /// Renews many terms in one statement, each if its key is still in that term (same holder and token, not
+    /// expired): returns the key of each term renewed. The keys must differ.
+    func renew(_ renewals: [RenewalBatcher.Renewal]) -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: 6)
+        bindings.append(renewals.map(\.key))
+        bindings.append(renewals.map(\.holder))
+        bindings.append(renewals.map(\.token))
+        bindings.append(renewals.map { $0.metadata ?? "" })
+        bindings.append(renewals.map { $0.metadata != nil })
+        bindings.append(renewals.map(\.ttlMilliseconds))
+        return PostgresQuery(
             unsafeSQL: """
                 WITH clock AS (SELECT clock_timestamp() AS now)
-                UPDATE \(leases) AS l SET metadata = $4, ttl_ms = $5,
-                    expires_at = clock.now + $5 * interval '1 millisecond', updated_at = clock.now
-                FROM clock
-                WHERE l.key = $1 AND l.holder = $2 AND l.token = $3 AND l.expires_at > clock.now
-                RETURNING l.token
+                UPDATE \(leases) AS l SET metadata = CASE WHEN r.has_metadata THEN r.metadata END, ttl_ms = r.ttl_ms,
+                    expires_at = clock.now + r.ttl_ms * interval '1 millisecond', updated_at = clock.now
+                FROM clock, unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::boolean[], $6::bigint[])
+                    AS r(key, holder, token, metadata, has_metadata, ttl_ms)
+                WHERE l.key = r.key AND l.holder = r.holder AND l.token = r.token AND l.expires_at > clock.now
+                RETURNING l.key
                 """,
-            binds: Self.binds(key, holder, token, metadata, ttlMilliseconds)
+            binds: bindings
         )
     }
 

@@ -35,6 +35,7 @@ final class CountingStore: LeaseStoreDriver {
     let base: any LeaseStoreDriver
     private let counts = Mutex([Int](repeating: 0, count: Operation.allCases.count))
     private let failureCount = Atomic<Int>(0)
+    private let failureKinds = Mutex<[String: Int]>([:])
 
     /// Counts what is sent to the driver of `base`, which its owner runs.
     init(_ base: LeaseStore) {
@@ -56,6 +57,9 @@ final class CountingStore: LeaseStoreDriver {
     /// Operations that threw.
     var failures: Int { failureCount.load(ordering: .relaxed) }
 
+    /// Operations that threw, by operation and error code.
+    var failuresByKind: [String: Int] { failureKinds.withLock { $0 } }
+
     private func tally(_ operation: Operation) { counts.withLock { $0[operation.rawValue] += 1 } }
 
     /// Counts `operation` and, if it throws, a failure.
@@ -65,6 +69,8 @@ final class CountingStore: LeaseStoreDriver {
             return try await body()
         } catch {
             failureCount.add(1, ordering: .relaxed)
+            let kind = "\(operation.label) \((error as? BatonError)?.code.description ?? "\(type(of: error))")"
+            failureKinds.withLock { $0[kind, default: 0] += 1 }
             throw error
         }
     }

@@ -103,6 +103,7 @@ struct ScaleLeasesCommand: AsyncParsableCommand {
                 "renews_expected_per_s": Int(expected / windowSeconds),
                 "acquires_in_window": store.count(.acquire) - acquiresBefore,
                 "store_errors_in_window": store.failures - failuresBefore,
+                "store_errors_by_kind": store.failuresByKind,
                 "cpu_percent_of_one_core": (cpu.milliseconds / elapsed.milliseconds * 1000).rounded() / 10,
                 "rss_mib": Int(memory.current / 1_048_576),
                 "rss_growth_mib": Int((memory.current - memoryBefore) / 1_048_576),

@@ -17,12 +17,13 @@ final class Campaign: Sendable {
         var head = 0
         /// An input is being handled: inputs arriving meanwhile wait in the queue for the same handler.
         var handling = false
-        /// The change feed is followed (from the first answer to an acquire on).
-        var following = false
+        /// An acquire has been answered: from then on the change feed is followed while not leading.
+        var acquireAnswered = false
         /// How the campaign ended, once it did; no input is taken after that.
         var end: LeaderElector.CampaignEnd?
         var endWaiter: CheckedContinuation<LeaderElector.CampaignEnd, Never>?
         var ticks: CampaignTicks?
+        /// The following of the change feed under way (none while leading).
         var follower: ChangeFollower?
         /// Releases under way (each waits for its term's work): the campaign ends after them.
         var releases: [Task<Void, Never>] = []
@@ -58,10 +59,8 @@ final class Campaign: Sendable {
         let ticks = elector.clock.hostOrigin.map { origin in
             CampaignTicks(origin: origin) { [weak self] input in self?.send(input) }
         }
-        let follower = ChangeFollower { [weak self] input in self?.send(input) }
         let actions = state.withLock { state -> [ElectorStateMachine.Action] in
             state.ticks = ticks
-            state.follower = follower
             state.handling = true
             return state.machine.start(now: elector.clock.now())
         }
@@ -106,9 +105,6 @@ final class Campaign: Sendable {
 
     // MARK: Used by the actions
 
-    /// Follows the change feed, if it is not followed yet.
-    var follower: ChangeFollower? { state.withLock { $0.follower } }
-
     /// Delivers a tick at `time` of the elector's clock.
     func schedule(at time: Duration) {
         let ticks = state.withLock { $0.ticks }
@@ -141,7 +137,8 @@ final class Campaign: Sendable {
     /// Handles the queued inputs, one at a time, until none is left (the caller set `handling`).
     private func handleQueued() {
         while true {
-            let step = state.withLock { state -> (actions: [ElectorStateMachine.Action], Duration?, Bool, Bool)? in
+            let step = state.withLock {
+                state -> (actions: [ElectorStateMachine.Action], Duration?, Bool, ChangeFollower?, ChangeFollower?)? in
                 guard state.end == nil, state.head < state.queue.count else {
                     state.handling = false
                     state.queue.removeAll(keepingCapacity: state.queue.count < 16)
@@ -154,18 +151,14 @@ final class Campaign: Sendable {
                     state.queue.removeAll(keepingCapacity: state.queue.count < 16)
                     state.head = 0
                 }
-                // The feed is followed from the first answer to an acquire on: its first reading is then never
-                // older than a term this elector was just granted (a stale "nobody leads" would cost a renew).
-                var startFollowing = false
-                if !state.following, input.answersAcquire {
-                    state.following = true
-                    startFollowing = true
-                }
+                if input.answersAcquire { state.acquireAnswered = true }
                 let actions = state.machine.handle(input, now: elector.clock.now())
-                return (actions, state.machine.termDeadline, state.machine.isFinished, startFollowing)
+                let (start, stop) = updateFollowing(&state)
+                return (actions, state.machine.termDeadline, state.machine.isFinished, start, stop)
             }
-            guard let (actions, deadline, isFinished, startFollowing) = step else { return }
-            if startFollowing, let follower { elector.followChanges(follower) }
+            guard let (actions, deadline, isFinished, start, stop) = step else { return }
+            stop?.stop()
+            if let start { elector.followChanges(start) }
             if let end = elector.perform(actions, deadline: deadline, in: self)
                 ?? (isFinished ? .init(release: nil) : nil)
             {
@@ -173,6 +166,28 @@ final class Campaign: Sendable {
                 return
             }
         }
+    }
+
+    /// Starts or stops following the change feed as the role changes, returning the following to start and the
+    /// one to stop.
+    ///
+    /// A candidate follows the feed, so that a release wakes it at once; it starts with the first answer to an
+    /// acquire, so its first reading is never older than a term this elector was just granted. A leader does not
+    /// follow it: its renews tell it whether its term goes on, and a feed per leader would cost a read of the
+    /// store per ttl (its term's expiry timer) and the memory of the following, for thousands of leaders in one
+    /// process.
+    private func updateFollowing(_ state: inout State) -> (start: ChangeFollower?, stop: ChangeFollower?) {
+        let wanted = state.acquireAnswered && state.machine.lease == nil && !state.machine.isFinished
+        if wanted, state.follower == nil {
+            let follower = ChangeFollower { [weak self] input in self?.send(input) }
+            state.follower = follower
+            return (follower, nil)
+        }
+        if !wanted, let follower = state.follower {
+            state.follower = nil
+            return (nil, follower)
+        }
+        return (nil, nil)
     }
 
     /// Ends the campaign with `end`: later inputs are dropped, and ``run()`` returns it.
