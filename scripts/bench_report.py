@@ -125,7 +125,7 @@ HOW_TO_READ = """\
 - **Scale, 10,000 leases**: one process runs one `LeaderElector` per key, sharing one store, and holds all of them
   at ttl 10 s (3,000 renews per second needed; S3, priced per request, 1,000 at ttl 60 s). CPU is the process's
   own (user + system) over the window after every elector leads, as a share of one core; resident memory is VmRSS
-  at the end (about 100 MiB of it is the binary and the runtime before any elector starts). "still leading"
+  at the end (30–50 MiB of it is the process before any elector starts). "still leading"
   counts electors that lead at the end of the window.
 - **Scale, 1,000 waiters**: 1,000 electors in one process campaign for one key; the leader resigns and the store
   requests that follow are counted. About 1,000 acquire attempts per release is a thundering herd (every waiter is

@@ -27,7 +27,8 @@ import Synchronization
 /// shutdown begins; all three release a lease they hold once its work has returned (see "Release after work"
 /// below), so the next candidate starts at once. Store requests still in flight when a campaign ends are cancelled,
 /// not waited for. While waiting, the elector follows the store's change feed, so a release wakes it at once rather
-/// than at its next poll, and reads the store once per ttl in case the feed died silently. On a store that queues
+/// than at its next poll, and reads the store once per ttl in case the feed died silently; while leading it does
+/// not (its renews tell it whether its term goes on). On a store that queues
 /// waiting candidates (etcd) it asks again every third of the ttl instead: each ask keeps its place in the queue.
 ///
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
@@ -40,6 +41,13 @@ import Synchronization
 /// waited for, but never past the term's deadline. Work still running at the deadline is not released at all: the
 /// store's ttl frees the key (a warning is logged and `baton_release_skipped_total` counts it). Work that wants to
 /// stop in time by itself reads ``timeLeft``.
+///
+/// ## Many electors in one process
+/// A campaign keeps no task of its own: the elector's state machine handles each input (an answer of the store, a
+/// timer, a change of the feed) where it arrives, and timers on the host's clock are entries in one heap that a
+/// single task serves for the whole process. A leader costs its caller's task waiting in ``run()``, a few objects,
+/// and one renew per renew interval (SQLite commits the renews that arrive together at once, PostgreSQL sends them
+/// in one statement; BENCHMARKS.md measures 10,000 electors in one process).
 ///
 /// ``events`` may be read by any number of consumers, or by none: delivery never blocks the elector (each
 /// consumer keeps the newest 256 events).
