@@ -77,9 +77,6 @@ import Synchronization
             var reading = false
             /// A wake-up came while reading: read once more.
             var readAgain = false
-            /// Counts the read loops started, so a loop's task is recorded only while that loop runs.
-            var loops = 0
-            var reader: Task<Void, Never>?
             var last: LeaderInfo?
             var handedOnOnce = false
             var timerAt: Duration?
@@ -109,38 +106,30 @@ import Synchronization
 
         /// Reads now, or once more after the read under way.
         func wake() {
-            let loop = state.withLock { state -> Int? in
-                guard !state.stopped else { return nil }
+            let start = state.withLock { state -> Bool in
+                guard !state.stopped else { return false }
                 if state.reading {
                     state.readAgain = true
-                    return nil
+                    return false
                 }
                 state.reading = true
-                state.loops += 1
-                return state.loops
+                return true
             }
-            guard let loop else { return }
-            let task = Task { await self.readLoop() }
-            state.withLock { state in
-                // The loop may be over already; a stop may have come meanwhile.
-                if state.stopped {
-                    task.cancel()
-                } else if state.reading && state.loops == loop {
-                    state.reader = task
-                }
-            }
+            if start { Task { await self.readLoop() } }
         }
 
+        /// Stops the feed: nothing is handed on after the observation being handed on now, if any. A read under
+        /// way is not cancelled but ends by itself (every store bounds its reads) and its answer is dropped:
+        /// cancelling it could cost the store a connection (PostgreSQL closes the connection of a cancelled
+        /// query), which the next request of the store would then find closing.
         func stop() {
-            let (reader, timer) = state.withLock { state in
+            let timer = state.withLock { state in
                 defer {
                     state.stopped = true
-                    state.reader = nil
                     state.timer = nil
                 }
-                return (state.reader, state.timer)
+                return state.timer
             }
-            reader?.cancel()
             timer?.cancel()
             signals.cancel()
         }
@@ -182,7 +171,6 @@ import Synchronization
                 let again = state.withLock { state -> Bool in
                     guard !state.stopped, state.readAgain else {
                         state.reading = false
-                        state.reader = nil
                         return false
                     }
                     state.readAgain = false
