@@ -45,6 +45,9 @@ struct EtcdCampaignMachine {
         var lastTry: Duration
         /// When the last keep-alive of its lease that etcd answered went out (or the lease's grant did).
         var lastKeepAlive: Duration
+        /// Its lease is one of the store's session leases (``EtcdSessionLeases``), shared with other terms: the
+        /// store ends the term itself when its holder stops renewing, and never revokes that lease for it.
+        var shared = false
     }
 
     /// How long after a graceful handover the releasing leader's lease, which then holds no key, is revoked:
@@ -55,6 +58,20 @@ struct EtcdCampaignMachine {
     private(set) var campaigns: [CampaignID: Campaign] = [:]
     /// Leases to revoke once their time comes.
     private var pendingRevokes: [(lease: Int64, due: Duration)] = []
+    /// Terms on a session lease whose holders stopped renewing, until their keys are deleted.
+    private(set) var expiring: [CampaignID: Campaign] = [:]
+    /// No term on a session lease expires before this (a lower bound: holders' asks only move their terms' ends
+    /// later), so ``expiredTerms(now:)`` looks at the records only from then on.
+    private var earliestExpiry: Duration?
+
+    /// Records `campaign`, keeping ``earliestExpiry`` a lower bound.
+    private mutating func record(_ id: CampaignID, _ campaign: Campaign) {
+        campaigns[id] = campaign
+        if campaign.shared, campaign.leading {
+            let end = campaign.lastTry + .seconds(campaign.ttlSeconds)
+            earliestExpiry = min(earliestExpiry ?? end, end)
+        }
+    }
 
     // MARK: Acquire
 
@@ -140,7 +157,7 @@ struct EtcdCampaignMachine {
 
     /// A candidate joined the queue (leading or waiting), or this store learnt it from etcd.
     mutating func joined(_ id: CampaignID, _ campaign: Campaign) {
-        campaigns[id] = campaign
+        record(id, campaign)
     }
 
     /// A candidate read from etcd (it joined through another store instance, or this one's record is out of
@@ -148,9 +165,11 @@ struct EtcdCampaignMachine {
     /// returned; nil for a key not written by a Baton candidate of `id`'s holder.
     mutating func adopt(
         _ id: CampaignID, _ candidate: EtcdLeaseStore.Candidate, ttlSeconds: Int64, keptAliveAt: Duration,
-        now: Duration
+        now: Duration, shared: Bool = false
     ) -> Campaign? {
-        guard candidate.holder == id.holder, let lease = candidate.lease, let name = candidate.name else { return nil }
+        guard candidate.holder == id.holder, let lease = candidate.lease, let name = candidate.name,
+            expiring[id]?.revision != candidate.revision
+        else { return nil }
         let campaign = Campaign(
             lease: lease,
             name: name,
@@ -159,9 +178,10 @@ struct EtcdCampaignMachine {
             leading: !candidate.waiting,
             metadata: candidate.value.isEmpty ? nil : candidate.value,
             lastTry: now,
-            lastKeepAlive: keptAliveAt
+            lastKeepAlive: keptAliveAt,
+            shared: shared
         )
-        campaigns[id] = campaign
+        record(id, campaign)
         return campaign
     }
 
@@ -190,15 +210,17 @@ struct EtcdCampaignMachine {
 
     /// The candidate's keys moved from `old`'s lease onto `lease` of `ttlSeconds`, granted from `grantedAt`
     /// (the create revision, and so the token and the place in the queue, stay). Returns the moved campaign;
-    /// the old lease holds no keys and is revoked by the caller.
-    mutating func moved(_ id: CampaignID, from old: Campaign, to lease: Int64, ttlSeconds: Int64, grantedAt: Duration)
-        -> Campaign
-    {
+    /// the old lease holds no keys and is revoked by the caller unless it is shared. `shared`: `lease` is a
+    /// session lease.
+    mutating func moved(
+        _ id: CampaignID, from old: Campaign, to lease: Int64, ttlSeconds: Int64, grantedAt: Duration, shared: Bool
+    ) -> Campaign {
         var moved = old
         moved.lease = lease
+        moved.shared = shared
         moved.ttlSeconds = ttlSeconds
         moved.lastKeepAlive = grantedAt
-        campaigns[id] = moved
+        record(id, moved)
         return moved
     }
 
@@ -217,6 +239,12 @@ struct EtcdCampaignMachine {
     func renewable(_ id: CampaignID, token: Int64) -> Campaign? {
         guard let campaign = campaigns[id], campaign.revision == token, campaign.leading else { return nil }
         return campaign
+    }
+
+    /// The holder of `id` asks at `now` (a renew): a term on a session lease counts its ttl from its holder's last
+    /// ask (``expiredTerms(now:)``).
+    mutating func asked(_ id: CampaignID, now: Duration) {
+        campaigns[id]?.lastTry = now
     }
 
     /// A renew published `metadata`.
@@ -278,6 +306,33 @@ struct EtcdCampaignMachine {
         return due
     }
 
+    /// The terms on a session lease whose holders have not asked (acquired or renewed) for longer than their
+    /// ttl at `now`, to be ended with a delete of their keys (compared with their create revision and lease): the
+    /// session lease lives on for the other terms on it, so etcd does not expire these. Each leaves the records
+    /// at once, so a late renew of it fails and it is not adopted again, and stays among the returned terms
+    /// until ``ended(_:revision:)`` says its keys are gone (a delete that failed is sent again).
+    mutating func expiredTerms(now: Duration) -> [(id: CampaignID, campaign: Campaign)] {
+        if let earliestExpiry, now > earliestExpiry {
+            var next: Duration?
+            for (id, campaign) in campaigns where campaign.shared && campaign.leading {
+                let end = campaign.lastTry + .seconds(campaign.ttlSeconds)
+                if now > end {
+                    campaigns[id] = nil
+                    expiring[id] = campaign
+                } else {
+                    next = min(next ?? end, end)
+                }
+            }
+            self.earliestExpiry = next
+        }
+        return expiring.map { ($0.key, $0.value) }
+    }
+
+    /// The keys of the expiring term `revision` of `id` are gone.
+    mutating func ended(_ id: CampaignID, revision: Int64) {
+        if expiring[id]?.revision == revision { expiring[id] = nil }
+    }
+
     /// The store closes: the leases to revoke so their keys leave their queues at once: the waiting candidates
     /// that asked through this store, and the handovers' pending revokes. Terms are not revoked: a term is the
     /// store's, not this instance's (its holder may go on renewing it through another instance), and an elector
@@ -286,8 +341,9 @@ struct EtcdCampaignMachine {
         defer {
             campaigns = [:]
             pendingRevokes = []
+            expiring = [:]
         }
-        return campaigns.values.filter { !$0.leading }.map(\.lease) + pendingRevokes.map(\.lease)
+        return campaigns.values.filter { !$0.leading && !$0.shared }.map(\.lease) + pendingRevokes.map(\.lease)
     }
 
     /// A ttl in etcd's whole seconds, rounded up (the store may expire a term later than asked, never earlier).

@@ -19,6 +19,11 @@ final class EtcdClient: Sendable {
     private let credentials: (user: String, password: String)?
     private let clock: BatonClock
     private let state = Mutex(State())
+    /// Bounds the requests under way at once (streams are not counted).
+    private let limiter = EtcdCallLimiter(limit: EtcdClient.maxRequestsUnderWay)
+
+    /// The most requests (not streams) one store has under way at once; the rest wait in order.
+    static let maxRequestsUnderWay = 256
 
     /// The bound on one gRPC call, so no request (the store's own background ones included) waits forever on a
     /// connection that stopped answering; callers' requests are bounded, usually more tightly, by the
@@ -107,6 +112,10 @@ final class EtcdClient: Sendable {
     func options() -> CallOptions {
         var options = CallOptions.defaults
         options.timeout = Self.callTimeout
+        // A request the front runs in its caller's task ends by itself at the request's deadline.
+        if let deadline = RequestAbort.current?.deadline {
+            options.timeout = max(.milliseconds(1), min(Self.callTimeout, ContinuousClock.now.duration(to: deadline)))
+        }
         options.waitForReady = false
         return options
     }
@@ -115,11 +124,22 @@ final class EtcdClient: Sendable {
     /// one is unavailable (twice round the list, the second time after a short pause: a stream closed by a
     /// connection that went away is retried on a new one), and authenticating again once when the token was
     /// refused. Every etcd request Baton sends is safe to repeat: writes are guarded by comparisons. `attempts`
-    /// limits the tries (1 for a call whose body can run only once).
+    /// limits the tries (1 for a call whose body can run only once). A request (not a `stream`) waits while
+    /// ``maxRequestsUnderWay`` others are under way.
     /// Errors come out as ``BatonError`` (`storeUnavailable`, `timeout`, `unauthorized`).
     func call<Result: Sendable>(
         _ what: String,
         attempts: Int? = nil,
+        stream: Bool = false,
+        _ body: (GRPCClient<Transport>, Metadata) async throws -> Result
+    ) async throws -> Result {
+        if stream { return try await callUnlimited(what, attempts: attempts, body) }
+        return try await limiter.run { try await callUnlimited(what, attempts: attempts, body) }
+    }
+
+    private func callUnlimited<Result: Sendable>(
+        _ what: String,
+        attempts: Int?,
         _ body: (GRPCClient<Transport>, Metadata) async throws -> Result
     ) async throws -> Result {
         let (start, closed) = state.withLock { ($0.active, $0.closed) }

@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import GRPCCore
 import SwiftProtobuf
 import Synchronization
@@ -11,11 +11,12 @@ import Synchronization
 /// before its answer came is sent again on a new stream, once (a keep-alive is safe to repeat), within its
 /// timeout. Only a second failure reaches the caller.
 ///
-/// etcd answers a stream's keep-alives one by one in the order they came, so the n-th answer for a lease on a
-/// stream is the answer to the n-th request for it there (``KeepAliveLedger``). A request whose caller stopped
-/// waiting (its timeout passed, or it was cancelled) keeps its place until its answer comes, and that answer is
-/// dropped: it must not be taken for the answer to a later keep-alive of the same lease, whose caller would
-/// believe the lease refreshed at its own, later, send time.
+/// Keep-alives of one lease are coalesced (``KeepAliveLedger``): while one awaits its answer, callers wait for the
+/// next, sent when that answer comes, so a lease that many terms share costs one message per round trip. etcd
+/// answers a stream's keep-alives one by one in the order they came. A request whose callers stopped waiting
+/// (their timeout passed, or they were cancelled) keeps its place until its answer comes, and that answer is
+/// dropped: it must not be taken for the answer to a later keep-alive of the same lease, whose callers would
+/// believe the lease refreshed at their own, later, time.
 final class EtcdKeepAliveStream: Sendable {
     private typealias Continuation = CheckedContinuation<Int64, any Error>
 
@@ -47,25 +48,16 @@ final class EtcdKeepAliveStream: Sendable {
     /// `timeout` (the time an answer may take on the network, not a decision of the store's: real time), and
     /// with the stream's error if the stream fails first.
     func keepAlive(_ lease: Int64, timeout: Duration) async throws -> Int64 {
-        try await withThrowingTaskGroup(of: Int64.self) { group in
-            group.addTask {
-                do {
-                    return try await self.send(lease)
-                } catch is StreamEnded {
-                    // The stream ended under the request: once more on a new one.
-                    do {
-                        return try await self.send(lease)
-                    } catch let again as StreamEnded {
-                        throw again.underlying
-                    }
-                }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        do {
+            return try await send(lease, deadline: deadline)
+        } catch is StreamEnded {
+            // The stream ended under the request: once more on a new one.
+            do {
+                return try await send(lease, deadline: deadline)
+            } catch let again as StreamEnded {
+                throw again.underlying
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw BatonError.timeout("keep a lease alive: etcd did not answer in time")
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
         }
     }
 
@@ -83,36 +75,56 @@ final class EtcdKeepAliveStream: Sendable {
         }
     }
 
-    private func send(_ lease: Int64) async throws -> Int64 {
+    /// Sends a keep-alive of `lease` (or joins the next one) and waits for its answer until `deadline` (a timer of
+    /// ``Baton/HostTimers``, not a task: thousands of renews a second each wait here).
+    private func send(_ lease: Int64, deadline: ContinuousClock.Instant) async throws -> Int64 {
         let id = state.withLock { state in
             defer { state.nextID += 1 }
             return state.nextID
         }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                enum Step {
-                    case write(AsyncStream<Int64>.Continuation?)
-                    case fail(any Error)
-                }
-                let step = state.withLock { state -> Step in
-                    // A store that is closing runs no new stream (and then its keep-alive would wait for nothing).
-                    if state.closed || lifecycle.isStopped { return .fail(EtcdLifecycle.stopped) }
-                    // Checked under the lock that the cancellation handler takes: a request cancelled before it
-                    // was recorded is not sent (nothing would resume it).
-                    if Task.isCancelled { return .fail(CancellationError()) }
-                    if state.writer == nil { openStream(&state) }
-                    state.waiting.sent(lease: lease, id: id, stream: state.stream, waiter: continuation)
-                    return .write(state.writer)
-                }
-                switch step {
-                case .write(let writer): writer?.yield(lease)
-                case .fail(let error): continuation.resume(throwing: error)
-                }
-            }
-        } onCancel: {
-            // The request keeps its place: its answer, if it comes, is dropped.
+        let timer = HostTimers.shared.schedule(at: deadline) { [self] in
             let waiter = state.withLock { $0.waiting.abandon(lease: lease, id: id) }
-            waiter?.resume(throwing: CancellationError())
+            waiter?.resume(throwing: BatonError.timeout("keep a lease alive: etcd did not answer in time"))
+        }
+        defer { HostTimers.shared.cancel(timer) }
+        let abort = RequestAbort.current
+        return try await RequestAbort.whileWaiting {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    enum Step {
+                        case write(AsyncStream<Int64>.Continuation?)
+                        case wait
+                        case fail(any Error)
+                    }
+                    let step = state.withLock { state -> Step in
+                        // A store that is closing runs no new stream (and then its keep-alive would wait for nothing).
+                        if state.closed || lifecycle.isStopped { return .fail(EtcdLifecycle.stopped) }
+                        // Checked under the lock that the cancellation handler takes: a request cancelled before it
+                        // was recorded is not sent (nothing would resume it).
+                        if Task.isCancelled { return .fail(CancellationError()) }
+                        if let reason = abort?.reason { return .fail(reason) }
+                        // Before the deadline here, the timer has not fired yet: it takes this lock after it.
+                        if ContinuousClock.now >= deadline {
+                            return .fail(BatonError.timeout("keep a lease alive: etcd did not answer in time"))
+                        }
+                        if state.writer == nil { openStream(&state) }
+                        let now = state.waiting.ask(lease: lease, id: id, stream: state.stream, waiter: continuation)
+                        return now ? .write(state.writer) : .wait
+                    }
+                    switch step {
+                    case .write(let writer): writer?.yield(lease)
+                    case .wait: break
+                    case .fail(let error): continuation.resume(throwing: error)
+                    }
+                }
+            } onCancel: {
+                // The request keeps its place: its answer, if it comes, is dropped.
+                let waiter = state.withLock { $0.waiting.abandon(lease: lease, id: id) }
+                waiter?.resume(throwing: CancellationError())
+            }
+        } onAbort: { reason in
+            let waiter = self.state.withLock { $0.waiting.abandon(lease: lease, id: id) }
+            waiter?.resume(throwing: reason)
         }
     }
 
@@ -133,7 +145,7 @@ final class EtcdKeepAliveStream: Sendable {
             do {
                 // One attempt: the request sequence can be read only once; a failed stream is opened again by
                 // the next keep-alive.
-                try await client.call("keep leases alive", attempts: 1) { grpc, metadata in
+                try await client.call("keep leases alive", attempts: 1, stream: true) { grpc, metadata in
                     try await Etcdserverpb_Lease.Client(wrapping: grpc).leaseKeepAlive(
                         metadata: metadata,
                         options: options,
@@ -155,9 +167,16 @@ final class EtcdKeepAliveStream: Sendable {
         }
     }
 
+    /// Resumes the waiters of the answered request, and sends the next request of the lease if callers wait
+    /// for one.
     private func answer(_ lease: Int64, ttl: Int64, stream: Int) {
-        let waiter = state.withLock { $0.waiting.answered(lease: lease, stream: stream) }
-        waiter?.resume(returning: ttl)
+        let (waiters, writer) = state.withLock { state -> ([Continuation], AsyncStream<Int64>.Continuation?) in
+            let current = state.writer == nil ? nil : state.stream
+            let (waiters, sendNext) = state.waiting.answered(lease: lease, stream: stream, current: current)
+            return (waiters, sendNext ? state.writer : nil)
+        }
+        writer?.yield(lease)
+        for waiter in waiters { waiter.resume(returning: ttl) }
     }
 
     /// Fails the waiters whose requests went out on the stream that ended (so they are sent again on a new one),
@@ -175,61 +194,94 @@ final class EtcdKeepAliveStream: Sendable {
 }
 
 /// The keep-alive requests awaiting answers, per lease in the order they were sent, each with the stream it went
-/// out on and its waiter (nil once the waiter stopped waiting).
+/// out on and its waiters; and per lease the callers waiting for the next request.
+///
+/// Keep-alives of one lease are coalesced: at most one request of a lease awaits its answer on a stream. A caller
+/// that asks while one does joins the next request, which goes out when that answer comes; so every caller gets
+/// the answer to a request sent after it asked (the lease then lives its TTL from after the ask), and a lease
+/// shared by thousands of terms is kept alive by one message per round trip however many renew at once.
 ///
 /// An answer goes to the oldest request of its lease on its stream: etcd answers a stream's requests in order.
-/// A request whose waiter gave up stays in line, so its late answer is dropped instead of being credited to the
-/// next request of the lease.
+/// A request whose waiters all gave up stays in line, so its late answer is dropped instead of being credited to
+/// a later request of the lease.
 struct KeepAliveLedger<Waiter> {
     private struct Request {
-        var id: Int
         var stream: Int
-        var waiter: Waiter?
+        var waiters: [Int: Waiter]
     }
 
     private var requests: [Int64: [Request]] = [:]
+    private var next: [Int64: [Int: Waiter]] = [:]
 
-    /// Records a request sent for `lease` on `stream`.
-    mutating func sent(lease: Int64, id: Int, stream: Int, waiter: Waiter) {
-        requests[lease, default: []].append(Request(id: id, stream: stream, waiter: waiter))
+    /// Caller `id` asks for a keep-alive of `lease`, with `stream` the stream open now. True: send a request now
+    /// (the caller waits for its answer); false: the caller waits for the request sent after the answer of the
+    /// one under way on `stream`.
+    mutating func ask(lease: Int64, id: Int, stream: Int, waiter: Waiter) -> Bool {
+        if requests[lease]?.contains(where: { $0.stream == stream }) == true {
+            next[lease, default: [:]][id] = waiter
+            return false
+        }
+        requests[lease, default: []].append(Request(stream: stream, waiters: [id: waiter]))
+        return true
     }
 
-    /// The waiter of request `id` stops waiting; returns it (nil if it was answered or abandoned already). The
-    /// request keeps its place in line.
+    /// Caller `id` stops waiting; returns its waiter (nil if it was answered or gave up already). Its request
+    /// keeps its place in line.
     mutating func abandon(lease: Int64, id: Int) -> Waiter? {
-        guard let index = requests[lease]?.firstIndex(where: { $0.id == id }) else { return nil }
-        defer { requests[lease]?[index].waiter = nil }
-        return requests[lease]?[index].waiter
+        if let waiter = next[lease]?.removeValue(forKey: id) {
+            if next[lease]?.isEmpty == true { next[lease] = nil }
+            return waiter
+        }
+        guard let line = requests[lease] else { return nil }
+        for index in line.indices {
+            if let waiter = requests[lease]?[index].waiters.removeValue(forKey: id) { return waiter }
+        }
+        return nil
     }
 
     /// An answer for `lease` came on `stream`: takes the oldest request of the lease on that stream and returns
-    /// its waiter, or nil if that request was abandoned (or none was waiting).
-    mutating func answered(lease: Int64, stream: Int) -> Waiter? {
+    /// its waiters (none if they gave up, or if no request was waiting). `sendNext` is true when callers wait for
+    /// the next request: it is recorded as sent on `current` (the stream open now), and the caller sends it.
+    mutating func answered(lease: Int64, stream: Int, current: Int?) -> (waiters: [Waiter], sendNext: Bool) {
         guard var line = requests[lease], let index = line.firstIndex(where: { $0.stream == stream }) else {
-            return nil
+            return ([], false)
         }
         let request = line.remove(at: index)
         requests[lease] = line.isEmpty ? nil : line
-        return request.waiter
+        var sendNext = false
+        if let current, let waiting = next[lease], requests[lease]?.contains(where: { $0.stream == current }) != true {
+            next[lease] = nil
+            requests[lease, default: []].append(Request(stream: current, waiters: waiting))
+            sendNext = true
+        }
+        return (Array(request.waiters.values), sendNext)
     }
 
-    /// `stream` ended: takes every request sent on it; returns the waiters still waiting.
+    /// `stream` ended: takes every request sent on it and the callers waiting for a request after one of those;
+    /// returns their waiters.
     mutating func ended(stream: Int) -> [Waiter] {
         var waiters: [Waiter] = []
-        for (lease, line) in requests {
-            waiters += line.filter { $0.stream == stream }.compactMap(\.waiter)
+        for (lease, line) in requests where line.contains(where: { $0.stream == stream }) {
+            waiters += line.filter { $0.stream == stream }.flatMap(\.waiters.values)
+            if let waiting = next.removeValue(forKey: lease) { waiters += waiting.values }
             let kept = line.filter { $0.stream != stream }
             requests[lease] = kept.isEmpty ? nil : kept
         }
         return waiters
     }
 
-    /// Takes every request; returns the waiters still waiting.
+    /// Takes every request and every caller waiting for one; returns their waiters.
     mutating func removeAll() -> [Waiter] {
-        defer { requests = [:] }
-        return requests.values.flatMap { $0.compactMap(\.waiter) }
+        defer {
+            requests = [:]
+            next = [:]
+        }
+        return requests.values.flatMap { $0.flatMap(\.waiters.values) } + next.values.flatMap(\.values)
     }
 
     /// The number of requests awaiting an answer (abandoned ones included), for tests.
     var count: Int { requests.values.reduce(0) { $0 + $1.count } }
+
+    /// The number of callers waiting for the next request of `lease`, for tests.
+    func waitingForNext(_ lease: Int64) -> Int { next[lease]?.count ?? 0 }
 }

@@ -11,6 +11,9 @@ extension EtcdLeaseStore {
     /// (joined through another store instance), the new key leaves again and the acquire goes on with that one.
     func join(_ id: CampaignID, ttl: Duration, metadata: String?, waiting: Bool) async throws -> AcquireResult {
         let ttlSeconds = EtcdCampaignMachine.ttlSeconds(ttl)
+        if let lease = try await leadOnSessionLease(id, ttlSeconds: ttlSeconds, ttl: ttl, metadata: metadata) {
+            return .acquired(lease)
+        }
         // etcd counts the new lease's TTL from when it gets the grant, after this.
         let granted = clock.now()
         let leaseID = try await grant(ttlSeconds)
@@ -85,6 +88,65 @@ extension EtcdLeaseStore {
             try? await revoke(leaseID)
         }
         return result
+    }
+
+    /// Takes a key that no candidate holds with keys on this store's session lease of `ttlSeconds`, kept alive
+    /// together with the try (so the term lasts its ttl from before the try): the term of a holder that finds
+    /// the key free. Nil when a candidate holds the key, or the session lease's name is taken under it: the
+    /// holder then joins the queue with a lease of its own.
+    private func leadOnSessionLease(_ id: CampaignID, ttlSeconds: Int64, ttl: Duration, metadata: String?)
+        async throws -> Lease?
+    {
+        // A lease etcd dropped between the look-up and the put is granted anew, once.
+        for _ in 0..<2 {
+            let lease = try await sessionLeases.lease(ttlSeconds: ttlSeconds) { try await grant(ttlSeconds) }
+            let ours = EtcdKeyLayout.candidateKey(id.key, lease: lease)
+            let sent = clock.now()
+            let put: Etcdserverpb_TxnResponse
+            do {
+                put = try await txn(
+                    "acquire",
+                    compare: [
+                        .createRevision(of: ours, equals: 0), .noKeys(under: EtcdKeyLayout.electionPrefix(id.key)),
+                    ],
+                    success: [
+                        .put(ours, value: Data((metadata ?? "").utf8), lease: lease),
+                        .put(
+                            EtcdKeyLayout.campaignKey(id.key, lease: lease),
+                            value: Data((Self.leadingMark + id.holder).utf8),
+                            lease: lease
+                        ),
+                    ]
+                )
+            } catch let error as BatonError where Self.isLeaseNotFound(error) {
+                sessionLeases.lost(lease)
+                continue
+            }
+            guard put.succeeded else { return nil }
+            let campaign = Campaign(
+                lease: lease,
+                name: lease,
+                ttlSeconds: ttlSeconds,
+                revision: put.header.revision,
+                leading: true,
+                metadata: metadata,
+                lastTry: sent,
+                lastKeepAlive: sent,
+                shared: true
+            )
+            // Recorded before the keep-alive: if that fails, the store still ends the term once its holder does
+            // not come back for it within its ttl.
+            state.withLock { $0.machine.joined(id, campaign) }
+            // The keep-alive goes out after the try (one after the other: 10,000 electors starting at once make
+            // no tasks for it), so the term lasts its ttl from before the try. A lease gone by then took the keys
+            // with it.
+            guard try await keepAlive(lease) > 0 else {
+                forget(id, lease: lease)
+                continue
+            }
+            return Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata)
+        }
+        return nil
     }
 
     /// Goes on with the holder's candidate `own` that joined through another store instance (or before a
@@ -219,30 +281,46 @@ extension EtcdLeaseStore {
         return true
     }
 
-    /// Moves a candidate's keys onto a new lease of `ttlSeconds` (the create revision stays, so the token and
-    /// the place in the queue stay); the campaign as it is now, or nil if its keys are gone or on another lease
-    /// than this store knew.
-    func move(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64) async throws -> Campaign? {
+    /// Moves a candidate's keys onto another lease of `ttlSeconds` (the create revision stays, so the token and
+    /// the place in the queue stay): a term onto this store's session lease of that ttl, a waiting candidate
+    /// onto a new lease of its own. The old lease is revoked if it was the candidate's own and `revokeOld`.
+    /// Returns the campaign as it is now, or nil if its keys are gone or on another lease than this store knew.
+    func move(_ id: CampaignID, _ campaign: Campaign, ttlSeconds: Int64, revokeOld: Bool = true) async throws
+        -> Campaign?
+    {
         let granted = clock.now()
-        let newLease = try await grant(ttlSeconds)
+        let toSession = campaign.leading
+        let newLease =
+            toSession
+            ? try await sessionLeases.lease(ttlSeconds: ttlSeconds) { try await grant(ttlSeconds) }
+            : try await grant(ttlSeconds)
         let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.name)
-        let answer = try await txn(
-            "move to a lease of the new ttl",
-            compare: [.createRevision(of: ours, equals: campaign.revision), .lease(of: ours, equals: campaign.lease)],
-            success: [
-                .put(ours, lease: newLease),
-                .put(EtcdKeyLayout.campaignKey(id.key, lease: campaign.name), lease: newLease),
-            ]
-        )
+        let answer: Etcdserverpb_TxnResponse
+        do {
+            answer = try await txn(
+                "move to another lease",
+                compare: [
+                    .createRevision(of: ours, equals: campaign.revision), .lease(of: ours, equals: campaign.lease),
+                ],
+                success: [
+                    .put(ours, lease: newLease),
+                    .put(EtcdKeyLayout.campaignKey(id.key, lease: campaign.name), lease: newLease),
+                ]
+            )
+        } catch let error as BatonError where toSession && Self.isLeaseNotFound(error) {
+            sessionLeases.lost(newLease)
+            throw error
+        }
         guard answer.succeeded else {
-            try? await revoke(newLease)
+            if !toSession { try? await revoke(newLease) }
             return nil
         }
-        // The keys keep the old lease's hex in their names; the old lease itself has no keys left.
+        // The keys keep the old lease's hex in their names; the old lease itself has no keys of theirs left.
         let moved = state.withLock {
-            $0.machine.moved(id, from: campaign, to: newLease, ttlSeconds: ttlSeconds, grantedAt: granted)
+            $0.machine.moved(
+                id, from: campaign, to: newLease, ttlSeconds: ttlSeconds, grantedAt: granted, shared: toSession)
         }
-        try? await revoke(campaign.lease)
+        if revokeOld, !campaign.shared { try? await revoke(campaign.lease) }
         return moved
     }
 
@@ -250,11 +328,33 @@ extension EtcdLeaseStore {
         state.withLock { $0.machine.forget(id, lease: lease) }
     }
 
-    /// One round of upkeep, as ``EtcdCampaignMachine/upkeep(now:)`` decides: revokes the leases of handovers whose
-    /// delay is over. (Waiting candidates' leases are kept alive only by their holders' asks.)
+    /// One round of upkeep, as ``EtcdCampaignMachine/upkeep(now:)`` and
+    /// ``EtcdCampaignMachine/expiredTerms(now:)`` decide: revokes the leases of handovers whose delay is over, and
+    /// ends the terms on a session lease whose holders stopped renewing. (Waiting candidates' leases are kept
+    /// alive only by their holders' asks.)
     func upkeep() async {
         let now = clock.now()
-        let revoke = state.withLock { $0.machine.upkeep(now: now) }
+        let (revoke, expired) = state.withLock { ($0.machine.upkeep(now: now), $0.machine.expiredTerms(now: now)) }
         for lease in revoke { try? await self.revoke(lease) }
+        await withDiscardingTaskGroup { group in
+            for (id, campaign) in expired {
+                group.addTask {
+                    let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.name)
+                    // Compared with the lease too: a term that another instance moved onto its own session lease
+                    // (its holder renews there) is that instance's to end.
+                    guard
+                        (try? await self.txn(
+                            "end a term whose holder stopped renewing",
+                            compare: [
+                                .createRevision(of: ours, equals: campaign.revision),
+                                .lease(of: ours, equals: campaign.lease),
+                            ],
+                            success: [.delete(ours), .delete(EtcdKeyLayout.campaignKey(id.key, lease: campaign.name))]
+                        )) != nil
+                    else { return }  // Sent again at the next upkeep.
+                    self.state.withLock { $0.machine.ended(id, revision: campaign.revision) }
+                }
+            }
+        }
     }
 }

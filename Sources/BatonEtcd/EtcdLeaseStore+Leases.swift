@@ -13,6 +13,10 @@ extension EtcdLeaseStore {
     /// True: etcd's election is a queue, whose waiting candidates keep their places while they ask.
     public var queuesWaiters: Bool { true }
 
+    /// True: every wait of a request ends at the request's deadline (gRPC calls get it as their timeout) or
+    /// when its caller is cancelled, so the front runs requests in their callers' tasks.
+    public var honoursRequestAbort: Bool { true }
+
     /// Takes `key` for `holder` through etcd's queue (see the type's documentation), or renews the holder's
     /// term: joins the queue, or goes on with the holder's candidate as ``EtcdCampaignMachine`` decides. A waiting
     /// acquire that is refused keeps the holder's place in the queue for its ttl; one that does not wait leaves
@@ -106,7 +110,12 @@ extension EtcdLeaseStore {
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try await lifecycle.ready()
         let id = CampaignID(key: lease.key, holder: lease.holder)
-        if let known = state.withLock({ $0.machine.renewable(id, token: lease.token) }) {
+        let now = clock.now()
+        let known = state.withLock { state in
+            state.machine.asked(id, now: now)
+            return state.machine.renewable(id, token: lease.token)
+        }
+        if let known {
             if let renewed = try await renew(lease, ttl: ttl, known) { return renewed }
             forget(id, lease: known.lease)
         }
@@ -131,20 +140,23 @@ extension EtcdLeaseStore {
             campaign = moved
         }
         let ours = EtcdKeyLayout.candidateKey(lease.key, lease: campaign.name)
-        let success: [Etcdserverpb_RequestOp] =
-            lease.metadata == campaign.metadata
-            ? [] : [.put(ours, value: Data((lease.metadata ?? "").utf8), keepLease: true)]
         let term = campaign
         let sent = clock.now()
-        // The keep-alive and the check that the key is still this term's, on this lease, go out together.
-        async let alive = keepAlive(term.lease)
-        async let check = txn(
-            "renew",
-            compare: [.createRevision(of: ours, equals: term.revision), .lease(of: ours, equals: term.lease)],
-            success: success
-        )
-        let (left, answer) = try await (alive, check)
-        guard left > 0, answer.succeeded else { return nil }
+        if lease.metadata == campaign.metadata {
+            // The check shares one transaction, and the keep-alive one message, with other renews'.
+            let check = TermCheck(key: ours, revision: term.revision, lease: term.lease)
+            guard try await termChecks.submit(check, send: { try await checkTerms($0) }) else { return nil }
+        } else {
+            // The keep-alive and the check that the key is still this term's, on this lease, go out together.
+            async let alive = keepAlive(term.lease)
+            async let check = txn(
+                "renew",
+                compare: [.createRevision(of: ours, equals: term.revision), .lease(of: ours, equals: term.lease)],
+                success: [.put(ours, value: Data((lease.metadata ?? "").utf8), keepLease: true)]
+            )
+            let (left, answer) = try await (alive, check)
+            guard left > 0, answer.succeeded else { return nil }
+        }
         state.withLock { state in
             state.machine.keptAlive(id, lease: term.lease, sentAt: sent)
             state.machine.renewed(id, lease: term.lease, metadata: lease.metadata)
@@ -155,16 +167,25 @@ extension EtcdLeaseStore {
     }
 
     /// Records a candidate read from etcd, after a keep-alive of its lease (which tells the lease's TTL); nil if
-    /// the lease is gone.
+    /// the lease is gone. A term on a lease that is not this store's session lease moves onto it: the lease may
+    /// be another instance's session lease, which this store must not keep alive for the other terms on it, and
+    /// which that instance ends the term on when its holder stops renewing there.
     func adopt(_ id: CampaignID, _ candidate: Candidate) async throws -> Campaign? {
         guard let lease = candidate.lease else { return nil }
         let sent = clock.now()
         let ttlSeconds = try await keepAlive(lease)
         guard ttlSeconds > 0 else { return nil }
         let now = clock.now()
-        return state.withLock { state in
-            state.machine.adopt(id, candidate, ttlSeconds: ttlSeconds, keptAliveAt: sent, now: now)
+        let shared = sessionLeases.isSession(lease)
+        let adopted = state.withLock { state in
+            state.machine.adopt(id, candidate, ttlSeconds: ttlSeconds, keptAliveAt: sent, now: now, shared: shared)
         }
+        guard let adopted, adopted.leading, !shared else { return adopted }
+        guard let moved = try await move(id, adopted, ttlSeconds: adopted.ttlSeconds, revokeOld: false) else {
+            forget(id, lease: adopted.lease)
+            return nil
+        }
+        return moved
     }
 
     /// Ends the term: hands the key to the next Baton candidate when this store's watch shows one (its lease is
@@ -175,23 +196,28 @@ extension EtcdLeaseStore {
         let id = CampaignID(key: lease.key, holder: lease.holder)
         if let campaign = state.withLock({ $0.machine.release(id, token: lease.token) }) {
             if try await handOver(lease.key, from: campaign) {
-                // The keys are gone. The lease, now holding none, is revoked a moment later, off the successor's
-                // path (etcd would apply the revoke before the successor's check), or at the store's close.
-                let now = clock.now()
-                state.withLock { $0.machine.revokeLater(campaign.lease, now: now) }
+                // The keys are gone. A lease of the term's own, now holding none, is revoked a moment later, off
+                // the successor's path (etcd would apply the revoke before the successor's check), or at the
+                // store's close; a session lease goes on holding other terms.
+                if !campaign.shared {
+                    let now = clock.now()
+                    state.withLock { $0.machine.revokeLater(campaign.lease, now: now) }
+                }
                 return
             }
             if try await delete(lease, name: campaign.name) {
-                try? await revoke(campaign.lease)
+                if !campaign.shared { try? await revoke(campaign.lease) }
                 return
             }
         }
-        // Not known here, or known out of date: etcd says where the term is.
+        // Not known here, or known out of date: etcd says where the term is. Its lease is not revoked: it may be
+        // another instance's session lease, holding other terms (a lease of the term's own, now holding no keys,
+        // runs out by itself).
         let election = try await readElection(lease.key)
         guard let entry = EtcdCampaignMachine.term(of: lease.holder, token: lease.token, in: election),
             let name = entry.name
         else { return }
-        if try await delete(lease, name: name), let leaseID = entry.lease { try? await revoke(leaseID) }
+        _ = try await delete(lease, name: name)
     }
 
     /// Deletes the keys of the term `lease` named after `name`, if they are still that term's; whether they were.

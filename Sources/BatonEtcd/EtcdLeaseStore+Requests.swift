@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Foundation
 import GRPCCore
 import GRPCProtobuf
@@ -49,15 +49,53 @@ extension EtcdLeaseStore {
                     options: options
                 )
             }
-        } catch let error as BatonError where error.underlying.map({ "\($0)" })?.contains("lease not found") == true {
+        } catch let error as BatonError where Self.isLeaseNotFound(error) {
             return
         }
+    }
+
+    /// Whether etcd refused a request because a lease it names is gone.
+    static func isLeaseNotFound(_ error: BatonError) -> Bool {
+        error.underlying.map { "\($0)" }?.contains("lease not found") == true
     }
 
     /// Refreshes a lease over the store's `LeaseKeepAlive` stream; returns the TTL etcd answered, 0 if the
     /// lease is gone.
     func keepAlive(_ lease: Int64) async throws -> Int64 {
-        try await keepAlives.keepAlive(lease, timeout: EtcdClient.callTimeout)
+        let ttl = try await keepAlives.keepAlive(lease, timeout: EtcdClient.callTimeout)
+        if ttl <= 0 { sessionLeases.lost(lease) }
+        return ttl
+    }
+
+    /// The renew of many terms at once: whether each is still its own (its key there, with its create revision,
+    /// on its lease), in one transaction of reads, and a keep-alive of each lease they are on (usually one
+    /// session lease), sent together after every renew in the batch was asked. Returns the ``TermCheck/batchKey``
+    /// of each term that is its own and whose lease etcd still has.
+    func checkTerms(_ checks: [TermCheck]) async throws -> Set<String> {
+        let leases = Set(checks.map(\.lease))
+        async let answer = txn("renew", compare: [], success: checks.map { .keyOnly($0.key) })
+        let alive = try await withThrowingTaskGroup(of: (Int64, Int64).self) { group in
+            for lease in leases { group.addTask { (lease, try await self.keepAlive(lease)) } }
+            var alive = Set<Int64>()
+            for try await (lease, ttl) in group where ttl > 0 { alive.insert(lease) }
+            return alive
+        }
+        var held = Set<String>()
+        for (check, response) in zip(checks, try await answer.responses) where alive.contains(check.lease) {
+            guard let found = response.responseRange.kvs.first else { continue }
+            if found.createRevision == check.revision, found.lease == check.lease { held.insert(check.batchKey) }
+        }
+        return held
+    }
+
+    /// A term whose renew checks in etcd that it is still its own (``checkTerms(_:)``).
+    struct TermCheck: BatchedRequest {
+        /// The term's candidate key.
+        var key: Data
+        var revision: Int64
+        var lease: Int64
+
+        var batchKey: String { String(decoding: key, as: UTF8.self) }
     }
 
     /// Watches every key under `prefix`, calling `onChange` with the answer once the watch is set up and after
@@ -75,7 +113,7 @@ extension EtcdLeaseStore {
         }
         var options = client.options()
         options.timeout = nil
-        try await client.call("watch") { grpc, metadata in
+        try await client.call("watch", stream: true) { grpc, metadata in
             try await Etcdserverpb_Watch.Client(wrapping: grpc).watch(
                 metadata: metadata,
                 options: options,
@@ -138,6 +176,16 @@ extension Etcdserverpb_RequestOp {
 
     static func get(_ key: Data) -> Self {
         .with { $0.requestRange = .with { $0.key = key } }
+    }
+
+    /// The key without its value (its create revision and lease are there).
+    static func keyOnly(_ key: Data) -> Self {
+        .with {
+            $0.requestRange = .with {
+                $0.key = key
+                $0.keysOnly = true
+            }
+        }
     }
 
     /// Every key under `prefix`, oldest creation first.

@@ -54,11 +54,16 @@ import Synchronization
 ///   stops renewing loses the key after its ttl, as the contract says. A keep-alive answered with a TTL of 0
 ///   means etcd dropped the lease: the renew throws `lost`, and the key's deletion reaches every
 ///   ``changes(key:)`` subscriber through the watch.
-/// - One lease per candidate and key: an etcd lease has one TTL, and the contract passes a ttl per call. A
-///   renew or acquire with a different ttl grants a lease of the new ttl and moves the candidate's keys onto it
-///   (their names and create revision, and so the token and the place in the queue, are kept). (A lease shared
-///   by many keys of one process would be a lease that the process keeps alive itself; the keys' names and the
-///   checks above do not assume that a key's lease is its own.)
+/// - **Terms that start at once share a lease.** A holder that finds the key free puts its keys on the store's
+///   session lease of its ttl (``EtcdSessionLeases``: one lease per ttl, as etcd's `concurrency.Session` shares
+///   one among a client's keys), so 10,000 leaders in one process cost one lease. Renews share keep-alive
+///   messages (one per round trip, each renew waiting for one sent after it asked) and check transactions (up to
+///   128 terms read in one). The store ends a term on its session lease whose holder has not asked for its ttl,
+///   with a compare-and-delete (the lease lives on for the other terms); etcd expires them all if the process
+///   dies. A term renewed through another instance moves onto that instance's session lease.
+/// - A waiting candidate has a lease of its own. An etcd lease has one TTL, and the contract passes a ttl per call:
+///   a renew or acquire with a different ttl moves the candidate's keys onto a lease of the new ttl (the session
+///   lease for a term) and keeps their names and create revision, and so the token and the place in the queue.
 ///
 /// etcd enforces a minimum lease TTL of 1.5 election timeouts (1.5 s with the default 1 s election timeout);
 /// a shorter ttl gets that minimum from etcd, so the store expires the term later than asked, never earlier.
@@ -89,6 +94,10 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
 
     let client: EtcdClient
     let keepAlives: EtcdKeepAliveStream
+    /// The leases shared by the terms that start at once through this store, one per ttl.
+    let sessionLeases = EtcdSessionLeases()
+    /// Checks that terms are still theirs, many in one transaction (a renew's check).
+    let termChecks = RequestBatcher<TermCheck>(maxInFlight: 2, maxBatch: 128)
     let configuration: Configuration
     let clock: BatonClock
     let lifecycle = EtcdLifecycle()

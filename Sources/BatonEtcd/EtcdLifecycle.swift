@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import Synchronization
 
 /// Whether an ``EtcdLeaseStore`` runs, and the background work its `run()` carries out for it.
@@ -126,23 +126,30 @@ final class EtcdLifecycle: Sendable {
             }
         }
         guard let id else { return }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let outcome = state.withLock { state -> Result<Void, any Error>? in
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    switch state.phase {
-                    case .running: return .success(())
-                    case .stopping, .ended: return .failure(Self.stopped)
-                    case .idle:
-                        state.waiters[id] = continuation
-                        return nil
+        let abort = RequestAbort.current
+        try await RequestAbort.whileWaiting {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    let outcome = state.withLock { state -> Result<Void, any Error>? in
+                        if Task.isCancelled { return .failure(CancellationError()) }
+                        if let reason = abort?.reason { return .failure(reason) }
+                        switch state.phase {
+                        case .running: return .success(())
+                        case .stopping, .ended: return .failure(Self.stopped)
+                        case .idle:
+                            state.waiters[id] = continuation
+                            return nil
+                        }
                     }
+                    if let outcome { continuation.resume(with: outcome) }
                 }
-                if let outcome { continuation.resume(with: outcome) }
+            } onCancel: {
+                let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+                waiter?.resume(throwing: CancellationError())
             }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume(throwing: CancellationError())
+        } onAbort: { reason in
+            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume(throwing: reason)
         }
     }
 

@@ -37,21 +37,21 @@ extension PostgresLeaseStore {
     /// the key is still in that term (same holder and token, not expired).
     ///
     /// One `UPDATE` statement, shared with the renews of this store that arrive meanwhile (see
-    /// ``RenewalBatcher``): a process with thousands of leases sends a few statements, not one per lease. New
+    /// ``Baton/RequestBatcher``): a process with thousands of leases sends a few statements, not one per lease. New
     /// metadata notifies every store's ``changes(key:)``.
     /// - Returns: the lease with the new ttl (same token).
     /// - Throws: ``BatonError`` `lost` if the term is over; `invalidArgument` for metadata with a NUL character;
     ///   `storeUnavailable`, `timeout`.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try Self.validate(metadata: lease.metadata)
-        let renewal = RenewalBatcher.Renewal(
+        let renewal = PostgresRenewal(
             key: lease.key,
             holder: lease.holder,
             token: lease.token,
             ttlMilliseconds: Self.milliseconds(ttl),
             metadata: lease.metadata
         )
-        let renewed = try await renewals.renew(renewal) { [self] batch in
+        let renewed = try await renewals.submit(renewal) { [self] batch in
             let query = schema.renew(batch)
             let operation = batch.count == 1 ? "renew of \(batch[0].key)" : "renew of \(batch.count) leases"
             return try await perform(operation) { connection, logger in
@@ -164,4 +164,15 @@ extension PostgresLeaseStore {
         }
         return result
     }
+}
+
+/// One renew that ``PostgresLeaseStore`` sends with others in one statement: the term, its new ttl and metadata.
+struct PostgresRenewal: BatchedRequest {
+    var key: String
+    var holder: String
+    var token: Int64
+    var ttlMilliseconds: Int64
+    var metadata: String?
+
+    var batchKey: String { key }
 }

@@ -106,7 +106,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
 
     let schema: PostgresSchema
     /// Sends the renews that arrive together in one statement.
-    let renewals = RenewalBatcher()
+    let renewals = RequestBatcher<PostgresRenewal>()
     let logger: Logger
     let clock: BatonClock
     let signals = ChangeSignals()

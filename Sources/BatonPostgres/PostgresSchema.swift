@@ -210,7 +210,7 @@ struct PostgresSchema: Sendable {
 
     /// Renews many terms in one statement, each if its key is still in that term (same holder and token, not
     /// expired): returns the key of each term renewed. The keys must differ.
-    func renew(_ renewals: [RenewalBatcher.Renewal]) -> PostgresQuery {
+    func renew(_ renewals: [PostgresRenewal]) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: 6)
         bindings.append(renewals.map(\.key))
         bindings.append(renewals.map(\.holder))

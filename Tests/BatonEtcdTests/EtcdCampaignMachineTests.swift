@@ -129,7 +129,7 @@ import Testing
             Issue.record("9.001 s rounds up to the lease's 10 s: no move")
             return
         }
-        let moved = machine.moved(Self.id, from: old, to: 8, ttlSeconds: 3, grantedAt: .seconds(2))
+        let moved = machine.moved(Self.id, from: old, to: 8, ttlSeconds: 3, grantedAt: .seconds(2), shared: false)
         #expect(moved.lease == 8 && moved.ttlSeconds == 3 && moved.lastKeepAlive == .seconds(2))
         #expect(moved.name == old.name, "the keys keep their names")
         #expect(moved.revision == old.revision, "the token and the place in the queue stay")

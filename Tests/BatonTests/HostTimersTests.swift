@@ -2,7 +2,7 @@ import BatonTestKit
 import Synchronization
 import Testing
 
-@testable import Baton
+@_spi(BatonStoreKit) @testable import Baton
 
 /// The one task that serves the electors' timers on the host's clock: timers run in deadline order, never early,
 /// and a timer set earlier than the one slept for is not held up by it.

@@ -216,8 +216,8 @@ final class LeaseStoreCore: Sendable {
         _ operation: StoreOperation,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let abort = RequestAbort()
         let timeout = configuration.requestTimeout
+        let abort = RequestAbort(deadline: clock.isHostClock ? ContinuousClock.now.advanced(by: timeout) : nil)
         let storeName = storeName
         let deadline = deadlines.set {
             abort.abort(

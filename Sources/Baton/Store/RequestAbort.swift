@@ -19,7 +19,14 @@ import Synchronization
 
     private let state = Mutex(State())
 
-    init() {}
+    /// When the request's deadline passes, on the host's continuous clock (nil when the front's clock is another,
+    /// such as a test's): a driver may give it to a request of its own (a gRPC call's timeout), which then ends by
+    /// itself at the deadline.
+    public let deadline: ContinuousClock.Instant?
+
+    init(deadline: ContinuousClock.Instant? = nil) {
+        self.deadline = deadline
+    }
 
     /// Why the request was aborted (a `timeout` ``BatonError``, or `CancellationError`), once it was.
     public var reason: (any Error)? { state.withLock { $0.reason } }

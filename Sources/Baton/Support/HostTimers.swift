@@ -10,12 +10,12 @@ import Synchronization
 ///
 /// Thousands of electors in one process each keep a few timers at any moment (the next renew, the request's
 /// timeout, the term's deadline): one task for all of them instead of one sleeping task each.
-final class HostTimers: Sendable {
-    typealias Action = @Sendable () -> Void
-    typealias Instant = ContinuousClock.Instant
+@_spi(BatonStoreKit) public final class HostTimers: Sendable {
+    public typealias Action = @Sendable () -> Void
+    public typealias Instant = ContinuousClock.Instant
 
     /// The process's timers.
-    static let shared = HostTimers()
+    public static let shared = HostTimers()
 
     private struct Entry {
         var deadline: Instant
@@ -78,7 +78,7 @@ final class HostTimers: Sendable {
     /// Runs `action` once the host's continuous clock reaches `deadline`, unless cancelled first.
     /// - Returns: the timer's id, for ``cancel(_:)``.
     @discardableResult
-    func schedule(at deadline: Instant, _ action: @escaping Action) -> UInt64 {
+    public func schedule(at deadline: Instant, _ action: @escaping Action) -> UInt64 {
         state.withLock { state in
             state.nextID += 1
             let id = state.nextID
@@ -96,12 +96,12 @@ final class HostTimers: Sendable {
     }
 
     /// Makes sure the action of timer `id` does not run, if it has not run yet.
-    func cancel(_ id: UInt64) {
+    public func cancel(_ id: UInt64) {
         _ = state.withLock { $0.actions.removeValue(forKey: id) }
     }
 
     /// The number of timers set and not yet run or cancelled.
-    var count: Int { state.withLock { $0.actions.count } }
+    public var count: Int { state.withLock { $0.actions.count } }
 
     private func serve(_ generation: UInt64) async {
         let clock = ContinuousClock()

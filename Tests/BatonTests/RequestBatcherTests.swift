@@ -1,17 +1,24 @@
 import Synchronization
 import Testing
 
-@testable import BatonPostgres
+@_spi(BatonStoreKit) @testable import Baton
 
-/// The renews of one PostgreSQL store sent together, without a server: `send` stands for the statement.
-@Suite struct RenewalBatcherTests {
+/// Requests of one store sent together, as PostgreSQL's renews and etcd's term checks are: `send` stands for the
+/// round trip to the server.
+@Suite struct RequestBatcherTests {
+    struct Renewal: BatchedRequest {
+        var key: String
+        var token: Int64
+        var batchKey: String { key }
+    }
+
     /// A statement that waits until released, recording the batches it was sent.
     final class Statement: Sendable {
         let batches = Mutex<[[String]]>([])
         let gate = Mutex<[CheckedContinuation<Void, Never>]>([])
         let open = Mutex(false)
 
-        func send(_ batch: [RenewalBatcher.Renewal], renewing renewed: Set<String>) async throws -> Set<String> {
+        func send(_ batch: [Renewal], renewing renewed: Set<String>) async throws -> Set<String> {
             batches.withLock { $0.append(batch.map(\.key)) }
             await withCheckedContinuation { continuation in
                 let waits = open.withLock { open in
@@ -35,8 +42,8 @@ import Testing
         var sent: [[String]] { batches.withLock { $0 } }
     }
 
-    private func renewal(_ key: String, token: Int64 = 1) -> RenewalBatcher.Renewal {
-        RenewalBatcher.Renewal(key: key, holder: "h", token: token, ttlMilliseconds: 10_000, metadata: nil)
+    private func renewal(_ key: String, token: Int64 = 1) -> Renewal {
+        Renewal(key: key, token: token)
     }
 
     private func waitUntil(_ condition: () -> Bool) async throws {
@@ -44,13 +51,13 @@ import Testing
     }
 
     @Test func renewsArrivingWhileAStatementRunsShareTheNext() async throws {
-        let batcher = RenewalBatcher(maxInFlight: 1)
+        let batcher = RequestBatcher<Renewal>(maxInFlight: 1)
         let statement = Statement()
         let renewed: Set<String> = ["a", "b", "c"]
-        let first = Task { try await batcher.renew(renewal("a")) { try await statement.send($0, renewing: renewed) } }
+        let first = Task { try await batcher.submit(renewal("a")) { try await statement.send($0, renewing: renewed) } }
         try await waitUntil { statement.sent.count == 1 }
         let later = ["b", "c", "gone"].map { key in
-            Task { try await batcher.renew(renewal(key)) { try await statement.send($0, renewing: renewed) } }
+            Task { try await batcher.submit(renewal(key)) { try await statement.send($0, renewing: renewed) } }
         }
         try await waitUntil { batcher.waiting == 4 }
         statement.release()
@@ -65,13 +72,13 @@ import Testing
     }
 
     @Test func oneStatementHasEachKeyOnce() async throws {
-        let batcher = RenewalBatcher(maxInFlight: 1)
+        let batcher = RequestBatcher<Renewal>(maxInFlight: 1)
         let statement = Statement()
-        let blocker = Task { try await batcher.renew(renewal("x")) { try await statement.send($0, renewing: ["x"]) } }
+        let blocker = Task { try await batcher.submit(renewal("x")) { try await statement.send($0, renewing: ["x"]) } }
         try await waitUntil { statement.sent.count == 1 }
         let twice = [1, 2].map { token in
             Task {
-                try await batcher.renew(renewal("k", token: Int64(token))) {
+                try await batcher.submit(renewal("k", token: Int64(token))) {
                     try await statement.send($0, renewing: ["k"])
                 }
             }
@@ -86,9 +93,9 @@ import Testing
 
     @Test func aFailedStatementFailsEachOfItsRenews() async throws {
         struct Down: Error {}
-        let batcher = RenewalBatcher()
+        let batcher = RequestBatcher<Renewal>()
         let renews = ["a", "b"].map { key in
-            Task { try await batcher.renew(renewal(key)) { _ in throw Down() } }
+            Task { try await batcher.submit(renewal(key)) { _ in throw Down() } }
         }
         for renew in renews {
             await #expect(throws: Down.self) { _ = try await renew.value }
@@ -97,12 +104,12 @@ import Testing
     }
 
     @Test func aRenewCancelledInTheQueueLeavesIt() async throws {
-        let batcher = RenewalBatcher(maxInFlight: 1)
+        let batcher = RequestBatcher<Renewal>(maxInFlight: 1)
         let statement = Statement()
-        let blocker = Task { try await batcher.renew(renewal("x")) { try await statement.send($0, renewing: ["x"]) } }
+        let blocker = Task { try await batcher.submit(renewal("x")) { try await statement.send($0, renewing: ["x"]) } }
         try await waitUntil { statement.sent.count == 1 }
         let cancelled = Task {
-            try await batcher.renew(renewal("gone")) { try await statement.send($0, renewing: ["gone"]) }
+            try await batcher.submit(renewal("gone")) { try await statement.send($0, renewing: ["gone"]) }
         }
         try await waitUntil { batcher.waiting == 2 }
         cancelled.cancel()
