@@ -60,6 +60,17 @@ struct EtcdCampaignMachine {
     private var pendingRevokes: [(lease: Int64, due: Duration)] = []
     /// Terms on a session lease whose holders stopped renewing, until their keys are deleted.
     private(set) var expiring: [CampaignID: Campaign] = [:]
+    /// Terms that may have started on a session lease with no record here: the answer to their put was lost.
+    private(set) var suspects: [CampaignID: Suspect] = [:]
+
+    /// A put of a term's keys on the session lease `lease` (named after it) whose answer did not come at `since`.
+    struct Suspect: Equatable {
+        var name: Int64
+        var lease: Int64
+        var ttlSeconds: Int64
+        var since: Duration
+    }
+
     /// No term on a session lease expires before this (a lower bound: holders' asks only move their terms' ends
     /// later), so ``expiredTerms(now:)`` looks at the records only from then on.
     private var earliestExpiry: Duration?
@@ -328,6 +339,31 @@ struct EtcdCampaignMachine {
         return expiring.map { ($0.key, $0.value) }
     }
 
+    /// The put of a term's keys on a session lease got no answer: if it was applied, the term has no record here,
+    /// and the session lease (kept alive by the other terms) would keep it forever unless its holder acquires again.
+    mutating func suspect(_ id: CampaignID, _ suspect: Suspect) {
+        suspects[id] = suspect
+    }
+
+    /// The suspects to look for in etcd at `now`: those older than their ttl whose holders have not taken them
+    /// up since (a holder that acquires again adopts its term, and its record then names the suspect's key).
+    mutating func dueSuspects(now: Duration) -> [(id: CampaignID, suspect: Suspect)] {
+        var due: [(id: CampaignID, suspect: Suspect)] = []
+        for (id, suspect) in suspects {
+            if campaigns[id]?.name == suspect.name {
+                suspects[id] = nil
+            } else if now - suspect.since > .seconds(suspect.ttlSeconds) {
+                due.append((id, suspect))
+            }
+        }
+        return due
+    }
+
+    /// The suspect of `id` is settled: its keys are gone, or were never there.
+    mutating func settled(_ id: CampaignID, _ suspect: Suspect) {
+        if suspects[id] == suspect { suspects[id] = nil }
+    }
+
     /// The keys of the expiring term `revision` of `id` are gone.
     mutating func ended(_ id: CampaignID, revision: Int64) {
         if expiring[id]?.revision == revision { expiring[id] = nil }
@@ -342,6 +378,7 @@ struct EtcdCampaignMachine {
             campaigns = [:]
             pendingRevokes = []
             expiring = [:]
+            suspects = [:]
         }
         return campaigns.values.filter { !$0.leading && !$0.shared }.map(\.lease) + pendingRevokes.map(\.lease)
     }

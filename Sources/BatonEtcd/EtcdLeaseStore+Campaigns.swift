@@ -121,6 +121,12 @@ extension EtcdLeaseStore {
             } catch let error as BatonError where Self.isLeaseNotFound(error) {
                 sessionLeases.lost(lease)
                 continue
+            } catch {
+                // The put may have been applied: the store looks for its keys after the ttl.
+                let suspect = EtcdCampaignMachine.Suspect(
+                    name: lease, lease: lease, ttlSeconds: ttlSeconds, since: clock.now())
+                state.withLock { $0.machine.suspect(id, suspect) }
+                throw error
             }
             guard put.succeeded else { return nil }
             let campaign = Campaign(
@@ -324,6 +330,28 @@ extension EtcdLeaseStore {
         return moved
     }
 
+    /// Ends a term whose put got no answer (``EtcdCampaignMachine/suspect(_:_:)``), if it is there and its holder
+    /// has not taken it up: a delete compared with the key's create and modification revisions and lease, read
+    /// just before (the holder's acquire, if it comes first, rewrites the key and so fails the comparison).
+    private func settle(_ id: CampaignID, _ suspect: EtcdCampaignMachine.Suspect) async throws {
+        let ours = EtcdKeyLayout.candidateKey(id.key, lease: suspect.name)
+        let read = try await txn("read a term whose put got no answer", compare: [], success: [.keyOnly(ours)])
+        if let found = read.responses.first?.responseRange.kvs.first, found.lease == suspect.lease,
+            state.withLock({ $0.machine.campaigns[id]?.revision != found.createRevision })
+        {
+            _ = try await txn(
+                "end a term whose put got no answer",
+                compare: [
+                    .createRevision(of: ours, equals: found.createRevision),
+                    .modRevision(of: ours, equals: found.modRevision),
+                    .lease(of: ours, equals: suspect.lease),
+                ],
+                success: [.delete(ours), .delete(EtcdKeyLayout.campaignKey(id.key, lease: suspect.name))]
+            )
+        }
+        state.withLock { $0.machine.settled(id, suspect) }
+    }
+
     func forget(_ id: CampaignID, lease: Int64) {
         state.withLock { $0.machine.forget(id, lease: lease) }
     }
@@ -336,6 +364,8 @@ extension EtcdLeaseStore {
         let now = clock.now()
         let (revoke, expired) = state.withLock { ($0.machine.upkeep(now: now), $0.machine.expiredTerms(now: now)) }
         for lease in revoke { try? await self.revoke(lease) }
+        let suspects = state.withLock { $0.machine.dueSuspects(now: now) }
+        for (id, suspect) in suspects { try? await settle(id, suspect) }
         await withDiscardingTaskGroup { group in
             for (id, campaign) in expired {
                 group.addTask {

@@ -1,5 +1,7 @@
 import Baton
 import BatonTestKit
+import Foundation
+import Synchronization
 import Testing
 
 @testable import BatonEtcd
@@ -83,6 +85,77 @@ import Testing
             #expect(try await observer.current(key: key)?.token == lease.token, "the term goes on")
             try await second.release(lease)
             try await second.release(elsewhere)
+        }
+    }
+
+    /// Puts the keys of a term of `holder` for `key` on `store`'s session lease (the lease of `other`'s term), as a
+    /// put whose answer was lost would have, and tells the store so; returns the term's token.
+    private func lostPut(_ store: EtcdLeaseStore, key: String, holder: String, leaseOf other: String) async throws
+        -> Int64
+    {
+        let session = try #require(try await store.readElection(other).first?.lease)
+        let put = try await store.txn(
+            "test",
+            compare: [],
+            success: [
+                .put(EtcdKeyLayout.candidateKey(key, lease: session), value: Data(), lease: session),
+                .put(
+                    EtcdKeyLayout.campaignKey(key, lease: session),
+                    value: Data((EtcdLeaseStore.leadingMark + holder).utf8),
+                    lease: session
+                ),
+            ]
+        )
+        let suspect = EtcdCampaignMachine.Suspect(name: session, lease: session, ttlSeconds: 30, since: .zero)
+        store.state.withLock { $0.machine.suspect(.init(key: key, holder: holder), suspect) }
+        return put.header.revision
+    }
+
+    @Test("a term whose put got no answer, and whose holder does not come back, ends after its ttl")
+    func aLostPutEnds() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let clock = ManualClock()
+        let store = try store(url, clock: clock)
+        let observer = try EtcdLeaseStore(url)
+        try await withRunning([store, observer]) {
+            let ttl = Duration.seconds(30)
+            let (key, other) = (unique("lost-put"), unique("lost-put-other"))
+            var kept = try #require(try await store.acquire(key: other, holder: "x", ttl: ttl, metadata: nil).lease)
+            _ = try await lostPut(store, key: key, holder: "a", leaseOf: other)
+            clock.advance(to: .zero + .seconds(20))
+            kept = try await store.renew(kept, ttl: ttl)
+            await store.upkeep()
+            #expect(try await observer.current(key: key)?.holder == "a", "within its ttl the term stays")
+            clock.advance(to: .zero + .seconds(31))
+            kept = try await store.renew(kept, ttl: ttl)
+            await store.upkeep()
+            #expect(try await observer.current(key: key) == nil, "past its ttl the store ended it")
+            #expect(try await observer.current(key: other)?.token == kept.token, "the renewed term goes on")
+            try await store.release(kept)
+        }
+    }
+
+    @Test("a holder whose put got no answer takes its term back by acquiring again, and the store leaves it")
+    func aLostPutIsTakenBack() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let clock = ManualClock()
+        let store = try store(url, clock: clock)
+        let observer = try EtcdLeaseStore(url)
+        try await withRunning([store, observer]) {
+            let ttl = Duration.seconds(30)
+            let (key, other) = (unique("lost-put-back"), unique("lost-put-back-other"))
+            var kept = try #require(try await store.acquire(key: other, holder: "x", ttl: ttl, metadata: nil).lease)
+            let token = try await lostPut(store, key: key, holder: "a", leaseOf: other)
+            clock.advance(to: .zero + .seconds(10))
+            var again = try #require(try await store.acquire(key: key, holder: "a", ttl: ttl, metadata: nil).lease)
+            #expect(again.token == token, "the holder's own term, not a new one")
+            clock.advance(to: .zero + .seconds(31))
+            again = try await store.renew(again, ttl: ttl)
+            kept = try await store.renew(kept, ttl: ttl)
+            await store.upkeep()
+            #expect(try await observer.current(key: key)?.token == token, "the term taken back goes on")
+            try await store.release(again)
+            try await store.release(kept)
         }
     }
 }
