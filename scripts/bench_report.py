@@ -127,10 +127,11 @@ HOW_TO_READ = """\
   own (user + system) over the window after every elector leads, as a share of one core; resident memory is VmRSS
   at the end (30–50 MiB of it is the process before any elector starts). "still leading"
   counts electors that lead at the end of the window.
-- **Scale, 1,000 waiters**: 1,000 electors in one process campaign for one key; the leader resigns and the store
-  requests that follow are counted. About 1,000 acquire attempts per release is a thundering herd (every waiter is
-  woken and tries); 1 would be a queue, which etcd is: only the next candidate is woken, the others see the new
-  leader.
+- **Scale, 1,000 waiters**: 1,000 electors in one process campaign for one key (ttl 60 s); the leader resigns and
+  the store requests that follow are counted. About 1,000 acquire attempts per release is a thundering herd (every
+  waiter is woken and tries); 1 is a queue, which etcd is: its change feed names the next candidate, whose elector
+  alone acquires, while the others see someone else named and keep waiting. (A waiter on a queue also asks again
+  every third of its ttl to keep its place: store-cost's row.)
 - **Idle SSE watchers**: one `baton serve` on SQLite holds 10,000 event streams, each on its own connection and
   key, opened by one asyncio client; resident memory (VmRSS) with all of them open, and 2,000 sequential `/alive`
   requests from another process meanwhile. **Slow reader**: one more stream whose client never reads (4 KiB receive

@@ -271,11 +271,6 @@ struct EtcdCampaignMachine {
         return campaign
     }
 
-    /// Whether the candidate of `lease` for `key` waits here: its holder has not taken the term yet.
-    func isWaiting(key: String, lease: Int64) -> Bool {
-        campaigns.contains { $0.key.key == key && $0.value.lease == lease && !$0.value.leading }
-    }
-
     // MARK: Handover
 
     /// The next candidate a releasing leader hands the key to.

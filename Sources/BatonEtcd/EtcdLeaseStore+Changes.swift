@@ -41,9 +41,6 @@ extension EtcdLeaseStore {
         return Self.feed(
             snapshots,
             spawn: { lifecycle.spawn($0) },
-            waitingHere: { [weak self] lease in
-                self?.state.withLock { $0.machine.isWaiting(key: key, lease: lease) } ?? false
-            },
             onTermination: { [weak self] in
                 watcher.unsubscribe(id)
                 let idle =
@@ -57,15 +54,11 @@ extension EtcdLeaseStore {
         )
     }
 
-    /// The change feed of one subscriber: yields the leader of each snapshot when it differs from the last one
-    /// yielded. One difference from a plain leader feed: when the queue's head is a candidate that has not taken
-    /// the lead yet, the feed yields nil again each time that head is a different candidate, so every waiting
-    /// elector hears "no leader" once per handover and tries (only the head wins). Without it, a consumer that
-    /// missed the short term between two heads would wait forever.
-    ///
-    /// A head this store knows as one of its own waiting candidates counts as waiting even when the leader before
-    /// it marked it leading on release: its holder has not taken the term yet (`waitingHere`), and hearing "no
-    /// leader" is what makes it acquire.
+    /// The change feed of one subscriber: yields the head of the queue of each snapshot when it differs from the
+    /// last one yielded (nil for an empty queue). The head is reported even before it has taken the lead: it is
+    /// the next leader, and only its holder may take the key, so only that holder's elector (or long poll) wakes
+    /// up and acquires — the others, seeing someone else named, keep waiting. A release wakes one candidate, not
+    /// every candidate in the queue.
     ///
     /// `spawn` runs the feed's work (the store's lifecycle: a child task of its `run()`); when it cannot (the
     /// store is closing), the feed ends with `storeUnavailable`. `onTermination` runs when the subscriber stops
@@ -73,12 +66,11 @@ extension EtcdLeaseStore {
     static func feed(
         _ snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>,
         spawn: (@escaping EtcdLifecycle.Job) -> Bool,
-        waitingHere: @escaping @Sendable (Int64) -> Bool = { _ in false },
         onTermination: @escaping @Sendable () -> Void = {}
     ) -> LeaderChanges {
         let (stream, continuation) = LeaderChanges.makeStream(bufferingPolicy: .bufferingNewest(1))
         let spawned = spawn {
-            var last: (leader: LeaderInfo?, waitingHead: Int64?)?
+            var last: LeaderInfo??
             for await snapshot in snapshots {
                 let election: [Candidate]
                 switch snapshot {
@@ -87,20 +79,16 @@ extension EtcdLeaseStore {
                     continuation.finish(throwing: error)
                     return
                 }
-                let headWaitsHere = election.first?.lease.map(waitingHere) ?? false
-                let current = headWaitsHere ? nil : Self.leader(of: election)
-                let waitingHead = current == nil ? election.first?.revision : nil
+                let current = election.isEmpty ? nil : Self.leaderOrHead(of: election)
                 let changed: Bool
                 if let last {
                     changed =
-                        (current == nil) != (last.leader == nil)
-                        || (current.map { !$0.isSameTerm(as: last.leader) } ?? false)
-                        || (current == nil && waitingHead != last.waitingHead)
+                        (current == nil) != (last == nil) || (current.map { !$0.isSameTerm(as: last) } ?? false)
                 } else {
                     changed = true
                 }
                 if changed {
-                    last = (current, waitingHead)
+                    last = .some(current)
                     continuation.yield(current)
                 }
             }

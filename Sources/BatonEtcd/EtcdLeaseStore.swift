@@ -39,12 +39,13 @@ import Synchronization
 ///   else keeps it alive — not the instance that made it, not anyone's watch of the key — so a candidate whose
 ///   holder stops asking leaves the queue within its ttl, by etcd's own expiry.
 /// - When the keys before it are gone, a waiting candidate is at the head of the queue but does not lead until
-///   its holder acquires again: until then ``current(key:)`` and ``changes(key:)`` report no leader, which is
-///   what wakes a waiting elector to try. Only the head can take the key, so terms pass in arrival order.
+///   its holder acquires again: until then ``current(key:)`` reports no leader, and ``changes(key:)`` reports
+///   that candidate — the next leader. Only its holder's elector (or HTTP long poll), seeing its own holder named,
+///   acquires; the others, seeing someone else, keep waiting, so a release wakes one candidate, not the queue.
+///   Only the head can take the key, so terms pass in arrival order.
 /// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
-///   keys and marks the next Baton candidate as leading. Every other store reports the successor as the leader at
-///   once; a store through which the successor's holder has been asking still reports "no leader" to its
-///   subscribers until its holder acquires. When that store's watch shows the handover and a read confirms it (a
+///   keys and marks the next Baton candidate as leading. Every store reports the successor as the leader at
+///   once, and its holder, seeing itself named, acquires. When that store's watch shows the handover and a read confirms it (a
 ///   watch whose connection died silently shows an old queue), the acquire writes nothing: the term starts at
 ///   once and is promised (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive through this
 ///   store ensures, capped at the ttl asked and given only when more than half of it is left. Otherwise the

@@ -271,6 +271,54 @@ import Testing
         #expect(acquireID(machine.handle(.tick, now: .seconds(61) + Self.ttl / 2)) != nil)
     }
 
+    /// On a store with a queue (etcd), the change feed names the head of the queue before it has taken the term:
+    /// the candidate named acquires at once, every other one keeps waiting. A report of the candidate's own holder
+    /// with the token of a term it held before is a stale view of that term, not its turn.
+    @Test("a waiting candidate acquires when the feed names it the next in line, and only then")
+    func theCandidateNamedNextAcquires() {
+        var machine = Machine(settings: .init(ElectorConfiguration(ttl: Self.ttl), holder: "me"), seed: 1)
+        let leader = LeaderInfo(holder: "leader", token: 3)
+        let first = acquireID(machine.start(now: .zero))!
+        _ = machine.handle(.observed(leader), now: .milliseconds(1))
+        _ = machine.handle(.held(first, leader), now: .milliseconds(2))
+        let someoneElse = LeaderInfo(holder: "other", token: 4)
+        #expect(acquireID(machine.handle(.observed(someoneElse), now: .seconds(1))) == nil, "another's turn")
+        let mine = LeaderInfo(holder: "me", token: 5)
+        let turn = acquireID(machine.handle(.observed(mine), now: .seconds(2)))
+        #expect(turn != nil, "named next: it acquires at once")
+        let elected = machine.handle(.acquired(turn!, lease(token: 5)), now: .seconds(2) + .milliseconds(1))
+        #expect(isElected(elected))
+        _ = machine.handle(.resign, now: .seconds(3))
+        // A machine without a holder (as before queues named their next) waits for "no leader".
+        var plain = makeMachine()
+        let id = acquireID(plain.start(now: .zero))!
+        _ = plain.handle(.held(id, leader), now: .milliseconds(1))
+        #expect(acquireID(plain.handle(.observed(LeaderInfo(holder: "me", token: 5)), now: .seconds(1))) == nil)
+    }
+
+    @Test("a stale report of the candidate's own last term does not make it acquire")
+    func aStaleOwnTermIsNotATurn() {
+        var machine = Machine(settings: .init(ElectorConfiguration(ttl: Self.ttl), holder: "me"), seed: 1)
+        let id = acquireID(machine.start(now: .zero))!
+        _ = machine.handle(.acquired(id, lease(token: 7, holder: "me")), now: .milliseconds(1))
+        // The term ends (the renew is lost), and the feed still shows it for a moment.
+        let renew = renewID(machine.handle(.tick, now: Self.renewInterval))!
+        _ = machine.handle(.renewLost(renew), now: Self.renewInterval + .milliseconds(1))
+        guard case .following(let following) = machine.state else {
+            Issue.record("not following after the lost term")
+            return
+        }
+        if let request = following.inFlight {
+            // Its acquire after the loss is refused: another candidate is next.
+            let other = LeaderInfo(holder: "other", token: 8)
+            _ = machine.handle(.held(request.id, other), now: Self.renewInterval + .milliseconds(2))
+        }
+        let stale = machine.handle(.observed(LeaderInfo(holder: "me", token: 7)), now: .seconds(5))
+        #expect(acquireID(stale) == nil, "its own old term is not its turn")
+        let next = machine.handle(.observed(LeaderInfo(holder: "me", token: 9)), now: .seconds(6))
+        #expect(acquireID(next) != nil, "named next with a new token: its turn")
+    }
+
     /// A lost wake-up: the store refuses an acquire (the old leader still held the key when it was read), the
     /// old leader releases, and the feed's "no leader" arrives before that refusal. The candidate must ask again:
     /// the feed will not report the release twice, and on a queue (etcd) no one leads until the head asks.

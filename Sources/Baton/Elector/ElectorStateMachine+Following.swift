@@ -37,6 +37,7 @@ extension ElectorStateMachine {
                 failures: 0
             )
             state = .leading(leading)
+            lastOwnToken = granted.token
             actions.append(.elected(granted))
             wake(at: min(leading.renewAt, leading.deadline), into: &actions)
 
@@ -77,7 +78,7 @@ extension ElectorStateMachine {
             }
             following.check = nil
             note(info, in: &following, into: &actions)
-            if info == nil, following.inFlight == nil {
+            if mayTry(info), following.inFlight == nil {
                 // The key is free although the feed said nothing: it may have died silently. Campaign now.
                 following.failures = 0
                 sendAcquire(&following, now: now, into: &actions)
@@ -102,12 +103,13 @@ extension ElectorStateMachine {
 
         case .observed(let info):
             note(info, in: &following, into: &actions)
-            if info == nil, following.inFlight == nil {
+            let mayTry = mayTry(info)
+            if mayTry, following.inFlight == nil {
                 following.failures = 0
                 sendAcquire(&following, now: now, into: &actions)
-            } else if info == nil {
+            } else if mayTry {
                 following.freedDuringRequest = true
-            } else if info != nil, following.failures == 0, settings.reaskInterval == nil {
+            } else if following.failures == 0, settings.reaskInterval == nil {
                 // A poll planned while the feed was not yet delivering: the working feed replaces it (a retry
                 // after a store error stays planned), and a check once per ttl watches the feed itself. (A
                 // candidate that keeps its place in a queue by asking again keeps its plan.)

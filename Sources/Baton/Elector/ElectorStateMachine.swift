@@ -41,6 +41,11 @@ struct ElectorStateMachine {
         /// On a store that queues waiting candidates: how often a waiting candidate asks again to keep its place
         /// (a third of the ttl); such asks replace the once-per-ttl check. Nil on other stores.
         var reaskInterval: Duration?
+        /// The candidate's holder. A store with a queue reports the head of the queue as the leader before that
+        /// candidate has taken the term, so only the next in line wakes up; a candidate that sees its own holder
+        /// reported (with a token other than its last term's) takes that as its turn and acquires. Nil: only
+        /// "no leader" wakes it.
+        var holder: String?
 
         init(
             ttl: Duration,
@@ -51,7 +56,8 @@ struct ElectorStateMachine {
             backoff: ElectorConfiguration.Backoff,
             resignWait: Duration,
             quorum: Int? = nil,
-            reaskInterval: Duration? = nil
+            reaskInterval: Duration? = nil,
+            holder: String? = nil
         ) {
             self.ttl = ttl
             self.renewInterval = renewInterval
@@ -62,9 +68,11 @@ struct ElectorStateMachine {
             self.resignWait = resignWait
             self.quorum = quorum
             self.reaskInterval = reaskInterval
+            self.holder = holder
         }
 
-        init(_ configuration: ElectorConfiguration, queuesWaiters: Bool = false) {
+        init(_ configuration: ElectorConfiguration, queuesWaiters: Bool = false, holder: String? = nil) {
+            self.holder = holder
             ttl = configuration.ttl
             renewInterval = configuration.effectiveRenewInterval
             margin = configuration.effectiveSafetyMargin
@@ -197,6 +205,16 @@ struct ElectorStateMachine {
     var scheduledWake: Duration?
     /// Whether the change feed works: while it does, a waiting candidate relies on it and never polls.
     var feedHealthy = false
+    /// The token of the last term this candidate held: a report of its own holder with that token is a stale view
+    /// of a term it has given up, not its turn.
+    var lastOwnToken: Int64?
+
+    /// Whether an observed leader (nil: none) lets this candidate try: nobody leads, or the store names this
+    /// candidate as the next in its queue.
+    func mayTry(_ info: LeaderInfo?) -> Bool {
+        guard let info else { return true }
+        return settings.holder != nil && info.holder == settings.holder && info.token != lastOwnToken
+    }
     var random: SplitMix64
     var presence = Presence()
 

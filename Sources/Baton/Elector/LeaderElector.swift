@@ -228,7 +228,7 @@ public final class LeaderElector: Service, Sendable {
         let campaign = Campaign(
             elector: self,
             machine: ElectorStateMachine(
-                settings: .init(configuration, queuesWaiters: store.queuesWaiters), seed: seed)
+                settings: .init(configuration, queuesWaiters: store.queuesWaiters, holder: holder), seed: seed)
         )
         let claimed = shared.withLock { shared in
             if shared.running { return false }

@@ -125,6 +125,11 @@ public protocol LeaseStoreDriver: Service {
     /// expiry, new metadata). Consecutive equal observations are not repeated; a burst of changes may be
     /// coalesced to the latest.
     ///
+    /// A store that queues waiting candidates (``queuesWaiters``) reports the head of its queue as soon as it is
+    /// the head, before its holder has taken the term: it is the next leader, and only its holder can take the
+    /// key. An elector (or a long poll) that sees its own holder named acquires; one that sees another holder
+    /// keeps waiting. So a release wakes the next candidate only.
+    ///
     /// Stores with push deliver changes as they happen; others poll behind the same API. The sequence ends with
     /// an error when the store fails; subscribe again to go on. It ends when the consuming task is cancelled.
     func changes(key: String) throws -> LeaderChanges
