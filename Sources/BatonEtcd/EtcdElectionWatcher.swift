@@ -14,8 +14,21 @@ import Synchronization
 final class EtcdElectionWatcher: Sendable {
     typealias Snapshot = Result<[EtcdLeaseStore.Candidate], any Error>
 
+    /// Where a subscriber gets its snapshots: a stream (``EtcdLeaseStore/changes(key:)``, whose feed task reads
+    /// it), or an observer called with the head of the queue when it changes (``EtcdLeaseStore/observe(key:_:)``:
+    /// no task per subscriber, so a release reaches 1,000 waiting electors of one process in one pass).
+    enum Subscriber {
+        case stream(AsyncStream<Snapshot>.Continuation)
+        case observer(LeaderObserver)
+    }
+
     private struct State {
-        var subscribers: [Int: AsyncStream<Snapshot>.Continuation] = [:]
+        var subscribers: [Int: Subscriber] = [:]
+        /// What each observer was last told (absent: nothing yet).
+        var observed: [Int: LeaderInfo?] = [:]
+        /// Snapshots still to be told to the observers, in order, and whether a caller is telling them.
+        var pending: [Snapshot] = []
+        var draining = false
         var nextID = 0
         var latest: [EtcdLeaseStore.Candidate]?
         /// The store revision `latest` stands for.
@@ -65,14 +78,15 @@ final class EtcdElectionWatcher: Sendable {
                 let generation = self.state.withLock { $0.generation }
                 do {
                     let (election, revision) = try await read()
-                    self.state.withLock { state in
+                    let drain = self.state.withLock { state in
                         state.latest = election
                         state.latestRevision = revision
                         state.latestGeneration = generation
-                        Self.publish(.success(election), in: state)
+                        return Self.publish(.success(election), in: &state)
                     }
+                    if drain { self.drain() }
                 } catch {
-                    self.state.withLock { Self.publish(.failure(error), in: $0) }
+                    if self.state.withLock({ Self.publish(.failure(error), in: &$0) }) { self.drain() }
                 }
             }
             group.cancelAll()
@@ -80,12 +94,22 @@ final class EtcdElectionWatcher: Sendable {
         let error = endError()
         let subscribers = state.withLock { state in
             state.watching = false
-            defer { state.subscribers = [:] }
+            defer {
+                state.subscribers = [:]
+                state.observed = [:]
+                state.pending = []
+            }
             return Array(state.subscribers.values)
         }
         for subscriber in subscribers {
-            if let error { subscriber.yield(.failure(error)) }
-            subscriber.finish()
+            switch subscriber {
+            case .stream(let stream):
+                if let error { stream.yield(.failure(error)) }
+                stream.finish()
+            case .observer(let observer):
+                // The store's run() ended: the store is closing.
+                observer(.ended(error ?? EtcdLifecycle.stopped))
+            }
         }
     }
 
@@ -119,7 +143,8 @@ final class EtcdElectionWatcher: Sendable {
     /// leases, keeps the election after it as the fresh snapshot, tells the subscribers and returns true, else
     /// returns false: the election must be read.
     private func apply(_ answer: Etcdserverpb_WatchResponse) -> Bool {
-        state.withLock { state in
+        var drain = false
+        let applied = state.withLock { state -> Bool in
             let fresh = state.fresh
             state.watching = true
             state.generation += 1
@@ -145,50 +170,112 @@ final class EtcdElectionWatcher: Sendable {
             state.latest = election
             state.latestRevision = answer.events.map(\.kv.modRevision).max()!
             state.latestGeneration = state.generation
-            Self.publish(.success(election), in: state)
+            drain = Self.publish(.success(election), in: &state)
             return true
         }
+        if drain { self.drain() }
+        return applied
     }
 
-    /// Yields `snapshot` to every subscriber, under the state's lock: snapshots reach subscribers in the order
-    /// they were taken (a yield never waits, and calls back into nothing here).
-    private static func publish(_ snapshot: Snapshot, in state: State) {
-        for subscriber in state.subscribers.values { subscriber.yield(snapshot) }
+    /// Yields `snapshot` to every stream subscriber, under the state's lock: snapshots reach subscribers in the
+    /// order they were taken (a yield never waits, and calls back into nothing here). For observers the snapshot
+    /// is queued; returns true when the caller must tell them (``drain()``, after the lock), since no one else is.
+    private static func publish(_ snapshot: Snapshot, in state: inout State) -> Bool {
+        var observers = false
+        for subscriber in state.subscribers.values {
+            switch subscriber {
+            case .stream(let stream): stream.yield(snapshot)
+            case .observer: observers = true
+            }
+        }
+        guard observers else { return false }
+        state.pending.append(snapshot)
+        if state.draining { return false }
+        state.draining = true
+        return true
+    }
+
+    /// Tells the observers the queued snapshots, one snapshot at a time and in order, outside the lock (an
+    /// observer may call into the store). Only one caller drains at a time; snapshots queued meanwhile are told by
+    /// it too.
+    private func drain() {
+        while true {
+            let calls = state.withLock { state -> [(LeaderObserver, LeaderObservation)]? in
+                guard !state.pending.isEmpty else {
+                    state.draining = false
+                    return nil
+                }
+                let snapshot = state.pending.removeFirst()
+                var calls: [(LeaderObserver, LeaderObservation)] = []
+                for (id, subscriber) in state.subscribers {
+                    guard case .observer(let observer) = subscriber else { continue }
+                    switch snapshot {
+                    case .success(let election):
+                        let head = EtcdLeaseStore.head(of: election)
+                        guard EtcdLeaseStore.isChange(to: head, after: state.observed[id]) else { continue }
+                        state.observed[id] = .some(head)
+                        calls.append((observer, .leader(head)))
+                    case .failure(let error):
+                        state.subscribers[id] = nil
+                        state.observed[id] = nil
+                        calls.append((observer, .ended(error)))
+                    }
+                }
+                return calls
+            }
+            guard let calls else { return }
+            for (observer, observation) in calls { observer(observation) }
+        }
     }
 
     /// A new subscriber: its stream gets a snapshot read after this call, then one after every change.
     func subscribe() -> (id: Int, snapshots: AsyncStream<Snapshot>) {
         let (snapshots, continuation) = AsyncStream<Snapshot>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id = add(.stream(continuation))
+        return (id, snapshots)
+    }
+
+    /// A new observer: it is told the head of the queue of a snapshot read after this call, then every change of
+    /// it, and how the watch ended.
+    func subscribe(_ observer: @escaping LeaderObserver) -> Int {
+        add(.observer(observer))
+    }
+
+    private func add(_ subscriber: Subscriber) -> Int {
         let id = state.withLock { state in
             let id = state.nextID
             state.nextID += 1
-            state.subscribers[id] = continuation
+            state.subscribers[id] = subscriber
             state.generation += 1
             return id
         }
         wake.yield()
-        return (id, snapshots)
+        return id
     }
 
     /// Tells every subscriber the fresh snapshot again (after a change to how this store reports it, such as a
     /// waiting candidate of this store taking a key handed over to it), or reads the election again if no
     /// snapshot is fresh.
     func republish() {
-        let published = state.withLock { state -> Bool in
+        let (published, drain) = state.withLock { state -> (Bool, Bool) in
             guard let fresh = state.fresh else {
                 state.generation += 1
-                return false
+                return (false, false)
             }
-            Self.publish(.success(fresh), in: state)
-            return true
+            return (true, Self.publish(.success(fresh), in: &state))
         }
+        if drain { self.drain() }
         if !published { wake.yield() }
     }
 
-    /// Removes a subscriber and finishes its stream.
+    /// Removes a subscriber and finishes its stream (an observer is told nothing more, but for a call already
+    /// under way).
     func unsubscribe(_ id: Int) {
-        let subscriber = state.withLock { $0.subscribers.removeValue(forKey: id) }
-        subscriber?.finish()
+        let subscriber = state.withLock { state in
+            state.observed[id] = nil
+            return state.subscribers.removeValue(forKey: id)
+        }
+        if case .stream(let stream) = subscriber { stream.finish() }
     }
 
     /// Whether no one subscribes.

@@ -6,12 +6,39 @@ extension EtcdLeaseStore {
     // MARK: Changes
 
     /// Leader observations for `key` from this store's watch of the key (one per key, shared by its
-    /// subscribers), run as work of the store's `run()`.
+    /// subscribers), run as work of the store's `run()`: the head of the key's queue (see ``feed(_:spawn:onTermination:)``).
     /// - Throws: ``Baton/BatonError`` `storeUnavailable` once the store is closing or closed.
     public func changes(key: String) throws -> LeaderChanges {
+        var snapshots: AsyncStream<EtcdElectionWatcher.Snapshot>?
+        let (watcher, id) = try watching(key) { watcher in
+            let (id, stream) = watcher.subscribe()
+            snapshots = stream
+            return id
+        }
+        let lifecycle = self.lifecycle
+        return Self.feed(
+            snapshots!,
+            spawn: { lifecycle.spawn($0) },
+            onTermination: { [weak self] in self?.unwatch(key, watcher, id) ?? watcher.stop() }
+        )
+    }
+
+    /// Observations of `key` from this store's watch of the key, told to `observer` by the watch itself (no task
+    /// per observer): the same heads of the queue as ``changes(key:)``.
+    /// - Throws: ``Baton/BatonError`` `storeUnavailable` once the store is closing or closed.
+    public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
+        let (watcher, id) = try watching(key) { $0.subscribe(observer) }
+        return ChangeObservation { [weak self] in self?.unwatch(key, watcher, id) ?? watcher.stop() }
+    }
+
+    /// The watcher of `key` (made and started as work of the store's `run()` if there is none), with a subscriber
+    /// added by `subscribe` under the store's lock (an idle watcher is removed under the same lock).
+    private func watching(_ key: String, subscribe: (EtcdElectionWatcher) -> Int) throws
+        -> (EtcdElectionWatcher, Int)
+    {
         if lifecycle.isStopped { throw EtcdLifecycle.stopped }
         let lifecycle = self.lifecycle
-        let (watcher, id, snapshots, isNew) = state.withLock { state in
+        let (watcher, id, isNew) = state.withLock { state in
             let existing = state.watchers[key]
             let watcher =
                 existing
@@ -21,9 +48,7 @@ extension EtcdLeaseStore {
                     return try await self.readElectionAndRevision(key)
                 }
             state.watchers[key] = watcher
-            // Subscribing under the store's lock: an idle watcher is removed under the same lock.
-            let (id, snapshots) = watcher.subscribe()
-            return (watcher, id, snapshots, existing == nil)
+            return (watcher, subscribe(watcher), existing == nil)
         }
         if isNew {
             let started = lifecycle.spawn {
@@ -38,20 +63,18 @@ extension EtcdLeaseStore {
                 throw EtcdLifecycle.stopped
             }
         }
-        return Self.feed(
-            snapshots,
-            spawn: { lifecycle.spawn($0) },
-            onTermination: { [weak self] in
-                watcher.unsubscribe(id)
-                let idle =
-                    self?.state.withLock { state -> Bool in
-                        guard state.watchers[key] === watcher, watcher.isIdle else { return false }
-                        state.watchers[key] = nil
-                        return true
-                    } ?? true
-                if idle { watcher.stop() }
-            }
-        )
+        return (watcher, id)
+    }
+
+    /// A subscriber of `key`'s watcher leaves; the watch stops when it was the last.
+    private func unwatch(_ key: String, _ watcher: EtcdElectionWatcher, _ id: Int) {
+        watcher.unsubscribe(id)
+        let idle = state.withLock { state -> Bool in
+            guard state.watchers[key] === watcher, watcher.isIdle else { return false }
+            state.watchers[key] = nil
+            return true
+        }
+        if idle { watcher.stop() }
     }
 
     /// The change feed of one subscriber: yields the head of the queue of each snapshot when it differs from the
@@ -79,15 +102,8 @@ extension EtcdLeaseStore {
                     continuation.finish(throwing: error)
                     return
                 }
-                let current = election.isEmpty ? nil : Self.leaderOrHead(of: election)
-                let changed: Bool
-                if let last {
-                    changed =
-                        (current == nil) != (last == nil) || (current.map { !$0.isSameTerm(as: last) } ?? false)
-                } else {
-                    changed = true
-                }
-                if changed {
+                let current = Self.head(of: election)
+                if Self.isChange(to: current, after: last) {
                     last = .some(current)
                     continuation.yield(current)
                 }
@@ -99,5 +115,17 @@ extension EtcdLeaseStore {
         continuation.onTermination = { _ in onTermination() }
         if !spawned { continuation.finish(throwing: EtcdLifecycle.stopped) }
         return stream
+    }
+
+    /// What a change feed reports of an election: the head of its queue (nil when it is empty).
+    static func head(of election: [Candidate]) -> LeaderInfo? {
+        election.isEmpty ? nil : leaderOrHead(of: election)
+    }
+
+    /// Whether `current` is news to a subscriber last told `last` (nil: nothing yet): another term, or a change
+    /// between someone and no one.
+    static func isChange(to current: LeaderInfo?, after last: LeaderInfo??) -> Bool {
+        guard let last else { return true }
+        return (current == nil) != (last == nil) || (current.map { !$0.isSameTerm(as: last) } ?? false)
     }
 }
