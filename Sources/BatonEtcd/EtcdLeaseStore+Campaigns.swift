@@ -296,10 +296,7 @@ extension EtcdLeaseStore {
     {
         let granted = clock.now()
         let toSession = campaign.leading
-        let newLease =
-            toSession
-            ? try await sessionLeases.lease(ttlSeconds: ttlSeconds) { try await grant(ttlSeconds) }
-            : try await grant(ttlSeconds)
+        let newLease = toSession ? try await liveSessionLease(ttlSeconds) : try await grant(ttlSeconds)
         let ours = EtcdKeyLayout.candidateKey(id.key, lease: campaign.name)
         let answer: Etcdserverpb_TxnResponse
         do {
@@ -328,6 +325,17 @@ extension EtcdLeaseStore {
         }
         if revokeOld, !campaign.shared { try? await revoke(campaign.lease) }
         return moved
+    }
+
+    /// The session lease of `ttlSeconds`, kept alive just now: a term moved onto it must not go with it if its
+    /// last keep-alive was long ago (no term on it renewed lately) and it runs out before the term's next renew.
+    /// A lease found gone is replaced, once.
+    private func liveSessionLease(_ ttlSeconds: Int64) async throws -> Int64 {
+        for _ in 0..<2 {
+            let lease = try await sessionLeases.lease(ttlSeconds: ttlSeconds) { try await grant(ttlSeconds) }
+            if try await keepAlive(lease) > 0 { return lease }
+        }
+        throw BatonError.storeUnavailable("etcd dropped the leases it granted at once (ttl \(ttlSeconds) s)")
     }
 
     /// Ends a term whose put got no answer (``EtcdCampaignMachine/suspect(_:_:)``), if it is there and its holder
