@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 
 /// A ``Baton/LeaseStore`` on Redis: one node (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS, with
 /// `?ca_file=PATH` to trust a private certificate authority), or a Redlock quorum of independent nodes
@@ -68,6 +69,12 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     let layout: RedisKeyLayout
     let configuration: Configuration
     let signals = ChangeSignals()
+    /// The states the queue scripts publish, for the change feeds (one server only).
+    let payloads: RedisFeedPayloads
+    /// The change feeds on one server: one per key.
+    let observations = SharedLeaderObservations()
+    /// Reads of the server by change feeds on one server (``RedisQueueScripts/look``), for tests.
+    let looks = Atomic<Int>(0)
     let subscriber: RedisSubscriber
     /// Where every connection is made, in ``run()``.
     let loop = RedisConnectionLoop()
@@ -148,11 +155,15 @@ public final class RedisLeaseStore: LeaseStoreDriver {
                 clock: clock
             )
         }
+        let signals = signals
+        let payloads = RedisFeedPayloads(watched: { signals.subscribedKeys })
+        self.payloads = payloads
         self.subscriber = RedisSubscriber(
             endpoints: endpoints,
             group: eventLoopGroup,
             loop: loop,
             signals: signals,
+            payloads: payloads,
             layout: layout
         )
     }
@@ -206,17 +217,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     // MARK: Leases
 
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
-        probe?.adapt(toTTL: ttl)
-        if nodes.count > 1 { return try await redlockAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
-        let answer = try await acquire(on: nodes[0], key: key, holder: holder, ttl: ttl, metadata: metadata, token: 0)
-        switch answer {
-        case .granted(let token):
-            return .acquired(Lease(key: key, holder: holder, token: token, ttl: ttl, metadata: metadata))
-        case .held(let leader):
-            return .held(by: leader)
-        case .tokenTooLow:
-            throw BatonError.storeUnavailable("\(nodes[0].endpoint) refused a server-chosen token")
-        }
+        try await acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: false)
     }
 
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
@@ -230,7 +231,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
 
     public func release(_ lease: Lease) async throws {
         if nodes.count > 1 { return try await redlockRelease(lease) }
-        _ = try await release(on: nodes[0], lease)
+        try await queuedRelease(lease)
     }
 
     public func current(key: String) async throws -> LeaderInfo? {
@@ -243,6 +244,14 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     }
 
     public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
+        if nodes.count == 1 {
+            // One feed per key, whatever the number of electors following it in this process.
+            return try observations.observe(key, observer) { observer in
+                LeaderChangeFeed.observe(
+                    clock: clock, pollInterval: nil, signals: self.signals.subscribe(key), read: queueFeedRead(key),
+                    observer: observer)
+            }
+        }
         let signals = signals.subscribe(key)
         let needed = quorum
         let read = { @Sendable [self] () async throws -> LeaderInfo? in

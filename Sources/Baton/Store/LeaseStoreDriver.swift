@@ -89,8 +89,9 @@ public protocol LeaseStoreDriver: Service {
     func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult
 
     /// Whether a holder refused by an acquire can keep a place in a queue of the store's own (etcd's election
-    /// queue): then a waiting candidate asks again (``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting`)
-    /// at least every third of its ttl to keep its place, and leaves the queue within about a ttl once it stops.
+    /// queue, Redis's on one server): then a waiting candidate asks again
+    /// (``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting`) at least every third of its ttl to keep its
+    /// place, and leaves the queue within about a ttl once it stops.
     /// False unless the driver says otherwise.
     var queuesWaiters: Bool { get }
 
