@@ -15,19 +15,25 @@ extension SQLiteLeaseStore {
         try LeaderChanges.observing { try observe(key: key, $0) }
     }
 
-    /// The push form of ``changes(key:)``: no task waits while the key does not change.
+    /// The push form of ``changes(key:)``: no task waits while the key does not change. Every observer of a key in
+    /// this instance shares one feed, which reads once per change however many electors follow the key.
+    ///
+    /// A key whose term expired while candidates wait in its queue is handed to the first of them by the feed's
+    /// read (see ``acquire(key:holder:ttl:metadata:waiting:)``), so the feed names the next leader at once.
     public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
-        LeaderChangeFeed.observe(
-            clock: timer,
-            signals: signals.subscribe(key),
-            pollInterval: { [self] _ in
-                // Asked after each read, which waits for run() to be ready: by then it has tried to watch.
-                let pushed = state.withLock { $0.pushed } ?? true
-                return configuration.changesPollInterval ?? (pushed ? nil : Self.fallbackPollInterval)
-            },
-            read: { [self] in try await current(key: key) },
-            observer: observer
-        )
+        try observations.observe(key, observer) { observer in
+            LeaderChangeFeed.observe(
+                clock: timer,
+                signals: signals.subscribe(key),
+                pollInterval: { [self] _ in
+                    // Asked after each read, which waits for run() to be ready: by then it has tried to watch.
+                    let pushed = state.withLock { $0.pushed } ?? true
+                    return configuration.changesPollInterval ?? (pushed ? nil : Self.fallbackPollInterval)
+                },
+                read: { [self] in try await look(key: key) },
+                observer: observer
+            )
+        }
     }
 
     /// Wakes this instance's subscribers of `key` and, through the change file, every other process's.

@@ -78,10 +78,28 @@ import Synchronization
 ///     group_name TEXT NOT NULL, member TEXT NOT NULL,
 ///     expires_ns INTEGER NOT NULL, boot_id TEXT NOT NULL,
 ///     PRIMARY KEY (group_name, member));
+/// CREATE TABLE baton_waiters (    -- the queue of candidates waiting for a key
+///     key TEXT NOT NULL, holder TEXT NOT NULL,
+///     arrival INTEGER NOT NULL,     -- the queue's order: the first asked has the lowest
+///     metadata TEXT, ttl_ns INTEGER NOT NULL, -- what its term will be
+///     expires_ns INTEGER NOT NULL, boot_id TEXT NOT NULL, -- it leaves the queue then unless it asks again
+///     PRIMARY KEY (key, holder));
 /// ```
 ///
 /// For example, the live leaders: `SELECT key, holder, token, metadata FROM baton_leases WHERE holder IS NOT
 /// NULL;` (some of them may have expired). Expired round and presence rows are deleted by writes now and then.
+///
+/// ## The queue
+///
+/// A waiting acquire (an elector's, a long poll's) that is refused puts its holder in `baton_waiters`, or keeps
+/// its place there for its ttl; electors and long polls ask again every third of the ttl while they wait. A free
+/// key goes to the first live candidate in line: a release starts that candidate's term in the same transaction
+/// (with the ttl and metadata of its last waiting acquire; its own next acquire renews it, same token), and so
+/// does whoever finds the key expired while candidates wait (an acquire, which is then answered with that
+/// candidate as the leader, or a change feed's read). A release wakes only the next one, in this process and in
+/// every other. `baton_waiters` is an addition to schema version 1: a file keeps working with an earlier Baton,
+/// whose candidates never queue and take a key only when they find it free, which with candidates queued happens
+/// once the queue is empty.
 /// Names are compared byte for byte, as by the other external stores.
 ///
 /// ## Errors and cancellation
@@ -123,6 +141,8 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
     /// Runs the operations in turns on the connection, while ``run()`` runs.
     let commits: GroupCommit<SQLiteSession>
     let signals = ChangeSignals()
+    /// One change feed per key for this instance's observers.
+    let observations = SharedLeaderObservations()
     let state = Mutex(State())
 
     struct State {

@@ -111,6 +111,19 @@ enum SQLiteSchema {
         """,
         "CREATE INDEX IF NOT EXISTS baton_rounds_by_expiry ON baton_rounds (expires_ms)",
         """
+        CREATE TABLE IF NOT EXISTS baton_waiters (
+            key        TEXT NOT NULL,
+            holder     TEXT NOT NULL,
+            arrival    INTEGER NOT NULL,
+            metadata   TEXT,
+            ttl_ns     INTEGER NOT NULL,
+            expires_ns INTEGER NOT NULL,
+            boot_id    TEXT NOT NULL,
+            PRIMARY KEY (key, holder)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS baton_waiters_in_order ON baton_waiters (key, arrival)",
+        """
         CREATE TABLE IF NOT EXISTS baton_presence (
             group_name TEXT NOT NULL,
             member     TEXT NOT NULL,

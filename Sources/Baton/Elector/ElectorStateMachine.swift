@@ -16,7 +16,7 @@
 ///
 /// A waiting candidate whose change feed looks healthy still checks the store once per ttl with one read
 /// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever. On a store
-/// that queues waiting candidates (etcd, Redis on one server) it asks again every third of the ttl instead
+/// that queues waiting candidates (SQLite, etcd, Redis on one server) it asks again every third of the ttl instead
 /// (``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves within about a ttl once it
 /// stops asking.
 ///

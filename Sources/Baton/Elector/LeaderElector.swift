@@ -28,7 +28,7 @@ import Synchronization
 /// below), so the next candidate starts at once. Store requests still in flight when a campaign ends are cancelled,
 /// not waited for. While waiting, the elector follows the store's change feed, so a release wakes it at once rather
 /// than at its next poll, and reads the store once per ttl in case the feed died silently; while leading it does
-/// not (its renews tell it whether its term goes on). On a store that queues waiting candidates (etcd, Redis on
+/// not (its renews tell it whether its term goes on). On a store that queues waiting candidates (SQLite, etcd, Redis on
 /// one server) it asks again every third of the ttl instead: each ask keeps its place in the queue.
 ///
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the

@@ -25,7 +25,7 @@ extension BatonHTTPServer {
     /// answered. Graceful shutdown ends the wait at once with the last leader seen.
     ///
     /// Only an acquire that waits (`wait` positive) is a waiting candidate's: on a store that queues waiting
-    /// candidates (etcd, Redis on one server) it keeps the holder's place in the queue, and the wait asks again
+    /// candidates (SQLite, etcd, Redis on one server) it keeps the holder's place in the queue, and the wait asks again
     /// every third of the ttl to keep it, so a client that goes away leaves the queue within about a ttl. A plain 409 leaves no trace.
     /// A wait takes a slot of ``Configuration-swift.struct/Limits/maxLongPolls`` and
     /// ``Configuration-swift.struct/Limits/maxLongPollsPerKey``; with none free the request is answered `503` or

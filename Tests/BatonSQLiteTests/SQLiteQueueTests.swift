@@ -1,0 +1,100 @@
+import Baton
+import BatonTestKit
+import Testing
+
+@testable import BatonSQLite
+
+/// The queue of waiting candidates in `baton_waiters`, on the manual clock: arrival order across two store
+/// instances (two processes), a release that hands the key on, an expired key that goes to the head, waiters that
+/// stop asking, and a feed that names the next leader after an expiry.
+@Suite struct SQLiteQueueTests {
+    static let long = Duration.seconds(30)
+
+    @Test func releasesHandTheKeyOnInArrivalOrder() async throws {
+        try await withTwoStores(clock: ManualClock()) { a, b throws in
+            #expect(a.queuesWaiters)
+            let key = unique("queue-order")
+            var lease = try #require(try await a.acquire(key: key, holder: "first", ttl: Self.long).lease)
+            // Candidates ask through both instances, in this order.
+            for (store, holder) in [(b, "w1"), (a, "w2"), (b, "w3")] {
+                let result = try await store.acquire(
+                    key: key, holder: holder, ttl: Self.long, metadata: holder, waiting: true)
+                #expect(result.lease == nil)
+            }
+            // Refused without waiting: no place in the queue.
+            #expect(try await b.acquire(key: key, holder: "x", ttl: Self.long).lease == nil)
+            for next in ["w1", "w2", "w3"] {
+                try await (next == "w2" ? b : a).release(lease)
+                let current = try #require(try await b.current(key: key))
+                #expect(current.holder == next)
+                #expect(current.metadata == next)
+                #expect(current.token == lease.token + 1)
+                let taken = try #require(
+                    try await (next == "w2" ? a : b).acquire(
+                        key: key, holder: next, ttl: Self.long, metadata: next, waiting: true
+                    ).lease)
+                #expect(taken.token == current.token)
+                lease = taken
+            }
+            try await a.release(lease)
+            #expect(try await a.current(key: key) == nil)
+            let last = try #require(try await b.acquire(key: key, holder: "x", ttl: Self.long).lease)
+            #expect(last.token == lease.token + 1)
+        }
+    }
+
+    @Test func anExpiredKeyGoesToTheHeadOfTheQueue() async throws {
+        let clock = ManualClock()
+        try await withTwoStores(clock: clock) { a, b throws in
+            let key = unique("queue-expired")
+            let first = try #require(try await a.acquire(key: key, holder: "leader", ttl: .seconds(1)).lease)
+            let waiting = try await b.acquire(key: key, holder: "head", ttl: Self.long, metadata: nil, waiting: true)
+            #expect(waiting.lease == nil)
+            clock.advance(by: .seconds(2))
+            // A late candidate finds the key expired, but the head was first: the head gets it.
+            let late = try await a.acquire(key: key, holder: "late", ttl: Self.long, metadata: nil, waiting: true)
+            guard case .held(let leader) = late else {
+                Issue.record("the late candidate got the key: \(late)")
+                return
+            }
+            #expect(leader.holder == "head")
+            #expect(leader.token == first.token + 1)
+            let head = try #require(
+                try await b.acquire(key: key, holder: "head", ttl: Self.long, metadata: nil, waiting: true).lease)
+            #expect(head.token == leader.token)
+            try await b.release(head)
+            #expect(try await a.current(key: key)?.holder == "late")
+        }
+    }
+
+    @Test func aWaiterThatStopsAskingLeavesTheQueueWithinItsTTL() async throws {
+        let clock = ManualClock()
+        try await withTwoStores(clock: clock) { a, b throws in
+            let key = unique("queue-leaves")
+            let lease = try #require(try await a.acquire(key: key, holder: "leader", ttl: .seconds(60)).lease)
+            _ = try await b.acquire(key: key, holder: "gone", ttl: .seconds(1), metadata: nil, waiting: true)
+            _ = try await b.acquire(key: key, holder: "stays", ttl: .seconds(60), metadata: nil, waiting: true)
+            clock.advance(by: .milliseconds(1001))
+            try await a.release(lease)
+            #expect(try await a.current(key: key)?.holder == "stays")
+        }
+    }
+
+    /// After an expiry, the feed's own read hands the key to the head of the queue and names it.
+    @Test func theFeedNamesTheHeadAfterAnExpiry() async throws {
+        let clock = ManualClock()
+        try await withTwoStores(clock: clock) { a, b throws in
+            let key = unique("queue-feed")
+            _ = try #require(try await a.acquire(key: key, holder: "leader", ttl: .milliseconds(200)).lease)
+            _ = try await b.acquire(key: key, holder: "head", ttl: Self.long, metadata: "m", waiting: true)
+            let recorder = ChangeRecorder(try b.changes(key: key))
+            defer { recorder.cancel() }
+            #expect(try await recorder.wait { $0.first??.holder == "leader" })
+            await clock.waitForSleepers(atLeast: 1)
+            clock.advance(by: .milliseconds(201))
+            #expect(try await recorder.wait { $0.last??.holder == "head" })
+            #expect(recorder.observations.contains { $0 == nil } == false)
+            #expect(try await a.current(key: key)?.metadata == "m")
+        }
+    }
+}
