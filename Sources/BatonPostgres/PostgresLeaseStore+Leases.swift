@@ -5,22 +5,38 @@ import PostgresNIO
 extension PostgresLeaseStore {
     // MARK: Leases
 
-    /// Takes `key` for `holder` if it is free or expired (a new term, with the key's last token plus one), or
-    /// renews it if `holder` holds it (same token, new ttl and metadata).
+    /// Takes `key` for `holder` if it is free or expired and nobody waits ahead of it, or renews it if `holder`
+    /// holds it. The same as ``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting` false.
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+        try await acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: false)
+    }
+
+    /// True: a candidate refused by a waiting acquire keeps a place in the key's queue (`baton_waiters`) for its
+    /// ttl, and a free key goes to the first candidate in line.
+    public var queuesWaiters: Bool { true }
+
+    /// Takes or renews `key` for `holder`, in the order candidates asked.
     ///
-    /// One `INSERT … ON CONFLICT DO UPDATE` statement, judged by the server's clock. A new term or new metadata
-    /// notifies every store's ``changes(key:)``.
+    /// - The holder's own live term: renewed (same token, new ttl and metadata).
+    /// - Held by another: refused with that leader; a waiting acquire joins the key's queue (or keeps its place
+    ///   there for another `ttl`).
+    /// - Free or expired, with a live candidate waiting ahead of `holder`: that candidate gets the key (its term
+    ///   starts now, with the ttl and metadata of its last waiting acquire; its own next acquire renews it) and the
+    ///   answer names it; a waiting acquire joins the queue behind it.
+    /// - Free or expired, and `holder` first in line or nobody waiting: a new term, with the key's last token plus
+    ///   one.
+    ///
+    /// One statement (the function `baton_acquire`), under the key's row lock, judged by the server's clock. A new
+    /// term or new metadata notifies every store's ``changes(key:)``.
     /// - Returns: ``AcquireResult/acquired(_:)``, or ``AcquireResult/held(by:)`` with the leader and its time left.
     /// - Throws: ``BatonError`` `invalidArgument` for metadata with a NUL character (PostgreSQL `text` cannot
     ///   hold it); `storeUnavailable`, `timeout`, `unauthorized`.
-    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult {
+    public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
+        -> AcquireResult
+    {
         try Self.validate(metadata: metadata)
-        let query = schema.acquire(
-            key: key,
-            holder: holder,
-            ttlMilliseconds: Self.milliseconds(ttl),
-            metadata: metadata
-        )
+        let query = schema.queuedAcquire(
+            key: key, holder: holder, ttlMilliseconds: Self.milliseconds(ttl), metadata: metadata, waiting: waiting)
         let row = try await perform("acquire of \(key)") { connection, logger in
             try await Self.leaseRows(connection.query(query, logger: logger)).first
         }
@@ -69,12 +85,13 @@ extension PostgresLeaseStore {
     }
 
     /// Ends the term of `lease` at once if the key is still in that term (same holder and token); a no-op
-    /// otherwise. The row keeps its token, so the next term gets a larger one.
+    /// otherwise. The row keeps its token, so the next term gets a larger one; if candidates wait in the key's
+    /// queue, the first of them gets the key in the same statement.
     ///
-    /// One `UPDATE` statement. A release notifies every store's ``changes(key:)``.
+    /// One statement (the function `baton_release`). A release notifies every store's ``changes(key:)``.
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func release(_ lease: Lease) async throws {
-        let query = schema.release(key: lease.key, holder: lease.holder, token: lease.token)
+        let query = schema.queuedRelease(key: lease.key, holder: lease.holder, token: lease.token)
         try await perform("release of \(lease.key)") { connection, logger in
             try await connection.query(query, logger: logger).collect().count
         }
@@ -87,9 +104,10 @@ extension PostgresLeaseStore {
         try await current(key: key, timeout: nil)
     }
 
-    /// ``current(key:)``, within `timeout` if one is given (the connection is closed if it passes).
-    private func current(key: String, timeout: Duration?) async throws -> LeaderInfo? {
-        let query = schema.current(key: key)
+    /// ``current(key:)``, within `timeout` if one is given (the connection is closed if it passes); with
+    /// `handingOn`, a free key is handed to the first live candidate in its queue first (a change feed's read).
+    private func current(key: String, timeout: Duration?, handingOn: Bool = false) async throws -> LeaderInfo? {
+        let query = handingOn ? schema.look(key: key) : schema.current(key: key)
         return try await perform("read of \(key)", timeout: timeout) { connection, logger in
             try await Self.leaseRows(connection.query(query, logger: logger)).first?.info
         }
@@ -110,22 +128,24 @@ extension PostgresLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable` if the store has stopped.
     public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
         if gate.isEnded { throw stopped("changes of \(key)") }
-        let subscription = signals.subscribe(key)
         listenRequests.yield()
         let read = { @Sendable [self] () async throws -> LeaderInfo? in
             // A feed's read that takes longer than a check of the listener's connection would is taken for a
             // connection that died silently (a pool connection leased before its own check found it dead): the
             // connection is closed and the feed fails, so its elector polls meanwhile and subscribes again,
             // instead of waiting for the request deadline.
-            try await current(key: key, timeout: feedReadTimeout)
+            try await current(key: key, timeout: feedReadTimeout, handingOn: true)
         }
-        return LeaderChangeFeed.observe(
-            clock: clock,
-            pollInterval: configuration.changesPollInterval,
-            signals: subscription,
-            read: read,
-            observer: observer
-        )
+        // One feed per key, whatever the number of electors following it in this process.
+        return try observations.observe(key, observer) { [self] observer in
+            LeaderChangeFeed.observe(
+                clock: clock,
+                pollInterval: configuration.changesPollInterval,
+                signals: signals.subscribe(key),
+                read: read,
+                observer: observer
+            )
+        }
     }
 
     /// A row of `baton_leases` as the statements return it.

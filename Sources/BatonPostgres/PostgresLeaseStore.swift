@@ -67,11 +67,29 @@ import Synchronization
 /// CREATE TABLE baton_presence (
 ///     group_name text COLLATE "C", member text COLLATE "C", PRIMARY KEY (group_name, member),
 ///     expires_at timestamptz NOT NULL);
-/// -- plus indexes on expires_at, the function baton_leases_notify() and its trigger on baton_leases.
+/// CREATE TABLE baton_waiters (          -- the queue of candidates waiting for a key
+///     key text COLLATE "C", holder text COLLATE "C", PRIMARY KEY (key, holder),
+///     arrival bigint GENERATED ALWAYS AS IDENTITY,  -- the queue's order
+///     metadata text, ttl_ms bigint NOT NULL,        -- what its term will be
+///     expires_at timestamptz NOT NULL);            -- it leaves the queue then unless it asks again
+/// -- plus indexes on expires_at and on (key, arrival), the function baton_leases_notify() and its trigger on
+/// -- baton_leases, and the functions baton_acquire, baton_release, baton_look, baton_join and baton_hand_on.
 /// ```
 ///
 /// For example, the live leaders:
 /// `SELECT key, holder, token, metadata FROM baton_leases WHERE expires_at > clock_timestamp();`.
+///
+/// ## The queue
+///
+/// A waiting acquire (an elector's, a long poll's) that is refused puts its holder in `baton_waiters`, or keeps its
+/// place there for its ttl; electors and long polls ask again every third of the ttl while they wait. A free key
+/// goes to the first live candidate in line: `baton_release` starts that candidate's term in the same statement
+/// (with the ttl and metadata of its last waiting acquire; its own next acquire renews it, same token), and so
+/// does whoever finds the key expired while candidates wait (an acquire, then answered with that candidate as
+/// the leader, or a change feed's read). Each store instance runs one change feed per key, so a release wakes
+/// one read per process and the next leader's acquire. `baton_waiters` and the functions are added to a
+/// database of schema version 1 by the first store that starts; an earlier Baton keeps working beside: its
+/// candidates never queue and take a key only once the queue is empty.
 /// Names are compared byte for byte (`COLLATE "C"`). Expired round and presence rows are deleted by claims
 /// and heartbeats, at most once a minute per store instance (by the store's clock).
 ///
@@ -110,6 +128,8 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     let logger: Logger
     let clock: BatonClock
     let signals = ChangeSignals()
+    /// One change feed per key for this instance's observers.
+    let observations = SharedLeaderObservations()
     let state = Mutex(State())
     /// Where requests wait for ``run()`` and get its pool.
     let gate = ReadinessGate<PostgresClient>()

@@ -37,7 +37,8 @@ struct PostgresSchema: Sendable {
     func prepare(_ connection: PostgresConnection, logger: Logger) async throws {
         if let version = try await existingVersion(connection, logger: logger), version >= Self.version {
             try checkVersion(version)
-            return
+            // The queue came after version 1's first setups: a database set up by an earlier Baton gets it now.
+            if try await queueExists(connection, logger: logger) { return }
         }
         let version = try await connection.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.setupLockKey))", logger: logger)
@@ -49,7 +50,7 @@ struct PostgresSchema: Sendable {
                 try await connection.query(
                     PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)
             }
-            for statement in setupStatements {
+            for statement in setupStatements + queueStatements {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
             let trigger = try await connection.query(
@@ -166,43 +167,6 @@ struct PostgresSchema: Sendable {
 
     // MARK: Leases
 
-    /// Takes or renews a key in one statement; always returns the key's row as it is afterwards (a refused
-    /// acquire rewrites the row unchanged, which takes its lock, so the answer names the holder that won).
-    ///
-    /// The time left is measured after the row lock was granted, by a second reading of the clock: the first one
-    /// may predate the winner's (a refused acquirer that waited for the lock), and would show more than the
-    /// winner's ttl. It is kept within (0, ttl]: the term was live when the refusal was decided.
-    func acquire(key: String, holder: String, ttlMilliseconds: Int64, metadata: String?) -> PostgresQuery {
-        PostgresQuery(
-            unsafeSQL: """
-                WITH clock AS (SELECT clock_timestamp() AS now),
-                written AS (
-                    INSERT INTO \(leases) AS l (key, token, holder, metadata, ttl_ms, expires_at, updated_at)
-                    SELECT $1, 1, $2, $3, $4, now + $4 * interval '1 millisecond', now FROM clock
-                    ON CONFLICT (key) DO UPDATE SET
-                        token = CASE WHEN l.holder IS NOT NULL AND l.expires_at > excluded.updated_at
-                            THEN l.token ELSE l.token + 1 END,
-                        holder = CASE WHEN \(takes) THEN excluded.holder ELSE l.holder END,
-                        metadata = CASE WHEN \(takes) THEN excluded.metadata ELSE l.metadata END,
-                        ttl_ms = CASE WHEN \(takes) THEN excluded.ttl_ms ELSE l.ttl_ms END,
-                        expires_at = CASE WHEN \(takes) THEN excluded.expires_at ELSE l.expires_at END,
-                        updated_at = CASE WHEN \(takes) THEN excluded.updated_at ELSE l.updated_at END
-                    RETURNING l.token, l.holder, l.metadata, l.ttl_ms, l.expires_at
-                )
-                SELECT token, holder, metadata, ttl_ms,
-                    greatest(least(floor(extract(epoch FROM (expires_at - clock_timestamp())) * 1000000)::bigint,
-                        ttl_ms * 1000), 1)
-                FROM written
-                """,
-            binds: Self.binds(key, holder, metadata, ttlMilliseconds)
-        )
-    }
-
-    /// Whether an acquire takes the existing row `l`: it is free, expired, or the same holder's.
-    private var takes: String {
-        "(l.holder IS NULL OR l.expires_at <= excluded.updated_at OR l.holder = excluded.holder)"
-    }
-
     /// The time left until `column`, in whole microseconds, as seen by the `clock` CTE.
     private func remainingMicroseconds(_ column: String) -> String {
         "floor(extract(epoch FROM (\(column) - clock.now)) * 1000000)::bigint"
@@ -229,18 +193,6 @@ struct PostgresSchema: Sendable {
                 RETURNING l.key
                 """,
             binds: bindings
-        )
-    }
-
-    /// Ends the term of `holder` with `token`, keeping the row (and so the token) for the next term.
-    func release(key: String, holder: String, token: Int64) -> PostgresQuery {
-        PostgresQuery(
-            unsafeSQL: """
-                UPDATE \(leases) SET holder = NULL, metadata = NULL, ttl_ms = NULL, expires_at = NULL,
-                    updated_at = clock_timestamp()
-                WHERE key = $1 AND holder = $2 AND token = $3
-                """,
-            binds: Self.binds(key, holder, token)
         )
     }
 

@@ -15,10 +15,10 @@
 /// the term's deadline, releases nothing and leaves the key to the store's ttl.
 ///
 /// A waiting candidate whose change feed looks healthy still checks the store once per ttl with one read
-/// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever. On a store
-/// that queues waiting candidates (SQLite, etcd, Redis on one server) it asks again every third of the ttl instead
-/// (``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves within about a ttl once it
-/// stops asking.
+/// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever. On a store that
+/// queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server) it asks again every third of the ttl
+/// instead (``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves within about a ttl once
+/// it stops asking.
 ///
 /// Quorum mode (``ElectorConfiguration/quorum``) adds presence checks: every renew interval the machine asks for
 /// a heartbeat and a count of the live members (``Action/checkPresence(_:)``). It acquires only while the last

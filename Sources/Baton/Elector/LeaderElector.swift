@@ -23,13 +23,13 @@ import Synchronization
 /// late: hand ``Lease/token`` to the resource so it can refuse a stale leader.
 ///
 /// ## Running
-/// ``run()`` campaigns until the task is cancelled, ``resign()`` is called or a ServiceLifecycle graceful
-/// shutdown begins; all three release a lease they hold once its work has returned (see "Release after work"
-/// below), so the next candidate starts at once. Store requests still in flight when a campaign ends are cancelled,
-/// not waited for. While waiting, the elector follows the store's change feed, so a release wakes it at once rather
-/// than at its next poll, and reads the store once per ttl in case the feed died silently; while leading it does
-/// not (its renews tell it whether its term goes on). On a store that queues waiting candidates (SQLite, etcd, Redis on
-/// one server) it asks again every third of the ttl instead: each ask keeps its place in the queue.
+/// ``run()`` campaigns until the task is cancelled, ``resign()`` is called or a ServiceLifecycle graceful shutdown
+/// begins; all three release a lease they hold once its work has returned (see "Release after work" below), so the next
+/// candidate starts at once. Store requests still in flight when a campaign ends are cancelled, not waited for. While
+/// waiting, the elector follows the store's change feed, so a release wakes it at once rather than at its next poll,
+/// and reads the store once per ttl in case the feed died silently; while leading it does not (its renews tell it
+/// whether its term goes on). On a store that queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server)
+/// it asks again every third of the ttl instead: each ask keeps its place in the queue.
 ///
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
 /// duration of the call and resigns when the work returns.

@@ -152,8 +152,8 @@ public struct LeaseStore: Service, Sendable {
         }
     }
 
-    /// Whether a waiting candidate keeps a place in a queue of the store's own (SQLite's, etcd's
-    /// election queue, Redis's on one server), and so must ask again
+    /// Whether a waiting candidate keeps a place in a queue of the store's own (SQLite's, PostgreSQL's,
+    /// etcd's election queue, Redis's on one server), and so must ask again
     /// (``acquire(key:holder:ttl:metadata:waiting:)``) at least every third of its ttl to keep it.
     public var queuesWaiters: Bool { driver.queuesWaiters }
 

@@ -88,8 +88,8 @@ public protocol LeaseStoreDriver: Service {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`, `unauthorized`.
     func acquire(key: String, holder: String, ttl: Duration, metadata: String?) async throws -> AcquireResult
 
-    /// Whether a holder refused by an acquire can keep a place in a queue of the store's own (SQLite's, etcd's
-    /// election queue, Redis's on one server): then a waiting candidate asks again
+    /// Whether a holder refused by an acquire can keep a place in a queue of the store's own (SQLite's, PostgreSQL's,
+    /// etcd's election queue, Redis's on one server): then a waiting candidate asks again
     /// (``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting`) at least every third of its ttl to keep its
     /// place, and leaves the queue within about a ttl once it stops.
     /// False unless the driver says otherwise.

@@ -25,8 +25,9 @@ extension BatonHTTPServer {
     /// answered. Graceful shutdown ends the wait at once with the last leader seen.
     ///
     /// Only an acquire that waits (`wait` positive) is a waiting candidate's: on a store that queues waiting
-    /// candidates (SQLite, etcd, Redis on one server) it keeps the holder's place in the queue, and the wait asks again
-    /// every third of the ttl to keep it, so a client that goes away leaves the queue within about a ttl. A plain 409 leaves no trace.
+    /// candidates (SQLite, PostgreSQL, etcd, Redis on one server) it keeps the holder's place in the queue, and
+    /// the wait asks again every third of the ttl to keep it, so a client that goes away leaves the queue within
+    /// about a ttl. A plain 409 leaves no trace.
     /// A wait takes a slot of ``Configuration-swift.struct/Limits/maxLongPolls`` and
     /// ``Configuration-swift.struct/Limits/maxLongPollsPerKey``; with none free the request is answered `503` or
     /// `429` (the first attempt, which found the key held, changed nothing). A client that leaves (its connection
