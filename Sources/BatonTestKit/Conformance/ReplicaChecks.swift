@@ -6,6 +6,7 @@ extension LeaseStoreConformance {
         renewThroughAnotherInstanceExtends,
         refusedAcquireLeavesNoTrace,
         waiterThatStopsLeavesTheQueue,
+        waitersTakeTheKeyInArrivalOrder,
     ]
 
     static let termBelongsToTheStore = ConformanceCheck(
@@ -207,5 +208,48 @@ extension LeaseStoreConformance {
         )
         try expect(next.token > lease.token, "the next term's token \(next.token) is not above \(lease.token)")
         try await first.release(next)
+    }
+
+    static let waitersTakeTheKeyInArrivalOrder = ConformanceCheck(
+        "replicas: on a store with a queue, waiting candidates take a released key in the order they asked"
+    ) { harness in
+        let first = try await harness.makeStore()
+        let second = try await harness.makeOtherInstance()
+        let key = Conformance.unique("queue-order")
+        let ttl = Conformance.longTTL(harness)
+        var lease = try Conformance.acquired(
+            try await first.acquire(key: key, holder: "leader", ttl: ttl, metadata: nil), "the leader's acquire")
+        // Three candidates ask in this order, through either instance.
+        let candidates = [("w1", second), ("w2", first), ("w3", second)]
+        for (holder, store) in candidates {
+            _ = try Conformance.held(
+                try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: holder, waiting: true),
+                "\(holder)'s waiting acquire while the key is held")
+        }
+        try await first.release(lease)
+        guard first.queuesWaiters else {
+            // Without a queue a released key is free for whoever asks first.
+            let current = try await second.current(key: key)
+            try expect(current == nil, "right after the release current(key:) is \(Conformance.show(current))")
+            return
+        }
+        for (index, (holder, store)) in candidates.enumerated() {
+            // Those behind are refused, told who is ahead of them.
+            for (later, laterStore) in candidates[(index + 1)...] {
+                let ahead = try Conformance.held(
+                    try await laterStore.acquire(key: key, holder: later, ttl: ttl, metadata: later, waiting: true),
+                    "\(later)'s waiting acquire while \(holder) is ahead of it")
+                try expect(ahead.holder == holder, "\(later) was told \(ahead.holder) leads, not \(holder)")
+            }
+            let next = try Conformance.acquired(
+                try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: holder, waiting: true),
+                "\(holder)'s acquire in its turn")
+            try expect(next.token > lease.token, "\(holder)'s token \(next.token) is not above \(lease.token)")
+            try expect(next.metadata == holder, "\(holder)'s term has metadata \(String(describing: next.metadata))")
+            try await (index == 1 ? second : first).release(next)
+            lease = next
+        }
+        let current = try await first.current(key: key)
+        try expect(current == nil, "after the queue's last release current(key:) is \(Conformance.show(current))")
     }
 }
