@@ -8,7 +8,8 @@ operations, three alternating runs, medians compared:
   PX retention`); Baton's lease acquires of fresh keys (the full lease script with its token counter and
   publish) are measured in the same runs, for information;
 - postgres: `pgbench` running `INSERT ... ON CONFLICT DO NOTHING` of a random round into a table of the same
-  shape, one statement per transaction (Baton's claim also locks the row and applies the round rules).
+  shape, one statement per transaction (Baton's claim is one statement too, a function that applies the round
+  rules under the row lock; its pool has as many connections as pgbench has clients).
 
 Usage: bench_claims.py STORE_URL COUNT
 Prints one JSON object.
@@ -31,6 +32,9 @@ VALUES ('bench', :r, 'candidate', clock_timestamp() + interval '10 seconds') ON 
 
 
 def baton(url, count, *flags):
+    if store_name(url) == "postgres":
+        # A pooled client with as many connections as the peer has clients.
+        url += ("&" if "?" in url else "?") + f"pool_max_conns={CONCURRENCY}"
     output = subprocess.check_output([os.environ["BATON_BENCH"], "claims", "--store", url, "--concurrency",
                                       str(CONCURRENCY), "--count", str(count), *flags], text=True)
     return json.loads(output.strip().splitlines()[-1])

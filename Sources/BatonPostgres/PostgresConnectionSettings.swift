@@ -13,6 +13,7 @@ import PostgresNIO
 /// | `sslcert`, `sslkey` | a PEM client certificate and its key, for servers that ask for one |
 /// | `schema` | ``PostgresLeaseStore/Configuration/schema`` |
 /// | `application_name` | shown in `pg_stat_activity` (default `baton`) |
+/// | `pool_max_conns` | ``PostgresLeaseStore/Configuration/maximumConnections``, 1 to 1000 (the name is pgx's) |
 ///
 /// The user defaults to `postgres`, the database to the server's default (the user's name).
 struct PostgresConnectionSettings: Sendable {
@@ -35,11 +36,15 @@ struct PostgresConnectionSettings: Sendable {
     var certificatePath: String?
     var keyPath: String?
     var schema: String?
+    /// The pool's size, if the URL gives one.
+    var maximumConnections: Int?
     var applicationName: String
     /// The URL with its password redacted, for messages.
     var redactedURL: String
 
-    static let knownItems = ["sslmode", "sslrootcert", "sslcert", "sslkey", "schema", "application_name"]
+    static let knownItems = [
+        "sslmode", "sslrootcert", "sslcert", "sslkey", "schema", "application_name", "pool_max_conns",
+    ]
 
     init(_ url: StoreURL) throws(BatonError) {
         try PostgresLeaseStore.checkShape(of: url)
@@ -85,6 +90,14 @@ struct PostgresConnectionSettings: Sendable {
             case "schema":
                 try PostgresLeaseStore.Configuration.validate(schema: item.value)
                 schema = item.value
+            case "pool_max_conns":
+                guard let size = Int(item.value), (1...1000).contains(size) else {
+                    throw .invalidArgument(
+                        "pool_max_conns=\(item.value.prefix(40)) in the postgres:// store URL is not a number "
+                            + "from 1 to 1000"
+                    )
+                }
+                maximumConnections = size
             default:
                 applicationName = item.value
             }

@@ -5,31 +5,26 @@ import PostgresNIO
 extension PostgresLeaseStore {
     /// Claims a round for `candidate`: the first claim wins, the winner claiming again wins again.
     ///
-    /// One transaction that locks the round's row and applies ``RoundRules/claim(_:candidate:)``. A new record
-    /// is kept for `retention` by the server's clock.
+    /// One statement (the function `baton_claim`: `INSERT … ON CONFLICT DO UPDATE … WHERE`, and a read of the
+    /// record it left as it was) that applies ``RoundRules/claim(_:candidate:)`` under the round's row lock. A new
+    /// record is kept for `retention` by the server's clock.
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        let schema = schema
-        let retentionMilliseconds = Self.milliseconds(retention)
-        let result = try await transaction("claim of round \(system)/\(round)") { connection, logger in
-            let existing = try await Self.lockRound(schema, connection, logger, system: system, round: round)
-            let (result, record) = RoundRules.claim(existing, candidate: candidate)
-            if record != existing {
-                try await connection.query(
-                    schema.writeRound(
-                        system: system,
-                        round: round,
-                        record: record,
-                        retentionMilliseconds: retentionMilliseconds
-                    ),
-                    logger: logger
-                )
+        let query = schema.claimRound(
+            system: system, round: round, candidate: candidate, retentionMilliseconds: Self.milliseconds(retention))
+        let winner = try await perform("claim of round \(system)/\(round)") { connection, logger in
+            var winner: String?
+            for try await name in try await connection.query(query, logger: logger).decode(String?.self) {
+                winner = name
             }
-            return result
+            return winner
+        }
+        guard let winner else {
+            throw BatonError.storeUnavailable("claim of round \(system)/\(round) on \(redactedURL) found no winner")
         }
         try await sweepIfDue()
-        return result
+        return winner == candidate ? .won : .lost(winner: winner)
     }
 
     /// The winner of a round, or nil if it has not been claimed or its record expired.

@@ -163,7 +163,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     /// Query items, as in libpq: `sslmode` (`disable`, `allow`, `prefer` — the default —, `require`,
     /// `verify-ca`, `verify-full`; only the last two check the server's certificate), `sslrootcert` (PEM file of
     /// trusted certificates; default the system's), `sslcert` and `sslkey` (a client certificate), `schema`,
-    /// `application_name` (default `baton`).
+    /// `application_name` (default `baton`), `pool_max_conns` (``Configuration/maximumConnections``).
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed URL or configuration, or certificate files
     ///   that cannot be read.
     public init<C: Clock>(
@@ -175,6 +175,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         let settings = try PostgresConnectionSettings(url)
         var configuration = configuration
         if let schema = settings.schema { configuration.schema = schema }
+        if let size = settings.maximumConnections { configuration.maximumConnections = size }
         try configuration.validate()
         self.connectionConfiguration = try settings.connectionConfiguration(configuration)
         self.clientConfiguration = try settings.clientConfiguration(configuration)

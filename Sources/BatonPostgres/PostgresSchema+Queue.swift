@@ -1,7 +1,8 @@
 import PostgresNIO
 
 /// The queue of waiting candidates (`baton_waiters`) and the functions that take, release and look at a key in
-/// queue order, each one statement for the client and atomic under the key's row lock.
+/// queue order, each one statement for the client and atomic under the key's row lock; and the function that claims
+/// a round (`baton_claim`), whose plan a session prepares once.
 ///
 /// The rules, in every function:
 /// - A waiter whose last waiting acquire is older than its ttl is out of the queue (deleted when a function
@@ -15,16 +16,31 @@ import PostgresNIO
 extension PostgresSchema {
     var waiters: String { "\"\(schema)\".baton_waiters" }
 
-    /// Whether the queue's table exists (it came after schema version 1, whose setup did not make it).
-    func queueExists(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
+    /// The version of the queue's table and of the functions, recorded in `baton_meta` as `functions_version`.
+    /// They came after schema version 1, whose first setups did not make them: a store that finds an older
+    /// version (or none) makes them.
+    static let functionsVersion = 1
+
+    /// Whether the queue's table and the functions are at ``functionsVersion`` or later.
+    func functionsAreCurrent(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
         let rows = try await connection.query(
-            PostgresQuery(unsafeSQL: "SELECT to_regclass('\(waiters)') IS NOT NULL"), logger: logger
+            PostgresQuery(unsafeSQL: "SELECT value FROM \(meta) WHERE name = 'functions_version'"), logger: logger
         ).collect()
-        return try rows.first?.decode(Bool.self) ?? false
+        guard let value = try rows.first?.decode(String.self), let version = Int(value) else { return false }
+        return version >= Self.functionsVersion
     }
 
-    /// The queue's table and functions, each idempotent.
-    var queueStatements: [String] {
+    /// Records ``functionsVersion`` (never lowering it).
+    var recordFunctionsVersion: String {
+        """
+        INSERT INTO \(meta) (name, value) VALUES ('functions_version', '\(Self.functionsVersion)')
+        ON CONFLICT (name) DO UPDATE SET value = excluded.value
+        WHERE \(meta).value::int < excluded.value::int
+        """
+    }
+
+    /// The queue's table and the functions, each idempotent.
+    var functionStatements: [String] {
         let f = "\"\(schema)\""
         let term = "(o_token bigint, o_holder text, o_metadata text, o_ttl_ms bigint, o_remaining_us bigint)"
         let remaining = """
@@ -137,6 +153,28 @@ extension PostgresSchema {
                 IF NOT FOUND THEN RETURN false; END IF;
                 PERFORM \(f).baton_hand_on(p_key, p_token, clock_timestamp());
                 RETURN true;
+            END
+            $$
+            """,
+            // Claims a round under RoundRules.claim: returns the winner afterwards. A function, so that its plan is
+            // prepared once per session.
+            """
+            CREATE OR REPLACE FUNCTION \(f).baton_claim(p_system text, p_round text, p_candidate text,
+                p_retention bigint) RETURNS text LANGUAGE plpgsql AS $$
+            DECLARE w text;
+            BEGIN
+                INSERT INTO \(rounds) AS r (system, round, winner, completed_by, expires_at)
+                VALUES (p_system, p_round, p_candidate, NULL,
+                    clock_timestamp() + p_retention * interval '1 millisecond')
+                ON CONFLICT (system, round) DO UPDATE SET winner = excluded.winner,
+                    completed_by = CASE WHEN r.expires_at > clock_timestamp() THEN r.completed_by END,
+                    expires_at = excluded.expires_at
+                WHERE r.expires_at <= clock_timestamp() OR r.winner IS NULL
+                RETURNING r.winner INTO w;
+                IF FOUND THEN RETURN w; END IF;
+                -- Left as it is: a live record with a winner, locked by the insert.
+                SELECT r.winner INTO w FROM \(rounds) AS r WHERE r.system = p_system AND r.round = p_round;
+                RETURN w;
             END
             $$
             """,

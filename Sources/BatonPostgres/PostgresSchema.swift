@@ -37,8 +37,9 @@ struct PostgresSchema: Sendable {
     func prepare(_ connection: PostgresConnection, logger: Logger) async throws {
         if let version = try await existingVersion(connection, logger: logger), version >= Self.version {
             try checkVersion(version)
-            // The queue came after version 1's first setups: a database set up by an earlier Baton gets it now.
-            if try await queueExists(connection, logger: logger) { return }
+            // The queue and the functions came after version 1's first setups: a database set up by an earlier
+            // Baton gets them now.
+            if try await functionsAreCurrent(connection, logger: logger) { return }
         }
         let version = try await connection.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.setupLockKey))", logger: logger)
@@ -50,7 +51,7 @@ struct PostgresSchema: Sendable {
                 try await connection.query(
                     PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)
             }
-            for statement in setupStatements + queueStatements {
+            for statement in setupStatements + functionStatements + [recordFunctionsVersion] {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
             let trigger = try await connection.query(
@@ -235,6 +236,17 @@ struct PostgresSchema: Sendable {
                 WHERE system = $1 AND expires_at > clock_timestamp() ORDER BY round DESC LIMIT $2
                 """,
             binds: Self.binds(.text(system), .bigint(Int64(limit)))
+        )
+    }
+
+    /// Claims a round in one statement (the function `baton_claim`), under ``Baton/RoundRules/claim(_:candidate:)``:
+    /// a round with no live record gets one naming the candidate, a live record without a winner (completed before
+    /// any claim) gets the candidate as its winner, both kept for the retention from now; a live record with a
+    /// winner is left as it is. Returns the round's winner afterwards.
+    func claimRound(system: String, round: String, candidate: String, retentionMilliseconds: Int64) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: "SELECT \"\(schema)\".baton_claim($1, $2, $3, $4)",
+            binds: Self.binds(.text(system), .text(round), .text(candidate), .bigint(retentionMilliseconds))
         )
     }
 

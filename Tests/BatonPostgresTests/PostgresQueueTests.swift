@@ -55,8 +55,8 @@ import Testing
         }
     }
 
-    /// A schema set up before the queue existed (version 1 without `baton_waiters`) gets it from the next store
-    /// that starts.
+    /// A schema set up before the queue existed (version 1 without `baton_waiters`, the functions and their
+    /// version) gets them from the next store that starts.
     @Test func anEarlierSetupGetsTheQueue() async throws {
         guard let url = try TestServer.url() else { return }
         let schema = "baton_test_" + unique("q").replacingOccurrences(of: "-", with: "_").lowercased()
@@ -70,6 +70,7 @@ import Testing
             _ = try await store.acquire(key: "k", holder: "b", ttl: Self.long, metadata: nil, waiting: true)
             try await store.release(lease)
             #expect(try await store.current(key: "k")?.holder == "b")
+            #expect(try await store.claim(system: "s", round: "r", candidate: "c", retention: Self.long) == .won)
         }
         try await dropSchema(url: url, schema: schema)
     }
@@ -80,7 +81,8 @@ import Testing
                 "DROP TABLE \"\(schema)\".baton_waiters",
                 "DROP FUNCTION \"\(schema)\".baton_acquire", "DROP FUNCTION \"\(schema)\".baton_release",
                 "DROP FUNCTION \"\(schema)\".baton_look", "DROP FUNCTION \"\(schema)\".baton_hand_on",
-                "DROP FUNCTION \"\(schema)\".baton_join",
+                "DROP FUNCTION \"\(schema)\".baton_join", "DROP FUNCTION \"\(schema)\".baton_claim",
+                "DELETE FROM \"\(schema)\".baton_meta WHERE name = 'functions_version'",
             ] {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }

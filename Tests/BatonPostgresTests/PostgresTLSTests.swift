@@ -66,12 +66,16 @@ import Testing
         #expect(settings.redactedURL == "postgresql://app:***@db.example:6543/elections?sslmode=verify-ca&schema=baton")
         let defaults = try PostgresConnectionSettings(StoreURL("postgres://db"))
         #expect(defaults.port == 5432 && defaults.user == "postgres" && defaults.database == nil)
-        #expect(defaults.sslMode == .prefer && defaults.password == nil)
+        #expect(defaults.sslMode == .prefer && defaults.password == nil && defaults.maximumConnections == nil)
+        let pooled = try PostgresLeaseStore(url: StoreURL("postgres://db/x?pool_max_conns=50"))
+        #expect(pooled.configuration.maximumConnections == 50)
 
         for bad in [
             "postgres://db/x?sslmode=sometimes", "postgres://db/x?colour=blue", "postgres://db/x?sslcert=/c.pem",
             "postgres://db/x?schema=Bad-Name", "postgres://a:1,b:2/x", "postgres://db/x/y",
             "postgres://db/x?sslmode=disable&sslrootcert=/r.pem", "postgres://db/x?sslmode=require&sslmode=disable",
+            "postgres://db/x?pool_max_conns=0", "postgres://db/x?pool_max_conns=1001",
+            "postgres://db/x?pool_max_conns=",
         ] {
             #expect(throws: BatonError.self, "\(bad)") { try PostgresConnectionSettings(StoreURL(bad)) }
         }
