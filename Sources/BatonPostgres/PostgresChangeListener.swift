@@ -11,7 +11,8 @@ import PostgresNIO
 /// (one that died silently is replaced within about `keepAlive + keepAliveTimeout`); every subscriber is
 /// woken (so that feeds read the store and report it if it is down) and the loop connects again after a
 /// backoff of 100 ms doubling up to 5 s. The keep-alive interval, its timeout and the backoff are timed by the
-/// store's clock.
+/// store's clock. With a pool of one, requests run on the listener's connection too (see
+/// ``PostgresSharedConnection``).
 struct PostgresChangeListener: Sendable {
     let settings: PostgresConnection.Configuration
     let channel: String
@@ -21,6 +22,8 @@ struct PostgresChangeListener: Sendable {
     let signals: ChangeSignals
     let logger: Logger
     let redactedURL: String
+    /// With a pool of one, where the listener lends its connection to requests.
+    var shared: PostgresSharedConnection?
 
     func run() async {
         var backoff: Duration = .milliseconds(100)
@@ -34,9 +37,11 @@ struct PostgresChangeListener: Sendable {
                     logger: logger
                 )
                 await listen(on: connection, backoff: &backoff)
+                shared?.disconnected(nil)
                 try? await connection.close()
             } catch {
                 if Task.isCancelled { break }
+                shared?.disconnected(error)
                 logger.debug(
                     "baton: the PostgreSQL change listener cannot connect",
                     metadata: ["url": "\(redactedURL)", "error": "\(String(reflecting: error))"]
@@ -54,6 +59,7 @@ struct PostgresChangeListener: Sendable {
         do {
             try await connection.listen(on: channel) { notifications in
                 logger.debug("baton: listening for changes", metadata: ["channel": "\(channel)"])
+                shared?.connected(connection)
                 signals.notifyAll()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {

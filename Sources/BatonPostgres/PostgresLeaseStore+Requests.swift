@@ -19,10 +19,10 @@ extension PostgresLeaseStore {
     ) async throws -> T {
         let logger = logger
         do {
-            let client = try await ready(for: operation)
-            guard let timeout else { return try await Self.onConnection(client, logger, body) }
+            let connections = try await ready(for: operation)
+            guard let timeout else { return try await Self.onConnection(connections, logger, body) }
             return try await PostgresDeadline.run(timeout, clock: clock) {
-                try await Self.onConnection(client, logger, body)
+                try await Self.onConnection(connections, logger, body)
             }
         } catch {
             throw Self.storeError(error, operation: operation, url: redactedURL)
@@ -38,6 +38,18 @@ extension PostgresLeaseStore {
             try await connection.withTransaction(logger: logger) { connection in
                 try await body(connection, logger)
             }
+        }
+    }
+
+    /// Runs `body` on a connection of the pool, or on the shared connection in its turn.
+    static func onConnection<T: Sendable>(
+        _ connections: PostgresConnections,
+        _ logger: Logger,
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
+        switch connections {
+        case .pool(let client): try await onConnection(client, logger, body)
+        case .shared(let shared): try await shared.run(logger, body)
         }
     }
 

@@ -106,9 +106,11 @@ import Synchronization
 /// ## Lifecycle
 ///
 /// ``init(url:configuration:logger:clock:)`` only reads the URL and the configuration. ``run()`` does the
-/// rest, in child tasks it owns: it runs the connection pool, connects once to create the tables if needed (a
-/// wrong password or an unreachable server makes `run()` throw), and from then on answers requests; from the
-/// first ``changes(key:)`` on it also runs the `LISTEN` connection. Requests made while `run()` is starting
+/// rest, in child tasks it owns: it connects once to create the tables if needed (a wrong password or an
+/// unreachable server makes `run()` throw), and from then on answers requests. With one connection (the
+/// default, see ``Configuration/maximumConnections``) it runs the `LISTEN` connection at once and requests run
+/// on it, one at a time; with a pool, requests run on the pool, and the `LISTEN` connection starts at the first
+/// ``changes(key:)``. Requests made while `run()` is starting
 /// wait until it is ready. When `run()` is cancelled or shut down gracefully, it ends every ``changes(key:)``
 /// sequence, closes every connection and returns; later requests throw ``BatonError/Code/storeUnavailable``.
 /// A store runs once.
@@ -131,8 +133,8 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     /// One change feed per key for this instance's observers.
     let observations = SharedLeaderObservations()
     let state = Mutex(State())
-    /// Where requests wait for ``run()`` and get its pool.
-    let gate = ReadinessGate<PostgresClient>()
+    /// Where requests wait for ``run()`` and get its connections.
+    let gate = ReadinessGate<PostgresConnections>()
     /// Asks ``run()`` to start the `LISTEN` connection (once; later asks are ignored).
     let listenRequests: AsyncStream<Void>.Continuation
     private let listenRequestStream: AsyncStream<Void>
@@ -212,9 +214,13 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         // operations' errors instead, so the pool's background messages are shown from warning level up.
         var backgroundLogger = logger
         backgroundLogger.logLevel = max(logger.logLevel, .warning)
-        let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: backgroundLogger)
+        let shared = configuration.maximumConnections == 1 ? PostgresSharedConnection() : nil
+        defer { shared?.close(stopped(nil)) }
+        let client =
+            shared == nil
+            ? PostgresClient(configuration: clientConfiguration, backgroundLogger: backgroundLogger) : nil
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await client.run() }
+            if let client { group.addTask { await client.run() } }
             do {
                 try await prepareSchemaRetrying()
             } catch {
@@ -223,8 +229,21 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
                 if let failure = error as? BatonError { gate.end(failure) }
                 throw error
             }
-            gate.open(client)
-            await serveListenRequests(in: &group)
+            var listener = changeListener()
+            if let shared {
+                // One connection for everything: the listener's, from the start.
+                listener.shared = shared
+                group.addTask { [listener] in await listener.run() }
+                gate.open(.shared(shared))
+                await withGracefulShutdownHandler {
+                    for await _ in listenRequestStream {}
+                } onGracefulShutdown: { [listenRequests] in
+                    listenRequests.finish()
+                }
+            } else if let client {
+                gate.open(.pool(client))
+                await serveListenRequests(listener, in: &group)
+            }
             gate.end(stopped(nil))
             group.cancelAll()
         }
@@ -306,10 +325,9 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         try? await connection.close()
     }
 
-    /// Starts the `LISTEN` connection in `group` at the first request, until the task is cancelled or a
-    /// graceful shutdown begins.
-    private func serveListenRequests(in group: inout ThrowingDiscardingTaskGroup<any Error>) async {
-        let listener = PostgresChangeListener(
+    /// The store's change listener.
+    private func changeListener() -> PostgresChangeListener {
+        PostgresChangeListener(
             settings: connectionConfiguration,
             channel: schema.channel,
             keepAlive: configuration.listenerKeepAlive,
@@ -319,6 +337,13 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
             logger: logger,
             redactedURL: redactedURL
         )
+    }
+
+    /// Starts the `LISTEN` connection in `group` at the first request, until the task is cancelled or a
+    /// graceful shutdown begins.
+    private func serveListenRequests(
+        _ listener: PostgresChangeListener, in group: inout ThrowingDiscardingTaskGroup<any Error>
+    ) async {
         let requests = listenRequests
         await withGracefulShutdownHandler {
             var listening = false
@@ -331,9 +356,9 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         }
     }
 
-    /// The pool, once ``run()`` is ready.
+    /// The connections, once ``run()`` is ready.
     /// - Throws: ``BatonError`` `storeUnavailable` if the store has stopped or could not start.
-    func ready(for operation: String) async throws -> PostgresClient {
+    func ready(for operation: String) async throws -> PostgresConnections {
         do {
             return try await gate.value()
         } catch var error as BatonError {

@@ -246,7 +246,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
         if nodes.count == 1 {
             // One feed per key, whatever the number of electors following it in this process.
-            return try observations.observe(key, observer) { observer in
+            return try observations.observe(key, observer) { [self] observer in
                 LeaderChangeFeed.observe(
                     clock: clock, pollInterval: nil, signals: self.signals.subscribe(key), read: queueFeedRead(key),
                     observer: observer)

@@ -21,7 +21,7 @@ extension SQLiteLeaseStore {
     /// A key whose term expired while candidates wait in its queue is handed to the first of them by the feed's
     /// read (see ``acquire(key:holder:ttl:metadata:waiting:)``), so the feed names the next leader at once.
     public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
-        try observations.observe(key, observer) { observer in
+        try observations.observe(key, observer) { [self] observer in
             LeaderChangeFeed.observe(
                 clock: timer,
                 signals: signals.subscribe(key),

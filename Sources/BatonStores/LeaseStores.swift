@@ -70,6 +70,19 @@ public enum LeaseStores {
         LeaseStore(try await kind(for: url.scheme).open(url))
     }
 
+    /// Opens the store `url` names for a process that serves many clients (`baton serve`): as ``open(_:)-(StoreURL)``,
+    /// except that a store with a connection pool gets a pool sized for many requests at once where the URL does
+    /// not size it (PostgreSQL: ``BatonPostgres/PostgresLeaseStore/Configuration/serverPoolSize`` connections,
+    /// where a candidate process opens one).
+    public static func openForServer(_ url: StoreURL) async throws -> LeaseStore {
+        if PostgresLeaseStore.urlSchemes.contains(url.scheme) {
+            let configuration = PostgresLeaseStore.Configuration(
+                maximumConnections: PostgresLeaseStore.Configuration.serverPoolSize)
+            return LeaseStore(try PostgresLeaseStore(url: url, configuration: configuration))
+        }
+        return try await open(url)
+    }
+
     /// Parses `string` as a ``Baton/StoreURL`` and opens its store, as the `StoreURL` overload does.
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a malformed URL or an unknown scheme (the message
     ///   lists the known ones and never shows a password); otherwise what the `StoreURL` overload throws.

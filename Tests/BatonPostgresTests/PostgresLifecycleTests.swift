@@ -35,7 +35,8 @@ import Testing
     @Test func stoppingRunClosesEveryConnectionAndEndsTheFeeds() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-stop")
-        let driver = try PostgresLeaseStore(url: try StoreURL("\(url)?application_name=\(name)"))
+        // A pool (one connection in all is PostgresOneConnectionTests').
+        let driver = try PostgresLeaseStore(url: try StoreURL("\(url)?application_name=\(name)&pool_max_conns=2"))
         let store = LeaseStore(driver)
         let key = unique("stop")
         let feed = try await store.withRunning { store in

@@ -111,6 +111,52 @@ import Testing
         #expect(started.isCancelled(1))
     }
 
+    /// An observer that joins a running feed after its last observation, and sees it end before it reads again,
+    /// is moved to a new feed, once: the read that failed began before it joined.
+    @Test func anObserverWhoJoinedAFeedThatThenEndsGetsANewFeedOnce() throws {
+        let shared = SharedLeaderObservations()
+        let started = Started()
+        let first = Seen()
+        let late = Seen()
+        let one = try shared.observe("k", first.observer, start: started.start)
+        started.send(.leader(a))
+        let two = try shared.observe("k", late.observer, start: started.start)
+        #expect(late.all == ["a"])
+        started.send(.ended(BatonError.storeUnavailable("a read that began before the late observer joined")))
+        // The first observer saw the feed's observation and ends with it; the late one reads afresh.
+        #expect(first.all == ["a", "ended"])
+        #expect(late.all == ["a"])
+        #expect(started.count == 2)
+        started.send(.leader(b), to: 1)
+        #expect(late.all == ["a", "b"])
+        // Its second feed ending ends it: it is moved once only.
+        let lateToo = Seen()
+        let three = try shared.observe("k", lateToo.observer, start: started.start)
+        started.send(.ended(BatonError.storeUnavailable("down")), to: 1)
+        #expect(late.all == ["a", "b", "ended"])
+        #expect(lateToo.all == ["b"])
+        #expect(started.count == 3)
+        // The first feed is not touched by the later ones.
+        started.send(.leader(nil), to: 0)
+        #expect(first.all == ["a", "ended"])
+        one.cancel()
+        two.cancel()
+        three.cancel()
+        #expect(started.isCancelled(2))
+    }
+
+    /// The observer that starts a feed is not moved when it ends: that was its own feed.
+    @Test func theStarterOfAFeedThatFailsAtOnceEnds() throws {
+        let shared = SharedLeaderObservations()
+        let started = Started()
+        let seen = Seen()
+        let one = try shared.observe("k", seen.observer, start: started.start)
+        started.send(.ended(BatonError.storeUnavailable("down")))
+        #expect(seen.all == ["ended"])
+        #expect(started.count == 1)
+        one.cancel()
+    }
+
     @Test func aFeedThatCannotStartFailsItsObserve() {
         let shared = SharedLeaderObservations()
         #expect(throws: BatonError.self) {

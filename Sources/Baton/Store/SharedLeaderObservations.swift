@@ -40,14 +40,28 @@ import Synchronization
         }
     }
 
+    /// Starts a key's feed, handing each observation to the observer it is given.
+    public typealias Start = @Sendable (@escaping LeaderObserver) throws -> ChangeObservation
+
+    /// An observer in a feed: since when, and whether it was moved to a new feed once already.
+    private struct Member {
+        var observer: Observer
+        /// The number of the last observation made (of any feed) when it joined.
+        var joined: UInt64
+        /// Moved to a new feed because the one it joined ended before telling it anything new (or started the
+        /// feed it is in): not to be moved again.
+        var moved = false
+    }
+
     private struct Feed {
-        var observers: [Int: Observer] = [:]
+        var members: [Int: Member] = [:]
         /// The last observation and its number, once there is one.
         var latest: (number: UInt64, observation: LeaderObservation)?
         /// The running feed; nil while it is being started.
         var observation: ChangeObservation?
         /// Counts the feeds started for the key, so a stale feed's calls do not touch its successor.
         var generation: Int
+        var start: Start
     }
 
     private struct State {
@@ -63,11 +77,9 @@ import Synchronization
 
     /// Adds `observer` to `key`'s feed; `start` starts the key's one feed (for example with
     /// ``LeaderChangeFeed``) when none runs, handing each observation to the observer it is given.
-    public func observe(
-        _ key: String,
-        _ observer: @escaping LeaderObserver,
-        start: (@escaping LeaderObserver) throws -> ChangeObservation
-    ) throws -> ChangeObservation {
+    public func observe(_ key: String, _ observer: @escaping LeaderObserver, start: @escaping Start) throws
+        -> ChangeObservation
+    {
         let subscriber = Observer(observer)
         let (id, generation, latest, mustStart) = state.withLock { state in
             let id = state.nextID
@@ -75,31 +87,38 @@ import Synchronization
             var mustStart = false
             if state.feeds[key] == nil {
                 state.generations += 1
-                state.feeds[key] = Feed(generation: state.generations)
+                state.feeds[key] = Feed(generation: state.generations, start: start)
                 mustStart = true
             }
-            state.feeds[key]!.observers[id] = subscriber
+            // The observer that starts a feed gets what its own feed would give: it is never moved.
+            state.feeds[key]!.members[id] = Member(observer: subscriber, joined: state.numbers, moved: mustStart)
             return (id, state.feeds[key]!.generation, state.feeds[key]!.latest, mustStart)
         }
         let cancel = ChangeObservation(onCancel: { [weak self] in
             subscriber.stop()
-            self?.remove(key, id, generation: generation)
+            self?.remove(key, id)
         })
         if let latest { subscriber.deliver(latest.number, latest.observation) }
         guard mustStart else { return cancel }
+        if let error = launch(key, generation: generation, start) {
+            // Its own observe fails; the others that joined meanwhile are told.
+            for other in endFeed(key, generation: generation) where other !== subscriber {
+                other.deliver(UInt64.max, .ended(error))
+            }
+            throw error
+        }
+        return cancel
+    }
+
+    /// Starts generation `generation` of `key`'s feed; the error if it cannot start.
+    private func launch(_ key: String, generation: Int, _ start: Start) -> (any Error)? {
         let running: ChangeObservation
         do {
             running = try start { [weak self] observation in
                 self?.handOn(observation, key: key, generation: generation)
             }
         } catch {
-            let observers = state.withLock { state -> [Observer] in
-                guard let feed = state.feeds[key], feed.generation == generation else { return [] }
-                state.feeds[key] = nil
-                return Array(feed.observers.values)
-            }
-            for other in observers where other !== subscriber { other.deliver(UInt64.max, .ended(error)) }
-            throw error
+            return error
         }
         let keep = state.withLock { state -> Bool in
             guard state.feeds[key]?.generation == generation else { return false }
@@ -108,32 +127,63 @@ import Synchronization
         }
         // Every observer left while the feed started.
         if !keep { running.cancel() }
-        return cancel
+        return nil
+    }
+
+    /// Takes generation `generation` of `key`'s feed out; returns its observers.
+    private func endFeed(_ key: String, generation: Int) -> [Observer] {
+        state.withLock { state in
+            guard let feed = state.feeds[key], feed.generation == generation else { return [] }
+            state.feeds[key] = nil
+            return feed.members.values.map(\.observer)
+        }
     }
 
     /// The key's feed observed something: every observer is told, in the order of the feed's calls.
+    ///
+    /// When the feed ends, an observer that joined it after its last observation (so nothing the feed read
+    /// since it joined was good) is moved to a new feed instead, once: its own feed would have read afresh, and a
+    /// read that began before it joined (on a connection that died meanwhile, say) must not end it.
     private func handOn(_ observation: LeaderObservation, key: String, generation: Int) {
-        let (number, observers) = state.withLock { state -> (UInt64, [Observer]) in
-            guard var feed = state.feeds[key], feed.generation == generation else { return (0, []) }
+        enum Next {
+            case none
+            case restart(Int, Start)
+        }
+        let (number, observers, next) = state.withLock { state -> (UInt64, [Observer], Next) in
+            guard var feed = state.feeds[key], feed.generation == generation else { return (0, [], .none) }
+            let before = state.numbers
             state.numbers += 1
-            if case .ended = observation {
-                // The next observer of the key starts a new feed.
-                state.feeds[key] = nil
-            } else {
+            guard case .ended = observation else {
                 feed.latest = (state.numbers, observation)
                 state.feeds[key] = feed
+                return (state.numbers, feed.members.values.map(\.observer), .none)
             }
-            return (state.numbers, Array(feed.observers.values))
+            let moving = feed.members.filter { $0.value.joined >= before && !$0.value.moved }
+            let ending = feed.members.filter { moving[$0.key] == nil }.values.map(\.observer)
+            guard !moving.isEmpty else {
+                state.feeds[key] = nil
+                return (state.numbers, ending, .none)
+            }
+            state.generations += 1
+            var successor = Feed(generation: state.generations, start: feed.start)
+            for (id, var member) in moving {
+                member.moved = true
+                member.joined = state.numbers
+                successor.members[id] = member
+            }
+            state.feeds[key] = successor
+            return (state.numbers, ending, .restart(successor.generation, feed.start))
         }
         for observer in observers { observer.deliver(number, observation) }
+        if case .restart(let successor, let start) = next, let error = launch(key, generation: successor, start) {
+            for observer in endFeed(key, generation: successor) { observer.deliver(UInt64.max, .ended(error)) }
+        }
     }
 
-    private func remove(_ key: String, _ id: Int, generation: Int) {
+    private func remove(_ key: String, _ id: Int) {
         let idle = state.withLock { state -> ChangeObservation?? in
-            guard var feed = state.feeds[key], feed.generation == generation,
-                feed.observers.removeValue(forKey: id) != nil
-            else { return nil }
-            if feed.observers.isEmpty {
+            guard var feed = state.feeds[key], feed.members.removeValue(forKey: id) != nil else { return nil }
+            if feed.members.isEmpty {
                 state.feeds[key] = nil
                 return .some(feed.observation)
             }
