@@ -85,7 +85,7 @@ enum PostgresDeadline {
 
 extension Result where Failure == any Error {
     /// The outcome of `body`.
-    fileprivate init(catching body: () async throws -> Success) async {
+    init(catching body: () async throws -> Success) async {
         do {
             self = .success(try await body())
         } catch {

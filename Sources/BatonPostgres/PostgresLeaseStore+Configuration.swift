@@ -17,17 +17,17 @@ extension PostgresLeaseStore {
         /// How long opening one connection may take. Default 10 s; 1 ms to 1 hour.
         public var connectTimeout: Duration
 
-        /// The most connections the store opens. With 1 (the default) it opens one connection in all, on which it
-        /// listens for changes and runs its requests one at a time: a candidate process (`baton campaign`,
-        /// `baton run`, an application with electors) then costs the server one connection however many keys it
-        /// leads or waits for, so a server's default 100 connections serve about 100 of them. With more, requests
-        /// run on a pool of up to that many connections and the change listener has one more of its own, for a
-        /// process that serves many clients (`baton serve` uses ``serverPoolSize`` unless the URL says
-        /// `pool_max_conns`). 1 to 1000.
+        /// The most connections the store opens for requests. Above 1 (the default is 10), requests run on a pool of
+        /// up to that many connections and the change listener has one more of its own. With 1 the store opens one
+        /// connection in all, on which it listens for changes and runs its requests one at a time: a process that
+        /// campaigns for a few keys (`baton campaign`, `baton run`, which use it) then costs the server one
+        /// connection, so a server's default 100 connections serve about 100 of them. A process with many electors
+        /// (thousands of keys) needs the pool: its elections from cold would queue past their deadlines on one
+        /// connection. The URL's `pool_max_conns` sets it. 1 to 1000.
         public var maximumConnections: Int
 
-        /// The pool of a server process (`baton serve`): 10 connections.
-        public static let serverPoolSize = 10
+        /// The store of a process that campaigns for a few keys: one connection in all.
+        public static let candidateConnections = 1
 
         /// How often ``PostgresLeaseStore/changes(key:)`` reads again without a notification. Default nil:
         /// never, because every change is pushed by `NOTIFY` and expiries are seen by a timer at the term's
@@ -51,7 +51,7 @@ extension PostgresLeaseStore {
         public init(
             schema: String = "public",
             connectTimeout: Duration = .seconds(10),
-            maximumConnections: Int = 1,
+            maximumConnections: Int = 10,
             changesPollInterval: Duration? = nil,
             listenerKeepAlive: Duration = .seconds(1),
             listenerKeepAliveTimeout: Duration = .seconds(1)

@@ -107,8 +107,8 @@ import Synchronization
 ///
 /// ``init(url:configuration:logger:clock:)`` only reads the URL and the configuration. ``run()`` does the
 /// rest, in child tasks it owns: it connects once to create the tables if needed (a wrong password or an
-/// unreachable server makes `run()` throw), and from then on answers requests. With one connection (the
-/// default, see ``Configuration/maximumConnections``) it runs the `LISTEN` connection at once and requests run
+/// unreachable server makes `run()` throw), and from then on answers requests. With one connection
+/// (``Configuration/maximumConnections`` 1) it runs the `LISTEN` connection at once and requests run
 /// on it, one at a time; with a pool, requests run on the pool, and the `LISTEN` connection starts at the first
 /// ``changes(key:)``. Requests made while `run()` is starting
 /// wait until it is ready. When `run()` is cancelled or shut down gracefully, it ends every ``changes(key:)``

@@ -17,9 +17,10 @@ enum PostgresConnections: Sendable {
 ///
 /// The listener hands its connection over once it listens (``connected(_:)``) and takes it back when it is lost
 /// (``disconnected(_:)``). A request waits for its turn and for a connection; cancelling it (its deadline, its
-/// caller) gives up either wait, or closes the connection its statement runs on (which fails the statement at
-/// once; the listener connects again and every change feed reads again). While the listener cannot connect,
-/// a request fails at once with the last connection failure instead of waiting.
+/// caller) gives up either wait, or stops waiting for its statement, which runs to its end and holds the turn
+/// until then (closing the connection to fail it would fail every other request and the listener too; a
+/// connection that died silently is closed by the listener's check within about two seconds). While the
+/// listener cannot connect, a request fails at once with the last connection failure instead of waiting.
 final class PostgresSharedConnection: Sendable {
     private struct State {
         var connection: PostgresConnection?
@@ -87,12 +88,51 @@ final class PostgresSharedConnection: Sendable {
             return state.nextID
         }
         try await takeTurn(id)
-        defer { passTurn() }
-        let connection = try await connection(id)
+        let connection: PostgresConnection
+        do {
+            connection = try await self.connection(id)
+        } catch {
+            passTurn()
+            throw error
+        }
+        // The statement runs to its end in a task of its own, which holds the turn until then; a cancelled caller
+        // stops waiting for it at once. Closing the connection to fail the statement would fail every other
+        // request and the listener with it; a connection that died silently is closed by the listener's check.
+        let outcome = Outcome<T>()
+        Task {
+            let result = await Result(catching: { try await body(connection, logger) })
+            passTurn()
+            outcome.finish(result)
+        }
         return try await withTaskCancellationHandler {
-            try await body(connection, logger)
+            try await withCheckedThrowingContinuation { continuation in outcome.wait(continuation) }
         } onCancel: {
-            let _: EventLoopFuture<Void> = connection.close()
+            outcome.finish(.failure(CancellationError()))
+        }
+    }
+
+    /// The first of a statement's outcome and its caller's cancellation, for the caller.
+    private final class Outcome<T: Sendable>: Sendable {
+        private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, result: Result<T, any Error>?)>(
+            (nil, nil))
+
+        func wait(_ continuation: CheckedContinuation<T, any Error>) {
+            let result = state.withLock { state -> Result<T, any Error>? in
+                if let result = state.result { return result }
+                state.continuation = continuation
+                return nil
+            }
+            if let result { continuation.resume(with: result) }
+        }
+
+        func finish(_ result: Result<T, any Error>) {
+            let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+                guard state.result == nil else { return nil }
+                state.result = result
+                defer { state.continuation = nil }
+                return state.continuation
+            }
+            continuation?.resume(with: result)
         }
     }
 

@@ -70,14 +70,15 @@ public enum LeaseStores {
         LeaseStore(try await kind(for: url.scheme).open(url))
     }
 
-    /// Opens the store `url` names for a process that serves many clients (`baton serve`): as ``open(_:)-(StoreURL)``,
-    /// except that a store with a connection pool gets a pool sized for many requests at once where the URL does
-    /// not size it (PostgreSQL: ``BatonPostgres/PostgresLeaseStore/Configuration/serverPoolSize`` connections,
-    /// where a candidate process opens one).
-    public static func openForServer(_ url: StoreURL) async throws -> LeaseStore {
+    /// Opens the store `url` names for a process that campaigns for a few keys (`baton campaign`, `baton run`):
+    /// as ``open(_:)-(StoreURL)``, except that a store that would open a pool of connections opens as few as it can
+    /// where the URL does not say otherwise (PostgreSQL: one connection in all, see
+    /// ``BatonPostgres/PostgresLeaseStore/Configuration/maximumConnections``), so that many such processes fit in
+    /// a server's connection limit.
+    public static func openForCandidate(_ url: StoreURL) async throws -> LeaseStore {
         if PostgresLeaseStore.urlSchemes.contains(url.scheme) {
             let configuration = PostgresLeaseStore.Configuration(
-                maximumConnections: PostgresLeaseStore.Configuration.serverPoolSize)
+                maximumConnections: PostgresLeaseStore.Configuration.candidateConnections)
             return LeaseStore(try PostgresLeaseStore(url: url, configuration: configuration))
         }
         return try await open(url)

@@ -115,7 +115,7 @@ extension BatonCommand {
                 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
                 ServeLimitOptions.raiseOpenFileLimit(for: limits, logger: logger)
 
-                let store = try await LeaseStores.openForServer(url)
+                let store = try await LeaseStores.open(url)
                 let server = BatonHTTPServer(
                     store: store,
                     configuration: .init(

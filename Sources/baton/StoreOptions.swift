@@ -108,11 +108,12 @@ struct StoreOptions: ParsableArguments {
         return environment
     }
 
-    /// Opens the store, runs it while `body` runs with it, and stops it, also when `body` throws.
+    /// Opens the store for a process of one or a few keys (on PostgreSQL, one connection; see
+    /// `LeaseStores.openForCandidate`), runs it while `body` runs with it, and stops it, also when `body` throws.
     ///
     /// Opening connects to nothing: a store that cannot be reached yet is reported by the operations `body`
     /// makes (which an elector tries again), and its `run()` keeps trying to connect.
     func withStore<Value>(_ body: (LeaseStore) async throws -> Value) async throws -> Value {
-        try await LeaseStores.open(try storeURL()).withRunning(body)
+        try await LeaseStores.openForCandidate(try storeURL()).withRunning(body)
     }
 }
