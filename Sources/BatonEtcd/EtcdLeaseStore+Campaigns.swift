@@ -258,10 +258,15 @@ extension EtcdLeaseStore {
     /// Baton candidate in the queue as leading, so the successor's acquire is a check rather than a write (the
     /// successor's store keeps reporting it as waiting to its own subscribers until its holder acquires; if the
     /// holder never does, its lease runs out within the ttl as a leader's would). Whom to hand over to is
-    /// ``EtcdCampaignMachine/successor(of:view:)``'s decision; with no successor nothing is done here. Returns
-    /// whether the keys were deleted.
+    /// ``EtcdCampaignMachine/successor(of:view:)``'s decision, on this store's watch of the key or else on a read
+    /// of the queue; with no successor nothing is done here. Returns whether the keys were deleted.
     func handOver(_ key: String, from campaign: Campaign) async throws -> Bool {
-        let view = state.withLock { $0.watchers[key]?.freshSnapshot }
+        // A leader follows no change feed, so its store seldom watches the key: then one read finds the queue (a
+        // serializable one, with no round of consensus: the transaction's compare checks the successor it names).
+        // Without it the successor would find the key free and take it with a write of its own, which waits for
+        // etcd's disk as long again.
+        var view = state.withLock { $0.watchers[key]?.freshSnapshot }
+        if view == nil { view = try await readElectionQuickly(key) }
         guard let successor = EtcdCampaignMachine.successor(of: campaign, view: view) else { return false }
         let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.name)
         let leave: [Etcdserverpb_RequestOp] = [

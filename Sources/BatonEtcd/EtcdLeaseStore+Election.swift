@@ -21,15 +21,22 @@ extension EtcdLeaseStore {
     }
 
     /// The reads of an election: its candidate keys by create revision, and Baton's campaign records.
-    static func electionReads(_ key: String) -> [Etcdserverpb_RequestOp] {
+    static func electionReads(_ key: String, serializable: Bool = false) -> [Etcdserverpb_RequestOp] {
         [
-            .rangeByCreation(EtcdKeyLayout.electionPrefix(key)),
-            .rangeByCreation(EtcdKeyLayout.campaignPrefix(key)),
+            .rangeByCreation(EtcdKeyLayout.electionPrefix(key), serializable: serializable),
+            .rangeByCreation(EtcdKeyLayout.campaignPrefix(key), serializable: serializable),
         ]
     }
 
     func readElection(_ key: String) async throws -> [Candidate] {
         try await readElectionAndRevision(key).election
+    }
+
+    /// The election as the member answering has it, without a round of consensus: a moment old at worst. For
+    /// choosing whom to hand over to, which the handover's own compare then checks.
+    func readElectionQuickly(_ key: String) async throws -> [Candidate] {
+        let answer = try await txn("read the queue", compare: [], success: Self.electionReads(key, serializable: true))
+        return Self.parseElection(key, answer.responses[...])
     }
 
     /// The election and the store revision it was read at.

@@ -189,13 +189,16 @@ extension Etcdserverpb_RequestOp {
     }
 
     /// Every key under `prefix`, oldest creation first.
-    static func rangeByCreation(_ prefix: Data) -> Self {
+    /// With `serializable`, read from the member's own copy without a round of consensus (it may be a moment old);
+    /// a transaction of serializable reads only is answered that way.
+    static func rangeByCreation(_ prefix: Data, serializable: Bool = false) -> Self {
         .with {
             $0.requestRange = .with {
                 $0.key = prefix
                 $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
                 $0.sortOrder = .ascend
                 $0.sortTarget = .create
+                $0.serializable = serializable
             }
         }
     }

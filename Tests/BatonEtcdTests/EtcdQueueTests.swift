@@ -193,6 +193,36 @@ import Testing
         try await successorStore.release(next)
     }
 
+    /// A leader follows no change feed, so its store seldom watches the key: its release reads the queue to find
+    /// the successor, and still hands over (the successor's term starts without a write of its own, promised for
+    /// what its last keep-alive ensures rather than a full ttl).
+    @Test func releaseHandsOverWhenTheLeadersStoreDoesNotWatchTheKey() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let leaderStore = try EtcdLeaseStore(url)
+        let successorStore = try EtcdLeaseStore(url)
+        try await withRunning([leaderStore, successorStore]) {
+            let key = unique("handover-unwatched")
+            let lease = try #require(
+                try await leaderStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+            _ = try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+            var successorFeed = try successorStore.changes(key: key).makeAsyncIterator()
+            #expect(try await successorFeed.next()??.holder == "a")
+            #expect(!leaderStore.hasFreshView(of: key))
+            try await leaderStore.release(lease)
+            #expect(try await successorFeed.next()??.holder == "b")
+            let fresh = ContinuousClock.now + .seconds(10)
+            while !successorStore.hasFreshView(of: key), ContinuousClock.now < fresh {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let next = try #require(
+                try await successorStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+                    .lease)
+            #expect(next.token > lease.token)
+            #expect(next.ttl < .seconds(60), "the successor took the key with a write: \(next.ttl)")
+            try await successorStore.release(next)
+        }
+    }
+
     @Test("a handed-over candidate whose lease was not kept alive lately starts its term with a keep-alive")
     func staleHandedOverCandidateStartsWithAKeepAlive() async throws {
         guard let url = try EtcdTestServer.value() else { return }
