@@ -80,6 +80,14 @@ def summary_row(r):
     if kind == "waiters":
         return (r["scenario"], r["store"], f"{r['acquires_per_release']} acquire attempts per release "
                 f"(next leader in {ms(r.get('median_ms'))})", "a queue: 1", f"{r['acquires_per_release']}×", command)
+    if kind == "processes":
+        counted = r.get("server_requests_per_release_median")
+        requests = (f"{counted:g} requests per release at the server (max {r['server_requests_per_release_max']:g})"
+                    if counted is not None else "requests not counted at the server")
+        return (r["scenario"], r["store"], f"next leader in {ms(r['median_ms'])} (p90 {ms(r['p90_ms'])}); "
+                f"{r['inversions']} inversions of the order of asking in {r['releases']} releases; {requests}",
+                "bound: 0 inversions; 2 requests beyond the new leader's own; 10 ms (PostgreSQL 15 ms)",
+                f"{r['inversions']} inversions", command)
     if kind == "store-cost":
         return (r["scenario"], r["store"], f"leader {r['leader_requests_per_min']}/min, each waiting candidate "
                 f"{r['waiting_requests_per_min']}/min", f"renews needed: {r['expected_leader_renews_per_min']}/min",
@@ -117,6 +125,12 @@ HOW_TO_READ = """\
   over once the lease expires in the store; the leader renews every ttl/3, so expiry comes between 2/3 of the
   ttl and one ttl after the kill (kills land at spread points of the renew cycle). The bound is the ttl; the
   ratio column is the median over the ttl.
+- **Processes**: 50 `baton campaign` processes (ttl 60 s) on one key, started one after the other once the one
+  before waits, so the order of asking is known; 100 times the leader gets SIGTERM, the next leader is timed from
+  the signal to its "elected" line and compared with that order, and the one that left starts again, last. Requests
+  per release are counted by the server from the signal to the new leader's line (Redis: scripts run; etcd: gRPC
+  messages received), including the release and the new leader's own; PostgreSQL's statistics are not fine
+  enough to count them.
 - **Latency** and **claims**: one store operation as a client sees it; claims of fresh rounds side by side with
   the store's own benchmark tool doing the equivalent conditional write (`redis-benchmark SET NX PX`, `pgbench`
   with `INSERT ... ON CONFLICT DO NOTHING`). Ratio = Baton ÷ peer (1.00 = as fast as the raw write).
