@@ -373,9 +373,6 @@ struct PostgresSchema: Sendable {
     private static func binds(_ a: String, _ b: String, _ c: Int64) -> PostgresBindings {
         binds(.text(a), .text(b), .bigint(c))
     }
-    private static func binds(_ a: String, _ b: String, _ c: String?, _ d: Int64) -> PostgresBindings {
-        binds(.text(a), .text(b), .text(c), .bigint(d))
-    }
     private static func binds(_ a: String, _ b: String, _ c: Int64, _ d: String?, _ e: Int64) -> PostgresBindings {
         binds(.text(a), .text(b), .bigint(c), .text(d), .bigint(e))
     }

@@ -192,9 +192,4 @@ import Synchronization
         }
         if case .some(let observation) = idle { observation?.cancel() }
     }
-
-    /// The keys whose feeds run now.
-    public var keys: [String] {
-        state.withLock { Array($0.feeds.keys) }
-    }
 }
