@@ -61,7 +61,7 @@ extension SQLiteLeaseStore {
         }
     }
 
-    /// Deletes expired round and presence rows, at most once per ``sweepInterval`` per instance.
+    /// Deletes expired round, presence and queue rows, at most once per ``sweepInterval`` per instance.
     func sweepIfDue(_ db: SQLiteSession, now: Int64, wall: Int64) async throws {
         let due = state.withLock { state -> Bool in
             if let last = state.lastSweep, now - last < Self.sweepInterval { return false }
@@ -72,6 +72,10 @@ extension SQLiteLeaseStore {
         try await db.execute("DELETE FROM baton_rounds WHERE expires_ms <= ?", [.int64(wall)])
         try await db.execute(
             "DELETE FROM baton_presence WHERE boot_id <> ? OR expires_ns <= ?",
+            [.text(db.epoch), .int64(now)]
+        )
+        try await db.execute(
+            "DELETE FROM baton_waiters WHERE boot_id <> ? OR expires_ns <= ?",
             [.text(db.epoch), .int64(now)]
         )
     }

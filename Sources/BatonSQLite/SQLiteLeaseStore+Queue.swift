@@ -57,7 +57,8 @@ extension SQLiteLeaseStore {
                 return (.acquired(lease), row.metadata != metadata)
             }
             let lastToken = row?.token ?? 0
-            if let head = try await Self.head(db, key: key, now: now), head.holder != holder {
+            let head = try await Self.head(db, key: key, now: now)
+            if let head, head.holder != holder {
                 if waiting {
                     try await Self.join(db, key: key, holder: holder, ttl: ttl, metadata: metadata, now: now)
                 }
@@ -65,7 +66,10 @@ extension SQLiteLeaseStore {
                 return (.held(by: leader), true)
             }
             let term = Waiter(holder: holder, metadata: metadata, ttl: ttl.batonNanoseconds)
-            let leader = try await Self.startTerm(db, key: key, term, lastToken: lastToken, now: now)
+            // Without a live queue, `holder` has no place to leave (a place whose time ran out is dropped by the
+            // next join or sweep).
+            let leader = try await Self.startTerm(
+                db, key: key, term, lastToken: lastToken, now: now, dequeue: head != nil)
             return (.acquired(Lease(key: key, holder: holder, token: leader.token, ttl: ttl, metadata: metadata)), true)
         }
         if changed { publishChange(of: key) }
@@ -114,15 +118,15 @@ extension SQLiteLeaseStore {
         return try await startTerm(db, key: key, head, lastToken: lastToken, now: now)
     }
 
-    /// The first live candidate in `key`'s queue, after dropping those whose time ran out.
+    /// The first live candidate in `key`'s queue. One `SELECT`: places whose time ran out are skipped here and
+    /// dropped by the next ``join(_:key:holder:ttl:metadata:now:)`` on the key or by the store's sweep.
     static func head(_ db: SQLiteSession, key: String, now: Int64) async throws -> Waiter? {
-        try await db.execute(
-            "DELETE FROM baton_waiters WHERE key = ? AND (boot_id <> ? OR expires_ns <= ?)",
-            [.text(key), .text(db.epoch), .int64(now)]
-        )
         let rows = try await db.rows(
-            "SELECT holder, metadata, ttl_ns FROM baton_waiters WHERE key = ? ORDER BY arrival LIMIT 1",
-            [.text(key)]
+            """
+            SELECT holder, metadata, ttl_ns FROM baton_waiters
+            WHERE key = ? AND boot_id = ? AND expires_ns > ? ORDER BY arrival LIMIT 1
+            """,
+            [.text(key), .text(db.epoch), .int64(now)]
         )
         guard let row = rows.first, let holder = row.column("holder")?.string,
             let ttl = row.column("ttl_ns")?.integer
@@ -153,11 +157,11 @@ extension SQLiteLeaseStore {
         )
     }
 
-    /// Starts `candidate`'s term of `key` (token `lastToken + 1`) and takes it out of the queue; returns the
-    /// leader it is.
-    static func startTerm(_ db: SQLiteSession, key: String, _ candidate: Waiter, lastToken: Int64, now: Int64)
-        async throws -> LeaderInfo
-    {
+    /// Starts `candidate`'s term of `key` (token `lastToken + 1`) and, with `dequeue`, takes it out of the queue;
+    /// returns the leader it is.
+    static func startTerm(
+        _ db: SQLiteSession, key: String, _ candidate: Waiter, lastToken: Int64, now: Int64, dequeue: Bool = true
+    ) async throws -> LeaderInfo {
         let token = lastToken + 1
         try await db.execute(
             """
@@ -173,8 +177,10 @@ extension SQLiteLeaseStore {
                 .int64(HostClock.wallMilliseconds()),
             ]
         )
-        try await db.execute(
-            "DELETE FROM baton_waiters WHERE key = ? AND holder = ?", [.text(key), .text(candidate.holder)])
+        if dequeue {
+            try await db.execute(
+                "DELETE FROM baton_waiters WHERE key = ? AND holder = ?", [.text(key), .text(candidate.holder)])
+        }
         return LeaderInfo(
             holder: candidate.holder,
             token: token,

@@ -5,7 +5,9 @@ extension SQLiteLeaseStore {
     /// Claims a round for `candidate` under ``RoundRules/claim(_:candidate:)``: the first claim wins, the winner
     /// claiming again wins again. A new record is kept for `retention` (by the wall clock).
     ///
-    /// One `BEGIN IMMEDIATE` transaction, which now and then also deletes expired round and presence rows.
+    /// A claim that changes nothing (the round is decided: a loser's claim, or the winner's again) is answered
+    /// by one read, without the file's write lock. Otherwise one `BEGIN IMMEDIATE` transaction reads again,
+    /// decides and writes, and now and then also deletes expired round, presence and queue rows.
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`; `CancellationError` if cancelled while waiting for
     ///   its turn in this instance.
     public func claim(
@@ -14,7 +16,12 @@ extension SQLiteLeaseStore {
         candidate: String,
         retention: Duration
     ) async throws -> ClaimResult {
-        try await transaction("claim of \(system)/\(round)") { [self] db, now in
+        // A decided round stays decided until its record expires, so the answer of a read that finds it holds.
+        if let decided = try await roundRecord(system: system, round: round) {
+            let (result, record) = RoundRules.claim(decided, candidate: candidate)
+            if record == decided { return result }
+        }
+        return try await transaction("claim of \(system)/\(round)", atomic: true) { [self] db, now in
             let wall = HostClock.wallMilliseconds()
             let existing = try await RoundRow.read(db, system: system, round: round, wall: wall)
             let (result, record) = RoundRules.claim(existing?.record, candidate: candidate)

@@ -175,6 +175,11 @@ public struct BatonHTTPServer: Sendable {
         _ body: @escaping @Sendable () async throws -> Value
     ) async throws -> Value {
         let timeout = configuration.storeTimeout
+        // The store's front bounds every request by its own deadline, with no task or timer of its own per
+        // request: when that deadline is no later than the service's, it is the service's.
+        if store.configuration.requestTimeout <= timeout {
+            return try await body()
+        }
         return try await withThrowingTaskGroup(of: Value?.self) { group in
             group.addTask { try await body() }
             group.addTask {

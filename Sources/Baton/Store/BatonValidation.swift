@@ -22,6 +22,8 @@
         if bytes > maxNameBytes {
             throw .invalidArgument("\(field) is \(bytes) bytes long; the limit is \(maxNameBytes) bytes of UTF-8")
         }
+        // The usual name is printable ASCII: checked byte by byte, without Unicode's tables.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return }
         if let bad = value.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
             let code = String(bad.value, radix: 16, uppercase: true)
             throw .invalidArgument(

@@ -87,6 +87,9 @@ public struct LeaseStore: Service, Sendable {
     /// The kind of store (`sqlite`, `redis`, ...).
     public var storeName: String { core.storeName }
 
+    /// How this front bounds requests, as it was made.
+    public var configuration: Configuration { core.configuration }
+
     /// Runs the store's background work until the task is cancelled or a graceful shutdown ends it; calls
     /// made meanwhile reach the store. A store runs once: calling `run()` again throws
     /// ``BatonError/Code/invalidArgument``.

@@ -26,7 +26,7 @@ final class LeaseStoreCore: Sendable {
     private let needsRun: Bool
     private let requestExecutor: (any TaskExecutor)?
     private let honoursRequestAbort: Bool
-    private let configuration: LeaseStore.Configuration
+    let configuration: LeaseStore.Configuration
     private let clock: BatonClock
     private let state = Mutex(RunState.idle(waiters: [:], next: 0))
     private let metrics: [StoreOperation: OperationMetrics]

@@ -3,7 +3,7 @@ import Hummingbird
 
 /// A JSON value as read from a request, keeping what the client wrote apart: a whole number is not a fraction,
 /// a boolean is not a number, a string is not a number.
-enum JSONValue: Decodable, Sendable {
+enum JSONValue: Decodable, Equatable, Sendable {
     case null
     case bool(Bool)
     case integer(Int64)
@@ -72,9 +72,11 @@ struct JSONBody: Sendable {
         }
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+            value = try buffer.withUnsafeReadableBytes { (bytes) throws(JSONParser.Failure) in
+                try JSONParser.parse(bytes)
+            }
         } catch {
-            throw .badRequest("the request body is not valid JSON: \(Self.reason(error))")
+            throw .badRequest("the request body is not valid JSON: \(error)")
         }
         guard case .object(let fields) = value else {
             throw .badRequest("the request body must be a JSON object, not \(value.kind)")
@@ -131,22 +133,5 @@ struct JSONBody: Sendable {
             )
         }
         return value
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        guard let decodingError = error as? DecodingError else { return String(describing: error) }
-        switch decodingError {
-        case .dataCorrupted(let context):
-            if let underlying = context.underlyingError as? NSError,
-                let detail = underlying.userInfo[NSDebugDescriptionErrorKey] as? String
-            {
-                return detail
-            }
-            return context.debugDescription
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context):
-            return context.debugDescription
-        @unknown default:
-            return String(describing: decodingError)
-        }
     }
 }
