@@ -9,11 +9,12 @@ release whose next leader is not the first still waiting). The process that left
 Store requests per release are counted at the server over the window from the signal to the new leader's
 "elected" line: Redis `INFO commandstats` (scripts run: every store operation is one; the connections' `PING`
 probes, sent every half second whatever happens, are left out), etcd's `/metrics` (gRPC messages received, every
-method). A waiter also asks again every 20 s (a third of the ttl) to keep its place; a window of a few
-milliseconds rarely holds one, and the median ignores it. PostgreSQL is not counted (its statistics are flushed
-about once a second).
+method), PostgreSQL's log of statements (`log_statement=all`: each statement a client sent, the keep-alive
+`SELECT 1` of listening connections left out; PostgreSQL's statistics views are flushed only about once a
+second). A waiter also asks again every 20 s (a third of the ttl) to keep its place; a window of a few
+milliseconds rarely holds one, and the median ignores it.
 
-Usage: bench_processes.py BATON STORE_URL PROCESSES RELEASES [ETCD_METRICS_URL]
+Usage: bench_processes.py BATON STORE_URL PROCESSES RELEASES [ETCD_METRICS_URL | POSTGRES_LOG]
 Prints one JSON object.
 """
 import json
@@ -83,6 +84,17 @@ def etcd_messages(metrics_url):
                                                        text, re.M))
 
 
+def postgres_statements(log_path):
+    """Statements clients sent, as the server logged them (a statement's first line only)."""
+    count = 0
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            match = re.search(r"LOG:  (?:statement|execute [^:]*): (.*)$", line)
+            if match and not match.group(1).strip().upper().startswith(("SELECT 1", "LISTEN")):
+                count += 1
+    return count
+
+
 def main():
     binary, url, count, releases = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     metrics = sys.argv[5] if len(sys.argv) > 5 else None
@@ -93,6 +105,8 @@ def main():
         counter = lambda: redis_calls(port)
     elif store == "etcd" and metrics:
         counter = lambda: etcd_messages(metrics)
+    elif store == "postgres" and metrics:
+        counter = lambda: postgres_statements(metrics)
     key = f"bench-processes-{uuid.uuid4().hex[:8]}"
     order = []
     try:
@@ -113,6 +127,8 @@ def main():
             winner, seen = wait_for(order[1:], "elected")
             latencies.append((seen - start) * 1000)
             if counter:
+                if store == "postgres":
+                    time.sleep(0.05)  # the server writes its log line as it runs a statement; let it land
                 requests.append(counter() - before)
             if winner is not expected:
                 inversions += 1

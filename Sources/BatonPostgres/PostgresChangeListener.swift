@@ -2,11 +2,13 @@
 import Logging
 import PostgresNIO
 
-/// The one `LISTEN` connection of a ``PostgresLeaseStore``: turns notifications on the schema's channel
-/// (payload: the key) into ``ChangeSignals`` wake-ups, and keeps the connection alive.
+/// The one `LISTEN` connection of a ``PostgresLeaseStore``: turns notifications on the schema's states channel
+/// (payload: the key and its new state, ``PostgresStatePayload``) into recorded states and ``ChangeSignals``
+/// wake-ups, and keeps the connection alive.
 ///
 /// ``run()`` loops until its task is cancelled: connect, `LISTEN`, wake every subscriber (anything may have
-/// changed while no connection listened), then wake the subscribers of each notified key. A connection that
+/// changed while no connection listened: the states recorded so far are forgotten, so feeds read the
+/// database), then record each notified state and wake the subscribers of its key. A connection that
 /// fails, or does not answer a keep-alive query (sent every `keepAlive`) within `keepAliveTimeout`, is closed
 /// (one that died silently is replaced within about `keepAlive + keepAliveTimeout`); every subscriber is
 /// woken (so that feeds read the store and report it if it is down) and the loop connects again after a
@@ -20,6 +22,8 @@ struct PostgresChangeListener: Sendable {
     let keepAliveTimeout: Duration
     let clock: BatonClock
     let signals: ChangeSignals
+    /// The states the notifications carried, for the change feeds.
+    let states: PushedLeaderStates
     let logger: Logger
     let redactedURL: String
     /// With a pool of one, where the listener lends its connection to requests.
@@ -48,6 +52,7 @@ struct PostgresChangeListener: Sendable {
                 )
             }
             if Task.isCancelled { break }
+            states.forgetAll()
             signals.notifyAll()
             try? await clock.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
@@ -60,11 +65,19 @@ struct PostgresChangeListener: Sendable {
             try await connection.listen(on: channel) { notifications in
                 logger.debug("baton: listening for changes", metadata: ["channel": "\(channel)"])
                 shared?.connected(connection)
+                states.forgetAll()
                 signals.notifyAll()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for try await notification in notifications {
-                            signals.notify(notification.payload)
+                            if let (key, state) = PostgresStatePayload.parse(notification.payload) {
+                                states.record(key, state)
+                                signals.notify(key)
+                            } else {
+                                // A payload of another form (a later Baton's): everyone reads.
+                                states.forgetAll()
+                                signals.notifyAll()
+                            }
                         }
                         throw ListenerEnded()
                     }

@@ -1,6 +1,7 @@
 @_spi(BatonStoreKit) import Baton
 import Logging
 import PostgresNIO
+import Synchronization
 
 extension PostgresLeaseStore {
     // MARK: Leases
@@ -129,16 +130,20 @@ extension PostgresLeaseStore {
     public func observe(key: String, _ observer: @escaping LeaderObserver) throws -> ChangeObservation {
         if gate.isEnded { throw stopped("changes of \(key)") }
         listenRequests.yield()
-        let read = { @Sendable [self] () async throws -> LeaderInfo? in
-            // A feed's read that takes longer than a check of the listener's connection would is taken for a
-            // connection that died silently (a pool connection leased before its own check found it dead): the
-            // connection is closed and the feed fails, so its elector polls meanwhile and subscribes again,
-            // instead of waiting for the request deadline.
-            try await current(key: key, timeout: feedReadTimeout, handingOn: true)
-        }
         // One feed per key, whatever the number of electors following it in this process.
         return try observations.observe(key, observer) { [self] observer in
-            LeaderChangeFeed.observe(
+            let reader = PushedStateFeedReader(key: key, states: states) { [self] in
+                // A feed's read that takes longer than a check of the listener's connection would is taken for a
+                // connection that died silently (a pool connection leased before its own check found it dead): the
+                // connection is closed and the feed fails, so its elector polls meanwhile and subscribes again,
+                // instead of waiting for the request deadline.
+                feedLooks.add(1, ordering: .relaxed)
+                let leader = try await current(key: key, timeout: feedReadTimeout, handingOn: true)
+                // A free key's last token is not read: any later notification is news.
+                return (leader, leader.map { FeedVersion(token: $0.token, free: false) })
+            }
+            let read = { @Sendable () async throws -> LeaderInfo? in try await reader.read() }
+            return LeaderChangeFeed.observe(
                 clock: clock,
                 pollInterval: configuration.changesPollInterval,
                 signals: signals.subscribe(key),

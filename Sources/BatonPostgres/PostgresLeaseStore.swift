@@ -38,13 +38,17 @@ import Synchronization
 ///
 /// ## Changes: LISTEN/NOTIFY
 ///
-/// A trigger on `baton_leases` calls `pg_notify('baton_changes_<schema>', key)` whenever a row gets a new term, a
-/// new holder (a release sets none) or new metadata, whoever wrote it; PostgreSQL delivers it at commit. Each store
-/// instance opens one dedicated connection that `LISTEN`s on that channel (from the first ``changes(key:)`` on) and
-/// wakes the subscribers of the notified key, which read ``current(key:)`` again. Expiries need no write: each
-/// subscription reads again when the term's remaining time (as the server computed it) has passed. When the
-/// listening connection is lost, every subscriber is woken (its read reports the store's failure, which ends its
-/// sequence), and after reconnecting, every subscriber is woken again, so no change is missed.
+/// A trigger on `baton_leases` sends a notification whenever a row gets a new term, a new holder (a release sets
+/// none) or new metadata, whoever wrote it; PostgreSQL delivers it at commit, in commit order. Its payload on
+/// `baton_states_<schema>` is the key with its new state (token, holder, ttl, metadata; see
+/// ``PostgresStatePayload``). Each store instance opens one dedicated connection that `LISTEN`s on that channel
+/// (from the first ``changes(key:)`` on) and hands the state to the subscribers of the key, which thus need no
+/// read: a release costs the database the release and the next leader's own acquire, however many processes
+/// follow the key. The trigger also sends the key alone on `baton_changes_<schema>`, the channel of Batons before
+/// the states channel, so that they keep working beside this one. Expiries need no write: each subscription reads
+/// again when the term's remaining time has passed. When the listening connection is lost, every subscriber is
+/// woken (its read reports the store's failure, which ends its sequence), and after reconnecting, every
+/// subscriber reads again, so no change is missed.
 ///
 /// ## Table layout
 ///
@@ -129,7 +133,11 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     let renewals = RequestBatcher<PostgresRenewal>()
     let logger: Logger
     let clock: BatonClock
-    let signals = ChangeSignals()
+    let signals: ChangeSignals
+    /// The keys' states that notifications carried, for the change feeds.
+    let states: PushedLeaderStates
+    /// How many times change feeds read the database (for tests: a notification with a state spares the read).
+    let feedLooks = Atomic<Int>(0)
     /// One change feed per key for this instance's observers.
     let observations = SharedLeaderObservations()
     let state = Mutex(State())
@@ -186,6 +194,9 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         self.schema = PostgresSchema(schema: configuration.schema)
         self.logger = logger
         self.clock = BatonClock(clock)
+        let signals = ChangeSignals()
+        self.signals = signals
+        self.states = PushedLeaderStates(watched: { signals.subscribedKeys })
         (listenRequestStream, listenRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -329,11 +340,12 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     private func changeListener() -> PostgresChangeListener {
         PostgresChangeListener(
             settings: connectionConfiguration,
-            channel: schema.channel,
+            channel: schema.statesChannel,
             keepAlive: configuration.listenerKeepAlive,
             keepAliveTimeout: configuration.listenerKeepAliveTimeout,
             clock: clock,
             signals: signals,
+            states: states,
             logger: logger,
             redactedURL: redactedURL
         )

@@ -19,7 +19,9 @@ extension PostgresSchema {
     /// The version of the queue's table and of the functions, recorded in `baton_meta` as `functions_version`.
     /// They came after schema version 1, whose first setups did not make them: a store that finds an older
     /// version (or none) makes them.
-    static let functionsVersion = 1
+    /// Version 2: the notification trigger also sends the key's new state (``PostgresStatePayload``), and a
+    /// release that hands the key on writes its row once.
+    static let functionsVersion = 2
 
     /// Whether the queue's table and the functions are at ``functionsVersion`` or later.
     func functionsAreCurrent(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
@@ -143,15 +145,22 @@ extension PostgresSchema {
             $$
             """,
             // Ends a term and hands the key to the first candidate in line, if any. True if the term was ended.
+            // The row is written once, with the next term or as free, so the trigger notifies the new state
+            // alone (never a free key that is not free).
             """
             CREATE OR REPLACE FUNCTION \(f).baton_release(p_key text, p_holder text, p_token bigint)
                 RETURNS boolean LANGUAGE plpgsql AS $$
+            DECLARE n timestamptz;
             BEGIN
-                UPDATE \(leases) AS x SET holder = NULL, metadata = NULL, ttl_ms = NULL, expires_at = NULL,
-                    updated_at = clock_timestamp()
-                    WHERE x.key = p_key AND x.holder = p_holder AND x.token = p_token;
+                PERFORM 1 FROM \(leases) AS x WHERE x.key = p_key AND x.holder = p_holder AND x.token = p_token
+                    FOR UPDATE;
                 IF NOT FOUND THEN RETURN false; END IF;
-                PERFORM \(f).baton_hand_on(p_key, p_token, clock_timestamp());
+                n := clock_timestamp();
+                IF NOT EXISTS (SELECT 1 FROM \(f).baton_hand_on(p_key, p_token, n)) THEN
+                    UPDATE \(leases) AS x SET holder = NULL, metadata = NULL, ttl_ms = NULL, expires_at = NULL,
+                        updated_at = n
+                        WHERE x.key = p_key;
+                END IF;
                 RETURN true;
             END
             $$

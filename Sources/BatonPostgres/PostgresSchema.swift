@@ -16,8 +16,11 @@ struct PostgresSchema: Sendable {
     let rounds: String
     let presence: String
     let meta: String
-    /// The `LISTEN`/`NOTIFY` channel: `baton_changes_<schema>`.
+    /// The `NOTIFY` channel whose payload is the changed key: `baton_changes_<schema>` (read by earlier Batons).
     let channel: String
+    /// The `LISTEN`/`NOTIFY` channel whose payload is the key's new state (``PostgresStatePayload``):
+    /// `baton_states_<schema>`.
+    let statesChannel: String
 
     init(schema: String) {
         self.schema = schema
@@ -27,6 +30,7 @@ struct PostgresSchema: Sendable {
         presence = prefix + "baton_presence"
         meta = prefix + "baton_meta"
         channel = "baton_changes_\(schema)"
+        statesChannel = "baton_states_\(schema)"
     }
 
     // MARK: Setup
@@ -153,11 +157,20 @@ struct PostgresSchema: Sendable {
             """
             CREATE OR REPLACE FUNCTION "\(schema)".baton_leases_notify() RETURNS trigger
             LANGUAGE plpgsql AS $$
+            DECLARE payload text;
             BEGIN
                 IF TG_OP = 'INSERT' OR OLD.token IS DISTINCT FROM NEW.token
                     OR OLD.holder IS DISTINCT FROM NEW.holder OR OLD.metadata IS DISTINCT FROM NEW.metadata
                 THEN
                     PERFORM pg_notify('\(channel)', NEW.key);
+                    payload := 'p1 ' || octet_length(NEW.key) || ' ' || NEW.token || ' ' || coalesce(NEW.ttl_ms, 0)
+                        || ' ' || coalesce(octet_length(NEW.holder), -1) || ' '
+                        || CASE WHEN NEW.metadata IS NULL THEN '0' ELSE '1' END || ' '
+                        || NEW.key || coalesce(NEW.holder, '') || coalesce(NEW.metadata, '');
+                    IF octet_length(payload) >= 7990 THEN
+                        payload := 'p0 ' || NEW.key;
+                    END IF;
+                    PERFORM pg_notify('\(statesChannel)', payload);
                 END IF;
                 RETURN NULL;
             END

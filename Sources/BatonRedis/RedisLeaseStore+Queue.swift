@@ -58,7 +58,7 @@ extension RedisLeaseStore {
     /// A change feed's read of `key` on one server: the state the key's last message carried when it is news,
     /// else a look at the server (which hands a free key to the head of its queue).
     func queueFeedRead(_ key: String) -> @Sendable () async throws -> LeaderInfo? {
-        let reader = RedisQueueFeedReader(key: key, payloads: payloads) { [self] in try await look(key) }
+        let reader = PushedStateFeedReader(key: key, states: payloads) { [self] in try await look(key) }
         return { @Sendable [self] in
             // Subscribed before reading, so a change right after the read is pushed, not missed. The feed's timer
             // at the term's remaining time stays armed even where the server pushes expiry (keyspace
@@ -74,16 +74,16 @@ extension RedisLeaseStore {
 
     /// The key's term, after handing a free key to the head of its queue; with the state's place in the key's
     /// order.
-    private func look(_ key: String) async throws -> (LeaderInfo?, RedisFeedVersion) {
+    private func look(_ key: String) async throws -> (LeaderInfo?, FeedVersion?) {
         looks.add(1, ordering: .relaxed)
         let reply = try await nodes[0].run(
             RedisQueueScripts.look, keys: layout.queueScriptKeys(key), arguments: [layout.changeChannel(key)])
         guard let parts = reply.elements, let status = parts.first?.int64 else { throw unexpected(reply, "look") }
         if status == 0 {
             guard parts.count == 2, let last = parts[1].int64 else { throw unexpected(reply, "look") }
-            return (nil, RedisFeedVersion(token: last, free: true))
+            return (nil, FeedVersion(token: last, free: true))
         }
         guard let leader = leaderInfo(Array(parts.dropFirst())) else { throw unexpected(reply, "look") }
-        return (leader, RedisFeedVersion(token: leader.token, free: false))
+        return (leader, FeedVersion(token: leader.token, free: false))
     }
 }

@@ -70,7 +70,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     let configuration: Configuration
     let signals = ChangeSignals()
     /// The states the queue scripts publish, for the change feeds (one server only).
-    let payloads: RedisFeedPayloads
+    let payloads: PushedLeaderStates
     /// The change feeds on one server: one per key.
     let observations = SharedLeaderObservations()
     /// Reads of the server by change feeds on one server (``RedisQueueScripts/look``), for tests.
@@ -156,7 +156,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
             )
         }
         let signals = signals
-        let payloads = RedisFeedPayloads(watched: { signals.subscribedKeys })
+        let payloads = PushedLeaderStates(watched: { signals.subscribedKeys })
         self.payloads = payloads
         self.subscriber = RedisSubscriber(
             endpoints: endpoints,

@@ -1,8 +1,9 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import BatonPostgres
@@ -37,6 +38,84 @@ import Testing
             #expect(try await a.current(key: key)?.holder == "late")
             let lateLease = try #require(try await a.acquire(key: key, holder: "late", ttl: Self.long).lease)
             try await a.release(lateLease)
+        }
+    }
+
+    /// Followers in another store instance learn the release's hand-over from its notification alone: their
+    /// feed reads the database once, at the start.
+    @Test func feedsLearnTheNextTermFromTheReleaseNotification() async throws {
+        guard let first = try TestServer.store(), let otherDriver = try TestServer.store() else { return }
+        try await usingAll([LeaseStore(first), LeaseStore(otherDriver)]) { stores in
+            let (store, other) = (stores[0], stores[1])
+            let key = unique("queue-feed")
+            let lease = try #require(try await store.acquire(key: key, holder: "leader", ttl: Self.long).lease)
+            _ = try await store.acquire(key: key, holder: "next", ttl: Self.long, metadata: "m é", waiting: true)
+            let recorder = try ObservationRecorder(other, key: key, count: 5)
+            defer { recorder.cancel() }
+            #expect(try await eventually { recorder.leaders.count == 5 })
+            // New metadata, seen once the listening connection is up (its start makes every feed read).
+            var renewing = lease
+            renewing.metadata = "listening"
+            let renewed = try await store.renew(renewing, ttl: Self.long)
+            #expect(try await eventually { recorder.leaders.count == 10 })
+            #expect(recorder.leaders.last??.metadata == "listening")
+            let readsBefore = otherDriver.feedLooks.load(ordering: .relaxed)
+            try await store.release(renewed)
+            #expect(try await eventually { recorder.leaders.count == 15 })
+            for info in recorder.leaders.suffix(5) {
+                #expect(info?.holder == "next")
+                #expect(info?.metadata == "m é")
+                #expect(info?.token == lease.token + 1)
+            }
+            #expect(otherDriver.feedLooks.load(ordering: .relaxed) == readsBefore, "the feed read after the release")
+            let next = try #require(
+                try await other.acquire(key: key, holder: "next", ttl: Self.long, metadata: "m é", waiting: true).lease)
+            try await other.release(next)
+            #expect(try await eventually { recorder.leaders.last == .some(nil) })
+        }
+    }
+
+    @Test func statePayloadsParse() {
+        #expect(PostgresStatePayload.parse("p1 1 17 0 -1 0 k")! == ("k", .free(lastToken: 17)))
+        let term = PostgresStatePayload.parse("p1 5 18 1500 5 1 a keya b c{\"x\": 1}")
+        #expect(term?.key == "a key")
+        #expect(
+            term?.state
+                == .term(
+                    LeaderInfo(
+                        holder: "a b c", token: 18, metadata: "{\"x\": 1}", ttl: .milliseconds(1500),
+                        remaining: .milliseconds(1500))))
+        let accented = PostgresStatePayload.parse("p1 2 3 10 2 0 éé")
+        #expect(accented?.key == "é" && accented?.state?.leader?.holder == "é")
+        #expect(PostgresStatePayload.parse("p0 some key")?.key == "some key")
+        #expect(PostgresStatePayload.parse("p0 some key")?.state == nil)
+        for bad in ["k", "p0 ", "p1 1 17 0 -1 0", "p1 9 1 1 1 0 short", "p1 1 x 0 -1 0 k", "p1 1 1 0 -2 0 k", "p2 x"] {
+            #expect(PostgresStatePayload.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    /// Batons before the states channel listen on `baton_changes_<schema>` for the key alone: the trigger keeps
+    /// sending it.
+    @Test func theKeyChannelOfEarlierBatonsStillNotifies() async throws {
+        guard let url = try TestServer.url(), let driver = try TestServer.store() else { return }
+        try await using(driver) { store in
+            _ = try await store.current(key: "setup")
+            let key = unique("queue-old-channel")
+            let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
+            let logger = Logger(label: "baton.tests")
+            let connection = try await PostgresConnection.connect(
+                configuration: try settings.connectionConfiguration(.init()), id: 1, logger: logger)
+            defer { Task { try? await connection.close() } }
+            try await connection.listen(on: "baton_changes_public") { notifications in
+                let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: Self.long).lease)
+                try await store.release(lease)
+                var keys: [String] = []
+                for try await notification in notifications where notification.payload == key {
+                    keys.append(notification.payload)
+                    if keys.count == 2 { break }
+                }
+                #expect(keys == [key, key])
+            }
         }
     }
 

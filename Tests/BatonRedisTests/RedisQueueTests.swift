@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import Synchronization
 import Testing
@@ -129,18 +129,13 @@ import Testing
                 _ = try held(
                     try await store.acquire(key: key, holder: "next", ttl: Self.long, metadata: "m", waiting: true),
                     "next waits")
-                let seen = Mutex<[LeaderInfo?]>([])
-                let observations = try (0..<5).map { _ in
-                    try other.observe(key: key) { observation in
-                        if case .leader(let info) = observation { seen.withLock { $0.append(info) } }
-                    }
-                }
-                defer { for observation in observations { observation.cancel() } }
-                #expect(try await eventually { seen.withLock { $0.count } == 5 })
+                let recorder = try ObservationRecorder(other, key: key, count: 5)
+                defer { recorder.cancel() }
+                #expect(try await eventually { recorder.leaders.count == 5 })
                 let readsBefore = driver.queueLooks
                 try await store.release(lease)
-                #expect(try await eventually { seen.withLock { $0.count } == 10 })
-                let last = seen.withLock { Array($0.suffix(5)) }
+                #expect(try await eventually { recorder.leaders.count == 10 })
+                let last = Array(recorder.leaders.suffix(5))
                 for info in last {
                     #expect(info?.holder == "next")
                     #expect(info?.metadata == "m")
@@ -152,63 +147,22 @@ import Testing
     }
 
     @Test func payloadsParse() {
-        #expect(RedisFeedPayload("q1 F 17") == .free(lastToken: 17))
+        #expect(RedisFeedPayload.parse("q1 F 17") == .free(lastToken: 17))
         #expect(
-            RedisFeedPayload("q1 T 18 1500 1 5 a b c{\"x\": 1}")
+            RedisFeedPayload.parse("q1 T 18 1500 1 5 a b c{\"x\": 1}")
                 == .term(
                     LeaderInfo(
                         holder: "a b c", token: 18, metadata: "{\"x\": 1}", ttl: .milliseconds(1500),
                         remaining: .milliseconds(1500))))
         #expect(
-            RedisFeedPayload("q1 T 18 1500 0 2 é")
+            RedisFeedPayload.parse("q1 T 18 1500 0 2 é")
                 == .term(
                     LeaderInfo(
                         holder: "é", token: 18, metadata: nil,
                         ttl: .milliseconds(1500), remaining: .milliseconds(1500))))
         for bad in ["17", "0", "q1 T 18 1500 0 9 short", "q1 X 1", "q1 F x", "q1 T 18 1500 0 1"] {
-            #expect(RedisFeedPayload(bad) == nil, "\(bad)")
+            #expect(RedisFeedPayload.parse(bad) == nil, "\(bad)")
         }
-    }
-
-    /// A message is used only when it is news: after the feed's last read or message, and not older than what the
-    /// feed knows (a message published before a read may arrive after it).
-    @Test func theFeedReaderUsesOnlyNewerMessages() async throws {
-        let payloads = RedisFeedPayloads(watched: { ["k"] })
-        let looks = Mutex(0)
-        let server = Mutex<(LeaderInfo?, RedisFeedVersion)>((nil, RedisFeedVersion(token: 10, free: true)))
-        let reader = RedisQueueFeedReader(key: "k", payloads: payloads) {
-            looks.withLock { $0 += 1 }
-            return server.withLock { $0 }
-        }
-        func term(_ token: FencingToken) -> RedisFeedPayload {
-            .term(LeaderInfo(holder: "h\(token)", token: token, ttl: .seconds(1), remaining: .seconds(1)))
-        }
-        // A message from before the first read is not news.
-        payloads.record("k", term(9))
-        #expect(try await reader.read() == nil)
-        #expect(looks.withLock { $0 } == 1)
-        // The term that follows: taken from the message.
-        payloads.record("k", term(11))
-        #expect(try await reader.read()?.token == 11)
-        #expect(looks.withLock { $0 } == 1)
-        // No new message (a timer, a reconnection): the server is read.
-        server.withLock { $0 = (nil, RedisFeedVersion(token: 11, free: true)) }
-        #expect(try await reader.read() == nil)
-        #expect(looks.withLock { $0 } == 2)
-        // The message of term 11 arriving late is older than the free key read after it: read again.
-        payloads.record("k", term(11))
-        #expect(try await reader.read() == nil)
-        #expect(looks.withLock { $0 } == 3)
-        // A message without a state (an expiry event): read.
-        payloads.record("k", nil)
-        _ = try await reader.read()
-        #expect(looks.withLock { $0 } == 4)
-        // A release message after term 12.
-        payloads.record("k", term(12))
-        #expect(try await reader.read()?.token == 12)
-        payloads.record("k", .free(lastToken: 12))
-        #expect(try await reader.read() == nil)
-        #expect(looks.withLock { $0 } == 4)
     }
 }
 

@@ -8,7 +8,7 @@ import Synchronization
 /// For each watched key it subscribes to the key's change channel (where acquire, renew with new metadata,
 /// release and takeover publish) and to the key's keyspace channel (where the server announces expiry if
 /// `notify-keyspace-events` includes `Kx` or `Ex`; the change feed's timer at the term's remaining time catches
-/// expiry in any case). Each message is recorded in ``RedisFeedPayloads`` (with the state it carries, if any) and
+/// expiry in any case). Each message is recorded in `PushedLeaderStates` (with the state it carries, if any) and
 /// wakes the key's subscribers in ``ChangeSignals``, which then use that state or read the key.
 /// Channels of keys no longer watched are unsubscribed lazily, when later keys are subscribed. When the
 /// connection drops (or stops answering the probe's `PING`, see ``RESPChannelHandler/Probe``) every subscriber is
@@ -34,7 +34,7 @@ final class RedisSubscriber: Sendable {
     private let endpoints: [RedisEndpoint]
     private let group: any EventLoopGroup
     private let signals: ChangeSignals
-    private let payloads: RedisFeedPayloads
+    private let payloads: PushedLeaderStates
     private let layout: RedisKeyLayout
     private let loop: RedisConnectionLoop
     private let state: Mutex<State>
@@ -44,7 +44,7 @@ final class RedisSubscriber: Sendable {
         group: any EventLoopGroup,
         loop: RedisConnectionLoop,
         signals: ChangeSignals,
-        payloads: RedisFeedPayloads,
+        payloads: PushedLeaderStates,
         layout: RedisKeyLayout
     ) {
         self.payloads = payloads
@@ -226,8 +226,12 @@ final class RedisSubscriber: Sendable {
                 state.nodes[index].confirmed = []
                 return true
             }
-            // Messages may have been missed: everyone reads again (and subscribes again).
-            if dropped { signals.notifyAll() }
+            // Messages may have been missed: everyone reads again (and subscribes again), from the server, not
+            // from a message that a lost one would have followed.
+            if dropped {
+                payloads.forgetAll()
+                signals.notifyAll()
+            }
         }
         return true
     }
@@ -239,7 +243,7 @@ final class RedisSubscriber: Sendable {
         // Of the keyspace events only expiry matters: the others (HSET, PEXPIRE on every renew, where the server
         // sends them) change nothing a follower sees, and the store publishes its own changes.
         if keyspace && parts[2].string != "expired" { return }
-        payloads.record(key, keyspace ? nil : parts[2].string.flatMap(RedisFeedPayload.init))
+        payloads.record(key, keyspace ? nil : parts[2].string.flatMap(RedisFeedPayload.parse))
         signals.notify(key)
     }
 
