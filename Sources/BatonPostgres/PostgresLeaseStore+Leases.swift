@@ -28,7 +28,9 @@ extension PostgresLeaseStore {
     ///   one.
     ///
     /// One statement (the function `baton_acquire`), under the key's row lock, judged by the server's clock. A new
-    /// term or new metadata notifies every store's ``changes(key:)``.
+    /// term or new metadata notifies every store's ``changes(key:)``. A candidate that this store was notified
+    /// has been handed the key is confirmed by a read instead, with no write: its lease's ttl is then the time the
+    /// server read as left (more than half of `ttl`), and its next renew extends it.
     /// - Returns: ``AcquireResult/acquired(_:)``, or ``AcquireResult/held(by:)`` with the leader and its time left.
     /// - Throws: ``BatonError`` `invalidArgument` for metadata with a NUL character (PostgreSQL `text` cannot
     ///   hold it); `storeUnavailable`, `timeout`, `unauthorized`.
@@ -36,6 +38,9 @@ extension PostgresLeaseStore {
         -> AcquireResult
     {
         try Self.validate(metadata: metadata)
+        if let handed = try await confirmHandedOverTerm(key: key, holder: holder, ttl: ttl, metadata: metadata) {
+            return .acquired(handed)
+        }
         let query = schema.queuedAcquire(
             key: key, holder: holder, ttlMilliseconds: Self.milliseconds(ttl), metadata: metadata, waiting: waiting)
         let row = try await perform("acquire of \(key)") { connection, logger in
@@ -48,6 +53,23 @@ extension PostgresLeaseStore {
             return .acquired(Lease(key: key, holder: holder, token: row.token, ttl: ttl, metadata: row.metadata))
         }
         return .held(by: row.info)
+    }
+
+    /// The term a release (or an expiry's hand-on) started for `holder`, as its notification told this store,
+    /// confirmed by a read instead of the acquire's write and its commit's wait for the disk: the lease is
+    /// promised for the time the server read as left (from before the read, so never overstated), when that is
+    /// more than half of `ttl`. Nil, and the acquire writes, when no such notification came, the read shows
+    /// another term or other metadata, or too little time is left.
+    private func confirmHandedOverTerm(key: String, holder: String, ttl: Duration, metadata: String?) async throws
+        -> Lease?
+    {
+        guard let pushed = states.latest(key)?.state?.leader, pushed.holder == holder, pushed.metadata == metadata,
+            pushed.ttl == .milliseconds(Self.milliseconds(ttl))
+        else { return nil }
+        guard let row = try await current(key: key, timeout: nil), row.holder == holder, row.token == pushed.token,
+            row.metadata == metadata, let left = row.remaining, left > ttl / 2
+        else { return nil }
+        return Lease(key: key, holder: holder, token: row.token, ttl: min(ttl, left), metadata: metadata)
     }
 
     /// Extends the term of `lease` to `ttl` from now (by the server's clock) and publishes `lease.metadata`, if

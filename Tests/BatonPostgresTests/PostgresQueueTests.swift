@@ -75,6 +75,39 @@ import Testing
         }
     }
 
+    /// A candidate that its store was notified has been handed the key is confirmed by a read, not a write: its
+    /// lease's ttl is the time the server read as left, below the one asked; its renew extends it as usual.
+    @Test func aHandedOverCandidateIsConfirmedByARead() async throws {
+        guard let first = try TestServer.store(), let second = try TestServer.store() else { return }
+        try await usingAll([LeaseStore(first), LeaseStore(second)]) { stores in
+            let (store, other) = (stores[0], stores[1])
+            let key = unique("queue-confirm")
+            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: Self.long).lease)
+            _ = try await other.acquire(key: key, holder: "b", ttl: Self.long, metadata: "m", waiting: true)
+            let recorder = try ObservationRecorder(other, key: key, count: 1)
+            defer { recorder.cancel() }
+            #expect(try await eventually { recorder.leaders.last??.holder == "a" })
+            // New metadata, seen once the listening connection is up.
+            var renewing = lease
+            renewing.metadata = "listening"
+            let renewed = try await store.renew(renewing, ttl: Self.long)
+            #expect(try await eventually { recorder.leaders.last??.metadata == "listening" })
+            try await store.release(renewed)
+            #expect(try await eventually { recorder.leaders.last??.holder == "b" })
+            let next = try #require(
+                try await other.acquire(key: key, holder: "b", ttl: Self.long, metadata: "m", waiting: true).lease)
+            #expect(next.token == lease.token + 1)
+            #expect(next.ttl < Self.long && next.ttl > Self.long / 2, "not confirmed by a read: \(next.ttl)")
+            let extended = try await other.renew(next, ttl: Self.long)
+            #expect(extended.ttl == Self.long)
+            // Other metadata than the queue's is a write, which publishes it.
+            let changed = try #require(
+                try await other.acquire(key: key, holder: "b", ttl: Self.long, metadata: "n", waiting: true).lease)
+            #expect(changed.ttl == Self.long && changed.token == next.token)
+            try await other.release(changed)
+        }
+    }
+
     @Test func statePayloadsParse() {
         #expect(PostgresStatePayload.parse("p1 1 17 0 -1 0 k")! == ("k", .free(lastToken: 17)))
         let term = PostgresStatePayload.parse("p1 5 18 1500 5 1 a keya b c{\"x\": 1}")
