@@ -20,6 +20,8 @@ final class EtcdElectionWatcher: Sendable {
     enum Subscriber {
         case stream(AsyncStream<Snapshot>.Continuation)
         case observer(LeaderObserver)
+        /// Keeps the watch running and is told nothing (see ``hold()``).
+        case holder
     }
 
     private struct State {
@@ -109,6 +111,8 @@ final class EtcdElectionWatcher: Sendable {
             case .observer(let observer):
                 // The store's run() ended: the store is closing.
                 observer(.ended(error ?? EtcdLifecycle.stopped))
+            case .holder:
+                break
             }
         }
     }
@@ -186,6 +190,7 @@ final class EtcdElectionWatcher: Sendable {
             switch subscriber {
             case .stream(let stream): stream.yield(snapshot)
             case .observer: observers = true
+            case .holder: break
             }
         }
         guard observers else { return false }
@@ -239,6 +244,18 @@ final class EtcdElectionWatcher: Sendable {
     /// it, and how the watch ended.
     func subscribe(_ observer: @escaping LeaderObserver) -> Int {
         add(.observer(observer))
+    }
+
+    /// Keeps the watch running, so that its snapshot stays fresh, without being told anything: a leader's store
+    /// holds the watch of the key it leads, so that its release knows the queue without a read. Unlike a
+    /// subscriber, a holder does not make the watcher read the election again. Ended by ``unsubscribe(_:)``.
+    func hold() -> Int {
+        state.withLock { state in
+            let id = state.nextID
+            state.nextID += 1
+            state.subscribers[id] = .holder
+            return id
+        }
     }
 
     private func add(_ subscriber: Subscriber) -> Int {

@@ -224,14 +224,30 @@ extension EtcdLeaseStore {
     func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
         let watcher = state.withLock { state -> EtcdElectionWatcher? in
             guard state.machine.markLeading(id, lease: campaign.lease, metadata: metadata) else { return nil }
-            return state.watchers[id.key]
+            guard let watcher = state.watchers[id.key] else { return nil }
+            // Its holder's change feed stops now that it leads: the watch is kept running for its release.
+            if state.heldWatches[id.key] == nil, state.heldWatches.count < Self.maximumHeldWatches {
+                state.heldWatches[id.key] = (watcher, watcher.hold())
+            }
+            return watcher
         }
         watcher?.republish()
     }
 
+    /// Stops holding the watch of `key` (its term ended here); the watch stops if nobody else follows the key.
+    func dropHeldWatch(_ key: String) {
+        guard let held = state.withLock({ $0.heldWatches.removeValue(forKey: key) }) else { return }
+        unwatch(key, held.watcher, held.id)
+    }
+
     /// Whether this store's watch of `key` has an up-to-date view of its queue (for tests).
     func hasFreshView(of key: String) -> Bool {
-        state.withLock { $0.watchers[key] }?.freshSnapshot != nil
+        freshView(of: key) != nil
+    }
+
+    /// The up-to-date view of `key`'s queue from this store's watch, if it has one (for tests).
+    func freshView(of key: String) -> [Candidate]? {
+        state.withLock { $0.watchers[key] }?.freshSnapshot
     }
 
     /// Whether the leader before this waiting candidate handed it the key: its key is the oldest and its campaign
@@ -367,6 +383,7 @@ extension EtcdLeaseStore {
 
     func forget(_ id: CampaignID, lease: Int64) {
         state.withLock { $0.machine.forget(id, lease: lease) }
+        dropHeldWatch(id.key)
     }
 
     /// One round of upkeep, as ``EtcdCampaignMachine/upkeep(now:)`` and

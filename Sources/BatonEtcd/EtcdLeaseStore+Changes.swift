@@ -67,7 +67,7 @@ extension EtcdLeaseStore {
     }
 
     /// A subscriber of `key`'s watcher leaves; the watch stops when it was the last.
-    private func unwatch(_ key: String, _ watcher: EtcdElectionWatcher, _ id: Int) {
+    func unwatch(_ key: String, _ watcher: EtcdElectionWatcher, _ id: Int) {
         watcher.unsubscribe(id)
         let idle = state.withLock { state -> Bool in
             guard state.watchers[key] === watcher, watcher.isIdle else { return false }

@@ -201,6 +201,7 @@ extension EtcdLeaseStore {
     /// this store does not know is looked up in etcd by its key, holder and token.
     public func release(_ lease: Lease) async throws {
         try await lifecycle.ready()
+        defer { dropHeldWatch(lease.key) }
         let id = CampaignID(key: lease.key, holder: lease.holder)
         if let campaign = state.withLock({ $0.machine.release(id, token: lease.token) }) {
             if try await handOver(lease.key, from: campaign) {

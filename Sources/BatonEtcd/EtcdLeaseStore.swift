@@ -113,7 +113,15 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
     struct State {
         var machine = EtcdCampaignMachine()
         var watchers: [String: EtcdElectionWatcher] = [:]
+        /// The watches held for keys this store leads (see ``EtcdLeaseStore/maximumHeldWatches``): the watcher
+        /// and the holder's id in it.
+        var heldWatches: [String: (watcher: EtcdElectionWatcher, id: Int)] = [:]
     }
+
+    /// The most keys whose watch this store keeps running while it leads them (and their change feeds have
+    /// stopped), so that a release hands the key on without reading the queue first. Beyond it a release reads
+    /// the queue: a process with thousands of terms keeps no watch per term.
+    static let maximumHeldWatches = 64
 
     /// A store for `url` (`etcd://` or `etcds://`); it connects in ``run()``.
     /// - Throws: ``Baton/BatonError`` `invalidArgument` for a URL that is not an etcd URL, takes query items

@@ -223,6 +223,43 @@ import Testing
         }
     }
 
+    /// A leader's store keeps the key's watch running once its holder's change feed stops, so that its release
+    /// knows the queue without reading it; the release lets the watch go.
+    @Test func aLeadersStoreHoldsTheWatchOfTheKeyItLeads() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let firstStore = try EtcdLeaseStore(url)
+        let leaderStore = try EtcdLeaseStore(url)
+        try await withRunning([firstStore, leaderStore]) {
+            let key = unique("held-watch")
+            let first = try #require(
+                try await firstStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+            _ = try await leaderStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+            let named = Mutex<String?>(nil)
+            let feed = try leaderStore.observe(key: key) { observation in
+                if case .leader(let info) = observation { named.withLock { $0 = info?.holder } }
+            }
+            #expect(try await eventually { named.withLock { $0 } == "a" && leaderStore.hasFreshView(of: key) })
+            try await firstStore.release(first)
+            #expect(try await eventually { named.withLock { $0 } == "b" })
+            let lease = try #require(
+                try await leaderStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+                    .lease)
+            // The holder leads: its feed stops, the watch goes on.
+            feed.cancel()
+            #expect(leaderStore.hasFreshView(of: key))
+            _ = try await firstStore.acquire(key: key, holder: "c", ttl: .seconds(60), metadata: nil, waiting: true)
+            #expect(try await eventually { leaderStore.freshView(of: key)?.count == 2 })
+            try await leaderStore.release(lease)
+            #expect(!leaderStore.hasFreshView(of: key), "the released key's watch goes on")
+            // Handed over: c is named leader before it acquires (a candidate not handed the key is not).
+            #expect(try await firstStore.current(key: key)?.holder == "c")
+            let third = try #require(
+                try await firstStore.acquire(key: key, holder: "c", ttl: .seconds(60), metadata: nil).lease)
+            #expect(third.token > lease.token)
+            try await firstStore.release(third)
+        }
+    }
+
     @Test("a handed-over candidate whose lease was not kept alive lately starts its term with a keep-alive")
     func staleHandedOverCandidateStartsWithAKeepAlive() async throws {
         guard let url = try EtcdTestServer.value() else { return }
