@@ -79,9 +79,14 @@ def redis_calls(port):
 
 
 def etcd_messages(metrics_url):
+    """gRPC messages etcd received, by method."""
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(r"^grpc_server_msg_received_total\{[^}]*\} ([0-9.e+]+)$",
-                                                       text, re.M))
+    counts = {}
+    for m in re.finditer(r"^grpc_server_msg_received_total\{([^}]*)\} ([0-9.e+]+)$", text, re.M):
+        method = re.search(r'grpc_method="([^"]*)"', m.group(1))
+        name = method.group(1) if method else "?"
+        counts[name] = counts.get(name, 0) + float(m.group(2))
+    return counts
 
 
 def postgres_statements(log_path):
@@ -119,6 +124,7 @@ def main():
             order.append(candidate)
         time.sleep(0.5)
         latencies, requests, inversions = [], [], 0
+        by_method = {}
         for release in range(releases):
             leader, expected = order[0], order[1]
             before = counter() if counter else None
@@ -129,7 +135,15 @@ def main():
             if counter:
                 if store == "postgres":
                     time.sleep(0.05)  # the server writes its log line as it runs a statement; let it land
-                requests.append(counter() - before)
+                after = counter()
+                if isinstance(after, dict):
+                    delta = {name: after[name] - before.get(name, 0) for name in after}
+                    for name, value in delta.items():
+                        if value:
+                            by_method.setdefault(name, []).append(value)
+                    requests.append(sum(delta.values()))
+                else:
+                    requests.append(after - before)
             if winner is not expected:
                 inversions += 1
             leader.process.wait(timeout=30)
@@ -151,6 +165,10 @@ def main():
         if requests:
             result["server_requests_per_release_median"] = statistics.median(requests)
             result["server_requests_per_release_max"] = max(requests)
+        if by_method:
+            # Each method's messages per release, over all releases (a method absent from a release counts 0).
+            result["server_requests_by_method"] = {name: round(sum(values) / releases, 2)
+                                                   for name, values in sorted(by_method.items())}
         print(json.dumps(result))
     finally:
         for candidate in order:
