@@ -44,7 +44,9 @@ import Synchronization
 ///   acquires; the others, seeing someone else, keep waiting, so a release wakes one candidate, not the queue.
 ///   Only the head can take the key, so terms pass in arrival order.
 /// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
-///   keys and marks the next Baton candidate as leading. Every store reports the successor as the leader at
+///   keys and marks the next Baton candidate as leading (a store keeps the watch of a key it leads once its
+///   holder's change feed stops, for up to ``maximumHeldWatches`` keys; for others a release first reads the
+///   queue, a serializable read). Every store reports the successor as the leader at
 ///   once, and its holder, seeing itself named, acquires. When that store's watch shows the handover and a read confirms it (a
 ///   watch whose connection died silently shows an old queue), the acquire writes nothing: the term starts at
 ///   once and is promised (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive through this
