@@ -20,7 +20,7 @@ final class EtcdClient: Sendable {
     private let clock: BatonClock
     private let state = Mutex(State())
     /// Bounds the requests under way at once (streams are not counted).
-    private let limiter = EtcdCallLimiter(limit: EtcdClient.maxRequestsUnderWay)
+    private let limiter = RequestLimiter(limit: EtcdClient.maxRequestsUnderWay)
 
     /// The most requests (not streams) one store has under way at once; the rest wait in order.
     static let maxRequestsUnderWay = 256

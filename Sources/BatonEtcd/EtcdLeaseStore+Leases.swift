@@ -24,14 +24,6 @@ extension EtcdLeaseStore {
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
         -> AcquireResult
     {
-        try await acquires.run {
-            try await admittedAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
-        }
-    }
-
-    private func admittedAcquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool)
-        async throws -> AcquireResult
-    {
         try await lifecycle.ready()
         let id = CampaignID(key: key, holder: holder)
         let now = clock.now()

@@ -99,9 +99,6 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
     let keepAlives: EtcdKeepAliveStream
     /// The leases shared by the terms that start at once through this store, one per ttl.
     let sessionLeases = EtcdSessionLeases()
-    /// Bounds the acquires under way at once (renews and releases pass): 10,000 electors starting together wait
-    /// here, little of their requests begun, rather than deep in them.
-    let acquires = EtcdCallLimiter(limit: 256)
     /// Checks that terms are still theirs, many in one transaction (a renew's check).
     let termChecks = RequestBatcher<TermCheck>(maxInFlight: 2, maxBatch: 128)
     let configuration: Configuration

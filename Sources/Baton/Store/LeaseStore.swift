@@ -150,8 +150,12 @@ public struct LeaseStore: Service, Sendable {
         try BatonValidation.name(holder, "holder")
         try BatonValidation.duration(ttl, "ttl")
         try BatonValidation.metadata(metadata)
-        return try await core.perform(.acquire) { [driver] in
-            try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+        return try await core.perform(.acquire) { [driver, core] in
+            // At most LeaseStoreCore.maximumAcquiresUnderWay at once; the others wait their turn, within their
+            // deadline.
+            try await core.acquires.run {
+                try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+            }
         }
     }
 

@@ -27,6 +27,10 @@ final class LeaseStoreCore: Sendable {
     private let requestExecutor: (any TaskExecutor)?
     private let honoursRequestAbort: Bool
     let configuration: LeaseStore.Configuration
+    /// Bounds the acquires under way at once (renews and releases pass).
+    let acquires = RequestLimiter(limit: LeaseStoreCore.maximumAcquiresUnderWay)
+    /// 10,000 electors starting together wait past this bound, each without its request's buffers and calls.
+    static let maximumAcquiresUnderWay = 256
     private let clock: BatonClock
     private let state = Mutex(RunState.idle(waiters: [:], next: 0))
     private let metrics: [StoreOperation: OperationMetrics]

@@ -1,11 +1,10 @@
+@_spi(BatonStoreKit) import Baton
 import Synchronization
 import Testing
 
-@testable import BatonEtcd
-
-/// The bound on an etcd store's requests under way: at most `limit` run, the rest wait in arrival order, and a
+/// The bound on a store's requests under way: at most `limit` run, the rest wait in arrival order, and a
 /// waiter that is cancelled leaves the line.
-struct EtcdCallLimiterTests {
+struct RequestLimiterTests {
     /// A request that runs until the test lets it end.
     final class Gate: Sendable {
         private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
@@ -50,7 +49,7 @@ struct EtcdCallLimiterTests {
     }
 
     @Test(arguments: [1, 2]) func requestsPastTheLimitWaitAndRunInArrivalOrder(limit: Int) async throws {
-        let limiter = EtcdCallLimiter(limit: limit)
+        let limiter = RequestLimiter(limit: limit)
         let gate = Gate()
         let record = Record()
         var tasks: [Task<Void, any Error>] = []
@@ -84,7 +83,7 @@ struct EtcdCallLimiterTests {
     }
 
     @Test func aCancelledWaiterLeavesTheLine() async throws {
-        let limiter = EtcdCallLimiter(limit: 1)
+        let limiter = RequestLimiter(limit: 1)
         let gate = Gate()
         let record = Record()
         let first = Task { try await limiter.run { await gate.wait() } }

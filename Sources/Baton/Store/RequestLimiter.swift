@@ -1,13 +1,13 @@
-@_spi(BatonStoreKit) import Baton
 import Synchronization
 
-/// Bounds the requests an ``EtcdClient`` has under way at once; the others wait, in the order they came.
+/// Bounds the requests under way at once; the others wait, in the order they came, cheaply (a continuation each),
+/// until a place is free, their caller is cancelled or their request is aborted (``RequestAbort``).
 ///
-/// 10,000 electors starting together send 10,000 transactions at once. On one HTTP/2 connection that many open
-/// streams cost the client far more per request than a few hundred do, requests then outlive their timeouts,
-/// and every retry adds to the pile: the elections from cold never finish. With a bound, requests past it wait
-/// here instead, cheaply, and etcd (which commits concurrent writes together) stays busy.
-final class EtcdCallLimiter: Sendable {
+/// 10,000 electors starting together send 10,000 acquires at once. In flight, each holds its client's buffers
+/// and the frames of its calls, and on one connection that many requests cost the client far more per request
+/// than a few hundred do: requests outlive their timeouts, and every retry adds to the pile. With a bound,
+/// requests past it wait here instead, and the store, which serves concurrent requests together, stays busy.
+@_spi(BatonStoreKit) public final class RequestLimiter: Sendable {
     private typealias Waiter = CheckedContinuation<Void, any Error>
 
     private struct State {
@@ -44,23 +44,23 @@ final class EtcdCallLimiter: Sendable {
     }
 
     /// The most requests under way at once.
-    let limit: Int
+    public let limit: Int
     private let state = Mutex(State())
 
-    init(limit: Int) {
+    public init(limit: Int) {
         precondition(limit > 0, "a limiter lets at least one request through")
         self.limit = limit
     }
 
     /// Runs `body` once fewer than ``limit`` others run; waits (cancellably) until then.
-    func run<Result>(_ body: () async throws -> Result) async throws -> Result {
+    public func run<Result>(_ body: () async throws -> Result) async throws -> Result {
         try await enter()
         defer { leave() }
         return try await body()
     }
 
     /// How many requests wait, for tests.
-    var waiting: Int { state.withLock { $0.waiters.count } }
+    public var waiting: Int { state.withLock { $0.waiters.count } }
 
     private func enter() async throws {
         let id = state.withLock { state -> Int? in
