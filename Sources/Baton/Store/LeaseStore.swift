@@ -10,6 +10,9 @@ import ServiceLifecycle
 /// - **Every request has a deadline** (``Configuration/requestTimeout``). A request without an answer by then
 ///   throws ``BatonError/Code/timeout`` at once, and the driver's work on it is cancelled; its outcome is
 ///   unknown. The caller is not held past the deadline by a driver that is slow to honour the cancellation.
+/// - **Acquires are bounded**: at most 256 run at once per store; the others wait their turn, in arrival order and
+///   within their deadline (renews and releases never wait). Thousands of electors starting together thus do
+///   not flood the store or leave the memory of thousands of requests in flight behind.
 /// - **Errors are ``BatonError``s.** What a driver did not map becomes ``BatonError/Code/storeUnavailable``
 ///   naming only the error's type, so no client error can carry a password into a log.
 /// - **Listings** (``leases(prefix:limit:)``, ``rounds(system:limit:)``) are bounded by a limit the front checks,
