@@ -12,6 +12,7 @@ extension EtcdLeaseStore {
     func join(_ id: CampaignID, ttl: Duration, metadata: String?, waiting: Bool) async throws -> AcquireResult {
         let ttlSeconds = EtcdCampaignMachine.ttlSeconds(ttl)
         if let lease = try await leadOnSessionLease(id, ttlSeconds: ttlSeconds, ttl: ttl, metadata: metadata) {
+            holdWatch(id.key)
             return .acquired(lease)
         }
         // etcd counts the new lease's TTL from when it gets the grant, after this.
@@ -56,6 +57,7 @@ extension EtcdLeaseStore {
         )
         if answer.succeeded {
             state.withLock { $0.machine.joined(id, campaign) }
+            holdWatch(id.key)
             return .acquired(
                 Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata))
         }
@@ -224,14 +226,31 @@ extension EtcdLeaseStore {
     func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
         let watcher = state.withLock { state -> EtcdElectionWatcher? in
             guard state.machine.markLeading(id, lease: campaign.lease, metadata: metadata) else { return nil }
-            guard let watcher = state.watchers[id.key] else { return nil }
-            // Its holder's change feed stops now that it leads: the watch is kept running for its release.
-            if state.heldWatches[id.key] == nil, state.heldWatches.count < Self.maximumHeldWatches {
-                state.heldWatches[id.key] = (watcher, watcher.hold())
-            }
-            return watcher
+            return state.watchers[id.key]
         }
         watcher?.republish()
+        holdWatch(id.key)
+    }
+
+    /// Keeps the watch of `key`, which this store now leads, running until the term ends here (starting one if
+    /// none runs), so that the release knows the queue without reading it: the holder's change feed stops while
+    /// it leads. At most ``maximumHeldWatches`` keys at once.
+    func holdWatch(_ key: String) {
+        let wanted = state.withLock { state in
+            state.heldWatches[key] == nil && state.heldWatches.count < state.heldWatchLimit
+        }
+        guard wanted, let (watcher, id) = try? watching(key, subscribe: { $0.hold() }) else { return }
+        let kept = state.withLock { state -> Bool in
+            guard state.heldWatches[key] == nil else { return false }
+            state.heldWatches[key] = (watcher, id)
+            return true
+        }
+        if !kept { unwatch(key, watcher, id) }
+    }
+
+    /// Sets how many keys this store watches while it leads them (for tests; see ``maximumHeldWatches``).
+    func limitHeldWatches(to limit: Int) {
+        state.withLock { $0.heldWatchLimit = limit }
     }
 
     /// Stops holding the watch of `key` (its term ended here); the watch stops if nobody else follows the key.

@@ -33,7 +33,7 @@ extension EtcdLeaseStore {
 
     /// The watcher of `key` (made and started as work of the store's `run()` if there is none), with a subscriber
     /// added by `subscribe` under the store's lock (an idle watcher is removed under the same lock).
-    private func watching(_ key: String, subscribe: (EtcdElectionWatcher) -> Int) throws
+    func watching(_ key: String, subscribe: (EtcdElectionWatcher) -> Int) throws
         -> (EtcdElectionWatcher, Int)
     {
         if lifecycle.isStopped { throw EtcdLifecycle.stopped }

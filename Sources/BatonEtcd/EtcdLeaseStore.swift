@@ -44,9 +44,9 @@ import Synchronization
 ///   acquires; the others, seeing someone else, keep waiting, so a release wakes one candidate, not the queue.
 ///   Only the head can take the key, so terms pass in arrival order.
 /// - A graceful handover is one transaction: a leader that releases while this store watches the key deletes its
-///   keys and marks the next Baton candidate as leading (a store keeps the watch of a key it leads once its
-///   holder's change feed stops, for up to ``maximumHeldWatches`` keys; for others a release first reads the
-///   queue, a serializable read). Every store reports the successor as the leader at
+///   keys and marks the next Baton candidate as leading (a store watches the keys it leads, up to
+///   ``maximumHeldWatches`` of them, although their holders' change feeds stop; for other keys a release first
+///   reads the queue, a serializable read). Every store reports the successor as the leader at
 ///   once, and its holder, seeing itself named, acquires. When that store's watch shows the handover and a read confirms it (a
 ///   watch whose connection died silently shows an old queue), the acquire writes nothing: the term starts at
 ///   once and is promised (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive through this
@@ -115,11 +115,13 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
         /// The watches held for keys this store leads (see ``EtcdLeaseStore/maximumHeldWatches``): the watcher
         /// and the holder's id in it.
         var heldWatches: [String: (watcher: EtcdElectionWatcher, id: Int)] = [:]
+        /// ``EtcdLeaseStore/maximumHeldWatches``, unless a test set another.
+        var heldWatchLimit = EtcdLeaseStore.maximumHeldWatches
     }
 
-    /// The most keys whose watch this store keeps running while it leads them (and their change feeds have
-    /// stopped), so that a release hands the key on without reading the queue first. Beyond it a release reads
-    /// the queue: a process with thousands of terms keeps no watch per term.
+    /// The most keys this store watches while it leads them (their holders' change feeds stop), so that a
+    /// release hands the key on without reading the queue first. Beyond it a release reads the queue: a process
+    /// with thousands of terms keeps no watch per term.
     static let maximumHeldWatches = 64
 
     /// A store for `url` (`etcd://` or `etcds://`); it connects in ``run()``.

@@ -200,6 +200,8 @@ import Testing
         guard let url = try EtcdTestServer.value() else { return }
         let leaderStore = try EtcdLeaseStore(url)
         let successorStore = try EtcdLeaseStore(url)
+        // As a store that leads more keys than it watches.
+        leaderStore.limitHeldWatches(to: 0)
         try await withRunning([leaderStore, successorStore]) {
             let key = unique("handover-unwatched")
             let lease = try #require(
@@ -234,6 +236,8 @@ import Testing
             let first = try #require(
                 try await firstStore.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
             _ = try await leaderStore.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+            // a took the free key: its store watches the key from then on, and sees b join.
+            #expect(try await eventually { firstStore.freshView(of: key)?.count == 2 })
             let named = Mutex<String?>(nil)
             let feed = try leaderStore.observe(key: key) { observation in
                 if case .leader(let info) = observation { named.withLock { $0 = info?.holder } }
