@@ -293,7 +293,10 @@ extension BatonCommand {
             // Not started in this campaign (a stop signal, a store error): its keeper ends unused.
             defer { child.abandon() }
             do {
-                return try await elector.withLeadership { lease -> RunStateMachine.CampaignEnd in
+                // Joins run()'s campaign and never starts one: a stop signal may have resigned it while the command
+                // was prepared, and a campaign begun now would wait for a leadership nobody wants (for ever, if the
+                // store cannot be reached).
+                return try await elector.withLeadershipOfRun { lease -> RunStateMachine.CampaignEnd in
                     supervisor.elected(lease)
                     guard !Task.isCancelled else { return .notStarted }
                     // Decided under the supervisor's lock, with the term's deadline read last: no launch for a term

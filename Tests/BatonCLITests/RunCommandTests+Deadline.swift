@@ -30,7 +30,10 @@ extension RunCommandTests {
         #expect(!waiting.standardError.contains("pw-not-shown"))
         waiting.signal(SIGTERM)
         let status = waiting.exit()
-        #expect(status == SIGTERM || status == 128 + SIGTERM)
+        #expect(
+            status == SIGTERM || status == 128 + SIGTERM,
+            "exit status \(String(describing: status)) (nil: still running 20 s after SIGTERM): \(waiting.standardError)"
+        )
         #expect(!scratch.exists("ran"))
         #expect(!waiting.standardError.contains("pw-not-shown"))
     }

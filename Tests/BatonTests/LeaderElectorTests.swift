@@ -270,6 +270,42 @@ final class EventLog: Sendable {
         try await run.value
     }
 
+    /// `baton run` resigns on a stop signal while it prepares the command; the wait for leadership that follows
+    /// must end, not start a campaign of its own (with the store unreachable it waited for ever).
+    @Test func withLeadershipOfRunNeverCampaignsByItself() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        _ = try await memory.acquire(key: "job", holder: "leader", ttl: .seconds(3600), metadata: nil)
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        let elector = try makeElector(LeaseStore(store), holder: "b")
+        let log = EventLog(elector)
+        let run = Task { try await elector.run() }
+        await log.wait("b to follow the leader") { events in
+            events.contains { if case .leaderChanged(let info) = $0 { info?.holder == "leader" } else { false } }
+        }
+        // Waiting in run()'s campaign: a resignation ends the wait.
+        let waiting = Task { try await elector.withLeadershipOfRun { _ in "led" } }
+        #expect(try await eventually { elector.isWaitingForLeadership }, "the wait to begin")
+        elector.resign()
+        try await run.value
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        // After run() ended: refused at once, without a request to the store.
+        let acquires = store.callCount(.acquire)
+        let ended = Flag()
+        let late = Task {
+            defer { ended.set() }
+            return try await elector.withLeadershipOfRun { _ in "led" }
+        }
+        #expect(try await eventually(timeout: .seconds(5)) { ended.isSet }, "the late wait to end at once")
+        late.cancel()
+        await #expect(throws: CancellationError.self) { try await late.value }
+        #expect(store.callCount(.acquire) == acquires)
+        // The control: withLeadership campaigns by itself and asks the store.
+        let campaigning = Task { try await elector.withLeadership { _ in "led" } }
+        #expect(try await eventually { store.callCount(.acquire) > acquires }, "withLeadership's own campaign")
+        campaigning.cancel()
+        _ = try? await campaigning.value
+    }
+
     @Test func aWaitingCandidateTakesOverWhenTheLeaderCrashes() async throws {
         let store = MemoryLeaseStore(clock: clock)
         // A "crashed" leader: it took the key and never renews or releases.
@@ -346,4 +382,11 @@ final class EventLog: Sendable {
         }
         #expect(badKey?.code == .invalidArgument)
     }
+}
+
+/// A flag set once, read from any task.
+private final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }

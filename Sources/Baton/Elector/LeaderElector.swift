@@ -333,9 +333,27 @@ public final class LeaderElector: Service, Sendable {
         case demoted(DemotionReason)
     }
 
-    func lead<T: Sendable>(_ body: @escaping @Sendable (Lease) async throws -> T) async throws -> T {
+    /// Like ``withLeadership(_:)``, but only ever joins the campaign of a ``run()`` under way: never campaigns
+    /// by itself. For a caller whose `run()` owns the campaign and may resign at any moment (`baton run` on a stop
+    /// signal): once that `run()` has ended, or if none runs, this throws `CancellationError` at once, where
+    /// ``withLeadership(_:)`` would start a campaign of its own and wait for a leadership nobody asked for.
+    /// - Throws: what `body` throws; ``BatonError`` `lost` if leadership ended while `body` ran;
+    ///   `CancellationError` if no `run()` runs, it ends before this elector is elected, or the caller is
+    ///   cancelled.
+    package func withLeadershipOfRun<T: Sendable>(
+        _ body: @escaping @Sendable (Lease) async throws -> T
+    ) async throws -> T {
+        try await lead(body, onlyWhileRunning: true)
+    }
+
+    /// Whether a caller waits in ``withLeadership(_:)`` (or ``withLeadershipOfRun(_:)``) to be elected: for tests.
+    package var isWaitingForLeadership: Bool { shared.withLock { !$0.leaderWaiters.isEmpty } }
+
+    func lead<T: Sendable>(
+        _ body: @escaping @Sendable (Lease) async throws -> T, onlyWhileRunning: Bool = false
+    ) async throws -> T {
         // Counted as the term's work from the moment it is handed the lease until the body has returned.
-        let lease = try await waitForLeadership()
+        let lease = try await waitForLeadership(onlyWhileRunning: onlyWhileRunning)
         defer { workReturned(lease.token) }
         return try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
             group.addTask { .finished(try await body(lease)) }
@@ -359,13 +377,17 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Waits until this elector leads and returns the lease, counting the caller as work of that term (see
-    /// ``workReturned(_:)``, which the caller must call once its work has returned).
-    func waitForLeadership() async throws -> Lease {
+    /// ``workReturned(_:)``, which the caller must call once its work has returned). With `onlyWhileRunning`, throws
+    /// `CancellationError` at once if no campaign runs (a campaign's end fails the waiters it leaves, under the same
+    /// lock).
+    func waitForLeadership(onlyWhileRunning: Bool = false) async throws -> Lease {
         let id = shared.withLock { $0.takeID() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Lease, any Error>) in
                 let immediate: Result<Lease, any Error>? = shared.withLock { shared in
-                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if Task.isCancelled || (onlyWhileRunning && !shared.running) {
+                        return .failure(CancellationError())
+                    }
                     if let lease = shared.role.lease {
                         shared.work[lease.token, default: 0] += 1
                         return .success(lease)
