@@ -241,6 +241,14 @@ struct EtcdCampaignMachine {
         campaigns[id]?.lastKeepAlive = sentAt
     }
 
+    /// The holder of `id` stops waiting: its candidate, if this store keeps one that does not lead, is forgotten
+    /// and returned (its keys are to be deleted). A leading candidate is left to its release or expiry.
+    mutating func leaveQueue(_ id: CampaignID) -> Campaign? {
+        guard let campaign = campaigns[id], !campaign.leading else { return nil }
+        campaigns[id] = nil
+        return campaign
+    }
+
     /// The candidate on `lease` is gone (its lease or keys are gone, or it failed to join).
     mutating func forget(_ id: CampaignID, lease: Int64) {
         if campaigns[id]?.lease == lease { campaigns[id] = nil }

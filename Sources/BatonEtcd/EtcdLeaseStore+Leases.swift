@@ -221,6 +221,27 @@ extension EtcdLeaseStore {
         _ = try await delete(lease, name: name)
     }
 
+    /// Takes `holder`'s candidate out of `key`'s election, if this store keeps one that does not lead: one
+    /// transaction deletes its keys while they are still that candidate's (if the queue has just made it the
+    /// leader, that passes the key on to the next). Its own lease, now holding no keys, is revoked a moment later.
+    /// A candidate this store does not know keeps its place until its lease runs out.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    public func leaveQueue(key: String, holder: String) async throws {
+        try await lifecycle.ready()
+        let id = CampaignID(key: key, holder: holder)
+        guard let campaign = state.withLock({ $0.machine.leaveQueue(id) }) else { return }
+        let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.name)
+        _ = try await txn(
+            "leaving the queue",
+            compare: [.createRevision(of: ours, equals: campaign.revision), .lease(of: ours, equals: campaign.lease)],
+            success: [.delete(ours), .delete(EtcdKeyLayout.campaignKey(key, lease: campaign.name))]
+        )
+        if !campaign.shared {
+            let now = clock.now()
+            state.withLock { $0.machine.revokeLater(campaign.lease, now: now) }
+        }
+    }
+
     /// Deletes the keys of the term `lease` named after `name`, if they are still that term's; whether they were.
     private func delete(_ lease: Lease, name: Int64) async throws -> Bool {
         let ours = EtcdKeyLayout.candidateKey(lease.key, lease: name)

@@ -120,6 +120,15 @@ extension PostgresLeaseStore {
         }
     }
 
+    /// Takes `holder` out of `key`'s queue at once: one `DELETE` of its place (a term it holds is left alone).
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    public func leaveQueue(key: String, holder: String) async throws {
+        let query = schema.leaveQueue(key: key, holder: holder)
+        try await perform("leaving the queue of \(key)") { connection, logger in
+            try await connection.query(query, logger: logger).collect().count
+        }
+    }
+
     /// The current leader of `key` with its time left by the server's clock, or nil if the key is free or
     /// expired.
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.

@@ -241,6 +241,14 @@ extension PostgresSchema {
         return PostgresQuery(unsafeSQL: "SELECT \"\(schema)\".baton_release($1, $2, $3)", binds: bindings)
     }
 
+    /// Takes a holder's place out of the key's queue (a term it may hold is left alone).
+    func leaveQueue(key: String, holder: String) -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(key)
+        bindings.append(holder)
+        return PostgresQuery(unsafeSQL: "DELETE FROM \(waiters) WHERE key = $1 AND holder = $2", binds: bindings)
+    }
+
     /// The key's live term, after handing a free key on; no row if none.
     func look(key: String) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: 1)

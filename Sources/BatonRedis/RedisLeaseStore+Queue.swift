@@ -55,6 +55,16 @@ extension RedisLeaseStore {
         guard reply.int64 != nil else { throw unexpected(reply, "release") }
     }
 
+    /// Takes `holder` out of `key`'s queue at once, on one server (a Redlock quorum keeps no queue); a term it
+    /// holds is left alone.
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    public func leaveQueue(key: String, holder: String) async throws {
+        guard queuesWaiters else { return }
+        let reply = try await nodes[0].run(
+            RedisQueueScripts.leave, keys: layout.queueScriptKeys(key), arguments: [holder])
+        guard reply.int64 != nil else { throw unexpected(reply, "leaving the queue") }
+    }
+
     /// A change feed's read of `key` on one server: the state the key's last message carried when it is news,
     /// else a look at the server (which hands a free key to the head of its queue).
     func queueFeedRead(_ key: String) -> @Sendable () async throws -> LeaderInfo? {

@@ -132,6 +132,15 @@ enum RedisQueueScripts {
             """
     )
 
+    /// Takes a holder out of the queue (a term it holds is left alone). ARGV: holder. Returns 1.
+    static let leave = RedisScript(
+        name: "queuedLeave",
+        source: functions + """
+            leave_queue(ARGV[1])
+            return 1
+            """
+    )
+
     /// A change feed's read: the current term, after handing a free key to the head of the queue, if any. ARGV:
     /// change channel. Returns `{1, holder, token, has metadata, metadata, ttl ms, pttl}`, or `{0, last token}`
     /// for a free key with nobody waiting.

@@ -75,6 +75,17 @@ extension SQLiteLeaseStore {
         if released { publishChange(of: lease.key) }
     }
 
+    /// Takes `holder` out of `key`'s queue at once: one `DELETE` of its place, in a write transaction of the
+    /// group commit (a term it holds is left alone).
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`; `CancellationError` if cancelled while waiting for
+    ///   its turn in this instance.
+    public func leaveQueue(key: String, holder: String) async throws {
+        try await transaction("leaving the queue of \(key)") { db, _ in
+            try await db.execute(
+                "DELETE FROM baton_waiters WHERE key = ? AND holder = ?", [.text(key), .text(holder)])
+        }
+    }
+
     /// The leader of `key` with its time left, or nil if the key is free or its term expired.
     ///
     /// One `SELECT`; the time left is measured after the read, so it is never overstated.

@@ -24,6 +24,8 @@ extension FaultInjectingStore {
         case renew
         /// ``LeaseStore/release(_:)``.
         case release
+        /// ``LeaseStore/leaveQueue(key:holder:)``.
+        case leaveQueue
         /// ``LeaseStore/current(key:)``.
         case current
         /// ``LeaseStore/changes(key:)``.
@@ -52,7 +54,7 @@ extension FaultInjectingStore {
         /// The family the operation belongs to.
         public var family: Family {
             switch self {
-            case .acquire, .renew, .release, .current, .changes, .leases: .leases
+            case .acquire, .renew, .release, .leaveQueue, .current, .changes, .leases: .leases
             case .claim, .winner, .complete, .completion, .rounds: .rounds
             case .heartbeat, .leave, .members: .presence
             case .run: .lifecycle

@@ -295,6 +295,14 @@ public final class FaultInjectingStore: LeaseStoreDriver {
         }
     }
 
+    /// Forwards to the wrapped store's `leaveQueue`, with the faults that apply.
+    public func leaveQueue(key: String, holder: String) async throws {
+        try await perform(.leaveQueue) {
+        } call: {
+            try await base.leaveQueue(key: key, holder: holder)
+        }
+    }
+
     /// Forwards to the wrapped store's `current`, with the faults that apply.
     public func current(key: String) async throws -> LeaderInfo? {
         try await perform(.current) {

@@ -47,6 +47,36 @@ import Testing
         }
     }
 
+    /// A waiting elector that resigns (a graceful stop of its process) leaves the queue at once: the next release
+    /// passes it over and wakes the candidate behind it, instead of starting a term for it that blocks the key
+    /// for its ttl (60 s here).
+    @Test func aWaitingElectorThatResignsLeavesTheQueue() async throws {
+        try await withTwoStores { a, b throws in
+            let key = unique("queue-resign")
+            let lease = try #require(try await a.acquire(key: key, holder: "leader", ttl: .seconds(60)).lease)
+            let configuration = ElectorConfiguration(ttl: .seconds(60))
+            func follows(_ elector: LeaderElector) -> Bool {
+                if case .follower(let leader) = elector.role { leader?.holder == "leader" } else { false }
+            }
+            // In this order: "gone" is the head of the queue.
+            let gone = try LeaderElector(store: b, key: key, holder: "gone", configuration: configuration)
+            let goneRun = Task { try await gone.run() }
+            #expect(try await eventually { follows(gone) }, "gone to wait")
+            let stays = try LeaderElector(store: a, key: key, holder: "stays", configuration: configuration)
+            let staysRun = Task { try await stays.run() }
+            defer { staysRun.cancel() }
+            #expect(try await eventually { follows(stays) }, "stays to wait")
+            gone.resign()
+            try await goneRun.value
+            try await a.release(lease)
+            #expect(try await eventually { stays.role.isLeader }, "the candidate still waiting to lead at once")
+            #expect(try await b.current(key: key)?.holder == "stays")
+            #expect(!gone.role.isLeader)
+            staysRun.cancel()
+            try await staysRun.value
+        }
+    }
+
     /// After an expiry, the feed's own read hands the key to the head of the queue and names it.
     @Test func theFeedNamesTheHeadAfterAnExpiry() async throws {
         let clock = ManualClock()

@@ -346,6 +346,9 @@ struct ElectorSimulation {
                 report.demotions[reason.description, default: 0] += 1
             case .finish(release: nil), .leaderChanged, .storeError, .extended:
                 break
+            case .leaveQueue:
+                // The simulated store keeps no queue (its machines run without one).
+                break
             case .check(let id):
                 // A waiting candidate's read of the store: it reflects the store when the reply arrives.
                 if faulty, random.nextUnit() < dropRequest { continue }

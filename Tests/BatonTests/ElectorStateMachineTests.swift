@@ -389,6 +389,71 @@ import Testing
         #expect(machine.isFinished)
     }
 
+    func leavesQueue(_ actions: [Action]) -> Bool {
+        actions.contains { if case .leaveQueue = $0 { true } else { false } }
+    }
+
+    func finishes(_ actions: [Action]) -> Bool {
+        guard case .finish(nil)? = actions.last else { return false }
+        return true
+    }
+
+    @Test("a waiting candidate that stops leaves the store's queue before it finishes, on a store with a queue only")
+    func stoppingWhileWaitingLeavesTheQueue() throws {
+        let leader = LeaderInfo(holder: "other", token: 3)
+        for (queues, input) in [(true, Machine.Input.resign), (true, .stop), (false, .resign), (false, .stop)] {
+            var machine = Machine(
+                settings: .init(ElectorConfiguration(ttl: Self.ttl), queuesWaiters: queues, holder: "me"), seed: 1)
+            let id = try #require(acquireID(machine.start(now: .zero)))
+            _ = machine.handle(.held(id, leader), now: .milliseconds(5))
+            let actions = machine.handle(input, now: .seconds(1))
+            #expect(leavesQueue(actions) == queues, "queues: \(queues), \(input): \(actions)")
+            if queues {
+                let left = try #require(actions.firstIndex { if case .leaveQueue = $0 { true } else { false } })
+                #expect(left == actions.count - 2, "leaves just before the finish: \(actions)")
+            }
+            #expect(finishes(actions))
+            #expect(machine.isFinished)
+        }
+    }
+
+    @Test("no queue to leave: never refused (the store failed), or led since; an acquire in flight may have joined")
+    func leavesTheQueueOnlyWhenItMayHaveAPlace() throws {
+        let settings = ElectorStateMachine.Settings(
+            ElectorConfiguration(ttl: Self.ttl), queuesWaiters: true, holder: "me")
+        // Only failures: no place.
+        var failing = Machine(settings: settings, seed: 1)
+        let failed = try #require(acquireID(failing.start(now: .zero)))
+        _ = failing.handle(.acquireFailed(failed, .storeUnavailable("down")), now: .milliseconds(5))
+        #expect(!leavesQueue(failing.handle(.resign, now: .seconds(1))))
+        // Refused, then elected and resigned: the term is released, no place is left to leave.
+        var leading = Machine(settings: settings, seed: 1)
+        let first = try #require(acquireID(leading.start(now: .zero)))
+        let refusal = leading.handle(.held(first, LeaderInfo(holder: "other", token: 3)), now: .milliseconds(5))
+        _ = refusal
+        let feed = leading.handle(.observed(nil), now: .seconds(1))
+        let second = try #require(acquireID(feed))
+        _ = leading.handle(.acquired(second, lease()), now: .seconds(1) + .milliseconds(5))
+        let resigned = leading.handle(.resign, now: .seconds(2))
+        #expect(!leavesQueue(resigned))
+        guard case .finish(let release?)? = resigned.last else {
+            Issue.record("no release: \(resigned)")
+            return
+        }
+        #expect(release.lease.token == 7)
+        // Stopped with its first acquire in flight: it may have joined.
+        var asking = Machine(settings: settings, seed: 1)
+        _ = asking.start(now: .zero)
+        #expect(leavesQueue(asking.handle(.stop, now: .milliseconds(1))))
+        // Resigned with its first acquire in flight, which is then refused: it joined, and leaves.
+        var resigning = Machine(settings: settings, seed: 1)
+        let inFlight = try #require(acquireID(resigning.start(now: .zero)))
+        #expect(resigning.handle(.resign, now: .milliseconds(1)).isEmpty == false)
+        let answered = resigning.handle(.held(inFlight, LeaderInfo(holder: "other", token: 3)), now: .milliseconds(5))
+        #expect(leavesQueue(answered))
+        #expect(finishes(answered))
+    }
+
     @Test("resigning demotes first, and the release waits for the work no longer than the term's deadline")
     func resignDemotesBeforeTheReleaseBoundedByTheDeadline() throws {
         var machine = makeMachine()

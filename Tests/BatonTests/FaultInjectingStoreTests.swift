@@ -123,6 +123,7 @@ struct FaultInjectingStoreTests {
         }
         await expectCode(.storeUnavailable) { try await store.renew(lease, ttl: .seconds(5)) }
         await expectCode(.storeUnavailable) { try await store.release(lease) }
+        await expectCode(.storeUnavailable) { try await store.leaveQueue(key: "k", holder: "a") }
         await expectCode(.storeUnavailable) { try await store.current(key: "k") }
         await expectCode(.storeUnavailable) {
             try await store.claim(system: "s", round: "r", candidate: "a", retention: RoundElection.defaultRetention)

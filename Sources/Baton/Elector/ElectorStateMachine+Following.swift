@@ -38,12 +38,14 @@ extension ElectorStateMachine {
             )
             state = .leading(leading)
             lastOwnToken = granted.token
+            mayBeQueued = false
             actions.append(.elected(granted))
             wake(at: min(leading.renewAt, leading.deadline), into: &actions)
 
         case .held(let id, let info):
             guard let request = following.inFlight, request.id == id else { return }
             following.inFlight = nil
+            mayBeQueued = true
             following.detached = false
             following.failures = 0
             if following.freedDuringRequest {
@@ -157,13 +159,11 @@ extension ElectorStateMachine {
                 state = .resigning(request, until: until)
                 wake(at: until, into: &actions)
             } else {
-                state = .finished
-                actions.append(.finish(release: nil))
+                finishWithoutTerm(into: &actions)
             }
 
         case .stop:
-            state = .finished
-            actions.append(.finish(release: nil))
+            finishWithoutTerm(hasRequestInFlight: following.inFlight != nil, into: &actions)
         }
     }
 

@@ -190,15 +190,24 @@ extension ElectorStateMachine {
             state = .finished
             let deadline = term(of: lease, sentAt: request.sentAt).deadline
             return [.finish(release: Release(lease: lease, workDeadline: deadline))]
-        case .held(let id, _) where id == request.id, .acquireFailed(let id, _) where id == request.id:
-            state = .finished
-            return [.finish(release: nil)]
+        case .held(let id, _) where id == request.id:
+            mayBeQueued = true
+            var actions: [Action] = []
+            finishWithoutTerm(into: &actions)
+            return actions
+        case .acquireFailed(let id, _) where id == request.id:
+            var actions: [Action] = []
+            finishWithoutTerm(into: &actions)
+            return actions
         case .stop:
-            state = .finished
-            return [.finish(release: nil)]
+            // The acquire is still in flight: it may yet join the queue.
+            var actions: [Action] = []
+            finishWithoutTerm(hasRequestInFlight: true, into: &actions)
+            return actions
         case .tick where now >= until:
-            state = .finished
-            return [.finish(release: nil)]
+            var actions: [Action] = []
+            finishWithoutTerm(hasRequestInFlight: true, into: &actions)
+            return actions
         case .tick:
             var actions: [Action] = []
             wake(at: until, into: &actions)

@@ -18,7 +18,8 @@
 /// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever. On a store that
 /// queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server) it asks again every third of the ttl
 /// instead (``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves within about a ttl once
-/// it stops asking.
+/// it stops asking. A run that ends without a term there (a resignation, a stop) leaves the queue at once first
+/// (``Action/leaveQueue``) if a waiting acquire was refused since its last term, or may still be in flight.
 ///
 /// Quorum mode (``ElectorConfiguration/quorum``) adds presence checks: every renew interval the machine asks for
 /// a heartbeat and a count of the live members (``Action/checkPresence(_:)``). It acquires only while the last
@@ -142,6 +143,9 @@ struct ElectorStateMachine {
         case storeError(BatonError)
         /// Deliver a `.tick` at this time.
         case schedule(at: Duration)
+        /// Take this candidate's place out of the store's queue (before a ``finish(release:)`` without a term):
+        /// a candidate that stops waiting leaves at once, so that a release meanwhile passes it over.
+        case leaveQueue
         /// End the run, releasing this term first (once its work has returned) if there is one.
         case finish(release: Release?)
         /// Quorum mode: heartbeat this member, count the live members, answer with `.presence` or
@@ -208,6 +212,9 @@ struct ElectorStateMachine {
     /// The token of the last term this candidate held: a report of its own holder with that token is a stale view
     /// of a term it has given up, not its turn.
     var lastOwnToken: Int64?
+    /// Whether the store may keep a place in its queue for this candidate: a waiting acquire was refused (or may
+    /// have been, if it is still in flight) since the last one that won.
+    var mayBeQueued = false
 
     /// Whether an observed leader (nil: none) lets this candidate try: nobody leads, or the store names this
     /// candidate as the next in its queue.
@@ -293,6 +300,14 @@ struct ElectorStateMachine {
         if let pending = scheduledWake, pending <= time { return }
         scheduledWake = time
         actions.append(.schedule(at: time))
+    }
+
+    /// Ends the run without a term to release, leaving the store's queue first if this candidate may have a
+    /// place there.
+    mutating func finishWithoutTerm(hasRequestInFlight: Bool = false, into actions: inout [Action]) {
+        state = .finished
+        if settings.reaskInterval != nil && (mayBeQueued || hasRequestInFlight) { actions.append(.leaveQueue) }
+        actions.append(.finish(release: nil))
     }
 
     mutating func delay(failures: Int) -> Duration {

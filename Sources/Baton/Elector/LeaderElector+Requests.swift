@@ -17,6 +17,7 @@ extension LeaderElector {
         deadline: Duration?,
         in campaign: Campaign
     ) -> CampaignEnd? {
+        var leaveQueue = false
         for action in actions {
             switch action {
             case .acquire(let id):
@@ -41,21 +42,34 @@ extension LeaderElector {
                 campaign.requests.start { await self.checkPresence(id, into: campaign) }
             case .check(let id):
                 campaign.requests.start { await self.check(id, into: campaign) }
+            case .leaveQueue:
+                leaveQueue = true
             case .finish(let release):
-                return CampaignEnd(release: release)
+                return CampaignEnd(release: release, leaveQueue: leaveQueue)
             }
         }
         return nil
     }
 
-    /// The end of a campaign: the release of the term led, if any, once its work has returned.
+    /// The end of a campaign: the release of the term led, if any, once its work has returned; or whether to
+    /// leave the store's queue of waiting candidates.
     struct CampaignEnd {
         var release: ElectorStateMachine.Release?
+        var leaveQueue = false
     }
 
-    /// Ends a campaign: releases the term led once its work has returned, and leaves the presence group.
+    /// Ends a campaign: releases the term led once its work has returned (or leaves the store's queue), and
+    /// leaves the presence group.
     func finish(_ end: CampaignEnd) async {
         if let release = end.release { await releaseAfterWork(release) }
+        if end.leaveQueue {
+            let store = self.store
+            let key = self.key
+            let holder = self.holder
+            await uncancelled("leave the queue; the place will expire") {
+                try await store.leaveQueue(key: key, holder: holder)
+            }
+        }
         if configuration.quorum != nil { await leavePresence() }
     }
 

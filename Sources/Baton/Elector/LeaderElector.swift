@@ -29,7 +29,9 @@ import Synchronization
 /// waiting, the elector follows the store's change feed, so a release wakes it at once rather than at its next poll,
 /// and reads the store once per ttl in case the feed died silently; while leading it does not (its renews tell it
 /// whether its term goes on). On a store that queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server)
-/// it asks again every third of the ttl instead: each ask keeps its place in the queue.
+/// it asks again every third of the ttl instead: each ask keeps its place in the queue. An elector that resigns or is
+/// cancelled while it waits leaves the queue at once (``LeaseStore/leaveQueue(key:holder:)``), so a release that
+/// follows passes it over instead of handing the key to a candidate that has gone.
 ///
 /// ``withLeadership(_:)`` runs work while leading. If ``run()`` is not running, it campaigns by itself for the
 /// duration of the call and resigns when the work returns.

@@ -188,6 +188,21 @@ public struct LeaseStore: Service, Sendable {
         try await core.perform(.release) { [driver] in try await driver.release(lease) }
     }
 
+    /// Takes `holder` out of `key`'s queue of waiting candidates (see ``queuesWaiters``) at once, rather than when
+    /// its place's time runs out: for a caller that stops waiting for the key before it got it. A release
+    /// meanwhile then passes it over instead of starting a term for it that nobody uses until it expires.
+    /// ``LeaderElector`` does this when it resigns or is cancelled while it waits.
+    ///
+    /// A term is left alone: a holder handed the key already releases it with its token. A no-op for a holder
+    /// without a place, and on stores without a queue.
+    /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
+    public func leaveQueue(key: String, holder: String) async throws {
+        try BatonValidation.name(key, "key")
+        try BatonValidation.name(holder, "holder")
+        guard driver.queuesWaiters else { return }
+        try await core.perform(.leaveQueue) { [driver] in try await driver.leaveQueue(key: key, holder: holder) }
+    }
+
     /// The current leader of `key`, or nil if the key is free or expired.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func current(key: String) async throws -> LeaderInfo? {

@@ -6,6 +6,7 @@ import Synchronization
 enum StoreOperation: String, CaseIterable, Sendable {
     case acquire, renew, release, current, changes, claim, winner, complete, completion, heartbeat, leave, members
     case leases, rounds
+    case leaveQueue = "leave_queue"
 }
 
 /// The shared part of every copy of one ``LeaseStore``: whether it runs, the request deadline, the metrics.

@@ -105,6 +105,15 @@ public protocol LeaseStoreDriver: Service {
     func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
         -> AcquireResult
 
+    /// Takes `holder` out of `key`'s queue of waiting candidates at once, instead of when its place's time runs
+    /// out: a candidate that stops waiting (an elector that resigns or is cancelled before it leads), so that a
+    /// release meanwhile passes it over instead of starting a term nobody will use.
+    ///
+    /// Leaves a term alone: a holder that leads (or was handed the key meanwhile) releases it with its token, or
+    /// the term expires. A no-op if the holder has no place, and on stores without a queue (the default).
+    /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
+    func leaveQueue(key: String, holder: String) async throws
+
     /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`.
     ///
     /// Atomic: succeeds only while the key is still in this term (same holder and token).
@@ -219,6 +228,9 @@ extension LeaseStoreDriver {
 
     /// False: the store keeps no queue of waiting candidates.
     public var queuesWaiters: Bool { false }
+
+    /// Nothing to leave: a store without a queue keeps no place for a refused candidate.
+    public func leaveQueue(key: String, holder: String) async throws {}
 
     /// The plain acquire: a store without a queue of waiting candidates answers waiting and other callers alike.
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws

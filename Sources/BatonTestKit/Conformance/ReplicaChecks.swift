@@ -7,6 +7,7 @@ extension LeaseStoreConformance {
         refusedAcquireLeavesNoTrace,
         waiterThatStopsLeavesTheQueue,
         waitersTakeTheKeyInArrivalOrder,
+        aCandidateThatLeavesTheQueueIsPassedOver,
     ]
 
     static let termBelongsToTheStore = ConformanceCheck(
@@ -251,5 +252,42 @@ extension LeaseStoreConformance {
         }
         let current = try await first.current(key: key)
         try expect(current == nil, "after the queue's last release current(key:) is \(Conformance.show(current))")
+    }
+
+    static let aCandidateThatLeavesTheQueueIsPassedOver = ConformanceCheck(
+        "replicas: on a store with a queue, a candidate that left the queue is passed over by the next release"
+    ) { harness in
+        let first = try await harness.makeStore()
+        let second = try await harness.makeOtherInstance()
+        let key = Conformance.unique("queue-leave")
+        let ttl = Conformance.longTTL(harness)
+        let lease = try Conformance.acquired(
+            try await first.acquire(key: key, holder: "leader", ttl: ttl, metadata: nil), "the leader's acquire")
+        for (holder, store) in [("gone", second), ("stays", first)] {
+            _ = try Conformance.held(
+                try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: holder, waiting: true),
+                "\(holder)'s waiting acquire while the key is held")
+        }
+        // Through the instance it asked on (an etcd store knows its own candidates), and a second time: a no-op.
+        try await second.leaveQueue(key: key, holder: "gone")
+        try await second.leaveQueue(key: key, holder: "gone")
+        // A holder without a place, and a key without a queue: no-ops.
+        try await first.leaveQueue(key: key, holder: "never-asked")
+        try await first.leaveQueue(key: Conformance.unique("queue-leave-none"), holder: "gone")
+        try await first.release(lease)
+        guard first.queuesWaiters else { return }
+        let current = try await first.current(key: key)
+        try expect(
+            current == nil || current?.holder == "stays",
+            "after the release the key went to \(Conformance.show(current)), not to the candidate still waiting")
+        let next = try Conformance.acquired(
+            try await first.acquire(key: key, holder: "stays", ttl: ttl, metadata: "stays", waiting: true),
+            "the remaining candidate's acquire after the release")
+        try expect(next.token > lease.token, "its token \(next.token) is not above \(lease.token)")
+        try await first.release(next)
+        let after = try await second.current(key: key)
+        try expect(
+            after == nil,
+            "after the last release current(key:) is \(Conformance.show(after)): the candidate that left got the key")
     }
 }
