@@ -11,14 +11,10 @@ extension PostgresLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func claim(system: String, round: String, candidate: String, retention: Duration) async throws -> ClaimResult
     {
-        let query = schema.claimRound(
+        let statement = PostgresPrepared.Claim(
             system: system, round: round, candidate: candidate, retentionMilliseconds: Self.milliseconds(retention))
-        let winner = try await perform("claim of round \(system)/\(round)") { connection, logger in
-            var winner: String?
-            for try await name in try await connection.query(query, logger: logger).decode(String?.self) {
-                winner = name
-            }
-            return winner
+        let winner = try await perform("claim of round \(system)/\(round)") { [schema] connection, logger in
+            try await schema.execute(statement, on: connection, logger: logger).last ?? nil
         }
         guard let winner else {
             throw BatonError.storeUnavailable("claim of round \(system)/\(round) on \(redactedURL) found no winner")

@@ -269,17 +269,6 @@ struct PostgresSchema: Sendable {
         )
     }
 
-    /// Claims a round in one statement (the function `baton_claim`), under ``Baton/RoundRules/claim(_:candidate:)``:
-    /// a round with no live record gets one naming the candidate, a live record without a winner (completed before
-    /// any claim) gets the candidate as its winner, both kept for the retention from now; a live record with a
-    /// winner is left as it is. Returns the round's winner afterwards.
-    func claimRound(system: String, round: String, candidate: String, retentionMilliseconds: Int64) -> PostgresQuery {
-        PostgresQuery(
-            unsafeSQL: "SELECT \"\(schema)\".baton_claim($1, $2, $3, $4)",
-            binds: Self.binds(.text(system), .text(round), .text(candidate), .bigint(retentionMilliseconds))
-        )
-    }
-
     /// Makes sure a row exists to lock: an already-expired placeholder if the round has none.
     func ensureRound(system: String, round: String) -> PostgresQuery {
         PostgresQuery(

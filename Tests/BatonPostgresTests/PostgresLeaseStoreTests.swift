@@ -115,6 +115,21 @@ import Testing
                 #expect(try await other.current(key: key)?.holder == "b")
                 try await stores[0].release(inSchema)
                 try await other.release(inPublic)
+                // Claims are a statement prepared per connection: each store's is its own schema's, also when the
+                // stores take turns.
+                let round = unique("round")
+                for _ in 0..<3 {
+                    #expect(
+                        try await stores[1].claim(system: "s", round: round, candidate: "a", retention: .seconds(60))
+                            == .won)
+                    #expect(
+                        try await other.claim(system: "s", round: round, candidate: "b", retention: .seconds(60))
+                            == .won)
+                    #expect(
+                        try await viaURL.claim(system: "s", round: round, candidate: "c", retention: .seconds(60))
+                            == .lost(winner: "a"))
+                }
+                #expect(try await other.winner(system: "s", round: round) == "b")
             }
         }
     }

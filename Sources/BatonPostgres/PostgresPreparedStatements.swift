@@ -1,0 +1,55 @@
+import PostgresNIO
+
+/// The statements of the hot paths, prepared once per connection and then executed with a Bind and an Execute
+/// only: the server neither parses nor plans them again, and the client sends and decodes less per call (a claim
+/// through a prepared statement costs the server about a fifth less than the same statement parsed each time).
+///
+/// PostgresNIO names a prepared statement by its type and keeps it per connection, while the SQL names the store's
+/// schema, known only at run time. The schema is therefore bound as a task-local value around each execution
+/// (``PostgresSchema/execute(_:on:logger:)``): every connection belongs to one store's pool (or is its shared
+/// connection), so it only ever prepares the statement for that store's schema.
+enum PostgresPrepared {
+    /// The schema of the statement executed in this task (quoted by ``PostgresSchema``).
+    @TaskLocal static var schema = ""
+
+    /// `baton_claim`: the round's winner after the claim.
+    struct Claim: PostgresPreparedStatement {
+        static let name = "baton_claim_1"
+        static var sql: String { "SELECT \"\(PostgresPrepared.schema)\".baton_claim($1, $2, $3, $4)" }
+        typealias Row = String?
+
+        var system: String
+        var round: String
+        var candidate: String
+        var retentionMilliseconds: Int64
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 4)
+            bindings.append(system)
+            bindings.append(round)
+            bindings.append(candidate)
+            bindings.append(retentionMilliseconds)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(String?.self)
+        }
+    }
+}
+
+extension PostgresSchema {
+    /// Executes `statement` on `connection` as a statement prepared for this schema (see ``PostgresPrepared``),
+    /// and returns its rows.
+    func execute<Statement: PostgresPreparedStatement>(
+        _ statement: Statement,
+        on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> [Statement.Row] where Statement.Row: Sendable {
+        try await PostgresPrepared.$schema.withValue(schema) {
+            var rows: [Statement.Row] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        }
+    }
+}
