@@ -16,6 +16,10 @@ extension PostgresLeaseStore {
     /// ttl, and a free key goes to the first candidate in line.
     public var queuesWaiters: Bool { true }
 
+    /// One: a place lasts one and a half ttl after the candidate's last waiting acquire, so one ask per ttl
+    /// keeps it.
+    public var queueAsksPerTTL: Int { 1 }
+
     /// Takes or renews `key` for `holder`, in the order candidates asked.
     ///
     /// - The holder's own live term: renewed (same token, new ttl and metadata).

@@ -5,8 +5,8 @@ import PostgresNIO
 /// a round (`baton_claim`), whose plan a session prepares once.
 ///
 /// The rules, in every function:
-/// - A waiter whose last waiting acquire is older than its ttl is out of the queue (deleted when a function
-///   looks).
+/// - A waiter whose last waiting acquire is older than one and a half times its ttl is out of the queue (deleted
+///   when a function looks).
 /// - A free key goes to the first live candidate in line: whoever finds it free with a candidate ahead of it (an
 ///   acquire, a release, a change feed's look) starts that candidate's term, with the ttl and metadata of its last
 ///   waiting acquire, and answers it as the leader.
@@ -21,7 +21,9 @@ extension PostgresSchema {
     /// version (or none) makes them.
     /// Version 2: the notification trigger also sends the key's new state (``PostgresStatePayload``), and a
     /// release that hands the key on writes its row once.
-    static let functionsVersion = 2
+    /// Version 3: a waiting candidate's place lasts one and a half ttl after its last waiting acquire (it asks once
+    /// per ttl).
+    static let functionsVersion = 3
 
     /// Whether the queue's table and the functions are at ``functionsVersion`` or later.
     func functionsAreCurrent(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
@@ -69,7 +71,7 @@ extension PostgresSchema {
                 p_now timestamptz) RETURNS void LANGUAGE sql AS $$
                 DELETE FROM \(waiters) WHERE key = p_key AND expires_at <= p_now;
                 INSERT INTO \(waiters) (key, holder, metadata, ttl_ms, expires_at)
-                VALUES (p_key, p_holder, p_metadata, p_ttl, p_now + p_ttl * interval '1 millisecond')
+                VALUES (p_key, p_holder, p_metadata, p_ttl, p_now + p_ttl * interval '1.5 milliseconds')
                 ON CONFLICT (key, holder) DO UPDATE SET metadata = excluded.metadata, ttl_ms = excluded.ttl_ms,
                     expires_at = excluded.expires_at;
             $$

@@ -4,10 +4,14 @@ import Synchronization
 /// The queue of waiting candidates on one server (``RedisQueueScripts``): acquires in arrival order, a release
 /// that hands the key to the next in line, and change feeds that learn each new term from its message.
 extension RedisLeaseStore {
-    /// True on one server: a candidate refused by a waiting acquire keeps a place in the key's queue for its
-    /// ttl, and a free key goes to the head of the queue. A Redlock quorum keeps no queue (its nodes could order
+    /// True on one server: a candidate refused by a waiting acquire keeps a place in the key's queue for one and a
+    /// half ttl, and a free key goes to the head of the queue. A Redlock quorum keeps no queue (its nodes could order
     /// candidates differently).
     public var queuesWaiters: Bool { nodes.count == 1 }
+
+    /// One: a place lasts one and a half ttl after the candidate's last waiting acquire, so one ask per ttl
+    /// keeps it.
+    public var queueAsksPerTTL: Int { 1 }
 
     /// Takes or renews `key` for `holder`, in queue order on one server.
     ///

@@ -3,7 +3,8 @@
 /// three keys (arrival order, expiry, and what each waiter asked for).
 ///
 /// The rules, in every script:
-/// - A waiter whose last waiting acquire is older than its ttl is out of the queue (dropped when a script looks).
+/// - A waiter whose last waiting acquire is older than one and a half times its ttl is out of the queue (dropped
+///   when a script looks).
 /// - A free key goes to the head of the queue: whoever finds it free with a live waiter ahead of it (an acquire, a
 ///   release, a change feed's look) starts the head's term with the head's ttl and metadata, publishes it, and
 ///   answers it as the leader.
@@ -37,7 +38,7 @@ enum RedisQueueScripts {
           local ask = ttl .. ':0'
           if new then ask = ttl .. ':1' .. new end
           redis.call('HSET', KEYS[5], holder, ask)
-          redis.call('ZADD', KEYS[4], string.format('%d', now + tonumber(ttl)), holder)
+          redis.call('ZADD', KEYS[4], string.format('%d', now + math.floor(tonumber(ttl) * 3 / 2)), holder)
           local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
           for i = 3, 5 do redis.call('PEXPIREAT', KEYS[i], last[2]) end
         end

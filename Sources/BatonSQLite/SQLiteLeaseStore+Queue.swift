@@ -4,9 +4,13 @@ import SQLiteNIO
 /// Acquires in the order candidates asked: the queue of waiting candidates (`baton_waiters`), a free key that goes
 /// to the first of them, and the change feed's read that hands it on after an expiry.
 extension SQLiteLeaseStore {
-    /// True: a candidate refused by a waiting acquire keeps a place in the key's queue for its ttl, and a free key
-    /// goes to the first candidate in line.
+    /// True: a candidate refused by a waiting acquire keeps a place in the key's queue for one and a half ttl, and
+    /// a free key goes to the first candidate in line.
     public var queuesWaiters: Bool { true }
+
+    /// One: a place lasts one and a half ttl after the candidate's last waiting acquire, so one ask per ttl
+    /// keeps it.
+    public var queueAsksPerTTL: Int { 1 }
 
     /// Takes `key` for `holder` if it is free or expired and nobody waits ahead of it, or renews it if `holder`
     /// holds it (same token, new ttl and metadata). The same as ``acquire(key:holder:ttl:metadata:waiting:)``
@@ -152,7 +156,7 @@ extension SQLiteLeaseStore {
             """,
             [
                 .text(key), .text(holder), .text(key), .optionalText(metadata), .int64(ttl.batonNanoseconds),
-                .int64(now + ttl.batonNanoseconds), .text(db.epoch),
+                .int64(now + ttl.batonNanoseconds / 2 * 3), .text(db.epoch),
             ]
         )
     }

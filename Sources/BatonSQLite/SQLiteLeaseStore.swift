@@ -92,7 +92,7 @@ import Synchronization
 /// ## The queue
 ///
 /// A waiting acquire (an elector's, a long poll's) that is refused puts its holder in `baton_waiters`, or keeps
-/// its place there for its ttl; electors and long polls ask again every third of the ttl while they wait. A free
+/// its place there for one and a half ttl; electors and long polls ask again once per ttl while they wait. A free
 /// key goes to the first live candidate in line: a release starts that candidate's term in the same transaction
 /// (with the ttl and metadata of its last waiting acquire; its own next acquire renews it, same token), and so
 /// does whoever finds the key expired while candidates wait (an acquire, which is then answered with that

@@ -269,6 +269,9 @@ public final class FaultInjectingStore: LeaseStoreDriver {
     /// Whether the wrapped store queues waiting candidates.
     public var queuesWaiters: Bool { base.queuesWaiters }
 
+    /// How often the wrapped store's waiting candidates ask again per ttl.
+    public var queueAsksPerTTL: Int { base.queueAsksPerTTL }
+
     /// Forwards to the wrapped store's `acquire`, waiting or not, with the faults that apply.
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
         -> AcquireResult

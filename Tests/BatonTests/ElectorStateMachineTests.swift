@@ -521,17 +521,21 @@ import Testing
         #expect(next.contains { if case .check = $0 { true } else { false } })
     }
 
-    @Test("on a store that queues waiters, a waiting candidate asks again every third of the ttl instead of checking")
-    func waitingCandidateKeepsItsPlaceByAskingAgain() throws {
+    @Test(
+        "on a store that queues waiters, a waiting candidate asks again at the store's interval, not checking",
+        arguments: [1, 3])
+    func waitingCandidateKeepsItsPlaceByAskingAgain(asksPerTTL: Int) throws {
         var machine = Machine(
-            settings: .init(ElectorConfiguration(ttl: Self.ttl), queuesWaiters: true), seed: 1)
+            settings: .init(
+                ElectorConfiguration(ttl: Self.ttl), queuesWaiters: true, queueAsksPerTTL: asksPerTTL),
+            seed: 1)
         var id = try #require(acquireID(machine.start(now: .zero)))
         let other = LeaderInfo(holder: "other", token: 3)
         _ = machine.handle(.observed(other), now: .milliseconds(1))
         var now = Duration.milliseconds(2)
         for _ in 0..<3 {
             _ = machine.handle(.held(id, other), now: now)
-            let reaskAt = now + Self.ttl / 3
+            let reaskAt = now + Self.ttl / asksPerTTL
             guard case .following(let following) = machine.state else {
                 Issue.record("not following")
                 return
@@ -542,7 +546,7 @@ import Testing
             _ = machine.handle(.observed(other), now: reaskAt - .milliseconds(1))
             let actions = machine.handle(.tick, now: reaskAt)
             #expect(!actions.contains { if case .check = $0 { true } else { false } })
-            id = try #require(acquireID(actions), "no acquire a third of the ttl after the refusal")
+            id = try #require(acquireID(actions), "no acquire \(Self.ttl / asksPerTTL) after the refusal")
             now = reaskAt + .milliseconds(1)
         }
         // A release the feed reports is still acted on at once.

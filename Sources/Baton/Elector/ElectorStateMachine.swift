@@ -16,9 +16,9 @@
 ///
 /// A waiting candidate whose change feed looks healthy still checks the store once per ttl with one read
 /// (``Action/check(_:)``): a feed on a connection that died silently must not keep it waiting forever. On a store that
-/// queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server) it asks again every third of the ttl
-/// instead (``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves within about a ttl once
-/// it stops asking. A run that ends without a term there (a resignation, a stop) leaves the queue at once first
+/// queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server) it asks again instead, once per ttl (every
+/// third of the ttl on etcd; ``Settings/reaskInterval``): each ask keeps its place in the queue, which it leaves
+/// within one and a half ttl (etcd: one ttl) once it stops asking. A run that ends without a term there (a resignation, a stop) leaves the queue at once first
 /// (``Action/leaveQueue``) if a waiting acquire was refused since its last term, or may still be in flight.
 ///
 /// Quorum mode (``ElectorConfiguration/quorum``) adds presence checks: every renew interval the machine asks for
@@ -40,7 +40,8 @@ struct ElectorStateMachine {
         /// Quorum mode: the live members needed to lead; nil turns it off.
         var quorum: Int?
         /// On a store that queues waiting candidates: how often a waiting candidate asks again to keep its place
-        /// (a third of the ttl); such asks replace the once-per-ttl check. Nil on other stores.
+        /// (once per ttl, where a place outlives the ask by half a ttl; a third of the ttl on etcd); such asks
+        /// replace the once-per-ttl check. Nil on other stores.
         var reaskInterval: Duration?
         /// The candidate's holder. A store with a queue reports the head of the queue as the leader before that
         /// candidate has taken the term, so only the next in line wakes up; a candidate that sees its own holder
@@ -72,7 +73,10 @@ struct ElectorStateMachine {
             self.holder = holder
         }
 
-        init(_ configuration: ElectorConfiguration, queuesWaiters: Bool = false, holder: String? = nil) {
+        init(
+            _ configuration: ElectorConfiguration, queuesWaiters: Bool = false, queueAsksPerTTL: Int = 3,
+            holder: String? = nil
+        ) {
             self.holder = holder
             ttl = configuration.ttl
             renewInterval = configuration.effectiveRenewInterval
@@ -82,7 +86,7 @@ struct ElectorStateMachine {
             backoff = configuration.backoff
             resignWait = configuration.releaseTimeout
             quorum = configuration.quorum
-            reaskInterval = queuesWaiters ? configuration.ttl / 3 : nil
+            reaskInterval = queuesWaiters ? configuration.ttl / max(1, queueAsksPerTTL) : nil
         }
     }
 

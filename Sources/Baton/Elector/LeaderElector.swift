@@ -29,7 +29,7 @@ import Synchronization
 /// waiting, the elector follows the store's change feed, so a release wakes it at once rather than at its next poll,
 /// and reads the store once per ttl in case the feed died silently; while leading it does not (its renews tell it
 /// whether its term goes on). On a store that queues waiting candidates (SQLite, PostgreSQL, etcd, Redis on one server)
-/// it asks again every third of the ttl instead: each ask keeps its place in the queue. An elector that resigns or is
+/// it asks again instead, once per ttl (every third of the ttl on etcd): each ask keeps its place in the queue. An elector that resigns or is
 /// cancelled while it waits leaves the queue at once (``LeaseStore/leaveQueue(key:holder:)``), so a release that
 /// follows passes it over instead of handing the key to a candidate that has gone.
 ///
@@ -230,7 +230,10 @@ public final class LeaderElector: Service, Sendable {
         let campaign = Campaign(
             elector: self,
             machine: ElectorStateMachine(
-                settings: .init(configuration, queuesWaiters: store.queuesWaiters, holder: holder), seed: seed)
+                settings: .init(
+                    configuration, queuesWaiters: store.queuesWaiters, queueAsksPerTTL: store.queueAsksPerTTL,
+                    holder: holder),
+                seed: seed)
         )
         let claimed = shared.withLock { shared in
             if shared.running { return false }

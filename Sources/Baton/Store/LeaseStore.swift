@@ -140,9 +140,9 @@ public struct LeaseStore: Service, Sendable {
     /// keeps its token and gets a new time to live and the given metadata (up to 4 KiB published to everyone).
     ///
     /// `waiting` says that the caller waits for the key and asks again until it gets it (an elector, a long
-    /// poll). On a store that queues waiting candidates (``queuesWaiters``: etcd) a refused waiting acquire keeps
-    /// the holder's place in the queue for about `ttl`, renewed by each further waiting acquire, so the caller
-    /// asks again at least every third of the ttl; a refused acquire that does not wait leaves no trace in the
+    /// poll). On a store that queues waiting candidates (``queuesWaiters``) a refused waiting acquire keeps the
+    /// holder's place in the queue, renewed by each further waiting acquire, so the caller asks again at least
+    /// every ``queueAskInterval(ttl:)``; a refused acquire that does not wait leaves no trace in the
     /// store. Other stores answer both alike.
     /// - Returns: ``AcquireResult/acquired(_:)`` with the lease, or ``AcquireResult/held(by:)`` with the leader.
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`, `unauthorized`.
@@ -164,8 +164,18 @@ public struct LeaseStore: Service, Sendable {
 
     /// Whether a waiting candidate keeps a place in a queue of the store's own (SQLite's, PostgreSQL's,
     /// etcd's election queue, Redis's on one server), and so must ask again
-    /// (``acquire(key:holder:ttl:metadata:waiting:)``) at least every third of its ttl to keep it.
+    /// (``acquire(key:holder:ttl:metadata:waiting:)``) at least every ``queueAskInterval(ttl:)`` to keep it.
     public var queuesWaiters: Bool { driver.queuesWaiters }
+
+    /// How often a waiting candidate of `ttl` asks again to keep its place in the store's queue (see
+    /// ``queuesWaiters``): once per ttl on SQLite, PostgreSQL and Redis, whose places last one and a half ttl after
+    /// the last waiting acquire; every third of the ttl on etcd. Nil on a store without a queue.
+    public func queueAskInterval(ttl: Duration) -> Duration? {
+        driver.queuesWaiters ? ttl / max(1, driver.queueAsksPerTTL) : nil
+    }
+
+    /// ``queueAskInterval(ttl:)`` as asks per ttl (for the elector's machine).
+    var queueAsksPerTTL: Int { driver.queueAsksPerTTL }
 
     /// Extends the term of `lease` to `ttl` from now and publishes `lease.metadata`.
     ///

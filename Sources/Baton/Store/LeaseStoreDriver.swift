@@ -90,10 +90,16 @@ public protocol LeaseStoreDriver: Service {
 
     /// Whether a holder refused by an acquire can keep a place in a queue of the store's own (SQLite's, PostgreSQL's,
     /// etcd's election queue, Redis's on one server): then a waiting candidate asks again
-    /// (``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting`) at least every third of its ttl to keep its
-    /// place, and leaves the queue within about a ttl once it stops.
+    /// (``acquire(key:holder:ttl:metadata:waiting:)`` with `waiting`) at least ``queueAsksPerTTL`` times per ttl to
+    /// keep its place, and leaves the queue within one and a half ttl (etcd: one ttl) once it stops.
     /// False unless the driver says otherwise.
     var queuesWaiters: Bool { get }
+
+    /// On a store that queues waiting candidates: how many times per ttl a waiting candidate asks again to keep
+    /// its place. 1 where a place lasts one and a half ttl after the last waiting acquire (SQLite, PostgreSQL,
+    /// Redis), so that one ask per ttl keeps it with half a ttl to spare; 3 (the default) where it lasts one ttl
+    /// (etcd, whose place is a lease that becomes the term's if the candidate leads).
+    var queueAsksPerTTL: Int { get }
 
     /// An acquire that says whether its caller waits for the key, asking again until it gets it (an elector, an
     /// HTTP long poll).
@@ -228,6 +234,9 @@ extension LeaseStoreDriver {
 
     /// False: the store keeps no queue of waiting candidates.
     public var queuesWaiters: Bool { false }
+
+    /// Three: a place lasts one ttl after the last waiting acquire.
+    public var queueAsksPerTTL: Int { 3 }
 
     /// Nothing to leave: a store without a queue keeps no place for a refused candidate.
     public func leaveQueue(key: String, holder: String) async throws {}

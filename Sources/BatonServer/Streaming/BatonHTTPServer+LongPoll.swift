@@ -26,8 +26,9 @@ extension BatonHTTPServer {
     ///
     /// Only an acquire that waits (`wait` positive) is a waiting candidate's: on a store that queues waiting
     /// candidates (SQLite, PostgreSQL, etcd, Redis on one server) it keeps the holder's place in the queue, and
-    /// the wait asks again every third of the ttl to keep it, so a client that goes away leaves the queue within
-    /// about a ttl. A plain 409 leaves no trace.
+    /// the wait asks again to keep it (``LeaseStore/queueAskInterval(ttl:)``: once per ttl, on etcd every third),
+    /// so a client that goes away leaves the queue within one and a half ttl (etcd: one). A plain 409 leaves no
+    /// trace.
     /// A wait takes a slot of ``Configuration-swift.struct/Limits/maxLongPolls`` and
     /// ``Configuration-swift.struct/Limits/maxLongPollsPerKey``; with none free the request is answered `503` or
     /// `429` (the first attempt, which found the key held, changed nothing). A client that leaves (its connection
@@ -71,9 +72,9 @@ extension BatonHTTPServer {
                 try? await Task.sleep(until: deadline)
                 continuation.yield(.deadline)
             }
-            if store.queuesWaiters {
+            if let interval = store.queueAskInterval(ttl: ttl) {
                 group.addTask {
-                    while (try? await Task.sleep(for: ttl / 3)) != nil { continuation.yield(.reask) }
+                    while (try? await Task.sleep(for: interval)) != nil { continuation.yield(.reask) }
                 }
             }
             return try await withGracefulShutdownHandler {
