@@ -24,9 +24,10 @@ final class CountingStore: LeaseStoreDriver {
     var honoursRequestAbort: Bool { base.honoursRequestAbort }
     var requestExecutor: (any TaskExecutor)? { base.requestExecutor }
     var queuesWaiters: Bool { base.queuesWaiters }
+    var queueAsksPerTTL: Int { base.queueAsksPerTTL }
 
     enum Operation: Int, CaseIterable {
-        case acquire, renew, release, current, changesSubscribed, changeDelivered
+        case acquire, renew, release, leaveQueue, current, changesSubscribed, changeDelivered
         case claim, winner, complete, completion, heartbeat, leave, members
 
         var label: String { "\(self)" }
@@ -89,6 +90,10 @@ final class CountingStore: LeaseStoreDriver {
 
     func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try await counted(.renew) { try await base.renew(lease, ttl: ttl) }
+    }
+
+    func leaveQueue(key: String, holder: String) async throws {
+        try await counted(.leaveQueue) { try await base.leaveQueue(key: key, holder: holder) }
     }
 
     func release(_ lease: Lease) async throws {
