@@ -348,7 +348,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonStoresTests",
-            dependencies: ["Baton", "BatonStores", "BatonSQLite", "BatonS3", "BatonPostgres"],
+            dependencies: ["Baton", "BatonStores", "BatonSQLite", "BatonS3", "BatonPostgres", "BatonRedis"],
             swiftSettings: swiftSettings
         ),
         // etcd store (BatonEtcd)

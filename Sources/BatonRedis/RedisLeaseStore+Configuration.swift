@@ -7,6 +7,10 @@ extension RedisLeaseStore {
         /// Connections per node for commands (each pipelines any number of commands); one more per node is kept
         /// for pub/sub. Default 4.
         public var poolSize: Int = 4
+
+        /// The pool of a process that campaigns for a few keys (`baton run`, `baton campaign`): one connection for
+        /// commands per node (it pipelines every key's), beside the one for pub/sub.
+        public static let candidatePoolSize = 1
         /// How long connecting (TCP, TLS and the handshake) may take. Default 5 s.
         public var connectTimeout: Duration = .seconds(5)
         /// How long a command's reply may take; a command without a reply in time fails with

@@ -67,7 +67,8 @@ public final class RedisLeaseStore: LeaseStoreDriver {
 
     let nodes: [RedisNodeClient]
     let layout: RedisKeyLayout
-    let configuration: Configuration
+    /// How the store connects and names its keys.
+    public let configuration: Configuration
     let signals = ChangeSignals()
     /// The states the queue scripts publish, for the change feeds (one server only).
     let payloads: PushedLeaderStates

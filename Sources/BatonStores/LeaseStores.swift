@@ -73,13 +73,19 @@ public enum LeaseStores {
     /// Opens the store `url` names for a process that campaigns for a few keys (`baton campaign`, `baton run`):
     /// as ``open(_:)-(StoreURL)``, except that a store that would open a pool of connections opens as few as it can
     /// where the URL does not say otherwise (PostgreSQL: one connection in all, see
-    /// ``BatonPostgres/PostgresLeaseStore/Configuration/maximumConnections``), so that many such processes fit in
-    /// a server's connection limit.
+    /// ``BatonPostgres/PostgresLeaseStore/Configuration/maximumConnections``; Redis: one connection for commands
+    /// and one for pub/sub per server, see ``BatonRedis/RedisLeaseStore/Configuration/poolSize``), so that many
+    /// such processes fit in a server's connection limit, and each probes only the connections it needs.
     public static func openForCandidate(_ url: StoreURL) async throws -> LeaseStore {
         if PostgresLeaseStore.urlSchemes.contains(url.scheme) {
             let configuration = PostgresLeaseStore.Configuration(
                 maximumConnections: PostgresLeaseStore.Configuration.candidateConnections)
             return LeaseStore(try PostgresLeaseStore(url: url, configuration: configuration))
+        }
+        if RedisLeaseStore.urlSchemes.contains(url.scheme) {
+            var configuration = RedisLeaseStore.Configuration()
+            configuration.poolSize = RedisLeaseStore.Configuration.candidatePoolSize
+            return LeaseStore(try RedisLeaseStore(url: url, configuration: configuration))
         }
         return try await open(url)
     }

@@ -1,5 +1,6 @@
 import Baton
 import BatonPostgres
+import BatonRedis
 import BatonS3
 import BatonSQLite
 import BatonStores
@@ -89,6 +90,19 @@ struct LeaseStoresTests {
         #expect(error.code == .storeUnavailable || error.code == .timeout)
         #expect(!"\(error)".contains("secret"))
         #expect(!String(reflecting: error).contains("secret"))
+    }
+
+    @Test("a candidate process's store opens as few connections as it can: PostgreSQL one, Redis one for commands")
+    func candidateStores() async throws {
+        let postgres = try await LeaseStores.openForCandidate(StoreURL("postgres://baton@127.0.0.1:1/baton"))
+        #expect((postgres.driver as? PostgresLeaseStore)?.configuration.maximumConnections == 1)
+        let redis = try await LeaseStores.openForCandidate(StoreURL("redis://127.0.0.1:1"))
+        #expect((redis.driver as? RedisLeaseStore)?.configuration.poolSize == 1)
+        // A service (`LeaseStores.open`) keeps the pools.
+        let service = try await LeaseStores.open("redis://127.0.0.1:1")
+        #expect((service.driver as? RedisLeaseStore)?.configuration.poolSize == 4)
+        let sqlite = try await LeaseStores.openForCandidate(StoreURL("sqlite:/tmp/baton-candidate-\(UUID()).db"))
+        #expect(sqlite.driver is SQLiteLeaseStore)
     }
 }
 
