@@ -28,6 +28,8 @@ final class EtcdElectionWatcher: Sendable {
         var subscribers: [Int: Subscriber] = [:]
         /// What each observer was last told (absent: nothing yet).
         var observed: [Int: LeaderInfo?] = [:]
+        /// The holder each observer observes for (``ObserverHolder``), where known.
+        var holders: [Int: String] = [:]
         /// Snapshots still to be told to the observers, in order, and whether a caller is telling them.
         var pending: [Snapshot] = []
         var draining = false
@@ -99,6 +101,7 @@ final class EtcdElectionWatcher: Sendable {
             defer {
                 state.subscribers = [:]
                 state.observed = [:]
+                state.holders = [:]
                 state.pending = []
             }
             return Array(state.subscribers.values)
@@ -211,22 +214,25 @@ final class EtcdElectionWatcher: Sendable {
                     return nil
                 }
                 let snapshot = state.pending.removeFirst()
-                var calls: [(LeaderObserver, LeaderObservation)] = []
+                var calls: [(holder: String?, value: (LeaderObserver, LeaderObservation))] = []
+                var head: LeaderInfo?
                 for (id, subscriber) in state.subscribers {
                     guard case .observer(let observer) = subscriber else { continue }
                     switch snapshot {
                     case .success(let election):
-                        let head = EtcdLeaseStore.head(of: election)
+                        head = EtcdLeaseStore.head(of: election)
                         guard EtcdLeaseStore.isChange(to: head, after: state.observed[id]) else { continue }
                         state.observed[id] = .some(head)
-                        calls.append((observer, .leader(head)))
+                        calls.append((state.holders[id], (observer, .leader(head))))
                     case .failure(let error):
                         state.subscribers[id] = nil
                         state.observed[id] = nil
-                        calls.append((observer, .ended(error)))
+                        state.holders[id] = nil
+                        calls.append((state.holders[id], (observer, .ended(error))))
                     }
                 }
-                return calls
+                // The head's own observer first: its acquire is what a release waits for.
+                return ObserverHolder.leaderFirst(calls, leader: head?.holder)
             }
             guard let calls else { return }
             for (observer, observation) in calls { observer(observation) }
@@ -243,7 +249,13 @@ final class EtcdElectionWatcher: Sendable {
     /// A new observer: it is told the head of the queue of a snapshot read after this call, then every change of
     /// it, and how the watch ended.
     func subscribe(_ observer: @escaping LeaderObserver) -> Int {
-        add(.observer(observer))
+        let id = add(.observer(observer))
+        if let holder = ObserverHolder.current {
+            state.withLock { state in
+                if state.subscribers[id] != nil { state.holders[id] = holder }
+            }
+        }
+        return id
     }
 
     /// Keeps the watch running, so that its snapshot stays fresh, without being told anything: a leader's store
@@ -290,6 +302,7 @@ final class EtcdElectionWatcher: Sendable {
     func unsubscribe(_ id: Int) {
         let subscriber = state.withLock { state in
             state.observed[id] = nil
+            state.holders[id] = nil
             return state.subscribers.removeValue(forKey: id)
         }
         if case .stream(let stream) = subscriber { stream.finish() }

@@ -77,6 +77,41 @@ import Testing
         #expect(started.isCancelled(1))
     }
 
+    /// A release reaches the herd of a process's waiting electors: the one the store names as the new leader (the
+    /// next in line) is told first, whatever the order of the others.
+    @Test func theNewLeadersObserverIsToldFirst() throws {
+        let shared = SharedLeaderObservations()
+        let started = Started()
+        let order = Mutex<[String]>([])
+        var observations: [ChangeObservation] = []
+        for holder in (0..<50).map({ "w\($0)" }) + ["anonymous"] {
+            let named: String? = holder == "anonymous" ? nil : holder
+            observations.append(
+                try ObserverHolder.$current.withValue(named) {
+                    try shared.observe(
+                        "k",
+                        { observation in
+                            if case .leader(let info?) = observation, info.holder != "a" {
+                                order.withLock { $0.append(holder) }
+                            }
+                        }, start: started.start)
+                })
+        }
+        started.send(.leader(a))
+        for next in ["w37", "w0", "w49"] {
+            order.withLock { $0 = [] }
+            started.send(.leader(LeaderInfo(holder: next, token: 3)))
+            let told = order.withLock { $0 }
+            #expect(told.count == 51, "every observer is told")
+            #expect(told.first == next, "\(next) was told after \(told.prefix(3))")
+        }
+        // A leader no observer here holds: everyone is told, in any order.
+        order.withLock { $0 = [] }
+        started.send(.leader(LeaderInfo(holder: "elsewhere", token: 4)))
+        #expect(order.withLock { $0.count } == 51)
+        for observation in observations { observation.cancel() }
+    }
+
     @Test func anEndedFeedEndsEveryObserverAndTheNextObserverStartsAnother() throws {
         let shared = SharedLeaderObservations()
         let started = Started()

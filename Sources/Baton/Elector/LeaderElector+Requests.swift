@@ -155,15 +155,10 @@ extension LeaderElector {
     func followChanges(_ follower: ChangeFollower, failures: Int = 0) {
         let observation: ChangeObservation
         do {
-            observation = try store.observe(key: key) { [weak self, weak follower] observation in
-                guard let self, let follower else { return }
-                switch observation {
-                case .leader(let info):
-                    follower.send(.observed(info))
-                case .ended(let error):
-                    if let error { self.logger.debug("change feed failed", metadata: ["baton.error": "\(error)"]) }
-                    self.resubscribe(follower, failures: failures + 1)
-                }
+            // Named, so that a store telling many electors of this process about a release tells the next leader
+            // first.
+            observation = try ObserverHolder.$current.withValue(holder) {
+                try observeChanges(follower, failures: failures)
             }
         } catch {
             logger.debug("change feed failed", metadata: ["baton.error": "\(error)"])
@@ -171,6 +166,19 @@ extension LeaderElector {
             return
         }
         follower.observing(observation)
+    }
+
+    private func observeChanges(_ follower: ChangeFollower, failures: Int) throws -> ChangeObservation {
+        try store.observe(key: key) { [weak self, weak follower] observation in
+            guard let self, let follower else { return }
+            switch observation {
+            case .leader(let info):
+                follower.send(.observed(info))
+            case .ended(let error):
+                if let error { self.logger.debug("change feed failed", metadata: ["baton.error": "\(error)"]) }
+                self.resubscribe(follower, failures: failures + 1)
+            }
+        }
     }
 
     /// After the feed ended: reports it lost and subscribes again after a backoff.

@@ -1,5 +1,27 @@
 import Synchronization
 
+/// Who observes: the holder of the elector that subscribes to a key's feed, set around its
+/// ``LeaseStore/observe(key:_:)`` call. A store that tells many observers of one process the same change tells the
+/// one named as the key's new leader first (the next in line of a queue, whose acquire then starts at once), and
+/// the rest after it: a release reaches the candidate that matters before the herd of those that only note it.
+@_spi(BatonStoreKit) public enum ObserverHolder {
+    /// The observing holder, if known.
+    @TaskLocal public static var current: String?
+
+    /// `observations` with those whose holder is `leader`'s first, otherwise in their order.
+    public static func leaderFirst<T>(_ observations: [(holder: String?, value: T)], leader: String?) -> [T] {
+        guard let leader, observations.count > 1,
+            let index = observations.firstIndex(where: { $0.holder == leader })
+        else { return observations.map(\.value) }
+        var ordered = [observations[index].value]
+        ordered.reserveCapacity(observations.count)
+        for (position, observation) in observations.enumerated() where position != index {
+            ordered.append(observation.value)
+        }
+        return ordered
+    }
+}
+
 /// One change feed per key, shared by every ``LeaseStore/observe(key:_:)`` of that key in one store, in the push
 /// form: a store whose feed reads (after each wake-up, at each expiry timer) then reads, and keeps a timer, once
 /// per key however many electors of the process follow it, and a change costs one task and a call per observer
@@ -46,6 +68,8 @@ import Synchronization
     /// An observer in a feed: since when, and whether it was moved to a new feed once already.
     private struct Member {
         var observer: Observer
+        /// The observing holder (``ObserverHolder``), if known.
+        var holder: String?
         /// The number of the last observation made (of any feed) when it joined.
         var joined: UInt64
         /// Moved to a new feed because the one it joined ended before telling it anything new (or started the
@@ -91,7 +115,8 @@ import Synchronization
                 mustStart = true
             }
             // The observer that starts a feed gets what its own feed would give: it is never moved.
-            state.feeds[key]!.members[id] = Member(observer: subscriber, joined: state.numbers, moved: mustStart)
+            state.feeds[key]!.members[id] = Member(
+                observer: subscriber, holder: ObserverHolder.current, joined: state.numbers, moved: mustStart)
             return (id, state.feeds[key]!.generation, state.feeds[key]!.latest, mustStart)
         }
         let cancel = ChangeObservation(onCancel: { [weak self] in
@@ -156,7 +181,13 @@ import Synchronization
             guard case .ended = observation else {
                 feed.latest = (state.numbers, observation)
                 state.feeds[key] = feed
-                return (state.numbers, feed.members.values.map(\.observer), .none)
+                // The new leader's own observer first (the head of a queue, whose acquire is what a release waits
+                // for), then the others.
+                guard case .leader(let leader?) = observation else {
+                    return (state.numbers, feed.members.values.map(\.observer), .none)
+                }
+                let members = feed.members.values.map { (holder: $0.holder, value: $0.observer) }
+                return (state.numbers, ObserverHolder.leaderFirst(members, leader: leader.holder), .none)
             }
             let moving = feed.members.filter { $0.value.joined >= before && !$0.value.moved }
             let ending = feed.members.filter { moving[$0.key] == nil }.values.map(\.observer)
