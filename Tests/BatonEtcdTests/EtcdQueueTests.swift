@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import Synchronization
 import Testing
@@ -261,6 +261,46 @@ import Testing
                 try await firstStore.acquire(key: key, holder: "c", ttl: .seconds(60), metadata: nil).lease)
             #expect(third.token > lease.token)
             try await firstStore.release(third)
+        }
+    }
+
+    /// The watch tells the observers of its key (a process's waiting electors) about a handover starting with the
+    /// one that observes for the new head of the queue, whatever the order it keeps them in.
+    @Test func theNewHeadsObserverIsToldFirst() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let leaderStore = try EtcdLeaseStore(url)
+        let waitersStore = try EtcdLeaseStore(url)
+        try await withRunning([leaderStore, waitersStore]) {
+            let key = unique("head-first")
+            var lease = try #require(
+                try await leaderStore.acquire(key: key, holder: "leader", ttl: .seconds(60), metadata: nil).lease)
+            let holders = (0..<20).map { "w\($0)" }
+            for holder in holders {
+                _ = try await waitersStore.acquire(
+                    key: key, holder: holder, ttl: .seconds(60), metadata: nil, waiting: true)
+            }
+            // Per head of the queue, the observers told it, in the order they were told.
+            let told = Mutex<[String: [String]]>([:])
+            let feeds = try holders.reversed().map { holder in
+                try ObserverHolder.$current.withValue(holder) {
+                    try waitersStore.observe(key: key) { observation in
+                        guard case .leader(let info?) = observation else { return }
+                        told.withLock { $0[info.holder, default: []].append(holder) }
+                    }
+                }
+            }
+            defer { for feed in feeds { feed.cancel() } }
+            #expect(try await eventually { told.withLock { $0["leader"]?.count } == holders.count })
+            // Five handovers, each to the next in line: its observer is told first every time.
+            for next in holders.prefix(5) {
+                try await (lease.holder == "leader" ? leaderStore : waitersStore).release(lease)
+                #expect(try await eventually { told.withLock { $0[next]?.count } == holders.count })
+                #expect(told.withLock { $0[next]?.first } == next, "told in the order \(told.withLock { $0[next] })")
+                lease = try #require(
+                    try await waitersStore.acquire(key: key, holder: next, ttl: .seconds(60), metadata: nil).lease)
+            }
+            try await waitersStore.release(lease)
+            for holder in holders.dropFirst(5) { try await waitersStore.leaveQueue(key: key, holder: holder) }
         }
     }
 
