@@ -89,7 +89,7 @@ extension RunCommandTests {
         if signal == SIGTSTP {
             // The watchdog may already have ended the stopped command (its SIGTERM can be due within 400 ms).
             #expect(
-                Self.waitUntil(.seconds(5)) { Self.state(command) == "T" || scratch.exists("a.term") },
+                Self.waitUntil(.seconds(5)) { Self.isStopped(command) || scratch.exists("a.term") },
                 "Ctrl-Z left the command running")
         }
         #expect(Self.waitUntil(.seconds(20)) { scratch.exists("b.started") }, "\(second.standardError)")
@@ -197,14 +197,14 @@ extension RunCommandTests {
         let command = try scratch.pid("a.pid")
         baton.signal(SIGTSTP)
         #expect(Self.waitUntil(.seconds(5)) { Self.state(baton.process.processIdentifier) == "T" })
-        #expect(Self.waitUntil(.seconds(5)) { Self.state(command) == "T" }, "Ctrl-Z left the command running")
+        #expect(Self.waitUntil(.seconds(5)) { Self.isStopped(command) }, "Ctrl-Z left the command running")
         // Stopped: the command's loop does not turn.
         let ticks = scratch.read("ticks").count
         usleep(300_000)
         #expect(scratch.read("ticks").count == ticks)
 
         baton.signal(SIGCONT)
-        #expect(Self.waitUntil(.seconds(5)) { Self.state(command) != "T" }, "SIGCONT left the command stopped")
+        #expect(Self.waitUntil(.seconds(5)) { !Self.isStopped(command) }, "SIGCONT left the command stopped")
         #expect(Self.waitUntil(.seconds(5)) { scratch.read("ticks").count > ticks })
         let (_, leader, _) = try Self.runToEnd(scratch.store + ["leader", "k"], in: scratch)
         #expect(leader.hasPrefix("A (token 1"), "the term was to go on: \(leader)")

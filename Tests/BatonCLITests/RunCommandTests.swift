@@ -113,6 +113,23 @@ struct RunCommandTests {
         return stat[close...].dropFirst(2).first
     }
 
+    /// Whether `pid` is stopped by job control: in state T, or held by a stopped child. A shell runs a command by
+    /// vfork, and a signal that stops the child between its vfork and its exec leaves the shell in uninterruptible
+    /// sleep (D) until the child execs: it cannot run, though its state is not T.
+    static func isStopped(_ pid: pid_t) -> Bool {
+        switch state(pid) {
+        case "T": return true
+        case "D": return children(of: pid).contains { state($0) == "T" }
+        default: return false
+        }
+    }
+
+    /// The children of `pid` (its main thread's, as a shell has no other).
+    static func children(of pid: pid_t) -> [pid_t] {
+        let list = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return list.split(separator: " ").compactMap { pid_t($0) }
+    }
+
     /// A shell command for the second candidate: before anything else it records whether the first candidate's
     /// command (its pid in `$DIR/a.pid`) is still alive — a live process, not a zombie — then marks its start.
     static let overlapCheck =
