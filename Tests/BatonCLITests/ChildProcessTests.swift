@@ -153,11 +153,12 @@ struct ChildProcessTests {
     func extendMovesTheKillTime() async throws {
         let child = try await ChildProcess.prepare(["sleep", "30"], environment: ["PATH": "/usr/bin:/bin"])
         let launched = BootTime.now
-        let first = launched + .milliseconds(2000)
+        // The kill time is extended only before SIGTERM time (3.5 s here): room for a slow launch on a loaded machine.
+        let first = launched + .milliseconds(4000)
         #expect(try await child.launch(term: 5, killAt: first, grace: .milliseconds(500)) == .running)
         #expect(!child.extend(killAt: first + .seconds(10), term: 6), "another term's kill time was sent")
         #expect(!child.extend(killAt: first - .milliseconds(100), term: 5), "an earlier kill time was sent")
-        let later = launched + .milliseconds(4000)
+        let later = launched + .milliseconds(6000)
         #expect(child.extend(killAt: later, term: 5))
         #expect(child.keeperKillAt == later)
         let exit = await child.exit()
