@@ -66,8 +66,14 @@ extension LeaderElector {
             let store = self.store
             let key = self.key
             let holder = self.holder
+            let ttl = configuration.ttl
             await uncancelled("leave the queue; the place will expire") {
                 try await store.leaveQueue(key: key, holder: holder)
+                // A release that landed before the leave may have handed the key to this candidate: a term it
+                // never knew of and never worked in. Given back, so the key does not stay blocked for its ttl.
+                if let handed = try await store.current(key: key), handed.holder == holder {
+                    try await store.release(Lease(key: key, holder: holder, token: handed.token, ttl: ttl))
+                }
             }
         }
         if configuration.quorum != nil { await leavePresence() }

@@ -358,7 +358,14 @@ public final class LeaderElector: Service, Sendable {
         _ body: @escaping @Sendable (Lease) async throws -> T, onlyWhileRunning: Bool = false
     ) async throws -> T {
         // Counted as the term's work from the moment it is handed the lease until the body has returned.
-        let lease = try await waitForLeadership(onlyWhileRunning: onlyWhileRunning)
+        try await work(in: try await waitForLeadership(onlyWhileRunning: onlyWhileRunning), body)
+    }
+
+    /// Runs `body` as work of the term of `lease`, which ``waitForLeadership(onlyWhileRunning:)`` handed out and
+    /// counted: cancels it when the term ends here, and counts it as returned (``workReturned(_:)``) once it has.
+    func work<T: Sendable>(
+        in lease: Lease, _ body: @escaping @Sendable (Lease) async throws -> T
+    ) async throws -> T {
         defer { workReturned(lease.token) }
         return try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
             group.addTask { .finished(try await body(lease)) }

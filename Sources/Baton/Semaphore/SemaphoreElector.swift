@@ -1,0 +1,383 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Lets up to `permits` holders work under one key at a time: a semaphore over a ``LeaseStore``.
+///
+/// ```swift
+/// let semaphore = try SemaphoreElector(store: store, key: "thumbnailer", holder: "host-a", permits: 3)
+/// try await semaphore.withPermit { permit in
+///     // At most 3 holders run this at once; this one holds slot `permit.slot`.
+///     try await renderThumbnails(fencingToken: permit.token)
+/// }
+/// ```
+///
+/// ## Slots
+/// A semaphore of `permits` has that many slots, and a holder holds one slot: a term of the slot's own key
+/// (``slotKeys``), led by a ``LeaderElector``. Everything a single lease promises holds per slot: the safety rule,
+/// release after work, the queue of waiting candidates, and a fencing token that rises with every term of the
+/// slot (``Permit/token``; tokens of different slots are not comparable). A semaphore of 1 has one slot, the key
+/// itself: it *is* an election, and excludes ``LeaderElector``s of the same key.
+///
+/// A waiting candidate campaigns for its preferred slot first (chosen from its holder name, so candidates spread
+/// over the slots), and for every slot once that one is held. It keeps the first slot it is elected to and leaves
+/// the others at once; a slot it won at the same moment is released without any work, to the next waiter.
+///
+/// ## The number of permits is part of the semaphore
+/// Candidates of a semaphore announce its number of permits in the store's presence (group
+/// `KEY#permits`, member `N:HOLDER`) for as long as they take part. A candidate that finds another number
+/// announced there is refused with ``BatonError`` `invalidArgument`: two numbers at once would let more holders
+/// work than either allows. It looks before it announces its own (so a refused candidate never disturbs a semaphore
+/// in use) and again after (so of two that start together with different numbers, at least one sees the other). Once every candidate of the old number has gone (a ttl after its last heartbeat), the
+/// key may be used with another number. A semaphore of more than 1 is also refused while its key is held as a
+/// lease; a ``LeaderElector`` does not look for semaphores, so keep the two on different keys.
+///
+/// One ``withPermit(_:)`` runs at a time per instance (a second concurrent call is refused): give each concurrent
+/// holder its own instance and holder name.
+public final class SemaphoreElector: Sendable {
+    /// The store campaigned on.
+    public let store: LeaseStore
+    /// The semaphore's key.
+    public let key: String
+    /// This candidate's identity in the store, the same for every slot.
+    public let holder: String
+    /// How many holders may work at once.
+    public let permits: Int
+    /// The configuration of every slot's elector.
+    public let configuration: ElectorConfiguration
+    /// The key of each slot: the semaphore's key for a semaphore of 1, else `KEY#0` … `KEY#N-1`.
+    public let slotKeys: [String]
+    /// The presence group where the semaphore's candidates announce its number of permits.
+    public let permitsGroup: String
+
+    let slots: [LeaderElector]
+    let clock: BatonClock
+    let logger: Logger
+    /// The slot campaigned for first.
+    let preferredSlot: Int
+    private let busy = Mutex(false)
+
+    /// The largest number of permits.
+    public static let maxPermits = 1000
+
+    /// Creates a candidate on the host's continuous clock.
+    /// - Parameters:
+    ///   - store: the store to campaign on.
+    ///   - key: the semaphore's key (its slot keys and permits group must be valid names: see ``slotKeys``).
+    ///   - holder: this candidate's identity, unique among the candidates (default: `hostname:pid`).
+    ///   - permits: how many holders may work at once, 1–``maxPermits``.
+    ///   - configuration: ttl, renew interval, margin and the rest, for every slot; validated here.
+    ///   - logger: where the slots' electors log.
+    /// - Throws: ``BatonError`` `invalidArgument` for a malformed key or holder, a number of permits out of range,
+    ///   or a configuration whose values do not fit together.
+    public convenience init(
+        store: LeaseStore,
+        key: String,
+        holder: String = LeaderElector.defaultHolder,
+        permits: Int,
+        configuration: ElectorConfiguration = ElectorConfiguration(),
+        logger: Logger = Logger(label: "baton.semaphore")
+    ) throws {
+        try self.init(
+            store: store, key: key, holder: holder, permits: permits, configuration: configuration,
+            clock: ContinuousClock(), logger: logger)
+    }
+
+    /// Creates a candidate on the given monotonic clock (a `ManualClock` in tests); see
+    /// ``init(store:key:holder:permits:configuration:logger:)``.
+    public init<C: Clock>(
+        store: LeaseStore,
+        key: String,
+        holder: String = LeaderElector.defaultHolder,
+        permits: Int,
+        configuration: ElectorConfiguration = ElectorConfiguration(),
+        clock: C,
+        logger: Logger = Logger(label: "baton.semaphore")
+    ) throws where C.Duration == Duration {
+        try BatonValidation.name(key, "key")
+        try BatonValidation.name(holder, "holder")
+        guard (1...Self.maxPermits).contains(permits) else {
+            throw BatonError.invalidArgument("permits is \(permits); it must be 1–\(Self.maxPermits)")
+        }
+        let slotKeys = permits == 1 ? [key] : (0..<permits).map { "\(key)#\($0)" }
+        let permitsGroup = "\(key)#permits"
+        do {
+            try BatonValidation.name(slotKeys[permits - 1], "slot key")
+            try BatonValidation.name(permitsGroup, "permits group")
+            try BatonValidation.name(Self.member(permits: permits, holder: holder), "permits member")
+        } catch {
+            throw BatonError.invalidArgument(
+                "key or holder too long for a semaphore: \(error.message) (the slot keys add `#N`, the presence "
+                    + "group `#permits` to the key; the member adds `N:` to the holder)")
+        }
+        var logger = logger
+        logger[metadataKey: "baton.semaphore"] = "\(key)"
+        self.store = store
+        self.key = key
+        self.holder = holder
+        self.permits = permits
+        self.configuration = configuration
+        self.slotKeys = slotKeys
+        self.permitsGroup = permitsGroup
+        self.clock = BatonClock(clock)
+        self.logger = logger
+        self.slots = try slotKeys.map { slotKey in
+            try LeaderElector(
+                store: store, key: slotKey, holder: holder, configuration: configuration, clock: clock,
+                logger: logger)
+        }
+        // FNV-1a of the holder: stable across processes, unlike Swift's seeded hashing.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in holder.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        self.preferredSlot = Int(hash % UInt64(permits))
+    }
+
+    /// The presence member that announces `permits` for `holder`.
+    static func member(permits: Int, holder: String) -> String { "\(permits):\(holder)" }
+
+    // MARK: Observing
+
+    /// The holder of each slot according to the store (one store call per slot); nil for a free slot.
+    public func holders() async throws -> [LeaderInfo?] {
+        var holders: [LeaderInfo?] = []
+        for slotKey in slotKeys { holders.append(try await store.current(key: slotKey)) }
+        return holders
+    }
+
+    // MARK: Holding a permit
+
+    /// Waits for a permit, runs `body` while holding it, and cancels `body` if the permit's term ends.
+    ///
+    /// Announces the number of permits, campaigns for a slot (see "Slots" above), and once elected to one calls
+    /// `body` with the permit (pass ``Permit/token`` to the resources the work writes to). When `body` returns or
+    /// throws, the slot is released (after `body` has returned, as for ``LeaderElector/withLeadership(_:)``) and
+    /// the next waiter takes it at once. If the slot's term ends first (lost, or its deadline passed without a
+    /// renew), `body`'s task is cancelled and, after it returns, this throws ``BatonError`` `lost`.
+    ///
+    /// Store errors while waiting are retried, as an elector does; cancelling the caller's task ends the wait and
+    /// leaves every slot's queue.
+    /// - Throws: what `body` throws; ``BatonError`` `lost` if the permit's term ended while `body` ran;
+    ///   `invalidArgument` if the semaphore is in use with another number of permits, its key is held as a
+    ///   lease, or another ``withPermit(_:)`` of this instance runs; `CancellationError` if the caller is cancelled
+    ///   before it holds a permit.
+    public func withPermit<T: Sendable>(_ body: @escaping @Sendable (Permit) async throws -> T) async throws -> T {
+        let claimed = busy.withLock { busy in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard claimed else {
+            throw BatonError.invalidArgument(
+                "a withPermit of \(holder) on semaphore \(key) is already running; one runs at a time per instance")
+        }
+        defer { busy.withLock { $0 = false } }
+        let member = Self.member(permits: permits, holder: holder)
+        try await announce(member)
+        let result = await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.keepAnnouncing(member) }
+            defer { group.cancelAll() }
+            do {
+                return Result<T, any Error>.success(try await campaignAndWork(body))
+            } catch {
+                return .failure(error)
+            }
+        }
+        // After the heartbeats have stopped, so none announces the member again.
+        await leave(member)
+        return try result.get()
+    }
+
+    /// Campaigns for a slot and runs `body` in its term; every slot's campaign has ended when this returns.
+    private func campaignAndWork<T: Sendable>(_ body: @escaping @Sendable (Permit) async throws -> T) async throws -> T
+    {
+        // One campaign per slot, each ended on its own by resigning: its elector leaves the slot's queue and
+        // releases a term it won meanwhile (unused), also one an acquire in flight is still granting. The campaign is
+        // claimed before its task starts, so a resignation never comes before it.
+        let order = (0..<permits).map { (preferredSlot + $0) % permits }
+        let firstEvents = slots[order[0]].events
+        var runs: [Int: Task<Void, Never>] = [:]
+        func start(_ index: Int) {
+            let elector = slots[index]
+            guard let campaign = elector.claimCampaign() else { return }
+            runs[index] = Task { await elector.run(campaign) }
+        }
+        func end(_ runs: [Int: Task<Void, Never>]) async {
+            for index in runs.keys { slots[index].resign() }
+            for run in runs.values { await run.value }
+        }
+        start(order[0])
+        let slot: Int
+        let lease: Lease
+        do {
+            if permits > 1, await !electedFirst(order[0], firstEvents) {
+                for index in order.dropFirst() { start(index) }
+            }
+            (slot, lease) = try await firstElection(among: Set(runs.keys))
+        } catch {
+            await end(runs)
+            throw error
+        }
+        let winner = runs.removeValue(forKey: slot)
+        await end(runs)
+        let elector = slots[slot]
+        let result: Result<T, any Error>
+        do {
+            result = .success(
+                try await elector.work(in: lease) { lease in
+                    try await body(Permit(semaphore: self.key, slot: slot, lease: lease, elector: elector))
+                })
+        } catch {
+            result = .failure(error)
+        }
+        // Released now that the work has returned; the next waiter takes the slot at once.
+        elector.resign()
+        await winner?.value
+        return try result.get()
+    }
+
+    /// Whether the slot at `index` was elected before anything said it is held (another holder seen, a store error,
+    /// or a ttl without an answer).
+    private func electedFirst(_ index: Int, _ events: AsyncStream<ElectorEvent>) async -> Bool {
+        let elector = slots[index]
+        let holder = holder
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await event in events {
+                    switch event {
+                    case .elected: return true
+                    case .leaderChanged(let info?) where info.holder != holder: return false
+                    case .storeError: return false
+                    default: continue
+                    }
+                }
+                return false
+            }
+            group.addTask { [clock, configuration] in
+                try? await clock.sleep(for: configuration.ttl)
+                return elector.role.isLeader
+            }
+            let elected = await group.next() ?? false
+            group.cancelAll()
+            return elected
+        }
+    }
+
+    /// Waits until one of the slots at `indices` is elected; returns it with its lease, counted as its work. Terms of
+    /// other slots won at the same moment are handed back (their electors are resigned by the caller).
+    private func firstElection(among indices: Set<Int>) async throws -> (Int, Lease) {
+        try await withThrowingTaskGroup(of: (Int, Lease).self) { group in
+            for index in indices {
+                group.addTask { (index, try await self.slots[index].waitForLeadership(onlyWhileRunning: false)) }
+            }
+            guard let first = try await group.next() else { throw CancellationError() }
+            group.cancelAll()
+            while true {
+                do {
+                    guard let other = try await group.next() else { break }
+                    // Elected at the same moment: not this holder's permit.
+                    slots[other.0].workReturned(other.1.token)
+                } catch {
+                    continue
+                }
+            }
+            return first
+        }
+    }
+
+    // MARK: Announcing the number of permits
+
+    /// Announces `member` and checks that every candidate announced the same number of permits, and (for more than
+    /// one) that the key is not held as a lease. Store errors are retried until the caller is cancelled.
+    private func announce(_ member: String) async throws {
+        var pause = Duration.milliseconds(100)
+        while true {
+            do {
+                // Looks before announcing, so that a candidate refused here never disturbs those in use; and
+                // after, for one that announced at the same moment.
+                var other = try await otherNumber()
+                if other == nil {
+                    try await store.heartbeat(group: permitsGroup, member: member, ttl: configuration.ttl)
+                    other = try await otherNumber()
+                }
+                if let other {
+                    try? await store.leave(group: permitsGroup, member: member)
+                    let theirs = Self.permits(of: other).map(String.init) ?? "another number of"
+                    throw BatonError.invalidArgument(
+                        "semaphore \(key) is in use with \(theirs) permits (by \(Self.holder(of: other))); this "
+                            + "candidate asked for \(permits): every candidate of a semaphore must ask for the same "
+                            + "number")
+                }
+                if permits > 1, let leader = try await store.current(key: key) {
+                    try? await store.leave(group: permitsGroup, member: member)
+                    throw BatonError.invalidArgument(
+                        "\(key) is held as a lease by \(leader.holder) (token \(leader.token)); a key is either a "
+                            + "lease or a semaphore")
+                }
+                return
+            } catch let error as BatonError where error.code == .storeUnavailable || error.code == .timeout {
+                logger.warning("store call failed", metadata: ["baton.error": "\(error)"])
+                try await clock.sleep(for: pause)
+                pause = min(pause * 2, configuration.ttl / 3)
+            }
+        }
+    }
+
+    /// A member of the permits group that announces another number of permits, if any.
+    private func otherNumber() async throws -> String? {
+        try await store.members(group: permitsGroup).first { Self.permits(of: $0) != permits }
+    }
+
+    /// Heartbeats `member` every third of the ttl until cancelled.
+    private func keepAnnouncing(_ member: String) async {
+        while !Task.isCancelled {
+            do {
+                try await clock.sleep(for: configuration.ttl / 3)
+            } catch {
+                return
+            }
+            try? await store.heartbeat(group: permitsGroup, member: member, ttl: configuration.ttl)
+        }
+    }
+
+    /// Withdraws `member` (best effort: it expires after a ttl anyway).
+    private func leave(_ member: String) async {
+        try? await store.leave(group: permitsGroup, member: member)
+    }
+
+    /// The number of permits a member announces, if it is well formed.
+    static func permits(of member: String) -> Int? {
+        guard let colon = member.firstIndex(of: ":") else { return nil }
+        return Int(member[..<colon])
+    }
+
+    /// The holder a member names.
+    static func holder(of member: String) -> String {
+        guard let colon = member.firstIndex(of: ":") else { return member }
+        return String(member[member.index(after: colon)...])
+    }
+}
+
+/// A permit of a ``SemaphoreElector``: one slot, held in one term of that slot's key.
+public struct Permit: Sendable {
+    /// The semaphore's key.
+    public let semaphore: String
+    /// The slot held, 0 ..< permits.
+    public let slot: Int
+    /// The slot's term: its key is the slot's key, its token rises with every term of the slot.
+    public let lease: Lease
+    let elector: LeaderElector
+
+    /// The fencing token of this slot's term: hand it to the resource the work writes to, with the slot.
+    public var token: FencingToken { lease.token }
+
+    /// The time left in this permit's term on its elector's clock, live (every renew moves it on); nil once the term
+    /// is over. Work that must stop before the slot can pass to another holder reads it.
+    public var timeLeft: Duration? {
+        guard elector.role.lease?.token == lease.token, let left = elector.timeLeft,
+            elector.role.lease?.token == lease.token
+        else { return nil }
+        return left
+    }
+}
