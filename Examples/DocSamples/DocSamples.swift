@@ -56,11 +56,24 @@ func claimAndReport(store: LeaseStore, logger: Logger) async throws {
     }
 }
 
+/// Semaphores.md, "Overview".
+func renderWithAPermit(store: LeaseStore) async throws {
+    let semaphore = try SemaphoreElector(store: store, key: "renderers", holder: hostName, permits: 3)
+    try await store.withRunning { _ in
+        try await semaphore.withPermit { permit in
+            // At most 3 holders run this at once. Hand the slot and its token to what the work writes.
+            try await render(slot: permit.slot, fencingToken: permit.token)
+        }
+    }
+}
+
 /// What the samples take for granted.
 let hostName = ProcessInfo.processInfo.hostName
 
 /// The work of the round samples.
 func cleanUp() async throws {}
+
+func render(slot: Int, fencingToken: FencingToken) async throws {}
 
 /// Configuration: quorum mode.
 func quorumConfiguration() -> ElectorConfiguration {
