@@ -80,6 +80,11 @@ def summary_row(r):
     if kind == "waiters":
         return (r["scenario"], r["store"], f"{r['acquires_per_release']} acquire attempts per release "
                 f"(next leader in {ms(r.get('median_ms'))})", "a queue: 1", f"{r['acquires_per_release']}×", command)
+    if kind == "semaphore":
+        bound = 15 if r["store"] == "postgres" else 10
+        return (r["scenario"], r["store"], f"median {ms(r['median_ms'])}, p90 {ms(r['p90_ms'])}; "
+                f"{r['acquires_per_release']} acquire requests per release",
+                f"bound: median {bound} ms", f"{r['median_ms'] / bound:.2f}", command)
     if kind == "processes":
         counted = r.get("server_requests_per_release_median")
         requests = (f"{counted:g} requests per release at the server (max {r['server_requests_per_release_max']:g})"
@@ -147,6 +152,11 @@ HOW_TO_READ = """\
   waiter is woken and tries); 1 is a queue, which etcd is: its change feed names the next candidate, whose elector
   alone acquires, while the others see someone else named and keep waiting. (A waiter on a queue also asks again
   every third of its ttl to keep its place: store-cost's row.)
+- **Semaphore**: 8 candidates of a `SemaphoreElector` of 3 permits (ttl 10 s) in one process, each taking a
+  permit again and again; once all 3 slots are busy and the store is quiet, the longest holder returns from its
+  work. Timed from that return (the release follows it) to the start of the next holder's work in the freed slot;
+  the acquire requests that follow are counted (the new holder's, and the waiters' that leave the other slots'
+  queues and join again behind).
 - **Idle SSE watchers**: one `baton serve` on SQLite holds 10,000 event streams, each on its own connection and
   key, opened by one asyncio client; resident memory (VmRSS) with all of them open, and 2,000 sequential `/alive`
   requests from another process meanwhile. **Slow reader**: one more stream whose client never reads (4 KiB receive

@@ -7,6 +7,11 @@ library workers (`baton-chaos worker`). On a store reached over TCP each candida
 `baton-chaos proxy` of its own, so one candidate can lose the store while its process keeps running. A
 candidate that exits (killed, or stopped gracefully) is started again.
 
+With --permits N, the candidates are library workers of a semaphore of N (`baton-chaos worker --permits N`,
+--candidates of them, 8 by default) on a key of their own. Each slot is judged as one key: its work records go
+to records-semaphore/slot-S/, and so do the faults aimed at a holder of that slot (faults on the store, pauses
+and the finish go to every slot's log). One owner per slot at a time means never more than N working holders.
+
 With --netns, every candidate of a network store runs with its proxy on a host of its own: a network namespace
 joined by a veth to the bridge whose address the store listens on (scripts/chaos sets up the bridge and the store).
 
@@ -51,6 +56,7 @@ import sys
 import time
 
 KEY = "chaos"
+SEMAPHORE_KEY = "chaos-semaphore"
 RUN_CANDIDATES = 3
 LIBRARY_WORKERS = 2
 NEW_KINDS = ["stop-baton", "resign-busy", "drop-waiters", "partition"]
@@ -78,8 +84,17 @@ class Run:
         self.options = options
         self.random = random.Random(f"{options.seed}/{options.store}")
         self.ttl = seconds(options.ttl)
-        self.records = os.path.join(options.dir, "records")
-        self.faults = open(os.path.join(self.records, "faults.log"), "a", buffering=1)
+        self.permits = options.permits
+        if self.permits:
+            self.records = os.path.join(options.dir, "records-semaphore")
+            self.slots = [os.path.join(self.records, f"slot-{slot}") for slot in range(self.permits)]
+            for slot in self.slots:
+                os.makedirs(slot, exist_ok=True)
+            self.fault_logs = [open(os.path.join(slot, "faults.log"), "a", buffering=1) for slot in self.slots]
+        else:
+            self.records = os.path.join(options.dir, "records")
+            self.slots = [self.records]
+            self.fault_logs = [open(os.path.join(self.records, "faults.log"), "a", buffering=1)]
         self.networked = not options.url.startswith("sqlite:")
         self.netns = options.netns if self.networked else None
         self.candidates = []  # dicts: name, command, control, process, restart_at, hold_until, namespace, ...
@@ -89,29 +104,35 @@ class Run:
 
     # --- records -----------------------------------------------------------------------------------------------
 
-    def note(self, text, time=None):
-        self.faults.write(f"{time if time is not None else now()} {text}\n")
+    def note(self, text, time=None, slot=None):
+        """Writes a fault record: to the log of `slot` (a fault aimed at a holder of it), else to every log."""
+        line = f"{time if time is not None else now()} {text}\n"
+        for index, log in enumerate(self.fault_logs):
+            if slot is None or index == slot:
+                log.write(line)
 
     def leader(self):
-        """The newest work record, if written in the last 300 ms: (campaigner pid, writer pid, token)."""
+        """The newest work record, if written in the last 300 ms: (campaigner pid, writer pid, token, slot); with
+        --permits, of the holder of any slot that wrote last."""
         newest = None
-        for name in os.listdir(self.records):
-            if not name.endswith(".log") or name == "faults.log":
-                continue
-            path = os.path.join(self.records, name)
-            try:
-                with open(path, "rb") as file:
-                    file.seek(max(0, os.path.getsize(path) - 300))
-                    lines = file.read().decode(errors="replace").splitlines()
-            except OSError:
-                continue
-            for line in reversed(lines):
-                fields = line.split()
-                if len(fields) == 6 and fields[1] in ("start", "tick"):
-                    record = (int(fields[0]), int(fields[5]), int(fields[4]), int(fields[2]))
-                    if newest is None or record[0] > newest[0]:
-                        newest = record
-                    break
+        for slot, directory in enumerate(self.slots):
+            for name in os.listdir(directory):
+                if not name.endswith(".log") or name == "faults.log":
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    with open(path, "rb") as file:
+                        file.seek(max(0, os.path.getsize(path) - 300))
+                        lines = file.read().decode(errors="replace").splitlines()
+                except OSError:
+                    continue
+                for line in reversed(lines):
+                    fields = line.split()
+                    if len(fields) == 6 and fields[1] in ("start", "tick"):
+                        record = (int(fields[0]), int(fields[5]), int(fields[4]), int(fields[2]), slot)
+                        if newest is None or record[0] > newest[0]:
+                            newest = record
+                        break
         if newest is None or now() - newest[0] > 300_000_000:
             return None
         return newest[1:]
@@ -188,14 +209,19 @@ class Run:
         return os.path.join(self.options.bin, name)
 
     def start_candidates(self):
-        for index in range(RUN_CANDIDATES + LIBRARY_WORKERS):
-            library = index >= RUN_CANDIDATES
-            name = f"lib-{index}" if library else f"run-{index}"
+        count = self.options.candidates if self.permits else RUN_CANDIDATES + LIBRARY_WORKERS
+        for index in range(count):
+            library = self.permits is not None or index >= RUN_CANDIDATES
+            name = f"sem-{index}" if self.permits else f"lib-{index}" if library else f"run-{index}"
             control = os.path.join(self.options.dir, f"{name}.control")
             stubborn = os.path.join(self.options.dir, f"{name}.stubborn")
             namespace, interface = self.add_namespace(index) if self.netns else (None, None)
             url = self.proxied_url(control, namespace) if self.networked else self.options.url
-            if library:
+            if self.permits:
+                command = [self.bin("baton-chaos"), "worker", "--store", url, "--key", SEMAPHORE_KEY, "--id", name,
+                           "--permits", str(self.permits), "--ttl", self.options.ttl, "--log", self.records,
+                           "--stubborn-file", stubborn]
+            elif library:
                 command = [self.bin("baton-chaos"), "worker", "--store", url, "--key", KEY, "--id", name,
                            "--ttl", self.options.ttl, "--log", self.records, "--stubborn-file", stubborn]
             else:
@@ -264,7 +290,9 @@ class Run:
     # --- faults ------------------------------------------------------------------------------------------------
 
     def kinds(self):
-        kinds = ["kill", "term", "stop", "stop-baton", "resign-busy"]
+        # A semaphore's candidates are all library workers: no `baton` to stop on its own.
+        kinds = ["kill", "term", "stop", "resign-busy"] if self.permits else ["kill", "term", "stop", "stop-baton",
+                                                                              "resign-busy"]
         if self.networked:
             kinds += ["blackhole", "cut", "delay", "drop-waiters"]
         if self.netns:
@@ -310,7 +338,7 @@ class Run:
         leader = self.wait_for_leader(10 * self.ttl + 5)
         if leader is None:
             return True
-        campaigner, writer, token = leader
+        campaigner, writer, token, slot = leader
         candidate = self.candidate_of(campaigner)
         if candidate is None:
             return True
@@ -318,17 +346,17 @@ class Run:
             return False
         target = f"{campaigner} {token}"
         if kind == "kill":
-            self.note(f"fault kill {target}")
+            self.note(f"fault kill {target}", slot=slot)
             signal_process(campaigner, signal.SIGKILL)
         elif kind == "term":
-            self.note(f"fault term {target}")
+            self.note(f"fault term {target}", slot=slot)
             signal_process(campaigner, signal.SIGTERM)
         elif kind == "stop":
             # The writer of `baton run` is in the group of the keeper that baton forked; a library worker is its own.
             groups = {campaigner, group_of(writer)}
             stopped = now()
             self.note(f"pause {campaigner}", stopped)
-            self.note(f"fault stop {target}", stopped)
+            self.note(f"fault stop {target}", stopped, slot=slot)
             for group in groups:
                 signal_group(group, signal.SIGSTOP)
             self.sleep(self.ttl * self.random.uniform(1.3, 2.0))
@@ -338,20 +366,20 @@ class Run:
         elif kind == "stop-baton":
             # Only `baton` stops; its keeper and command run on. Nothing marks the command's records as those of a
             # paused holder: it must have been stopped by the term's deadline.
-            self.note(f"fault stop-baton {target}")
+            self.note(f"fault stop-baton {target}", slot=slot)
             signal_process(campaigner, signal.SIGSTOP)
             self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 3.0))
             signal_process(campaigner, signal.SIGCONT)
         elif kind == "resign-busy":
             with open(candidate["stubborn"], "w") as file:
                 file.write(f"{int(self.ttl * 1000 * self.random.uniform(0.15, 0.3))}\n")
-            self.note(f"fault resign-busy {target}")
+            self.note(f"fault resign-busy {target}", slot=slot)
             signal_process(campaigner, signal.SIGUSR1)
         elif kind == "drop-waiters":
             waiters = [other for other in self.candidates if other is not candidate]
             # Silent a little longer than the 3 ttl in which the checker wants the next term.
             silent = 3 * self.ttl + 0.25
-            self.note(f"fault drop-waiters {target}")
+            self.note(f"fault drop-waiters {target}", slot=slot)
             for waiter in waiters:
                 with open(waiter["control"], "w") as file:
                     file.write("drop\n")
@@ -370,7 +398,7 @@ class Run:
             while time.monotonic() < deadline:
                 self.sleep(0.05)
                 found = self.leader()
-                if found and found[2] > token:
+                if found and found[3] == slot and found[2] > token:
                     break
             for waiter in waiters:
                 with open(waiter["control"], "w") as file:
@@ -384,7 +412,7 @@ class Run:
             time.sleep(0.05)
         elif kind == "partition":
             interface = candidate["interface"]
-            self.note(f"fault partition {target}")
+            self.note(f"fault partition {target}", slot=slot)
             self.iptables(candidate, "-A", "OUTPUT", "-o", interface, "-j", "DROP")
             self.iptables(candidate, "-A", "INPUT", "-i", interface, "-j", "DROP")
             self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 2.5))
@@ -392,14 +420,14 @@ class Run:
         else:
             control = candidate["control"]
             if kind == "blackhole":
-                self.note(f"fault blackhole {target}")
+                self.note(f"fault blackhole {target}", slot=slot)
                 self.control(control, "blackhole", self.ttl * self.random.uniform(1.5, 2.5))
             elif kind == "cut":
-                self.note(f"fault cut {campaigner} -")
+                self.note(f"fault cut {campaigner} -", slot=slot)
                 self.control(control, "cut", 0.3)
             elif kind == "delay":
                 milliseconds = int(self.ttl * 1000 * self.random.uniform(0.1, 0.3))
-                self.note(f"fault delay {campaigner} -")
+                self.note(f"fault delay {campaigner} -", slot=slot)
                 self.control(control, f"delay {milliseconds}", 2.0)
         self.injected += 1
         return True
@@ -448,14 +476,18 @@ class Run:
             self.stop_all()
         bound = int((10 * self.ttl + 5) * 1000)
         stale = int((self.ttl + 1) * 1000)
-        checked = subprocess.run(
-            [self.bin("baton-chaos"), "check", "--label", self.options.store, "--bound", str(bound),
-             # A leader again within 3 ttl after a blackhole (the leader's or the waiters') or a partition.
-             *[argument for kind in ("blackhole", "drop-waiters", "partition")
-               for argument in ("--fault-bound", f"{kind}={int(3 * self.ttl * 1000)}")],
-             "--stale-window", str(stale), "--pause-gap", str(int(self.ttl * 500)), "--summary", self.options.summary,
-             self.records])
-        return checked.returncode
+        failed = 0
+        for slot, records in enumerate(self.slots):
+            label = f"{self.options.store}-semaphore{self.permits}/{slot}" if self.permits else self.options.store
+            checked = subprocess.run(
+                [self.bin("baton-chaos"), "check", "--label", label, "--bound", str(bound),
+                 # A leader again within 3 ttl after a blackhole (the leader's or the waiters') or a partition.
+                 *[argument for kind in ("blackhole", "drop-waiters", "partition")
+                   for argument in ("--fault-bound", f"{kind}={int(3 * self.ttl * 1000)}")],
+                 "--stale-window", str(stale), "--pause-gap", str(int(self.ttl * 500)),
+                 "--summary", self.options.summary, records])
+            failed = failed or checked.returncode
+        return failed
 
 
 def signal_process(pid, number):
@@ -512,6 +544,9 @@ def main():
     parser.add_argument("--ttl", default="1s")
     parser.add_argument("--summary", required=True)
     parser.add_argument("--quick", action="store_true", help="deal the newer kinds of fault first")
+    parser.add_argument("--permits", type=int, default=None,
+                        help="candidates of a semaphore of this many permits (library workers), each slot judged")
+    parser.add_argument("--candidates", type=int, default=8, help="with --permits, how many candidates")
     parser.add_argument("--netns", type=json.loads, default=None,
                         help='hosts of their own: {"prefix": P, "bridge": BR, "address": BRIDGE_IP}')
     # SIGTERM (scripts/chaos being stopped) ends the run through its cleanup, which stops every candidate.

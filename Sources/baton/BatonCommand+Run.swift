@@ -2,6 +2,7 @@ import ArgumentParser
 @_spi(BatonStoreKit) import Baton
 import Foundation
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,7 @@ extension BatonCommand {
             abstract: "Run a command only while this process leads a key (or, with --round, once per round).",
             usage: """
                 baton run --key KEY [--store URL] [--id ID] [--ttl 10s] [--grace D] [--retry] [--quiet] -- CMD [ARGS...]
+                  baton run --key KEY --holders N [--id ID] [--ttl 10s] [--retry] -- CMD [ARGS...]
                   baton run --key SYSTEM --round ROUND [--id ID] [--lost-exit-code N] -- CMD [ARGS...]
                 """,
             discussion: """
@@ -50,6 +52,12 @@ extension BatonCommand {
                 t0 + ttl - margin, and the store cannot hand the key to anyone before t0 + ttl. So ttl must exceed \
                 margin + grace, and the renew interval must be shorter than ttl - margin - grace; baton checks \
                 this at start. With --ttl 10s: margin 1s, grace 2s, renewals every 3.333s.
+
+                Semaphore (--holders N): up to N candidates of KEY run CMD at once, each in a slot of its own \
+                (KEY#0 ... KEY#N-1; with N = 1, KEY itself). A waiting candidate campaigns for every slot and runs \
+                CMD in the first it wins, with BATON_SLOT (0 ... N-1) and that slot's BATON_TOKEN; everything above \
+                holds per slot. Every candidate of KEY must give the same N: another N is refused (exit 2) while \
+                the semaphore is in use. With --retry, a candidate that lost its slot campaigns for that slot again.
 
                 Cron mode (--round ROUND): a one-shot election of round ROUND of system KEY, with no lease. The \
                 winner runs CMD and, if it exits 0, records the round as completed; the others print \
@@ -107,6 +115,11 @@ extension BatonCommand {
         @Option(help: ArgumentHelp("What the leader publishes (at most 4 KiB), e.g. its address.", valueName: "text"))
         var metadata: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "Run as one of up to N holders of KEY at once (a semaphore); CMD gets BATON_SLOT.", valueName: "n"))
+        var holders: Int?
+
         @Flag(help: "After losing leadership (and stopping CMD), campaign again instead of exiting.")
         var retry = false
 
@@ -142,6 +155,14 @@ extension BatonCommand {
             if round != nil && retry {
                 throw ValidationError("--retry has no meaning with --round: a round is elected once")
             }
+            if let holders {
+                if round != nil {
+                    throw ValidationError("--holders has no meaning with --round: a round has one winner")
+                }
+                if !(1...SemaphoreElector.maxPermits).contains(holders) {
+                    throw ValidationError("--holders must be within 1...\(SemaphoreElector.maxPermits), got \(holders)")
+                }
+            }
             if !(0...255).contains(lostExitCode) {
                 throw ValidationError("--lost-exit-code must be within 0...255, got \(lostExitCode)")
             }
@@ -169,7 +190,10 @@ extension BatonCommand {
                 try BatonValidation.name(holder, "--id")
                 try BatonValidation.metadata(metadata)
                 return try await options.withStore { store in
-                    try await runLeader(store: store, holder: holder, timing: timing)
+                    if let holders {
+                        return try await runHolder(store: store, holder: holder, timing: timing, permits: holders)
+                    }
+                    return try await runLeader(store: store, holder: holder, timing: timing)
                 }
             }
         }
@@ -236,6 +260,90 @@ extension BatonCommand {
             }
         }
 
+        // MARK: One of N holders
+
+        /// `--holders N`: runs the command in a slot of a semaphore of N (see ``SemaphoreElector``). The slot is
+        /// chosen first (campaigning for every slot, keeping the first won); from then on the slot's elector leads
+        /// as a single key's does in ``runLeader(store:holder:timing:)``.
+        private func runHolder(store: LeaseStore, holder: String, timing: RunTiming, permits: Int) async throws -> Int32
+        {
+            let configuration = ElectorConfiguration(
+                ttl: timing.ttl,
+                renewInterval: timing.renewInterval,
+                safetyMargin: timing.electorMargin,
+                metadata: metadata
+            )
+            var logger = Logger(label: "baton.run")
+            logger.logLevel = .critical
+            let semaphore = try SemaphoreElector(
+                store: store, key: key, holder: holder, permits: permits, configuration: configuration,
+                logger: logger)
+            let reporter = StatusReporter(key: key, holder: holder, command: commandName, quiet: quiet)
+            // The elector of the slot won, once there is one.
+            let chosen = Mutex<LeaderElector?>(nil)
+            let supervisor = RunSupervisor(
+                grace: timing.grace, resignOnLoss: !retry, retry: retry, resign: { semaphore.stopChoosing() },
+                timeLeft: { token in
+                    guard let elector = chosen.withLock({ $0 }), elector.role.lease?.token == token,
+                        let left = elector.timeLeft, elector.role.lease?.token == token
+                    else { return nil }
+                    return left
+                },
+                reporter: reporter)
+            let signals = StopSignals { supervisor.received($0) }
+            defer { signals.cancel() }
+            let jobControl = StopSignals(StopSignals.jobControl) { supervisor.jobControl($0) }
+            defer { jobControl.cancel() }
+            do {
+                return try await semaphore.announcing {
+                    reporter.status("waiting: for a slot of \(key) (\(permits) at once)")
+                    let choice = try await semaphore.chooseSlot()
+                    chosen.withLock { $0 = choice.elector }
+                    // The term is joined again below, as run()'s campaign is for a single key.
+                    choice.elector.workReturned(choice.lease.token)
+                    return try await withThrowingTaskGroup(of: Void.self) { group in
+                        // The slot's events from its election on (those before it were about waiting, and are over).
+                        group.addTask { await supervisor.follow(Self.fromElection(choice.events)) }
+                        defer { group.cancelAll() }
+                        await supervisor.waitForCampaign()
+                        let status: Int32
+                        do {
+                            status = try await lead(
+                                choice.elector, holder: holder, supervisor: supervisor, reporter: reporter,
+                                slot: choice.slot)
+                        } catch {
+                            choice.elector.resign()
+                            await choice.campaign.value
+                            throw error
+                        }
+                        choice.elector.resign()
+                        await choice.campaign.value
+                        return status
+                    }
+                }
+            } catch is CancellationError where supervisor.stopSignal != nil {
+                // A stop signal ended the campaigns before a slot was won (or the announcement, while the store
+                // could not be reached).
+                return 128 + (supervisor.stopSignal ?? SIGTERM)
+            }
+        }
+
+        /// The events of `events` from its first `elected` on.
+        private static func fromElection(_ events: AsyncStream<ElectorEvent>) -> AsyncStream<ElectorEvent> {
+            let (stream, continuation) = AsyncStream.makeStream(
+                of: ElectorEvent.self, bufferingPolicy: .bufferingNewest(256))
+            let forwarding = Task {
+                var elected = false
+                for await event in events {
+                    if case .elected = event { elected = true }
+                    if elected { continuation.yield(event) }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in forwarding.cancel() }
+            return stream
+        }
+
         /// Campaigns and runs the command while leader, once or (with --retry) after every loss, doing what the
         /// supervisor's machine decides after each campaign.
         ///
@@ -246,11 +354,13 @@ extension BatonCommand {
             _ elector: LeaderElector,
             holder: String,
             supervisor: RunSupervisor,
-            reporter: StatusReporter
+            reporter: StatusReporter,
+            slot: Int? = nil
         ) async throws -> Int32 {
             var environment = try commandEnvironment()
             environment["BATON_KEY"] = key
             environment["BATON_HOLDER"] = holder
+            environment["BATON_SLOT"] = slot.map { String($0) }
             // Each term's token is added at the launch.
             environment["BATON_TOKEN"] = nil
             var next = supervisor.campaignAsked()

@@ -1,7 +1,8 @@
-import Baton
 import BatonTestKit
 import Synchronization
 import Testing
+
+@testable import Baton
 
 /// Semaphores on the memory store: never more holders than permits, a slot's tokens rising, the number of permits
 /// fixed while the semaphore is in use, a semaphore of 1 being the election of its key, and waits that end.
@@ -74,7 +75,7 @@ import Testing
         let two = try SemaphoreElector(store: store, key: "pool", holder: "a", permits: 2, configuration: configuration)
         let three = try SemaphoreElector(
             store: store, key: "pool", holder: "b", permits: 3, configuration: configuration)
-        try await two.withPermit { _ in
+        _ = try await two.withPermit { _ in
             await #expect {
                 try await three.withPermit { _ in }
             } throws: { error in
@@ -149,7 +150,7 @@ import Testing
     func oneAtATime() async throws {
         let semaphore = try SemaphoreElector(
             store: memoryStore(), key: "solo", holder: "h", permits: 2, configuration: configuration)
-        try await semaphore.withPermit { _ in
+        _ = try await semaphore.withPermit { _ in
             await #expect {
                 try await semaphore.withPermit { _ in }
             } throws: { error in
@@ -168,5 +169,25 @@ import Testing
             return permit
         }
         #expect(permit.timeLeft == nil)
+    }
+}
+
+/// A resignation that reaches a campaign claimed but not yet running is kept for it, not lost.
+@Suite struct CampaignStartTests {
+    @Test("resign() between claiming a campaign and running it ends the campaign as soon as it runs")
+    func resignBeforeTheCampaignRuns() async throws {
+        let store = LeaseStore(MemoryLeaseStore())
+        let elector = try LeaderElector(store: store, key: "early", holder: "a")
+        let campaign = try #require(elector.claimCampaign())
+        elector.resign()
+        let run = Task { await elector.run(campaign) }
+        let ended = Task {
+            try await Task.sleep(for: .seconds(10))
+            run.cancel()
+        }
+        await run.value
+        #expect(!ended.isCancelled && !run.isCancelled, "the campaign ran on until cancelled: the resignation was lost")
+        ended.cancel()
+        #expect(try await store.current(key: "early") == nil)
     }
 }

@@ -21,6 +21,10 @@ extension BatonChaosCommand {
     /// SIGUSR1 is the `resign-busy` fault: the running body turns stubborn — for the milliseconds written in the
     /// `--stubborn-file`, it keeps working (recording ticks) and ignores cancellation — and the worker calls
     /// `resign()`. The elector must not let the next candidate start before the body returned.
+    ///
+    /// With `--permits N` it is a candidate of a semaphore of N (`SemaphoreElector.withPermit`) instead: the work of
+    /// slot S is recorded in `LOG/slot-S/`, so that each slot's records are judged as one key's. SIGUSR1 then cancels
+    /// the `withPermit` call while the body is stubborn: the slot must not pass on before the body returned.
     struct Worker: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Campaign with LeaderElector.withLeadership and record start/tick/end while leading.")
@@ -45,6 +49,9 @@ extension BatonChaosCommand {
         @Option(help: ArgumentHelp("Milliseconds between ticks.", valueName: "ms"))
         var tick: Int = 50
 
+        @Option(help: ArgumentHelp("Campaign as a candidate of a semaphore of this many permits.", valueName: "n"))
+        var permits: Int?
+
         @Option(
             name: .customLong("stubborn-file"),
             help: ArgumentHelp(
@@ -62,6 +69,12 @@ extension BatonChaosCommand {
             let store = try await LeaseStores.open(try StoreURL(self.store))
             var logger = Logger(label: "baton-chaos.worker")
             logger.logLevel = .critical
+            if let permits {
+                let semaphore = try SemaphoreElector(
+                    store: store, key: key, holder: id, permits: permits, configuration: ElectorConfiguration(ttl: ttl),
+                    logger: logger)
+                return try await runSemaphore(semaphore, store: store)
+            }
             let elector = try LeaderElector(
                 store: store, key: key, holder: id, configuration: ElectorConfiguration(ttl: ttl), logger: logger)
             let log = try WorkLog(directory: log, holder: id, campaigner: getpid())
@@ -118,6 +131,76 @@ extension BatonChaosCommand {
             }
         }
     }
+}
+
+extension BatonChaosCommand.Worker {
+    /// The semaphore candidate: takes a permit again and again, recording the work of each slot in its own
+    /// directory, until SIGTERM or SIGINT; SIGUSR1 cancels the current `withPermit` with a stubborn body.
+    func runSemaphore(_ semaphore: SemaphoreElector, store: LeaseStore) async throws {
+        let logs = try (0..<semaphore.permits).map { slot in
+            let directory = "\(log)/slot-\(slot)"
+            mkdir(directory, 0o755)
+            return try WorkLog(directory: directory, holder: id, campaigner: getpid())
+        }
+        let stopping = StopFlag()
+        let stubborn = StubbornWindow()
+        let tick = Duration.milliseconds(self.tick)
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigusr1)
+        let current = CurrentRound()
+        try await store.withRunning { _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !stopping.isSet && !Task.isCancelled {
+                        let round = Task<Void, Never> {
+                            // Lost while working, or cancelled (the resign-busy fault): take a permit again.
+                            _ = try? await semaphore.withPermit { permit in
+                                guard !stopping.isSet else { return }
+                                let log = logs[permit.slot]
+                                log.append(.start, token: permit.token)
+                                func done() -> Bool { Task.isCancelled && !stubborn.isOpen }
+                                while !done() && !stopping.isSet {
+                                    if stubborn.isOpen {
+                                        await Task { try? await Task.sleep(for: tick) }.value
+                                    } else {
+                                        try? await Task.sleep(for: tick)
+                                    }
+                                    if done() { break }
+                                    log.append(.tick, token: permit.token)
+                                }
+                                log.append(.end, token: permit.token)
+                            }
+                        }
+                        current.task.withLock { $0 = round }
+                        await withTaskCancellationHandler {
+                            await round.value
+                        } onCancel: {
+                            round.cancel()
+                        }
+                    }
+                }
+                for await signal in signals {
+                    if signal == .sigusr1 {
+                        let text = stubbornFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+                        let milliseconds = text.flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                        stubborn.open(for: milliseconds ?? 0)
+                        current.task.withLock { $0 }?.cancel()
+                        continue
+                    }
+                    stopping.set()
+                    break
+                }
+                // Let a running permit record its end and release; then cancel a wait for one.
+                try await Task.sleep(for: tick * 4)
+                group.cancelAll()
+                try await group.waitForAll()
+            }
+        }
+    }
+}
+
+/// The semaphore worker's `withPermit` call under way (cancelled by the resign-busy fault).
+private final class CurrentRound: Sendable {
+    let task = Mutex<Task<Void, Never>?>(nil)
 }
 
 /// Set once SIGTERM or SIGINT arrived.

@@ -17,6 +17,9 @@ final class Campaign: Sendable {
         var head = 0
         /// An input is being handled: inputs arriving meanwhile wait in the queue for the same handler.
         var handling = false
+        /// ``run()`` has started the machine. Inputs sent before (a resignation right after the campaign was
+        /// claimed) wait in the queue and are handled once it has.
+        var started = false
         /// An acquire has been answered: from then on the change feed is followed while not leading.
         var acquireAnswered = false
         /// How the campaign ended, once it did; no input is taken after that.
@@ -46,7 +49,7 @@ final class Campaign: Sendable {
         let handle = state.withLock { state -> Bool in
             guard state.end == nil else { return false }
             state.queue.append(input)
-            if state.handling { return false }
+            if state.handling || !state.started { return false }
             state.handling = true
             return true
         }
@@ -62,6 +65,7 @@ final class Campaign: Sendable {
         let actions = state.withLock { state -> [ElectorStateMachine.Action] in
             state.ticks = ticks
             state.handling = true
+            state.started = true
             return state.machine.start(now: elector.clock.now())
         }
         let deadline = state.withLock { $0.machine.termDeadline }

@@ -8,7 +8,7 @@ extension LeaderElector {
     // MARK: Release after work
 
     /// The work of the term `token` handed to a ``withLeadership(_:)`` body has returned.
-    func workReturned(_ token: FencingToken) {
+    package func workReturned(_ token: FencingToken) {
         let waiters = shared.withLock { shared -> [CheckedContinuation<Bool, Never>] in
             let left = (shared.work[token] ?? 1) - 1
             shared.work[token] = left > 0 ? left : nil

@@ -56,6 +56,8 @@ public final class SemaphoreElector: Sendable {
     /// The slot campaigned for first.
     let preferredSlot: Int
     private let busy = Mutex(false)
+    /// Set by ``stopChoosing()``.
+    private let stopped = Mutex(false)
 
     /// The largest number of permits.
     public static let maxPermits = 1000
@@ -173,13 +175,37 @@ public final class SemaphoreElector: Sendable {
                 "a withPermit of \(holder) on semaphore \(key) is already running; one runs at a time per instance")
         }
         defer { busy.withLock { $0 = false } }
+        return try await announcing {
+            let choice = try await chooseSlot()
+            let elector = choice.elector
+            let result: Result<T, any Error>
+            do {
+                result = .success(
+                    try await elector.work(in: choice.lease) { lease in
+                        try await body(Permit(semaphore: self.key, slot: choice.slot, lease: lease, elector: elector))
+                    })
+            } catch {
+                result = .failure(error)
+            }
+            // Released now that the work has returned; the next waiter takes the slot at once.
+            elector.resign()
+            await choice.campaign.value
+            return try result.get()
+        }
+    }
+
+    /// Announces the number of permits while `body` runs (see "The number of permits is part of the semaphore"),
+    /// and withdraws it afterwards.
+    /// - Throws: what `body` throws; ``BatonError`` `invalidArgument` if another number is announced, or the key is
+    ///   held as a lease (then `body` does not run).
+    package func announcing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         let member = Self.member(permits: permits, holder: holder)
         try await announce(member)
         let result = await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.keepAnnouncing(member) }
             defer { group.cancelAll() }
             do {
-                return Result<T, any Error>.success(try await campaignAndWork(body))
+                return Result<T, any Error>.success(try await body())
             } catch {
                 return .failure(error)
             }
@@ -189,60 +215,80 @@ public final class SemaphoreElector: Sendable {
         return try result.get()
     }
 
-    /// Campaigns for a slot and runs `body` in its term; every slot's campaign has ended when this returns.
-    private func campaignAndWork<T: Sendable>(_ body: @escaping @Sendable (Permit) async throws -> T) async throws -> T
-    {
+    /// A slot won by ``chooseSlot()``: its elector leads it, in the campaign that `campaign` runs.
+    package struct SlotChoice: Sendable {
+        /// The slot won.
+        package var slot: Int
+        /// Its term, counted as work of that term: call ``LeaderElector/workReturned(_:)`` once it is done with.
+        package var lease: Lease
+        /// The slot's elector.
+        package var elector: LeaderElector
+        /// The elector's campaign (its `run()`): it goes on until the elector resigns or loses the campaign.
+        package var campaign: Task<Void, Never>
+        /// The elector's events since before its campaign began.
+        package var events: AsyncStream<ElectorEvent>
+    }
+
+    /// Campaigns for a slot (see "Slots" above) and returns the first one won, its campaign going on; every other
+    /// slot's campaign has ended.
+    /// - Throws: `CancellationError` if the caller is cancelled, or ``stopChoosing()`` was called, before a slot
+    ///   is won (every campaign has then ended).
+    package func chooseSlot() async throws -> SlotChoice {
         // One campaign per slot, each ended on its own by resigning: its elector leaves the slot's queue and
         // releases a term it won meanwhile (unused), also one an acquire in flight is still granting. The campaign is
         // claimed before its task starts, so a resignation never comes before it.
         let order = (0..<permits).map { (preferredSlot + $0) % permits }
-        let firstEvents = slots[order[0]].events
+        // Subscribed before the campaigns start: the winner's for the caller, the preferred slot's for this choice.
+        let events = slots.map(\.events)
+        let probe = slots[order[0]].events
         var runs: [Int: Task<Void, Never>] = [:]
-        func start(_ index: Int) {
+        func start(_ index: Int) throws {
             let elector = slots[index]
             guard let campaign = elector.claimCampaign() else { return }
             runs[index] = Task { await elector.run(campaign) }
+            // A stop asked before this campaign was claimed found nothing to resign.
+            if stopped.withLock({ $0 }) { throw CancellationError() }
         }
         func end(_ runs: [Int: Task<Void, Never>]) async {
             for index in runs.keys { slots[index].resign() }
             for run in runs.values { await run.value }
         }
-        start(order[0])
         let slot: Int
         let lease: Lease
         do {
-            if permits > 1, await !electedFirst(order[0], firstEvents) {
-                for index in order.dropFirst() { start(index) }
+            try start(order[0])
+            if permits > 1, await !electedFirst(order[0], probe) {
+                for index in order.dropFirst() { try start(index) }
             }
             (slot, lease) = try await firstElection(among: Set(runs.keys))
         } catch {
             await end(runs)
             throw error
         }
-        let winner = runs.removeValue(forKey: slot)
+        guard let winner = runs.removeValue(forKey: slot) else { throw CancellationError() }
         await end(runs)
-        let elector = slots[slot]
-        let result: Result<T, any Error>
-        do {
-            result = .success(
-                try await elector.work(in: lease) { lease in
-                    try await body(Permit(semaphore: self.key, slot: slot, lease: lease, elector: elector))
-                })
-        } catch {
-            result = .failure(error)
-        }
-        // Released now that the work has returned; the next waiter takes the slot at once.
-        elector.resign()
-        await winner?.value
-        return try result.get()
+        return SlotChoice(slot: slot, lease: lease, elector: slots[slot], campaign: winner, events: events[slot])
+    }
+
+    /// Ends every slot's campaign, once and for all: an ``announcing(_:)`` still retrying a store that cannot be
+    /// reached and a ``chooseSlot()`` under way throw `CancellationError`, and the slot won resigns (after its work
+    /// has returned).
+    package func stopChoosing() {
+        stopped.withLock { $0 = true }
+        for slot in slots { slot.resign() }
     }
 
     /// Whether the slot at `index` was elected before anything said it is held (another holder seen, a store error,
-    /// or a ttl without an answer).
+    /// a ttl without an answer, or the end of its campaign).
     private func electedFirst(_ index: Int, _ events: AsyncStream<ElectorEvent>) async -> Bool {
         let elector = slots[index]
         let holder = holder
         return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                // Ends when the campaign does, or when this wait is cancelled.
+                await elector.waitUntilIdle()
+                return false
+            }
             group.addTask {
                 for await event in events {
                     switch event {
@@ -269,7 +315,8 @@ public final class SemaphoreElector: Sendable {
     private func firstElection(among indices: Set<Int>) async throws -> (Int, Lease) {
         try await withThrowingTaskGroup(of: (Int, Lease).self) { group in
             for index in indices {
-                group.addTask { (index, try await self.slots[index].waitForLeadership(onlyWhileRunning: false)) }
+                // A campaign that ends (resigned by stopChoosing()) fails its waiter, and with it the choice.
+                group.addTask { (index, try await self.slots[index].waitForLeadership(onlyWhileRunning: true)) }
             }
             guard let first = try await group.next() else { throw CancellationError() }
             group.cancelAll()
@@ -289,10 +336,12 @@ public final class SemaphoreElector: Sendable {
     // MARK: Announcing the number of permits
 
     /// Announces `member` and checks that every candidate announced the same number of permits, and (for more than
-    /// one) that the key is not held as a lease. Store errors are retried until the caller is cancelled.
+    /// one) that the key is not held as a lease. Store errors are retried until the caller is cancelled or
+    /// ``stopChoosing()`` is called (then it throws `CancellationError`).
     private func announce(_ member: String) async throws {
         var pause = Duration.milliseconds(100)
         while true {
+            if stopped.withLock({ $0 }) { throw CancellationError() }
             do {
                 // Looks before announcing, so that a candidate refused here never disturbs those in use; and
                 // after, for one that announced at the same moment.
@@ -318,7 +367,12 @@ public final class SemaphoreElector: Sendable {
                 return
             } catch let error as BatonError where error.code == .storeUnavailable || error.code == .timeout {
                 logger.warning("store call failed", metadata: ["baton.error": "\(error)"])
-                try await clock.sleep(for: pause)
+                // Retried until the caller is cancelled or stopChoosing() is called (checked every 50 ms).
+                let until = clock.now() + pause
+                while clock.now() < until {
+                    if stopped.withLock({ $0 }) { throw CancellationError() }
+                    try await clock.sleep(for: min(.milliseconds(50), until - clock.now()))
+                }
                 pause = min(pause * 2, configuration.ttl / 3)
             }
         }
