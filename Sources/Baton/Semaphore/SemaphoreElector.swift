@@ -51,6 +51,7 @@ public final class SemaphoreElector: Sendable {
     public let permitsGroup: String
 
     let slots: [LeaderElector]
+    let layout: SemaphoreLayout
     let clock: BatonClock
     let logger: Logger
     /// The slot campaigned for first.
@@ -60,7 +61,7 @@ public final class SemaphoreElector: Sendable {
     private let stopped = Mutex(false)
 
     /// The largest number of permits.
-    public static let maxPermits = 1000
+    public static let maxPermits = SemaphoreLayout.maxPermits
 
     /// Creates a candidate on the host's continuous clock.
     /// - Parameters:
@@ -96,22 +97,10 @@ public final class SemaphoreElector: Sendable {
         clock: C,
         logger: Logger = Logger(label: "baton.semaphore")
     ) throws where C.Duration == Duration {
-        try BatonValidation.name(key, "key")
-        try BatonValidation.name(holder, "holder")
-        guard (1...Self.maxPermits).contains(permits) else {
-            throw BatonError.invalidArgument("permits is \(permits); it must be 1–\(Self.maxPermits)")
-        }
-        let slotKeys = permits == 1 ? [key] : (0..<permits).map { "\(key)#\($0)" }
-        let permitsGroup = "\(key)#permits"
-        do {
-            try BatonValidation.name(slotKeys[permits - 1], "slot key")
-            try BatonValidation.name(permitsGroup, "permits group")
-            try BatonValidation.name(Self.member(permits: permits, holder: holder), "permits member")
-        } catch {
-            throw BatonError.invalidArgument(
-                "key or holder too long for a semaphore: \(error.message) (the slot keys add `#N`, the presence "
-                    + "group `#permits` to the key; the member adds `N:` to the holder)")
-        }
+        let layout = try SemaphoreLayout(key: key, permits: permits)
+        try layout.validate(holder: holder)
+        let slotKeys = layout.slotKeys
+        let permitsGroup = layout.permitsGroup
         var logger = logger
         logger[metadataKey: "baton.semaphore"] = "\(key)"
         self.store = store
@@ -123,21 +112,14 @@ public final class SemaphoreElector: Sendable {
         self.permitsGroup = permitsGroup
         self.clock = BatonClock(clock)
         self.logger = logger
+        self.layout = layout
         self.slots = try slotKeys.map { slotKey in
             try LeaderElector(
                 store: store, key: slotKey, holder: holder, configuration: configuration, clock: clock,
                 logger: logger)
         }
-        // FNV-1a of the holder: stable across processes, unlike Swift's seeded hashing.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in holder.utf8 {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        self.preferredSlot = Int(hash % UInt64(permits))
+        self.preferredSlot = layout.preferredSlot(of: holder)
     }
-
-    /// The presence member that announces `permits` for `holder`.
-    static func member(permits: Int, holder: String) -> String { "\(permits):\(holder)" }
 
     // MARK: Observing
 
@@ -199,8 +181,8 @@ public final class SemaphoreElector: Sendable {
     /// - Throws: what `body` throws; ``BatonError`` `invalidArgument` if another number is announced, or the key is
     ///   held as a lease (then `body` does not run).
     package func announcing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        let member = Self.member(permits: permits, holder: holder)
-        try await announce(member)
+        let member = layout.member(holder)
+        try await announce()
         let result = await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.keepAnnouncing(member) }
             defer { group.cancelAll() }
@@ -335,35 +317,14 @@ public final class SemaphoreElector: Sendable {
 
     // MARK: Announcing the number of permits
 
-    /// Announces `member` and checks that every candidate announced the same number of permits, and (for more than
-    /// one) that the key is not held as a lease. Store errors are retried until the caller is cancelled or
-    /// ``stopChoosing()`` is called (then it throws `CancellationError`).
-    private func announce(_ member: String) async throws {
+    /// Announces the number of permits (see ``SemaphoreLayout/announce(on:holder:ttl:)``). Store errors are retried
+    /// until the caller is cancelled or ``stopChoosing()`` is called (then it throws `CancellationError`).
+    private func announce() async throws {
         var pause = Duration.milliseconds(100)
         while true {
             if stopped.withLock({ $0 }) { throw CancellationError() }
             do {
-                // Looks before announcing, so that a candidate refused here never disturbs those in use; and
-                // after, for one that announced at the same moment.
-                var other = try await otherNumber()
-                if other == nil {
-                    try await store.heartbeat(group: permitsGroup, member: member, ttl: configuration.ttl)
-                    other = try await otherNumber()
-                }
-                if let other {
-                    try? await store.leave(group: permitsGroup, member: member)
-                    let theirs = Self.permits(of: other).map(String.init) ?? "another number of"
-                    throw BatonError.invalidArgument(
-                        "semaphore \(key) is in use with \(theirs) permits (by \(Self.holder(of: other))); this "
-                            + "candidate asked for \(permits): every candidate of a semaphore must ask for the same "
-                            + "number")
-                }
-                if permits > 1, let leader = try await store.current(key: key) {
-                    try? await store.leave(group: permitsGroup, member: member)
-                    throw BatonError.invalidArgument(
-                        "\(key) is held as a lease by \(leader.holder) (token \(leader.token)); a key is either a "
-                            + "lease or a semaphore")
-                }
+                try await layout.announce(on: store, holder: holder, ttl: configuration.ttl)
                 return
             } catch let error as BatonError where error.code == .storeUnavailable || error.code == .timeout {
                 logger.warning("store call failed", metadata: ["baton.error": "\(error)"])
@@ -376,11 +337,6 @@ public final class SemaphoreElector: Sendable {
                 pause = min(pause * 2, configuration.ttl / 3)
             }
         }
-    }
-
-    /// A member of the permits group that announces another number of permits, if any.
-    private func otherNumber() async throws -> String? {
-        try await store.members(group: permitsGroup).first { Self.permits(of: $0) != permits }
     }
 
     /// Heartbeats `member` every third of the ttl until cancelled.
@@ -400,17 +356,6 @@ public final class SemaphoreElector: Sendable {
         try? await store.leave(group: permitsGroup, member: member)
     }
 
-    /// The number of permits a member announces, if it is well formed.
-    static func permits(of member: String) -> Int? {
-        guard let colon = member.firstIndex(of: ":") else { return nil }
-        return Int(member[..<colon])
-    }
-
-    /// The holder a member names.
-    static func holder(of member: String) -> String {
-        guard let colon = member.firstIndex(of: ":") else { return member }
-        return String(member[member.index(after: colon)...])
-    }
 }
 
 /// A permit of a ``SemaphoreElector``: one slot, held in one term of that slot's key.

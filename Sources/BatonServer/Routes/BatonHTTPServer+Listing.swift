@@ -75,7 +75,7 @@ extension BatonHTTPServer {
     // MARK: Query parameters
 
     /// A query parameter's text, percent-decoded; nil when absent.
-    private func queryText(_ name: String, _ request: Request) throws(APIError) -> String? {
+    func queryText(_ name: String, _ request: Request) throws(APIError) -> String? {
         guard let value = request.uri.queryParameters[Substring(name)] else { return nil }
         return String(value)
     }

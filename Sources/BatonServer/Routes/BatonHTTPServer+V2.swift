@@ -100,7 +100,7 @@ extension BatonHTTPServer {
 
     // MARK: Fields and answers
 
-    private func holderField(_ body: JSONBody) throws(APIError) -> String {
+    func holderField(_ body: JSONBody) throws(APIError) -> String {
         let holder = try body.requiredString("holder")
         do {
             try BatonValidation.name(holder, "holder")
@@ -110,7 +110,7 @@ extension BatonHTTPServer {
         return holder
     }
 
-    private func metadataField(_ body: JSONBody) throws(APIError) -> String? {
+    func metadataField(_ body: JSONBody) throws(APIError) -> String? {
         let metadata = try body.string("metadata")
         do {
             try BatonValidation.metadata(metadata)
