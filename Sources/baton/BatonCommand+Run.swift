@@ -312,12 +312,10 @@ extension BatonCommand {
                                 choice.elector, holder: holder, supervisor: supervisor, reporter: reporter,
                                 slot: choice.slot)
                         } catch {
-                            choice.elector.resign()
-                            await choice.campaign.value
+                            await choice.finish()
                             throw error
                         }
-                        choice.elector.resign()
-                        await choice.campaign.value
+                        await choice.finish()
                         return status
                     }
                 }

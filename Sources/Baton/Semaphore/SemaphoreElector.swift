@@ -170,8 +170,7 @@ public final class SemaphoreElector: Sendable {
                 result = .failure(error)
             }
             // Released now that the work has returned; the next waiter takes the slot at once.
-            elector.resign()
-            await choice.campaign.value
+            await choice.finish()
             return try result.get()
         }
     }
@@ -209,10 +208,19 @@ public final class SemaphoreElector: Sendable {
         package var campaign: Task<Void, Never>
         /// The elector's events since before its campaign began.
         package var events: AsyncStream<ElectorEvent>
+        /// The other slots' campaigns, resigned and ending.
+        package var leaving: [Task<Void, Never>]
+
+        /// Resigns the slot won (released once its work has returned) and waits until every campaign has ended.
+        package func finish() async {
+            elector.resign()
+            await campaign.value
+            for other in leaving { await other.value }
+        }
     }
 
     /// Campaigns for a slot (see "Slots" above) and returns the first one won, its campaign going on; every other
-    /// slot's campaign has ended.
+    /// slot's campaign is resigned and ending (``SlotChoice/finish()`` waits for them).
     /// - Throws: `CancellationError` if the caller is cancelled, or ``stopChoosing()`` was called, before a slot
     ///   is won (every campaign has then ended).
     package func chooseSlot() async throws -> SlotChoice {
@@ -248,8 +256,12 @@ public final class SemaphoreElector: Sendable {
             throw error
         }
         guard let winner = runs.removeValue(forKey: slot) else { throw CancellationError() }
-        await end(runs)
-        return SlotChoice(slot: slot, lease: lease, elector: slots[slot], campaign: winner, events: events[slot])
+        // The other slots are left now, but not waited for: their leaving (a leave of the queue, a release of a
+        // term won at the same moment) would delay the work by its store round trips. ``SlotChoice/finish()`` waits.
+        for index in runs.keys { slots[index].resign() }
+        return SlotChoice(
+            slot: slot, lease: lease, elector: slots[slot], campaign: winner, events: events[slot],
+            leaving: Array(runs.values))
     }
 
     /// Ends every slot's campaign, once and for all: an ``announcing(_:)`` still retrying a store that cannot be
