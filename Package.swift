@@ -328,6 +328,19 @@ let package = Package(
             exclude: ["README.md", "stale-leader.sh"],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "ShardedConsumerExample",
+            dependencies: [
+                "Baton",
+                "BatonStores",
+                "ExampleSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/ShardedConsumerExample",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         // The Swift samples of README.md and Baton.docc, compiled; BatonDocsTests checks they match the text.
         .target(
             name: "BatonDocSamples",

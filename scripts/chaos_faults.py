@@ -14,6 +14,10 @@ and the finish go to every slot's log). One owner per slot at a time means never
 A slot must be held again within the general bound (10 ttl + 5 s), not the 3 ttl the election runs check after a
 blackhole, drop-waiters or partition.
 
+With --shards M, the candidates are members of a sharded key of M shards (`baton-chaos worker --shards M`,
+--candidates of them), judged as a semaphore's are: each shard's records go to records-shards/slot-S/, one owner per
+shard at a time, held again within the general bound.
+
 With --netns, every candidate of a network store runs with its proxy on a host of its own: a network namespace
 joined by a veth to the bridge whose address the store listens on (scripts/chaos sets up the bridge and the store).
 
@@ -59,6 +63,7 @@ import time
 
 KEY = "chaos"
 SEMAPHORE_KEY = "chaos-semaphore"
+SHARDED_KEY = "chaos-sharded"
 RUN_CANDIDATES = 3
 LIBRARY_WORKERS = 2
 NEW_KINDS = ["stop-baton", "resign-busy", "drop-waiters", "partition"]
@@ -87,9 +92,13 @@ class Run:
         self.random = random.Random(f"{options.seed}/{options.store}")
         self.ttl = seconds(options.ttl)
         self.permits = options.permits
-        if self.permits:
-            self.records = os.path.join(options.dir, "records-semaphore")
-            self.slots = [os.path.join(self.records, f"slot-{slot}") for slot in range(self.permits)]
+        self.shards = options.shards
+        # A semaphore's slots and a sharded key's shards are each judged as one key.
+        self.slotted = bool(self.permits or self.shards)
+        if self.slotted:
+            kind = "semaphore" if self.permits else "shards"
+            self.records = os.path.join(options.dir, f"records-{kind}")
+            self.slots = [os.path.join(self.records, f"slot-{slot}") for slot in range(self.permits or self.shards)]
             for slot in self.slots:
                 os.makedirs(slot, exist_ok=True)
             self.fault_logs = [open(os.path.join(slot, "faults.log"), "a", buffering=1) for slot in self.slots]
@@ -107,7 +116,10 @@ class Run:
     # --- records -----------------------------------------------------------------------------------------------
 
     def note(self, text, time=None, slot=None):
-        """Writes a fault record: to the log of `slot` (a fault aimed at a holder of it), else to every log."""
+        """Writes a fault record: to the log of `slot` (a fault aimed at a holder of it), else to every log. A sharded
+        key's member owns several shards at once, so a fault aimed at it goes to every shard's log."""
+        if self.shards:
+            slot = None
         line = f"{time if time is not None else now()} {text}\n"
         for index, log in enumerate(self.fault_logs):
             if slot is None or index == slot:
@@ -211,10 +223,11 @@ class Run:
         return os.path.join(self.options.bin, name)
 
     def start_candidates(self):
-        count = self.options.candidates if self.permits else RUN_CANDIDATES + LIBRARY_WORKERS
+        count = self.options.candidates if self.slotted else RUN_CANDIDATES + LIBRARY_WORKERS
         for index in range(count):
-            library = self.permits is not None or index >= RUN_CANDIDATES
-            name = f"sem-{index}" if self.permits else f"lib-{index}" if library else f"run-{index}"
+            library = self.slotted or index >= RUN_CANDIDATES
+            name = (f"sem-{index}" if self.permits else f"shard-{index}" if self.shards
+                    else f"lib-{index}" if library else f"run-{index}")
             control = os.path.join(self.options.dir, f"{name}.control")
             stubborn = os.path.join(self.options.dir, f"{name}.stubborn")
             namespace, interface = self.add_namespace(index) if self.netns else (None, None)
@@ -222,6 +235,10 @@ class Run:
             if self.permits:
                 command = [self.bin("baton-chaos"), "worker", "--store", url, "--key", SEMAPHORE_KEY, "--id", name,
                            "--permits", str(self.permits), "--ttl", self.options.ttl, "--log", self.records,
+                           "--stubborn-file", stubborn]
+            elif self.shards:
+                command = [self.bin("baton-chaos"), "worker", "--store", url, "--key", SHARDED_KEY, "--id", name,
+                           "--shards", str(self.shards), "--ttl", self.options.ttl, "--log", self.records,
                            "--stubborn-file", stubborn]
             elif library:
                 command = [self.bin("baton-chaos"), "worker", "--store", url, "--key", KEY, "--id", name,
@@ -292,8 +309,9 @@ class Run:
     # --- faults ------------------------------------------------------------------------------------------------
 
     def kinds(self):
-        # A semaphore's candidates are all library workers: no `baton` to stop on its own.
-        kinds = ["kill", "term", "stop", "resign-busy"] if self.permits else ["kill", "term", "stop", "stop-baton",
+        # A semaphore's candidates and a sharded key's members are all library workers: no `baton` to stop on its
+        # own.
+        kinds = ["kill", "term", "stop", "resign-busy"] if self.slotted else ["kill", "term", "stop", "stop-baton",
                                                                               "resign-busy"]
         if self.networked:
             kinds += ["blackhole", "cut", "delay", "drop-waiters"]
@@ -480,11 +498,13 @@ class Run:
         stale = int((self.ttl + 1) * 1000)
         failed = 0
         for slot, records in enumerate(self.slots):
-            label = f"{self.options.store}-semaphore{self.permits}/{slot}" if self.permits else self.options.store
+            label = (f"{self.options.store}-semaphore{self.permits}/{slot}" if self.permits
+                     else f"{self.options.store}-shards{self.shards}/{slot}" if self.shards else self.options.store)
             # A leader again within 3 ttl after a blackhole (the leader's or the waiters') or a partition. Not for a
             # semaphore's slots: there drop-waiters silences the other slots' holders too, and every waiter follows
-            # every slot (on S3, a poll per slot), so a slot is held again within the general bound.
-            bounds = [] if self.permits else [argument for kind in ("blackhole", "drop-waiters", "partition")
+            # every slot (on S3, a poll per slot), so a slot is held again within the general bound; and a shard
+            # moves only once the members have seen a member gone or back, so likewise.
+            bounds = [] if self.slotted else [argument for kind in ("blackhole", "drop-waiters", "partition")
                                               for argument in ("--fault-bound", f"{kind}={int(3 * self.ttl * 1000)}")]
             checked = subprocess.run(
                 [self.bin("baton-chaos"), "check", "--label", label, "--bound", str(bound), *bounds,
@@ -550,7 +570,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="deal the newer kinds of fault first")
     parser.add_argument("--permits", type=int, default=None,
                         help="candidates of a semaphore of this many permits (library workers), each slot judged")
-    parser.add_argument("--candidates", type=int, default=8, help="with --permits, how many candidates")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="members of a sharded key of this many shards (library workers), each shard judged")
+    parser.add_argument("--candidates", type=int, default=8,
+                        help="with --permits, how many candidates; with --shards, how many members")
     parser.add_argument("--netns", type=json.loads, default=None,
                         help='hosts of their own: {"prefix": P, "bridge": BR, "address": BRIDGE_IP}')
     # SIGTERM (scripts/chaos being stopped) ends the run through its cleanup, which stops every candidate.

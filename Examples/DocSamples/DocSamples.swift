@@ -67,6 +67,17 @@ func renderWithAPermit(store: LeaseStore) async throws {
     }
 }
 
+/// ShardedLeadership.md, "Overview": a leader per shard.
+func consumeOwnedPartitions(store: LeaseStore) async throws {
+    let orders = try ShardedElector(store: store, key: "orders", holder: hostName, shards: 12)
+    try await store.withRunning { _ in
+        try await orders.withShards { shard in
+            // Runs for each partition this member owns, cancelled when the partition moves to another member.
+            try await consume(partition: shard.index, fencingToken: shard.token)
+        }
+    }
+}
+
 /// What the samples take for granted.
 let hostName = ProcessInfo.processInfo.hostName
 
@@ -74,6 +85,8 @@ let hostName = ProcessInfo.processInfo.hostName
 func cleanUp() async throws {}
 
 func render(slot: Int, fencingToken: FencingToken) async throws {}
+
+func consume(partition: Int, fencingToken: FencingToken) async throws {}
 
 /// Configuration: quorum mode.
 func quorumConfiguration() -> ElectorConfiguration {

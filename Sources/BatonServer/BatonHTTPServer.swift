@@ -164,6 +164,7 @@ public struct BatonHTTPServer: Sendable {
             route(.put, "/v2/semaphores/{key}", [200, 400, 409, 500], access: .write("key"), renewPermit),
             route(.delete, "/v2/semaphores/{key}", [204, 400, 409, 500], access: .write("key"), releasePermit),
             route(.get, "/v2/semaphores/{key}", [200, 400, 404, 500], access: .read("key"), semaphore),
+            route(.get, "/v2/shards/{key}", [200, 400, 404, 500], access: .read("key"), shardOwnership),
             route(.get, "/v2/leases", [200, 400, 500], listLeases),
             route(.get, "/v2/rounds/{system}", [200, 400, 500], access: .read("system"), listRounds),
             route(.get, "/healthz", [200], open: true, healthz),

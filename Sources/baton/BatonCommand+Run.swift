@@ -20,6 +20,7 @@ extension BatonCommand {
             usage: """
                 baton run --key KEY [--store URL] [--id ID] [--ttl 10s] [--grace D] [--retry] [--quiet] -- CMD [ARGS...]
                   baton run --key KEY --holders N [--id ID] [--ttl 10s] [--retry] -- CMD [ARGS...]
+                  baton run --key KEY --shards M [--id ID] [--ttl 10s] [--retry] -- CMD [ARGS...]
                   baton run --key SYSTEM --round ROUND [--id ID] [--lost-exit-code N] -- CMD [ARGS...]
                 """,
             discussion: """
@@ -58,6 +59,14 @@ extension BatonCommand {
                 CMD in the first it wins, with BATON_SLOT (0 ... N-1) and that slot's BATON_TOKEN; everything above \
                 holds per slot. Every candidate of KEY must give the same N: another N is refused (exit 2) while \
                 the semaphore is in use. With --retry, a candidate that lost its slot campaigns for that slot again.
+
+                Shards (--shards M): KEY has M shards (KEY#shard-0 ... KEY#shard-M-1), spread evenly over the \
+                members taking part (every baton run --shards M of KEY). This member runs one CMD per shard it \
+                owns, with BATON_SHARD (0 ... M-1) and that shard's BATON_TOKEN; everything above holds per shard. \
+                When a member joins or leaves, the fewest shards move: a shard moving away has its CMD stopped \
+                (SIGTERM, SIGKILL after the grace) and is then released to its new owner. A CMD that exits, or a \
+                lost shard without --retry, ends the member: the other CMDs are stopped the same way and baton \
+                exits with that status. Every member of KEY must give the same M (another M: exit 2).
 
                 Cron mode (--round ROUND): a one-shot election of round ROUND of system KEY, with no lease. The \
                 winner runs CMD and, if it exits 0, records the round as completed; the others print \
@@ -120,6 +129,11 @@ extension BatonCommand {
                 "Run as one of up to N holders of KEY at once (a semaphore); CMD gets BATON_SLOT.", valueName: "n"))
         var holders: Int?
 
+        @Option(
+            help: ArgumentHelp(
+                "Run as a member of KEY's M shards: one CMD per shard owned, with BATON_SHARD.", valueName: "m"))
+        var shards: Int?
+
         @Flag(help: "After losing leadership (and stopping CMD), campaign again instead of exiting.")
         var retry = false
 
@@ -163,6 +177,17 @@ extension BatonCommand {
                     throw ValidationError("--holders must be within 1...\(SemaphoreElector.maxPermits), got \(holders)")
                 }
             }
+            if let shards {
+                if round != nil {
+                    throw ValidationError("--shards has no meaning with --round: a round has one winner")
+                }
+                if holders != nil {
+                    throw ValidationError("--shards and --holders cannot be used together")
+                }
+                if !(1...ShardedElector.maxShards).contains(shards) {
+                    throw ValidationError("--shards must be within 1...\(ShardedElector.maxShards), got \(shards)")
+                }
+            }
             if !(0...255).contains(lostExitCode) {
                 throw ValidationError("--lost-exit-code must be within 0...255, got \(lostExitCode)")
             }
@@ -190,6 +215,9 @@ extension BatonCommand {
                 try BatonValidation.name(holder, "--id")
                 try BatonValidation.metadata(metadata)
                 return try await options.withStore { store in
+                    if let shards {
+                        return try await runShards(store: store, holder: holder, timing: timing, shards: shards)
+                    }
                     if let holders {
                         return try await runHolder(store: store, holder: holder, timing: timing, permits: holders)
                     }
@@ -200,18 +228,15 @@ extension BatonCommand {
 
         /// The environment CMD starts with: baton's own, without the store's variables unless
         /// `--pass-store-credentials` (``StoreOptions/commandEnvironment(_:store:passCredentials:)``).
-        private func commandEnvironment() throws(BatonError) -> [String: String] {
+        func commandEnvironment() throws(BatonError) -> [String: String] {
             StoreOptions.commandEnvironment(
                 ProcessInfo.processInfo.environment, store: try options.storeURL(),
                 passCredentials: passStoreCredentials)
         }
 
-        /// The name CMD is given in messages.
-        private var commandName: String { command.first ?? "" }
-
-        // MARK: Continuous leadership
-
-        private func runLeader(store: LeaseStore, holder: String, timing: RunTiming) async throws -> Int32 {
+        /// Every elector's configuration from the resolved timing and `--metadata`, and their logger (silent:
+        /// `baton run` reports on standard error itself).
+        func electorSettings(_ timing: RunTiming) -> (ElectorConfiguration, Logger) {
             let configuration = ElectorConfiguration(
                 ttl: timing.ttl,
                 renewInterval: timing.renewInterval,
@@ -220,42 +245,67 @@ extension BatonCommand {
             )
             var logger = Logger(label: "baton.run")
             logger.logLevel = .critical
+            return (configuration, logger)
+        }
+
+        /// The name CMD is given in messages.
+        var commandName: String { command.first ?? "" }
+
+        // MARK: Continuous leadership
+
+        private func runLeader(store: LeaseStore, holder: String, timing: RunTiming) async throws -> Int32 {
+            let (configuration, logger) = electorSettings(timing)
             let elector = try LeaderElector(
                 store: store, key: key, holder: holder, configuration: configuration, logger: logger)
             let reporter = StatusReporter(key: key, holder: holder, command: commandName, quiet: quiet)
             let supervisor = RunSupervisor(
                 grace: timing.grace, resignOnLoss: !retry, retry: retry, resign: { elector.resign() },
-                timeLeft: { token in
-                    // The term's time left, live; its token checked on both sides of the read.
-                    guard elector.role.lease?.token == token, let left = elector.timeLeft,
-                        elector.role.lease?.token == token
-                    else { return nil }
-                    return left
-                },
+                // The term's time left, live; its token checked on both sides of the read.
+                timeLeft: { token in elector.timeLeft(in: token) },
                 reporter: reporter)
             let signals = StopSignals { supervisor.received($0) }
             defer { signals.cancel() }
             let jobControl = StopSignals(StopSignals.jobControl) { supervisor.jobControl($0) }
             defer { jobControl.cancel() }
+            return try await leadInCampaign(
+                elector, holder: holder, supervisor: supervisor, reporter: reporter
+            ) {
+                try await elector.run()
+            }
+        }
+
+        /// Runs `campaign` (the elector's `run()`) and the command in its terms (``lead(_:holder:supervisor:reporter:variables:)``),
+        /// the supervisor following the elector's events; resigns when the command is done with, and returns once the
+        /// campaign has ended.
+        ///
+        /// The campaign belongs to `run()`, not to `withLeadership`: when the command is gone, resign() lets the
+        /// elector release whatever it holds, also a lease an acquire in flight is still granting (cancelling a
+        /// campaign would abandon that one until it expires).
+        func leadInCampaign(
+            _ elector: LeaderElector,
+            holder: String,
+            supervisor: RunSupervisor,
+            reporter: StatusReporter,
+            variables: [String: String] = [:],
+            campaign: @escaping @Sendable () async throws -> Void
+        ) async throws -> Int32 {
             let events = elector.events
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await supervisor.follow(events) }
                 defer { group.cancelAll() }
-                // The campaign belongs to run(), not to withLeadership: when the command is gone, resign() lets
-                // the elector release whatever it holds, also a lease an acquire in flight is still granting
-                // (cancelling a campaign would abandon that one until it expires).
-                async let campaign: Void = elector.run()
+                async let running: Void = campaign()
                 await supervisor.waitForCampaign()
                 let status: Int32
                 do {
-                    status = try await lead(elector, holder: holder, supervisor: supervisor, reporter: reporter)
+                    status = try await lead(
+                        elector, holder: holder, supervisor: supervisor, reporter: reporter, variables: variables)
                 } catch {
                     elector.resign()
-                    try? await campaign
+                    try? await running
                     throw error
                 }
                 elector.resign()
-                try await campaign
+                try await running
                 return status
             }
         }
@@ -267,14 +317,7 @@ extension BatonCommand {
         /// as a single key's does in ``runLeader(store:holder:timing:)``.
         private func runHolder(store: LeaseStore, holder: String, timing: RunTiming, permits: Int) async throws -> Int32
         {
-            let configuration = ElectorConfiguration(
-                ttl: timing.ttl,
-                renewInterval: timing.renewInterval,
-                safetyMargin: timing.electorMargin,
-                metadata: metadata
-            )
-            var logger = Logger(label: "baton.run")
-            logger.logLevel = .critical
+            let (configuration, logger) = electorSettings(timing)
             let semaphore = try SemaphoreElector(
                 store: store, key: key, holder: holder, permits: permits, configuration: configuration,
                 logger: logger)
@@ -283,12 +326,7 @@ extension BatonCommand {
             let chosen = Mutex<LeaderElector?>(nil)
             let supervisor = RunSupervisor(
                 grace: timing.grace, resignOnLoss: !retry, retry: retry, resign: { semaphore.stopChoosing() },
-                timeLeft: { token in
-                    guard let elector = chosen.withLock({ $0 }), elector.role.lease?.token == token,
-                        let left = elector.timeLeft, elector.role.lease?.token == token
-                    else { return nil }
-                    return left
-                },
+                timeLeft: { token in chosen.withLock({ $0 })?.timeLeft(in: token) },
                 reporter: reporter)
             let signals = StopSignals { supervisor.received($0) }
             defer { signals.cancel() }
@@ -310,7 +348,7 @@ extension BatonCommand {
                         do {
                             status = try await lead(
                                 choice.elector, holder: holder, supervisor: supervisor, reporter: reporter,
-                                slot: choice.slot)
+                                variables: ["BATON_SLOT": String(choice.slot)])
                         } catch {
                             await choice.finish()
                             throw error
@@ -348,17 +386,17 @@ extension BatonCommand {
         /// The command is prepared (its keeper forked, see ``ChildProcess/prepare(_:environment:)``) before each
         /// campaign, so that being elected only has to launch it: a handover costs the command's own start-up,
         /// not a fork of `baton`.
-        private func lead(
+        func lead(
             _ elector: LeaderElector,
             holder: String,
             supervisor: RunSupervisor,
             reporter: StatusReporter,
-            slot: Int? = nil
+            variables: [String: String] = [:]
         ) async throws -> Int32 {
             var environment = try commandEnvironment()
             environment["BATON_KEY"] = key
             environment["BATON_HOLDER"] = holder
-            environment["BATON_SLOT"] = slot.map { String($0) }
+            environment.merge(variables) { _, new in new }
             // Each term's token is added at the launch.
             environment["BATON_TOKEN"] = nil
             var next = supervisor.campaignAsked()

@@ -24,7 +24,9 @@ extension BatonChaosCommand {
     ///
     /// With `--permits N` it is a candidate of a semaphore of N (`SemaphoreElector.withPermit`) instead: the work of
     /// slot S is recorded in `LOG/slot-S/`, so that each slot's records are judged as one key's. SIGUSR1 then cancels
-    /// the `withPermit` call while the body is stubborn: the slot must not pass on before the body returned.
+    /// the `withPermit` call while the body is stubborn: the slot must not pass on before the body returned. With
+    /// `--shards M` it is a member of a sharded key of M shards (`ShardedElector.withShards`), recorded the same way
+    /// per shard.
     struct Worker: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Campaign with LeaderElector.withLeadership and record start/tick/end while leading.")
@@ -52,6 +54,9 @@ extension BatonChaosCommand {
         @Option(help: ArgumentHelp("Campaign as a candidate of a semaphore of this many permits.", valueName: "n"))
         var permits: Int?
 
+        @Option(help: ArgumentHelp("Take part as a member of a sharded key of this many shards.", valueName: "m"))
+        var shards: Int?
+
         @Option(
             name: .customLong("stubborn-file"),
             help: ArgumentHelp(
@@ -74,6 +79,12 @@ extension BatonChaosCommand {
                     store: store, key: key, holder: id, permits: permits, configuration: ElectorConfiguration(ttl: ttl),
                     logger: logger)
                 return try await runSemaphore(semaphore, store: store)
+            }
+            if let shards {
+                let member = try ShardedElector(
+                    store: store, key: key, holder: id, shards: shards, configuration: ElectorConfiguration(ttl: ttl),
+                    logger: logger)
+                return try await runShards(member, store: store)
             }
             let elector = try LeaderElector(
                 store: store, key: key, holder: id, configuration: ElectorConfiguration(ttl: ttl), logger: logger)
@@ -137,7 +148,29 @@ extension BatonChaosCommand.Worker {
     /// The semaphore candidate: takes a permit again and again, recording the work of each slot in its own
     /// directory, until SIGTERM or SIGINT; SIGUSR1 cancels the current `withPermit` with a stubborn body.
     func runSemaphore(_ semaphore: SemaphoreElector, store: LeaseStore) async throws {
-        let logs = try (0..<semaphore.permits).map { slot in
+        try await runSlots(semaphore.permits, store: store) { work in
+            _ = try? await semaphore.withPermit { permit in await work(permit.slot, permit.token) }
+        }
+    }
+
+    /// The member of a sharded key: takes part again and again, recording the work of each shard it owns in the
+    /// shard's own directory (`LOG/slot-S/`, judged as one key's), until SIGTERM or SIGINT; SIGUSR1 cancels the
+    /// current `withShards` with stubborn bodies.
+    func runShards(_ member: ShardedElector, store: LeaseStore) async throws {
+        try await runSlots(member.shards, store: store) { work in
+            try? await member.withShards { shard in await work(shard.index, shard.token) }
+        }
+    }
+
+    /// Runs `takePart` again and again until SIGTERM or SIGINT: it calls the work it is given for each slot (or
+    /// shard) it holds, with the term's token, and the work records start, ticks and end in `LOG/slot-S/` until
+    /// cancelled. SIGUSR1 makes the work stubborn for a while and cancels the current `takePart`.
+    private func runSlots(
+        _ count: Int,
+        store: LeaseStore,
+        takePart: @escaping @Sendable (_ work: @escaping @Sendable (Int, FencingToken) async -> Void) async -> Void
+    ) async throws {
+        let logs = try (0..<count).map { slot in
             let directory = "\(log)/slot-\(slot)"
             mkdir(directory, 0o755)
             return try WorkLog(directory: directory, holder: id, campaigner: getpid())
@@ -147,29 +180,28 @@ extension BatonChaosCommand.Worker {
         let tick = Duration.milliseconds(self.tick)
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigusr1)
         let current = CurrentRound()
+        let work: @Sendable (Int, FencingToken) async -> Void = { slot, token in
+            guard !stopping.isSet else { return }
+            let log = logs[slot]
+            log.append(.start, token: token)
+            func done() -> Bool { Task.isCancelled && !stubborn.isOpen }
+            while !done() && !stopping.isSet {
+                if stubborn.isOpen {
+                    await Task { try? await Task.sleep(for: tick) }.value
+                } else {
+                    try? await Task.sleep(for: tick)
+                }
+                if done() { break }
+                log.append(.tick, token: token)
+            }
+            log.append(.end, token: token)
+        }
         try await store.withRunning { _ in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     while !stopping.isSet && !Task.isCancelled {
-                        let round = Task<Void, Never> {
-                            // Lost while working, or cancelled (the resign-busy fault): take a permit again.
-                            _ = try? await semaphore.withPermit { permit in
-                                guard !stopping.isSet else { return }
-                                let log = logs[permit.slot]
-                                log.append(.start, token: permit.token)
-                                func done() -> Bool { Task.isCancelled && !stubborn.isOpen }
-                                while !done() && !stopping.isSet {
-                                    if stubborn.isOpen {
-                                        await Task { try? await Task.sleep(for: tick) }.value
-                                    } else {
-                                        try? await Task.sleep(for: tick)
-                                    }
-                                    if done() { break }
-                                    log.append(.tick, token: permit.token)
-                                }
-                                log.append(.end, token: permit.token)
-                            }
-                        }
+                        // Lost while working, or cancelled (the resign-busy fault): take part again.
+                        let round = Task<Void, Never> { await takePart(work) }
                         current.task.withLock { $0 = round }
                         await withTaskCancellationHandler {
                             await round.value
@@ -189,7 +221,7 @@ extension BatonChaosCommand.Worker {
                     stopping.set()
                     break
                 }
-                // Let a running permit record its end and release; then cancel a wait for one.
+                // Let running work record its end and release; then cancel a wait.
                 try await Task.sleep(for: tick * 4)
                 group.cancelAll()
                 try await group.waitForAll()

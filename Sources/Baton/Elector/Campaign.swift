@@ -7,7 +7,7 @@ import Synchronization
 /// meanwhile, in order, then performs the machine's actions: those never wait (requests run in tasks of their
 /// own, ticks are timers), so handling is short. A waiting elector therefore costs no task beyond its caller's,
 /// which sleeps in ``run()`` until the campaign ends, and an input costs no hop to another task.
-final class Campaign: Sendable {
+package final class Campaign: Sendable {
     typealias Input = ElectorStateMachine.Input
 
     private struct State {

@@ -178,6 +178,13 @@ public final class LeaderElector: Service, Sendable {
         return max(.zero, deadline - clock.now())
     }
 
+    /// The time left in the term of `token` (see ``timeLeft``), nil unless this elector leads in that term: the token
+    /// is checked on both sides of the read.
+    package func timeLeft(in token: FencingToken) -> Duration? {
+        guard role.lease?.token == token, let left = timeLeft, role.lease?.token == token else { return nil }
+        return left
+    }
+
     /// The current leader according to the store (a store call).
     public func currentLeader() async throws -> LeaderInfo? {
         try await store.current(key: key)
@@ -226,7 +233,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Marks a new campaign as running and returns it, or nil if a campaign already runs.
-    func claimCampaign() -> Campaign? {
+    package func claimCampaign() -> Campaign? {
         let campaign = Campaign(
             elector: self,
             machine: ElectorStateMachine(
@@ -262,7 +269,7 @@ public final class LeaderElector: Service, Sendable {
     }
 
     /// Runs `campaign` until it finishes.
-    func run(_ campaign: Campaign) async {
+    package func run(_ campaign: Campaign) async {
         logger.info("campaigning", metadata: ["baton.ttl": "\(configuration.ttl)"])
         await withGracefulShutdownHandler {
             let end = await campaign.run()
@@ -363,7 +370,7 @@ public final class LeaderElector: Service, Sendable {
 
     /// Runs `body` as work of the term of `lease`, which ``waitForLeadership(onlyWhileRunning:)`` handed out and
     /// counted: cancels it when the term ends here, and counts it as returned (``workReturned(_:)``) once it has.
-    func work<T: Sendable>(
+    package func work<T: Sendable>(
         in lease: Lease, _ body: @escaping @Sendable (Lease) async throws -> T
     ) async throws -> T {
         defer { workReturned(lease.token) }
@@ -392,7 +399,7 @@ public final class LeaderElector: Service, Sendable {
     /// ``workReturned(_:)``, which the caller must call once its work has returned). With `onlyWhileRunning`, throws
     /// `CancellationError` at once if no campaign runs (a campaign's end fails the waiters it leaves, under the same
     /// lock).
-    func waitForLeadership(onlyWhileRunning: Bool = false) async throws -> Lease {
+    package func waitForLeadership(onlyWhileRunning: Bool = false) async throws -> Lease {
         let id = shared.withLock { $0.takeID() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Lease, any Error>) in

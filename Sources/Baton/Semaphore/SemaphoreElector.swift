@@ -180,20 +180,13 @@ public final class SemaphoreElector: Sendable {
     /// - Throws: what `body` throws; ``BatonError`` `invalidArgument` if another number is announced, or the key is
     ///   held as a lease (then `body` does not run).
     package func announcing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        let member = layout.member(holder)
-        try await announce()
-        let result = await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.keepAnnouncing(member) }
-            defer { group.cancelAll() }
-            do {
-                return Result<T, any Error>.success(try await body())
-            } catch {
-                return .failure(error)
-            }
-        }
-        // After the heartbeats have stopped, so none announces the member again.
-        await leave(member)
-        return try result.get()
+        try await layout.announcement.keep(
+            on: store, holder: holder, ttl: configuration.ttl, clock: clock, logger: logger,
+            stopped: { [self] in stopped.withLock { $0 } },
+            announce: { [layout, store, holder, configuration] in
+                try await layout.announce(on: store, holder: holder, ttl: configuration.ttl)
+            },
+            body)
     }
 
     /// A slot won by ``chooseSlot()``: its elector leads it, in the campaign that `campaign` runs.
@@ -326,48 +319,6 @@ public final class SemaphoreElector: Sendable {
             return first
         }
     }
-
-    // MARK: Announcing the number of permits
-
-    /// Announces the number of permits (see ``SemaphoreLayout/announce(on:holder:ttl:)``). Store errors are retried
-    /// until the caller is cancelled or ``stopChoosing()`` is called (then it throws `CancellationError`).
-    private func announce() async throws {
-        var pause = Duration.milliseconds(100)
-        while true {
-            if stopped.withLock({ $0 }) { throw CancellationError() }
-            do {
-                try await layout.announce(on: store, holder: holder, ttl: configuration.ttl)
-                return
-            } catch let error as BatonError where error.code == .storeUnavailable || error.code == .timeout {
-                logger.warning("store call failed", metadata: ["baton.error": "\(error)"])
-                // Retried until the caller is cancelled or stopChoosing() is called (checked every 50 ms).
-                let until = clock.now() + pause
-                while clock.now() < until {
-                    if stopped.withLock({ $0 }) { throw CancellationError() }
-                    try await clock.sleep(for: min(.milliseconds(50), until - clock.now()))
-                }
-                pause = min(pause * 2, configuration.ttl / 3)
-            }
-        }
-    }
-
-    /// Heartbeats `member` every third of the ttl until cancelled.
-    private func keepAnnouncing(_ member: String) async {
-        while !Task.isCancelled {
-            do {
-                try await clock.sleep(for: configuration.ttl / 3)
-            } catch {
-                return
-            }
-            try? await store.heartbeat(group: permitsGroup, member: member, ttl: configuration.ttl)
-        }
-    }
-
-    /// Withdraws `member` (best effort: it expires after a ttl anyway).
-    private func leave(_ member: String) async {
-        try? await store.leave(group: permitsGroup, member: member)
-    }
-
 }
 
 /// A permit of a ``SemaphoreElector``: one slot, held in one term of that slot's key.
@@ -385,10 +336,5 @@ public struct Permit: Sendable {
 
     /// The time left in this permit's term on its elector's clock, live (every renew moves it on); nil once the term
     /// is over. Work that must stop before the slot can pass to another holder reads it.
-    public var timeLeft: Duration? {
-        guard elector.role.lease?.token == lease.token, let left = elector.timeLeft,
-            elector.role.lease?.token == lease.token
-        else { return nil }
-        return left
-    }
+    public var timeLeft: Duration? { elector.timeLeft(in: lease.token) }
 }

@@ -119,14 +119,7 @@ extension BatonHTTPServer {
         let key = try name("key", context)
         let store = self.store
         let permits: Int
-        if let text = try queryText("permits", request) {
-            guard !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }), let number = Int(text),
-                (1...SemaphoreLayout.maxPermits).contains(number)
-            else {
-                throw APIError.badRequest(
-                    "permits must be a whole number from 1 to \(SemaphoreLayout.maxPermits), got "
-                        + String(reflecting: String(text.prefix(20))))
-            }
+        if let number = try countQuery("permits", request, max: SemaphoreLayout.maxPermits) {
             permits = number
         } else {
             let probe = try semaphoreLayout(key, permits: 1)
@@ -208,6 +201,18 @@ extension BatonHTTPServer {
     }
 
     // MARK: Fields and answers
+
+    /// The query item `name` as a whole number from 1 to `max`; nil when absent.
+    func countQuery(_ name: String, _ request: Request, max: Int) throws -> Int? {
+        guard let text = try queryText(name, request) else { return nil }
+        guard !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }), let number = Int(text),
+            (1...max).contains(number)
+        else {
+            throw APIError.badRequest(
+                "\(name) must be a whole number from 1 to \(max), got " + String(reflecting: String(text.prefix(20))))
+        }
+        return number
+    }
 
     /// The holder of each slot, nil for a free one (one store call per slot).
     private func slotHolders(_ layout: SemaphoreLayout) async throws -> [LeaderInfo?] {

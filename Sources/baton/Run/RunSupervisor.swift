@@ -46,6 +46,9 @@ final class RunSupervisor: Sendable {
     private let resign: @Sendable () -> Void
     private let timeLeft: @Sendable (FencingToken) -> Duration?
     private let reporter: StatusReporter
+    /// Whether a job-control stop stops `baton` itself (false when several supervisors share one `baton`, and it
+    /// stops itself once for all of them).
+    private let stopsSelf: Bool
     private let state: Mutex<State>
 
     /// - Parameters:
@@ -56,19 +59,22 @@ final class RunSupervisor: Sendable {
     ///   - timeLeft: the time left until the deadline of the term of a token on the elector's clock, read live; nil
     ///     when not leading in that term (always nil in round mode, where no term ends).
     ///   - reporter: prints the status lines and errors.
+    ///   - stopsSelf: whether a job-control stop (Ctrl-Z) stops `baton` after the command's group.
     init(
         grace: Duration,
         resignOnLoss: Bool = false,
         retry: Bool = false,
         resign: @escaping @Sendable () -> Void = {},
         timeLeft: @escaping @Sendable (FencingToken) -> Duration? = { _ in nil },
-        reporter: StatusReporter = StatusReporter(key: "", holder: "", command: "", quiet: true)
+        reporter: StatusReporter = StatusReporter(key: "", holder: "", command: "", quiet: true),
+        stopsSelf: Bool = true
     ) {
         settings = RunStateMachine.Settings(
             grace: grace, resignOnLoss: resignOnLoss, retry: retry, holder: reporter.holder)
         self.resign = resign
         self.timeLeft = timeLeft
         self.reporter = reporter
+        self.stopsSelf = stopsSelf
         state = Mutex(State(machine: RunStateMachine(settings: settings)))
     }
 
@@ -112,7 +118,7 @@ final class RunSupervisor: Sendable {
             // The grace counts from the signal; ChildProcess keeps SIGKILL by the keeper's kill time too.
             case .stopChild(let signal, let grace, let once): child?.stop(signal, grace: grace, once: once)
             case .signalGroup(let signal): child?.signalGroup(signal)
-            case .stopSelf: raise(SIGSTOP)
+            case .stopSelf: if stopsSelf { raise(SIGSTOP) }
             case .report(let report): reporter.print(report)
             case .moveKillTime: break
             default: remaining.append(action)
