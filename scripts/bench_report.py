@@ -85,6 +85,16 @@ def summary_row(r):
         return (r["scenario"], r["store"], f"median {ms(r['median_ms'])}, p90 {ms(r['p90_ms'])}; "
                 f"{r['acquires_per_release']} acquire requests per release",
                 f"bound: median {bound} ms", f"{r['median_ms'] / bound:.2f}", command)
+    if kind == "shards":
+        ttl = r["ttl_s"]
+        worst = max(r[f"{change}_max_s"] for change in ("join", "leave", "crash"))
+        ratio = max(r[f"{change}_moves_ratio_max"] for change in ("join", "leave", "crash"))
+        return (r["scenario"], r["store"],
+                "; ".join(f"{change}: median {r[f'{change}_median_s']} s (max {r[f'{change}_max_s']} s), "
+                          f"moved {r[f'{change}_moves']} of fewest {r[f'{change}_fewest']}"
+                          for change in ("join", "leave", "crash")) + f" (ttl {ttl} s, {r['rounds']} rounds)",
+                f"bound: even within 3 ttl ({3 * ttl} s) of each change, moves ≤ 1.2× the fewest",
+                f"{worst / (3 * ttl):.2f} of the time, {ratio:.2f}× the moves", command)
     if kind == "processes":
         counted = r.get("server_requests_per_release_median")
         requests = (f"{counted:g} requests per release at the server (max {r['server_requests_per_release_max']:g})"
@@ -157,6 +167,13 @@ HOW_TO_READ = """\
   work. Timed from that return (the release follows it) to the start of the next holder's work in the freed slot;
   the acquire requests that follow are counted (the new holder's, and the waiters' that leave the other slots'
   queues and join again behind).
+- **Shards**: 12 shards of a key over `baton run --shards 12 --ttl 2s --retry -- sleep` processes, read every 20 ms
+  by one listing from the bench process. Each round starts 4 members and waits for an even spread, then starts a
+  fifth (join), SIGTERMs one (graceful leave) and SIGKILLs another (crash). Each change is timed from its start
+  (the join's process start, the signal) to an even spread: every shard held by a live member, each member ⌊12/n⌋
+  or ⌈12/n⌉. Every owner change seen on the way counts as a move, against the fewest an even spread needed (a
+  crashed member's shards must move; a join needs ⌊12/5⌋). A crash waits for the member's presence and terms to
+  expire (a ttl) and the next reading of the plan (a third of a ttl).
 - **Idle SSE watchers**: one `baton serve` on SQLite holds 10,000 event streams, each on its own connection and
   key, opened by one asyncio client; resident memory (VmRSS) with all of them open, and 2,000 sequential `/alive`
   requests from another process meanwhile. **Slow reader**: one more stream whose client never reads (4 KiB receive

@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmark drivers for scripts/bench.",
         subcommands: [
             SummaryCommand.self, LatencyCommand.self, ClaimsCommand.self, ScaleLeasesCommand.self,
-            WaitersCommand.self, StoreCostCommand.self, SemaphoreCommand.self,
+            WaitersCommand.self, StoreCostCommand.self, SemaphoreCommand.self, ShardsCommand.self,
         ]
     )
 }
