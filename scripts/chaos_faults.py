@@ -116,14 +116,35 @@ class Run:
     # --- records -----------------------------------------------------------------------------------------------
 
     def note(self, text, time=None, slot=None):
-        """Writes a fault record: to the log of `slot` (a fault aimed at a holder of it), else to every log. A sharded
-        key's member owns several shards at once, so a fault aimed at it goes to every shard's log."""
-        if self.shards:
-            slot = None
+        """Writes a fault record: to the log of `slot` (a fault aimed at a holder of it), else to every log."""
         line = f"{time if time is not None else now()} {text}\n"
         for index, log in enumerate(self.fault_logs):
             if slot is None or index == slot:
                 log.write(line)
+
+    def note_fault(self, kind, campaigner, token, slot, time=None):
+        """Writes `fault KIND CAMPAIGNER TOKEN` to the log of the slot the fault is aimed at. A sharded key's member
+        holds several shards at once: the fault is noted in each shard it works on, with its token there."""
+        holdings = self.holdings(campaigner) if self.shards else {}
+        if not holdings:
+            holdings = {slot: token}
+        for held, held_token in holdings.items():
+            self.note(f"fault {kind} {campaigner} {held_token if token != '-' else '-'}", time, slot=held)
+
+    def holdings(self, campaigner):
+        """The slots whose newest work record, written in the last 300 ms, is `campaigner`'s: {slot: token}."""
+        held = {}
+        for slot, directory in enumerate(self.slots):
+            newest = None
+            for name in os.listdir(directory):
+                if not name.endswith(".log") or name == "faults.log":
+                    continue
+                record = newest_record(os.path.join(directory, name))
+                if record and (newest is None or record[0] > newest[0]):
+                    newest = record
+            if newest and newest[1] == campaigner and now() - newest[0] <= 300_000_000:
+                held[slot] = newest[3]
+        return held
 
     def leader(self):
         """The newest work record, if written in the last 300 ms: (campaigner pid, writer pid, token, slot); with
@@ -133,20 +154,9 @@ class Run:
             for name in os.listdir(directory):
                 if not name.endswith(".log") or name == "faults.log":
                     continue
-                path = os.path.join(directory, name)
-                try:
-                    with open(path, "rb") as file:
-                        file.seek(max(0, os.path.getsize(path) - 300))
-                        lines = file.read().decode(errors="replace").splitlines()
-                except OSError:
-                    continue
-                for line in reversed(lines):
-                    fields = line.split()
-                    if len(fields) == 6 and fields[1] in ("start", "tick"):
-                        record = (int(fields[0]), int(fields[5]), int(fields[4]), int(fields[2]), slot)
-                        if newest is None or record[0] > newest[0]:
-                            newest = record
-                        break
+                record = newest_record(os.path.join(directory, name))
+                if record and (newest is None or record[0] > newest[0]):
+                    newest = (*record, slot)
         if newest is None or now() - newest[0] > 300_000_000:
             return None
         return newest[1:]
@@ -366,17 +376,17 @@ class Run:
             return False
         target = f"{campaigner} {token}"
         if kind == "kill":
-            self.note(f"fault kill {target}", slot=slot)
+            self.note_fault("kill", campaigner, token, slot)
             signal_process(campaigner, signal.SIGKILL)
         elif kind == "term":
-            self.note(f"fault term {target}", slot=slot)
+            self.note_fault("term", campaigner, token, slot)
             signal_process(campaigner, signal.SIGTERM)
         elif kind == "stop":
             # The writer of `baton run` is in the group of the keeper that baton forked; a library worker is its own.
             groups = {campaigner, group_of(writer)}
             stopped = now()
             self.note(f"pause {campaigner}", stopped)
-            self.note(f"fault stop {target}", stopped, slot=slot)
+            self.note_fault("stop", campaigner, token, slot, stopped)
             for group in groups:
                 signal_group(group, signal.SIGSTOP)
             self.sleep(self.ttl * self.random.uniform(1.3, 2.0))
@@ -386,20 +396,20 @@ class Run:
         elif kind == "stop-baton":
             # Only `baton` stops; its keeper and command run on. Nothing marks the command's records as those of a
             # paused holder: it must have been stopped by the term's deadline.
-            self.note(f"fault stop-baton {target}", slot=slot)
+            self.note_fault("stop-baton", campaigner, token, slot)
             signal_process(campaigner, signal.SIGSTOP)
             self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 3.0))
             signal_process(campaigner, signal.SIGCONT)
         elif kind == "resign-busy":
             with open(candidate["stubborn"], "w") as file:
                 file.write(f"{int(self.ttl * 1000 * self.random.uniform(0.15, 0.3))}\n")
-            self.note(f"fault resign-busy {target}", slot=slot)
+            self.note_fault("resign-busy", campaigner, token, slot)
             signal_process(campaigner, signal.SIGUSR1)
         elif kind == "drop-waiters":
             waiters = [other for other in self.candidates if other is not candidate]
             # Silent a little longer than the 3 ttl in which the checker wants the next term.
             silent = 3 * self.ttl + 0.25
-            self.note(f"fault drop-waiters {target}", slot=slot)
+            self.note_fault("drop-waiters", campaigner, token, slot)
             for waiter in waiters:
                 with open(waiter["control"], "w") as file:
                     file.write("drop\n")
@@ -432,7 +442,7 @@ class Run:
             time.sleep(0.05)
         elif kind == "partition":
             interface = candidate["interface"]
-            self.note(f"fault partition {target}", slot=slot)
+            self.note_fault("partition", campaigner, token, slot)
             self.iptables(candidate, "-A", "OUTPUT", "-o", interface, "-j", "DROP")
             self.iptables(candidate, "-A", "INPUT", "-i", interface, "-j", "DROP")
             self.sleep(self.ttl * self.random.uniform(1.5, 2.0 if self.options.quick else 2.5))
@@ -440,14 +450,14 @@ class Run:
         else:
             control = candidate["control"]
             if kind == "blackhole":
-                self.note(f"fault blackhole {target}", slot=slot)
+                self.note_fault("blackhole", campaigner, token, slot)
                 self.control(control, "blackhole", self.ttl * self.random.uniform(1.5, 2.5))
             elif kind == "cut":
-                self.note(f"fault cut {campaigner} -", slot=slot)
+                self.note_fault("cut", campaigner, "-", slot)
                 self.control(control, "cut", 0.3)
             elif kind == "delay":
                 milliseconds = int(self.ttl * 1000 * self.random.uniform(0.1, 0.3))
-                self.note(f"fault delay {campaigner} -", slot=slot)
+                self.note_fault("delay", campaigner, "-", slot)
                 self.control(control, f"delay {milliseconds}", 2.0)
         self.injected += 1
         return True
@@ -512,6 +522,21 @@ class Run:
                  "--summary", self.options.summary, records])
             failed = failed or checked.returncode
         return failed
+
+
+def newest_record(path):
+    """The newest start or tick record of a work log: (time, campaigner pid, writer pid, token), or None."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, os.path.getsize(path) - 300))
+            lines = file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        fields = line.split()
+        if len(fields) == 6 and fields[1] in ("start", "tick"):
+            return (int(fields[0]), int(fields[5]), int(fields[4]), int(fields[2]))
+    return None
 
 
 def signal_process(pid, number):
