@@ -77,7 +77,8 @@ import Synchronization
 ///     metadata text, ttl_ms bigint NOT NULL,        -- what its term will be
 ///     expires_at timestamptz NOT NULL);            -- it leaves the queue then unless it asks again
 /// -- plus indexes on expires_at and on (key, arrival), the function baton_leases_notify() and its trigger on
-/// -- baton_leases, and the functions baton_acquire, baton_release, baton_look, baton_join and baton_hand_on.
+/// -- baton_leases, and the functions baton_acquire, baton_release, baton_look, baton_leave, baton_join and
+/// -- baton_hand_on.
 /// ```
 ///
 /// For example, the live leaders:

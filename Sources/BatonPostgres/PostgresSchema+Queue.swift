@@ -23,7 +23,9 @@ extension PostgresSchema {
     /// release that hands the key on writes its row once.
     /// Version 3: a waiting candidate's place lasts one and a half ttl after its last waiting acquire (it asks once
     /// per ttl).
-    static let functionsVersion = 3
+    /// Version 4: a candidate leaves the queue under the key's row lock (`baton_leave`), so that a release handing
+    /// the key on is either seen whole by the candidate's next read or never picks it.
+    static let functionsVersion = 4
 
     /// Whether the queue's table and the functions are at ``functionsVersion`` or later.
     func functionsAreCurrent(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
@@ -74,6 +76,19 @@ extension PostgresSchema {
                 VALUES (p_key, p_holder, p_metadata, p_ttl, p_now + p_ttl * interval '1.5 milliseconds')
                 ON CONFLICT (key, holder) DO UPDATE SET metadata = excluded.metadata, ttl_ms = excluded.ttl_ms,
                     expires_at = excluded.expires_at;
+            $$
+            """,
+            // Takes a holder's place out of the queue under the key's row lock, which every hand-on holds: a
+            // release handing the key to this holder meanwhile commits first (the holder's next read sees its term),
+            // and a later one no longer finds the holder in line. A plain DELETE could commit between a hand-on's
+            // look at the queue and its write, leaving the holder a term that its next read does not show yet.
+            """
+            CREATE OR REPLACE FUNCTION \(f).baton_leave(p_key text, p_holder text) RETURNS void
+                LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM 1 FROM \(leases) AS x WHERE x.key = p_key FOR UPDATE;
+                DELETE FROM \(waiters) AS w WHERE w.key = p_key AND w.holder = p_holder;
+            END
             $$
             """,
             // Starts the term of the first live candidate in line after a term that ended with p_last. The
@@ -243,12 +258,12 @@ extension PostgresSchema {
         return PostgresQuery(unsafeSQL: "SELECT \"\(schema)\".baton_release($1, $2, $3)", binds: bindings)
     }
 
-    /// Takes a holder's place out of the key's queue (a term it may hold is left alone).
+    /// Takes a holder's place out of the key's queue under the key's row lock (a term it may hold is left alone).
     func leaveQueue(key: String, holder: String) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: 2)
         bindings.append(key)
         bindings.append(holder)
-        return PostgresQuery(unsafeSQL: "DELETE FROM \(waiters) WHERE key = $1 AND holder = $2", binds: bindings)
+        return PostgresQuery(unsafeSQL: "SELECT \"\(schema)\".baton_leave($1, $2)", binds: bindings)
     }
 
     /// The key's live term, after handing a free key on; no row if none.

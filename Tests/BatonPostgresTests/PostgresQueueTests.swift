@@ -152,6 +152,54 @@ import Testing
         }
     }
 
+    /// A candidate leaves the queue under the key's row lock, which a release handing the key on holds from before
+    /// it looks at the queue until it commits. Here another session holds that lock and hands the key on by hand,
+    /// as `baton_release` does: the leave waits for it, and the candidate's read after the leave sees the term it
+    /// was handed (an elector gives it back). A leave that did not wait could commit between the hand-on's look at
+    /// the queue and its write, and the read after it would miss a term that blocks the key for its ttl.
+    @Test func aLeaveWaitsForAReleaseHandingTheKeyOn() async throws {
+        guard let url = try TestServer.url(), let driver = try TestServer.store() else { return }
+        try await using(driver) { store in
+            let key = unique("queue-leave-locked")
+            let lease = try #require(try await store.acquire(key: key, holder: "leader", ttl: Self.long).lease)
+            _ = try await store.acquire(key: key, holder: "leaving", ttl: Self.long, metadata: nil, waiting: true)
+            try await withConnection(url: url) { connection, logger in
+                func run(_ sql: String) async throws {
+                    try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+                }
+                let quoted = "'\(key)'"
+                try await run("BEGIN")
+                try await run("SELECT 1 FROM public.baton_leases WHERE key = \(quoted) FOR UPDATE")
+                let left = Flag()
+                let leaving = Task {
+                    try await store.leaveQueue(key: key, holder: "leaving")
+                    left.set()
+                }
+                // The leave either waits on the lock (seen by the server) or, not waiting, is done. The server's
+                // view of its sessions is taken once per transaction unless cleared.
+                try await waitUntil("the leave waits on the key's row lock or is done") {
+                    if left.isSet { return true }
+                    try await run("SELECT pg_stat_clear_snapshot()")
+                    let rows = try await connection.query(
+                        PostgresQuery(
+                            unsafeSQL: "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                + "AND query LIKE '%baton_leave%'"), logger: logger
+                    ).collect()
+                    return try (rows.first?.decode(Int.self) ?? 0) > 0
+                }
+                #expect(!left.isSet, "the leave did not wait for the key's row lock")
+                try await run(
+                    "SELECT * FROM public.baton_hand_on(\(quoted), \(lease.token), clock_timestamp())")
+                try await run("COMMIT")
+                try await leaving.value
+            }
+            let handed = try #require(try await store.current(key: key))
+            #expect(handed.holder == "leaving" && handed.token == lease.token + 1)
+            try await store.release(Lease(key: key, holder: "leaving", token: handed.token, ttl: Self.long))
+            #expect(try await store.current(key: key) == nil)
+        }
+    }
+
     @Test func aWaiterThatStopsAskingLeavesTheQueueWithinItsTTL() async throws {
         guard let driver = try TestServer.store() else { return }
         try await using(driver) { store in
@@ -194,6 +242,7 @@ import Testing
                 "DROP FUNCTION \"\(schema)\".baton_acquire", "DROP FUNCTION \"\(schema)\".baton_release",
                 "DROP FUNCTION \"\(schema)\".baton_look", "DROP FUNCTION \"\(schema)\".baton_hand_on",
                 "DROP FUNCTION \"\(schema)\".baton_join", "DROP FUNCTION \"\(schema)\".baton_claim",
+                "DROP FUNCTION \"\(schema)\".baton_leave",
                 "DELETE FROM \"\(schema)\".baton_meta WHERE name = 'functions_version'",
             ] {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
@@ -222,4 +271,11 @@ import Testing
         }
         try await connection.close()
     }
+}
+
+/// A flag set once from any task.
+private final class Flag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
 }

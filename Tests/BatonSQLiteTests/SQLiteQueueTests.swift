@@ -78,6 +78,30 @@ import Testing
         }
     }
 
+    /// An elector that resigns while its acquire is in flight, and whose acquire then lands with its answer lost (a
+    /// timeout after the store acted), gives back the term that acquire started: the key is free at once rather
+    /// than blocked for its ttl (60 s here) by a term nobody works in.
+    @Test func anElectorResigningWhileItsAcquireLandsUnansweredGivesTheTermBack() async throws {
+        try await withDatabase { path throws in
+            let faulty = FaultInjectingStore(wrapping: try SQLiteLeaseStore(path: path))
+            try await LeaseStore(faulty).withRunning { store in
+                let key = unique("queue-lost-answer")
+                faulty.setFault(.hang, for: .operation(.acquire))
+                let elector = try LeaderElector(
+                    store: store, key: key, holder: "resigning", configuration: ElectorConfiguration(ttl: .seconds(60)))
+                let run = Task { try await elector.run() }
+                await faulty.waitForHangingCalls(atLeast: 1)
+                elector.resign()
+                // The acquire goes on now: it takes the free key, and its answer is lost.
+                faulty.setFault(.loseReply, for: .operation(.acquire))
+                try await run.value
+                #expect(faulty.callCount(.acquire) == 1)
+                #expect(!elector.role.isLeader)
+                #expect(try await store.current(key: key) == nil, "the term the lost acquire started was kept")
+            }
+        }
+    }
+
     /// After an expiry, the feed's own read hands the key to the head of the queue and names it.
     @Test func theFeedNamesTheHeadAfterAnExpiry() async throws {
         let clock = ManualClock()

@@ -452,6 +452,14 @@ import Testing
         let answered = resigning.handle(.held(inFlight, LeaderInfo(holder: "other", token: 3)), now: .milliseconds(5))
         #expect(leavesQueue(answered))
         #expect(finishes(answered))
+        // Resigned with an acquire in flight that then fails (a timeout): it may have landed, so it leaves (and the
+        // elector gives back a term it may have started).
+        var timingOut = Machine(settings: settings, seed: 1)
+        let lost = try #require(acquireID(timingOut.start(now: .zero)))
+        _ = timingOut.handle(.resign, now: .milliseconds(1))
+        let failedAnswer = timingOut.handle(.acquireFailed(lost, .timeout("no answer")), now: .milliseconds(5))
+        #expect(leavesQueue(failedAnswer))
+        #expect(finishes(failedAnswer))
     }
 
     @Test("resigning demotes first, and the release waits for the work no longer than the term's deadline")

@@ -196,8 +196,10 @@ extension ElectorStateMachine {
             finishWithoutTerm(into: &actions)
             return actions
         case .acquireFailed(let id, _) where id == request.id:
+            // A failed acquire (a timeout, a lost connection) may still have landed: leave the queue, and give
+            // back a term it may have started.
             var actions: [Action] = []
-            finishWithoutTerm(into: &actions)
+            finishWithoutTerm(hasRequestInFlight: true, into: &actions)
             return actions
         case .stop:
             // The acquire is still in flight: it may yet join the queue.

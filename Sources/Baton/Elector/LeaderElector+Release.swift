@@ -20,6 +20,11 @@ extension LeaderElector {
         for waiter in waiters { waiter.resume(returning: true) }
     }
 
+    /// Whether work of the term `token` runs (a body given that term has not returned).
+    func hasWork(of token: FencingToken) -> Bool {
+        shared.withLock { $0.work[token] != nil }
+    }
+
     /// Waits, even if the calling task is cancelled, until no work of the term `token` runs (true) or the
     /// elector's clock reaches `deadline` first (false).
     func waitForWork(of token: FencingToken, until deadline: Duration) async -> Bool {
@@ -49,8 +54,7 @@ extension LeaderElector {
     /// that is still running can only be refused by its fencing token).
     func releaseAfterWork(_ release: ElectorStateMachine.Release) async {
         let token = release.lease.token
-        let busy = shared.withLock { $0.work[token] != nil }
-        if busy {
+        if hasWork(of: token) {
             logger.info("waiting for the work to return before releasing", metadata: ["baton.token": "\(token)"])
         }
         if await waitForWork(of: token, until: release.workDeadline) {

@@ -69,9 +69,12 @@ extension LeaderElector {
             let ttl = configuration.ttl
             await uncancelled("leave the queue; the place will expire") {
                 try await store.leaveQueue(key: key, holder: holder)
-                // A release that landed before the leave may have handed the key to this candidate: a term it
-                // never knew of and never worked in. Given back, so the key does not stay blocked for its ttl.
-                if let handed = try await store.current(key: key), handed.holder == holder {
+                // A release that landed before the leave (or an acquire whose answer never came) may have handed the
+                // key to this candidate: a term it never knew of and never worked in. Given back, so the key does not
+                // stay blocked for its ttl; never a term whose work still runs here.
+                if let handed = try await store.current(key: key), handed.holder == holder,
+                    !self.hasWork(of: handed.token)
+                {
                     try await store.release(Lease(key: key, holder: holder, token: handed.token, ttl: ttl))
                 }
             }
