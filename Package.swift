@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "BatonPostgres", targets: ["BatonPostgres"]),
         .library(name: "BatonTestKit", targets: ["BatonTestKit"]),
         .library(name: "BatonServer", targets: ["BatonServer"]),
+        .library(name: "BatonHummingbird", targets: ["BatonHummingbird"]),
         .library(name: "BatonRedis", targets: ["BatonRedis"]),
         .library(name: "BatonS3", targets: ["BatonS3"]),
         .library(name: "BatonEtcd", targets: ["BatonEtcd"]),
@@ -159,6 +160,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Fencing at the resource for Hummingbird services: FencingMiddleware.
+        .target(
+            name: "BatonHummingbird",
+            dependencies: [
+                "Baton",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "CBatonProcess"),
         .executableTarget(
             name: "baton",
@@ -226,7 +237,7 @@ let package = Package(
         .testTarget(
             name: "BatonServerTests",
             dependencies: [
-                "baton", "Baton", "BatonServer", "BatonTestKit",
+                "baton", "Baton", "BatonServer", "BatonHummingbird", "BatonTestKit",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

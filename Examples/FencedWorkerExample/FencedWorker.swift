@@ -33,7 +33,7 @@ struct FencedWorker {
         logger.logLevel = .info
         do {
             try await work(logger: logger)
-        } catch let error as FencedLedger.StaleToken {
+        } catch let error as StaleFencingToken {
             logger.error("stale leader stopped: \(error)")
             exit(4)
         } catch let error as BatonError where error.code == .invalidArgument {
@@ -67,21 +67,21 @@ struct FencedWorker {
         )
         // The refusal is kept apart from what `withLeadership` throws: when the elector notices first that the
         // term is over, the call throws `lost`, and the refused write must still be reported as such.
-        let refusal = Mutex<FencedLedger.StaleToken?>(nil)
+        let refusal = Mutex<StaleFencingToken?>(nil)
         do {
             try await store.withRunning { _ in
                 try await elector.withLeadership { lease in
                     logger.info("elected with token \(lease.token)")
                     for _ in 0..<jobs {
-                        let job = try ledger.read().nextJob
+                        let job = try ledger.read().records.count + 1
                         try await Task.sleep(for: workTime)  // the work itself
                         if pauseOnce {
                             // Nothing between the pause and the write can notice that leadership ended meanwhile.
                             pauseOnceBeforeWriting(logger: logger)
                         }
                         do {
-                            try ledger.record(job: job, token: lease.token, holder: holder)
-                        } catch let stale as FencedLedger.StaleToken {
+                            try ledger.append("job \(job) holder \(holder)", token: lease.token, resource: lease.key)
+                        } catch let stale as StaleFencingToken {
                             refusal.withLock { $0 = stale }
                             throw stale
                         }

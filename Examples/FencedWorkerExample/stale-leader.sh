@@ -57,11 +57,12 @@ status=0
 wait "$a_pid" || status=$?
 a_pid=
 [[ $status == 4 ]] || fail "worker A exited $status; expected 4 (the ledger refused its stale token)"
-grep -q "refused token $a_token" "$dir/a.log" || fail "worker A's log does not say that token $a_token was refused"
+grep -q "stale fencing token $a_token" "$dir/a.log" || fail "worker A's log does not say that token $a_token was refused"
 echo "   the ledger refused token $a_token; worker A exited 4"
 
 echo "4. the ledger holds worker B's jobs only"
-grep -qx "highest-token $b_token" "$ledger" || fail "the ledger's highest token is not $b_token"
+grep -qx "$(printf 'highest\texamples/ledger-worker\t%s' "$b_token")" "$ledger" ||
+    fail "the ledger's highest token is not $b_token"
 grep -q "holder worker-a" "$ledger" && fail "the ledger holds a write of worker A"
 [[ $(grep -c "holder worker-b" "$ledger") == 2 ]] || fail "the ledger does not hold worker B's two jobs"
 cat "$ledger" | sed 's/^/   /'
