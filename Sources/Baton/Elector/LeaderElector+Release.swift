@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 extension LeaderElector {
     // MARK: Release after work
@@ -71,8 +72,9 @@ extension LeaderElector {
     func releaseUncancelled(_ lease: Lease) async {
         let store = self.store
         let logger = self.logger
+        let context = termTrace(of: lease.token)?.context ?? ServiceContext.current ?? .topLevel
         await uncancelled("release; the term will expire") {
-            try await store.release(lease)
+            try await ServiceContext.$current.withValue(context) { try await store.release(lease) }
             logger.info("released", metadata: ["baton.token": "\(lease.token)"])
         }
     }

@@ -111,7 +111,8 @@ extension LeaderElector {
     ) async {
         let answer: Input
         do {
-            answer = .renewed(id, try await store.renew(lease, ttl: configuration.ttl))
+            answer = .renewed(
+                id, try await inTermContext(lease.token) { try await store.renew(lease, ttl: configuration.ttl) })
         } catch {
             if Task.isCancelled { return }
             let error = Self.batonError(error)

@@ -77,6 +77,8 @@ public final class LeaderElector: Service, Sendable {
         var work: [FencingToken: Int] = [:]
         /// Releases waiting for the work of a term (by token) to return.
         var workWaiters: [Int: (token: FencingToken, continuation: CheckedContinuation<Bool, Never>)] = [:]
+        /// The traces of the latest terms, by token (only when a tracer is in use).
+        var termTraces: [FencingToken: TermTrace] = [:]
 
         mutating func takeID() -> Int {
             nextID += 1
@@ -375,7 +377,7 @@ public final class LeaderElector: Service, Sendable {
     ) async throws -> T {
         defer { workReturned(lease.token) }
         return try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
-            group.addTask { .finished(try await body(lease)) }
+            group.addTask { .finished(try await self.inTermContext(lease.token) { try await body(lease) }) }
             group.addTask { .demoted(await self.waitForDemotion(of: lease)) }
             guard let first = try await group.next() else { throw CancellationError() }
             group.cancelAll()
@@ -452,6 +454,7 @@ public final class LeaderElector: Service, Sendable {
         }
         metrics.isLeader.record(1)
         metrics.elections.increment()
+        traceTermStart(lease)
         logger.info("elected", metadata: ["baton.token": "\(lease.token)"])
         emit(.elected(lease))
         for waiter in waiters { waiter.resume(returning: lease) }
@@ -475,6 +478,7 @@ public final class LeaderElector: Service, Sendable {
         }
         metrics.isLeader.record(0)
         metrics.demoted(reason)
+        traceTermEnd(lease, reason)
         if reason == .resigned {
             logger.info("resigned", metadata: ["baton.token": "\(lease.token)"])
         } else {

@@ -1,4 +1,5 @@
 import ServiceLifecycle
+import Tracing
 
 /// A store that Baton elects over: the one front every caller uses, over the ``LeaseStoreDriver`` of one kind
 /// of store (SQLite, Redis, etcd, PostgreSQL, S3, memory).
@@ -47,11 +48,20 @@ public struct LeaseStore: Service, Sendable {
         public var requestTimeout: Duration
         /// How long a call made before ``LeaseStore/run()`` has begun waits for it, one second by default.
         public var startTimeout: Duration
+        /// Where the spans of this store's requests and of its electors' terms go (see <doc:TracingTerms>). Nil (the default) uses the tracer bootstrapped with `InstrumentationSystem`,
+        /// read when the front is made: bootstrap it first. With no tracer (the no-op one), nothing is traced and
+        /// tracing costs nothing.
+        public var tracer: (any Tracer)?
 
-        /// The defaults: requests within 10 s, a second's wait for `run()`.
-        public init(requestTimeout: Duration = .seconds(10), startTimeout: Duration = .seconds(1)) {
+        /// The defaults: requests within 10 s, a second's wait for `run()`, the bootstrapped tracer.
+        public init(
+            requestTimeout: Duration = .seconds(10),
+            startTimeout: Duration = .seconds(1),
+            tracer: (any Tracer)? = nil
+        ) {
             self.requestTimeout = requestTimeout
             self.startTimeout = startTimeout
+            self.tracer = tracer
         }
     }
 
@@ -153,13 +163,37 @@ public struct LeaseStore: Service, Sendable {
         try BatonValidation.name(holder, "holder")
         try BatonValidation.duration(ttl, "ttl")
         try BatonValidation.metadata(metadata)
-        return try await core.perform(.acquire) { [driver, core] in
-            // At most LeaseStoreCore.maximumAcquiresUnderWay at once; the others wait their turn, within their
-            // deadline.
-            try await core.acquires.run {
-                try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+        let acquire = { [driver, core] in
+            try await core.perform(.acquire) {
+                // At most LeaseStoreCore.maximumAcquiresUnderWay at once; the others wait their turn, within their
+                // deadline.
+                try await core.acquires.run {
+                    try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+                }
             }
         }
+        guard let tracing = core.tracing else { return try await acquire() }
+        return try await tracing.withSpan("baton.acquire", attributes: spanAttributes(key: key, holder: holder)) {
+            span in
+            let result = try await acquire()
+            switch result {
+            case .acquired(let lease):
+                span.attributes["baton.outcome"] = "acquired"
+                span.attributes["baton.token"] = lease.token
+            case .held(let leader):
+                span.attributes["baton.outcome"] = "held"
+                span.attributes["baton.leader"] = leader.holder
+                span.attributes["baton.token"] = leader.token
+            }
+            return result
+        }
+    }
+
+    /// The attributes of a span of a request for `key` by `holder`.
+    private func spanAttributes(key: String, holder: String, token: FencingToken? = nil) -> SpanAttributes {
+        var attributes = SpanAttributes.baton(key: key, holder: holder, token: token)
+        attributes["baton.store"] = storeName
+        return attributes
     }
 
     /// Whether a waiting candidate keeps a place in a queue of the store's own (SQLite's, PostgreSQL's,
@@ -185,7 +219,11 @@ public struct LeaseStore: Service, Sendable {
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try BatonValidation.lease(lease)
         try BatonValidation.duration(ttl, "ttl")
-        return try await core.perform(.renew) { [driver] in try await driver.renew(lease, ttl: ttl) }
+        let renew = { [driver, core] in try await core.perform(.renew) { try await driver.renew(lease, ttl: ttl) } }
+        guard let tracing = core.tracing else { return try await renew() }
+        return try await tracing.withSpan(
+            "baton.renew", attributes: spanAttributes(key: lease.key, holder: lease.holder, token: lease.token)
+        ) { _ in try await renew() }
     }
 
     /// Ends the term of `lease` at once, so the next candidate can take the key without waiting for expiry.
@@ -195,7 +233,11 @@ public struct LeaseStore: Service, Sendable {
     /// - Throws: ``BatonError`` `invalidArgument`, `storeUnavailable`, `timeout`.
     public func release(_ lease: Lease) async throws {
         try BatonValidation.lease(lease)
-        try await core.perform(.release) { [driver] in try await driver.release(lease) }
+        let release = { [driver, core] in try await core.perform(.release) { try await driver.release(lease) } }
+        guard let tracing = core.tracing else { return try await release() }
+        try await tracing.withSpan(
+            "baton.release", attributes: spanAttributes(key: lease.key, holder: lease.holder, token: lease.token)
+        ) { _ in try await release() }
     }
 
     /// Takes `holder` out of `key`'s queue of waiting candidates (see ``queuesWaiters``) at once, rather than when

@@ -28,6 +28,8 @@ final class LeaseStoreCore: Sendable {
     private let requestExecutor: (any TaskExecutor)?
     private let honoursRequestAbort: Bool
     let configuration: LeaseStore.Configuration
+    /// Where spans go; nil when nobody traces.
+    let tracing: BatonTracing?
     /// Bounds the acquires under way at once (renews and releases pass).
     let acquires = RequestLimiter(limit: LeaseStoreCore.maximumAcquiresUnderWay)
     /// 10,000 electors starting together wait past this bound, each without its request's buffers and calls.
@@ -51,6 +53,7 @@ final class LeaseStoreCore: Sendable {
         self.honoursRequestAbort = honoursRequestAbort
         self.deadlines = RequestDeadlines(clock: clock, timeout: configuration.requestTimeout)
         self.configuration = configuration
+        self.tracing = BatonTracing.resolve(configuration.tracer)
         self.clock = clock
         var metrics: [StoreOperation: OperationMetrics] = [:]
         for operation in StoreOperation.allCases {
