@@ -25,7 +25,7 @@ struct BatonCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, Run.self, Elect.self, Complete.self, Leader.self, List.self, Watch.self, Resign.self,
-            Campaign.self,
+            Campaign.self, Cron.self,
         ]
     )
 

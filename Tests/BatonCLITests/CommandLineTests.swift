@@ -136,11 +136,34 @@ struct CommandLineTests {
         #expect(help.standardOutput.contains("elect"))
         #expect(help.standardOutput.contains("complete"))
         #expect(help.standardOutput.contains("leader"))
-        for command in ["run", "watch", "resign", "elect", "complete", "leader", "campaign"] {
+        for command in ["run", "watch", "resign", "elect", "complete", "leader", "campaign", "cron"] {
             #expect(help.standardOutput.contains(command))
             let commandHelp = try baton([command, "--help"])
             #expect(commandHelp.status == 0)
             #expect(commandHelp.standardOutput.contains("Example"), "baton \(command) --help has no example")
+        }
+    }
+
+    @Test("baton cron refuses a bad schedule, zone, policy or command, naming it")
+    func cronUsageErrors() throws {
+        let store = [
+            "--store",
+            "sqlite:"
+                + FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "baton-cli-\(UUID().uuidString).db"
+                ).path,
+        ]
+        let cases: [([String], Int32, String)] = [
+            (["cron", "61 * * * *", "--key", "k"] + store + ["--", "true"], 2, "minute field"),
+            (["cron", "@daily", "--key", "k", "--tz", "Mars/Olympus"] + store + ["--", "true"], 2, "not a time zone"),
+            (["cron", "@daily", "--key", "k", "--overlap", "queue"] + store + ["--", "true"], 64, "skip or wait"),
+            (["cron", "@daily", "--key", "k"] + store, 64, "give the command"),
+            (["cron", "@daily", "--key", "k", "--ttl", "2s", "--grace", "1s"] + store + ["--", "true"], 2, "--grace"),
+        ]
+        for (arguments, status, message) in cases {
+            let result = try baton(arguments)
+            #expect(result.status == status, "\(arguments): \(result.standardError)")
+            #expect(result.standardError.contains(message), "\(arguments): \(result.standardError)")
         }
     }
 

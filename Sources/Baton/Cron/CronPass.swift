@@ -13,6 +13,12 @@ package struct CronPass: Sendable {
     package let clock: BatonClock
     package let wallNow: @Sendable () -> Date
 
+    /// The lease's term a pass runs in.
+    package struct Term: Sendable {
+        var token: FencingToken
+        var elector: LeaderElector?
+    }
+
     /// What a pass did.
     package struct Report: Sendable {
         /// The wall time through which every tick has been handled.
@@ -28,6 +34,7 @@ package struct CronPass: Sendable {
     package func handle(
         since watermark: Date?,
         token: FencingToken,
+        elector: LeaderElector? = nil,
         job: @escaping @Sendable (CronRound) async throws -> Void
     ) async throws -> Report {
         let start = wallNow()
@@ -38,7 +45,8 @@ package struct CronPass: Sendable {
             due = try await unrecorded(through: start)
         }
         var report = Report(watermark: start)
-        var ranAny = try await handleDue(due, at: start, token: token, job: job, into: &report)
+        let term = Term(token: token, elector: elector)
+        var ranAny = try await handleDue(due, at: start, term: term, job: job, into: &report)
         // Ticks that came due meanwhile: after a run, they overlapped it; else they are simply due now.
         var checked = start
         while true {
@@ -48,7 +56,7 @@ package struct CronPass: Sendable {
             report.watermark = now
             if next.isEmpty { return report }
             if !ranAny {
-                ranAny = try await handleDue(next, at: now, token: token, job: job, into: &report)
+                ranAny = try await handleDue(next, at: now, term: term, job: job, into: &report)
                 continue
             }
             for tick in next {
@@ -56,35 +64,71 @@ package struct CronPass: Sendable {
                 case .skip:
                     try await record(.skipped(reportedBy: holder), of: tick, into: &report)
                 case .wait:
-                    try await run(tick, reason: .afterOverlap, token: token, job: job, into: &report)
+                    try await run(tick, reason: .afterOverlap, term: term, job: job, into: &report)
                 }
             }
         }
     }
 
-    /// The ticks within the lookback after the latest recorded round, oldest first. With no round recorded within
-    /// the lookback (a new job, or every host down for longer), only the ticks still on time: earlier ones are
-    /// not counted as missed.
+    /// The most ticks a pass looks back over (a day of an every-minute job).
+    static let lookbackTicks = 1_440
+
+    /// The ticks within the lookback (at most ``lookbackTicks`` of them) after the latest recorded round, oldest
+    /// first. With no round recorded there (a new job, or every host down for longer), only the ticks still on
+    /// time: earlier ones are not counted as missed.
+    ///
+    /// Rounds are recorded oldest first, so the recorded ones come before the others: the boundary is found with
+    /// a few reads (probing back 1, 2, 4, … ticks, then halving), not one per tick.
     func unrecorded(through now: Date) async throws -> [Date] {
-        let ticks = schedule.ticks(after: now.addingTimeInterval(-policy.lookback.seconds), through: now)
-        var first = ticks.endIndex
-        var recorded = false
-        for index in ticks.indices.reversed() {
-            if try await store.completion(system: key, round: schedule.roundName(of: ticks[index])) != nil {
-                recorded = true
-                break
-            }
-            first = index
+        let ticks = recentTicks(through: now)
+        guard !ticks.isEmpty else { return [] }
+        func recorded(_ index: Int) async throws -> Bool {
+            try await store.completion(system: key, round: schedule.roundName(of: ticks[index])) != nil
         }
-        if !recorded { return ticks.filter { now.timeIntervalSince($0) <= policy.lateness.seconds } }
-        return Array(ticks[first...])
+        var unrecordedFrom = ticks.endIndex - 1  // the earliest index known unrecorded
+        if try await recorded(unrecordedFrom) { return [] }
+        var step = 1
+        var found: Int?
+        while found == nil {
+            let probe = max(unrecordedFrom - step, 0)
+            if try await recorded(probe) {
+                found = probe
+            } else {
+                unrecordedFrom = probe
+                if probe == 0 { break }
+                step *= 2
+            }
+        }
+        guard var low = found else {
+            return ticks.filter { now.timeIntervalSince($0) <= policy.lateness.seconds }
+        }
+        // ticks[low] is recorded, ticks[unrecordedFrom] is not.
+        var high = unrecordedFrom
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            if try await recorded(middle) { low = middle } else { high = middle }
+        }
+        return Array(ticks[high...])
+    }
+
+    /// The ticks within the lookback, at most the latest ``lookbackTicks``, found in growing windows back from
+    /// `now` (so a frequent schedule is not enumerated over the whole lookback).
+    func recentTicks(through now: Date) -> [Date] {
+        let earliest = now.addingTimeInterval(-policy.lookback.seconds)
+        var window = max(policy.lateness.seconds, 60)
+        while true {
+            let from = max(earliest, now.addingTimeInterval(-window))
+            let ticks = schedule.ticks(after: from, through: now, limit: Self.lookbackTicks)
+            if ticks.count >= Self.lookbackTicks || from <= earliest { return ticks }
+            window *= 4
+        }
     }
 
     /// Decides and carries out the due ticks found at `now`; returns whether the job ran.
     private func handleDue(
         _ due: [Date],
         at now: Date,
-        token: FencingToken,
+        term: Term,
         job: @escaping @Sendable (CronRound) async throws -> Void,
         into report: inout Report
     ) async throws -> Bool {
@@ -103,6 +147,13 @@ package struct CronPass: Sendable {
                 plan.append((tick, nil))
             }
         }
+        // Of several rounds on time at once (a lateness longer than the schedule's interval), the latest runs; the
+        // earlier ones were not run in their time.
+        if let latest = plan.lastIndex(where: { $0.reason == .onTime }) {
+            for index in plan.indices where index < latest && plan[index].reason == .onTime {
+                plan[index].reason = nil
+            }
+        }
         if let window = policy.catchUpWindow, !plan.contains(where: { $0.reason == .onTime }),
             let latest = late.last, now.timeIntervalSince(plan[latest].tick) <= window.seconds
         {
@@ -111,7 +162,7 @@ package struct CronPass: Sendable {
         var ran = false
         for (tick, reason) in plan {
             if let reason {
-                try await run(tick, reason: reason, token: token, job: job, into: &report)
+                try await run(tick, reason: reason, term: term, job: job, into: &report)
                 ran = true
             } else {
                 try await record(.missed(reportedBy: holder), of: tick, into: &report)
@@ -124,10 +175,11 @@ package struct CronPass: Sendable {
     private func run(
         _ tick: Date,
         reason: CronRound.Reason,
-        token: FencingToken,
+        term: Term,
         job: @escaping @Sendable (CronRound) async throws -> Void,
         into report: inout Report
     ) async throws {
+        let token = term.token
         let name = schedule.roundName(of: tick)
         // The claim marks the round begun: if this host dies before completing it, the next one knows.
         let claim = try await store.claim(system: key, round: name, candidate: holder, retention: retention)
@@ -137,7 +189,7 @@ package struct CronPass: Sendable {
             try await record(.missed(reportedBy: holder), of: tick, into: &report)
             return
         }
-        let round = CronRound(name: name, tick: tick, token: token, reason: reason)
+        let round = CronRound(name: name, tick: tick, token: token, reason: reason, elector: term.elector)
         let outcome: CronOutcome
         do {
             try await runWithTimeout { try await job(round) }

@@ -122,7 +122,7 @@ public enum CronOutcome: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// One round of a ``ScheduledJob`` handed to its job.
-public struct CronRound: Sendable, Hashable {
+public struct CronRound: Sendable {
     /// The round's name: its tick in UTC (``CronSchedule/roundName(of:)``).
     public var name: String
     /// The tick.
@@ -133,6 +133,12 @@ public struct CronRound: Sendable, Hashable {
     /// Why it runs: on time, again after its winner died, to catch up a missed round, or after a run that
     /// overlapped it.
     public var reason: Reason
+    /// The elector holding the job's lease for this run, if any.
+    let elector: LeaderElector?
+
+    /// The time left in this run's term on the elector's clock, live (every renew moves it on); nil once the term
+    /// is over. Work that must stop before the lease can pass to another host reads it.
+    public var timeLeft: Duration? { elector?.timeLeft(in: token) }
 
     public enum Reason: String, Sendable, Hashable {
         case onTime = "on time"

@@ -133,10 +133,9 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
         var cursor = start
         while let tick = nextTick(after: cursor), tick <= end {
             ticks.append(tick)
-            if ticks.count > limit { ticks.removeFirst(ticks.count - limit) }
             cursor = tick
         }
-        return ticks
+        return ticks.count > limit ? Array(ticks.suffix(limit)) : ticks
     }
 
     /// The round name of `tick`: its instant in UTC, `2026-12-06T08:00:00Z`. The same on every host whatever its

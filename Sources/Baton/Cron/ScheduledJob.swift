@@ -139,13 +139,17 @@ public final class ScheduledJob: Sendable {
     /// The rounds this host recorded so far.
     public var statistics: Statistics { counts.withLock { $0 } }
 
-    /// Runs the job's rounds as they come due, until the task is cancelled.
+    /// Runs the job's rounds as they come due, until the task is cancelled; calls `onRecord` with each round this
+    /// host records.
     ///
     /// `job` gets each round to run, with the fencing token of this host's lease; it is cancelled if the lease
     /// ends while it runs (the round is then run again elsewhere, or reported missed, per the policy), or after the
     /// run timeout. A job that throws records the round as failed; it is not retried.
     /// - Throws: `CancellationError` when cancelled. Store errors are logged and retried at the next tick.
-    public func run(_ job: @escaping @Sendable (CronRound) async throws -> Void) async throws {
+    public func run(
+        onRecord: @escaping @Sendable (_ round: String, _ outcome: CronOutcome) -> Void = { _, _ in },
+        _ job: @escaping @Sendable (CronRound) async throws -> Void
+    ) async throws {
         var watermark: Date?
         while true {
             try Task.checkCancellation()
@@ -162,7 +166,9 @@ public final class ScheduledJob: Sendable {
                 }
             }
             do {
-                watermark = try await onePass(since: watermark, job: job).watermark
+                let report = try await onePass(since: watermark, job: job)
+                for (round, outcome) in report.outcomes { onRecord(round, outcome) }
+                watermark = report.watermark
             } catch let error as BatonError where !Task.isCancelled {
                 logger.warning("a pass over the due rounds failed; trying again", metadata: ["baton.error": "\(error)"])
                 try await pass.clock.sleep(for: configuration.ttl / 3)
@@ -178,7 +184,7 @@ public final class ScheduledJob: Sendable {
         let elector = try makeElector()
         let pass = self.pass
         let report = try await elector.withLeadership { lease in
-            try await pass.handle(since: watermark, token: lease.token, job: job)
+            try await pass.handle(since: watermark, token: lease.token, elector: elector, job: job)
         }
         count(report)
         return report
