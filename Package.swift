@@ -363,6 +363,11 @@ let package = Package(
             dependencies: [
                 "Baton",
                 "BatonSQLite",
+                "BatonPostgres",
+                "BatonHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
