@@ -32,6 +32,9 @@ public struct BatonHTTPServer: Sendable {
     /// The tokens accepted now: ``Configuration-swift.struct/access`` at first, then what ``reloadAccess(_:)`` gave.
     let currentAccess: CurrentAccess
     let limiters: ServiceLimiters
+    /// One acquire of a semaphore at a time per holder (key and holder), so that two requests of one holder sent
+    /// together do not take two slots.
+    let permitTurns = KeyedTurns()
 
     /// Creates the service.
     /// - Parameters:

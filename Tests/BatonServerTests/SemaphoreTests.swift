@@ -42,6 +42,44 @@ struct SemaphoreTests {
         }
     }
 
+    @Test("two long polls of one holder get one slot, not one each, when two slots free up")
+    func oneHolderOneSlot() async throws {
+        try await makeServer().test(.router) { client in
+            var tokens: [String: Int64] = [:]
+            var slots: [String: Int] = [:]
+            for holder in ["b", "c"] {
+                let permit = try await client.post(
+                    "/v2/semaphores/together", json(["holder": holder, "permits": 2, "ttl_ms": 60_000])
+                ).object()
+                tokens[holder] = (permit["token"] as? NSNumber)?.int64Value
+                slots[holder] = permit["slot"] as? Int
+            }
+            let waiting = (0..<2).map { _ in
+                Task {
+                    try await client.post(
+                        "/v2/semaphores/together",
+                        json(["holder": "a", "permits": 2, "ttl_ms": 60_000, "wait_ms": 10_000]))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            for holder in ["b", "c"] {
+                let released = try await client.delete(
+                    "/v2/semaphores/together",
+                    json(["holder": holder, "permits": 2, "slot": slots[holder]!, "token": tokens[holder]!]))
+                #expect(released.status == 204)
+            }
+            var answers: [Int?] = []
+            for request in waiting {
+                let answer = try await request.value
+                #expect(answer.status == 200, "\(answer)")
+                answers.append(try answer.object()["slot"] as? Int)
+            }
+            #expect(Set(answers).count == 1, "holder a took slots \(answers)")
+            let holders = try #require(try await client.get("/v2/semaphores/together").object()["holders"] as? [Any])
+            #expect(holders.compactMap { ($0 as? [String: Any])?["holder"] as? String } == ["a"], "\(holders)")
+        }
+    }
+
     @Test("renew keeps the token; release frees the slot for the next holder, with a larger token")
     func renewAndRelease() async throws {
         try await makeServer().test(.router) { client in

@@ -22,31 +22,29 @@ import Synchronization
 /// The memory is the process's: a resource served by several replicas needs a shared guard (for example
 /// `PostgresFencing` in the database the replicas write to).
 public final class TokenFence: Sendable {
-    private struct State {
-        var highest: [String: FencingToken] = [:]
-        /// Resources with an admission running, and the admissions waiting for each, in arrival order.
-        var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
-    }
-
-    private let state = Mutex(State())
+    private let highest = Mutex<[String: FencingToken]>([:])
+    private let turns = KeyedTurns()
 
     public init() {}
 
     /// The highest token admitted for `resource`, or nil if none was.
     public func highest(for resource: String) -> FencingToken? {
-        state.withLock { $0.highest[resource] }
+        highest.withLock { $0[resource] }
     }
 
     /// How many admissions of `resource` wait for their turn.
     package func waitingCount(for resource: String) -> Int {
-        state.withLock { $0.busy[resource]?.count ?? 0 }
+        turns.waitingCount(for: resource)
     }
 
     /// Admits `token` for `resource` (raising the highest) or refuses it.
     /// - Throws: ``StaleFencingToken`` if a higher token was admitted for `resource`; nothing changes then.
     public func admit(_ token: FencingToken, for resource: String) throws(StaleFencingToken) {
-        try state.withLock { state throws(StaleFencingToken) in
-            try Self.admit(token, for: resource, in: &state)
+        try highest.withLock { highest throws(StaleFencingToken) in
+            if let seen = highest[resource], token < seen {
+                throw StaleFencingToken(resource: resource, token: token, highest: seen)
+            }
+            highest[resource] = token
         }
     }
 
@@ -59,49 +57,9 @@ public final class TokenFence: Sendable {
         for resource: String,
         _ write: () async throws -> T
     ) async throws -> T {
-        await enter(resource)
-        defer { leave(resource) }
-        try admit(token, for: resource)
-        return try await write()
-    }
-
-    private static func admit(
-        _ token: FencingToken,
-        for resource: String,
-        in state: inout State
-    ) throws(StaleFencingToken) {
-        if let highest = state.highest[resource], token < highest {
-            throw StaleFencingToken(resource: resource, token: token, highest: highest)
+        try await turns.run(resource) {
+            try admit(token, for: resource)
+            return try await write()
         }
-        state.highest[resource] = token
-    }
-
-    /// Waits until no other admission of `resource` runs, and marks one running.
-    private func enter(_ resource: String) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let free = state.withLock { state in
-                guard state.busy[resource] != nil else {
-                    state.busy[resource] = []
-                    return true
-                }
-                state.busy[resource]!.append(continuation)
-                return false
-            }
-            if free { continuation.resume() }
-        }
-    }
-
-    /// Ends an admission of `resource`: the next one waiting runs.
-    private func leave(_ resource: String) {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard var waiting = state.busy[resource], !waiting.isEmpty else {
-                state.busy[resource] = nil
-                return nil
-            }
-            let next = waiting.removeFirst()
-            state.busy[resource] = waiting
-            return next
-        }
-        next?.resume()
     }
 }

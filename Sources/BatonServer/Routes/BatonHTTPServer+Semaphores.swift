@@ -8,6 +8,8 @@ extension BatonHTTPServer {
     /// `POST /v2/semaphores/{key}` `{"holder", "permits", "ttl_ms", "wait_ms"?, "metadata"?}`: 200 with the permit
     /// (a term of one slot), or 409 with the slots' holders. A holder that already holds a slot gets that slot's term
     /// renewed. With `wait_ms` the request waits in every slot's queue and is answered as soon as one is free.
+    /// Requests of one holder for one semaphore are answered one after another by this server (two sent together
+    /// would otherwise each take a slot); give concurrent holders distinct names.
     @Sendable func acquirePermit(_ request: Request, _ context: BatonRequestContext) async throws -> Response {
         let key = try name("key", context)
         let body = try await JSONBody.read(request, limit: configuration.maxBodyBytes)
@@ -16,6 +18,22 @@ extension BatonHTTPServer {
         let ttl = try body.requiredMilliseconds("ttl_ms", in: Self.ttlRange)
         let wait = try body.milliseconds("wait_ms", in: Self.waitRange) ?? .zero
         let metadata = try metadataField(body)
+        // Keys and holders have no control characters: a tab cannot occur in either.
+        return try await permitTurns.run("\(key)\t\(holder)") {
+            try await acquirePermit(
+                layout: layout, holder: holder, ttl: ttl, wait: wait, metadata: metadata, context: context)
+        }
+    }
+
+    private func acquirePermit(
+        layout: SemaphoreLayout,
+        holder: String,
+        ttl: Duration,
+        wait: Duration,
+        metadata: String?,
+        context: BatonRequestContext
+    ) async throws -> Response {
+        let key = layout.key
         let store = self.store
         try await withStore("announce") { try await layout.announce(on: store, holder: holder, ttl: ttl) }
         // The slot this holder holds already, else the free ones first, from its preferred slot on.
