@@ -136,10 +136,10 @@ static void exec_command(volatile int *failure, char *const *paths, char *const 
 
 static void on_child(int signal_number) { (void)signal_number; }
 
-/// The environment entry the launch passed (static: the keeper allocates nothing).
-static char launch_entry[BATON_LAUNCH_ENTRY_MAX + 1];
+/// The environment entries the launch passed, each ended by a NUL (static: the keeper allocates nothing).
+static char launch_entries[BATON_LAUNCH_ENTRIES_BYTES + 1];
 
-/// The head of the launch message (then `length` bytes of environment entry).
+/// The head of the launch message (then `length` bytes of environment entries).
 struct launch_head {
     int64_t kill_ns;
     int64_t grace_ns;
@@ -195,7 +195,7 @@ static int read_kill_times(int watchdog_fd, struct watchdog *dog) {
 }
 
 /// The keeper before the launch: waits (every signal blocked) for the launch message on `go` (see `launch_head`)
-/// and adds the entry to `envp`, whose spare slot is its first NULL. Ends the keeper, having run nothing, on end of
+/// and adds its entries to `envp`, whose spare slots start at its first NULL. Ends the keeper, having run nothing, on end of
 /// file at `go` before a whole message (the command was abandoned) or at `lifeline` (`baton` is gone), and, having
 /// written `BATON_LAUNCH_REFUSED` to `report`, when the SIGTERM time has already passed — of the launch's kill time
 /// or of a later one of its term already waiting on `watchdog_fd` (sent after the launch, read before deciding).
@@ -209,9 +209,9 @@ static void await_launch(int go, int lifeline, int report, int watchdog_fd, char
     }
     if (watched[1].revents != 0 && watched[0].revents == 0) _exit(0);
     struct launch_head head;
-    if (read_fully(go, &head, sizeof head) != sizeof head || head.length > BATON_LAUNCH_ENTRY_MAX) _exit(0);
-    if (read_fully(go, launch_entry, head.length) != head.length) _exit(0);
-    launch_entry[head.length] = '\0';
+    if (read_fully(go, &head, sizeof head) != sizeof head || head.length > BATON_LAUNCH_ENTRIES_BYTES) _exit(0);
+    if (read_fully(go, launch_entries, head.length) != head.length) _exit(0);
+    launch_entries[head.length] = '\0';
     close(go);
     dog->term = head.term;
     dog->kill_ns = head.kill_ns;
@@ -225,10 +225,12 @@ static void await_launch(int go, int lifeline, int report, int watchdog_fd, char
         write_fully(report, &refused, sizeof refused);
         _exit(0);
     }
-    if (head.length > 0) {
-        size_t slot = 0;
-        while (envp[slot] != NULL) slot++;
-        envp[slot] = launch_entry;
+    size_t slot = 0;
+    while (envp[slot] != NULL) slot++;
+    size_t added = 0;
+    for (size_t at = 0; at < head.length && added < BATON_LAUNCH_ENTRIES_MAX; added++) {
+        envp[slot + added] = launch_entries + at;
+        at += strlen(launch_entries + at) + 1;
     }
 }
 
@@ -489,17 +491,22 @@ static int write_to_pipe(int fd, const void *buffer, size_t size) {
     return failure;
 }
 
-int baton_launch(int go, const char *entry, int64_t kill_ns, int64_t grace_ns, uint64_t term) {
-    size_t length = strlen(entry);
-    if (length > BATON_LAUNCH_ENTRY_MAX) {
+int baton_launch(int go, const char *entries, size_t length, int64_t kill_ns, int64_t grace_ns, uint64_t term) {
+    size_t count = 0;
+    for (size_t at = 0; at < length; at++) count += entries[at] == '\0';
+    if (length > BATON_LAUNCH_ENTRIES_BYTES || count > BATON_LAUNCH_ENTRIES_MAX) {
         close(go);
         return E2BIG;
     }
-    char message[sizeof(struct launch_head) + BATON_LAUNCH_ENTRY_MAX];
+    if (length > 0 && entries[length - 1] != '\0') {
+        close(go);
+        return EINVAL;
+    }
+    char message[sizeof(struct launch_head) + BATON_LAUNCH_ENTRIES_BYTES];
     struct launch_head head = {
         .kill_ns = kill_ns, .grace_ns = grace_ns, .term = term, .length = (uint32_t)length, .reserved = 0};
     memcpy(message, &head, sizeof head);
-    memcpy(message + sizeof head, entry, length);
+    memcpy(message + sizeof head, entries, length);
     int failure = write_to_pipe(go, message, sizeof head + length);
     close(go);
     return failure;

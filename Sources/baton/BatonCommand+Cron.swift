@@ -20,7 +20,7 @@ extension BatonCommand {
             discussion: """
                 Every host runs the same line and keeps running. Each tick of SCHEDULE is a round, named after \
                 the tick in UTC; one host runs CMD for it, under the key's lease, with BATON_KEY, BATON_ROUND, \
-                BATON_HOLDER and the lease's BATON_TOKEN in its environment; how it ended is recorded in the \
+                BATON_HOLDER, the lease's BATON_TOKEN and a TRACEPARENT of the run in its environment; how it ended is recorded in the \
                 store, and each round is recorded once: ran, failed, missed or skipped. If the host running CMD \
                 dies, another runs the round again once the lease has expired, with a larger token \
                 (--at-most-once: reports it missed instead). Rounds nobody could run (every host down) are \
@@ -120,14 +120,17 @@ extension BatonCommand {
                 }
                 var logger = Logger(label: "baton.cron")
                 logger.logLevel = .critical
-                var environment = StoreOptions.commandEnvironment(
-                    ProcessInfo.processInfo.environment, store: try options.storeURL(),
-                    passCredentials: passStoreCredentials)
+                let inherited = TraceParent.inherited(
+                    StoreOptions.commandEnvironment(
+                        ProcessInfo.processInfo.environment, store: try options.storeURL(),
+                        passCredentials: passStoreCredentials))
+                var environment = inherited.environment
                 environment["BATON_KEY"] = key
                 environment["BATON_HOLDER"] = holder
                 environment["BATON_TOKEN"] = nil
                 let reporter = CronReporter(quiet: quiet)
                 let childEnvironment = environment
+                let roundsTrace = inherited.parent
                 return try await options.withStore { store in
                     let job = try ScheduledJob(
                         store: store, key: key, holder: holder, schedule: schedule, policy: policy,
@@ -136,8 +139,8 @@ extension BatonCommand {
                     let runner = Task {
                         try await job.run(onRecord: { reporter.recorded($0, $1, job.statistics) }) { round in
                             try await Self.run(
-                                command, round: round, environment: childEnvironment, grace: grace,
-                                reporter: reporter)
+                                command, round: round, environment: childEnvironment, traceParent: roundsTrace,
+                                grace: grace, reporter: reporter)
                         }
                     }
                     let signals = StopSignals { signal in
@@ -171,6 +174,7 @@ extension BatonCommand {
             _ command: [String],
             round: CronRound,
             environment: [String: String],
+            traceParent: TraceParent?,
             grace: Duration,
             reporter: CronReporter
         ) async throws {
@@ -180,10 +184,14 @@ extension BatonCommand {
             defer { child.abandon() }
             guard let left = round.timeLeft else { throw CancellationError() }
             let term = UInt64(bitPattern: round.token)
+            var generator = SystemRandomNumberGenerator()
+            let trace = TraceParent.term(in: traceParent, using: &generator)
             reporter.say(
-                "round \(round.name): running \(command[0]) with token \(round.token) (\(round.reason.rawValue))")
+                "round \(round.name): running \(command[0]) with token \(round.token) (\(round.reason.rawValue), "
+                    + "trace \(trace.traceIDString))")
             let outcome = try await child.launch(
-                adding: "BATON_TOKEN=\(round.token)", term: term, killAt: BootTime.now + left, grace: grace)
+                adding: ["BATON_TOKEN=\(round.token)", trace.environmentEntry], term: term, killAt: BootTime.now + left,
+                grace: grace)
             if outcome == .refused { throw CancellationError() }
             let exit = await withTaskCancellationHandler {
                 await withTaskGroup(of: ChildProcess.Exit?.self) { group in

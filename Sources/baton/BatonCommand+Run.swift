@@ -25,8 +25,9 @@ extension BatonCommand {
                 """,
             discussion: """
                 Campaigns for KEY and, once elected, starts CMD in a process group of its own with BATON_KEY, \
-                BATON_TOKEN (the fencing token) and BATON_HOLDER in its environment; standard input, output and \
-                error are CMD's. While CMD runs, baton renews the lease. CMD's environment is baton's without \
+                BATON_TOKEN (the fencing token), BATON_HOLDER and TRACEPARENT (a span of the term's own, in the \
+                trace baton was started in if its TRACEPARENT is valid, else in a new trace) in its environment; \
+                standard input, output and error are CMD's. While CMD runs, baton renews the lease. CMD's environment is baton's without \
                 the store's: BATON_STORE, BATON_STORE_FILE and, for an s3: store, the AWS credentials are withheld \
                 unless --pass-store-credentials.
 
@@ -393,11 +394,12 @@ extension BatonCommand {
             reporter: StatusReporter,
             variables: [String: String] = [:]
         ) async throws -> Int32 {
-            var environment = try commandEnvironment()
+            let (traceParent, inherited) = TraceParent.inherited(try commandEnvironment())
+            var environment = inherited
             environment["BATON_KEY"] = key
             environment["BATON_HOLDER"] = holder
             environment.merge(variables) { _, new in new }
-            // Each term's token is added at the launch.
+            // Each term's token and trace context are added at the launch.
             environment["BATON_TOKEN"] = nil
             var next = supervisor.campaignAsked()
             while true {
@@ -418,7 +420,9 @@ extension BatonCommand {
                     return status
                 }
                 next = supervisor.campaignEnded(
-                    try await campaign(elector, environment: environment, supervisor: supervisor, reporter: reporter))
+                    try await campaign(
+                        elector, environment: environment, traceParent: traceParent, supervisor: supervisor,
+                        reporter: reporter))
             }
         }
 
@@ -427,6 +431,7 @@ extension BatonCommand {
         private func campaign(
             _ elector: LeaderElector,
             environment: [String: String],
+            traceParent: TraceParent?,
             supervisor: RunSupervisor,
             reporter: StatusReporter
         ) async throws -> RunStateMachine.CampaignEnd {
@@ -447,8 +452,11 @@ extension BatonCommand {
                     guard !Task.isCancelled else { return .notStarted }
                     // Decided under the supervisor's lock, with the term's deadline read last: no launch for a term
                     // already over. The keeper refuses it too if its SIGTERM time passes on the way.
+                    var generator = SystemRandomNumberGenerator()
+                    let trace = TraceParent.term(in: traceParent, using: &generator)
                     let written: Int32
-                    switch supervisor.launch(child, for: lease, entry: "BATON_TOKEN=\(lease.token)") {
+                    let entries = ["BATON_TOKEN=\(lease.token)", trace.environmentEntry]
+                    switch supervisor.launch(child, for: lease, entries: entries) {
                     case .stopping: return .notStarted
                     case .termOver: return .termOver(lease.token)
                     case .sent(let result): written = result
@@ -462,7 +470,9 @@ extension BatonCommand {
                         supervisor.finished()
                         throw error
                     }
-                    reporter.status("elected: \(lease.key) (token \(lease.token)); running \(commandName)")
+                    reporter.status(
+                        "elected: \(lease.key) (token \(lease.token), trace \(trace.traceIDString)); running \(commandName)"
+                    )
                     supervisor.started(child)
                     let exit = await withTaskCancellationHandler {
                         await child.exitWithGroup(grace: supervisor.grace)
@@ -534,7 +544,10 @@ extension BatonCommand {
                 }
                 if let signal = supervisor.stopSignal { return 128 + signal }
                 guard supervisor.beginStarting() else { return 128 + (supervisor.stopSignal ?? SIGTERM) }
-                var environment = try commandEnvironment()
+                let (traceParent, inherited) = TraceParent.inherited(try commandEnvironment())
+                var environment = inherited
+                var generator = SystemRandomNumberGenerator()
+                environment[TraceParent.variable] = TraceParent.term(in: traceParent, using: &generator).header
                 environment["BATON_KEY"] = key
                 environment["BATON_ROUND"] = round
                 environment["BATON_HOLDER"] = candidate

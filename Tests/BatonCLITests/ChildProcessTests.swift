@@ -68,11 +68,35 @@ struct ChildProcessTests {
         #expect(names == ["baton keeper"], "the group before the launch: \(names)")
         #expect(!FileManager.default.fileExists(atPath: output))
 
-        #expect(try await child.launch(adding: "BATON_TOKEN=42") == .running)
+        #expect(try await child.launch(adding: ["BATON_TOKEN=42"]) == .running)
         let exit = await child.exitWithGroup(grace: .seconds(1))
         #expect(exit == ChildProcess.Exit(code: 0, signal: nil))
         #expect(try String(contentsOfFile: output, encoding: .utf8) == "42:jobs")
         #expect(await Self.waitUntil(.seconds(5)) { Self.groupIsGone(child.pid) })
+    }
+
+    @Test("a launch adds every entry it is given, and refuses more entries than the keeper holds")
+    func launchAddsEveryEntry() async throws {
+        let scratch = try Scratch()
+        let output = scratch.path("entries")
+        let long = String(repeating: "d", count: 400)
+        let child = try await ChildProcess.prepare(
+            ["sh", "-c", "printf '%s' \"$A|$B|$C|$D|$KEPT\" > '\(output)'"],
+            environment: ["PATH": "/usr/bin:/bin", "KEPT": "k"])
+        #expect(try await child.launch(adding: ["A=1", "B=", "C=x=y", "D=\(long)"]) == .running)
+        #expect(await child.exitWithGroup(grace: .seconds(1)) == ChildProcess.Exit(code: 0, signal: nil))
+        #expect(try String(contentsOfFile: output, encoding: .utf8) == "1||x=y|\(long)|k")
+
+        let tooMany = try await ChildProcess.prepare(["true"], environment: ["PATH": "/usr/bin:/bin"])
+        let error = await #expect(throws: ChildProcess.SpawnError.self) {
+            try await tooMany.launch(adding: ["A=1", "B=2", "C=3", "D=4", "E=5"])
+        }
+        #expect(error?.errorNumber == E2BIG)
+        let tooLong = try await ChildProcess.prepare(["true"], environment: ["PATH": "/usr/bin:/bin"])
+        let longError = await #expect(throws: ChildProcess.SpawnError.self) {
+            try await tooLong.launch(adding: ["A=\(long)", "B=\(long)"])
+        }
+        #expect(longError?.errorNumber == E2BIG)
     }
 
     @Test("an abandoned command never runs, and its processes end")

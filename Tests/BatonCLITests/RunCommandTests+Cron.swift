@@ -17,13 +17,17 @@ extension RunCommandTests {
         var round: String
         var holder: String
         var token: Int64
+        /// The command's `TRACEPARENT` (start lines).
+        var trace: String?
     }
 
     static func cronRuns(_ scratch: Scratch) -> [CronRun] {
         scratch.read("runs").split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count == 4, let token = Int64(fields[3]) else { return nil }
-            return CronRun(event: String(fields[0]), round: String(fields[1]), holder: String(fields[2]), token: token)
+            guard fields.count == 4 || fields.count == 5, let token = Int64(fields[3]) else { return nil }
+            return CronRun(
+                event: String(fields[0]), round: String(fields[1]), holder: String(fields[2]), token: token,
+                trace: fields.count == 5 ? String(fields[4]) : nil)
         }
     }
 
@@ -38,7 +42,8 @@ extension RunCommandTests {
         // Each run: its start, its pid, six seconds of work, its end.
         let command = [
             "sh", "-c",
-            "echo \"start $BATON_ROUND $BATON_HOLDER $BATON_TOKEN\" >> \"$DIR/runs\"; echo $$ > \"$DIR/$BATON_HOLDER.pid\"; "
+            "echo \"start $BATON_ROUND $BATON_HOLDER $BATON_TOKEN $TRACEPARENT\" >> \"$DIR/runs\"; "
+                + "echo $$ > \"$DIR/$BATON_HOLDER.pid\"; "
                 + "sleep 6; echo \"end $BATON_ROUND $BATON_HOLDER $BATON_TOKEN\" >> \"$DIR/runs\"",
         ]
         var hosts: [String: Baton] = [:]
@@ -88,6 +93,10 @@ extension RunCommandTests {
         #expect(later.count == 1, "\(runs)")
         for round in later { #expect(starts.filter { $0.round == round }.count == 1, "\(round) ran twice: \(runs)") }
         #expect(starts.map(\.token) == starts.map(\.token).sorted(), "tokens: \(starts)")
+        // Each run is a trace of its own (the hosts were started in none).
+        let traces = starts.compactMap { $0.trace.flatMap { TraceParent(header: $0) } }
+        #expect(traces.count == starts.count, "TRACEPARENT of each run: \(starts.map(\.trace))")
+        #expect(Set(traces.map(\.traceID)).count == traces.count, "\(starts.map(\.trace))")
         // The hosts say what they recorded.
         let survivors = hosts.filter { $0.key != first.holder }.map(\.value.standardError).joined()
         #expect(survivors.contains("round \(first.round): ran with token"))

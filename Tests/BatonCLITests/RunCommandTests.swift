@@ -51,7 +51,11 @@ struct RunCommandTests {
         let name: String
         let scratch: Scratch
 
-        init(_ arguments: [String], in scratch: Scratch, name: String) throws {
+        /// Starts `baton arguments` with this process's environment, `BATON_STORE` removed, `DIR` set to the
+        /// scratch directory and `environment` on top (a nil value removes a variable).
+        init(_ arguments: [String], in scratch: Scratch, name: String, environment extra: [String: String?] = [:])
+            throws
+        {
             self.name = name
             self.scratch = scratch
             process.executableURL = try CommandLineTests.executable()
@@ -60,6 +64,7 @@ struct RunCommandTests {
             var environment = ProcessInfo.processInfo.environment
             environment["BATON_STORE"] = nil
             environment["DIR"] = scratch.directory.path
+            for (name, value) in extra { environment[name] = value }
             process.environment = environment
             _ = FileManager.default.createFile(atPath: scratch.path("\(name).out"), contents: nil)
             _ = FileManager.default.createFile(atPath: scratch.path("\(name).err"), contents: nil)
@@ -137,9 +142,11 @@ struct RunCommandTests {
         + "echo \"overlap: $a alive\" >> \"$DIR/overlap\"; fi; touch \"$DIR/b.started\"; exec sleep 1000"
 
     /// Runs `baton` to its end (at most 20 s) and returns its status, standard output and standard error.
-    static func runToEnd(_ arguments: [String], in scratch: Scratch) throws -> (Int32, String, String) {
+    static func runToEnd(
+        _ arguments: [String], in scratch: Scratch, environment: [String: String?] = [:]
+    ) throws -> (Int32, String, String) {
         let name = "once-\(UUID().uuidString)"
-        let baton = try Baton(arguments, in: scratch, name: name)
+        let baton = try Baton(arguments, in: scratch, name: name, environment: environment)
         let status = try #require(baton.exit(), "baton \(arguments) did not exit within 20 s")
         return (status, baton.standardOutput, baton.standardError)
     }

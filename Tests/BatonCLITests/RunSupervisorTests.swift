@@ -47,7 +47,7 @@ struct RunSupervisorTests {
             default: left.set(.zero)
             }
             supervisor.elected(Self.lease)
-            guard case .termOver = supervisor.launch(child, for: Self.lease, entry: "") else {
+            guard case .termOver = supervisor.launch(child, for: Self.lease, entries: []) else {
                 Issue.record("launched for a term that is over (\(end))")
                 continue
             }
@@ -70,7 +70,7 @@ struct RunSupervisorTests {
         supervisor.demoted(Self.lease, DemotionReason.deadlineReached)
         supervisor.electionReported(Self.lease)
         supervisor.elected(Self.lease)
-        guard case .sent(let written) = supervisor.launch(child, for: Self.lease, entry: "") else {
+        guard case .sent(let written) = supervisor.launch(child, for: Self.lease, entries: []) else {
             Issue.record("no launch in the term held again")
             child.abandon()
             return
@@ -92,7 +92,7 @@ struct RunSupervisorTests {
         let child = try await Self.prepare()
         supervisor.elected(Self.lease)
         let before = BootTime.now
-        guard case .sent(let written) = supervisor.launch(child, for: Self.lease, entry: "") else {
+        guard case .sent(let written) = supervisor.launch(child, for: Self.lease, entries: []) else {
             Issue.record("not launched")
             return
         }

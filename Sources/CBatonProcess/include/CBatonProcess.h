@@ -52,8 +52,12 @@ pid_t baton_prepare(
     char *const *paths, char *const *argv, char **envp, int *status_out, int *lifeline_out, int *go_out,
     int *report_out, int *watchdog_out, int *error_out);
 
-/// The longest environment entry `baton_launch` passes, in bytes.
-#define BATON_LAUNCH_ENTRY_MAX 255
+/// The most bytes of environment entries `baton_launch` passes (with the NUL after each).
+#define BATON_LAUNCH_ENTRIES_BYTES 512
+
+/// The most environment entries `baton_launch` passes: `envp` of `baton_prepare` needs this many spare NULL slots
+/// before its terminating NULL.
+#define BATON_LAUNCH_ENTRIES_MAX 4
 
 /// A kill time meaning none: the watchdog never fires (a command not bound to a term).
 #define BATON_NO_KILL_TIME INT64_MAX
@@ -65,15 +69,16 @@ pid_t baton_prepare(
 /// the host, which keeps counting while the machine sleeps (`CLOCK_MONOTONIC` where it does not exist).
 int64_t baton_boottime_ns(void);
 
-/// Starts the command `baton_prepare` made ready, adding `entry` (`NAME=value`, at most
-/// `BATON_LAUNCH_ENTRY_MAX` bytes; "" for none) to its environment, and closes `go`. Does not wait for the exec.
+/// Starts the command `baton_prepare` made ready, adding `entries` to its environment: `length` bytes holding up to
+/// `BATON_LAUNCH_ENTRIES_MAX` entries `NAME=value`, each ended by a NUL (at most `BATON_LAUNCH_ENTRIES_BYTES` in
+/// all; 0 for none), and closes `go`. Does not wait for the exec.
 ///
 /// `kill_ns` (on the clock of `baton_boottime_ns`, or `BATON_NO_KILL_TIME`) is when the keeper SIGKILLs the group,
 /// and `grace_ns` how long before it SIGTERMs it; `term` names the term, which every later `baton_extend` must name.
 /// The keeper refuses the launch if `kill_ns − grace_ns` has passed when it reads it (`baton_launch_result` then
 /// returns `BATON_LAUNCH_REFUSED`).
 /// Returns 0, or the errno of the failed write (EPIPE: the keeper is gone; no SIGPIPE is raised).
-int baton_launch(int go, const char *entry, int64_t kill_ns, int64_t grace_ns, uint64_t term);
+int baton_launch(int go, const char *entries, size_t length, int64_t kill_ns, int64_t grace_ns, uint64_t term);
 
 /// Sends the keeper a later kill time for term `term` on `watchdog_fd` (the `watchdog_out` of `baton_prepare`). The
 /// keeper keeps the latest kill time of the launched term, and ignores one of another term, one earlier than it has,

@@ -143,8 +143,8 @@ final class ChildProcess: Sendable {
                 var watchdog: Int32 = -1
                 let pid = withCStrings(paths) { paths in
                     withCStrings(command) { argv in
-                        // A spare slot for the entry the launch adds.
-                        withCStrings(variables, spareSlots: 1) { envp in
+                        // Spare slots for the entries the launch adds.
+                        withCStrings(variables, spareSlots: Int(BATON_LAUNCH_ENTRIES_MAX)) { envp in
                             var failure: Int32 = 0
                             let pid = Self.forkLock.withLock { _ in
                                 baton_prepare(paths, argv, envp, &status, &lifeline, &go, &report, &watchdog, &failure)
@@ -195,8 +195,8 @@ final class ChildProcess: Sendable {
 
     // MARK: Launching
 
-    /// Executes the prepared command, adding `entry` (`NAME=value`, at most 255 bytes) to its environment, and
-    /// returns once it runs, or was refused.
+    /// Executes the prepared command, adding `entries` (`NAME=value`, without NUL; at most 4, of 508 bytes in all)
+    /// to its environment, and returns once it runs, or was refused.
     ///
     /// - Parameters:
     ///   - term: the term the command runs in; ``extend(killAt:term:)`` must name it.
@@ -206,16 +206,16 @@ final class ChildProcess: Sendable {
     /// - Throws: ``SpawnError`` if the command could not be executed (not found, not executable), or the keeper
     ///   is gone.
     func launch(
-        adding entry: String = "", term: UInt64 = 0, killAt: BootTime? = nil, grace: Duration = .zero
+        adding entries: [String] = [], term: UInt64 = 0, killAt: BootTime? = nil, grace: Duration = .zero
     ) async throws(SpawnError) -> LaunchOutcome {
-        let written = sendLaunch(adding: entry, term: term, killAt: killAt, grace: grace)
+        let written = sendLaunch(adding: entries, term: term, killAt: killAt, grace: grace)
         return try await launchOutcome(written: written)
     }
 
     /// Writes the launch (see ``launch(adding:term:killAt:grace:)``) and returns at once: 0, or the errno of the
     /// failed write. ``launchOutcome(written:)`` then waits for the keeper's answer. Does not block, so it can be
     /// called under a lock.
-    func sendLaunch(adding entry: String, term: UInt64, killAt: BootTime?, grace: Duration) -> Int32 {
+    func sendLaunch(adding entries: [String], term: UInt64, killAt: BootTime?, grace: Duration) -> Int32 {
         let go = takeLaunchPipe()
         precondition(go >= 0, "a command is launched once, and not after it was abandoned")
         state.withLock { state in
@@ -223,7 +223,20 @@ final class ChildProcess: Sendable {
             state.keeperKillAt = killAt
             state.keeperGrace = grace
         }
-        return baton_launch(go, entry, killAt?.nanoseconds ?? Int64.max, grace.batonNanoseconds, term)
+        precondition(entries.allSatisfy { !$0.utf8.contains(0) }, "an environment entry holds a NUL")
+        // Each entry ended by a NUL, as the keeper adds them to the command's environment.
+        var message: [UInt8] = []
+        for entry in entries {
+            message.append(contentsOf: entry.utf8)
+            message.append(0)
+        }
+        return message.withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { characters in
+                baton_launch(
+                    go, characters.baseAddress, characters.count, killAt?.nanoseconds ?? Int64.max,
+                    grace.batonNanoseconds, term)
+            }
+        }
     }
 
     /// Waits for the keeper's answer to the launch ``sendLaunch(adding:term:killAt:grace:)`` wrote (`written`:

@@ -19,7 +19,7 @@ import Darwin
 /// launched for a term already known to be over; kill times are written under it too, so they reach the keeper in
 /// the order decided.
 final class RunSupervisor: Sendable {
-    /// What came of ``launch(_:for:entry:)``.
+    /// What came of ``launch(_:for:entries:)``.
     enum LaunchDecision {
         /// A stop signal came first: nothing was launched.
         case stopping
@@ -230,7 +230,7 @@ final class RunSupervisor: Sendable {
         }
     }
 
-    /// A term of leadership began (before ``launch(_:for:entry:)``).
+    /// A term of leadership began (before ``launch(_:for:entries:)``).
     func elected(_ lease: Lease) {
         handle(.termBegan(lease))
     }
@@ -240,9 +240,9 @@ final class RunSupervisor: Sendable {
         handle(.launchAsked(term: nil, deadline: nil, cancelled: false)).contains(.launch(term: nil, killAt: nil))
     }
 
-    /// Launches `child` in the term of `lease` with `entry` in its environment, the term's kill time and the grace,
+    /// Launches `child` in the term of `lease` with `entries` in its environment, the term's kill time and the grace,
     /// if the machine decides so (see ``RunStateMachine``). See ``ChildProcess/sendLaunch(adding:term:killAt:grace:)``.
-    func launch(_ child: ChildProcess, for lease: Lease, entry: String) -> LaunchDecision {
+    func launch(_ child: ChildProcess, for lease: Lease, entries: [String]) -> LaunchDecision {
         let cancelled = Task.isCancelled
         let (deadline, now) = deadline(of: lease.token)
         var decision = LaunchDecision.termOver
@@ -252,7 +252,7 @@ final class RunSupervisor: Sendable {
                 state.child = child
                 decision = .sent(
                     written: child.sendLaunch(
-                        adding: entry, term: UInt64(bitPattern: term), killAt: killAt, grace: grace))
+                        adding: entries, term: UInt64(bitPattern: term), killAt: killAt, grace: grace))
             case .refuseLaunch(.stopping): decision = .stopping
             default: break
             }
