@@ -234,8 +234,11 @@ def baseline_lines(section):
              f"{section['baseline_rev']} (old, commit {old[:12]}) and this build (new, commit {new[:12]}"
              f"{' with changes' if new.endswith('-dirty') else ''}), both release builds, in turn in one loop on the "
              "same store server: handovers round by round, latency in blocks of rounds (one `baton-bench latency` "
-             "each; a build's median and p90 are the medians of its blocks'). Ratio = new ÷ old; within 10% when "
-             "the medians' ratio is at most 1.10.", "",
+             "each; a build's median and p90 are the medians of its blocks', which `baton-bench` rounds to 10 µs; "
+             "the row of a whole round is instead its mean to the microsecond by the wall clock: the median time "
+             "of a block's process less that of a process of no counted rounds, over the block's rounds; its "
+             "p90 is that of the blocks' times). Ratio = new ÷ old; within 10% when the medians' ratio is at "
+             "most 1.10.", "",
              "| scenario | store | old median | old p90 | new median | new p90 | new/old median | new/old p90 | "
              "rounds per build | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in section["results"]:

@@ -27,9 +27,9 @@ extension BatonCommand {
                 Campaigns for KEY and, once elected, starts CMD in a process group of its own with BATON_KEY, \
                 BATON_TOKEN (the fencing token), BATON_HOLDER and TRACEPARENT (a span of the term's own, in the \
                 trace baton was started in if its TRACEPARENT is valid, else in a new trace) in its environment; \
-                standard input, output and error are CMD's. While CMD runs, baton renews the lease. CMD's environment is baton's without \
-                the store's: BATON_STORE, BATON_STORE_FILE and, for an s3: store, the AWS credentials are withheld \
-                unless --pass-store-credentials.
+                standard input, output and error are CMD's. While CMD runs, baton renews the lease. CMD's \
+                environment is baton's without the store's: BATON_STORE, BATON_STORE_FILE and, for an s3: \
+                store, the AWS credentials are withheld unless --pass-store-credentials.
 
                 - CMD exits: baton releases the key at once (the next candidate starts within milliseconds) and \
                 exits with CMD's status (128 + N if signal N ended it).
@@ -443,6 +443,9 @@ extension BatonCommand {
             }
             // Not started in this campaign (a stop signal, a store error): its keeper ends unused.
             defer { child.abandon() }
+            // Drawn now, off the handover's path: a campaign launches at most once.
+            var generator = SystemRandomNumberGenerator()
+            let trace = TraceParent.term(in: traceParent, using: &generator)
             do {
                 // Joins run()'s campaign and never starts one: a stop signal may have resigned it while the command
                 // was prepared, and a campaign begun now would wait for a leadership nobody wants (for ever, if the
@@ -452,8 +455,6 @@ extension BatonCommand {
                     guard !Task.isCancelled else { return .notStarted }
                     // Decided under the supervisor's lock, with the term's deadline read last: no launch for a term
                     // already over. The keeper refuses it too if its SIGTERM time passes on the way.
-                    var generator = SystemRandomNumberGenerator()
-                    let trace = TraceParent.term(in: traceParent, using: &generator)
                     let written: Int32
                     let entries = ["BATON_TOKEN=\(lease.token)", trace.environmentEntry]
                     switch supervisor.launch(child, for: lease, entries: entries) {

@@ -47,7 +47,8 @@ extension LeaderElector {
     /// Runs `body` in the context of the term `token`'s start span (if traced), so that the spans it makes (a
     /// renew's, a release's, the work's) are that span's children.
     func inTermContext<T>(_ token: FencingToken, _ body: () async throws -> T) async rethrows -> T {
-        guard let trace = termTrace(of: token) else { return try await body() }
+        // Without a tracer, not even the lock of the terms' traces.
+        guard store.core.tracing != nil, let trace = termTrace(of: token) else { return try await body() }
         return try await ServiceContext.$current.withValue(trace.context) { try await body() }
     }
 }

@@ -86,7 +86,16 @@ struct TraceParent: Hashable, Sendable {
         _ count: Int, using generator: inout Generator
     ) -> [UInt8] {
         while true {
-            let id = (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+            // Eight bytes per draw (a draw of the system's generator is a system call).
+            var id: [UInt8] = []
+            id.reserveCapacity(count)
+            while id.count < count {
+                var word = generator.next()
+                for _ in 0..<min(8, count - id.count) {
+                    id.append(UInt8(truncatingIfNeeded: word))
+                    word >>= 8
+                }
+            }
             if id.contains(where: { $0 != 0 }) { return id }
         }
     }
