@@ -5,8 +5,9 @@ Usage: bench_report.py --quick|--full|--some BUILD_SECONDS RUN_SECONDS RESULT...
 
 Results of kind "baseline-comparison" (scripts/bench --baseline, which describes the two builds in the environment:
 BATON_BENCH_BASELINE_REV, BATON_BENCH_BASELINE_COMMIT, BATON_BENCH_CURRENT_COMMIT, BATON_BENCH_COMMAND) go to a
-section of their own, "Against the baseline", and to bench-results.json's `baseline_comparison`; a run of nothing
-else leaves the rest of both files as they were.
+section of their own, "Against the baseline", and to bench-results.json's `baseline_comparisons`, one part per
+baseline commit (a run against another baseline keeps the others'); a run of nothing else leaves the rest of both
+files as they were.
 """
 import json
 import os
@@ -191,11 +192,8 @@ BASELINE_HEADING = "## Against the baseline"
 
 
 def baseline_section(comparisons, previous, host, today):
-    """bench-results.json's `baseline_comparison` after this run: this run's comparisons (`scripts/bench
-    --baseline`, described by the environment it sets), joined to those of the run before when both compared the
-    same two commits; without comparisons, the run before's."""
-    if not comparisons:
-        return previous
+    """One baseline's section after this run: this run's comparisons (`scripts/bench --baseline`, described by the
+    environment it sets), joined to those of the run before (`previous`) when both compared the same two commits."""
     section = {"baseline_rev": os.environ.get("BATON_BENCH_BASELINE_REV"),
                "baseline_commit": os.environ.get("BATON_BENCH_BASELINE_COMMIT"),
                "current_commit": os.environ.get("BATON_BENCH_CURRENT_COMMIT"),
@@ -206,6 +204,22 @@ def baseline_section(comparisons, previous, host, today):
         section["results"] = [r for r in previous["results"] if (r["name"], r["scenario"]) not in again] + comparisons
         section["commands"] = [c for c in previous["commands"] if c not in section["commands"]] + section["commands"]
     return section
+
+
+def baseline_sections(comparisons, previous, host, today):
+    """bench-results.json's `baseline_comparisons` after this run: the sections of the run before (`previous`, that
+    file's content, whose `baseline_comparison` is read as one section), with this run's baseline's section made
+    by `baseline_section` from the one before of the same baseline."""
+    previous = previous or {}
+    sections = previous.get("baseline_comparisons")
+    if sections is None:
+        sections = [previous["baseline_comparison"]] if previous.get("baseline_comparison") else []
+    if not comparisons:
+        return sections
+    commit = os.environ.get("BATON_BENCH_BASELINE_COMMIT")
+    same = next((s for s in sections if s.get("baseline_commit") == commit), None)
+    return [s for s in sections if s.get("baseline_commit") != commit] + [
+        baseline_section(comparisons, same, host, today)]
 
 
 def comparison_label(r):
@@ -225,12 +239,21 @@ def verdicts(section):
     return lines
 
 
-def baseline_lines(section):
-    """BENCHMARKS.md's section for a comparison with a baseline build."""
+def baseline_lines(sections):
+    """BENCHMARKS.md's section for the comparisons with baseline builds: one part per baseline."""
+    lines = [BASELINE_HEADING, ""]
+    for section in sections:
+        if len(sections) > 1:
+            lines += [f"### Against {section['baseline_rev']}", ""]
+        lines += baseline_part(section) + [""]
+    return lines[:-1]
+
+
+def baseline_part(section):
+    """The part of BENCHMARKS.md's baseline section for a comparison with one baseline build."""
     old, new = section.get("baseline_commit") or "unknown", section.get("current_commit") or "unknown"
     commands = ", ".join(f"`{c}`" for c in section["commands"])
-    lines = [BASELINE_HEADING, "",
-             f"Measured by {commands} on {section['date']}: {section['machine']}. The baseline "
+    lines = [f"Measured by {commands} on {section['date']}: {section['machine']}. The baseline "
              f"{section['baseline_rev']} (old, commit {old[:12]}) and this build (new, commit {new[:12]}"
              f"{' with changes' if new.endswith('-dirty') else ''}), both release builds, in turn in one loop on the "
              "same store server: handovers round by round, latency in blocks of rounds (one `baton-bench latency` "
@@ -275,17 +298,18 @@ def report_comparisons_only(comparisons, host, today):
             previous = json.load(f)
     except (OSError, ValueError):
         previous = {"machine": host, "date": today}
-    section = baseline_section(comparisons, previous.get("baseline_comparison"), host, today)
-    previous["baseline_comparison"] = section
+    sections = baseline_sections(comparisons, previous, host, today)
+    previous.pop("baseline_comparison", None)
+    previous["baseline_comparisons"] = sections
     with open("bench-results.json", "w") as f:
         json.dump(previous, f, indent=2)
     try:
         text = open("BENCHMARKS.md").read()
     except OSError:
         text = "# Benchmarks\n\n"
-    lines = baseline_lines(section)
+    lines = baseline_lines(sections)
     open("BENCHMARKS.md", "w").write(splice(text, lines))
-    print("\n".join(lines + [""] + verdicts(section)))
+    print("\n".join(lines + [""] + verdicts(sections[-1])))
 
 
 # The bounds of the HTTP rows, by scenario (with 64 connections): throughput as a share of the same server's /alive.
@@ -307,7 +331,7 @@ def main():
     if comparisons and not results:
         report_comparisons_only(comparisons, host, today)
         return
-    previous_section = None
+    previous_json = None
     measured = f"Measured by `scripts/bench{' --quick' if mode == '--quick' else ''}` on {today}: {host}."
     remeasured = []
     if mode == "--some":
@@ -317,7 +341,7 @@ def main():
                 previous = json.load(f)
         except (OSError, ValueError):
             previous = None
-        previous_section = (previous or {}).get("baseline_comparison")
+        previous_json = previous
         if previous and "results" in previous:
             names = [r.get("name") for r in results]
             merged, placed = [], set()
@@ -341,11 +365,11 @@ def main():
                         f"{previous['date']}; {shown}: {host}.")
             mode, build_s, run_s = "--" + previous["mode"], previous["build_seconds"], previous["run_seconds"] + run_s
             today = previous["date"]
-    section = baseline_section(comparisons, previous_section, host, time.strftime("%Y-%m-%d"))
+    sections = baseline_sections(comparisons, previous_json, host, time.strftime("%Y-%m-%d"))
     with open("bench-results.json", "w") as f:
         json.dump({"machine": host, "mode": mode.strip("-"), "build_seconds": build_s, "run_seconds": run_s,
                    "date": today, "remeasured": remeasured, "results": results,
-                   **({"baseline_comparison": section} if section else {})}, f, indent=2)
+                   **({"baseline_comparisons": sections} if sections else {})}, f, indent=2)
     lines = ["# Benchmarks", "",
              measured,
              "The machine is shared and noisy and the load generators run",
@@ -389,14 +413,14 @@ def main():
             lines.append(f"| {r['scenario']} | {r['store']} | {r['requests_per_s']:.0f} | {ms(r['p50_ms'])} | "
                          f"{ms(r['p90_ms'])} | {ms(r['p99_ms'])} | {r['requests']} | {r['errors']} | {ratio} | "
                          f"{HTTP_BOUNDS.get(r['scenario'], '–')} |")
-    if section:
-        lines += [""] + baseline_lines(section)
+    if sections:
+        lines += [""] + baseline_lines(sections)
     lines += ["", HOW_TO_READ.rstrip()]
     text = "\n".join(lines) + "\n"
     open("BENCHMARKS.md", "w").write(text)
     print(text)
-    if section:
-        print("\n".join(verdicts(section)))
+    if comparisons:
+        print("\n".join(verdicts(sections[-1])))
 
 
 if __name__ == "__main__":
