@@ -63,38 +63,25 @@ public final class SemaphoreElector: Sendable {
     /// The largest number of permits.
     public static let maxPermits = SemaphoreLayout.maxPermits
 
-    /// Creates a candidate on the host's continuous clock.
+    /// Creates a candidate.
     /// - Parameters:
     ///   - store: the store to campaign on.
     ///   - key: the semaphore's key (its slot keys and permits group must be valid names: see ``slotKeys``).
     ///   - holder: this candidate's identity, unique among the candidates (default: `hostname:pid`).
     ///   - permits: how many holders may work at once, 1–``maxPermits``.
     ///   - configuration: ttl, renew interval, margin and the rest, for every slot; validated here.
+    ///   - clock: the monotonic clock its timing runs on (default: the host's continuous clock; a
+    ///     `ManualClock` in tests).
     ///   - logger: where the slots' electors log.
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed key or holder, a number of permits out of range,
     ///   or a configuration whose values do not fit together.
-    public convenience init(
-        store: LeaseStore,
-        key: String,
-        holder: String = LeaderElector.defaultHolder,
-        permits: Int,
-        configuration: ElectorConfiguration = ElectorConfiguration(),
-        logger: Logger = Logger(label: "baton.semaphore")
-    ) throws {
-        try self.init(
-            store: store, key: key, holder: holder, permits: permits, configuration: configuration,
-            clock: ContinuousClock(), logger: logger)
-    }
-
-    /// Creates a candidate on the given monotonic clock (a `ManualClock` in tests); see
-    /// ``init(store:key:holder:permits:configuration:logger:)``.
     public init<C: Clock>(
         store: LeaseStore,
         key: String,
         holder: String = LeaderElector.defaultHolder,
         permits: Int,
         configuration: ElectorConfiguration = ElectorConfiguration(),
-        clock: C,
+        clock: C = ContinuousClock(),
         logger: Logger = Logger(label: "baton.semaphore")
     ) throws where C.Duration == Duration {
         let layout = try SemaphoreLayout(key: key, permits: permits)

@@ -76,37 +76,25 @@ public final class ShardedElector: Sendable {
 
     private let state = Mutex(State())
 
-    /// Creates a member on the host's continuous clock.
+    /// Creates a member.
     /// - Parameters:
     ///   - store: the store to campaign on.
     ///   - key: the sharded key (its shard keys and members group must be valid names: see ``shardKeys``).
     ///   - holder: this member's identity, unique among the members (default: `hostname:pid`).
     ///   - shards: the number of shards, 1–``maxShards``.
     ///   - configuration: ttl, renew interval, margin and the rest, for every shard; validated here.
+    ///   - clock: the monotonic clock its timing runs on (default: the host's continuous clock; a
+    ///     `ManualClock` in tests).
     ///   - logger: where the shards' electors log.
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed key or holder, a number of shards out of range, or
     ///   a configuration whose values do not fit together.
-    public convenience init(
-        store: LeaseStore,
-        key: String,
-        holder: String = LeaderElector.defaultHolder,
-        shards: Int,
-        configuration: ElectorConfiguration = ElectorConfiguration(),
-        logger: Logger = Logger(label: "baton.shards")
-    ) throws {
-        try self.init(
-            store: store, key: key, holder: holder, shards: shards, configuration: configuration,
-            clock: ContinuousClock(), logger: logger)
-    }
-
-    /// Creates a member on the given monotonic clock; see ``init(store:key:holder:shards:configuration:logger:)``.
     public init<C: Clock>(
         store: LeaseStore,
         key: String,
         holder: String = LeaderElector.defaultHolder,
         shards: Int,
         configuration: ElectorConfiguration = ElectorConfiguration(),
-        clock: C,
+        clock: C = ContinuousClock(),
         logger: Logger = Logger(label: "baton.shards")
     ) throws where C.Duration == Duration {
         let layout = try ShardLayout(key: key, shards: shards)
