@@ -9,7 +9,7 @@ operations, three alternating runs, medians compared:
   publish) are measured in the same runs, for information;
 - postgres: `pgbench` running `INSERT ... ON CONFLICT DO NOTHING` of a random round into a table of the same
   shape, one statement per transaction (Baton's claim is one statement too, a function that applies the round
-  rules under the row lock; its pool has as many connections as pgbench has clients).
+  rules under the row lock; its pool has as many connections as pgbench has clients, kept open as pgbench's are).
 
 Usage: bench_claims.py STORE_URL COUNT
 Prints one JSON object.
@@ -33,8 +33,9 @@ VALUES ('bench', :r, 'candidate', clock_timestamp() + interval '10 seconds') ON 
 
 def baton(url, count, *flags):
     if store_name(url) == "postgres":
-        # A pooled client with as many connections as the peer has clients.
-        url += ("&" if "?" in url else "?") + f"pool_max_conns={CONCURRENCY}"
+        # A pooled client with as many connections as the peer has clients, kept open as pgbench keeps its own
+        # (pool_min_conns: the pool's connections beyond it are closed when idle, which costs a timer per request).
+        url += ("&" if "?" in url else "?") + f"pool_max_conns={CONCURRENCY}&pool_min_conns={CONCURRENCY - 1}"
     output = subprocess.check_output([os.environ["BATON_BENCH"], "claims", "--store", url, "--concurrency",
                                       str(CONCURRENCY), "--count", str(count), *flags], text=True)
     return json.loads(output.strip().splitlines()[-1])
@@ -97,7 +98,9 @@ def main():
         "baton_claim_p50_ms": middle.get("median_ms"),
         "baton_claim_p99_ms": middle.get("p99_ms"),
         "operations": count,
-        "command": f"baton-bench claims --concurrency {CONCURRENCY} --count {count} vs {command}",
+        "command": f"baton-bench claims --concurrency {CONCURRENCY}"
+                   + (f" (pool_max_conns={CONCURRENCY}, pool_min_conns={CONCURRENCY - 1})" if store == "postgres" else "")
+                   + f" --count {count} vs {command}",
     }
     if acquires:
         result["baton_lease_acquires_per_second"] = round(statistics.median(acquires))

@@ -14,6 +14,7 @@ import PostgresNIO
 /// | `schema` | ``PostgresLeaseStore/Configuration/schema`` |
 /// | `application_name` | shown in `pg_stat_activity` (default `baton`) |
 /// | `pool_max_conns` | ``PostgresLeaseStore/Configuration/maximumConnections``, 1 to 1000 (the name is pgx's) |
+/// | `pool_min_conns` | ``PostgresLeaseStore/Configuration/minimumConnections``, 0 to `pool_max_conns` − 1 (pgx's name) |
 ///
 /// The user defaults to `postgres`, the database to the server's default (the user's name).
 struct PostgresConnectionSettings: Sendable {
@@ -38,12 +39,15 @@ struct PostgresConnectionSettings: Sendable {
     var schema: String?
     /// The pool's size, if the URL gives one.
     var maximumConnections: Int?
+    /// The connections the pool keeps open, if the URL says.
+    var minimumConnections: Int?
     var applicationName: String
     /// The URL with its password redacted, for messages.
     var redactedURL: String
 
     static let knownItems = [
         "sslmode", "sslrootcert", "sslcert", "sslkey", "schema", "application_name", "pool_max_conns",
+        "pool_min_conns",
     ]
 
     init(_ url: StoreURL) throws(BatonError) {
@@ -98,6 +102,14 @@ struct PostgresConnectionSettings: Sendable {
                     )
                 }
                 maximumConnections = size
+            case "pool_min_conns":
+                guard let count = Int(item.value), (0...999).contains(count) else {
+                    throw .invalidArgument(
+                        "pool_min_conns=\(item.value.prefix(40)) in the postgres:// store URL is not a number "
+                            + "from 0 to 999"
+                    )
+                }
+                minimumConnections = count
             default:
                 applicationName = item.value
             }
@@ -166,6 +178,7 @@ struct PostgresConnectionSettings: Sendable {
         )
         client.options.connectTimeout = configuration.connectTimeout
         client.options.maximumConnections = configuration.maximumConnections
+        client.options.minimumConnections = configuration.minimumConnections
         // No keep-alive queries on idle connections: postgres-nio runs them without a timeout, and a connection
         // that died silently stays busy with its unanswered one for good while operations queue for a connection
         // (seen: a waiting candidate's reads stalled behind two such connections). A dead connection is found by

@@ -174,7 +174,8 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     /// Query items, as in libpq: `sslmode` (`disable`, `allow`, `prefer` — the default —, `require`,
     /// `verify-ca`, `verify-full`; only the last two check the server's certificate), `sslrootcert` (PEM file of
     /// trusted certificates; default the system's), `sslcert` and `sslkey` (a client certificate), `schema`,
-    /// `application_name` (default `baton`), `pool_max_conns` (``Configuration/maximumConnections``).
+    /// `application_name` (default `baton`), `pool_max_conns` (``Configuration/maximumConnections``),
+    /// `pool_min_conns` (``Configuration/minimumConnections``).
     /// - Throws: ``BatonError`` `invalidArgument` for a malformed URL or configuration, or certificate files
     ///   that cannot be read.
     public init<C: Clock>(
@@ -187,6 +188,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         var configuration = configuration
         if let schema = settings.schema { configuration.schema = schema }
         if let size = settings.maximumConnections { configuration.maximumConnections = size }
+        if let count = settings.minimumConnections { configuration.minimumConnections = count }
         try configuration.validate()
         self.connectionConfiguration = try settings.connectionConfiguration(configuration)
         self.clientConfiguration = try settings.clientConfiguration(configuration)

@@ -56,6 +56,25 @@ import Testing
         #expect(await batonErrorCode { try await driver.run() } == .invalidArgument)
     }
 
+    @Test("pool_min_conns: the pool opens that many connections when the store starts and keeps them, idle")
+    func aPoolKeepsItsMinimumOpen() async throws {
+        guard let url = try TestServer.url() else { return }
+        let name = unique("baton-min")
+        let driver = try PostgresLeaseStore(
+            url: try StoreURL("\(url)?application_name=\(name)&pool_max_conns=4&pool_min_conns=3"))
+        try await using(driver) { store in
+            // Three of the pool's, opened with no request made, and the listening one once a feed asks.
+            try await waitUntil("three pool sessions") {
+                try await TestServer.sessions(named: name, url: url).count >= 3
+            }
+            let key = unique("min")
+            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            try await store.release(lease)
+            #expect(try await TestServer.sessions(named: name, url: url).count <= 5)
+        }
+        try await waitUntil("every session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
+    }
+
     @Test func aGracefulShutdownStopsTheStore() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-shutdown")

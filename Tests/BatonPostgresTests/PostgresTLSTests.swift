@@ -68,14 +68,22 @@ import Testing
         #expect(defaults.port == 5432 && defaults.user == "postgres" && defaults.database == nil)
         #expect(defaults.sslMode == .prefer && defaults.password == nil && defaults.maximumConnections == nil)
         let pooled = try PostgresLeaseStore(url: StoreURL("postgres://db/x?pool_max_conns=50"))
-        #expect(pooled.configuration.maximumConnections == 50)
+        #expect(pooled.configuration.maximumConnections == 50 && pooled.configuration.minimumConnections == 0)
+        let kept = try PostgresLeaseStore(url: StoreURL("postgres://db/x?pool_max_conns=50&pool_min_conns=49"))
+        #expect(kept.configuration.minimumConnections == 49)
+        for bad in ["pool_min_conns=10", "pool_max_conns=5&pool_min_conns=5", "pool_max_conns=1&pool_min_conns=1"] {
+            let error = #expect(throws: BatonError.self, "\(bad)") {
+                try PostgresLeaseStore(url: StoreURL("postgres://db/x?\(bad)"))
+            }
+            #expect(error?.message.contains("pool_min_conns") == true, "\(bad): \(String(describing: error))")
+        }
 
         for bad in [
             "postgres://db/x?sslmode=sometimes", "postgres://db/x?colour=blue", "postgres://db/x?sslcert=/c.pem",
             "postgres://db/x?schema=Bad-Name", "postgres://a:1,b:2/x", "postgres://db/x/y",
             "postgres://db/x?sslmode=disable&sslrootcert=/r.pem", "postgres://db/x?sslmode=require&sslmode=disable",
             "postgres://db/x?pool_max_conns=0", "postgres://db/x?pool_max_conns=1001",
-            "postgres://db/x?pool_max_conns=",
+            "postgres://db/x?pool_max_conns=", "postgres://db/x?pool_min_conns=-1", "postgres://db/x?pool_min_conns=x",
         ] {
             #expect(throws: BatonError.self, "\(bad)") { try PostgresConnectionSettings(StoreURL(bad)) }
         }
