@@ -48,10 +48,11 @@ import ServiceLifecycle
 ///
 /// ## Growing the protocol
 ///
-/// New operations (listings were the first; waiter queues in arrival order and semaphores of N slots are to come)
-/// arrive as new requirements with default implementations that throw ``BatonError/Code/invalidArgument`` ("not
-/// supported by this store"), so a driver written against an earlier version keeps compiling and says clearly
-/// what it cannot do.
+/// New operations arrive as new requirements with default implementations, so a driver written against an earlier
+/// version keeps compiling and says clearly what it cannot do: listings throw ``BatonError/Code/invalidArgument``
+/// ("not supported by this store"); waiter queues default to none (``queuesWaiters`` false, ``leaveQueue(key:holder:)``
+/// a no-op, a waiting acquire answered as any other). Semaphores and sharded leadership ask nothing more of a
+/// driver: they are built from keys, each with its own election.
 ///
 /// `BatonTestKit`'s conformance suite checks all of this for any driver, through a ``LeaseStore``.
 public protocol LeaseStoreDriver: Service {
