@@ -156,4 +156,17 @@ struct ListOutputTests {
         )
         #expect(ListReport.table(RoundListing(rounds: [], isTruncated: false)) == "no rounds kept")
     }
+
+    @Test("a waiting holder's line names the slots' holders and counts the free ones")
+    func slotHoldersLine() {
+        let a = LeaderInfo(holder: "a", token: 5)
+        let b = LeaderInfo(holder: "b", token: 7)
+        #expect(
+            BatonCommand.Run.slotHolders([a, b], key: "k")
+                == "waiting: the slots of k are held by a (slot 0, token 5), b (slot 1, token 7)")
+        #expect(
+            BatonCommand.Run.slotHolders([nil, b, nil], key: "k")
+                == "waiting: the slots of k are held by b (slot 1, token 7); 2 free")
+        #expect(BatonCommand.Run.slotHolders([nil, nil], key: "k") == nil)
+    }
 }

@@ -39,6 +39,13 @@ extension RunCommandTests {
         #expect(
             Self.waitUntil(.seconds(20)) { c.standardError.contains("waiting: for a slot of k (2 at once)") },
             "\(c.standardError)")
+        // c says who holds the slots.
+        #expect(
+            Self.waitUntil(.seconds(20)) {
+                let said = c.standardError
+                return said.contains("waiting: the slots of k are held by ") && said.contains("a (slot ")
+                    && said.contains("b (slot ")
+            }, "\(c.standardError)")
         // c waits in both slots' queues: the slots are a's and b's, and both commands still run.
         for slot in ["k#0", "k#1"] {
             let (status, output, _) = try Self.runToEnd(scratch.store + ["leader", slot], in: scratch)
