@@ -289,24 +289,47 @@ extension EtcdLeaseStore {
         return answer.succeeded
     }
 
+    /// How ``handOver(_:from:)`` ended a term.
+    enum Release {
+        /// The key went to the next Baton candidate in the same transaction (the term's keys are gone).
+        case handedOver
+        /// Nobody waited behind the term: its keys were deleted.
+        case left
+        /// No successor to hand to, and the keys may still be there: the caller deletes them.
+        case noSuccessor
+    }
+
     /// A graceful handover: the releasing leader deletes its keys and, in the same transaction, marks the next
     /// Baton candidate in the queue as leading, so the successor's acquire is a check rather than a write (the
     /// successor's store keeps reporting it as waiting to its own subscribers until its holder acquires; if the
     /// holder never does, its lease runs out within the ttl as a leader's would). Whom to hand over to is
-    /// ``EtcdCampaignMachine/successor(of:view:)``'s decision, on this store's watch of the key or else on a read
-    /// of the queue; with no successor nothing is done here. Returns whether the keys were deleted.
-    func handOver(_ key: String, from campaign: Campaign) async throws -> Bool {
-        // A leader follows no change feed, so its store seldom watches the key: then one read finds the queue (a
-        // serializable one, with no round of consensus: the transaction's compare checks the successor it names).
-        // Without it the successor would find the key free and take it with a write of its own, which waits for
-        // etcd's disk as long again.
-        var view = state.withLock { $0.watchers[key]?.freshSnapshot }
-        if view == nil { view = try await readElectionQuickly(key) }
-        guard let successor = EtcdCampaignMachine.successor(of: campaign, view: view) else { return false }
+    /// ``EtcdCampaignMachine/successor(of:view:)``'s decision, on this store's watch of the key or else on the queue
+    /// as etcd has it.
+    func handOver(_ key: String, from campaign: Campaign) async throws -> Release {
         let ours = EtcdKeyLayout.candidateKey(key, lease: campaign.name)
         let leave: [Etcdserverpb_RequestOp] = [
             .delete(ours), .delete(EtcdKeyLayout.campaignKey(key, lease: campaign.name)),
         ]
+        // A leader follows no change feed, so its store seldom watches the key (a term just begun, for one). Then
+        // one transaction leaves if nobody was created in the queue after the term (etcd compares every key of the
+        // range), or else reads the queue: a release with nobody waiting costs one request, like a delete. Without
+        // the handover the successor would find the key free and take it with a write of its own, which waits for
+        // etcd's disk as long again.
+        var view = state.withLock { $0.watchers[key]?.freshSnapshot }
+        if view == nil {
+            let answer = try await txn(
+                "release",
+                compare: [
+                    .createRevision(of: ours, equals: campaign.revision),
+                    .noKeys(under: EtcdKeyLayout.electionPrefix(key), createdAfter: campaign.revision),
+                ],
+                success: leave,
+                failure: Self.electionReads(key)
+            )
+            if answer.succeeded { return .left }
+            view = Self.parseElection(key, answer.responses[...])
+        }
+        guard let successor = EtcdCampaignMachine.successor(of: campaign, view: view) else { return .noSuccessor }
         _ = try await txn(
             "release",
             compare: [
@@ -324,7 +347,7 @@ extension EtcdLeaseStore {
             ],
             failure: leave
         )
-        return true
+        return .handedOver
     }
 
     /// Moves a candidate's keys onto another lease of `ttlSeconds` (the create revision stays, so the token and

@@ -196,7 +196,8 @@ extension EtcdLeaseStore {
         defer { dropHeldWatch(lease.key) }
         let id = CampaignID(key: lease.key, holder: lease.holder)
         if let campaign = state.withLock({ $0.machine.release(id, token: lease.token) }) {
-            if try await handOver(lease.key, from: campaign) {
+            switch try await handOver(lease.key, from: campaign) {
+            case .handedOver:
                 // The keys are gone. A lease of the term's own, now holding none, is revoked a moment later, off
                 // the successor's path (etcd would apply the revoke before the successor's check), or at the
                 // store's close; a session lease goes on holding other terms.
@@ -205,6 +206,11 @@ extension EtcdLeaseStore {
                     state.withLock { $0.machine.revokeLater(campaign.lease, now: now) }
                 }
                 return
+            case .left:
+                if !campaign.shared { try? await revoke(campaign.lease) }
+                return
+            case .noSuccessor:
+                break
             }
             if try await delete(lease, name: campaign.name) {
                 if !campaign.shared { try? await revoke(campaign.lease) }

@@ -265,6 +265,18 @@ extension Etcdserverpb_Compare {
         }
     }
 
+    /// No key under `prefix` was created after `revision` (etcd compares every key of a range, and an empty range
+    /// as one key that does not exist, created at revision 0).
+    static func noKeys(under prefix: Data, createdAfter revision: Int64) -> Self {
+        .with {
+            $0.key = prefix
+            $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
+            $0.target = .create
+            $0.result = .less
+            $0.createRevision = revision + 1
+        }
+    }
+
     /// No key under `prefix` was created before `revision`.
     static func noKeys(under prefix: Data, createdBefore revision: Int64) -> Self {
         .with {

@@ -1,5 +1,6 @@
 @_spi(BatonStoreKit) import Baton
 import BatonTestKit
+import Foundation
 import Synchronization
 import Testing
 
@@ -222,6 +223,35 @@ import Testing
             #expect(next.token > lease.token)
             #expect(next.ttl < .seconds(60), "the successor took the key with a write: \(next.ttl)")
             try await successorStore.release(next)
+        }
+    }
+
+    /// Unwatched and with nobody waiting, a release is one transaction that leaves (its compare: nobody joined the
+    /// queue after the term). A key of another client created behind the term fails that compare: the release then
+    /// reads the queue in the same transaction, finds no Baton candidate to hand to, and still leaves.
+    @Test func anUnwatchedReleaseWithNobodyWaitingLeaves() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let store = try EtcdLeaseStore(url)
+        let other = try EtcdLeaseStore(url)
+        store.limitHeldWatches(to: 0)
+        try await withRunning([store, other]) {
+            let key = unique("unwatched-release")
+            let first = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+            try await store.release(first)
+            #expect(try await store.readElection(key).isEmpty, "the term's keys are gone")
+            #expect(try await other.current(key: key) == nil)
+
+            let second = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: nil).lease)
+            #expect(second.token > first.token)
+            // A candidate of another client (as `etcdctl elect` writes one), without a lease.
+            let foreign = EtcdKeyLayout.electionPrefix(key) + Data("foreign".utf8)
+            _ = try await store.txn(
+                "test: a foreign candidate", compare: [], success: [.put(foreign, value: Data("x".utf8), lease: 0)])
+            try await store.release(second)
+            #expect(try await store.readElection(key).compactMap(\.holder).isEmpty, "a's keys are gone")
+            #expect(try await store.readElection(key).count == 1, "the foreign candidate stays")
         }
     }
 
