@@ -42,6 +42,13 @@ final class EtcdElectionWatcher: Sendable {
         var generation = 0
         var latestGeneration: Int?
         var watching = false
+        /// Where the next watch starts, when the watcher was given a snapshot (``seed(_:revision:)``) and has not
+        /// started watching yet.
+        var seededStart: Int64?
+        /// Whether the watch under way started at a seeded snapshot's next revision and is not yet set up.
+        var seededWatch = false
+        /// How many times the election was read (for tests).
+        var reads = 0
 
         /// The latest snapshot if no change was seen since its read began and the watch is running, else nil.
         var fresh: [EtcdLeaseStore.Candidate]? {
@@ -79,7 +86,10 @@ final class EtcdElectionWatcher: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watch() }
             for await _ in wakes {
-                let generation = self.state.withLock { $0.generation }
+                let generation = self.state.withLock { state in
+                    state.reads += 1
+                    return state.generation
+                }
                 do {
                     let (election, revision) = try await read()
                     let drain = self.state.withLock { state in
@@ -126,13 +136,19 @@ final class EtcdElectionWatcher: Sendable {
         var failures = 0
         while !Task.isCancelled, !client.isClosed {
             let started = clock.now()
+            let startRevision = state.withLock { state -> Int64? in
+                defer { state.seededStart = nil }
+                state.seededWatch = state.seededStart != nil
+                return state.seededStart
+            }
             do {
-                try await EtcdLeaseStore.watch(client, prefix: prefix) { answer in
+                try await EtcdLeaseStore.watch(client, prefix: prefix, startRevision: startRevision) { answer in
                     if !self.apply(answer) { self.wake.yield() }
                 }
             } catch {
                 state.withLock { state in
                     state.watching = false
+                    state.seededWatch = false
                     state.generation += 1
                 }
                 if Task.isCancelled || client.isClosed { break }
@@ -152,6 +168,15 @@ final class EtcdElectionWatcher: Sendable {
     private func apply(_ answer: Etcdserverpb_WatchResponse) -> Bool {
         var drain = false
         let applied = state.withLock { state -> Bool in
+            if state.seededWatch, answer.created {
+                // Set up from the seeded snapshot's next revision: every later change comes as an event, so the
+                // snapshot is fresh without a read.
+                state.seededWatch = false
+                state.watching = true
+                state.generation += 1
+                state.latestGeneration = state.generation
+                return true
+            }
             let fresh = state.fresh
             state.watching = true
             state.generation += 1
@@ -239,6 +264,18 @@ final class EtcdElectionWatcher: Sendable {
         }
     }
 
+    /// Gives a watcher that has not started the election as of `revision`, known without a read (a candidate that
+    /// took a free key is alone in it): its watch then starts at the next revision, and the snapshot is fresh as
+    /// soon as the watch is set up.
+    func seed(_ election: [EtcdLeaseStore.Candidate], revision: Int64) {
+        state.withLock { state in
+            guard !state.watching, state.latestGeneration == nil else { return }
+            state.latest = election
+            state.latestRevision = revision
+            state.seededStart = revision + 1
+        }
+    }
+
     /// A new subscriber: its stream gets a snapshot read after this call, then one after every change.
     func subscribe() -> (id: Int, snapshots: AsyncStream<Snapshot>) {
         let (snapshots, continuation) = AsyncStream<Snapshot>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -315,6 +352,9 @@ final class EtcdElectionWatcher: Sendable {
     var freshSnapshot: [EtcdLeaseStore.Candidate]? {
         state.withLock { $0.fresh }
     }
+
+    /// How many times the election was read (for tests).
+    var reads: Int { state.withLock { $0.reads } }
 
     /// Ends ``run()``: the watch stops and the subscribers' streams finish.
     func stop() {

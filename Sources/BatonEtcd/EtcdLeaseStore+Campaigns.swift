@@ -12,7 +12,7 @@ extension EtcdLeaseStore {
     func join(_ id: CampaignID, ttl: Duration, metadata: String?, waiting: Bool) async throws -> AcquireResult {
         let ttlSeconds = EtcdCampaignMachine.ttlSeconds(ttl)
         if let lease = try await leadOnSessionLease(id, ttlSeconds: ttlSeconds, ttl: ttl, metadata: metadata) {
-            holdWatch(id.key)
+            holdWatch(id.key, aloneAs: id)
             return .acquired(lease)
         }
         // etcd counts the new lease's TTL from when it gets the grant, after this.
@@ -57,7 +57,7 @@ extension EtcdLeaseStore {
         )
         if answer.succeeded {
             state.withLock { $0.machine.joined(id, campaign) }
-            holdWatch(id.key)
+            holdWatch(id.key, aloneAs: id)
             return .acquired(
                 Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: ttl, metadata: metadata))
         }
@@ -235,11 +235,30 @@ extension EtcdLeaseStore {
     /// Keeps the watch of `key`, which this store now leads, running until the term ends here (starting one if
     /// none runs), so that the release knows the queue without reading it: the holder's change feed stops while
     /// it leads. At most ``maximumHeldWatches`` keys at once.
-    func holdWatch(_ key: String) {
-        let wanted = state.withLock { state in
-            state.heldWatches[key] == nil && state.heldWatches.count < state.heldWatchLimit
+    ///
+    /// With `aloneAs`, the candidate of that holder has just taken the free key (its put compared that the queue
+    /// was empty): a watch started for it begins right after that put, from the queue holding it alone, without
+    /// reading the queue.
+    func holdWatch(_ key: String, aloneAs sole: CampaignID? = nil) {
+        let (wanted, campaign) = state.withLock { state in
+            (
+                state.heldWatches[key] == nil && state.heldWatches.count < state.heldWatchLimit,
+                sole.flatMap { state.machine.campaigns[$0] }
+            )
         }
-        guard wanted, let (watcher, id) = try? watching(key, subscribe: { $0.hold() }) else { return }
+        guard wanted else { return }
+        let seed = campaign.map { campaign in
+            (
+                election: [
+                    Candidate(
+                        key: EtcdKeyLayout.candidateKey(key, lease: campaign.name), revision: campaign.revision,
+                        lease: campaign.lease, name: campaign.name, value: campaign.metadata ?? "",
+                        holder: sole?.holder, waiting: false)
+                ],
+                revision: campaign.revision
+            )
+        }
+        guard let (watcher, id) = try? watching(key, seed: seed, subscribe: { $0.hold() }) else { return }
         let kept = state.withLock { state -> Bool in
             guard state.heldWatches[key] == nil else { return false }
             state.heldWatches[key] = (watcher, id)
@@ -257,6 +276,11 @@ extension EtcdLeaseStore {
     func dropHeldWatch(_ key: String) {
         guard let held = state.withLock({ $0.heldWatches.removeValue(forKey: key) }) else { return }
         unwatch(key, held.watcher, held.id)
+    }
+
+    /// How many times this store's watch of `key` has read the queue (for tests; nil when no watch runs).
+    func queueReads(of key: String) -> Int? {
+        state.withLock { $0.watchers[key] }?.reads
     }
 
     /// Whether this store's watch of `key` has an up-to-date view of its queue (for tests).

@@ -33,7 +33,11 @@ extension EtcdLeaseStore {
 
     /// The watcher of `key` (made and started as work of the store's `run()` if there is none), with a subscriber
     /// added by `subscribe` under the store's lock (an idle watcher is removed under the same lock).
-    func watching(_ key: String, subscribe: (EtcdElectionWatcher) -> Int) throws
+    func watching(
+        _ key: String,
+        seed: (election: [Candidate], revision: Int64)? = nil,
+        subscribe: (EtcdElectionWatcher) -> Int
+    ) throws
         -> (EtcdElectionWatcher, Int)
     {
         if lifecycle.isStopped { throw EtcdLifecycle.stopped }
@@ -51,6 +55,7 @@ extension EtcdLeaseStore {
             return (watcher, subscribe(watcher), existing == nil)
         }
         if isNew {
+            if let seed { watcher.seed(seed.election, revision: seed.revision) }
             let started = lifecycle.spawn {
                 await watcher.run { lifecycle.isStopped ? EtcdLifecycle.stopped : nil }
             }

@@ -72,20 +72,30 @@ extension EtcdLeaseStore {
     /// session lease), sent together after every renew in the batch was asked. Returns the ``TermCheck/batchKey``
     /// of each term that is its own and whose lease etcd still has.
     func checkTerms(_ checks: [TermCheck]) async throws -> Set<String> {
-        let leases = Set(checks.map(\.lease))
-        async let answer = txn("renew", compare: [], success: checks.map { .keyOnly($0.key) })
-        let alive = try await withThrowingTaskGroup(of: (Int64, Int64).self) { group in
+        // The keep-alives go out in one child task, the reads in this one: a renew of one term costs one task more
+        // than its two messages.
+        async let aliveLeases = liveLeases(Set(checks.map(\.lease)))
+        let answer = try await txn("renew", compare: [], success: checks.map { .keyOnly($0.key) })
+        let alive = try await aliveLeases
+        var held = Set<String>()
+        for (check, response) in zip(checks, answer.responses) where alive.contains(check.lease) {
+            guard let found = response.responseRange.kvs.first else { continue }
+            if found.createRevision == check.revision, found.lease == check.lease { held.insert(check.batchKey) }
+        }
+        return held
+    }
+
+    /// Which of `leases` etcd still has, after a keep-alive of each (sent together).
+    private func liveLeases(_ leases: Set<Int64>) async throws -> Set<Int64> {
+        if leases.count == 1, let lease = leases.first {
+            return try await keepAlive(lease) > 0 ? [lease] : []
+        }
+        return try await withThrowingTaskGroup(of: (Int64, Int64).self) { group in
             for lease in leases { group.addTask { (lease, try await self.keepAlive(lease)) } }
             var alive = Set<Int64>()
             for try await (lease, ttl) in group where ttl > 0 { alive.insert(lease) }
             return alive
         }
-        var held = Set<String>()
-        for (check, response) in zip(checks, try await answer.responses) where alive.contains(check.lease) {
-            guard let found = response.responseRange.kvs.first else { continue }
-            if found.createRevision == check.revision, found.lease == check.lease { held.insert(check.batchKey) }
-        }
-        return held
     }
 
     /// A term whose renew checks in etcd that it is still its own (``checkTerms(_:)``).
@@ -100,15 +110,19 @@ extension EtcdLeaseStore {
 
     /// Watches every key under `prefix`, calling `onChange` with the answer once the watch is set up and after
     /// every batch of events, until the stream fails (it throws) or the task is cancelled.
+    /// With `startRevision`, the watch begins with the events at that revision (else with those after it is set
+    /// up).
     static func watch(
         _ client: EtcdClient,
         prefix: Data,
+        startRevision: Int64? = nil,
         onChange: @escaping @Sendable (Etcdserverpb_WatchResponse) -> Void
     ) async throws {
         let request = Etcdserverpb_WatchRequest.with {
             $0.createRequest = .with {
                 $0.key = prefix
                 $0.rangeEnd = EtcdKeyLayout.rangeEnd(prefix)
+                if let startRevision { $0.startRevision = startRevision }
             }
         }
         var options = client.options()

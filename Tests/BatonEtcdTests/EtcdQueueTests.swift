@@ -255,6 +255,30 @@ import Testing
         }
     }
 
+    /// A candidate that takes a free key is alone in its queue: its store's watch of the key (for the release)
+    /// starts right after the put, from that queue, and is up to date once it is set up, without reading the
+    /// queue; the events after it keep it so, and one it cannot apply (a candidate joining) makes it read.
+    @Test func aWatchStartedForATermThatTookAFreeKeyNeedsNoRead() async throws {
+        guard let url = try EtcdTestServer.value() else { return }
+        let store = try EtcdLeaseStore(url)
+        let other = try EtcdLeaseStore(url)
+        try await withRunning([store, other]) {
+            let key = unique("seeded-watch")
+            let lease = try #require(
+                try await store.acquire(key: key, holder: "a", ttl: .seconds(60), metadata: "m").lease)
+            #expect(try await eventually { store.hasFreshView(of: key) })
+            #expect(store.queueReads(of: key) == 0, "the watch read the queue")
+            let view = try #require(store.freshView(of: key))
+            #expect(view.map(\.holder) == ["a"] && view.first?.revision == lease.token && view.first?.value == "m")
+            #expect(view.first.map { !$0.waiting } == true)
+
+            _ = try await other.acquire(key: key, holder: "b", ttl: .seconds(60), metadata: nil, waiting: true)
+            #expect(try await eventually { store.freshView(of: key)?.compactMap(\.holder) == ["a", "b"] })
+            try await store.release(lease)
+            #expect(try await other.current(key: key)?.holder == "b", "handed over on the watch's view")
+        }
+    }
+
     /// A leader's store keeps the key's watch running once its holder's change feed stops, so that its release
     /// knows the queue without reading it; the release lets the watch go.
     @Test func aLeadersStoreHoldsTheWatchOfTheKeyItLeads() async throws {
