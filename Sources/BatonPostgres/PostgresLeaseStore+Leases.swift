@@ -42,11 +42,20 @@ extension PostgresLeaseStore {
         -> AcquireResult
     {
         try Self.validate(metadata: metadata)
+        let term = Duration.milliseconds(Self.milliseconds(ttl))
+        if waiting,
+            let handed = handedTerms.handedTerm(
+                key: key, holder: holder, ttl: term, metadata: metadata, pushed: states.latest(key)?.state)
+        {
+            return .acquired(handed)
+        }
         if let handed = try await confirmHandedOverTerm(key: key, holder: holder, ttl: ttl, metadata: metadata) {
+            handedTerms.stopped(key: key, holder: holder)
             return .acquired(handed)
         }
         let query = schema.queuedAcquire(
             key: key, holder: holder, ttlMilliseconds: Self.milliseconds(ttl), metadata: metadata, waiting: waiting)
+        let sent = clock.now()
         let row = try await perform("acquire of \(key)") { connection, logger in
             try await Self.leaseRows(connection.query(query, logger: logger)).first
         }
@@ -54,7 +63,15 @@ extension PostgresLeaseStore {
             throw BatonError.storeUnavailable("acquire of \(key) on \(redactedURL) returned no row")
         }
         if row.holder == holder {
+            handedTerms.stopped(key: key, holder: holder)
+            handedTerms.saw(key: key, token: row.token)
             return .acquired(Lease(key: key, holder: holder, token: row.token, ttl: ttl, metadata: row.metadata))
+        }
+        if waiting {
+            handedTerms.refused(
+                key: key, holder: holder, ttl: term, metadata: metadata, sentAt: sent, leader: row.info)
+        } else {
+            handedTerms.saw(key: key, token: row.token)
         }
         return .held(by: row.info)
     }
@@ -87,6 +104,7 @@ extension PostgresLeaseStore {
     ///   `storeUnavailable`, `timeout`.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         try Self.validate(metadata: lease.metadata)
+        handedTerms.saw(key: lease.key, token: lease.token)
         let renewal = PostgresRenewal(
             key: lease.key,
             holder: lease.holder,
@@ -118,6 +136,7 @@ extension PostgresLeaseStore {
     /// One statement (the function `baton_release`). A release notifies every store's ``changes(key:)``.
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func release(_ lease: Lease) async throws {
+        handedTerms.saw(key: lease.key, token: lease.token)
         let query = schema.queuedRelease(key: lease.key, holder: lease.holder, token: lease.token)
         try await perform("release of \(lease.key)") { connection, logger in
             try await connection.query(query, logger: logger).collect().count
@@ -127,6 +146,7 @@ extension PostgresLeaseStore {
     /// Takes `holder` out of `key`'s queue at once: one `DELETE` of its place (a term it holds is left alone).
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func leaveQueue(key: String, holder: String) async throws {
+        handedTerms.stopped(key: key, holder: holder)
         let query = schema.leaveQueue(key: key, holder: holder)
         try await perform("leaving the queue of \(key)") { connection, logger in
             try await connection.query(query, logger: logger).collect().count

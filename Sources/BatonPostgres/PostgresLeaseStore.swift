@@ -137,6 +137,8 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     let signals: ChangeSignals
     /// The keys' states that notifications carried, for the change feeds.
     let states: PushedLeaderStates
+    /// This store's waiting candidates, to take a term handed to one from its notification.
+    let handedTerms: HandedTerms
     /// How many times change feeds read the database (for tests: a notification with a state spares the read).
     let feedLooks = Atomic<Int>(0)
     /// One change feed per key for this instance's observers.
@@ -200,6 +202,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         let signals = ChangeSignals()
         self.signals = signals
         self.states = PushedLeaderStates(watched: { signals.subscribedKeys })
+        self.handedTerms = HandedTerms(clock: self.clock)
         (listenRequestStream, listenRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 

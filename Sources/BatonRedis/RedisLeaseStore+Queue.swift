@@ -29,6 +29,14 @@ extension RedisLeaseStore {
     {
         probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockAcquire(key: key, holder: holder, ttl: ttl, metadata: metadata) }
+        let term = Duration.milliseconds(ttl.batonMilliseconds)
+        if waiting,
+            let handed = handedTerms.handedTerm(
+                key: key, holder: holder, ttl: term, metadata: metadata, pushed: payloads.latest(key)?.state)
+        {
+            return .acquired(handed)
+        }
+        let sent = clock.now()
         let reply = try await nodes[0].run(
             RedisQueueScripts.acquire,
             keys: layout.queueScriptKeys(key),
@@ -40,9 +48,16 @@ extension RedisLeaseStore {
         guard let parts = reply.elements, let status = parts.first?.int64 else { throw unexpected(reply, "acquire") }
         if status == 1 {
             guard parts.count == 2, let token = parts[1].int64 else { throw unexpected(reply, "acquire") }
+            handedTerms.stopped(key: key, holder: holder)
+            handedTerms.saw(key: key, token: token)
             return .acquired(Lease(key: key, holder: holder, token: token, ttl: ttl, metadata: metadata))
         }
         guard let leader = leaderInfo(Array(parts.dropFirst())) else { throw unexpected(reply, "acquire") }
+        if waiting {
+            handedTerms.refused(key: key, holder: holder, ttl: term, metadata: metadata, sentAt: sent, leader: leader)
+        } else {
+            handedTerms.saw(key: key, token: leader.token)
+        }
         return .held(by: leader)
     }
 
@@ -51,6 +66,7 @@ extension RedisLeaseStore {
 
     /// Ends `lease`'s term on one server and hands the key to the head of the queue, if any.
     func queuedRelease(_ lease: Lease) async throws {
+        handedTerms.saw(key: lease.key, token: lease.token)
         let reply = try await nodes[0].run(
             RedisQueueScripts.release,
             keys: layout.queueScriptKeys(lease.key),
@@ -64,6 +80,7 @@ extension RedisLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func leaveQueue(key: String, holder: String) async throws {
         guard queuesWaiters else { return }
+        handedTerms.stopped(key: key, holder: holder)
         let reply = try await nodes[0].run(
             RedisQueueScripts.leave, keys: layout.queueScriptKeys(key), arguments: [holder])
         guard reply.int64 != nil else { throw unexpected(reply, "leaving the queue") }

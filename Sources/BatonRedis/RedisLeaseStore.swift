@@ -76,6 +76,8 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     let observations = SharedLeaderObservations()
     /// Reads of the server by change feeds on one server (``RedisQueueScripts/look``), for tests.
     let looks = Atomic<Int>(0)
+    /// This store's waiting candidates, to take a term handed to one from its message (one server).
+    let handedTerms: HandedTerms
     let subscriber: RedisSubscriber
     /// Where every connection is made, in ``run()``.
     let loop = RedisConnectionLoop()
@@ -156,6 +158,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
                 clock: clock
             )
         }
+        self.handedTerms = HandedTerms(clock: clock)
         let signals = signals
         let payloads = PushedLeaderStates(watched: { signals.subscribedKeys })
         self.payloads = payloads
@@ -224,6 +227,7 @@ public final class RedisLeaseStore: LeaseStoreDriver {
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
         probe?.adapt(toTTL: ttl)
         if nodes.count > 1 { return try await redlockRenew(lease, ttl: ttl) }
+        handedTerms.saw(key: lease.key, token: lease.token)
         guard try await renew(on: nodes[0], lease, ttl: ttl) else { throw BatonError.lost(key: lease.key) }
         var renewed = lease
         renewed.ttl = ttl

@@ -146,6 +146,52 @@ import Testing
         }
     }
 
+    /// A waiting candidate handed the key takes its term from the release's message, without a request: promised
+    /// until its last refused ask plus the ttl, so less than a full ttl. A message naming a term older than one its
+    /// store has since seen in an answer (a late or stale message) is never taken.
+    @Test func aHandedTermIsTakenFromItsMessageButNeverFromAStaleOne() async throws {
+        guard let url = try RedisTestServer.url() else { return }
+        try await withRedisStore(url) { store, driver in
+            try await withRedisStore(url) { other, _ in
+                let key = unique("queue-handed")
+                let first = try acquired(
+                    try await other.acquire(key: key, holder: "a", ttl: Self.long, metadata: nil), "a")
+                _ = try held(
+                    try await store.acquire(key: key, holder: "b", ttl: Self.long, metadata: nil, waiting: true),
+                    "b waits")
+                // b's store follows the key, as its elector's would.
+                let recorder = try ObservationRecorder(store, key: key, count: 1)
+                defer { recorder.cancel() }
+                #expect(try await eventually { recorder.leaders.count == 1 })
+                try await other.release(first)
+                #expect(try await eventually { driver.payloads.latest(key)?.state?.leader?.holder == "b" })
+                let taken = try acquired(
+                    try await store.acquire(key: key, holder: "b", ttl: Self.long, metadata: nil, waiting: true),
+                    "b takes its turn")
+                #expect(taken.ttl < Self.long && taken.ttl > Self.long / 2, "not taken from the message: \(taken.ttl)")
+                #expect(taken.token > first.token)
+                #expect(try await other.current(key: key)?.token == taken.token)
+
+                // b gives the term back, c takes the key, and b, asking again, is refused by c.
+                try await store.release(taken)
+                let third = try acquired(
+                    try await other.acquire(key: key, holder: "c", ttl: Self.long, metadata: nil), "c")
+                #expect(
+                    try held(
+                        try await store.acquire(key: key, holder: "b", ttl: Self.long, metadata: nil, waiting: true),
+                        "b waits again"
+                    ).holder == "c")
+                // A message naming b's old term, as a late one would leave it, is not taken.
+                driver.payloads.record(
+                    key, .term(LeaderInfo(holder: "b", token: taken.token, metadata: nil, ttl: Self.long)))
+                let again = try await store.acquire(key: key, holder: "b", ttl: Self.long, metadata: nil, waiting: true)
+                #expect(try held(again, "b after the stale message").holder == "c")
+                try await store.leaveQueue(key: key, holder: "b")
+                try await other.release(third)
+            }
+        }
+    }
+
     @Test func payloadsParse() {
         #expect(RedisFeedPayload.parse("q1 F 17") == .free(lastToken: 17))
         #expect(

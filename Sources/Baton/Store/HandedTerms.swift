@@ -1,0 +1,96 @@
+import Synchronization
+
+/// What a store with a queue knows of its own waiting candidates, so that one handed the key by a release can
+/// take the term from the change message that says so, without a request (for stores whose messages carry the
+/// key's state: Redis's queue scripts, PostgreSQL's notifications).
+///
+/// A release (or an expiry's hand-on) starts the next candidate's term at the server's time `h`, for the ttl of
+/// that candidate's last waiting acquire. Every waiting acquire the server refused was served before `h`: a
+/// refusal names another leader, whose term started before the handed one (tokens only rise), and an acquire
+/// served after `h` would have found the candidate's own term and renewed it. So the local time a refused waiting
+/// acquire was sent is earlier than `h`, and the handed term lasts at least until that time plus the ttl. That is
+/// what the term is promised for: ``handedTerm(key:holder:ttl:metadata:pushed:)`` answers a lease whose ttl is the
+/// time left until then (when more than half the ttl is left), and the holder's next renew extends it.
+///
+/// A message may arrive late, or be the last one kept while the key has moved on. A term is taken from a message
+/// only if its token is greater than every token this store has seen for the key in an answer since the
+/// candidate's refusal (refusals, grants, renews, releases, reads), and only once: a term the holder already took,
+/// gave back or lost is never taken again from an old message.
+@_spi(BatonStoreKit) public final class HandedTerms: Sendable {
+    private struct Waiter {
+        /// When the latest refused waiting acquire was sent, on the store's clock.
+        var sentAt: Duration
+        var ttl: Duration
+        var metadata: String?
+    }
+
+    private struct KeyState {
+        var waiters: [String: Waiter] = [:]
+        /// The greatest token seen for the key since its first waiter here was refused.
+        var highest: FencingToken = 0
+    }
+
+    private let clock: BatonClock
+    private let state = Mutex([String: KeyState]())
+
+    public init(clock: BatonClock) {
+        self.clock = clock
+    }
+
+    /// A waiting acquire of `holder` sent at `sentAt` (the store's clock, read before sending) for `ttl` and
+    /// `metadata` was refused: `leader` holds the key and `holder` keeps its place in the queue.
+    public func refused(
+        key: String, holder: String, ttl: Duration, metadata: String?, sentAt: Duration, leader: LeaderInfo
+    ) {
+        let now = clock.now()
+        state.withLock { keys in
+            var entry = keys[key] ?? KeyState()
+            // Places whose holders stopped asking are gone from the queue by now.
+            entry.waiters = entry.waiters.filter { $0.value.sentAt + $0.value.ttl * 2 >= now }
+            let previous = entry.waiters[holder]?.sentAt ?? sentAt
+            entry.waiters[holder] = Waiter(sentAt: max(previous, sentAt), ttl: ttl, metadata: metadata)
+            entry.highest = max(entry.highest, leader.token)
+            keys[key] = entry
+        }
+    }
+
+    /// An answer of the store named `token` for `key` (a grant, a refusal, a renew, a release, a read).
+    public func saw(key: String, token: FencingToken) {
+        state.withLock { keys in
+            guard var entry = keys[key], token > entry.highest else { return }
+            entry.highest = token
+            keys[key] = entry
+        }
+    }
+
+    /// `holder` no longer waits for `key` (it took the key, or left the queue).
+    public func stopped(key: String, holder: String) {
+        state.withLock { keys in
+            guard var entry = keys[key], entry.waiters.removeValue(forKey: holder) != nil else { return }
+            keys[key] = entry.waiters.isEmpty ? nil : entry
+        }
+    }
+
+    /// The term `pushed` says was handed to `holder`, if it may be taken without a request (see the type's
+    /// documentation): the lease promised until the latest refused waiting acquire's send time plus `ttl`, nil
+    /// otherwise (then the store asks the server).
+    public func handedTerm(key: String, holder: String, ttl: Duration, metadata: String?, pushed: PushedLeaderState?)
+        -> Lease?
+    {
+        guard let pushed, !pushed.version.free, let leader = pushed.leader, leader.holder == holder,
+            leader.metadata == metadata, leader.ttl == ttl
+        else { return nil }
+        let now = clock.now()
+        return state.withLock { keys -> Lease? in
+            guard var entry = keys[key], let waiter = entry.waiters[holder], waiter.ttl == ttl,
+                waiter.metadata == metadata, leader.token > entry.highest
+            else { return nil }
+            let left = waiter.sentAt + ttl - now
+            guard left > ttl / 2 else { return nil }
+            entry.highest = leader.token
+            entry.waiters[holder] = nil
+            keys[key] = entry.waiters.isEmpty ? nil : entry
+            return Lease(key: key, holder: holder, token: leader.token, ttl: left, metadata: metadata)
+        }
+    }
+}

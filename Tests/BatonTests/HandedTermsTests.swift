@@ -1,0 +1,83 @@
+@_spi(BatonStoreKit) import Baton
+import BatonTestKit
+import Testing
+
+/// A term handed to a waiting candidate, taken from the store's message without a request: promised from the
+/// candidate's last refused ask, taken once, never from a message older than what the store has seen since.
+@Suite("Handed terms")
+struct HandedTermsTests {
+    let clock = ManualClock()
+    let ttl = Duration.seconds(30)
+
+    private func term(_ holder: String, _ token: FencingToken, metadata: String? = nil, ttl: Duration? = nil)
+        -> PushedLeaderState
+    {
+        .term(LeaderInfo(holder: holder, token: token, metadata: metadata, ttl: ttl ?? self.ttl))
+    }
+
+    /// Refused at t = 0 by the leader of token 4, the candidate is handed token 5 at some later time: at t = 3 s
+    /// the term is promised for 27 s (from the ask), once.
+    @Test func aHandedTermIsPromisedFromTheLastRefusalAndTakenOnce() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        let sent = Duration.zero
+        terms.refused(
+            key: "k", holder: "b", ttl: ttl, metadata: "m", sentAt: sent, leader: LeaderInfo(holder: "a", token: 4))
+        _ = clock.advance(by: .seconds(3))
+        let lease = terms.handedTerm(
+            key: "k", holder: "b", ttl: ttl, metadata: "m", pushed: term("b", 5, metadata: "m"))
+        #expect(lease == Lease(key: "k", holder: "b", token: 5, ttl: .seconds(27), metadata: "m"))
+        #expect(
+            terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: "m", pushed: term("b", 5, metadata: "m"))
+                == nil, "taken twice")
+    }
+
+    /// A later refusal moves the promise on; too little left (half the ttl or less) is not promised.
+    @Test func theLatestRefusalCountsAndHalfTheTTLMustBeLeft() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        let leader = LeaderInfo(holder: "a", token: 4)
+        terms.refused(key: "k", holder: "b", ttl: ttl, metadata: nil, sentAt: .zero, leader: leader)
+        _ = clock.advance(by: .seconds(16))
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 5)) == nil)
+        terms.refused(key: "k", holder: "b", ttl: ttl, metadata: nil, sentAt: .seconds(16), leader: leader)
+        _ = clock.advance(by: .seconds(1))
+        #expect(
+            terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 5))?.ttl
+                == .seconds(29))
+    }
+
+    /// A message whose token is not above every token seen since the refusal (in a refusal, a grant, a renew, a
+    /// release) is old: it is not taken. Nor one for another holder, other metadata or ttl, or a free key.
+    @Test func oldOrOtherMessagesAreNotTaken() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        terms.refused(
+            key: "k", holder: "b", ttl: ttl, metadata: nil, sentAt: .zero, leader: LeaderInfo(holder: "a", token: 7))
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 7)) == nil)
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 6)) == nil)
+        terms.saw(key: "k", token: 9)
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 9)) == nil)
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("c", 10)) == nil)
+        #expect(
+            terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 10, metadata: "x"))
+                == nil)
+        #expect(
+            terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 10, ttl: .seconds(5)))
+                == nil)
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: .free(lastToken: 10)) == nil)
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: nil) == nil)
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 10))?.token == 10)
+    }
+
+    /// A candidate that was never refused, or stopped waiting (it took the key, or left the queue), takes
+    /// nothing from a message: its acquire asks the store.
+    @Test func onlyCandidatesStillWaitingTakeATerm() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 5)) == nil)
+        let leader = LeaderInfo(holder: "a", token: 4)
+        terms.refused(key: "k", holder: "b", ttl: ttl, metadata: nil, sentAt: .zero, leader: leader)
+        terms.refused(key: "k", holder: "c", ttl: ttl, metadata: nil, sentAt: .zero, leader: leader)
+        terms.stopped(key: "k", holder: "b")
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 5)) == nil)
+        // c still waits; the token b's term would have had is seen by c's store too.
+        #expect(terms.handedTerm(key: "k", holder: "c", ttl: ttl, metadata: nil, pushed: term("c", 6))?.token == 6)
+    }
+}
