@@ -26,8 +26,9 @@ import ServiceLifecycle
 /// - **Expiry by one clock.** A store judges expiry by a clock of its own (the server's, or one host's
 ///   monotonic clock), never by comparing wall clocks of different hosts. A term granted by a request sent at
 ///   local time `t0` with time to live `ttl` never expires before `t0 + ttl`. A store that can start a term
-///   without a request (etcd, for a term handed over on release) answers with a lease whose ``Lease/ttl`` is
-///   shorter than asked: the time the term is sure to last, counted from the call.
+///   without a request (etcd, Redis and PostgreSQL, for a term handed over on release; see `HandedTerms`)
+///   answers with a lease whose ``Lease/ttl`` is shorter than asked: the time the term is sure to last, counted
+///   from the call.
 /// - **Terms belong to the store.** Any driver instance on the same store renews, releases and observes a term
 ///   given its key, holder and token.
 /// - **Errors.** "Held by someone else" is an answer (``AcquireResult/held(by:)``, ``BatonError/Code/lost``);
