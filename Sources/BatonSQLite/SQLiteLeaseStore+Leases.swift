@@ -11,6 +11,7 @@ extension SQLiteLeaseStore {
     /// - Throws: ``BatonError`` `lost` if the term is over; `storeUnavailable`, `timeout`; `CancellationError` if
     ///   cancelled while waiting for its turn in this instance.
     public func renew(_ lease: Lease, ttl: Duration) async throws -> Lease {
+        handedTerms.saw(key: lease.key, token: lease.token)
         let changed = try await transaction("renew of \(lease.key)", atomic: true) { db, now in
             // The usual renew (same metadata) is one statement; the read below tells a lost term from new
             // metadata.
@@ -58,6 +59,7 @@ extension SQLiteLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`; `CancellationError` if cancelled while waiting for
     ///   its turn in this instance.
     public func release(_ lease: Lease) async throws {
+        handedTerms.saw(key: lease.key, token: lease.token)
         let released = try await transaction("release of \(lease.key)", atomic: true) { db, now in
             let rows = try await db.rows(
                 """
@@ -80,6 +82,7 @@ extension SQLiteLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`; `CancellationError` if cancelled while waiting for
     ///   its turn in this instance.
     public func leaveQueue(key: String, holder: String) async throws {
+        handedTerms.stopped(key: key, holder: holder)
         try await transaction("leaving the queue of \(key)") { db, _ in
             try await db.execute(
                 "DELETE FROM baton_waiters WHERE key = ? AND holder = ?", [.text(key), .text(holder)])

@@ -38,6 +38,12 @@ extension SQLiteLeaseStore {
     public func acquire(key: String, holder: String, ttl: Duration, metadata: String?, waiting: Bool) async throws
         -> AcquireResult
     {
+        let term = Duration.nanoseconds(ttl.batonNanoseconds)
+        if waiting, let handed = handedTerms.handedTermFromRead(key: key, holder: holder, ttl: term, metadata: metadata)
+        {
+            return .acquired(handed)
+        }
+        let sent = timer.now()
         let (result, changed) = try await transaction("acquire of \(key)", atomic: true) { db, now in
             let row = try await LeaseRow.read(db, key: key)
             if let row, row.isLive(epoch: db.epoch, now: now), let current = row.holder {
@@ -76,6 +82,15 @@ extension SQLiteLeaseStore {
                 db, key: key, term, lastToken: lastToken, now: now, dequeue: head != nil)
             return (.acquired(Lease(key: key, holder: holder, token: leader.token, ttl: ttl, metadata: metadata)), true)
         }
+        switch result {
+        case .acquired(let lease):
+            handedTerms.stopped(key: key, holder: holder)
+            handedTerms.saw(key: key, token: lease.token)
+        case .held(let leader) where waiting:
+            handedTerms.refused(key: key, holder: holder, ttl: term, metadata: metadata, sentAt: sent, leader: leader)
+        case .held(let leader):
+            handedTerms.saw(key: key, token: leader.token)
+        }
         if changed { publishChange(of: key) }
         return result
     }
@@ -83,6 +98,8 @@ extension SQLiteLeaseStore {
     /// A change feed's read of `key`: its leader, after handing a free key to the first live candidate in its
     /// queue (a term that expired while candidates wait). A read, and a write transaction only to hand on.
     func look(key: String) async throws -> LeaderInfo? {
+        // Times the reads below tell are counted from before each: a term read expires no earlier than this.
+        let readStarted = timer.now()
         let (leader, waiting) = try await withSession("read of \(key)") { [now] db in
             let row = try await LeaseRow.read(db, key: key)
             let now = now()
@@ -93,13 +110,18 @@ extension SQLiteLeaseStore {
             )
             return (nil, !live.isEmpty)
         }
-        guard leader == nil, waiting else { return leader }
+        guard leader == nil, waiting else {
+            handedTerms.read(key: key, leader: leader, expiresAt: readStarted + (leader?.remaining ?? .zero))
+            return leader
+        }
+        let handOnStarted = timer.now()
         let (handedOn, changed) = try await transaction("hand-over of \(key)", atomic: true) { db, now in
             let row = try await LeaseRow.read(db, key: key)
             if let row, row.isLive(epoch: db.epoch, now: now) { return (Optional(row.info(now: now)), false) }
             let leader = try await Self.handToHead(db, key: key, lastToken: row?.token ?? 0, now: now)
             return (leader, leader != nil)
         }
+        handedTerms.read(key: key, leader: handedOn, expiresAt: handOnStarted + (handedOn?.remaining ?? .zero))
         if changed { publishChange(of: key) }
         return handedOn
     }

@@ -138,6 +138,8 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
     private let epoch: @Sendable () -> String?
     /// The expiry clock, for the timers of ``changes(key:)``.
     let timer: BatonClock
+    /// This instance's waiting candidates, to take a term handed to one from its change feed's read.
+    let handedTerms: HandedTerms
     /// Runs the operations in turns on the connection, while ``run()`` runs.
     let commits: GroupCommit<SQLiteSession>
     let signals = ChangeSignals()
@@ -183,6 +185,7 @@ public final class SQLiteLeaseStore: LeaseStoreDriver {
         self.now = { clock.nanoseconds(at: clock.now) }
         self.epoch = { clock.epoch() }
         self.timer = BatonClock(clock)
+        self.handedTerms = HandedTerms(clock: self.timer)
         self.commits = GroupCommit(logger: logger)
     }
 

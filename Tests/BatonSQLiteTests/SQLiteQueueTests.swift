@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import BatonTestKit
 import Testing
 
@@ -98,6 +98,48 @@ import Testing
                 #expect(faulty.callCount(.acquire) == 1)
                 #expect(!elector.role.isLeader)
                 #expect(try await store.current(key: key) == nil, "the term the lost acquire started was kept")
+            }
+        }
+    }
+
+    /// A waiting candidate handed the key takes the term its store's change feed read, without a write: promised
+    /// until the term's expiry as read (on the expiry clock). A read naming a term older than one its store has
+    /// seen in an answer since is never taken.
+    @Test func aHandedTermIsTakenFromTheFeedsReadButNeverFromAStaleOne() async throws {
+        let clock = ManualClock()
+        try await withDatabase { path throws in
+            let expiry = ManualExpiryClock(manual: clock)
+            let driver = try SQLiteLeaseStore(path: path, clock: expiry)
+            try await LeaseStore(try SQLiteLeaseStore(path: path, clock: expiry)).withRunning { a in
+                try await LeaseStore(driver).withRunning { b in
+                    let key = unique("queue-handed")
+                    let first = try #require(try await a.acquire(key: key, holder: "a", ttl: Self.long).lease)
+                    let waiting = try await b.acquire(key: key, holder: "b", ttl: Self.long, waiting: true)
+                    #expect(waiting.lease == nil)
+                    let recorder = ChangeRecorder(try b.changes(key: key))
+                    defer { recorder.cancel() }
+                    #expect(try await recorder.wait { $0.last??.holder == "a" })
+                    try await a.release(first)
+                    #expect(try await recorder.wait { $0.last??.holder == "b" })
+                    clock.advance(by: .seconds(1))
+                    let taken = try #require(
+                        try await b.acquire(key: key, holder: "b", ttl: Self.long, waiting: true).lease)
+                    #expect(taken.ttl == Self.long - .seconds(1), "not taken from the read: \(taken.ttl)")
+                    #expect(try await a.current(key: key)?.token == taken.token)
+
+                    // b gives the term back, c takes the key, and b, asking again, is refused by c.
+                    try await b.release(taken)
+                    let third = try #require(try await a.acquire(key: key, holder: "c", ttl: Self.long).lease)
+                    #expect(try await b.acquire(key: key, holder: "b", ttl: Self.long, waiting: true).lease == nil)
+                    // A read naming b's old term, as a late one would leave it, is not taken.
+                    driver.handedTerms.read(
+                        key: key, leader: LeaderInfo(holder: "b", token: taken.token, ttl: Self.long),
+                        expiresAt: driver.timer.now() + Self.long)
+                    let again = try await b.acquire(key: key, holder: "b", ttl: Self.long, waiting: true)
+                    #expect(again.lease == nil, "took the stale term: \(again)")
+                    try await b.leaveQueue(key: key, holder: "b")
+                    try await a.release(third)
+                }
             }
         }
     }

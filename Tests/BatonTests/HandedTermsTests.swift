@@ -80,4 +80,33 @@ struct HandedTermsTests {
         // c still waits; the token b's term would have had is seen by c's store too.
         #expect(terms.handedTerm(key: "k", holder: "c", ttl: ttl, metadata: nil, pushed: term("c", 6))?.token == 6)
     }
+
+    /// A store whose reads tell when a term expires (SQLite) promises a handed term until then: from the latest
+    /// read that names the candidate, under the same rules (still waiting, a token above those seen, once).
+    @Test func aTermFromAReadIsPromisedUntilItsExpiry() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        let leader = LeaderInfo(holder: "a", token: 4)
+        // A read before any refusal is not kept.
+        terms.read(key: "k", leader: LeaderInfo(holder: "b", token: 5, ttl: ttl), expiresAt: .seconds(30))
+        terms.refused(key: "k", holder: "b", ttl: ttl, metadata: nil, sentAt: .zero, leader: leader)
+        #expect(terms.handedTermFromRead(key: "k", holder: "b", ttl: ttl, metadata: nil) == nil)
+        _ = clock.advance(by: .seconds(10))
+        terms.read(key: "k", leader: LeaderInfo(holder: "b", token: 5, ttl: ttl), expiresAt: .seconds(38))
+        _ = clock.advance(by: .seconds(2))
+        #expect(
+            terms.handedTermFromRead(key: "k", holder: "b", ttl: ttl, metadata: nil)
+                == Lease(key: "k", holder: "b", token: 5, ttl: .seconds(26)))
+        #expect(terms.handedTermFromRead(key: "k", holder: "b", ttl: ttl, metadata: nil) == nil, "taken twice")
+
+        // c is refused while b leads with token 5.
+        terms.refused(
+            key: "k", holder: "c", ttl: ttl, metadata: nil, sentAt: .seconds(12),
+            leader: LeaderInfo(holder: "b", token: 5))
+        terms.read(key: "k", leader: LeaderInfo(holder: "c", token: 5, ttl: ttl), expiresAt: .seconds(40))
+        #expect(terms.handedTermFromRead(key: "k", holder: "c", ttl: ttl, metadata: nil) == nil, "an old token")
+        terms.read(key: "k", leader: LeaderInfo(holder: "c", token: 6, ttl: ttl), expiresAt: .seconds(20))
+        #expect(terms.handedTermFromRead(key: "k", holder: "c", ttl: ttl, metadata: nil) == nil, "8 s of 30 left")
+        terms.read(key: "k", leader: nil, expiresAt: .seconds(40))
+        #expect(terms.handedTermFromRead(key: "k", holder: "c", ttl: ttl, metadata: nil) == nil, "a free key")
+    }
 }

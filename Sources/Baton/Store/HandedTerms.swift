@@ -28,6 +28,9 @@ import Synchronization
         var waiters: [String: Waiter] = [:]
         /// The greatest token seen for the key since its first waiter here was refused.
         var highest: FencingToken = 0
+        /// The term the store's latest read of the key found, with when it expires on the store's clock (for a
+        /// store whose reads tell it exactly: ``read(key:leader:expiresAt:)``).
+        var lastRead: (leader: LeaderInfo, expiresAt: Duration)?
     }
 
     private let clock: BatonClock
@@ -68,6 +71,38 @@ import Synchronization
         state.withLock { keys in
             guard var entry = keys[key], entry.waiters.removeValue(forKey: holder) != nil else { return }
             keys[key] = entry.waiters.isEmpty ? nil : entry
+        }
+    }
+
+    /// A read of the store (a change feed's) found `leader`'s term, expiring at `expiresAt` on the store's clock
+    /// (or later): kept, while the store has waiters for `key`, for ``handedTermFromRead(key:holder:ttl:metadata:)``.
+    /// A read that found the key free is passed with a nil `leader`.
+    public func read(key: String, leader: LeaderInfo?, expiresAt: Duration) {
+        state.withLock { keys in
+            guard var entry = keys[key] else { return }
+            entry.lastRead = leader.map { ($0, expiresAt) }
+            keys[key] = entry
+        }
+    }
+
+    /// The term the store's latest read (``read(key:leader:expiresAt:)``) found handed to `holder`, if it may be
+    /// taken without a request: for a store whose reads tell when a term expires on its own clock (SQLite, on one
+    /// host's monotonic clock), the lease is promised until then. The same rules as
+    /// ``handedTerm(key:holder:ttl:metadata:pushed:)`` otherwise: only a candidate still waiting here, a token
+    /// above every token seen since its refusal, more than half the ttl left, once.
+    public func handedTermFromRead(key: String, holder: String, ttl: Duration, metadata: String?) -> Lease? {
+        let now = clock.now()
+        return state.withLock { keys -> Lease? in
+            guard var entry = keys[key], let read = entry.lastRead, let waiter = entry.waiters[holder],
+                read.leader.holder == holder, read.leader.metadata == metadata, read.leader.ttl == ttl,
+                waiter.ttl == ttl, waiter.metadata == metadata, read.leader.token > entry.highest
+            else { return nil }
+            let left = read.expiresAt - now
+            guard left > ttl / 2 else { return nil }
+            entry.highest = read.leader.token
+            entry.waiters[holder] = nil
+            keys[key] = entry.waiters.isEmpty ? nil : entry
+            return Lease(key: key, holder: holder, token: read.leader.token, ttl: left, metadata: metadata)
         }
     }
 
