@@ -109,4 +109,23 @@ struct HandedTermsTests {
         terms.read(key: "k", leader: nil, expiresAt: .seconds(40))
         #expect(terms.handedTermFromRead(key: "k", holder: "c", ttl: ttl, metadata: nil) == nil, "a free key")
     }
+
+    /// Places of holders that stopped asking (a client gone from a long-running server) are dropped now and then,
+    /// with their keys: after 2 ttl without an ask, a thousand abandoned keys are gone once another thousand
+    /// refusals came.
+    @Test func abandonedPlacesAreDropped() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        let leader = LeaderInfo(holder: "a", token: 4)
+        for index in 0..<1000 {
+            terms.refused(key: "old-\(index)", holder: "b", ttl: ttl, metadata: nil, sentAt: .zero, leader: leader)
+        }
+        #expect(terms.keysWithWaiters == 1000)
+        _ = clock.advance(by: ttl * 2 + .seconds(1))
+        for index in 0..<1000 {
+            terms.refused(
+                key: "new-\(index)", holder: "b", ttl: ttl, metadata: nil, sentAt: .seconds(61), leader: leader)
+        }
+        #expect(terms.keysWithWaiters <= 1000, "\(terms.keysWithWaiters) keys kept")
+        #expect(terms.handedTermFromRead(key: "old-1", holder: "b", ttl: ttl, metadata: nil) == nil)
+    }
 }

@@ -33,8 +33,14 @@ import Synchronization
         var lastRead: (leader: LeaderInfo, expiresAt: Duration)?
     }
 
+    private struct State {
+        var keys: [String: KeyState] = [:]
+        /// Refusals recorded since the last sweep of places whose holders stopped asking.
+        var sinceSweep = 0
+    }
+
     private let clock: BatonClock
-    private let state = Mutex([String: KeyState]())
+    private let state = Mutex(State())
 
     public init(clock: BatonClock) {
         self.clock = clock
@@ -46,31 +52,42 @@ import Synchronization
         key: String, holder: String, ttl: Duration, metadata: String?, sentAt: Duration, leader: LeaderInfo
     ) {
         let now = clock.now()
-        state.withLock { keys in
-            var entry = keys[key] ?? KeyState()
-            // Places whose holders stopped asking are gone from the queue by now.
-            entry.waiters = entry.waiters.filter { $0.value.sentAt + $0.value.ttl * 2 >= now }
+        state.withLock { state in
+            var entry = state.keys[key] ?? KeyState()
             let previous = entry.waiters[holder]?.sentAt ?? sentAt
             entry.waiters[holder] = Waiter(sentAt: max(previous, sentAt), ttl: ttl, metadata: metadata)
             entry.highest = max(entry.highest, leader.token)
-            keys[key] = entry
+            state.keys[key] = entry
+            // Now and then, the places of holders that stopped asking (gone from the queue by now) are dropped,
+            // with the keys left without any: a long-running server whose clients went away keeps nothing of them.
+            state.sinceSweep += 1
+            if state.sinceSweep >= max(1024, state.keys.count) {
+                state.sinceSweep = 0
+                for (key, var entry) in state.keys {
+                    entry.waiters = entry.waiters.filter { $0.value.sentAt + $0.value.ttl * 2 >= now }
+                    state.keys[key] = entry.waiters.isEmpty ? nil : entry
+                }
+            }
         }
     }
 
+    /// How many keys have waiting candidates recorded (for tests).
+    public var keysWithWaiters: Int { state.withLock { $0.keys.count } }
+
     /// An answer of the store named `token` for `key` (a grant, a refusal, a renew, a release, a read).
     public func saw(key: String, token: FencingToken) {
-        state.withLock { keys in
-            guard var entry = keys[key], token > entry.highest else { return }
+        state.withLock { state in
+            guard var entry = state.keys[key], token > entry.highest else { return }
             entry.highest = token
-            keys[key] = entry
+            state.keys[key] = entry
         }
     }
 
     /// `holder` no longer waits for `key` (it took the key, or left the queue).
     public func stopped(key: String, holder: String) {
-        state.withLock { keys in
-            guard var entry = keys[key], entry.waiters.removeValue(forKey: holder) != nil else { return }
-            keys[key] = entry.waiters.isEmpty ? nil : entry
+        state.withLock { state in
+            guard var entry = state.keys[key], entry.waiters.removeValue(forKey: holder) != nil else { return }
+            state.keys[key] = entry.waiters.isEmpty ? nil : entry
         }
     }
 
@@ -78,10 +95,10 @@ import Synchronization
     /// (or later): kept, while the store has waiters for `key`, for ``handedTermFromRead(key:holder:ttl:metadata:)``.
     /// A read that found the key free is passed with a nil `leader`.
     public func read(key: String, leader: LeaderInfo?, expiresAt: Duration) {
-        state.withLock { keys in
-            guard var entry = keys[key] else { return }
+        state.withLock { state in
+            guard var entry = state.keys[key] else { return }
             entry.lastRead = leader.map { ($0, expiresAt) }
-            keys[key] = entry
+            state.keys[key] = entry
         }
     }
 
@@ -92,8 +109,8 @@ import Synchronization
     /// above every token seen since its refusal, more than half the ttl left, once.
     public func handedTermFromRead(key: String, holder: String, ttl: Duration, metadata: String?) -> Lease? {
         let now = clock.now()
-        return state.withLock { keys -> Lease? in
-            guard var entry = keys[key], let read = entry.lastRead, let waiter = entry.waiters[holder],
+        return state.withLock { state -> Lease? in
+            guard var entry = state.keys[key], let read = entry.lastRead, let waiter = entry.waiters[holder],
                 read.leader.holder == holder, read.leader.metadata == metadata, read.leader.ttl == ttl,
                 waiter.ttl == ttl, waiter.metadata == metadata, read.leader.token > entry.highest
             else { return nil }
@@ -101,7 +118,7 @@ import Synchronization
             guard left > ttl / 2 else { return nil }
             entry.highest = read.leader.token
             entry.waiters[holder] = nil
-            keys[key] = entry.waiters.isEmpty ? nil : entry
+            state.keys[key] = entry.waiters.isEmpty ? nil : entry
             return Lease(key: key, holder: holder, token: read.leader.token, ttl: left, metadata: metadata)
         }
     }
@@ -116,15 +133,15 @@ import Synchronization
             leader.metadata == metadata, leader.ttl == ttl
         else { return nil }
         let now = clock.now()
-        return state.withLock { keys -> Lease? in
-            guard var entry = keys[key], let waiter = entry.waiters[holder], waiter.ttl == ttl,
+        return state.withLock { state -> Lease? in
+            guard var entry = state.keys[key], let waiter = entry.waiters[holder], waiter.ttl == ttl,
                 waiter.metadata == metadata, leader.token > entry.highest
             else { return nil }
             let left = waiter.sentAt + ttl - now
             guard left > ttl / 2 else { return nil }
             entry.highest = leader.token
             entry.waiters[holder] = nil
-            keys[key] = entry.waiters.isEmpty ? nil : entry
+            state.keys[key] = entry.waiters.isEmpty ? nil : entry
             return Lease(key: key, holder: holder, token: leader.token, ttl: left, metadata: metadata)
         }
     }
