@@ -151,6 +151,11 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     private let listenRequestStream: AsyncStream<Void>
     private let connectionConfiguration: PostgresConnection.Configuration
     private let clientConfiguration: PostgresClient.Configuration
+    /// With one connection (``Configuration/maximumConnections`` 1), the loop it is made on, where requests run.
+    private let sharedLoop: PostgresLoopExecutor?
+
+    /// With one connection, the event loop of that connection: a request runs on the thread its answer arrives on.
+    public var requestExecutor: (any TaskExecutor)? { sharedLoop }
 
     struct State {
         var runCalled = false
@@ -203,6 +208,9 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         self.signals = signals
         self.states = PushedLeaderStates(watched: { signals.subscribedKeys })
         self.handedTerms = HandedTerms(clock: self.clock)
+        self.sharedLoop =
+            configuration.maximumConnections == 1
+            ? PostgresLoopExecutor(on: PostgresConnection.defaultEventLoopGroup.any()) : nil
         (listenRequestStream, listenRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -231,7 +239,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         // operations' errors instead, so the pool's background messages are shown from warning level up.
         var backgroundLogger = logger
         backgroundLogger.logLevel = max(logger.logLevel, .warning)
-        let shared = configuration.maximumConnections == 1 ? PostgresSharedConnection() : nil
+        let shared = sharedLoop.map { PostgresSharedConnection(executor: $0) }
         defer { shared?.close(stopped(nil)) }
         let client =
             shared == nil
@@ -250,6 +258,9 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
             if let shared {
                 // One connection for everything: the listener's, from the start.
                 listener.shared = shared
+                listener.warmUp = { [schema] connection, logger in
+                    try await schema.warmUpRelease(on: connection, logger: logger)
+                }
                 group.addTask { [listener] in await listener.run() }
                 gate.open(.shared(shared))
                 await withGracefulShutdownHandler {
@@ -353,7 +364,8 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
             signals: signals,
             states: states,
             logger: logger,
-            redactedURL: redactedURL
+            redactedURL: redactedURL,
+            loop: sharedLoop?.loop
         )
     }
 

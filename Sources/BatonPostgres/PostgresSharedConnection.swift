@@ -36,6 +36,12 @@ final class PostgresSharedConnection: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Where the statements run: the connection's loop.
+    private let executor: any TaskExecutor
+
+    init(executor: any TaskExecutor) {
+        self.executor = executor
+    }
 
     /// The listener listens on `connection`: requests may use it.
     func connected(_ connection: PostgresConnection) {
@@ -95,13 +101,14 @@ final class PostgresSharedConnection: Sendable {
             passTurn()
             throw error
         }
-        // The statement runs to its end in a task of its own, which holds the turn until then; a cancelled caller
-        // stops waiting for it at once. Closing the connection to fail the statement would fail every other
-        // request and the listener with it; a connection that died silently is closed by the listener's check.
+        // The statement runs to its end in a task of its own (on the connection's loop), which holds the turn until
+        // then; a cancelled caller stops waiting for it at once. Closing the connection to fail the statement would
+        // fail every other request and the listener with it; a connection that died silently is closed by the
+        // listener's check.
         let outcome = Outcome<T>()
-        Task {
+        Task(executorPreference: executor) {
             let result = await Result(catching: { try await body(connection, logger) })
-            passTurn()
+            self.passTurn()
             outcome.finish(result)
         }
         return try await withTaskCancellationHandler {

@@ -372,12 +372,19 @@ public final class LeaderElector: Service, Sendable {
 
     /// Runs `body` as work of the term of `lease`, which ``waitForLeadership(onlyWhileRunning:)`` handed out and
     /// counted: cancels it when the term ends here, and counts it as returned (``workReturned(_:)``) once it has.
+    ///
+    /// The count drops in `body`'s own task the moment `body` returns, not once this call returns: a release that
+    /// waits for the work (a resignation, which `baton run` sends as its command ends) goes ahead at once, while the
+    /// task watching for a demotion is still being ended.
     package func work<T: Sendable>(
         in lease: Lease, _ body: @escaping @Sendable (Lease) async throws -> T
     ) async throws -> T {
-        defer { workReturned(lease.token) }
-        return try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
-            group.addTask { .finished(try await self.inTermContext(lease.token) { try await body(lease) }) }
+        try await withThrowingTaskGroup(of: LeadOutcome<T>.self) { group in
+            // A child task always runs, even when added to a cancelled group: the count always drops once.
+            group.addTask {
+                defer { self.workReturned(lease.token) }
+                return .finished(try await self.inTermContext(lease.token) { try await body(lease) })
+            }
             group.addTask { .demoted(await self.waitForDemotion(of: lease)) }
             guard let first = try await group.next() else { throw CancellationError() }
             group.cancelAll()
