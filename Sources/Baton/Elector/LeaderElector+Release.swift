@@ -88,8 +88,10 @@ extension LeaderElector {
         let gate = OnceGate()
         // Unstructured tasks on purpose: they must not inherit the caller's cancellation. Both end on their own
         // (the operation when the store answers, the timer at the timeout or when cancelled below). The operation
-        // goes first and ahead of other work: a release is what the next leader waits for.
-        Task(priority: .high) {
+        // goes first: a release is what the next leader waits for. At the caller's priority, not a higher one: on
+        // Linux each priority has threads of its own, and a process's first task of a higher one waits for a
+        // thread to be made (most processes release once, as they stop).
+        Task {
             do {
                 try await operation()
             } catch {
