@@ -113,9 +113,14 @@ extension PostgresLeaseStore {
             metadata: lease.metadata
         )
         let renewed = try await renewals.submit(renewal) { [self] batch in
+            if batch.count == 1 {
+                let statement = PostgresPrepared.Renew(renewal: batch[0])
+                return try await perform("renew of \(batch[0].key)") { [schema] connection, logger in
+                    Set(try await schema.execute(statement, on: connection, logger: logger))
+                }
+            }
             let query = schema.renew(batch)
-            let operation = batch.count == 1 ? "renew of \(batch[0].key)" : "renew of \(batch.count) leases"
-            return try await perform(operation) { connection, logger in
+            return try await perform("renew of \(batch.count) leases") { connection, logger in
                 var keys = Set<String>()
                 for try await key in try await connection.query(query, logger: logger).decode(String.self) {
                     keys.insert(key)
