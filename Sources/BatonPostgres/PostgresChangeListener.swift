@@ -30,9 +30,6 @@ struct PostgresChangeListener: Sendable {
     let loop: (any EventLoop)?
     /// With a pool of one, where the listener lends its connection to requests.
     var shared: PostgresSharedConnection?
-    /// With a pool of one, what readies each new connection for the requests before they may use it (see
-    /// ``PostgresSchema/warmUpRelease(on:logger:)``).
-    var warmUp: (@Sendable (PostgresConnection, Logger) async throws -> Void)?
 
     func run() async {
         var backoff: Duration = .milliseconds(100)
@@ -70,10 +67,7 @@ struct PostgresChangeListener: Sendable {
         do {
             try await connection.listen(on: channel) { notifications in
                 logger.debug("baton: listening for changes", metadata: ["channel": "\(channel)"])
-                if let shared {
-                    if let warmUp { try await ready(connection, warmUp) }
-                    shared.connected(connection)
-                }
+                shared?.connected(connection)
                 states.forgetAll()
                 signals.notifyAll()
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -113,37 +107,9 @@ struct PostgresChangeListener: Sendable {
     /// Asks `connection` for `SELECT 1` within the keep-alive timeout; past it, the connection is closed (a
     /// query cannot be cancelled otherwise) and ``PostgresDeadline/Passed`` thrown.
     private func check(_ connection: PostgresConnection) async throws {
-        try await withinKeepAliveTimeout(connection) { connection in
-            _ = try await connection.query("SELECT 1", logger: logger).collect().count
-        }
-    }
-
-    /// Runs `warmUp` on a new connection within the keep-alive timeout (past it, the connection is closed and
-    /// ``PostgresDeadline/Passed`` thrown). A failure of the statements themselves is only logged: the requests
-    /// work without it, a little slower at first.
-    private func ready(
-        _ connection: PostgresConnection,
-        _ warmUp: @escaping @Sendable (PostgresConnection, Logger) async throws -> Void
-    ) async throws {
-        do {
-            try await withinKeepAliveTimeout(connection) { try await warmUp($0, logger) }
-        } catch let error as PSQLError where error.code == .server {
-            logger.debug(
-                "baton: readying the PostgreSQL connection failed",
-                metadata: ["url": "\(redactedURL)", "error": "\(String(reflecting: error))"]
-            )
-        }
-    }
-
-    /// Runs `body` on `connection`; closes the connection if the keep-alive timeout passes first (a query cannot be
-    /// cancelled otherwise), and throws ``PostgresDeadline/Passed``.
-    private func withinKeepAliveTimeout(
-        _ connection: PostgresConnection,
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> Void
-    ) async throws {
-        try await PostgresDeadline.run(keepAliveTimeout, clock: clock) {
+        _ = try await PostgresDeadline.run(keepAliveTimeout, clock: clock) {
             try await withTaskCancellationHandler {
-                try await body(connection)
+                try await connection.query("SELECT 1", logger: logger).collect().count
             } onCancel: {
                 let _: EventLoopFuture<Void> = connection.close()
             }

@@ -142,9 +142,9 @@ extension PostgresLeaseStore {
     /// - Throws: ``BatonError`` `storeUnavailable`, `timeout`.
     public func release(_ lease: Lease) async throws {
         handedTerms.saw(key: lease.key, token: lease.token)
-        let statement = PostgresPrepared.Release(key: lease.key, holder: lease.holder, token: lease.token)
-        try await perform("release of \(lease.key)") { [schema] connection, logger in
-            return try await schema.execute(statement, on: connection, logger: logger).count
+        let query = schema.queuedRelease(key: lease.key, holder: lease.holder, token: lease.token)
+        try await perform("release of \(lease.key)") { connection, logger in
+            try await connection.query(query, logger: logger).collect().count
         }
     }
 

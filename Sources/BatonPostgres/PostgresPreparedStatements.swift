@@ -71,46 +71,9 @@ enum PostgresPrepared {
             try row.decode(String.self)
         }
     }
-
-    /// `baton_release`: whether the term was still the holder's (then it is over, or handed on).
-    struct Release: PostgresPreparedStatement {
-        static let name = "baton_release_1"
-        static var sql: String { "SELECT \"\(PostgresPrepared.schema)\".baton_release($1, $2, $3)" }
-        typealias Row = Bool?
-
-        var key: String
-        var holder: String
-        var token: Int64
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 3)
-            bindings.append(key)
-            bindings.append(holder)
-            bindings.append(token)
-            return bindings
-        }
-
-        func decodeRow(_ row: PostgresRow) throws -> Row {
-            try row.decode(Bool?.self)
-        }
-    }
 }
 
 extension PostgresSchema {
-    /// Readies a new connection's server session for a release, which a candidate process makes once, on the
-    /// handover's path: prepares ``PostgresPrepared/Release`` and has the session compile `baton_release` and
-    /// `baton_hand_on` (a session compiles a PL/pgSQL function at its first call and plans each of its statements
-    /// at their first run, which made a process's first release take about twice as long as later ones). Both
-    /// calls name the empty key, which no lease has (Baton refuses empty names), so they find nothing and write
-    /// nothing.
-    func warmUpRelease(on connection: PostgresConnection, logger: Logger) async throws {
-        _ = try await execute(PostgresPrepared.Release(key: "", holder: "", token: 0), on: connection, logger: logger)
-        _ = try await connection.query(
-            PostgresQuery(unsafeSQL: "SELECT count(*) FROM \"\(schema)\".baton_hand_on('', 0, clock_timestamp())"),
-            logger: logger
-        ).collect()
-    }
-
     /// Executes `statement` on `connection` as a statement prepared for this schema (see ``PostgresPrepared``),
     /// and returns its rows.
     func execute<Statement: PostgresPreparedStatement>(

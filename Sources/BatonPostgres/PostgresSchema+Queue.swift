@@ -249,6 +249,15 @@ extension PostgresSchema {
             unsafeSQL: "SELECT * FROM \"\(schema)\".baton_acquire($1, $2, $3, $4, $5)", binds: bindings)
     }
 
+    /// Ends a term and hands the key on; returns whether the term was ended.
+    func queuedRelease(key: String, holder: String, token: Int64) -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(key)
+        bindings.append(holder)
+        bindings.append(token)
+        return PostgresQuery(unsafeSQL: "SELECT \"\(schema)\".baton_release($1, $2, $3)", binds: bindings)
+    }
+
     /// Takes a holder's place out of the key's queue under the key's row lock (a term it may hold is left alone).
     func leaveQueue(key: String, holder: String) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: 2)

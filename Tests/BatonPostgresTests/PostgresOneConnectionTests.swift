@@ -1,11 +1,9 @@
 import Baton
+import BatonPostgres
 import BatonTestKit
 import Logging
-import PostgresNIO
 import Synchronization
 import Testing
-
-@testable import BatonPostgres
 
 /// A store with a pool of one (`pool_max_conns=1`) holds one server connection however many keys it leads, waits
 /// for or watches: its requests run on the connection it listens on, one at a time.
@@ -55,27 +53,5 @@ import Testing
         }
         // Stopped: its connection is closed.
         try await waitUntil("the session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
-    }
-
-    /// A candidate process releases once, on the handover's path: its connection has the release prepared and the
-    /// server session has run its functions before any request, so that first release is not also the session's
-    /// first call of them.
-    @Test func theConnectionIsReadiedForTheReleaseBeforeAnyRequest() async throws {
-        guard let url = try TestServer.url() else { return }
-        let driver = try PostgresLeaseStore(url: try StoreURL("\(url)?pool_max_conns=1"))
-        try await usingAll([LeaseStore(driver)]) { stores in
-            let key = unique("ready")
-            // Waits for the store to run; nothing is released before the check.
-            #expect(try await stores[0].current(key: key) == nil)
-            let prepared = try await driver.perform("a look at the session") { connection, logger in
-                try await connection.query("SELECT name FROM pg_prepared_statements", logger: logger).collect()
-                    .map { try $0.decode(String.self) }
-            }
-            #expect(prepared.contains(PostgresPrepared.Release.name))
-            // The readying touched no lease: the next release is an ordinary one.
-            let lease = try #require(try await stores[0].acquire(key: key, holder: "h", ttl: .seconds(30)).lease)
-            try await stores[0].release(lease)
-            #expect(try await stores[0].current(key: key) == nil)
-        }
     }
 }
