@@ -5,7 +5,7 @@ import Synchronization
 /// given store instances (standing for processes), each taking a permit `rounds` times and working a little in it.
 ///
 /// Checks, while they run: never more than `permits` bodies at once, never two in one slot, every slot's tokens
-/// rising from term to term; that every candidate gets its turns (a freed slot goes to a waiter); and that a
+/// rising from term to term (a holder whose release failed may take up the same term again); that every candidate gets its turns (a freed slot goes to a waiter); and that a
 /// candidate asking for another number of permits is refused while the semaphore is in use. Throws a
 /// ``ConformanceFailure`` naming what went wrong; each wait is bounded by `timeout` of real time.
 public enum SemaphoreScenario {
@@ -15,7 +15,7 @@ public enum SemaphoreScenario {
             var working = 0
             var mostWorking = 0
             var bySlot: [Int: String] = [:]
-            var lastToken: [Int: FencingToken] = [:]
+            var lastToken: [Int: (token: FencingToken, holder: String)] = [:]
             var permitsTaken = 0
             var violations: [String] = []
         }
@@ -34,11 +34,16 @@ public enum SemaphoreScenario {
                     state.violations.append("\(holder) and \(other) worked in slot \(permit.slot) at once")
                 }
                 state.bySlot[permit.slot] = holder
-                if let last = state.lastToken[permit.slot], permit.token <= last {
+                // Equal only for a holder taking up its own term again (its release was not answered: the same
+                // term, not a new one).
+                if let last = state.lastToken[permit.slot],
+                    permit.token < last.token || (permit.token == last.token && last.holder != holder)
+                {
                     state.violations.append(
-                        "slot \(permit.slot)'s token went from \(last) to \(permit.token) (\(holder))")
+                        "slot \(permit.slot)'s token went from \(last.token) (\(last.holder)) to \(permit.token) "
+                            + "(\(holder))")
                 }
-                state.lastToken[permit.slot] = permit.token
+                state.lastToken[permit.slot] = (permit.token, holder)
             }
         }
 

@@ -191,4 +191,41 @@ final class StubbornWork: Sendable {
         run.cancel()
         try await run.value
     }
+    /// A release that outlives the release timeout still lands later. The same elector campaigning again meanwhile
+    /// must not take up the term it was releasing (the store answers an acquire by the holder of a term as a renew of
+    /// it): the late release would then free the key under the new work, and a second leader could be elected.
+    @Test func aReleaseThatOutlivedItsTimeoutIsAnsweredBeforeTheNextAcquire() async throws {
+        let memory = MemoryLeaseStore(clock: clock)
+        let store = FaultInjectingStore(wrapping: memory, clock: clock)
+        let elector = try makeElector(LeaseStore(store), holder: "a")
+        store.setFault(.hang, for: .operation(.release))
+        let first = Task { try await elector.withLeadership { lease in lease.token } }
+        #expect(try await eventually { store.callCount(.release) == 1 }, "the first term's release went out")
+        // The release's wait times out after 2 s: the first campaign ends, its release still unanswered.
+        let timeout = ManualClock.Instant(offset: configuration.releaseTimeout)
+        #expect(try await eventually { clock.sleeperDeadlines.contains(timeout) }, "the release's timer set")
+        clock.advance(to: timeout)
+        #expect(try await first.value == 1)
+        #expect(try await memory.current(key: "job")?.token == 1, "the release hangs: the key still held")
+
+        let entered = Mutex<Lease?>(nil)
+        let work = StubbornWork()
+        let second = Task {
+            try await elector.withLeadership { lease in
+                entered.withLock { $0 = lease }
+                await work.run()
+            }
+        }
+        await windowForAWrongRelease()
+        #expect(entered.withLock { $0 } == nil, "a new term began while the last release was still unanswered")
+        // The store answers the release now: the key is free, and the waiting acquire takes a new term.
+        store.clearFaults()
+        #expect(try await eventually { entered.withLock { $0 } != nil }, "elected once the release landed")
+        let lease = try #require(entered.withLock { $0 })
+        #expect(lease.token == 2, "the second term's token")
+        await windowForAWrongRelease()
+        #expect(try await memory.current(key: "job")?.token == lease.token, "the key held by the term at work")
+        work.finish()
+        try await second.value
+    }
 }

@@ -66,7 +66,9 @@ public struct ElectorConfiguration: Sendable, Hashable {
     /// What the leader publishes to everyone while it leads (typically its address), at most 4 KiB.
     public var metadata: String?
     /// How long a resign or shutdown waits for the store to confirm the release. Default 2 s; after it the
-    /// term simply expires in the store.
+    /// term simply expires in the store. The release itself goes on until the store answers it: a new campaign of
+    /// the same elector sends its first acquire only then (an acquire before it would take up the term being
+    /// released, and the late release would free the key under the new work).
     public var releaseTimeout: Duration
     /// Quorum mode: the number of members that must be alive in presence for this elector to lead; nil (the
     /// default) turns it off.

@@ -54,6 +54,8 @@ extension LeaderElector {
     /// deadline, releases nothing (the store's ttl frees the key: a successor may start after it, and the work
     /// that is still running can only be refused by its fencing token).
     func releaseAfterWork(_ release: ElectorStateMachine.Release) async {
+        beginWrite()
+        defer { endWrite() }
         let token = release.lease.token
         if hasWork(of: token) {
             logger.info("waiting for the work to return before releasing", metadata: ["baton.token": "\(token)"])
@@ -86,6 +88,7 @@ extension LeaderElector {
         let clock = self.clock
         let timeout = configuration.releaseTimeout
         let gate = OnceGate()
+        beginWrite()
         // Unstructured tasks on purpose: they must not inherit the caller's cancellation. Both end on their own
         // (the operation when the store answers, the timer at the timeout or when cancelled below). The operation
         // goes first: a release is what the next leader waits for. At the caller's priority, not a higher one: on
@@ -98,6 +101,7 @@ extension LeaderElector {
                 logger.warning("failed: \(what)", metadata: ["baton.error": "\(error)"])
             }
             gate.open()
+            self.endWrite()
         }
         let timer = Task {
             try? await clock.sleep(for: timeout)
@@ -105,6 +109,49 @@ extension LeaderElector {
         }
         await gate.wait()
         timer.cancel()
+    }
+
+    // MARK: Writes that outlive their wait
+
+    // A release (or a leave of the queue) whose wait timed out still runs, and lands when the store answers. An
+    // acquire of this elector sent before it lands would find the term still held by this holder, and take it up
+    // again as a renew of the same term, with the same token; the late release would then free the key under that
+    // term, and a second leader could be elected while this one works. So an acquire waits until every release and
+    // leave of this elector has been answered (each is bounded by the store's request deadline).
+
+    /// Counts a release or leave of the queue as under way (also while it waits for the term's work).
+    func beginWrite() {
+        shared.withLock { $0.writesInFlight += 1 }
+    }
+
+    /// Counts a release or leave of the queue as answered; wakes the acquires waiting for the last one.
+    func endWrite() {
+        let waiters = shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+            shared.writesInFlight -= 1
+            guard shared.writesInFlight == 0 else { return [] }
+            defer { shared.settleWaiters = [:] }
+            return Array(shared.settleWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until no release or leave of the queue of this elector is under way, or the calling task is cancelled.
+    func waitUntilWritesSettle() async {
+        guard shared.withLock({ $0.writesInFlight > 0 }) else { return }
+        logger.info("waiting for the store to answer the previous release before campaigning")
+        let id = shared.withLock { $0.takeID() }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let settled = shared.withLock { shared in
+                    if shared.writesInFlight == 0 || Task.isCancelled { return true }
+                    shared.settleWaiters[id] = continuation
+                    return false
+                }
+                if settled { continuation.resume() }
+            }
+        } onCancel: {
+            shared.withLock { $0.settleWaiters.removeValue(forKey: id) }?.resume()
+        }
     }
 
 }

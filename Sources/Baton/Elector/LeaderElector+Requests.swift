@@ -83,6 +83,9 @@ extension LeaderElector {
     }
 
     func sendAcquire(_ id: ElectorStateMachine.RequestID, into campaign: Campaign) async {
+        // A release of an earlier term that has not landed yet would free the key under the term taken up now.
+        await waitUntilWritesSettle()
+        if Task.isCancelled { return }
         let started = clock.now()
         let answer: Input
         do {

@@ -79,6 +79,10 @@ public final class LeaderElector: Service, Sendable {
         var workWaiters: [Int: (token: FencingToken, continuation: CheckedContinuation<Bool, Never>)] = [:]
         /// The traces of the latest terms, by token (only when a tracer is in use).
         var termTraces: [FencingToken: TermTrace] = [:]
+        /// Releases and leaves of the queue not yet answered by the store, also those whose wait timed out.
+        var writesInFlight = 0
+        /// Acquires waiting for ``writesInFlight`` to reach zero.
+        var settleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
 
         mutating func takeID() -> Int {
             nextID += 1
