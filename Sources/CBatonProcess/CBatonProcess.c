@@ -1,12 +1,14 @@
 #define _GNU_SOURCE
 #include "CBatonProcess.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -556,4 +558,35 @@ int baton_exit_code(int status) {
 
 int baton_term_signal(int status) {
     return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+int baton_lower_priority(int nice_value) {
+#ifdef __linux__
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks == NULL) {
+        return setpriority(PRIO_PROCESS, 0, nice_value) == 0 ? 1 : -1;
+    }
+    int set = 0;
+    int failure = 0;
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') {
+            continue;
+        }
+        id_t thread = (id_t)strtol(entry->d_name, NULL, 10);
+        if (setpriority(PRIO_PROCESS, thread, nice_value) == 0) {
+            set += 1;
+        } else {
+            failure = errno;
+        }
+    }
+    closedir(tasks);
+    if (set == 0 && failure != 0) {
+        errno = failure;
+        return -1;
+    }
+    return set;
+#else
+    return setpriority(PRIO_PROCESS, 0, nice_value) == 0 ? 1 : -1;
+#endif
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 @_spi(BatonStoreKit) import Baton
+import CBatonProcess
 import Foundation
 import Logging
 import Synchronization
@@ -307,6 +308,9 @@ extension BatonCommand {
                 }
                 elector.resign()
                 try await running
+                // Released: what is left of this process (closing the store's connections, exiting) runs at the
+                // lowest CPU priority, so that it does not slow down a successor starting its command on this host.
+                _ = baton_lower_priority(19)
                 return status
             }
         }

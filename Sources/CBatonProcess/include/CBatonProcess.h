@@ -113,4 +113,9 @@ int baton_exit_code(int status);
 /// The signal that ended the child, or 0 if it exited.
 int baton_term_signal(int status);
 
+/// Lowers the CPU priority of every thread of this process to `nice_value` (0–19, higher is lower), and with it
+/// of the threads they start later. On Linux each thread has a nice value of its own, so every thread listed in
+/// `/proc/self/task` is set. Returns the number of threads set, or -1 with errno if none could be.
+int baton_lower_priority(int nice_value);
+
 #endif
