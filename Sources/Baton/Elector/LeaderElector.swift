@@ -163,7 +163,19 @@ public final class LeaderElector: Service, Sendable {
         self.logger = logger
         self.metrics = ElectorMetrics(key: key)
         self.seed = seed ?? UInt64.random(in: .min ... .max)
+        _ = Self.runtimeWarmUp
     }
+
+    /// The Swift runtime builds a generic type's metadata, and looks up the conformances it needs, the first time a
+    /// process uses the type: tens of microseconds each in a binary of this size, as it searches every conformance
+    /// the binary declares. A candidate that waited would do that on its election's path (the first term's work
+    /// count), so it is done once per process, with the first elector.
+    private static let runtimeWarmUp: Int = {
+        var work: [FencingToken: Int] = [:]
+        work[1, default: 0] += 1
+        work[1] = nil
+        return work.count
+    }()
 
     /// `hostname:pid`, the default holder identity.
     public static var defaultHolder: String {

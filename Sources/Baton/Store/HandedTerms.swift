@@ -44,6 +44,23 @@ import Synchronization
 
     public init(clock: BatonClock) {
         self.clock = clock
+        _ = Self.runtimeWarmUp
+    }
+
+    /// A throwaway instance taken once per process through a refusal and a handed term, so that the Swift runtime's
+    /// first-time work for the types they use (see `LeaderElector.runtimeWarmUp`) is not done on an election's
+    /// path.
+    private static let runtimeWarmUp: Bool = {
+        let terms = HandedTerms(warmingUpWith: .continuous)
+        let leader = LeaderInfo(holder: "a", token: 1, ttl: .seconds(10))
+        terms.refused(
+            key: "k", holder: "b", ttl: .seconds(10), metadata: nil, sentAt: terms.clock.now(), leader: leader)
+        let handed = LeaderInfo(holder: "b", token: 2, ttl: .seconds(10))
+        return terms.handedTerm(key: "k", holder: "b", ttl: .seconds(10), metadata: nil, pushed: .term(handed)) != nil
+    }()
+
+    private init(warmingUpWith clock: BatonClock) {
+        self.clock = clock
     }
 
     /// A waiting acquire of `holder` sent at `sentAt` (the store's clock, read before sending) for `ttl` and

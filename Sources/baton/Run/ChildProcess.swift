@@ -112,6 +112,14 @@ final class ChildProcess: Sendable {
         }
     }
 
+    /// A throwaway instance (of no process) given a launch result once per process, so that the Swift runtime's
+    /// first-time work for the types that uses is not done when a launch reports (see `LeaderElector`'s warm-up).
+    private static let runtimeWarmUp: Int32? = {
+        let unused = ChildProcess(pid: 0, go: -1, watchdog: -1)
+        unused.recordLaunchResult(0)
+        return unused.state.withLock { $0.launchResult }
+    }()
+
     /// Starts `command` (`command[0]` is looked up in `PATH` unless it contains a slash) with `environment`.
     ///
     /// Standard input, output and error are shared with `baton`.
@@ -132,6 +140,7 @@ final class ChildProcess: Sendable {
     static func prepare(_ command: [String], environment: [String: String]) async throws(SpawnError) -> ChildProcess {
         precondition(!command.isEmpty, "an empty command")
         _ = baton_become_subreaper()
+        _ = runtimeWarmUp
         let paths = candidatePaths(for: command[0], searchPath: environment["PATH"])
         let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
         let prepared: Result<ChildProcess, SpawnError> = await withCheckedContinuation { continuation in
