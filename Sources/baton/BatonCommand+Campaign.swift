@@ -1,5 +1,6 @@
 import ArgumentParser
 @_spi(BatonStoreKit) import Baton
+import CBatonProcess
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -80,6 +81,8 @@ extension BatonCommand {
                             logger: logger
                         )
                     )
+                    // Before the stop signals are taken over: until then one ends the process, which holds nothing.
+                    await ElectorRehearsal.run(configuration: configuration)
                     // The service group shuts down on these signals too; resigning at once starts the handover
                     // without waiting for that.
                     let signals = StopSignals([SIGTERM, SIGINT]) { _ in elector.resign() }
@@ -102,6 +105,9 @@ extension BatonCommand {
                         try await group.run()
                         tasks.cancelAll()
                     }
+                    // Released: the rest of this process runs at the lowest CPU priority, so that it does not slow
+                    // down the next leader on this host.
+                    _ = baton_lower_priority(19)
                     Self.emit(["event": "stopped"])
                     return CommandOutcome.success
                 }

@@ -269,7 +269,7 @@ extension BatonCommand {
             defer { signals.cancel() }
             let jobControl = StopSignals(StopSignals.jobControl) { supervisor.jobControl($0) }
             defer { jobControl.cancel() }
-            await RunRehearsal.run(configuration: configuration)
+            await ElectorRehearsal.run(configuration: configuration)
             return try await leadInCampaign(
                 elector, holder: holder, supervisor: supervisor, reporter: reporter
             ) {

@@ -1,15 +1,15 @@
 @_spi(BatonStoreKit) import Baton
 import Logging
 
-/// One term led and resigned on a store in memory, before `baton run` campaigns on its own store.
+/// One term led and resigned on a store in memory, before a `baton` command (`run`, `campaign`) campaigns on its own store.
 ///
 /// The Swift runtime builds a generic type's metadata, and looks up the conformances it needs, the first time a
 /// process uses the type: tens of microseconds each in a binary of this size, as each lookup searches every
 /// conformance the binary declares. A candidate that waited would do all of that for its election, its term's work
 /// and its release on the handover's path. The rehearsal takes the elector through the same steps while the store
-/// connects. Nothing of it leaves the process: the store is in memory, the logger silent, and `baton run` sets up no
+/// connects. Nothing of it leaves the process: the store is in memory, the logger silent, and those commands set up no
 /// metrics or tracing backend.
-enum RunRehearsal {
+enum ElectorRehearsal {
     /// Rehearses a term with `configuration` (the one the real electors use); returns once it is released.
     static func run(configuration: ElectorConfiguration) async {
         var logger = Logger(label: "baton.run.rehearsal")
