@@ -87,7 +87,7 @@ extension BatonCommand {
                     // without waiting for that.
                     let signals = StopSignals([SIGTERM, SIGINT]) { _ in elector.resign() }
                     defer { signals.cancel() }
-                    Self.emit(["event": "campaigning", "key": key, "holder": holder])
+                    Self.emit(["event": .string("campaigning"), "key": .string(key), "holder": .string(holder)])
                     try await withThrowingDiscardingTaskGroup { tasks in
                         tasks.addTask {
                             for await event in events { Self.report(event, holder: holder) }
@@ -108,7 +108,7 @@ extension BatonCommand {
                     // Released: the rest of this process runs at the lowest CPU priority, so that it does not slow
                     // down the next leader on this host.
                     _ = baton_lower_priority(19)
-                    Self.emit(["event": "stopped"])
+                    Self.emit(["event": .string("stopped")])
                     return CommandOutcome.success
                 }
             }
@@ -117,19 +117,25 @@ extension BatonCommand {
         private static func report(_ event: ElectorEvent, holder: String) {
             switch event {
             case .elected(let lease):
-                emit(["event": "elected", "token": lease.token])
+                emit(["event": .string("elected"), "token": .integer(lease.token)])
             case .demoted(let lease, let reason):
-                emit(["event": "demoted", "token": lease.token, "reason": reason.description])
+                emit([
+                    "event": .string("demoted"), "token": .integer(lease.token),
+                    "reason": .string(reason.description),
+                ])
             case .leaderChanged(let info):
                 if let info {
                     if info.holder != holder {
-                        emit(["event": "following", "leader": info.holder, "token": info.token])
+                        emit([
+                            "event": .string("following"), "leader": .string(info.holder),
+                            "token": .integer(info.token),
+                        ])
                     }
                 } else {
-                    emit(["event": "vacant"])
+                    emit(["event": .string("vacant")])
                 }
             case .storeError(let error):
-                emit(["event": "store_error", "error": error.message])
+                emit(["event": .string("store_error"), "error": .string(error.message)])
             case .renewed:
                 // Renewals are routine: `baton campaign` reports changes of role and of leader only.
                 break
@@ -137,13 +143,12 @@ extension BatonCommand {
         }
 
         /// Writes one JSON line with the monotonic time, unbuffered (standard output may be a pipe).
-        static func emit(_ fields: [String: any Sendable]) {
-            var fields = fields
+        static func emit(_ fields: [String: JSONLine.Value]) {
+            var line = JSONLine(fields: fields)
             var now = timespec()
             clock_gettime(CLOCK_MONOTONIC, &now)
-            fields["monotonic_ns"] = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-            guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
-            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            line.fields["monotonic_ns"] = .integer(Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec))
+            FileHandle.standardOutput.write(Data(line.text.utf8))
         }
     }
 }
