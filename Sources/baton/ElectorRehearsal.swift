@@ -10,8 +10,9 @@ import Logging
 /// connects. Nothing of it leaves the process: the store is in memory, the logger silent, and those commands set up no
 /// metrics or tracing backend.
 enum ElectorRehearsal {
-    /// Rehearses a term with `configuration` (the one the real electors use); returns once it is released.
-    static func run(configuration: ElectorConfiguration) async {
+    /// Rehearses a term with `configuration` (the one the real electors use); returns once it is released, or
+    /// after `limit` at the latest (it never holds up the real campaign for longer).
+    static func run(configuration: ElectorConfiguration, limit: Duration = .seconds(1)) async {
         var logger = Logger(label: "baton.run.rehearsal")
         logger.logLevel = .critical
         guard
@@ -24,10 +25,22 @@ enum ElectorRehearsal {
         let follower = Task {
             for await _ in events {}
         }
+        defer { follower.cancel() }
         let running = Task { await elector.run(campaign) }
-        _ = try? await elector.withLeadershipOfRun { _ in RunStateMachine.CampaignEnd.notStarted }
-        elector.resign()
-        await running.value
-        follower.cancel()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    _ = try? await elector.withLeadershipOfRun { _ in RunStateMachine.CampaignEnd.notStarted }
+                    elector.resign()
+                    await running.value
+                } onCancel: {
+                    elector.resign()
+                    running.cancel()
+                }
+            }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 }
