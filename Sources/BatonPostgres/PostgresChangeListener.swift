@@ -30,9 +30,6 @@ struct PostgresChangeListener: Sendable {
     let loop: (any EventLoop)?
     /// With a pool of one, where the listener lends its connection to requests.
     var shared: PostgresSharedConnection?
-    /// With a pool of one, what readies each new connection before it is lent to requests (see
-    /// ``PostgresSchema/warmUpRelease(on:logger:)``).
-    var warmUp: (@Sendable (PostgresConnection, Logger) async throws -> Void)?
 
     func run() async {
         var backoff: Duration = .milliseconds(100)
@@ -70,19 +67,10 @@ struct PostgresChangeListener: Sendable {
         do {
             try await connection.listen(on: channel) { notifications in
                 logger.debug("baton: listening for changes", metadata: ["channel": "\(channel)"])
-                if warmUp == nil { shared?.connected(connection) }
+                shared?.connected(connection)
                 states.forgetAll()
                 signals.notifyAll()
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    if let shared, let warmUp {
-                        // Beside the notifications (read meanwhile, so the connection never waits for their
-                        // reader) and the keep-alive check (which closes a connection that stops answering, and
-                        // so ends this too); requests get the connection once it is ready.
-                        group.addTask {
-                            await ready(connection, warmUp)
-                            if !Task.isCancelled, !connection.isClosed { shared.connected(connection) }
-                        }
-                    }
                     group.addTask {
                         for try await notification in notifications {
                             if let (key, state) = PostgresStatePayload.parse(notification.payload) {
@@ -102,8 +90,8 @@ struct PostgresChangeListener: Sendable {
                             try await check(connection)
                         }
                     }
-                    // The readying ends by itself; the others end by throwing, which ends the listening.
-                    while try await group.next() != nil {}
+                    try await group.next()
+                    group.cancelAll()
                 }
             }
         } catch {
@@ -125,22 +113,6 @@ struct PostgresChangeListener: Sendable {
             } onCancel: {
                 let _: EventLoopFuture<Void> = connection.close()
             }
-        }
-    }
-
-    /// Runs `warmUp` on the new connection; a failure is only logged (the requests work without it, their first
-    /// release a little slower).
-    private func ready(
-        _ connection: PostgresConnection,
-        _ warmUp: @escaping @Sendable (PostgresConnection, Logger) async throws -> Void
-    ) async {
-        do {
-            try await warmUp(connection, logger)
-        } catch {
-            logger.debug(
-                "baton: readying the PostgreSQL connection failed",
-                metadata: ["url": "\(redactedURL)", "error": "\(String(reflecting: error))"]
-            )
         }
     }
 

@@ -258,9 +258,6 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
             if let shared {
                 // One connection for everything: the listener's, from the start.
                 listener.shared = shared
-                listener.warmUp = { [schema] connection, logger in
-                    try await schema.warmUpRelease(on: connection, logger: logger)
-                }
                 group.addTask { [listener] in await listener.run() }
                 gate.open(.shared(shared))
                 await withGracefulShutdownHandler {

@@ -258,19 +258,6 @@ extension PostgresSchema {
         return PostgresQuery(unsafeSQL: "SELECT \"\(schema)\".baton_release($1, $2, $3)", binds: bindings)
     }
 
-    /// Readies a new connection's server session for a release, which a candidate process makes once, on the
-    /// handover's path: the session runs `baton_release` and `baton_hand_on` once (a session compiles a PL/pgSQL
-    /// function at its first call, which made a process's first release take longer than later ones). Both calls
-    /// name the empty key, which no lease has (Baton refuses empty names), so they find nothing and write nothing.
-    func warmUpRelease(on connection: PostgresConnection, logger: Logger) async throws {
-        _ = try await connection.query(
-            PostgresQuery(
-                unsafeSQL: "SELECT \"\(schema)\".baton_release('', '', 0), "
-                    + "(SELECT count(*) FROM \"\(schema)\".baton_hand_on('', 0, clock_timestamp()))"),
-            logger: logger
-        ).collect()
-    }
-
     /// Takes a holder's place out of the key's queue under the key's row lock (a term it may hold is left alone).
     func leaveQueue(key: String, holder: String) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: 2)
