@@ -8,6 +8,9 @@ import PostgresNIO
 struct PostgresSchema: Sendable {
     /// The schema version this code writes and reads.
     static let version = 1
+    /// How long the server waits for the next statement of a setup before it ends the session (and the lock).
+    static let setupIdleTimeout = "3s"
+
     /// The key of the advisory lock that serializes schema setup across processes ("baton" in ASCII).
     static let setupLockKey: Int64 = 0x6261_746F_6E00
 
@@ -46,6 +49,12 @@ struct PostgresSchema: Sendable {
             if try await functionsAreCurrent(connection, logger: logger) { return }
         }
         let version = try await connection.withTransaction(logger: logger) { connection in
+            // The lock serializes every setup on the server: a client that goes silent in the middle (a partition)
+            // must not hold it until TCP gives up, hours later. The server ends the session once it has waited this
+            // long for the next statement, which rolls the setup back and frees the lock.
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "SET LOCAL idle_in_transaction_session_timeout = '\(Self.setupIdleTimeout)'"),
+                logger: logger)
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.setupLockKey))", logger: logger)
             let exists = try await connection.query(
                 "SELECT 1 FROM pg_namespace WHERE nspname = \(schema)",
