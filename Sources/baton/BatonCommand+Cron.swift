@@ -216,7 +216,8 @@ extension BatonCommand {
             } onCancel: {
                 child.stop(SIGTERM, grace: grace, once: true)
             }
-            if Task.isCancelled { throw CancellationError() }
+            // Stopped (the lease ended, a stop signal): not a run. A command that ended by itself just before is one.
+            if child.wasStoppedWhileRunning { throw CancellationError() }
             guard exit.code == 0 else {
                 throw BatonError.invalidArgument("\(command[0]) exited \(exit.code)")
             }

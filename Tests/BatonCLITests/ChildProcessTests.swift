@@ -213,4 +213,20 @@ struct ChildProcessTests {
         #expect(exit.signal == SIGKILL)
         #expect(BootTime.now - killAt < .seconds(3), "SIGKILL came long after the keeper's kill time")
     }
+
+    @Test("a stop tells whether it came while the command ran, or after it had ended by itself")
+    func stoppedWhileRunning() async throws {
+        let ended = try await ChildProcess.prepare(["true"], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(try await ended.launch(adding: []) == .running)
+        #expect(await ended.exitWithGroup(grace: .seconds(1)) == ChildProcess.Exit(code: 0, signal: nil))
+        ended.stop(SIGTERM, grace: .seconds(1), once: true)
+        #expect(!ended.wasStoppedWhileRunning)
+
+        let running = try await ChildProcess.prepare(["sleep", "30"], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(try await running.launch(adding: []) == .running)
+        running.stop(SIGTERM, grace: .seconds(1), once: true)
+        let exit = await running.exitWithGroup(grace: .seconds(1))
+        #expect(exit == ChildProcess.Exit(code: 128 + SIGTERM, signal: SIGTERM))
+        #expect(running.wasStoppedWhileRunning)
+    }
 }

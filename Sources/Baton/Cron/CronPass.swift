@@ -29,8 +29,10 @@ package struct CronPass: Sendable {
 
     /// Handles every round due after `watermark` (or, with nil, every round within the lookback that nobody
     /// recorded), holding the job's lease in the term `token`. Runs `job` for the rounds to run.
-    /// - Throws: `CancellationError` if the lease ended (the run in progress is not recorded: the next holder
-    ///   sees a round begun and not completed); store errors (the pass is repeated).
+    /// A job that returns is recorded as run even if the pass is cancelled meanwhile; the pass then returns what it
+    /// recorded, leaving later rounds to the next holder.
+    /// - Throws: `CancellationError` if cancelled (the lease ended, the host stops) while a job ran: that run is not
+    ///   recorded, and the next holder sees a round begun and not completed; store errors (the pass is repeated).
     package func handle(
         since watermark: Date?,
         token: FencingToken,
@@ -49,7 +51,8 @@ package struct CronPass: Sendable {
         var ranAny = try await handleDue(due, at: start, term: term, job: job, into: &report)
         // Ticks that came due meanwhile: after a run, they overlapped it; else they are simply due now.
         var checked = start
-        while true {
+        // A pass being stopped ends after the round it recorded last: the next holder takes it from there.
+        while !Task.isCancelled {
             let now = wallNow()
             let next = schedule.ticks(after: checked, through: now)
             checked = now
@@ -66,8 +69,10 @@ package struct CronPass: Sendable {
                 case .wait:
                     try await run(tick, reason: .afterOverlap, term: term, job: job, into: &report)
                 }
+                if Task.isCancelled { break }
             }
         }
+        return report
     }
 
     /// The most ticks a pass looks back over (a day of an every-minute job).
@@ -75,7 +80,7 @@ package struct CronPass: Sendable {
 
     /// The ticks within the lookback (at most ``lookbackTicks`` of them) after the latest recorded round, oldest
     /// first. With no round recorded there (a new job, or every host down for longer), only the ticks still on
-    /// time: earlier ones are not counted as missed.
+    /// time and the latest ones begun and never completed: earlier ones are not counted as missed.
     ///
     /// Rounds are recorded oldest first, so the recorded ones come before the others: the boundary is found with
     /// a few reads (probing back 1, 2, 4, … ticks, then halving), not one per tick.
@@ -100,7 +105,15 @@ package struct CronPass: Sendable {
             }
         }
         guard var low = found else {
-            return ticks.filter { now.timeIntervalSince($0) <= policy.lateness.seconds }
+            // Nothing recorded: the rounds still on time and, before them, the latest rounds begun and never
+            // completed (a winner that died as it started the job), back to one nobody began.
+            var first = ticks.firstIndex { now.timeIntervalSince($0) <= policy.lateness.seconds } ?? ticks.endIndex
+            while first > ticks.startIndex,
+                try await store.winner(system: key, round: schedule.roundName(of: ticks[first - 1])) != nil
+            {
+                first -= 1
+            }
+            return Array(ticks[first...])
         }
         // ticks[low] is recorded, ticks[unrecordedFrom] is not.
         var high = unrecordedFrom
@@ -160,7 +173,7 @@ package struct CronPass: Sendable {
             plan[latest].reason = .catchUp
         }
         var ran = false
-        for (tick, reason) in plan {
+        for (tick, reason) in plan where !Task.isCancelled {
             if let reason {
                 try await run(tick, reason: reason, term: term, job: job, into: &report)
                 ran = true
@@ -190,16 +203,26 @@ package struct CronPass: Sendable {
             return
         }
         let round = CronRound(name: name, tick: tick, token: token, reason: reason, elector: term.elector)
-        let outcome: CronOutcome
         do {
             try await runWithTimeout { try await job(round) }
-            outcome = .ran(holder: holder, token: token)
         } catch {
             // The lease ended (or the job is stopped): nothing is recorded; the next holder takes it from here.
             if Task.isCancelled { throw CancellationError() }
-            outcome = .failed(holder: holder, token: token)
+            try await record(.failed(holder: holder, token: token), of: tick, into: &report)
+            return
         }
-        try await record(outcome, of: tick, into: &report)
+        // The job returned: that it ran is recorded even if the pass is being stopped meanwhile (a stop signal
+        // that comes as a command ends), or another host would run the round again.
+        try await recordEvenIfCancelled(.ran(holder: holder, token: token), of: tick, into: &report)
+    }
+
+    /// Records `outcome` in a task of its own, which the caller's cancellation does not end (the store's request
+    /// deadline bounds it).
+    private func recordEvenIfCancelled(_ outcome: CronOutcome, of tick: Date, into report: inout Report) async throws {
+        let pass = self
+        if try await Task(operation: { try await pass.write(outcome, of: tick) }).value {
+            report.outcomes.append((schedule.roundName(of: tick), outcome))
+        }
     }
 
     /// Runs `body`, cancelling it after the policy's run timeout.
@@ -222,13 +245,17 @@ package struct CronPass: Sendable {
     }
 
     private func record(_ outcome: CronOutcome, of tick: Date, into report: inout Report) async throws {
-        let name = schedule.roundName(of: tick)
+        if try await write(outcome, of: tick) { report.outcomes.append((schedule.roundName(of: tick), outcome)) }
+    }
+
+    /// Writes the round's completion; false if another pass recorded it already (a host that held the lease before).
+    private func write(_ outcome: CronOutcome, of tick: Date) async throws -> Bool {
         do {
             try await store.complete(
-                system: key, round: name, by: .anonymous(outcome.record), retention: retention)
-            report.outcomes.append((name, outcome))
+                system: key, round: schedule.roundName(of: tick), by: .anonymous(outcome.record), retention: retention)
+            return true
         } catch let error as BatonError where error.code == .alreadyCompleted {
-            // Recorded by another pass already (a host that held the lease before): nothing to add.
+            return false
         }
     }
 }

@@ -68,6 +68,8 @@ final class ChildProcess: Sendable {
         var killAt: ContinuousClock.Instant?
         /// The first signal a stop sent.
         var stopSignal: Int32?
+        /// A stop began before the command's end was known.
+        var stoppedWhileRunning = false
         /// SIGKILL was sent.
         var killed = false
         /// The write end of the launch pipe, until the launch or the abandonment closes it.
@@ -430,6 +432,10 @@ final class ChildProcess: Sendable {
     /// The first signal a stop sent, if any.
     var stopSignal: Int32? { state.withLock { $0.stopSignal } }
 
+    /// Whether a stop began before the command's end was known: if not, the command ended by itself (a stop that
+    /// came later only cleared what it left in its group).
+    var wasStoppedWhileRunning: Bool { state.withLock { $0.stoppedWhileRunning } }
+
     /// Whether SIGKILL was sent.
     var wasKilled: Bool { state.withLock { $0.killed } }
 
@@ -449,7 +455,10 @@ final class ChildProcess: Sendable {
         let (send, delay) = state.withLock { state -> (Bool, Duration?) in
             if state.killed || state.groupGone { return (false, nil) }
             let send = !once || state.stopSignal == nil
-            if state.stopSignal == nil { state.stopSignal = signal }
+            if state.stopSignal == nil {
+                state.stopSignal = signal
+                state.stoppedWhileRunning = state.exit == nil
+            }
             var delay = grace
             if let keeperKillAt = state.keeperKillAt { delay = max(.zero, min(delay, keeperKillAt - bootNow)) }
             let killAt = now + delay
