@@ -40,7 +40,8 @@ struct PostgresSchema: Sendable {
 
     /// Creates the schema, the tables and the notification trigger if they are missing, and checks the schema
     /// version. Idempotent, and safe for many processes at once: the setup runs in one transaction under an
-    /// advisory lock, and is skipped when the version row already says it is done.
+    /// advisory lock, and is skipped when the version row already says it is done, also when it comes to say so
+    /// while the setup waits for the lock.
     func prepare(_ connection: PostgresConnection, logger: Logger) async throws {
         if let version = try await existingVersion(connection, logger: logger), version >= Self.version {
             try checkVersion(version)
@@ -48,7 +49,7 @@ struct PostgresSchema: Sendable {
             // Baton gets them now.
             if try await functionsAreCurrent(connection, logger: logger) { return }
         }
-        let version = try await connection.withTransaction(logger: logger) { connection in
+        let version = try await connection.withTransaction(logger: logger) { connection -> Int? in
             // The lock serializes every setup on the server: a client that goes silent in the middle (a partition)
             // must not hold it until TCP gives up, hours later. The server ends the session once it has waited this
             // long for the next statement, which rolls the setup back and frees the lock.
@@ -56,10 +57,19 @@ struct PostgresSchema: Sendable {
                 PostgresQuery(unsafeSQL: "SET LOCAL idle_in_transaction_session_timeout = '\(Self.setupIdleTimeout)'"),
                 logger: logger)
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.setupLockKey))", logger: logger)
+            // Reading pg_namespace here also brings this session's catalog caches up to date with what was
+            // committed while it waited (a lookup by name, as `to_regclass`, could still miss it).
             let exists = try await connection.query(
                 "SELECT 1 FROM pg_namespace WHERE nspname = \(schema)",
                 logger: logger
             ).collect()
+            // Done by the setup this one waited for (many processes starting at once on a new database): the
+            // rest would only rewrite the same functions, one process after another, under the lock.
+            if !exists.isEmpty, let version = try await existingVersion(connection, logger: logger),
+                version >= Self.version, try await functionsAreCurrent(connection, logger: logger)
+            {
+                return version
+            }
             if exists.isEmpty {
                 try await connection.query(
                     PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""), logger: logger)

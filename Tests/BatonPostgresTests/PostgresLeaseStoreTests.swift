@@ -1,9 +1,12 @@
 import Baton
-import BatonPostgres
 import BatonTestKit
 import Foundation
+import Logging
+import PostgresNIO
 import Synchronization
 import Testing
+
+@testable import BatonPostgres
 
 /// The PostgreSQL store against a real server: many store instances (standing for processes) on one key,
 /// handover through LISTEN/NOTIFY, schemas, and errors.
@@ -98,6 +101,60 @@ import Testing
         try await usingAll(drivers.map { LeaseStore($0) }) { stores in
             try await checkSchema(stores, viaURL: viaURL, other: other)
         }
+    }
+
+    @Test("stores that waited for another's setup of a new schema find it done, and change nothing")
+    func setupsThatWaitedFindItDone() async throws {
+        guard let url = try TestServer.url() else { return }
+        let schema = "baton_test_" + unique("w").replacingOccurrences(of: "-", with: "_").lowercased()
+        let logger = Logger(label: "baton.tests")
+        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
+        let admin = try await PostgresConnection.connect(
+            configuration: try settings.connectionConfiguration(.init()), id: 1, logger: logger)
+        func value(_ sql: String) async throws -> String? {
+            let rows = try await admin.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+            return try rows.first?.decode(String?.self)
+        }
+        // Every setup on the server waits for this lock: the stores below all find the schema missing, then queue.
+        _ = try await value("SELECT pg_advisory_lock(\(PostgresSchema.setupLockKey))::text")
+        let stores = try (0..<4).map { _ in
+            LeaseStore(
+                try PostgresLeaseStore(
+                    url: try StoreURL("\(url)?application_name=\(schema)"),
+                    configuration: .init(schema: schema, maximumConnections: 1)))
+        }
+        do {
+            try await usingAll(stores) { stores in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for store in stores { group.addTask { _ = try await store.current(key: "k") } }
+                    try await waitUntil("four setups wait for the lock") {
+                        try await value(
+                            """
+                            SELECT count(*)::text FROM pg_locks JOIN pg_stat_activity USING (pid)
+                            WHERE locktype = 'advisory' AND NOT granted AND application_name = '\(schema)'
+                            """) == "4"
+                    }
+                    _ = try await value("SELECT pg_advisory_unlock(\(PostgresSchema.setupLockKey))::text")
+                    try await group.waitForAll()
+                }
+            }
+            // The first setup made the schema and its functions in one transaction; none after it rewrote them.
+            let made = try await value("SELECT xmin::text FROM pg_namespace WHERE nspname = '\(schema)'")
+            let functions = try await value(
+                """
+                SELECT string_agg(DISTINCT xmin::text, ',') FROM pg_proc
+                WHERE pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = '\(schema)')
+                """)
+            #expect(
+                made != nil && functions == made, "schema made by \(made ?? "nil"), functions by \(functions ?? "nil")")
+        } catch {
+            _ = try? await value("SELECT pg_advisory_unlock_all()::text")
+            _ = try? await admin.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \"\(schema)\" CASCADE"), logger: logger)
+            try? await admin.close()
+            throw error
+        }
+        try await admin.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \"\(schema)\" CASCADE"), logger: logger)
+        try await admin.close()
     }
 
     private func checkSchema(_ stores: [LeaseStore], viaURL: PostgresLeaseStore, other: PostgresLeaseStore)
