@@ -420,7 +420,6 @@ struct ElectorSimulation {
             )
             let report = simulation.run()
             #expect(report.violations.isEmpty, "seed \(seed): \(report.violations.prefix(3))")
-            if report.demotions["lost", default: 0] > 0 { print("DEBUGLOST seed", seed) }
             #expect(report.leaderAtEnd, "seed \(seed): no leader after the faults stopped")
             elections += report.elections
             releasesOfALiveTerm += report.releasesOfALiveTerm
