@@ -127,8 +127,10 @@ public struct CronRound: Sendable {
     public var name: String
     /// The tick.
     public var tick: Date
-    /// The fencing token of this run: larger than any earlier run's of this job, also of this round's if its
-    /// earlier winner died. Hand it to what the job writes.
+    /// The fencing token of this run: the token of the job's lease term it runs in, so larger than that of any
+    /// run in an earlier term (also of this round's, if its earlier winner died). Runs one host makes in one
+    /// term (a round run again, then the one on time; a tick run after the run it overlapped) share it. Hand it
+    /// to what the job writes.
     public var token: FencingToken
     /// Why it runs: on time, again after its winner died, to catch up a missed round, or after a run that
     /// overlapped it.
