@@ -4,6 +4,7 @@ import CBatonProcess
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 #if canImport(Glibc)
@@ -25,7 +26,8 @@ extension BatonCommand {
                 (campaigning, following, vacant, elected, demoted, store_error, stopped), details such as \
                 "token", "leader" or "reason", and "monotonic_ns", this host's CLOCK_MONOTONIC, so lines \
                 printed by different processes on one host can be compared. To run a command while leader, \
-                use `baton run` instead. Exits 0 when stopped; 2 for an invalid argument.
+                use `baton run` instead. Exits 0 when stopped; 2 for an invalid argument; 74 when standard \
+                output is closed (its reader went away), after resigning.
 
                 Example:
                   baton campaign jobs/mailer --id host-a --for 30s
@@ -87,10 +89,14 @@ extension BatonCommand {
                     // without waiting for that.
                     let signals = StopSignals([SIGTERM, SIGINT]) { _ in elector.resign() }
                     defer { signals.cancel() }
-                    Self.emit(["event": .string("campaigning"), "key": .string(key), "holder": .string(holder)])
+                    StandardOutput.failWritesToClosedPipes()
+                    let output = EventOutput(elector)
+                    output.emit(["event": .string("campaigning"), "key": .string(key), "holder": .string(holder)])
                     try await withThrowingDiscardingTaskGroup { tasks in
                         tasks.addTask {
-                            for await event in events { Self.report(event, holder: holder) }
+                            for await event in events {
+                                if let fields = Self.report(event, holder: holder) { output.emit(fields) }
+                            }
                         }
                         if let holdFor {
                             tasks.addTask {
@@ -108,47 +114,60 @@ extension BatonCommand {
                     // Released: the rest of this process runs at the lowest CPU priority, so that it does not slow
                     // down the next leader on this host.
                     _ = baton_lower_priority(19)
-                    Self.emit(["event": .string("stopped")])
-                    return CommandOutcome.success
+                    if !output.closed { output.emit(["event": .string("stopped")]) }
+                    return output.closed ? CommandOutcome.outputClosed : CommandOutcome.success
                 }
             }
         }
 
-        private static func report(_ event: ElectorEvent, holder: String) {
+        /// The line an event prints, if any.
+        private static func report(_ event: ElectorEvent, holder: String) -> [String: JSONLine.Value]? {
             switch event {
             case .elected(let lease):
-                emit(["event": .string("elected"), "token": .integer(lease.token)])
+                return ["event": .string("elected"), "token": .integer(lease.token)]
             case .demoted(let lease, let reason):
-                emit([
+                return [
                     "event": .string("demoted"), "token": .integer(lease.token),
                     "reason": .string(reason.description),
-                ])
+                ]
             case .leaderChanged(let info):
-                if let info {
-                    if info.holder != holder {
-                        emit([
-                            "event": .string("following"), "leader": .string(info.holder),
-                            "token": .integer(info.token),
-                        ])
-                    }
-                } else {
-                    emit(["event": .string("vacant")])
-                }
+                guard let info else { return ["event": .string("vacant")] }
+                guard info.holder != holder else { return nil }
+                return ["event": .string("following"), "leader": .string(info.holder), "token": .integer(info.token)]
             case .storeError(let error):
-                emit(["event": .string("store_error"), "error": .string(error.message)])
+                return ["event": .string("store_error"), "error": .string(error.message)]
             case .renewed:
                 // Renewals are routine: `baton campaign` reports changes of role and of leader only.
-                break
+                return nil
             }
         }
 
-        /// Writes one JSON line with the monotonic time, unbuffered (standard output may be a pipe).
-        static func emit(_ fields: [String: JSONLine.Value]) {
+        /// Where the events go: a reader that went away stops the campaign as a stop signal would.
+        final class EventOutput: Sendable {
+            private let elector: LeaderElector
+            private let isClosed = Atomic(false)
+
+            init(_ elector: LeaderElector) { self.elector = elector }
+
+            /// Whether standard output was found closed.
+            var closed: Bool { isClosed.load(ordering: .relaxed) }
+
+            /// Writes an event's line; the first write that fails says why the campaign stops, and resigns.
+            func emit(_ fields: [String: JSONLine.Value]) {
+                guard !Campaign.emit(fields), !isClosed.exchange(true, ordering: .relaxed) else { return }
+                CommandOutcome.printError(StandardOutput.closedMessage)
+                elector.resign()
+            }
+        }
+
+        /// Writes one JSON line with the monotonic time, unbuffered (standard output may be a pipe); false when
+        /// standard output is closed.
+        static func emit(_ fields: [String: JSONLine.Value]) -> Bool {
             var line = JSONLine(fields: fields)
             var now = timespec()
             clock_gettime(CLOCK_MONOTONIC, &now)
             line.fields["monotonic_ns"] = .integer(Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec))
-            FileHandle.standardOutput.write(Data(line.text.utf8))
+            return StandardOutput.write(line.text)
         }
     }
 }

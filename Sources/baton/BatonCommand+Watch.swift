@@ -14,7 +14,8 @@ extension BatonCommand {
                 "2026-11-23T08:00:01.250Z host-a (token 7, 9.998s left)" or "... no leader". With --json, one \
                 object per line: {"at":"...","leader":{"holder","token","metadata","remaining_ms"}}, or \
                 "leader":null. When the store fails, an error goes to standard error and watching resumes when \
-                the store is back. Exits 0 on SIGINT or SIGTERM; 2 for an invalid argument.
+                the store is back. Exits 0 on SIGINT or SIGTERM; 2 for an invalid argument; 74 when standard \
+                output is closed (its reader went away).
 
                 Examples:
                   baton watch jobs/mailer --store sqlite:/var/lib/baton.db
@@ -35,24 +36,33 @@ extension BatonCommand {
                 try BatonValidation.name(key, "key")
                 let key = self.key
                 let json = self.json
+                StandardOutput.failWritesToClosedPipes()
                 return try await options.withStore { store in
                     let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-                    await withTaskGroup(of: Void.self) { group in
+                    return await withTaskGroup(of: Int32.self) { group in
                         group.addTask {
                             var iterator = signals.makeAsyncIterator()
                             _ = await iterator.next()
+                            return CommandOutcome.success
                         }
-                        group.addTask { await Self.follow(store, key: key, json: json) }
-                        _ = await group.next()
+                        group.addTask {
+                            guard await Self.follow(store, key: key, json: json) else {
+                                CommandOutcome.printError(StandardOutput.closedMessage)
+                                return CommandOutcome.outputClosed
+                            }
+                            return CommandOutcome.success
+                        }
+                        let status = await group.next() ?? CommandOutcome.success
                         group.cancelAll()
+                        return status
                     }
-                    return CommandOutcome.success
                 }
             }
         }
 
-        /// Prints each new observation of `key` until cancelled, resubscribing with backoff when the store fails.
-        private static func follow(_ store: LeaseStore, key: String, json: Bool) async {
+        /// Prints each new observation of `key` until cancelled, resubscribing with backoff when the store fails;
+        /// false when standard output was closed.
+        private static func follow(_ store: LeaseStore, key: String, json: Bool) async -> Bool {
             var last: LeaderInfo?? = .none
             var failures = 0
             while !Task.isCancelled {
@@ -64,17 +74,18 @@ extension BatonCommand {
                         }
                         if case .some(let previous) = last, same(previous, info) { continue }
                         last = .some(info)
-                        write(line(info, json: json))
+                        guard StandardOutput.write(line(info, json: json) + "\n") else { return false }
                     }
-                    if Task.isCancelled { return }
+                    if Task.isCancelled { return true }
                 } catch {
-                    if Task.isCancelled { return }
+                    if Task.isCancelled { return true }
                     if failures == 0 { CommandOutcome.printError("\(CommandOutcome.message(for: error)); retrying") }
                     failures += 1
                 }
                 let delay = ElectorConfiguration.Backoff().nominalDelay(attempt: max(1, failures))
-                do { try await Task.sleep(for: delay) } catch { return }
+                do { try await Task.sleep(for: delay) } catch { return true }
             }
+            return true
         }
 
         /// Whether two observations show the same term with the same metadata (time left is ignored).
@@ -101,11 +112,6 @@ extension BatonCommand {
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             return formatter.string(from: date)
-        }
-
-        /// Writes a line to standard output at once (it may be a pipe to another program).
-        private static func write(_ line: String) {
-            FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }
     }
 }

@@ -10,6 +10,7 @@ import Foundation
 /// | 1 | the store said no: lost the round, not the winner, already completed by another, no leader |
 /// | 2 | invalid argument: a malformed name, duration or store URL, or a store this build lacks |
 /// | 3 | the store failed, timed out or refused the credentials; the outcome is unknown and a retry is safe |
+/// | 74 | `baton campaign`, `baton watch`: standard output was closed (its reader went away); a campaign released its term first |
 /// | 75 | `baton run`: leadership was lost while the command ran, and the command was stopped |
 /// | 126 | `baton run`: the command could not be executed |
 /// | 127 | `baton run`: the command was not found |
@@ -22,6 +23,8 @@ enum CommandOutcome {
     static let refused: Int32 = 1
     static let invalidArgument: Int32 = 2
     static let storeFailure: Int32 = 3
+    /// `baton campaign`, `baton watch`: standard output was closed (EX_IOERR).
+    static let outputClosed: Int32 = 74
     /// `baton run`: leadership was lost while the command ran (EX_TEMPFAIL: campaigning again later may succeed).
     static let leadershipLost: Int32 = 75
 

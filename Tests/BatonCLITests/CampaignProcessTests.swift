@@ -134,4 +134,80 @@ struct CampaignProcessTests {
             _ = await b.waitForExit()
         }
     }
+
+    /// `baton campaign KEY | head -1`: the reader goes away, and the next event the campaign prints finds its
+    /// standard output closed. It must say so, release what it holds (the next candidate takes the key long
+    /// before the ttl) and exit 74, not crash on the write.
+    @Test func aClosedOutputEndsTheCampaignAndReleasesTheKey() async throws {
+        try await withDatabase { store in
+            let b = try RunningBaton(["campaign", "job", "--store", store, "--id", "b", "--ttl", "30s"])
+            _ = await b.waitFor("elected")
+            let a = Process()
+            a.executableURL = try CommandLineTests.executable()
+            a.arguments = ["campaign", "job", "--store", store, "--id", "a", "--ttl", "30s"]
+            let output = Pipe()
+            let errors = Pipe()
+            a.standardOutput = output
+            a.standardError = errors
+            a.standardInput = FileHandle.nullDevice
+            try ChildProcess.forkLock.withLock { _ in try a.run() }
+            // Read until a waits behind b, then close the only read end of its standard output.
+            var seen = Data()
+            while !String(decoding: seen, as: UTF8.self).contains("\"following\"") {
+                let chunk = output.fileHandleForReading.availableData
+                try #require(!chunk.isEmpty, "a ended before it followed b")
+                seen.append(chunk)
+            }
+            try output.fileHandleForReading.close()
+            // b hands the key to a, whose "elected" line then cannot be written.
+            b.signal(SIGTERM)
+            #expect(await b.waitForExit() == 0)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while a.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            if a.isRunning { a.terminate() }
+            a.waitUntilExit()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(a.terminationReason == .exit && a.terminationStatus == 74, "a ended with \(stderr)")
+            #expect(stderr.contains("standard output was closed; stopping"))
+            #expect(!stderr.contains("crashed"))
+            // a released the key: with a 30 s ttl, c can lead this soon only because of that.
+            let c = try RunningBaton(["campaign", "job", "--store", store, "--id", "c", "--ttl", "30s"])
+            #expect(await c.waitFor("elected", seconds: 10) != nil)
+            c.signal(SIGTERM)
+            _ = await c.waitForExit()
+        }
+    }
+
+    /// `baton watch KEY | head -1`: the next change finds the output closed, and the watch exits 74 saying so.
+    @Test func aClosedOutputEndsTheWatch() async throws {
+        try await withDatabase { store in
+            let watch = Process()
+            watch.executableURL = try CommandLineTests.executable()
+            watch.arguments = ["watch", "job", "--store", store]
+            let output = Pipe()
+            let errors = Pipe()
+            watch.standardOutput = output
+            watch.standardError = errors
+            watch.standardInput = FileHandle.nullDevice
+            try ChildProcess.forkLock.withLock { _ in try watch.run() }
+            var seen = Data()
+            while !seen.contains(UInt8(ascii: "\n")) {
+                let chunk = output.fileHandleForReading.availableData
+                try #require(!chunk.isEmpty, "the watch ended before its first line")
+                seen.append(chunk)
+            }
+            try output.fileHandleForReading.close()
+            let a = try RunningBaton(["campaign", "job", "--store", store, "--id", "a", "--ttl", "30s"])
+            _ = await a.waitFor("elected")
+            let deadline = ContinuousClock.now + .seconds(20)
+            while watch.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            if watch.isRunning { watch.terminate() }
+            watch.waitUntilExit()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(watch.terminationReason == .exit && watch.terminationStatus == 74, "ended with \(stderr)")
+            #expect(stderr.contains("standard output was closed; stopping"))
+            a.signal(SIGTERM)
+            _ = await a.waitForExit()
+        }
+    }
 }
