@@ -75,7 +75,8 @@ extension BatonCommand {
                         logger: logger
                     )
                     let events = elector.events
-                    let elections = elector.events
+                    // A second subscriber only for --for: each subscriber costs every event a yield.
+                    let elections = holdFor.map { _ in elector.events }
                     let group = ServiceGroup(
                         configuration: .init(
                             services: [.init(service: elector, successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -98,7 +99,7 @@ extension BatonCommand {
                                 if let fields = Self.report(event, holder: holder) { output.emit(fields) }
                             }
                         }
-                        if let holdFor {
+                        if let holdFor, let elections {
                             tasks.addTask {
                                 for await event in elections {
                                     guard case .elected = event else { continue }

@@ -8,7 +8,9 @@ import Synchronization
     /// The observing holder, if known.
     @TaskLocal public static var current: String?
 
-    /// `observations` with those whose holder is `leader`'s first, otherwise in their order.
+    /// `observations` with those whose holder is `leader`'s first, otherwise in their order. Inlinable, so that a
+    /// store's module specializes it: a release's pass over its observers calls it once per change.
+    @inlinable
     public static func leaderFirst<T>(_ observations: [(holder: String?, value: T)], leader: String?) -> [T] {
         guard let leader, observations.count > 1,
             let index = observations.firstIndex(where: { $0.holder == leader })
