@@ -47,10 +47,12 @@ extension PostgresLeaseStore {
             let handed = handedTerms.handedTerm(
                 key: key, holder: holder, ttl: term, metadata: metadata, pushed: states.latest(key)?.state)
         {
+            readyReleaseLater()
             return .acquired(handed)
         }
         if let handed = try await confirmHandedOverTerm(key: key, holder: holder, ttl: ttl, metadata: metadata) {
             handedTerms.stopped(key: key, holder: holder)
+            readyReleaseLater()
             return .acquired(handed)
         }
         let query = schema.queuedAcquire(
@@ -65,6 +67,7 @@ extension PostgresLeaseStore {
         if row.holder == holder {
             handedTerms.stopped(key: key, holder: holder)
             handedTerms.saw(key: key, token: row.token)
+            readyReleaseLater()
             return .acquired(Lease(key: key, holder: holder, token: row.token, ttl: ttl, metadata: row.metadata))
         }
         if waiting {

@@ -141,6 +141,10 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     let handedTerms: HandedTerms
     /// How many times change feeds read the database (for tests: a notification with a state spares the read).
     let feedLooks = Atomic<Int>(0)
+    /// With one connection: how many leads were considered for readying the session, and how many readied it
+    /// (for tests).
+    let readyingLooks = Atomic<Int>(0)
+    let readiedSessions = Atomic<Int>(0)
     /// One change feed per key for this instance's observers.
     let observations = SharedLeaderObservations()
     let state = Mutex(State())
@@ -149,6 +153,9 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
     /// Asks ``run()`` to start the `LISTEN` connection (once; later asks are ignored).
     let listenRequests: AsyncStream<Void>.Continuation
     private let listenRequestStream: AsyncStream<Void>
+    /// With one connection, tells ``run()`` that a holder leads through this store (``readyReleaseLater()``).
+    private let leadings: AsyncStream<Void>.Continuation
+    private let leadingStream: AsyncStream<Void>
     private let connectionConfiguration: PostgresConnection.Configuration
     private let clientConfiguration: PostgresClient.Configuration
     /// With one connection (``Configuration/maximumConnections`` 1), the loop it is made on, where requests run.
@@ -212,6 +219,45 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
             configuration.maximumConnections == 1
             ? PostgresLoopExecutor(on: PostgresConnection.defaultEventLoopGroup.any()) : nil
         (listenRequestStream, listenRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (leadingStream, leadings) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// How long after a holder starts to lead through a one-connection store its session is readied for the
+    /// release: after the term's start, whose work (a `baton run` launching its command) it would slow down.
+    static let readyingDelay: Duration = .milliseconds(100)
+
+    /// A holder leads through this store: with one connection, ``run()`` readies the connection's session for
+    /// the release a moment later (``readyReleases(_:)``), once per connection.
+    func readyReleaseLater() {
+        if sharedLoop != nil { leadings.yield() }
+    }
+
+    /// With one connection: once a holder leads, after ``readyingDelay``, the connection's session runs the
+    /// release's functions once (``PostgresSchema/readyRelease()``), so that the release at the end of the term,
+    /// on the handover's path, does not compile them. Once per connection (a new one after a reconnection is
+    /// readied at the next lead); a failure only costs that release the compiling.
+    private func readyReleases(_ shared: PostgresSharedConnection) async {
+        for await _ in leadingStream {
+            do {
+                try await clock.sleep(for: Self.readyingDelay)
+            } catch {
+                return
+            }
+            defer { readyingLooks.add(1, ordering: .relaxed) }
+            guard shared.claimReadying() else { continue }
+            let query = schema.readyRelease()
+            do {
+                try await perform("readying the release", timeout: .seconds(5)) { connection, logger in
+                    _ = try await connection.query(query, logger: logger).collect()
+                }
+                readiedSessions.add(1, ordering: .relaxed)
+            } catch {
+                logger.debug(
+                    "baton: readying the PostgreSQL session for a release failed",
+                    metadata: ["url": "\(redactedURL)", "error": "\(error)"]
+                )
+            }
+        }
     }
 
     // MARK: Lifecycle
@@ -233,6 +279,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
         defer {
             gate.end(stopped(nil))
             listenRequests.finish()
+            leadings.finish()
             signals.finishAll()
         }
         // The pool logs every failed connection attempt at info level; the store reports failures through the
@@ -259,6 +306,7 @@ public final class PostgresLeaseStore: LeaseStoreDriver {
                 // One connection for everything: the listener's, from the start.
                 listener.shared = shared
                 group.addTask { [listener] in await listener.run() }
+                group.addTask { await self.readyReleases(shared) }
                 gate.open(.shared(shared))
                 await withGracefulShutdownHandler {
                     for await _ in listenRequestStream {}

@@ -258,6 +258,16 @@ extension PostgresSchema {
         return PostgresQuery(unsafeSQL: "SELECT \"\(schema)\".baton_release($1, $2, $3)", binds: bindings)
     }
 
+    /// What readies a server session for a release, which a candidate process makes once, at the end of its term
+    /// and on the handover's path: the session runs `baton_release` and `baton_hand_on` once (a session compiles
+    /// a PL/pgSQL function, and plans its statements, at their first call). Both calls name the empty key, which
+    /// no lease has (Baton refuses empty names), so they find nothing and write nothing.
+    func readyRelease() -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: "SELECT \"\(schema)\".baton_release('', '', 0), "
+                + "(SELECT count(*) FROM \"\(schema)\".baton_hand_on('', 0, clock_timestamp()))")
+    }
+
     /// Takes a holder's place out of the key's queue under the key's row lock (a term it may hold is left alone).
     func leaveQueue(key: String, holder: String) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: 2)

@@ -33,6 +33,8 @@ final class PostgresSharedConnection: Sendable {
         /// Requests holding the turn that wait for a connection.
         var connectionWaiters: [Int: CheckedContinuation<PostgresConnection, any Error>] = [:]
         var closed = false
+        /// Whether the connection's session ran the release's functions once (``claimReadying()``).
+        var readied = false
     }
 
     private let state = Mutex(State())
@@ -48,10 +50,21 @@ final class PostgresSharedConnection: Sendable {
         let waiters = state.withLock { state in
             state.connection = connection
             state.lastFailure = nil
+            state.readied = false
             defer { state.connectionWaiters = [:] }
             return Array(state.connectionWaiters.values)
         }
         for waiter in waiters { waiter.resume(returning: connection) }
+    }
+
+    /// True once per connection, for the caller that is to run the release's functions on it
+    /// (``PostgresSchema/readyRelease()``); false while there is no connection.
+    func claimReadying() -> Bool {
+        state.withLock { state in
+            guard state.connection != nil, !state.readied else { return false }
+            state.readied = true
+            return true
+        }
     }
 
     /// The listener lost its connection (or could not make one, `failure`): requests wait for the next one, or

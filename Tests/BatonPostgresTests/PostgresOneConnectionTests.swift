@@ -1,9 +1,10 @@
 import Baton
-import BatonPostgres
 import BatonTestKit
 import Logging
 import Synchronization
 import Testing
+
+@testable import BatonPostgres
 
 /// A store with a pool of one (`pool_max_conns=1`) holds one server connection however many keys it leads, waits
 /// for or watches: its requests run on the connection it listens on, one at a time.
@@ -53,5 +54,39 @@ import Testing
         }
         // Stopped: its connection is closed.
         try await waitUntil("the session closed") { try await TestServer.sessions(named: name, url: url).count == 0 }
+    }
+
+    /// A candidate process releases once, at the end of its term and on the handover's path: a moment after a
+    /// holder leads, the one connection's session runs the release's functions once (finding nothing and writing
+    /// nothing), so the release does not compile them. Once per connection, and the release works after it.
+    @Test func aLeadReadiesTheSessionForTheReleaseOnce() async throws {
+        guard let url = try TestServer.url() else { return }
+        let name = unique("baton-ready")
+        let clock = ManualClock()
+        let driver = try PostgresLeaseStore(
+            url: try StoreURL("\(url)?application_name=\(name)&pool_max_conns=1"), clock: clock)
+        let marker = "baton_release('', '', 0)"
+        try await using(driver) { store in
+            let key = unique("ready")
+            let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
+            // Not before the delay: the session's last statement is the acquire's.
+            #expect(driver.readyingLooks.load(ordering: .relaxed) == 0)
+            #expect(try await TestServer.lastStatements(named: name, url: url).allSatisfy { !$0.contains(marker) })
+            clock.advance(by: PostgresLeaseStore.readyingDelay)
+            try await waitUntil("the lead was looked at") { driver.readyingLooks.load(ordering: .relaxed) == 1 }
+            #expect(driver.readiedSessions.load(ordering: .relaxed) == 1)
+            #expect(try await TestServer.lastStatements(named: name, url: url).contains { $0.contains(marker) })
+            // Another lead on the same connection does not ready it again.
+            let other = try #require(
+                try await store.acquire(key: unique("ready"), holder: "a", ttl: .seconds(30)).lease)
+            clock.advance(by: PostgresLeaseStore.readyingDelay)
+            try await waitUntil("the second lead was looked at") { driver.readyingLooks.load(ordering: .relaxed) == 2 }
+            #expect(driver.readiedSessions.load(ordering: .relaxed) == 1)
+            // The readying wrote nothing: the terms stand, and release as usual.
+            #expect(try await store.current(key: key)?.token == lease.token)
+            try await store.release(lease)
+            try await store.release(other)
+            #expect(try await store.current(key: key) == nil)
+        }
     }
 }

@@ -55,6 +55,30 @@ enum TestServer {
     }
 }
 
+extension TestServer {
+    /// The last statement of each session that carries `applicationName` on the server at `url`.
+    static func lastStatements(named applicationName: String, url: StoreURL) async throws -> [String] {
+        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
+        let logger = Logger(label: "baton.tests")
+        let connection = try await PostgresConnection.connect(
+            configuration: try settings.connectionConfiguration(.init()),
+            id: 1,
+            logger: logger
+        )
+        do {
+            let rows = try await connection.query(
+                "SELECT query FROM pg_stat_activity WHERE application_name = \(applicationName)",
+                logger: logger
+            ).collect()
+            try await connection.close()
+            return try rows.map { try $0.decode(String.self) }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+}
+
 /// Runs `store` behind a ``LeaseStore`` front while `body` runs, then stops it (also when `body` throws).
 func using<T>(_ store: PostgresLeaseStore, _ body: (LeaseStore) async throws -> T) async throws -> T {
     try await LeaseStore(store).withRunning(body)
