@@ -259,13 +259,23 @@ extension PostgresSchema {
     }
 
     /// What readies a server session for a release, which a candidate process makes once, at the end of its term
-    /// and on the handover's path: the session runs `baton_release` and `baton_hand_on` once (a session compiles
-    /// a PL/pgSQL function, and plans its statements, at their first call). Both calls name the empty key, which
-    /// no lease has (Baton refuses empty names), so they find nothing and write nothing.
+    /// and on the handover's path: a session compiles a PL/pgSQL function, and plans each of its statements, at
+    /// their first run. So the session runs a whole release once, with a hand-over to a waiting candidate and the
+    /// notifying trigger, on the empty key (which no lease has: Baton refuses empty names), in a subtransaction
+    /// that it then rolls back: nothing it wrote stays, and its notification is never sent.
     func readyRelease() -> PostgresQuery {
         PostgresQuery(
-            unsafeSQL: "SELECT \"\(schema)\".baton_release('', '', 0), "
-                + "(SELECT count(*) FROM \"\(schema)\".baton_hand_on('', 0, clock_timestamp()))")
+            unsafeSQL: """
+                DO $$ BEGIN
+                    INSERT INTO \(leases) (key, token, holder, metadata, ttl_ms, expires_at, updated_at)
+                        VALUES ('', 1, '', NULL, 1, clock_timestamp() + interval '1 second', clock_timestamp());
+                    INSERT INTO \(waiters) (key, holder, metadata, ttl_ms, expires_at)
+                        VALUES ('', '', NULL, 1, clock_timestamp() + interval '1 second');
+                    PERFORM "\(schema)".baton_release('', '', 1);
+                    RAISE EXCEPTION USING ERRCODE = 'BR001';
+                EXCEPTION WHEN SQLSTATE 'BR001' THEN NULL;
+                END $$
+                """)
     }
 
     /// Takes a holder's place out of the key's queue under the key's row lock (a term it may hold is left alone).

@@ -57,15 +57,15 @@ import Testing
     }
 
     /// A candidate process releases once, at the end of its term and on the handover's path: a moment after a
-    /// holder leads, the one connection's session runs the release's functions once (finding nothing and writing
-    /// nothing), so the release does not compile them. Once per connection, and the release works after it.
+    /// holder leads, the one connection's session runs a release once and rolls it back, so the release does not
+    /// compile its functions. Once per connection; nothing of it stays, and the release works after it.
     @Test func aLeadReadiesTheSessionForTheReleaseOnce() async throws {
         guard let url = try TestServer.url() else { return }
         let name = unique("baton-ready")
         let clock = ManualClock()
         let driver = try PostgresLeaseStore(
             url: try StoreURL("\(url)?application_name=\(name)&pool_max_conns=1"), clock: clock)
-        let marker = "baton_release('', '', 0)"
+        let marker = "baton_release('', '', 1)"
         try await using(driver) { store in
             let key = unique("ready")
             let lease = try #require(try await store.acquire(key: key, holder: "a", ttl: .seconds(30)).lease)
@@ -82,7 +82,8 @@ import Testing
             clock.advance(by: PostgresLeaseStore.readyingDelay)
             try await waitUntil("the second lead was looked at") { driver.readyingLooks.load(ordering: .relaxed) == 2 }
             #expect(driver.readiedSessions.load(ordering: .relaxed) == 1)
-            // The readying wrote nothing: the terms stand, and release as usual.
+            // The readying left nothing: no row of the empty key, the terms stand, and release as usual.
+            #expect(try await TestServer.rows(ofKey: "", url: url) == 0)
             #expect(try await store.current(key: key)?.token == lease.token)
             try await store.release(lease)
             try await store.release(other)

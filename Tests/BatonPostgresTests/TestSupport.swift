@@ -56,6 +56,31 @@ enum TestServer {
 }
 
 extension TestServer {
+    /// How many rows the default schema's leases and waiters tables hold for `key` on the server at `url`.
+    static func rows(ofKey key: String, url: StoreURL) async throws -> Int {
+        let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
+        let logger = Logger(label: "baton.tests")
+        let connection = try await PostgresConnection.connect(
+            configuration: try settings.connectionConfiguration(.init()),
+            id: 1,
+            logger: logger
+        )
+        do {
+            let rows = try await connection.query(
+                """
+                SELECT (SELECT count(*) FROM baton_leases WHERE key = \(key))
+                    + (SELECT count(*) FROM baton_waiters WHERE key = \(key))
+                """,
+                logger: logger
+            ).collect()
+            try await connection.close()
+            return Int(try #require(rows.first).decode(Int64.self))
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
     /// The last statement of each session that carries `applicationName` on the server at `url`.
     static func lastStatements(named applicationName: String, url: StoreURL) async throws -> [String] {
         let settings = try PostgresConnectionSettings(StoreURL("\(url)?sslmode=disable"))
