@@ -110,6 +110,21 @@ struct HandedTermsTests {
         #expect(terms.handedTermFromRead(key: "k", holder: "c", ttl: ttl, metadata: nil) == nil, "a free key")
     }
 
+    /// Where the holder may also ask through other instances (``HandedTerms/holderMayAskElsewhere``), no term is
+    /// taken without a request, from a message or a read: the holder may have taken and released it elsewhere while
+    /// this instance's news was late. The same term is taken once the acquire runs without that mark.
+    @Test func noTermIsTakenWithoutARequestWhereTheHolderMayAskElsewhere() {
+        let terms = HandedTerms(clock: BatonClock(clock))
+        terms.refused(
+            key: "k", holder: "b", ttl: ttl, metadata: nil, sentAt: .zero, leader: LeaderInfo(holder: "a", token: 4))
+        terms.read(key: "k", leader: LeaderInfo(holder: "b", token: 5, ttl: ttl), expiresAt: .seconds(30))
+        HandedTerms.$holderMayAskElsewhere.withValue(true) {
+            #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 5)) == nil)
+            #expect(terms.handedTermFromRead(key: "k", holder: "b", ttl: ttl, metadata: nil) == nil)
+        }
+        #expect(terms.handedTerm(key: "k", holder: "b", ttl: ttl, metadata: nil, pushed: term("b", 5))?.token == 5)
+    }
+
     /// Places of holders that stopped asking (a client gone from a long-running server) are dropped now and then,
     /// with their keys: after 2 ttl without an ask, a thousand abandoned keys are gone once another thousand
     /// refusals came.

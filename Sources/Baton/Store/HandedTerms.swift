@@ -16,7 +16,18 @@ import Synchronization
 /// only if its token is greater than every token this store has seen for the key in an answer since the
 /// candidate's refusal (refusals, grants, renews, releases, reads), and only once: a term the holder already took,
 /// gave back or lost is never taken again from an old message.
+///
+/// "Once" is this instance's knowledge. A holder that also asks through another instance of the store (a client of
+/// several `baton serve` replicas) may take its handed term there and release it, while this instance's messages
+/// are late (its connection silent, its reader behind): the message it kept still shows the term handed, with no
+/// token above it. So where a holder may ask elsewhere, ``holderMayAskElsewhere`` is set for the acquire, and no
+/// term is taken without a request: the store asks the server, which knows.
 @_spi(BatonStoreKit) public final class HandedTerms: Sendable {
+    /// Set around an acquire whose holder may also ask through other instances of the store (see the type's
+    /// documentation): then ``handedTerm(key:holder:ttl:metadata:pushed:)`` and
+    /// ``handedTermFromRead(key:holder:ttl:metadata:)`` answer nil, and the store asks the server.
+    @TaskLocal public static var holderMayAskElsewhere = false
+
     private struct Waiter {
         /// When the latest refused waiting acquire was sent, on the store's clock.
         var sentAt: Duration
@@ -125,6 +136,7 @@ import Synchronization
     /// ``handedTerm(key:holder:ttl:metadata:pushed:)`` otherwise: only a candidate still waiting here, a token
     /// above every token seen since its refusal, more than half the ttl left, once.
     public func handedTermFromRead(key: String, holder: String, ttl: Duration, metadata: String?) -> Lease? {
+        guard !Self.holderMayAskElsewhere else { return nil }
         let now = clock.now()
         return state.withLock { state -> Lease? in
             guard var entry = state.keys[key], let read = entry.lastRead, let waiter = entry.waiters[holder],
@@ -146,8 +158,8 @@ import Synchronization
     public func handedTerm(key: String, holder: String, ttl: Duration, metadata: String?, pushed: PushedLeaderState?)
         -> Lease?
     {
-        guard let pushed, !pushed.version.free, let leader = pushed.leader, leader.holder == holder,
-            leader.metadata == metadata, leader.ttl == ttl
+        guard !Self.holderMayAskElsewhere, let pushed, !pushed.version.free, let leader = pushed.leader,
+            leader.holder == holder, leader.metadata == metadata, leader.ttl == ttl
         else { return nil }
         let now = clock.now()
         return state.withLock { state -> Lease? in

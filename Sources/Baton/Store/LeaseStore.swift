@@ -52,16 +52,27 @@ public struct LeaseStore: Service, Sendable {
         /// read when the front is made: bootstrap it first. With no tracer (the no-op one), nothing is traced and
         /// tracing costs nothing.
         public var tracer: (any Tracer)?
+        /// Whether a holder may also acquire through other instances of the store (other processes' fronts on the
+        /// same server or file), as a client of several `baton serve` replicas does. Then a waiting holder that
+        /// was handed the key by a release is granted its term only on the server's answer to a request, never on
+        /// the release's message alone (which a late message could show for a term the holder has since taken and
+        /// released through another instance). False by default: an elector asks through its own store only, and
+        /// takes a handed term without a request on Redis, PostgreSQL and SQLite. `baton serve` asks the server
+        /// for every waiting acquire whatever this says.
+        public var holdersAskThroughOtherInstances: Bool
 
-        /// The defaults: requests within 10 s, a second's wait for `run()`, the bootstrapped tracer.
+        /// The defaults: requests within 10 s, a second's wait for `run()`, the bootstrapped tracer, holders that
+        /// ask through this instance only.
         public init(
             requestTimeout: Duration = .seconds(10),
             startTimeout: Duration = .seconds(1),
-            tracer: (any Tracer)? = nil
+            tracer: (any Tracer)? = nil,
+            holdersAskThroughOtherInstances: Bool = false
         ) {
             self.requestTimeout = requestTimeout
             self.startTimeout = startTimeout
             self.tracer = tracer
+            self.holdersAskThroughOtherInstances = holdersAskThroughOtherInstances
         }
     }
 
@@ -163,12 +174,19 @@ public struct LeaseStore: Service, Sendable {
         try BatonValidation.name(holder, "holder")
         try BatonValidation.duration(ttl, "ttl")
         try BatonValidation.metadata(metadata)
+        let elsewhere = configuration.holdersAskThroughOtherInstances
         let acquire = { [driver, core] in
             try await core.perform(.acquire) {
                 // At most LeaseStoreCore.maximumAcquiresUnderWay at once; the others wait their turn, within their
                 // deadline.
                 try await core.acquires.run {
-                    try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+                    guard waiting, elsewhere else {
+                        return try await driver.acquire(
+                            key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waiting)
+                    }
+                    return try await HandedTerms.$holderMayAskElsewhere.withValue(true) {
+                        try await driver.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: true)
+                    }
                 }
             }
         }

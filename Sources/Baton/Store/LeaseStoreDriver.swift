@@ -28,7 +28,9 @@ import ServiceLifecycle
 ///   local time `t0` with time to live `ttl` never expires before `t0 + ttl`. A store that can start a term
 ///   without a request (etcd, Redis and PostgreSQL, for a term handed over on release; see `HandedTerms`)
 ///   answers with a lease whose ``Lease/ttl`` is shorter than asked: the time the term is sure to last, counted
-///   from the call.
+///   from the call. It does not do so from what its messages or earlier reads showed when the acquire runs with
+///   `HandedTerms.holderMayAskElsewhere` set (the holder may have taken and released that term through another
+///   instance since): then it asks the server.
 /// - **Terms belong to the store.** Any driver instance on the same store renews, releases and observes a term
 ///   given its key, holder and token.
 /// - **Errors.** "Held by someone else" is an answer (``AcquireResult/held(by:)``, ``BatonError/Code/lost``);

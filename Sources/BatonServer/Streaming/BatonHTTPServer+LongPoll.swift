@@ -1,4 +1,4 @@
-import Baton
+@_spi(BatonStoreKit) import Baton
 import NIOCore
 import ServiceLifecycle
 
@@ -44,8 +44,12 @@ extension BatonHTTPServer {
     ) async throws -> (result: AcquireResult, started: ContinuousClock.Instant) {
         let store = self.store
         let waits = wait > .zero
+        // A client may ask through other replicas of this service too: a term handed to it by a release is granted
+        // on the store's answer to a request, never on the release's message alone (see `HandedTerms`).
         let attempt = { @Sendable in
-            try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waits)
+            try await HandedTerms.$holderMayAskElsewhere.withValue(true) {
+                try await store.acquire(key: key, holder: holder, ttl: ttl, metadata: metadata, waiting: waits)
+            }
         }
         let firstStarted = ContinuousClock.now
         let first = try await withStore("acquire", attempt)
