@@ -145,20 +145,21 @@ struct CampaignProcessTests {
             let a = Process()
             a.executableURL = try CommandLineTests.executable()
             a.arguments = ["campaign", "job", "--store", store, "--id", "a", "--ttl", "30s"]
-            let output = Pipe()
-            let errors = Pipe()
-            a.standardOutput = output
-            a.standardError = errors
+            let output = try PrivatePipe()
+            let errors = try ErrorFile()
+            a.standardOutput = output.writing
+            a.standardError = errors.handle
             a.standardInput = FileHandle.nullDevice
             try ChildProcess.forkLock.withLock { _ in try a.run() }
+            try output.writing.close()
             // Read until a waits behind b, then close the only read end of its standard output.
             var seen = Data()
             while !String(decoding: seen, as: UTF8.self).contains("\"following\"") {
-                let chunk = output.fileHandleForReading.availableData
+                let chunk = output.reading.availableData
                 try #require(!chunk.isEmpty, "a ended before it followed b")
                 seen.append(chunk)
             }
-            try output.fileHandleForReading.close()
+            try output.reading.close()
             // b hands the key to a, whose "elected" line then cannot be written.
             b.signal(SIGTERM)
             #expect(await b.waitForExit() == 0)
@@ -166,7 +167,7 @@ struct CampaignProcessTests {
             while a.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             if a.isRunning { a.terminate() }
             a.waitUntilExit()
-            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let stderr = errors.text()
             #expect(a.terminationReason == .exit && a.terminationStatus == 74, "a ended with \(stderr)")
             #expect(stderr.contains("standard output was closed; stopping"))
             #expect(!stderr.contains("crashed"))
@@ -184,30 +185,74 @@ struct CampaignProcessTests {
             let watch = Process()
             watch.executableURL = try CommandLineTests.executable()
             watch.arguments = ["watch", "job", "--store", store]
-            let output = Pipe()
-            let errors = Pipe()
-            watch.standardOutput = output
-            watch.standardError = errors
+            let output = try PrivatePipe()
+            let errors = try ErrorFile()
+            watch.standardOutput = output.writing
+            watch.standardError = errors.handle
             watch.standardInput = FileHandle.nullDevice
             try ChildProcess.forkLock.withLock { _ in try watch.run() }
+            try output.writing.close()
             var seen = Data()
             while !seen.contains(UInt8(ascii: "\n")) {
-                let chunk = output.fileHandleForReading.availableData
+                let chunk = output.reading.availableData
                 try #require(!chunk.isEmpty, "the watch ended before its first line")
                 seen.append(chunk)
             }
-            try output.fileHandleForReading.close()
+            try output.reading.close()
             let a = try RunningBaton(["campaign", "job", "--store", store, "--id", "a", "--ttl", "30s"])
             _ = await a.waitFor("elected")
             let deadline = ContinuousClock.now + .seconds(20)
             while watch.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             if watch.isRunning { watch.terminate() }
             watch.waitUntilExit()
-            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let stderr = errors.text()
             #expect(watch.terminationReason == .exit && watch.terminationStatus == 74, "ended with \(stderr)")
             #expect(stderr.contains("standard output was closed; stopping"))
             a.signal(SIGTERM)
             _ = await a.waitForExit()
         }
+    }
+}
+
+/// A pipe for one child's standard output whose ends no other child inherits (both are close-on-exec, set before
+/// any other process of these tests can start; the child gets the writing end as its descriptor 1), so that closing `reading` here leaves the pipe without a reader: a
+/// `Pipe()` made while other tests start processes can leak its reading end into them, and the child's writes
+/// then never fail.
+struct PrivatePipe {
+    let reading: FileHandle
+    let writing: FileHandle
+
+    init() throws {
+        var descriptors: [Int32] = [0, 0]
+        // Made and marked under the lock every process start of these tests takes, so none starts in between.
+        let made = ChildProcess.forkLock.withLock { _ in
+            guard pipe(&descriptors) == 0 else { return false }
+            return descriptors.allSatisfy { fcntl($0, F_SETFD, FD_CLOEXEC) == 0 }
+        }
+        guard made else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        reading = FileHandle(fileDescriptor: descriptors[0], closeOnDealloc: true)
+        writing = FileHandle(fileDescriptor: descriptors[1], closeOnDealloc: true)
+    }
+}
+
+/// A child's standard error in a temporary file (a pipe's writing end leaked into another child would keep its
+/// reader from ever seeing the end).
+final class ErrorFile {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("baton-stderr-\(UUID())")
+    let handle: FileHandle
+
+    init() throws {
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        handle = try FileHandle(forWritingTo: url)
+    }
+
+    /// What the child wrote so far.
+    func text() -> String {
+        (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    }
+
+    deinit {
+        try? handle.close()
+        try? FileManager.default.removeItem(at: url)
     }
 }
