@@ -242,7 +242,7 @@ final class ErrorFile {
     let handle: FileHandle
 
     init() throws {
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         handle = try FileHandle(forWritingTo: url)
     }
 
