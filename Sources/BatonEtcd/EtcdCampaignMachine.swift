@@ -116,10 +116,19 @@ struct EtcdCampaignMachine {
 
     /// What a candidate of this store sends to take the key.
     enum AcquireAttempt: Equatable {
-        /// The view shows the key handed over to this candidate, and its lease is sure to live for `sure`: a read
-        /// confirms the handover (a silent watch shows an old queue, so it is never taken on its word), and the
-        /// term then starts with no write, promised for `sure`. If the read does not confirm it, go on as
-        /// ``keepAliveAndCheckHandover``.
+        /// The view shows the key handed over to this candidate, its lease is sure to live for `sure`, and its
+        /// holder asks through this store instance only: the term starts with no request, promised for `sure`.
+        ///
+        /// Only the holder could have ended the term since, through this instance, which would know (its
+        /// campaign would be gone or leading), or an operator, as with a leader's term: the holder then learns at
+        /// its first renew. The view is this instance's watch, which may lag (a silent connection, a member
+        /// behind), but never shows a handover that did not happen.
+        case takeHandover(sure: Duration)
+        /// As ``takeHandover(sure:)``, for a holder that may also ask through other instances (a client of
+        /// several `baton serve` replicas; ``Baton/HandedTerms/holderMayAskElsewhere``): it may have taken the
+        /// term there and released it since, while this instance's watch lags. A linearizable read confirms the
+        /// handover first, and the term then starts with no write, promised for `sure`. If the read does not
+        /// confirm it, go on as ``keepAliveAndCheckHandover``.
         case confirmHandover(sure: Duration)
         /// A keep-alive (the term's ttl counts from it) together with a read whether the key was handed over;
         /// if it was not, lead with a write if the candidate is the head.
@@ -128,14 +137,22 @@ struct EtcdCampaignMachine {
         case keepAliveAndLead
     }
 
-    /// The attempt of `campaign` at `now` for a term of `ttl`, with `view` the fresh view of the queue, if any.
+    /// The attempt of `campaign` at `now` for a term of `ttl`, with `view` the fresh view of the queue, if any;
+    /// `holderMayAskElsewhere` when the holder may also ask through other store instances.
     static func attempt(
-        _ campaign: Campaign, ttl: Duration, metadata: String?, view: [EtcdLeaseStore.Candidate]?, now: Duration
+        _ campaign: Campaign,
+        ttl: Duration,
+        metadata: String?,
+        view: [EtcdLeaseStore.Candidate]?,
+        now: Duration,
+        holderMayAskElsewhere: Bool
     ) -> AcquireAttempt {
         // A leader, or a candidate with new metadata to publish, writes anyway.
         guard !campaign.leading, metadata == campaign.metadata else { return .keepAliveAndLead }
         let shown = view?.first.map { $0.lease == campaign.lease && !$0.waiting } ?? false
-        if shown, let sure = sureTerm(of: campaign, asked: ttl, now: now) { return .confirmHandover(sure: sure) }
+        if shown, let sure = sureTerm(of: campaign, asked: ttl, now: now) {
+            return holderMayAskElsewhere ? .confirmHandover(sure: sure) : .takeHandover(sure: sure)
+        }
         return .keepAliveAndCheckHandover
     }
 

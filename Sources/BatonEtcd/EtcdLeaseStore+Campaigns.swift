@@ -223,13 +223,16 @@ extension EtcdLeaseStore {
 
     /// Marks a campaign as leading, and has its key's watcher tell this store's subscribers again: they were
     /// told "no leader" while the campaign waited here, and the watch may have shown its lead before this mark.
-    func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) {
-        let watcher = state.withLock { state -> EtcdElectionWatcher? in
-            guard state.machine.markLeading(id, lease: campaign.lease, metadata: metadata) else { return nil }
-            return state.watchers[id.key]
+    /// False if this store's campaign is no longer on `campaign`'s lease (nothing is marked).
+    @discardableResult
+    func markLeading(_ id: CampaignID, _ campaign: Campaign, metadata: String?) -> Bool {
+        let (marked, watcher) = state.withLock { state -> (Bool, EtcdElectionWatcher?) in
+            guard state.machine.markLeading(id, lease: campaign.lease, metadata: metadata) else { return (false, nil) }
+            return (true, state.watchers[id.key])
         }
         watcher?.republish()
         holdWatch(id.key)
+        return marked
     }
 
     /// Keeps the watch of `key`, which this store now leads, running until the term ends here (starting one if

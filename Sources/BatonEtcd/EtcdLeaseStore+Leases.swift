@@ -67,7 +67,17 @@ extension EtcdLeaseStore {
         -> AcquireResult?
     {
         let view = state.withLock { $0.watchers[id.key]?.freshSnapshot }
-        var plan = EtcdCampaignMachine.attempt(campaign, ttl: ttl, metadata: metadata, view: view, now: clock.now())
+        var plan = EtcdCampaignMachine.attempt(
+            campaign, ttl: ttl, metadata: metadata, view: view, now: clock.now(),
+            holderMayAskElsewhere: HandedTerms.holderMayAskElsewhere)
+        if case .takeHandover(let sure) = plan {
+            if markLeading(id, campaign, metadata: metadata) {
+                return .acquired(
+                    Lease(key: id.key, holder: id.holder, token: campaign.revision, ttl: sure, metadata: metadata))
+            }
+            // The candidate changed meanwhile (another acquire of its holder moved it): ask etcd.
+            plan = .keepAliveAndCheckHandover
+        }
         if case .confirmHandover(let sure) = plan {
             // The sure time counts from before the read, so the read's own time is not promised.
             if try await handedOver(id, campaign) {
@@ -79,7 +89,7 @@ extension EtcdLeaseStore {
         }
         let sent = clock.now()
         switch plan {
-        case .confirmHandover:
+        case .takeHandover, .confirmHandover:
             return nil
         case .keepAliveAndCheckHandover:
             async let alive = keepAlive(campaign.lease)

@@ -47,9 +47,10 @@ import Synchronization
 ///   keys and marks the next Baton candidate as leading (a store watches the keys it leads, up to
 ///   ``maximumHeldWatches`` of them, although their holders' change feeds stop; for other keys a release first
 ///   reads the queue, a serializable read). Every store reports the successor as the leader at
-///   once, and its holder, seeing itself named, acquires. When that store's watch shows the handover and a read confirms it (a
-///   watch whose connection died silently shows an old queue), the acquire writes nothing: the term starts at
-///   once and is promised (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive through this
+///   once, and its holder, seeing itself named, acquires. When that store's watch shows the handover, the
+///   acquire sends nothing (where its holder may also ask through other instances,
+///   `HandedTerms.holderMayAskElsewhere`, a linearizable read confirms the handover first: the holder may have
+///   taken the term there and released it while this watch lags): the term starts at once and is promised (``Baton/Lease/ttl``) for as long as the candidate's last keep-alive through this
 ///   store ensures, capped at the ttl asked and given only when more than half of it is left. Otherwise the
 ///   acquire is a keep-alive (the term's ttl counts from it) and a read, not a write. A successor whose holder
 ///   never acquires loses the key when its lease runs out, as a stopped leader would.

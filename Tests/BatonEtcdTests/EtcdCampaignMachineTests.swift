@@ -43,33 +43,38 @@ import Testing
         #expect(sure(Self.campaign(keptAliveAt: now - .seconds(12)), .seconds(10), now) == nil)
     }
 
-    @Test("a handover shown by the watch starts the term after a read only while the lease is surely alive")
+    @Test("a handover shown by the watch starts the term without a request only while the lease is surely alive")
     func attemptAfterAHandover() {
         let handedToMe = [Self.candidate(lease: 7, revision: 20, holder: "me")]
         let now = Duration.seconds(100)
         let fresh = Self.campaign(keptAliveAt: now - .seconds(1))
-        #expect(
-            Machine.attempt(fresh, ttl: .seconds(10), metadata: nil, view: handedToMe, now: now)
-                == .confirmHandover(sure: .seconds(9)))
+        func attempt(
+            _ campaign: Machine.Campaign, metadata: String? = nil, view: [EtcdLeaseStore.Candidate]?,
+            elsewhere: Bool = false
+        )
+            -> Machine.AcquireAttempt
+        {
+            Machine.attempt(
+                campaign, ttl: .seconds(10), metadata: metadata, view: view, now: now, holderMayAskElsewhere: elsewhere)
+        }
+        // A holder that asks through this store only takes the handed term from the watch.
+        #expect(attempt(fresh, view: handedToMe) == .takeHandover(sure: .seconds(9)))
+        // One that may also ask through other instances (baton serve replicas) has a read confirm it first.
+        #expect(attempt(fresh, view: handedToMe, elsewhere: true) == .confirmHandover(sure: .seconds(9)))
         // The last keep-alive is too old: a keep-alive goes out with the check.
         let stale = Self.campaign(keptAliveAt: now - .seconds(6))
-        #expect(
-            Machine.attempt(stale, ttl: .seconds(10), metadata: nil, view: handedToMe, now: now)
-                == .keepAliveAndCheckHandover)
+        #expect(attempt(stale, view: handedToMe) == .keepAliveAndCheckHandover)
+        #expect(attempt(stale, view: handedToMe, elsewhere: true) == .keepAliveAndCheckHandover)
         // No fresh view, or a view where this candidate still waits: a keep-alive and a check too.
-        #expect(
-            Machine.attempt(fresh, ttl: .seconds(10), metadata: nil, view: nil, now: now) == .keepAliveAndCheckHandover)
+        #expect(attempt(fresh, view: nil) == .keepAliveAndCheckHandover)
         let waiting = [Self.candidate(lease: 7, revision: 20, holder: "me", waiting: true)]
-        #expect(
-            Machine.attempt(fresh, ttl: .seconds(10), metadata: nil, view: waiting, now: now)
-                == .keepAliveAndCheckHandover)
+        #expect(attempt(fresh, view: waiting) == .keepAliveAndCheckHandover)
+        // Another candidate at the head: not a handover to this one.
+        let handedToAnother = [Self.candidate(lease: 8, revision: 19, holder: "other")] + handedToMe
+        #expect(attempt(fresh, view: handedToAnother) == .keepAliveAndCheckHandover)
         // New metadata is written, and a leader renews with a write.
-        #expect(
-            Machine.attempt(fresh, ttl: .seconds(10), metadata: "m", view: handedToMe, now: now) == .keepAliveAndLead)
-        #expect(
-            Machine.attempt(
-                Self.campaign(leading: true), ttl: .seconds(10), metadata: nil, view: handedToMe, now: now)
-                == .keepAliveAndLead)
+        #expect(attempt(fresh, metadata: "m", view: handedToMe) == .keepAliveAndLead)
+        #expect(attempt(Self.campaign(leading: true), view: handedToMe) == .keepAliveAndLead)
     }
 
     // MARK: Starting an acquire

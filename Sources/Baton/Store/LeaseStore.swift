@@ -57,7 +57,7 @@ public struct LeaseStore: Service, Sendable {
         /// was handed the key by a release is granted its term only on the server's answer to a request, never on
         /// the release's message alone (which a late message could show for a term the holder has since taken and
         /// released through another instance). False by default: an elector asks through its own store only, and
-        /// takes a handed term without a request on Redis, PostgreSQL and SQLite. `baton serve` asks the server
+        /// takes a handed term without a request on Redis, PostgreSQL, SQLite and etcd. `baton serve` asks the server
         /// for every waiting acquire whatever this says.
         public var holdersAskThroughOtherInstances: Bool
 
