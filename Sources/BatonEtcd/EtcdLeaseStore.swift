@@ -173,7 +173,58 @@ public final class EtcdLeaseStore: LeaseStoreDriver {
         )
         self.keepAlives = EtcdKeepAliveStream(client: client, lifecycle: lifecycle)
         self.configuration = configuration
+        _ = Self.runtimeWarmUp
     }
+
+    /// A throwaway campaign taken once per process through a handover shown by the watch, so that the Swift
+    /// runtime's first-time work for the types a successor's acquire uses (generic metadata, conformances, the
+    /// task-local that says whether the holder asks elsewhere) is not done on an election's path, where a release
+    /// has woken every waiting process at once. True when the warm-up went the way of a real handover.
+    static let runtimeWarmUp: Bool = {
+        var machine = EtcdCampaignMachine()
+        let id = EtcdCampaignMachine.CampaignID(key: "k", holder: "b")
+        machine.joined(
+            id,
+            EtcdCampaignMachine.Campaign(
+                lease: 2, name: 2, ttlSeconds: 10, revision: 5, leading: false, metadata: nil, lastTry: .zero,
+                lastKeepAlive: .zero))
+        let view = [
+            Candidate(key: Data("k/2".utf8), revision: 5, lease: 2, name: 2, value: "", holder: "b", waiting: false)
+        ]
+        guard case .campaign(let campaign, _) = machine.startAcquire(id, ttl: .seconds(10), view: view, now: .zero)
+        else { return false }
+        let plan = EtcdCampaignMachine.attempt(
+            campaign, ttl: .seconds(10), metadata: nil, view: view, now: .zero,
+            holderMayAskElsewhere: HandedTerms.holderMayAskElsewhere)
+        guard case .takeHandover(let sure) = plan, machine.markLeading(id, lease: 2, metadata: nil) else {
+            return false
+        }
+        let result = AcquireResult.acquired(Lease(key: "k", holder: "b", token: 5, ttl: sure, metadata: nil))
+        // The new leader's store holds the key's watch (a subscriber more, a held watch): the dictionaries it grows.
+        var subscribers: [Int: EtcdElectionWatcher.Subscriber] = [:]
+        for id in 0..<3 { subscribers[id] = .holder }
+        let held = [String: (watcher: EtcdElectionWatcher, id: Int)](minimumCapacity: 4)
+        // The watch answer of a handover: a deletion and a rewrite (a waiting process may have seen neither yet).
+        let handover = Etcdserverpb_WatchResponse.with {
+            $0.events = [
+                .with {
+                    $0.type = .delete
+                    $0.kv = .with { $0.key = Data("k/1".utf8) }
+                },
+                .with {
+                    $0.type = .put
+                    $0.kv = .with {
+                        $0.key = Data("k/2".utf8)
+                        $0.createRevision = 5
+                        $0.lease = 2
+                    }
+                },
+            ]
+        }
+        let decoded = (try? handover.serializedBytes() as [UInt8])
+            .flatMap { try? Etcdserverpb_WatchResponse(serializedBytes: $0) }
+        return result.lease != nil && subscribers.count + held.count == 3 && decoded?.events.count == 2
+    }()
 
     /// A store for the URL string `url`; it connects in ``run()``.
     public convenience init(_ url: String, configuration: Configuration = Configuration()) throws {

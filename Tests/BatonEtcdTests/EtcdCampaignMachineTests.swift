@@ -77,6 +77,11 @@ import Testing
         #expect(attempt(Self.campaign(leading: true), view: handedToMe) == .keepAliveAndLead)
     }
 
+    @Test("the store's warm-up takes a handover shown by the watch, as a successor's acquire does")
+    func warmUpTakesAHandover() {
+        #expect(EtcdLeaseStore.runtimeWarmUp)
+    }
+
     // MARK: Starting an acquire
 
     @Test("a waiting candidate the fresh view shows behind another is refused after only a keep-alive")
