@@ -67,7 +67,7 @@ import Testing
 
     @Test func aFreeKeyGoesToTheHeadOfTheQueue() async throws {
         guard let url = try RedisTestServer.url() else { return }
-        try await withRedisStore(url) { store, _ in
+        try await withRedisStore(url, configuration: unprobedRedis) { store, _ in
             let key = unique("queue-free")
             let short = try acquired(
                 try await store.acquire(key: key, holder: "leader", ttl: .milliseconds(300), metadata: nil), "leader")
@@ -97,7 +97,7 @@ import Testing
 
     @Test func aWaiterThatStopsAskingLeavesTheQueueWithinItsTTL() async throws {
         guard let url = try RedisTestServer.url() else { return }
-        try await withRedisStore(url) { store, _ in
+        try await withRedisStore(url, configuration: unprobedRedis) { store, _ in
             let key = unique("queue-leaves")
             let lease = try acquired(
                 try await store.acquire(key: key, holder: "leader", ttl: Self.long, metadata: nil), "leader")

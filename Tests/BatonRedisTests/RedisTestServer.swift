@@ -25,8 +25,18 @@ enum RedisTestServer {
 @discardableResult
 func withRedisStore<T>(
     _ url: String,
+    configuration: RedisLeaseStore.Configuration = RedisLeaseStore.Configuration(),
     _ body: (LeaseStore, RedisLeaseStore) async throws -> T
 ) async throws -> T {
-    let driver = try RedisLeaseStore(url)
+    let driver = try RedisLeaseStore(url: try StoreURL(url), configuration: configuration)
     return try await LeaseStore(driver).withRunning { store in try await body(store, driver) }
 }
+
+/// A configuration whose connections send no probes: for tests of terms shorter than a second, where the probes
+/// (lowered to a quarter and a half of the shortest ttl) would take a slow answer under a loaded test run for a dead
+/// connection. The tests of dead connections keep the probes.
+let unprobedRedis: RedisLeaseStore.Configuration = {
+    var configuration = RedisLeaseStore.Configuration()
+    configuration.probeInterval = nil
+    return configuration
+}()
