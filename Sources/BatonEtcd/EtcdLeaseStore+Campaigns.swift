@@ -166,7 +166,11 @@ extension EtcdLeaseStore {
         guard let campaign = try await adopt(id, own) else { return .held(by: Self.leaderOrHead(of: others)) }
         let seconds = EtcdCampaignMachine.ttlSeconds(ttl)
         let moveTo = seconds == campaign.ttlSeconds ? nil : seconds
-        if let result = try await go(id, campaign, moveTo: moveTo, ttl: ttl, metadata: metadata) { return result }
+        // A candidate that joined through another instance: its holder asks there too, so a handover the watch
+        // shows is confirmed by a read (`waiting: false`).
+        if let result = try await go(id, campaign, moveTo: moveTo, ttl: ttl, metadata: metadata, waiting: false) {
+            return result
+        }
         forget(id, lease: campaign.lease)
         return .held(by: Self.leaderOrHead(of: others))
     }

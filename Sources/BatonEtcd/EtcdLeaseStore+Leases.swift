@@ -43,33 +43,36 @@ extension EtcdLeaseStore {
             forget(id, lease: campaign.lease)
             return try await join(id, ttl: ttl, metadata: metadata, waiting: waiting)
         case .campaign(let campaign, let moveTo):
-            if let result = try await go(id, campaign, moveTo: moveTo, ttl: ttl, metadata: metadata) { return result }
+            if let result = try await go(id, campaign, moveTo: moveTo, ttl: ttl, metadata: metadata, waiting: waiting) {
+                return result
+            }
             forget(id, lease: campaign.lease)
             return try await join(id, ttl: ttl, metadata: metadata, waiting: waiting)
         }
     }
 
     /// Goes on with a candidate: moves it to a lease of `moveTo` seconds first if that is set, then attempts to
-    /// lead. Nil when its keys are gone or moved by another instance.
-    func go(_ id: CampaignID, _ campaign: Campaign, moveTo: Int64?, ttl: Duration, metadata: String?) async throws
-        -> AcquireResult?
-    {
+    /// lead. Nil when its keys are gone or moved by another instance. Only a `waiting` acquire takes a handed term
+    /// from the watch, as on the other stores with a queue.
+    func go(
+        _ id: CampaignID, _ campaign: Campaign, moveTo: Int64?, ttl: Duration, metadata: String?, waiting: Bool
+    ) async throws -> AcquireResult? {
         var campaign = campaign
         if let moveTo {
             guard let moved = try await move(id, campaign, ttlSeconds: moveTo) else { return nil }
             campaign = moved
         }
-        return try await attempt(id, campaign, ttl: ttl, metadata: metadata)
+        return try await attempt(id, campaign, ttl: ttl, metadata: metadata, waiting: waiting)
     }
 
     /// The acquire of a candidate of this store: nil when its key is gone (it joins the queue again).
-    private func attempt(_ id: CampaignID, _ campaign: Campaign, ttl: Duration, metadata: String?) async throws
-        -> AcquireResult?
+    private func attempt(_ id: CampaignID, _ campaign: Campaign, ttl: Duration, metadata: String?, waiting: Bool)
+        async throws -> AcquireResult?
     {
         let view = state.withLock { $0.watchers[id.key]?.freshSnapshot }
         var plan = EtcdCampaignMachine.attempt(
             campaign, ttl: ttl, metadata: metadata, view: view, now: clock.now(),
-            holderMayAskElsewhere: HandedTerms.holderMayAskElsewhere)
+            holderMayAskElsewhere: !waiting || HandedTerms.holderMayAskElsewhere)
         if case .takeHandover(let sure) = plan {
             if markLeading(id, campaign, metadata: metadata) {
                 return .acquired(

@@ -90,8 +90,11 @@ struct EtcdHandoverConfirmationTests {
         }
     }
 
-    @Test("where the holder may ask elsewhere, a term handed over and then ended behind a silent watch is not started")
-    func staleSnapshotDoesNotStartATerm() async throws {
+    /// Where the holder may ask elsewhere (a waiting acquire with `holderMayAskElsewhere`), or the acquire does
+    /// not wait (an HTTP client's, which may come through any replica), a term handed over and then ended behind a
+    /// silent watch is not started from the watch.
+    @Test("a term handed over and then ended behind a silent watch is not started", arguments: [true, false])
+    func staleSnapshotDoesNotStartATerm(waiting: Bool) async throws {
         try await withHandover("silent-handover") { handover in
             // The successor's connection goes silent, and its term ends behind the watch's back (here a
             // compare-and-delete of its keys from another store, as its holder would do through another replica).
@@ -101,9 +104,11 @@ struct EtcdHandoverConfirmationTests {
             #expect(try await handover.leaderStore.current(key: handover.key) == nil)
             // The successor's acquire must not start the ended term from its snapshot: it reads first (and, once its
             // connection is replaced, leads with a new term).
-            let result = try await HandedTerms.$holderMayAskElsewhere.withValue(true) {
+            // A waiting acquire of a holder that may ask through other instances, or an acquire that does not wait
+            // (an HTTP client's, which may come through any replica): both ask etcd.
+            let result = try await HandedTerms.$holderMayAskElsewhere.withValue(waiting) {
                 try await handover.successorStore.acquire(
-                    key: handover.key, holder: "b", ttl: Self.ttl, metadata: nil, waiting: true)
+                    key: handover.key, holder: "b", ttl: Self.ttl, metadata: nil, waiting: waiting)
             }
             if let next = result.lease {
                 #expect(
